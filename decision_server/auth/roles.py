@@ -1,0 +1,55 @@
+"""Roles and the permissions each one grants; routes declare a permission, never a role."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Permission(str, enum.Enum):
+    """Something an API call does; each route requires exactly one."""
+
+    CUSTOMERS_READ = "customers:read"
+    DATA_WRITE = "data:write"
+    KEYS_MANAGE = "keys:manage"
+
+
+class Role(str, enum.Enum):
+    """What an API key is for."""
+
+    CHANNEL = "channel"  # mobile app, call centre, SMS gateway: decide, respond, read the customer
+    ANALYST = "analyst"  # read everything
+    EDITOR = "editor"  # analyst + edit rules and offers
+    INGEST = "ingest"  # a data feed: write customers, transactions, touchpoints
+    ADMIN = "admin"  # everything, including keys
+
+
+_READ_ALL = {Permission.CUSTOMERS_READ}
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.CHANNEL: frozenset({Permission.CUSTOMERS_READ}),
+    Role.ANALYST: frozenset(_READ_ALL),
+    Role.EDITOR: frozenset(_READ_ALL),
+    Role.INGEST: frozenset({Permission.CUSTOMERS_READ, Permission.DATA_WRITE}),
+    Role.ADMIN: frozenset(Permission),
+}
+
+
+def role_allows(role: Role, permission: Permission) -> bool:
+    """Tell whether a key of `role` may do `permission`."""
+    return permission in ROLE_PERMISSIONS[role]
+
+
+def requires(permission: Permission):
+    """Mark a view method with the permission it needs; the API enforces it before the view runs."""
+
+    def mark(view):
+        view.required_permission = permission
+        return view
+
+    return mark
+
+
+def public(view):
+    """Mark a view method as open to anyone (health checks, the API docs)."""
+    view.required_permission = None
+    return view

@@ -1,0 +1,293 @@
+"""The `decision-server` command line: set up, serve, load data and manage keys."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from decision_server.config import Config
+
+
+class Context:
+    """What every command needs: the configuration, and a database opened on first use."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._database = None
+
+    @property
+    def database(self):
+        """Open the database (once) from the configuration."""
+        if self._database is None:
+            from decision_server.db import Database
+
+            self._database = Database(self.config.database_url)
+        return self._database
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--database-url", envvar="DATABASE_URL", help="Database URL [env DATABASE_URL; default sqlite:///./var/decision-server.db].")
+@click.option("--rules-dir", envvar="RULES_DIR", type=click.Path(path_type=Path), help="Rule files [env RULES_DIR; default ./rules].")
+@click.option("--models-dir", envvar="MODELS_DIR", type=click.Path(path_type=Path), help="ONNX models [env MODELS_DIR; default ./models_onnx].")
+@click.option("--log-level", envvar="LOG_LEVEL", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False), help="Log level [env LOG_LEVEL; default INFO].")
+@click.version_option(package_name="decision-server")
+@click.pass_context
+def cli(ctx, database_url, rules_dir, models_dir, log_level):
+    """decision-server: real-time next-best-action decisions for marketing and loyalty teams.
+
+    \b
+    First run on a laptop (SQLite under ./var/):
+      decision-server quickstart         # init + demo data + demo key + serve
+    Step by step:
+      decision-server init               # create or migrate the database
+      decision-server demo-data          # 10k synthetic customers with purchases
+      decision-server keys create --name me --role admin
+      decision-server serve              # http://127.0.0.1:8000/api/v1/docs
+
+    Settings come from the environment (DATABASE_URL, RULES_DIR, MODELS_DIR, LOG_LEVEL);
+    the options above override it. PostgreSQL: --database-url postgresql://user@host:5432/db
+    """
+    from decision_server.logs import configure_logging
+
+    config = Config.from_env(
+        database_url=database_url, rules_dir=rules_dir, models_dir=models_dir, log_level=log_level
+    )
+    configure_logging("WARNING" if ctx.invoked_subcommand != "serve" else config.log_level)
+    ctx.obj = Context(config)
+
+
+@cli.command()
+@pass_context
+def init(ctx: Context):
+    """Create the database schema or migrate it to the newest revision (safe to repeat)."""
+    from decision_server import migrate
+
+    before = migrate.current_revision(ctx.database.engine)
+    migrate.upgrade(ctx.database.engine)
+    after = migrate.current_revision(ctx.database.engine)
+    where = ctx.database.engine.url.render_as_string(hide_password=True)
+    if before == after:
+        click.echo(f"database {where} is up to date (revision {after})")
+    else:
+        click.echo(f"database {where} migrated from {before or 'empty'} to {after}")
+
+
+def _require_migrated(ctx: Context) -> None:
+    from decision_server import migrate
+
+    engine = ctx.database.engine
+    if migrate.current_revision(engine) != migrate.head_revision(engine):
+        raise click.ClickException("the database is not migrated: run `decision-server init` first")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Worker processes (one per core is a good start).")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 256), help="Request threads per worker.")
+@pass_context
+def serve(ctx: Context, host: str, port: int, workers: int, threads: int):
+    """Serve the API with granian (HTTP/1.1 keep-alive; chosen by bench/servers.py)."""
+    _require_migrated(ctx)
+    serve_forever(ctx.config, host=host, port=port, workers=workers, threads=threads)
+
+
+def serve_forever(config: Config, *, host: str, port: int, workers: int, threads: int) -> None:
+    """Run granian on the WSGI factory until interrupted; workers read config from the environment."""
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    os.environ.update(
+        DATABASE_URL=config.database_url,
+        RULES_DIR=str(config.rules_dir),
+        MODELS_DIR=str(config.models_dir),
+        LOG_LEVEL=config.log_level,
+    )
+    server = Server(
+        "decision_server.wsgi:application",
+        address=host,
+        port=port,
+        interface=Interfaces.WSGI,
+        factory=True,
+        workers=workers,
+        blocking_threads=threads,
+        log_access=False,  # the app logs one JSON line per request itself
+        respawn_failed_workers=True,
+    )
+    server.serve()
+
+
+@cli.command("demo-data")
+@click.option("--customers", default=10_000, show_default=True, type=click.IntRange(1, 10_000_000))
+@click.option("--seed", default=42, show_default=True, help="Same seed, same data.")
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Last day of the history [default: today].")
+@click.option("--months", default=24, show_default=True, type=click.IntRange(1, 120), help="Length of the history.")
+@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path), help="Write CSV files here instead of loading the database.")
+@pass_context
+def demo_data(ctx: Context, customers: int, seed: int, as_of, months: int, export_dir: Path | None):
+    """Generate a realistic synthetic customer base (purchases, touchpoints, churners, VIPs).
+
+    Customer ids are DEMO-000001...; running it again with the same seed changes nothing.
+    """
+    from decision_server.demo import generator
+
+    spec = generator.DemoSpec(customers=customers, seed=seed, as_of=as_of.date() if as_of else None, months=months)
+    if export_dir:
+        counts = generator.export_csv(spec, export_dir, progress=_progress)
+        click.echo(f"wrote {counts} to {export_dir}")
+        return
+    _require_migrated(ctx)
+    counts = generator.load(ctx.database, spec, progress=_progress)
+    click.echo(f"demo data loaded: {counts}")
+
+
+def _progress(label: str, done: int, total: int | None) -> None:
+    """Show progress on stderr: a bar on a terminal, a line every ~10% otherwise."""
+    if total:
+        pct = min(100, done * 100 // total)
+        if sys.stderr.isatty():
+            bar = "#" * (pct // 4)
+            end = "\n" if done >= total else ""
+            click.echo(f"\r{label:<14} [{bar:<25}] {pct:3d}% {done:,}/{total:,}", err=True, nl=False)
+            if end:
+                click.echo("", err=True)
+        else:
+            click.echo(f"{label}: {done:,}/{total:,} ({pct}%)", err=True)
+    else:
+        click.echo(f"{label}: {done:,}", err=True)
+
+
+@cli.command("import")
+@click.argument("kind", type=click.Choice(["customers", "transactions", "touchpoints"]))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), help="Default: from the file extension.")
+@click.option("--batch-size", default=20_000, show_default=True, type=click.IntRange(100, 1_000_000), help="Rows per database transaction.")
+@click.option("--errors", "errors_file", type=click.Path(dir_okay=False, path_type=Path), help="Also write every bad row (line, field, reason) to this CSV.")
+@pass_context
+def import_(ctx: Context, kind: str, file: Path, fmt: str | None, batch_size: int, errors_file: Path | None):
+    """Load customers, transactions or touchpoints from a CSV or Parquet FILE.
+
+    \b
+    Columns (header names; extra columns are ignored, except for customers, where they become
+    attributes):
+      customers     external_id, first_name, last_name, email, phone, created_at,
+                    consent_<channel> (true/false), any other column -> attributes
+      transactions  external_id, customer_id, occurred_at, amount, cost, product, category, channel
+      touchpoints   external_id, customer_id, occurred_at, channel, kind, payload (JSON)
+
+    Every row is validated; bad rows are reported with their line number and skipped, good rows
+    are loaded. Re-running the same file changes nothing (rows are keyed by external_id;
+    customers are updated in place). Exit status 1 when any row was bad.
+    """
+    from decision_server.ingest import importer
+
+    _require_migrated(ctx)
+    report = importer.import_file(
+        ctx.database, kind, file, fmt=fmt, batch_size=batch_size, progress=_progress
+    )
+    for error in report.errors[:20]:
+        click.echo(f"{file}:{error.line}: {error.field}: {error.reason}", err=True)
+    if len(report.errors) > 20:
+        click.echo(f"... and {len(report.errors) - 20} more bad rows", err=True)
+    if errors_file and report.errors:
+        report.write_errors(errors_file)
+        click.echo(f"all bad rows written to {errors_file}", err=True)
+    click.echo(report.summary())
+    if report.errors:
+        sys.exit(1)
+
+
+@cli.group()
+def keys():
+    """Create, list and revoke API keys (roles: channel, analyst, editor, ingest, admin)."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who or what uses the key, e.g. mobile-app.")
+@click.option("--role", required=True, type=click.Choice(["channel", "analyst", "editor", "ingest", "admin"]), help="What the key may do.")
+@pass_context
+def keys_create(ctx: Context, name: str, role: str):
+    """Create a key; the key itself is the last line of the output and is not shown again."""
+    from decision_server.auth import service
+
+    _require_migrated(ctx)
+    with ctx.database.session(write=True) as session:
+        new = service.create_key(session, name=name, role=role)
+    click.echo(f"created key #{new.principal.key_id} {name!r} with role {role}; store it now:")
+    click.echo(new.secret)
+
+
+@keys.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@pass_context
+def keys_list(ctx: Context, include_revoked: bool):
+    """List keys (id, name, role, prefix, created, revoked); secrets are never stored."""
+    from decision_server.auth import service
+
+    _require_migrated(ctx)
+    with ctx.database.session() as session:
+        rows = service.list_keys(session, include_revoked=include_revoked)
+    for r in rows:
+        revoked = f" revoked {r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else ""
+        click.echo(f"{r.id:>5}  {r.name:<24} {r.role:<8} ds_{r.prefix}_…  {r.created_at:%Y-%m-%d %H:%M}{revoked}")
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=int)
+@pass_context
+def keys_revoke(ctx: Context, key_id: int):
+    """Revoke the key with KEY_ID (see `keys list`); running servers refuse it within seconds."""
+    from decision_server.auth import service
+    from decision_server.errors import NotFound
+
+    _require_migrated(ctx)
+    try:
+        with ctx.database.session(write=True) as session:
+            record = service.revoke_key(session, key_id=key_id)
+    except NotFound as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"revoked key #{record.id} {record.name!r}")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--customers", default=10_000, show_default=True, type=click.IntRange(1, 10_000_000), help="Demo customers to load into an empty database.")
+@click.option("--no-serve", is_flag=True, help="Prepare everything but do not start the server.")
+@pass_context
+def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: bool):
+    """Migrate, load demo data into an empty database, create a demo admin key, and serve."""
+    from decision_server import migrate
+    from decision_server.auth import service
+    from decision_server.demo import generator
+
+    migrate.upgrade(ctx.database.engine)
+    if generator.is_empty(ctx.database):
+        click.echo(f"loading {customers:,} demo customers...")
+        counts = generator.load(ctx.database, generator.DemoSpec(customers=customers), progress=_progress)
+        click.echo(f"demo data loaded: {counts}")
+    else:
+        click.echo("database already has customers; demo data not loaded again")
+    with ctx.database.session(write=True) as session:
+        new = service.create_key(session, name="quickstart-demo", role="admin")
+    base = f"http://{host}:{port}"
+    click.echo("")
+    click.echo(f"  API:      {base}/api/v1/")
+    click.echo(f"  Docs:     {base}/api/v1/docs")
+    click.echo(f"  Try:      curl -H 'Authorization: Bearer {new.secret}' {base}/api/v1/customers/DEMO-000001")
+    click.echo(f"  Demo admin API key (shown once): {new.secret}")
+    click.echo("")
+    if not no_serve:
+        ctx.database.dispose()
+        serve_forever(ctx.config, host=host, port=port, workers=2, threads=4)
+
+
+def main() -> None:
+    """Run the command line."""
+    cli(prog_name="decision-server")

@@ -1,0 +1,47 @@
+"""Configuration: environment variables first, explicit overrides (CLI options, tests) on top."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SQLITE_PATH = Path("var") / "decision-server.db"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Settings for one server, CLI run or test; immutable once built."""
+
+    database_url: str
+    rules_dir: Path
+    models_dir: Path
+    log_level: str = "INFO"
+    # Largest request body accepted; a batch of 1,000 events is well under 1 MiB.
+    max_request_bytes: int = 4 * 1024 * 1024
+    # How long a verified API key is trusted without reading the database again.
+    key_cache_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
+        """Read settings from the environment, then apply non-None overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {
+            "database_url": env.get("DATABASE_URL") or default_database_url(),
+            "rules_dir": Path(env.get("RULES_DIR") or "rules"),
+            "models_dir": Path(env.get("MODELS_DIR") or "models_onnx"),
+            "log_level": env.get("LOG_LEVEL") or "INFO",
+        }
+        if env.get("KEY_CACHE_SECONDS"):
+            values["key_cache_seconds"] = float(env["KEY_CACHE_SECONDS"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values["rules_dir"] = Path(values["rules_dir"]).resolve()
+        values["models_dir"] = Path(values["models_dir"]).resolve()
+        return cls(**values)
+
+
+def default_database_url() -> str:
+    """Return the embedded default: a SQLite file under ./var/ of the working directory."""
+    return f"sqlite:///{DEFAULT_SQLITE_PATH.resolve()}"

@@ -1,0 +1,50 @@
+"""Tables for customers and their current state row."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from decision_server.db import Base, BigId, Json, UtcDateTime, utcnow
+
+
+class CustomerRecord(Base):
+    """A person we know by the external id the channels use."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    external_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    first_name: Mapped[str | None] = mapped_column(sa.String(100))
+    last_name: Mapped[str | None] = mapped_column(sa.String(100))
+    email: Mapped[str | None] = mapped_column(sa.String(254))
+    phone: Mapped[str | None] = mapped_column(sa.String(32))
+    # Contact consent per channel, e.g. {"sms": true, "app": false}; a missing channel is unknown.
+    consent: Mapped[dict[str, bool]] = mapped_column(Json, default=dict)
+    # Free attributes the business sends along (plan, region, ...), available to rules later.
+    attributes: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    # When the customer became a customer (historical imports set it), not when the row was made.
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class CustomerStateRecord(Base):
+    """The one row per customer that the real-time path reads: aggregates kept up to date on ingest."""
+
+    __tablename__ = "customer_state"
+
+    customer_id: Mapped[int] = mapped_column(
+        BigId, sa.ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    transaction_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    # Money in integer cents: exact on SQLite too, whose NUMERIC would store a float.
+    total_spend_cents: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    total_cost_cents: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    first_purchase_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_purchase_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    touchpoint_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    last_touchpoint_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

@@ -1,0 +1,147 @@
+"""Create, update, read and list customers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from decision_server.customers.records import CustomerRecord, CustomerStateRecord
+from decision_server.errors import Conflict, NotFound
+
+_STATE_FIELDS = (
+    "transaction_count", "total_spend_cents", "total_cost_cents", "first_purchase_at",
+    "last_purchase_at", "touchpoint_count", "last_touchpoint_at",
+)
+_EMPTY_STATE = {name: 0 if name.endswith(("count", "cents")) else None for name in _STATE_FIELDS}
+
+
+def profile(customer: CustomerRecord, state: CustomerStateRecord | None) -> dict[str, Any]:
+    """Return the customer and its state as one plain dict (what the API shows)."""
+    return {
+        "id": customer.id,
+        "external_id": customer.external_id,
+        "first_name": customer.first_name,
+        "last_name": customer.last_name,
+        "email": customer.email,
+        "phone": customer.phone,
+        "consent": customer.consent,
+        "attributes": customer.attributes,
+        "created_at": customer.created_at,
+        "updated_at": customer.updated_at,
+        "state": {n: getattr(state, n) for n in _STATE_FIELDS} if state else dict(_EMPTY_STATE),
+    }
+
+
+def find_customer(session: Session, *, external_id: str) -> CustomerRecord:
+    """Return the customer with `external_id` or raise customer_not_found."""
+    customer = session.scalars(
+        sa.select(CustomerRecord).where(CustomerRecord.external_id == external_id)
+    ).first()
+    if customer is None:
+        raise NotFound(f"no customer with id {external_id!r}", code="customer_not_found")
+    return customer
+
+
+def get_customer(session: Session, *, external_id: str) -> dict[str, Any]:
+    """Return one customer's profile with its state row."""
+    row = session.execute(
+        sa.select(CustomerRecord, CustomerStateRecord)
+        .outerjoin(CustomerStateRecord, CustomerStateRecord.customer_id == CustomerRecord.id)
+        .where(CustomerRecord.external_id == external_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"no customer with id {external_id!r}", code="customer_not_found")
+    return profile(*row)
+
+
+def create_customer(session: Session, *, external_id: str, **fields: Any) -> dict[str, Any]:
+    """Create a customer; an external id already in use is a conflict."""
+    exists = session.scalar(
+        sa.select(CustomerRecord.id).where(CustomerRecord.external_id == external_id)
+    )
+    if exists is not None:
+        raise Conflict(
+            f"a customer with id {external_id!r} already exists; PATCH it to change it",
+            code="customer_exists",
+            errors={"external_id": ["already exists"]},
+        )
+    fields.setdefault("consent", {})
+    fields.setdefault("attributes", {})
+    customer = CustomerRecord(external_id=external_id, **fields)
+    session.add(customer)
+    session.flush()
+    state = CustomerStateRecord(customer_id=customer.id, **_EMPTY_STATE)
+    session.add(state)
+    session.flush()
+    return profile(customer, state)
+
+
+def update_customer(session: Session, *, external_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """Apply a partial update: plain fields are replaced, consent and attributes merged by key."""
+    customer = find_customer(session, external_id=external_id)
+    for name, value in changes.items():
+        if name in ("consent", "attributes"):
+            merged = {**getattr(customer, name), **value}
+            setattr(customer, name, {k: v for k, v in merged.items() if v is not None})
+        else:
+            setattr(customer, name, value)
+    session.flush()
+    return get_customer(session, external_id=external_id)
+
+
+def list_customers(
+    session: Session,
+    *,
+    limit: int,
+    after: list | None = None,
+    q: str | None = None,
+    email: str | None = None,
+    created_from: dt.datetime | None = None,
+    created_to: dt.datetime | None = None,
+    consent: str | None = None,
+) -> list[dict[str, Any]]:
+    """Return up to limit + 1 customer profiles after the cursor position `after`, oldest first."""
+    query = (
+        sa.select(CustomerRecord, CustomerStateRecord)
+        .outerjoin(CustomerStateRecord, CustomerStateRecord.customer_id == CustomerRecord.id)
+        .order_by(CustomerRecord.id)
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(CustomerRecord.id > after[-1])
+    if q:
+        pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            sa.or_(
+                *(sa.func.lower(col).like(pattern, escape="\\") for col in (
+                    CustomerRecord.external_id, CustomerRecord.first_name,
+                    CustomerRecord.last_name, CustomerRecord.email,
+                ))
+            )
+        )
+    if email:
+        query = query.where(sa.func.lower(CustomerRecord.email) == email.lower())
+    if created_from:
+        query = query.where(CustomerRecord.created_at >= created_from)
+    if created_to:
+        query = query.where(CustomerRecord.created_at < created_to)
+    if consent:
+        query = query.where(CustomerRecord.consent[consent].as_boolean().is_(True))
+    return [profile(c, s) for c, s in session.execute(query)]
+
+
+def customer_ids_by_external(session: Session, external_ids: set[str]) -> dict[str, int]:
+    """Map external ids to internal ids for those that exist."""
+    found: dict[str, int] = {}
+    ids = sorted(external_ids)
+    for start in range(0, len(ids), 900):
+        rows = session.execute(
+            sa.select(CustomerRecord.external_id, CustomerRecord.id).where(
+                CustomerRecord.external_id.in_(ids[start : start + 900])
+            )
+        )
+        found.update({external_id: id_ for external_id, id_ in rows})
+    return found

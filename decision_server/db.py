@@ -1,0 +1,175 @@
+"""Database access: engine set-up for SQLite and PostgreSQL, the declarative base, shared types."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Session
+
+from decision_server.errors import ConfigError
+
+UTC = dt.timezone.utc
+
+# Integer ids: BIGINT on PostgreSQL, INTEGER on SQLite (only INTEGER PRIMARY KEY is a rowid alias).
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# JSON documents: JSONB on PostgreSQL (indexable, compact), JSON text on SQLite.
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every record; its metadata is what Alembic compares against."""
+
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UtcDateTime(sa.TypeDecorator):
+    """A timestamp that is always timezone-aware UTC in Python, whatever the database keeps."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        value = to_utc(value)
+        # SQLite has no time zones: keep naive UTC text so that text order is time order.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, str):  # a value written by raw SQL on SQLite
+            value = dt.datetime.fromisoformat(value)
+        return to_utc(value)
+
+
+def to_utc(value: dt.datetime) -> dt.datetime:
+    """Return value as aware UTC; a naive value is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def utcnow() -> dt.datetime:
+    """Return the current time, aware UTC."""
+    return dt.datetime.now(UTC)
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse a database URL and pin the driver: psycopg 3 for PostgreSQL, sqlite3 for SQLite."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with a terse message
+        raise ConfigError(f"DATABASE_URL is not a valid database URL: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if parsed.drivername not in ("sqlite", "sqlite+pysqlite"):
+            raise ConfigError(f"unsupported SQLite driver {parsed.drivername!r}; use sqlite:///PATH")
+        return parsed
+    raise ConfigError(
+        f"unsupported database {backend!r} in DATABASE_URL; use sqlite:///PATH or "
+        "postgresql://user@host:port/db"
+    )
+
+
+def create_engine(url: str | URL) -> Engine:
+    """Create an engine with the settings this project relies on for each backend."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    return sa.create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Take transaction control away from the sqlite3 module so that BEGIN is ours to emit.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection):
+        # A writer takes the write lock up front: a deferred transaction that reads and then
+        # writes can fail with SQLITE_BUSY at once instead of waiting for the other writer.
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def dialect_of(db: Session | Connection) -> str:
+    """Return the database dialect name ("sqlite" or "postgresql") behind a session or connection."""
+    bind = db.get_bind() if isinstance(db, Session) else db
+    return bind.dialect.name
+
+
+def upsert(db: Session | Connection, table: sa.Table):
+    """Return the INSERT construct that supports ON CONFLICT on the database behind `db`."""
+    return (postgresql.insert if dialect_of(db) == "postgresql" else sqlite.insert)(table)
+
+
+class Database:
+    """One engine and the ways to open units of work on it."""
+
+    def __init__(self, url: str | URL):
+        self.engine = create_engine(url)
+        self.dialect = self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """Open a session in a transaction; commit on success, roll back on any error."""
+        with self.engine.connect() as conn:
+            if write:
+                conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                session = Session(bind=conn, expire_on_commit=False, autoflush=False)
+                try:
+                    yield session
+                    session.flush()
+                finally:
+                    session.close()
+
+    @contextlib.contextmanager
+    def connection(self, *, write: bool = False) -> Iterator[Connection]:
+        """Open a Core connection in a transaction (bulk paths: no ORM objects)."""
+        with self.engine.connect() as conn:
+            if write:
+                conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                yield conn
+
+    def ping(self) -> None:
+        """Run a trivial query; raises when the database cannot be reached."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

@@ -1,0 +1,1 @@
+"""Synthetic demo data: a realistic, reproducible customer base for demos, tests and benchmarks."""

@@ -1,0 +1,1 @@
+"""Bulk ingestion: streaming CSV/Parquet import with row validation and idempotent writes."""

@@ -1,0 +1,18 @@
+"""Every table of the project, imported in one place so that the metadata is complete."""
+
+from decision_server.auth.records import ApiKeyRecord
+from decision_server.customers.records import CustomerRecord, CustomerStateRecord
+from decision_server.db import Base
+from decision_server.touchpoints.records import TouchpointRecord
+from decision_server.transactions.records import TransactionRecord
+
+metadata = Base.metadata
+
+__all__ = [
+    "ApiKeyRecord",
+    "CustomerRecord",
+    "CustomerStateRecord",
+    "TouchpointRecord",
+    "TransactionRecord",
+    "metadata",
+]

@@ -1,0 +1,62 @@
+"""Request and response schemas for touchpoints."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields
+
+from decision_server.schemas import Code, ExternalId, JsonDocument, PageQuery, Timestamp, page_of
+
+MAX_BATCH = 1000
+
+
+class TouchpointInSchema(ma.Schema):
+    """An interaction. Send `external_id` to make retries safe: the same id is stored once."""
+
+    external_id = ExternalId(metadata={"description": "your id for this interaction (default: generated)"})
+    customer_id = ExternalId(required=True, metadata={"example": "C-000123"})
+    occurred_at = Timestamp(required=True)
+    channel = Code(required=True, metadata={"example": "app"})
+    kind = Code(required=True, metadata={"example": "app_open"})
+    payload = JsonDocument(load_default=dict, metadata={"example": {"screen": "offers"}})
+
+
+class TouchpointBatchInSchema(ma.Schema):
+    """Up to 1,000 interactions written all together or, if any is invalid, not at all."""
+
+    items = fields.List(
+        fields.Nested(TouchpointInSchema), required=True, validate=ma.validate.Length(1, MAX_BATCH)
+    )
+
+
+class TouchpointSchema(ma.Schema):
+    """A stored interaction."""
+
+    id = fields.String(attribute="external_id")
+    customer_id = fields.String(attribute="customer_external_id")
+    occurred_at = fields.DateTime()
+    channel = fields.String()
+    kind = fields.String()
+    payload = fields.Dict()
+    ingested_at = fields.DateTime()
+    status = fields.String(metadata={"description": "created, or existing for a repeated id"})
+
+
+class TouchpointBatchResultSchema(ma.Schema):
+    """What a batch did: counts and each stored interaction."""
+
+    created = fields.Integer()
+    existing = fields.Integer()
+    items = fields.List(fields.Nested(TouchpointSchema))
+
+
+class TouchpointQuerySchema(PageQuery):
+    """Filters for a customer's interactions, newest first."""
+
+    occurred_from = Timestamp()
+    occurred_to = Timestamp()
+    channel = Code()
+    kind = Code()
+
+
+TouchpointPageSchema = page_of(TouchpointSchema, "TouchpointPage")

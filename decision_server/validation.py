@@ -1,0 +1,111 @@
+"""Field rules shared by the API schemas and the bulk importer, so both accept the same data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from decision_server.db import UTC, to_utc
+
+EXTERNAL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
+EXTERNAL_ID_RULE = "1-64 characters: letters, digits and . _ : @ -, starting with a letter or digit"
+CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+CODE_RULE = "lowercase identifier: a-z, 0-9 and _, starting with a letter, at most 32 characters"
+
+# A single purchase above this is a data error, not a sale (and keeps cents within 64 bits).
+MAX_AMOUNT = Decimal("100000000.00")
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = dt.datetime(2100, 1, 1, tzinfo=UTC)
+MAX_JSON_DEPTH = 5
+MAX_JSON_KEYS = 100
+
+
+def check_external_id(value: str) -> str | None:
+    """Return a message when `value` is not a valid external id."""
+    return None if EXTERNAL_ID_RE.match(value) else f"invalid id: {EXTERNAL_ID_RULE}"
+
+
+def check_code(value: str) -> str | None:
+    """Return a message when `value` is not a valid channel/kind/category code."""
+    return None if CODE_RE.match(value) else f"invalid code: {CODE_RULE}"
+
+
+def check_text(value: str, max_len: int) -> str | None:
+    """Return a message when free text is too long or holds characters a database refuses."""
+    if len(value) > max_len:
+        return f"at most {max_len} characters"
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    return None
+
+
+def parse_money_cents(value: Any) -> int:
+    """Parse an amount (string or number) into integer cents; raise ValueError with a reason."""
+    if isinstance(value, float):
+        value = repr(value)
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError("not a number") from None
+    if not amount.is_finite():
+        raise ValueError("not a finite number")
+    if amount < 0:
+        raise ValueError("must not be negative")
+    if amount > MAX_AMOUNT:
+        raise ValueError(f"must be at most {MAX_AMOUNT}")
+    if amount != amount.quantize(Decimal("0.01")):
+        raise ValueError("at most 2 decimal places")
+    return int(amount * 100)
+
+
+def cents_to_decimal(cents: int | None) -> Decimal | None:
+    """Turn integer cents back into an exact Decimal amount."""
+    return None if cents is None else (Decimal(cents) / 100).quantize(Decimal("0.01"))
+
+
+def parse_timestamp(value: Any) -> dt.datetime:
+    """Parse an ISO 8601 time (naive means UTC) within 1970-2100; raise ValueError with a reason."""
+    if isinstance(value, dt.datetime):
+        parsed = value
+    else:
+        text = str(value).strip()
+        try:
+            parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("not an ISO 8601 date-time, e.g. 2026-03-01T12:30:00Z") from None
+    parsed = to_utc(parsed)
+    if not EARLIEST <= parsed < LATEST:
+        raise ValueError("must be between 1970 and 2100")
+    return parsed
+
+
+def check_json_document(value: Any, *, depth: int = 0) -> str | None:
+    """Return a message when a free JSON document is too deep, too wide or holds NUL characters."""
+    if depth > MAX_JSON_DEPTH:
+        return f"nested deeper than {MAX_JSON_DEPTH} levels"
+    if isinstance(value, dict):
+        if len(value) > MAX_JSON_KEYS:
+            return f"more than {MAX_JSON_KEYS} keys"
+        for key, item in value.items():
+            if "\x00" in key or len(key) > 100:
+                return "keys must be at most 100 characters without NUL characters"
+            problem = check_json_document(item, depth=depth + 1)
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        if len(value) > MAX_JSON_KEYS:
+            return f"lists of more than {MAX_JSON_KEYS} items"
+        for item in value:
+            problem = check_json_document(item, depth=depth + 1)
+            if problem:
+                return problem
+    elif isinstance(value, str):
+        return check_text(value, 2000)
+    elif isinstance(value, float) and not math.isfinite(value):
+        return "numbers must be finite (no NaN or Infinity)"
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+        return "integers beyond +/-2^53 lose precision in JSON"
+    return None

@@ -1,0 +1,124 @@
+"""Test fixtures: every database test runs on SQLite and on PostgreSQL, on the migrated schema."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from decision_server import create_app, migrate
+from decision_server.auth import service as auth_service
+from decision_server.auth.roles import Role
+from decision_server.config import Config
+from decision_server.db import Database, normalize_url
+from decision_server.records import metadata
+
+REPO = Path(__file__).resolve().parent.parent
+# The maintenance database; each test run creates (and drops) its own database next to it.
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _create_postgres_database() -> tuple[str, str]:
+    admin = normalize_url(POSTGRES_URL)
+    name = f"ds_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is required for the test suite and is not reachable at {POSTGRES_URL} "
+            f"(set TEST_POSTGRES_URL): {exc}",
+            pytrace=False,
+        )
+    return conninfo, admin.set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_postgres_database(conninfo: str, url: str) -> None:
+    name = sa.make_url(url).database
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def make_database_url(tmp_path_factory):
+    """Return a factory of fresh, empty databases of a backend ("sqlite" or "postgresql")."""
+    created: list[tuple[str, str]] = []
+
+    def make(backend: str) -> str:
+        if backend == "sqlite":
+            return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        conninfo, url = _create_postgres_database()
+        created.append((conninfo, url))
+        return url
+
+    yield make
+    for conninfo, url in created:
+        _drop_postgres_database(conninfo, url)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request, make_database_url) -> str:
+    """A migrated database of each backend, shared by the tests of that backend."""
+    url = make_database_url(request.param)
+    database = Database(url)
+    migrate.upgrade(database.engine)
+    database.dispose()
+    return url
+
+
+@pytest.fixture
+def database(database_url):
+    """The migrated database, emptied after the test."""
+    db = Database(database_url)
+    yield db
+    with db.engine.begin() as conn:
+        tables = [t.name for t in metadata.sorted_tables]
+        if db.dialect == "postgresql":
+            conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+        else:
+            for table in reversed(tables):
+                conn.exec_driver_sql(f"DELETE FROM {table}")
+    db.dispose()
+
+
+@pytest.fixture
+def config(database, tmp_path) -> Config:
+    """Configuration for an app on the test database (no key cache, so revocation is immediate)."""
+    return Config(
+        database_url=str(database.engine.url.render_as_string(hide_password=False)),
+        rules_dir=REPO / "rules",
+        models_dir=REPO / "models_onnx",
+        key_cache_seconds=0,
+    )
+
+
+@pytest.fixture
+def app(config):
+    """The application under test."""
+    application = create_app(config)
+    yield application
+    application.extensions["database"].dispose()
+
+
+@pytest.fixture
+def client(app):
+    """A test client of the app."""
+    return app.test_client()
+
+
+@pytest.fixture
+def keys(database) -> dict[str, str]:
+    """One API key per role, by role name."""
+    with database.session(write=True) as session:
+        return {role.value: auth_service.create_key(session, name=f"test-{role.value}", role=role.value).secret for role in Role}
+
+
+@pytest.fixture
+def auth(keys):
+    """Return the Authorization header for a role: auth("admin")."""
+    return lambda role: {"Authorization": f"Bearer {keys[role]}"}
