@@ -131,17 +131,3 @@ def list_customers(
     if consent:
         query = query.where(CustomerRecord.consent[consent].as_boolean().is_(True))
     return [profile(c, s) for c, s in session.execute(query)]
-
-
-def customer_ids_by_external(session: Session, external_ids: set[str]) -> dict[str, int]:
-    """Map external ids to internal ids for those that exist."""
-    found: dict[str, int] = {}
-    ids = sorted(external_ids)
-    for start in range(0, len(ids), 900):
-        rows = session.execute(
-            sa.select(CustomerRecord.external_id, CustomerRecord.id).where(
-                CustomerRecord.external_id.in_(ids[start : start + 900])
-            )
-        )
-        found.update({external_id: id_ for external_id, id_ in rows})
-    return found

@@ -10,10 +10,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from decision_server.customers.service import customer_ids_by_external
 from decision_server.customers.state import refresh_state
 from decision_server.db import upsert, utcnow
 from decision_server.errors import Conflict, ValidationError
+from decision_server.ingest.bulk import customer_id_map
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +36,7 @@ def ingest_events(
     """
     items = [{**item, "external_id": item.get("external_id") or uuid.uuid4().hex} for item in items]
     _check_repeats(kind, items, field)
-    customers = customer_ids_by_external(session, {item["customer_id"] for item in items})
+    customers = customer_id_map(session.connection(), (item["customer_id"] for item in items))
     unknown = {
         field(i, "customer_id"): ["no customer with this id"]
         for i, item in enumerate(items) if item["customer_id"] not in customers
