@@ -219,7 +219,7 @@ def keys_create(ctx: Context, name: str, role: str):
     _require_migrated(ctx)
     with ctx.database.session(write=True) as session:
         new = service.create_key(session, name=name, role=role)
-    click.echo(f"created key #{new.principal.key_id} {name!r} with role {role}; store it now:")
+    click.echo(f"created key #{new.record.id} {name!r} with role {role}; store it now:")
     click.echo(new.secret)
 
 

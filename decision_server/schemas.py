@@ -143,7 +143,10 @@ class Cursor(fields.String):
 
 
 class PageQuery(ma.Schema):
-    """Keyset pagination: `limit` rows after `cursor`."""
+    """Keyset pagination: `limit` rows after `cursor`; an unknown parameter is an error, not ignored."""
+
+    class Meta:
+        unknown = ma.RAISE
 
     limit = fields.Integer(
         load_default=50, validate=ma.validate.Range(1, 500), metadata={"description": "rows per page"}

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from decision_server.auth import schemas, service
 from decision_server.auth.roles import Permission, requires
-from decision_server.web import transaction
+from decision_server.web import Blueprint, transaction
 
 blp = Blueprint("keys", __name__, url_prefix="/keys", description="API keys and their roles")
 
@@ -30,8 +29,7 @@ class Keys(MethodView):
         """Create an API key; its secret is in this response only."""
         with transaction(write=True) as session:
             new = service.create_key(session, name=body["name"], role=body["role"])
-            record = service.find_key(session, key_id=new.principal.key_id)
-            return {**schemas.KeySchema().dump(record), "key": new.secret}
+        return {**vars(new.record), "key": new.secret}
 
 
 @blp.route("/<int:key_id>")

@@ -34,7 +34,7 @@ class Principal:
 class NewKey:
     """A freshly created key: the secret is shown once and never stored."""
 
-    principal: Principal
+    record: ApiKeyRecord
     secret: str
 
 
@@ -57,7 +57,7 @@ def create_key(session: Session, *, name: str, role: str) -> NewKey:
     record = ApiKeyRecord(name=name, role=role_.value, prefix=prefix, key_hash=_hash(secret))
     session.add(record)
     session.flush()
-    return NewKey(Principal(record.id, name, role_), secret)
+    return NewKey(record, secret)
 
 
 def list_keys(session: Session, *, include_revoked: bool = False) -> list[ApiKeyRecord]:

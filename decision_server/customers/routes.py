@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from decision_server.auth.roles import Permission, requires
 from decision_server.customers import schemas, service
 from decision_server.schemas import page_response
-from decision_server.web import transaction
+from decision_server.web import Blueprint, transaction
 
 blp = Blueprint("customers", __name__, url_prefix="/customers", description="Customers and their state")
 

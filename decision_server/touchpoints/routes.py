@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from decision_server.auth.roles import Permission, requires
 from decision_server.ingest.events import batch_result, event_position
 from decision_server.schemas import page_response
 from decision_server.touchpoints import schemas, service
-from decision_server.web import transaction
+from decision_server.web import Blueprint, transaction
 
 blp = Blueprint("touchpoints", __name__, url_prefix="", description="Interactions other than interactions")
 

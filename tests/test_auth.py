@@ -1,0 +1,142 @@
+"""Every route × no key / bad key / each role: 401, 403 or allowed, as the roles table says."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from decision_server.cli import cli
+
+ALL = {"channel", "analyst", "editor", "ingest", "admin"}
+WRITERS = {"ingest", "admin"}
+ADMIN = {"admin"}
+CUSTOMER = "/api/v1/customers/<string:customer_id>"
+
+# (method, rule) -> roles allowed. Written out by hand on purpose: the expectation must not be
+# derived from the code under test. A new route fails test_every_route_is_in_the_matrix until
+# it is added here.
+MATRIX = {
+    ("GET", "/api/v1/customers"): ALL,
+    ("POST", "/api/v1/customers"): WRITERS,
+    ("GET", CUSTOMER): ALL,
+    ("PATCH", CUSTOMER): WRITERS,
+    ("POST", "/api/v1/transactions"): WRITERS,
+    ("POST", "/api/v1/transactions/batch"): WRITERS,
+    ("GET", CUSTOMER + "/transactions"): ALL,
+    ("POST", "/api/v1/touchpoints"): WRITERS,
+    ("POST", "/api/v1/touchpoints/batch"): WRITERS,
+    ("GET", CUSTOMER + "/touchpoints"): ALL,
+    ("GET", "/api/v1/keys"): ADMIN,
+    ("POST", "/api/v1/keys"): ADMIN,
+    ("DELETE", "/api/v1/keys/<int:key_id>"): ADMIN,
+}
+
+TX = {"customer_id": "C1", "occurred_at": "2026-01-01T10:00:00Z", "amount": "10.00"}
+TP = {"customer_id": "C1", "occurred_at": "2026-01-01T10:00:00Z", "channel": "app", "kind": "app_open"}
+BODIES = {
+    ("POST", "/api/v1/customers"): lambda n: {"external_id": f"NEW-{n}"},
+    ("PATCH", CUSTOMER): lambda n: {"first_name": "Ana"},
+    ("POST", "/api/v1/transactions"): lambda n: TX,
+    ("POST", "/api/v1/transactions/batch"): lambda n: {"items": [TX]},
+    ("POST", "/api/v1/touchpoints"): lambda n: TP,
+    ("POST", "/api/v1/touchpoints/batch"): lambda n: {"items": [TP]},
+    ("POST", "/api/v1/keys"): lambda n: {"name": f"k{n}", "role": "channel"},
+}
+
+
+def _api_routes(app):
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/api/v1/") and not rule.endpoint.startswith("api-docs"):
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                yield method, rule.rule
+
+
+def test_every_route_is_in_the_matrix(app):
+    assert set(_api_routes(app)) == set(MATRIX)
+
+
+@pytest.mark.parametrize("method,rule", sorted(MATRIX), ids=lambda v: v.replace("<string:customer_id>", "{id}"))
+def test_route_enforces_its_roles(client, auth, method, rule):
+    assert client.post("/api/v1/customers", json={"external_id": "C1"}, headers=auth("admin")).status_code == 201
+    victim = client.post("/api/v1/keys", json={"name": "victim", "role": "channel"}, headers=auth("admin"))
+    path = rule.replace("<string:customer_id>", "C1").replace("<int:key_id>", str(victim.get_json()["id"]))
+    body = BODIES.get((method, rule), lambda n: None)
+
+    def call(headers, n):
+        return client.open(path, method=method, json=body(n), headers=headers)
+
+    assert call({}, 0).status_code == 401
+    assert call({"Authorization": "Bearer ds_00000000_not-a-real-key"}, 0).status_code == 401
+    assert call({"Authorization": "Basic dXNlcjpwYXNz"}, 0).status_code == 401
+    for n, role in enumerate(sorted(ALL), start=1):
+        response = call(auth(role), n)
+        if role in MATRIX[(method, rule)]:
+            assert response.status_code < 400, (role, response.get_json())
+        else:
+            assert response.status_code == 403, (role, response.status_code)
+            assert response.get_json()["code"] == "forbidden"
+
+
+def test_missing_key_error_is_json_with_a_code(client):
+    response = client.get("/api/v1/customers")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert response.get_json() == {
+        "code": "missing_api_key", "status": 401,
+        "message": "send an API key as `Authorization: Bearer <key>`", "errors": {},
+    }
+
+
+def test_docs_and_health_need_no_key(client):
+    assert client.get("/health").status_code == 200
+    assert client.get("/api/v1/openapi.json").status_code == 200
+    assert client.get("/api/v1/docs").status_code == 200
+    assert client.get("/api/v1/docs-assets/swagger-ui-bundle.js").status_code == 200
+
+
+def test_created_key_works_and_revoked_key_stops(client, auth):
+    created = client.post("/api/v1/keys", json={"name": "app", "role": "channel"}, headers=auth("admin"))
+    assert created.status_code == 201
+    new = created.get_json()
+    assert new["key"].startswith(f"ds_{new['prefix']}_") and new["role"] == "channel"
+    headers = {"Authorization": f"Bearer {new['key']}"}
+    assert client.get("/api/v1/customers", headers=headers).status_code == 200
+
+    listed = client.get("/api/v1/keys", headers=auth("admin")).get_json()
+    assert "app" in [k["name"] for k in listed]
+    assert all("key" not in k and "key_hash" not in k for k in listed)
+
+    assert client.delete(f"/api/v1/keys/{new['id']}", headers=auth("admin")).status_code == 200
+    refused = client.get("/api/v1/customers", headers=headers)
+    assert refused.status_code == 401 and refused.get_json()["code"] == "api_key_revoked"
+    assert client.delete("/api/v1/keys/999999", headers=auth("admin")).status_code == 404
+
+
+def test_key_is_stored_only_as_a_hash(client, auth, database):
+    secret = client.post("/api/v1/keys", json={"name": "h", "role": "analyst"}, headers=auth("admin")).get_json()["key"]
+    with database.connection() as conn:
+        stored = [tuple(str(v) for v in row) for row in conn.exec_driver_sql("SELECT * FROM api_keys")]
+    assert stored and not any(secret in value for row in stored for value in row)
+
+
+def test_bad_key_requests_are_refused(client, auth):
+    assert client.post("/api/v1/keys", json={"name": "x", "role": "root"}, headers=auth("admin")).status_code == 422
+    assert client.post("/api/v1/keys", json={"name": "", "role": "admin"}, headers=auth("admin")).status_code == 422
+
+
+def test_cli_prints_the_new_key_as_last_line(database_url, database):
+    result = CliRunner().invoke(cli, ["--database-url", database_url, "keys", "create", "--name", "ops", "--role", "analyst"])
+    assert result.exit_code == 0, result.output
+    secret = result.output.strip().splitlines()[-1]
+    assert secret.startswith("ds_")
+    listed = CliRunner().invoke(cli, ["--database-url", database_url, "keys", "list"])
+    assert "ops" in listed.output and secret not in listed.output
+    key_id = listed.output.split()[0]
+    revoked = CliRunner().invoke(cli, ["--database-url", database_url, "keys", "revoke", key_id])
+    assert revoked.exit_code == 0 and "revoked" in revoked.output
+    assert CliRunner().invoke(cli, ["--database-url", database_url, "keys", "revoke", "424242"]).exit_code == 1
+
+
+def test_cli_refuses_unknown_role(database_url, database):
+    result = CliRunner().invoke(cli, ["--database-url", database_url, "keys", "create", "--name", "x", "--role", "root"])
+    assert result.exit_code == 2 and "root" in result.output
