@@ -31,7 +31,20 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    """A command group that shows our errors as one clear line instead of a traceback."""
+
+    def invoke(self, ctx):
+        from decision_server.errors import DecisionServerError
+
+        try:
+            return super().invoke(ctx)
+        except DecisionServerError as exc:
+            detail = "".join(f"\n  {field}: {'; '.join(map(str, msgs))}" for field, msgs in exc.errors.items())
+            raise click.ClickException(exc.message + detail) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--database-url", envvar="DATABASE_URL", help="Database URL [env DATABASE_URL; default sqlite:///./var/decision-server.db].")
 @click.option("--rules-dir", envvar="RULES_DIR", type=click.Path(path_type=Path), help="Rule files [env RULES_DIR; default ./rules].")
 @click.option("--models-dir", envvar="MODELS_DIR", type=click.Path(path_type=Path), help="ONNX models [env MODELS_DIR; default ./models_onnx].")

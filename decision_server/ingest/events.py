@@ -74,11 +74,13 @@ def ingest_events(
             ]
     if conflicts:
         raise Conflict(f"{kind.noun} id already used for other content", errors=conflicts, code=f"{kind.noun}_conflict")
-    return [
-        {**stored[item["external_id"]], "customer_external_id": item["customer_id"],
-         "status": "created" if item["external_id"] in created else "existing"}
-        for item in items
-    ]
+    results = []
+    for item in items:
+        key = item["external_id"]
+        results.append({**stored[key], "customer_external_id": item["customer_id"],
+                        "status": "created" if key in created else "existing"})
+        created.discard(key)  # a repeat later in the same batch is "existing"
+    return results
 
 
 def _check_repeats(kind: EventKind, items: list[dict[str, Any]], field: Callable[[int, str], str]) -> None:
