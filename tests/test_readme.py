@@ -1,0 +1,107 @@
+"""The README's first command, run as a newcomer would, in a fresh copy of the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def readme_commands() -> list[str]:
+    """Return the commands of the README's first code block (comments stripped)."""
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"```sh\n(.*?)```", text, re.S).group(1)
+    return [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
+
+
+def test_readme_opens_with_the_two_commands():
+    assert readme_commands()[:2] == ["make run", "make test"]
+    makefile = (REPO / "Makefile").read_text()
+    assert "pytest" in makefile.split("\ntest:")[1].split("\n\n")[0]
+
+
+def _fresh_copy(target: Path) -> None:
+    """Copy what a clone would hold: tracked files plus new files git does not ignore."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout.decode().split("\0")
+    for name in filter(None, files):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_first_command_serves_demo_customers_on_a_fresh_copy(tmp_path):
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    _fresh_copy(clone)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "VIRTUAL_ENV", "RULES_DIR", "MODELS_DIR"))}
+    env["PYTHON"] = sys.executable  # a plain interpreter to build the venv from
+    started = time.monotonic()
+    process = subprocess.Popen(
+        f"{readme_commands()[0]} PORT={port}", shell=True, cwd=clone, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
+    reader.start()
+    try:
+        key = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and process.poll() is None:
+            match = re.search(r"Demo admin API key \(shown once\): (\S+)", "".join(output))
+            if match and _get(f"http://127.0.0.1:{port}/health") is not None:
+                key = match.group(1)
+                break
+            time.sleep(1)
+        assert key, "server did not come up:\n" + "".join(output)[-4000:]
+        elapsed = time.monotonic() - started
+        print(f"README first command: serving after {elapsed:.0f} s")
+
+        base = f"http://127.0.0.1:{port}"
+        assert f"{base}/api/v1/docs" in "".join(output)
+        customer = _get(f"{base}/api/v1/customers/DEMO-000001", key)
+        assert customer["id"] == "DEMO-000001"
+        page = _get(f"{base}/api/v1/customers?limit=500", key)
+        assert len(page["items"]) == 500 and page["next_cursor"]
+        assert _get(f"{base}/ready")["status"] == "ready"
+        with urllib.request.urlopen(f"{base}/api/v1/docs") as response:
+            assert response.status == 200 and b"swagger" in response.read().lower()
+        assert (clone / "var" / "decision-server.db").exists()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _get(url: str, key: str | None = None):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None
