@@ -140,3 +140,12 @@ def test_cli_prints_the_new_key_as_last_line(database_url, database):
 def test_cli_refuses_unknown_role(database_url, database):
     result = CliRunner().invoke(cli, ["--database-url", database_url, "keys", "create", "--name", "x", "--role", "root"])
     assert result.exit_code == 2 and "root" in result.output
+
+
+def test_spec_documents_auth_failures_and_the_error_payload(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert set(spec["components"]["schemas"]["Error"]["properties"]) == {"code", "status", "message", "errors"}
+    operations = [op for path in spec["paths"].values() for op in path.values() if isinstance(op, dict) and "responses" in op]
+    assert len(operations) == len(MATRIX)
+    assert all({"401", "403"} <= set(op["responses"]) for op in operations)

@@ -44,9 +44,21 @@ def requires(permission: Permission):
 
     def mark(view):
         view.required_permission = permission
+        # Document the two auth failures on the operation (flask-smorest reads `_apidoc`).
+        doc = getattr(view, "_apidoc", None)
+        if doc is None:
+            doc = view._apidoc = {}
+        doc.setdefault("manual_doc", {}).setdefault("responses", {}).update({
+            "401": _error_doc("missing, malformed, unknown or revoked API key"),
+            "403": _error_doc(f"the key's role does not grant {permission.value}"),
+        })
         return view
 
     return mark
+
+
+def _error_doc(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
 def public(view):
