@@ -207,7 +207,7 @@ def import_(ctx: Context, kind: str, file: Path, fmt: str | None, batch_size: in
     for error in report.errors[:20]:
         click.echo(f"{file}:{error.line}: {error.field}: {error.reason}", err=True)
     if len(report.errors) > 20:
-        click.echo(f"... and {len(report.errors) - 20} more bad rows", err=True)
+        click.echo(f"... and {len(report.errors) - 20} more errors", err=True)
     if errors_file and report.errors:
         report.write_errors(errors_file)
         click.echo(f"all bad rows written to {errors_file}", err=True)
