@@ -128,7 +128,8 @@ def decode_cursor(cursor: str) -> list[Any]:
         position = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(position, list) or not position or len(position) > 3:
             raise ValueError
-        if not isinstance(position[-1], int) or isinstance(position[-1], bool):
+        last = position[-1]
+        if not isinstance(last, int) or isinstance(last, bool) or not 0 <= last < 2**63:
             raise ValueError
         return [dt.datetime.fromisoformat(p) if isinstance(p, str) else p for p in position]
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):

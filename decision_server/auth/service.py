@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
@@ -19,6 +20,7 @@ from decision_server.errors import NotFound, Unauthorized, ValidationError
 
 KEY_PREFIX = "ds"
 _PREFIX_CHARS = 8
+_PREFIX_RE = re.compile(f"[0-9a-f]{{{_PREFIX_CHARS}}}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +72,7 @@ def list_keys(session: Session, *, include_revoked: bool = False) -> list[ApiKey
 
 def find_key(session: Session, *, key_id: int) -> ApiKeyRecord:
     """Return the key record with `key_id` or raise api_key_not_found."""
-    record = session.get(ApiKeyRecord, key_id)
+    record = session.get(ApiKeyRecord, key_id) if 0 < key_id < 2**63 else None
     if record is None:
         raise NotFound(f"no API key with id {key_id}", code="api_key_not_found")
     return record
@@ -88,7 +90,7 @@ def revoke_key(session: Session, *, key_id: int) -> ApiKeyRecord:
 def verify_key(session: Session, secret: str) -> Principal:
     """Return who holds `secret`, or raise Unauthorized."""
     parts = secret.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != _PREFIX_CHARS:
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not _PREFIX_RE.fullmatch(parts[1]):
         raise Unauthorized("malformed API key", code="invalid_api_key")
     record = session.scalars(sa.select(ApiKeyRecord).where(ApiKeyRecord.prefix == parts[1])).first()
     if record is None or not hmac.compare_digest(record.key_hash, _hash(secret)):

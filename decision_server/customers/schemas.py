@@ -69,7 +69,7 @@ class CustomerQuerySchema(PageQuery):
     """Filters for listing customers."""
 
     q = Text(100, metadata={"description": "case-insensitive text in id, names or email"})
-    email = fields.String(validate=ma.validate.Length(max=254))
+    email = Text(254)
     created_from = Timestamp()
     created_to = Timestamp()
     consent = Code(metadata={"description": "only customers who consented to this channel"})

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.errors import Conflict, NotFound
+from decision_server.validation import check_external_id
 
 _STATE_FIELDS = (
     "transaction_count", "total_spend_cents", "total_cost_cents", "first_purchase_at",
@@ -55,21 +56,29 @@ def _profile_from_row(row: sa.Row) -> dict[str, Any]:
     return {**{n: values[n] for n in _CUSTOMER_FIELDS}, "state": state}
 
 
+def _not_found(external_id: str) -> NotFound:
+    return NotFound(f"no customer with id {external_id!r}", code="customer_not_found")
+
+
 def find_customer(session: Session, *, external_id: str) -> CustomerRecord:
     """Return the customer with `external_id` or raise customer_not_found."""
+    if check_external_id(external_id):  # cannot exist; PostgreSQL would also refuse a NUL in it
+        raise _not_found(external_id)
     customer = session.scalars(
         sa.select(CustomerRecord).where(CustomerRecord.external_id == external_id)
     ).first()
     if customer is None:
-        raise NotFound(f"no customer with id {external_id!r}", code="customer_not_found")
+        raise _not_found(external_id)
     return customer
 
 
 def get_customer(session: Session, *, external_id: str) -> dict[str, Any]:
     """Return one customer's profile with its state row."""
+    if check_external_id(external_id):
+        raise _not_found(external_id)
     row = session.connection().execute(_profile_by_external_id(), {"external_id": external_id}).first()
     if row is None:
-        raise NotFound(f"no customer with id {external_id!r}", code="customer_not_found")
+        raise _not_found(external_id)
     return _profile_from_row(row)
 
 
