@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,7 +96,33 @@ def create_engine(url: str | URL) -> Engine:
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
-    return sa.create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    return _ping_when_idle(sa.create_engine(parsed, pool_size=8, max_overflow=8))
+
+
+# A pooled connection unused for longer than this is checked before use (a server restart or a
+# firewall may have dropped it). Checking on every checkout, as pool_pre_ping does, costs one
+# round trip per request: ~0.3 ms of a 1.4 ms customer read on PostgreSQL.
+IDLE_PING_SECONDS = 10.0
+
+
+def _ping_when_idle(engine: Engine) -> Engine:
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record):
+        record.info["last_used"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy):
+        last_used = record.info.get("last_used")
+        if last_used is None or time.monotonic() - last_used < IDLE_PING_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception:
+            alive = False
+        if not alive:
+            raise sa.exc.DisconnectionError("stale pooled connection")  # the pool reconnects
+
+    return engine
 
 
 def _sqlite_engine(url: URL) -> Engine:
