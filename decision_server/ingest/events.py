@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from decision_server.customers.records import CustomerRecord
 from decision_server.customers.state import refresh_state
 from decision_server.db import upsert, utcnow
 from decision_server.errors import Conflict, ValidationError
@@ -44,6 +45,15 @@ def ingest_events(
     if unknown:
         raise ValidationError("unknown customer id", errors=unknown, code="unknown_customer")
 
+    # Writers of the same customer take turns, so that each state refresh below sees the events
+    # the others committed (PostgreSQL would otherwise let two refreshes overwrite each other;
+    # SQLite's write lock already serializes them and ignores FOR UPDATE).
+    session.execute(
+        sa.select(CustomerRecord.id)
+        .where(CustomerRecord.id.in_(sorted(set(customers.values()))))
+        .order_by(CustomerRecord.id)
+        .with_for_update()
+    ).all()
     wanted = {
         item["external_id"]: {"customer_id": customers[item["customer_id"]], **{c: item.get(c) for c in kind.content}}
         for item in items
