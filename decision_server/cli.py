@@ -111,6 +111,17 @@ def serve(ctx: Context, host: str, port: int, workers: int, threads: int):
     serve_forever(ctx.config, host=host, port=port, workers=workers, threads=threads)
 
 
+# granian's own lines (start-up, workers, errors) as JSON on stderr like the app's. granian
+# replaces each top-level section it is given, so both of its handlers are spelled out.
+_GRANIAN_LOGGING = {
+    "formatters": {"json": {"()": "decision_server.logs.JsonFormatter"}},
+    "handlers": {
+        name: {"formatter": "json", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+        for name in ("console", "access")
+    },
+}
+
+
 def serve_forever(config: Config, *, host: str, port: int, workers: int, threads: int) -> None:
     """Run granian on the WSGI factory until interrupted; workers read config from the environment."""
     from granian.constants import Interfaces
@@ -130,7 +141,9 @@ def serve_forever(config: Config, *, host: str, port: int, workers: int, threads
         factory=True,
         workers=workers,
         blocking_threads=threads,
+        websockets=False,
         log_access=False,  # the app logs one JSON line per request itself
+        log_dictconfig=_GRANIAN_LOGGING,
         respawn_failed_workers=True,
     )
     server.serve()
