@@ -18,19 +18,10 @@ _STATE_FIELDS = (
     "last_purchase_at", "touchpoint_count", "last_touchpoint_at",
 )
 _EMPTY_STATE = {name: 0 if name.endswith(("count", "cents")) else None for name in _STATE_FIELDS}
-
-
 _CUSTOMER_FIELDS = (
     "id", "external_id", "first_name", "last_name", "email", "phone", "consent", "attributes",
     "created_at", "updated_at",
 )
-
-
-def profile(customer: CustomerRecord, state: CustomerStateRecord | None) -> dict[str, Any]:
-    """Return the customer and its state as one plain dict (what the API shows)."""
-    result = {name: getattr(customer, name) for name in _CUSTOMER_FIELDS}
-    result["state"] = {n: getattr(state, n) for n in _STATE_FIELDS} if state else dict(_EMPTY_STATE)
-    return result
 
 
 @functools.cache
@@ -98,10 +89,9 @@ def create_customer(session: Session, *, external_id: str, **fields: Any) -> dic
     customer = CustomerRecord(external_id=external_id, **fields)
     session.add(customer)
     session.flush()
-    state = CustomerStateRecord(customer_id=customer.id, **_EMPTY_STATE)
-    session.add(state)
+    session.add(CustomerStateRecord(customer_id=customer.id, **_EMPTY_STATE))
     session.flush()
-    return profile(customer, state)
+    return get_customer(session, external_id=external_id)
 
 
 def update_customer(session: Session, *, external_id: str, changes: dict[str, Any]) -> dict[str, Any]:
