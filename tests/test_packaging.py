@@ -17,3 +17,20 @@ def test_every_package_is_listed_in_setup_cfg():
         for init in (REPO / "decision_server").rglob("__init__.py")
     }
     assert found | {"decision_server.migrations"} == listed
+
+
+def test_wheel_ships_the_migrations(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        check=True, capture_output=True,
+    )
+    [wheel] = tmp_path.glob("decision_server-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = {name.rsplit("/", 1)[-1] for name in names if name.startswith("decision_server/migrations/")}
+    expected = {path.name for path in (REPO / "migrations").rglob("*") if path.suffix in (".py", ".mako")}
+    assert expected <= shipped
+    assert "decision_server/cli.py" in names
