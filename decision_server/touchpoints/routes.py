@@ -10,7 +10,7 @@ from decision_server.schemas import page_response
 from decision_server.touchpoints import schemas, service
 from decision_server.web import Blueprint, transaction
 
-blp = Blueprint("touchpoints", __name__, url_prefix="", description="Interactions other than interactions")
+blp = Blueprint("touchpoints", __name__, url_prefix="", description="Interactions other than purchases: app opens, calls, SMS clicks, complaints")
 
 
 @blp.route("/touchpoints")
