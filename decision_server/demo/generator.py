@@ -1,11 +1,13 @@
 """Generate a realistic synthetic customer base: archetypes, seasonality, churners, VIPs.
 
-Everything is drawn from one seeded generator, so the same spec gives the same data, and ids are
+Customers are drawn in slices of SLICE, each from a generator seeded by (seed, first customer), so
+the same spec gives the same data and memory follows the slice, not the customer base. Ids are
 deterministic (DEMO-000001, DEMO-T000001-0001, ...), so loading twice changes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import datetime as dt
@@ -91,10 +93,29 @@ class DemoData:
     touchpoints: list[dict[str, Any]]
 
 
+# Customers drawn per slice: memory follows the slice (about 0.2 GB), not the customer base.
+SLICE = 10_000
+
+
 def generate(spec: DemoSpec) -> DemoData:
-    """Draw the whole demo data set for `spec` (deterministic for a given spec)."""
-    rng = np.random.default_rng(spec.seed)
-    n = spec.customers
+    """Draw the whole demo data set for `spec` at once (small sets: tests, examples)."""
+    whole = DemoData([], [], [])
+    for part in generate_slices(spec):
+        whole.customers += part.customers
+        whole.transactions += part.transactions
+        whole.touchpoints += part.touchpoints
+    return whole
+
+
+def generate_slices(spec: DemoSpec) -> Iterator[DemoData]:
+    """Draw the demo data slice by slice of customers (deterministic for a given spec)."""
+    for first in range(0, spec.customers, SLICE):
+        yield _generate_slice(spec, first, min(first + SLICE, spec.customers) - first)
+
+
+def _generate_slice(spec: DemoSpec, first: int, n: int) -> DemoData:
+    """Draw customers first+1 .. first+n with a generator seeded by (seed, first)."""
+    rng = np.random.default_rng([spec.seed, first])
     end = spec.end().timestamp()
     start = end - spec.months * 30.44 * DAY
 
@@ -122,9 +143,9 @@ def generate(spec: DemoSpec) -> DemoData:
     spend_factor = np.array([ARCHETYPES[a][2] for a in names])[kind] * rng.lognormal(0, 0.25, size=n)
     touches = rng.poisson(np.array([ARCHETYPES[a][3] for a in names])[kind] * np.maximum(life_share, 0.2))
 
-    customers = [_customer(i, rng, signup[i]) for i in range(n)]
-    transactions = _transactions(rng, purchases, signup, active_until, spend_factor)
-    touchpoints = _touchpoints(rng, touches, signup, end)
+    customers = [_customer(first + i, rng, signup[i]) for i in range(n)]
+    transactions = _transactions(rng, first, purchases, signup, active_until, spend_factor)
+    touchpoints = _touchpoints(rng, first, touches, signup, end)
     return DemoData(customers, transactions, touchpoints)
 
 
@@ -174,7 +195,7 @@ def _seasonal_times(rng: np.random.Generator, lows: np.ndarray, highs: np.ndarra
     return times
 
 
-def _transactions(rng, purchases, signup, active_until, spend_factor) -> list[dict[str, Any]]:
+def _transactions(rng, first, purchases, signup, active_until, spend_factor) -> list[dict[str, Any]]:
     owner = np.repeat(np.arange(len(purchases)), purchases)
     total = len(owner)
     times = _seasonal_times(rng, signup[owner], active_until[owner])
@@ -199,8 +220,8 @@ def _transactions(rng, purchases, signup, active_until, spend_factor) -> list[di
         sequence[i] += 1
         products = CATEGORIES[categories[cat[k]]][3]
         rows.append({
-            "external_id": f"DEMO-T{i + 1:06d}-{sequence[i]:04d}",
-            "customer_id": external_customer_id(i + 1),
+            "external_id": f"DEMO-T{first + i + 1:06d}-{sequence[i]:04d}",
+            "customer_id": external_customer_id(first + i + 1),
             "occurred_at": dt.datetime.fromtimestamp(round(float(times[k])), UTC),
             "amount_cents": int(round(amount[k] * 100)),
             "cost_cents": int(round(max(cost[k], 0.0) * 100)),
@@ -211,7 +232,7 @@ def _transactions(rng, purchases, signup, active_until, spend_factor) -> list[di
     return rows
 
 
-def _touchpoints(rng, touches, signup, end) -> list[dict[str, Any]]:
+def _touchpoints(rng, first, touches, signup, end) -> list[dict[str, Any]]:
     owner = np.repeat(np.arange(len(touches)), touches)
     total = len(owner)
     times = rng.uniform(signup[owner], np.full(total, end))
@@ -228,8 +249,8 @@ def _touchpoints(rng, touches, signup, end) -> list[dict[str, Any]]:
         name = channel_names[channel[k]]
         kinds = TOUCHPOINT_KINDS[name]
         rows.append({
-            "external_id": f"DEMO-P{i + 1:06d}-{sequence[i]:04d}",
-            "customer_id": external_customer_id(i + 1),
+            "external_id": f"DEMO-P{first + i + 1:06d}-{sequence[i]:04d}",
+            "customer_id": external_customer_id(first + i + 1),
             "occurred_at": dt.datetime.fromtimestamp(round(float(times[k])), UTC),
             "channel": name,
             "kind": kinds[int(kind_pick[k] * len(kinds))],
@@ -238,38 +259,28 @@ def _touchpoints(rng, touches, signup, end) -> list[dict[str, Any]]:
     return rows
 
 
-def _chunks(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
-
-
-def load(database: Database, spec: DemoSpec, *, progress: Progress | None = None, chunk: int = 20_000) -> dict[str, int]:
-    """Generate the demo data and write it to the database, chunk by chunk; return row counts."""
+def load(database: Database, spec: DemoSpec, *, progress: Progress | None = None) -> dict[str, int]:
+    """Generate the demo data and write it slice by slice, one transaction each; return row counts."""
     progress = progress or (lambda label, done, total: None)
-    data = generate(spec)
-    done = 0
-    for rows in _chunks(data.customers, chunk):
+    counts = {"customers": 0, "transactions": 0, "touchpoints": 0}
+    for part in generate_slices(spec):
+        now = utcnow()
         with database.connection(write=True) as conn:
-            bulk.upsert_customers(conn, rows)
-        done += len(rows)
-        progress("customers", done, len(data.customers))
-    with database.connection() as conn:
-        ids = bulk.customer_id_map(conn, (c["external_id"] for c in data.customers))
-    now = utcnow()
-    for label, rows_all, write in (
-        ("transactions", data.transactions, bulk.insert_transactions),
-        ("touchpoints", data.touchpoints, bulk.insert_touchpoints),
-    ):
-        done = 0
-        for rows in _chunks(rows_all, chunk):
-            with database.connection(write=True) as conn:
+            bulk.upsert_customers(conn, part.customers)
+            ids = bulk.customer_id_map(conn, (c["external_id"] for c in part.customers))
+            for rows, write in ((part.transactions, bulk.insert_transactions), (part.touchpoints, bulk.insert_touchpoints)):
                 write(conn, [{**row, "customer_id": ids[row["customer_id"]], "ingested_at": now} for row in rows])
-            done += len(rows)
-            progress(label, done, len(rows_all))
+        _count(counts, part)
+        progress("customers", counts["customers"], spec.customers)
     with database.connection(write=True) as conn:
         refresh_state(conn)
     progress("customer state", 1, 1)
-    return {"customers": len(data.customers), "transactions": len(data.transactions), "touchpoints": len(data.touchpoints)}
+    return counts
+
+
+def _count(counts: dict[str, int], part: DemoData) -> None:
+    for name in counts:
+        counts[name] += len(getattr(part, name))
 
 
 def is_empty(database: Database) -> bool:
@@ -279,32 +290,37 @@ def is_empty(database: Database) -> bool:
 
 
 def export_csv(spec: DemoSpec, directory: Path, *, progress: Progress | None = None) -> dict[str, int]:
-    """Write the demo data as CSV files in the importer's format; return row counts."""
+    """Write the demo data as CSV files in the importer's format, slice by slice; return row counts."""
     progress = progress or (lambda label, done, total: None)
     directory.mkdir(parents=True, exist_ok=True)
-    data = generate(spec)
-    with open(directory / "customers.csv", "w", newline="", encoding="utf-8") as f:
-        out = csv.writer(f)
-        out.writerow(["external_id", "first_name", "last_name", "email", "phone", "created_at",
-                      "consent_sms", "consent_app", "consent_call_centre", "plan", "region"])
-        for c in data.customers:
-            out.writerow([c["external_id"], c["first_name"], c["last_name"], c["email"], c["phone"],
-                          c["created_at"].isoformat(), *(str(c["consent"][k]).lower() for k in ("sms", "app", "call_centre")),
-                          c["attributes"]["plan"], c["attributes"]["region"]])
-    progress("customers", len(data.customers), len(data.customers))
-    with open(directory / "transactions.csv", "w", newline="", encoding="utf-8") as f:
-        out = csv.writer(f)
-        out.writerow(["external_id", "customer_id", "occurred_at", "amount", "cost", "product", "category", "channel"])
-        for t in data.transactions:
-            out.writerow([t["external_id"], t["customer_id"], t["occurred_at"].isoformat(),
-                          f"{t['amount_cents'] / 100:.2f}", f"{t['cost_cents'] / 100:.2f}",
-                          t["product"], t["category"], t["channel"]])
-    progress("transactions", len(data.transactions), len(data.transactions))
-    with open(directory / "touchpoints.csv", "w", newline="", encoding="utf-8") as f:
-        out = csv.writer(f)
-        out.writerow(["external_id", "customer_id", "occurred_at", "channel", "kind", "payload"])
-        for p in data.touchpoints:
-            out.writerow([p["external_id"], p["customer_id"], p["occurred_at"].isoformat(),
-                          p["channel"], p["kind"], json.dumps(p["payload"])])
-    progress("touchpoints", len(data.touchpoints), len(data.touchpoints))
-    return {"customers": len(data.customers), "transactions": len(data.transactions), "touchpoints": len(data.touchpoints)}
+    counts = {"customers": 0, "transactions": 0, "touchpoints": 0}
+    names = ("customers.csv", "transactions.csv", "touchpoints.csv")
+    with contextlib.ExitStack() as stack:
+        customers, transactions, touchpoints = (
+            csv.writer(stack.enter_context(open(directory / name, "w", newline="", encoding="utf-8")))
+            for name in names
+        )
+        customers.writerow(["external_id", "first_name", "last_name", "email", "phone", "created_at",
+                            "consent_sms", "consent_app", "consent_call_centre", "plan", "region"])
+        transactions.writerow(["external_id", "customer_id", "occurred_at", "amount", "cost", "product", "category", "channel"])
+        touchpoints.writerow(["external_id", "customer_id", "occurred_at", "channel", "kind", "payload"])
+        for part in generate_slices(spec):
+            customers.writerows(
+                [c["external_id"], c["first_name"], c["last_name"], c["email"], c["phone"], c["created_at"].isoformat(),
+                 *(str(c["consent"][k]).lower() for k in ("sms", "app", "call_centre")),
+                 c["attributes"]["plan"], c["attributes"]["region"]]
+                for c in part.customers
+            )
+            transactions.writerows(
+                [t["external_id"], t["customer_id"], t["occurred_at"].isoformat(), f"{t['amount_cents'] / 100:.2f}",
+                 f"{t['cost_cents'] / 100:.2f}", t["product"], t["category"], t["channel"]]
+                for t in part.transactions
+            )
+            touchpoints.writerows(
+                [p["external_id"], p["customer_id"], p["occurred_at"].isoformat(), p["channel"], p["kind"],
+                 json.dumps(p["payload"])]
+                for p in part.touchpoints
+            )
+            _count(counts, part)
+            progress("customers", counts["customers"], spec.customers)
+    return counts
