@@ -159,42 +159,37 @@ class Cells:
         problems.append((field, "must be text"))
         return None
 
-    def external_id(self, value: Any, field: str, problems: Problems) -> str | None:
-        """Check a required id."""
-        if type(value) is not str or not value:
-            value = self._text(value, field, problems, True)
-            if value is None:
-                return None
-        problem = validation.check_external_id(value)
-        if problem:
-            problems.append((field, problem))
-        return value
-
-    def code(self, value: Any, field: str, problems: Problems, required: bool) -> str | None:
-        """Check a lowercase code (channel, kind, category)."""
+    def _checked(self, value: Any, field: str, problems: Problems, required: bool, check) -> str | None:
+        """Turn a cell into text (or note it missing) and note what `check` says is wrong with it."""
         if type(value) is not str or not value:
             value = self._text(value, field, problems, required)
             if value is None:
                 return None
+        problem = check(value)
+        if problem:
+            problems.append((field, problem))
+        return value
+
+    def external_id(self, value: Any, field: str, problems: Problems) -> str | None:
+        """Check a required id."""
+        return self._checked(value, field, problems, True, validation.check_external_id)
+
+    def code(self, value: Any, field: str, problems: Problems, required: bool) -> str | None:
+        """Check a lowercase code (channel, kind, category)."""
+        return self._checked(value, field, problems, required, self._code_problem)
+
+    def _code_problem(self, value: str) -> str | None:
+        # A file repeats a handful of codes a million times: remember each verdict.
         problem = self._codes.get(value, "")
         if problem == "":
             problem = validation.check_code(value)
             if len(self._codes) < _MEMO_LIMIT:
                 self._codes[value] = problem
-        if problem:
-            problems.append((field, problem))
-        return value
+        return problem
 
     def text(self, value: Any, field: str, problems: Problems, max_len: int) -> str | None:
         """Check optional free text."""
-        if type(value) is not str or not value:
-            value = self._text(value, field, problems, False)
-            if value is None:
-                return None
-        problem = validation.check_text(value, max_len)
-        if problem:
-            problems.append((field, problem))
-        return value
+        return self._checked(value, field, problems, False, lambda text: validation.check_text(text, max_len))
 
     def with_field(self, schema_field: ma.fields.Field, value: Any, field: str, problems: Problems) -> Any:
         """Check optional text with a field of an API schema."""
