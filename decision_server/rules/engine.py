@@ -1,0 +1,162 @@
+"""A rule revision: every rule file of a folder loaded, checked, compiled and tested as one whole."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from decision_server.errors import NotFound, ValidationError
+from decision_server.rules import cases as cases_module
+from decision_server.rules import pyeval, vector
+from decision_server.rules.analysis import analyse
+from decision_server.rules.loader import load_ruleset
+from decision_server.rules.model import Fired, Result, RuleSet, explain_value, normalize
+from decision_server.rules.source import Document, Problem, RulesInvalid, revision_id
+
+log = logging.getLogger("decision_server.rules")
+
+BACKENDS = ("durable", "python")
+CASES_SUFFIX = ".cases.yaml"
+
+
+class CompiledRuleSet:
+    """One rule set with its compiled evaluators."""
+
+    def __init__(self, ruleset: RuleSet):
+        self.ruleset = ruleset
+        self.evaluate_python, self.source = pyeval.compile_ruleset(ruleset)
+        self.windows = [i for i, rule in enumerate(ruleset.rules) if rule.valid_from is not None or rule.valid_to is not None]
+        self.durable_name: str | None = None
+
+    def skip(self, now: float) -> frozenset:
+        """Return the indexes of rules outside their validity window at `now`."""
+        if not self.windows:
+            return frozenset()
+        return frozenset(i for i in self.windows if not self.ruleset.rules[i].valid_at(now))
+
+
+class Revision:
+    """A complete, validated set of rule files, ready to evaluate; immutable once built."""
+
+    def __init__(self, files: Mapping[str, str], rulesets: dict[str, RuleSet], warnings: list[Problem],
+                 cases: dict[str, list], backend: str, durable_host=None):
+        self.files = dict(files)
+        self.id = revision_id(files)
+        self.warnings = warnings
+        self.cases = cases
+        self.backend = backend
+        self.compiled = {name: CompiledRuleSet(rs) for name, rs in rulesets.items()}
+        self._durable = durable_host
+        self._lock = threading.Lock()
+        self._closed = False
+        if durable_host is not None:
+            from decision_server.rules import durable
+
+            for compiled in self.compiled.values():
+                compiled.durable_name = durable.register(durable_host, compiled.ruleset, self.id)
+
+    @property
+    def short_id(self) -> str:
+        """Return the first 12 characters of the revision hash, as shown to people."""
+        return self.id[:12]
+
+    @property
+    def rulesets(self) -> dict[str, RuleSet]:
+        """Return the rule sets by name."""
+        return {name: c.ruleset for name, c in self.compiled.items()}
+
+    def _get(self, name: str) -> CompiledRuleSet:
+        compiled = self.compiled.get(name)
+        if compiled is None:
+            raise NotFound(f"no rule set named '{name}' in revision {self.short_id}", code="ruleset_not_found")
+        return compiled
+
+    def evaluate(self, ruleset: str, facts: Mapping[str, Any], *, now: float | None = None,
+                 backend: str | None = None) -> Result:
+        """Evaluate one rule set for one input; `now` is epoch seconds (default: the clock)."""
+        compiled = self._get(ruleset)
+        rs = compiled.ruleset
+        values = normalize(rs, facts)
+        now = time.time() if now is None else now
+        backend = backend or self.backend
+        skip = compiled.skip(now)
+        if backend == "durable" and compiled.durable_name is not None:
+            from decision_server.rules import durable
+
+            indexes = durable.evaluate(self._durable, compiled, values, now, skip)
+        elif backend in BACKENDS:
+            backend = "python"
+            indexes = compiled.evaluate_python(values, now, skip)
+        else:
+            raise ValidationError(f"unknown backend '{backend}'", errors={"backend": [f"one of: {', '.join(BACKENDS)}"]})
+        return self._result(rs, values, indexes, backend)
+
+    def _result(self, rs: RuleSet, values: tuple, indexes: list[int], backend: str) -> Result:
+        slots = {name: i for i, name in enumerate(rs.inputs)}
+        fired = tuple(
+            Fired(rule.id, {n: explain_value(rs.inputs[n], values[slots[n]]) for n in rule.reads}, rule.then)
+            for rule in (rs.rules[i] for i in indexes)
+        )
+        if rs.hit == "first":
+            outcome = dict(fired[0].then) if fired else (dict(rs.default) if rs.default is not None else None)
+        else:
+            outcome = tuple(dict(f.then) for f in fired)
+        return Result(rs.name, self.id, outcome, fired, backend)
+
+    def evaluate_columns(self, ruleset: str, columns: Mapping[str, Any], *, now: float | None = None) -> vector.VectorResult:
+        """Evaluate one rule set over columns of many inputs with the vectorized backend."""
+        compiled = self._get(ruleset)
+        return vector.evaluate_columns(compiled.ruleset, columns, now=time.time() if now is None else now)
+
+    def close(self) -> None:
+        """Free the durable-rules rule sets (the host waits for evaluations still running)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._durable is not None:
+            for compiled in self.compiled.values():
+                if compiled.durable_name:
+                    self._durable.release(compiled.durable_name)
+
+
+def build_revision(files: Mapping[str, str], *, backend: str = "durable", durable_host=None,
+                   run_cases: bool = True) -> Revision:
+    """Load, check, compile and test a complete set of rule files; raise RulesInvalid with every problem."""
+    if backend not in BACKENDS:
+        raise ValidationError(f"unknown rules backend '{backend}'", errors={"backend": [f"one of: {', '.join(BACKENDS)}"]})
+    problems: list[Problem] = []
+    rulesets: dict[str, RuleSet] = {}
+    case_docs: dict[str, Document] = {}
+    for name in sorted(files):
+        doc = Document(name, files[name])
+        if name.endswith(CASES_SUFFIX):
+            case_docs[name] = doc
+            problems.extend(doc.problems)
+            continue
+        ruleset = load_ruleset(doc)
+        problems.extend(doc.problems)
+        if ruleset is not None:
+            rulesets[ruleset.name] = ruleset
+            problems.extend(analyse(ruleset))
+    if not rulesets and not problems:
+        problems.append(Problem("(rules)", 1, 1, "no rule files (*.yaml) found"))
+    cases = {}
+    for name, doc in case_docs.items():
+        if doc.problems:
+            continue
+        parsed = cases_module.load_cases(doc, rulesets)
+        problems.extend(doc.problems)
+        cases[name] = parsed
+    if any(p.severity == "error" for p in problems):
+        raise RulesInvalid(problems)
+    revision = Revision(files, rulesets, problems, cases, backend, durable_host if backend == "durable" else None)
+    if run_cases:
+        failures = cases_module.failures(revision)
+        if failures:
+            revision.close()
+            raise RulesInvalid(failures)
+    return revision
