@@ -32,6 +32,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.extensions["database"] = Database(config.database_url)
     app.extensions["key_cache"] = KeyCache(config.key_cache_seconds)
     app.extensions["schema_head"] = migrate.head_revision(app.extensions["database"].engine)
+    app.extensions["rulebook"] = _start_rulebook(config, app.extensions["database"])
 
     init_request_logging(app)
     init_api(app, _blueprints())
@@ -41,13 +42,30 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+def _start_rulebook(config: Config, database: Database):
+    """Load and check every rule file before serving (fail fast), then follow new revisions."""
+    from decision_server.rulebook.runtime import Rulebook
+
+    from decision_server.errors import ConfigError
+
+    if config.rules_backend not in ("durable", "python"):
+        raise ConfigError(f"RULES_BACKEND must be durable or python, not {config.rules_backend!r}")
+    current, head = migrate.current_revision(database.engine), migrate.head_revision(database.engine)
+    if current != head:
+        raise ConfigError(f"the database is at schema revision {current}, expected {head}: run `decision-server init`")
+    rulebook = Rulebook(database, config.rules_dir, backend=config.rules_backend, poll_seconds=config.rules_poll_seconds)
+    rulebook.start()
+    return rulebook
+
+
 def _blueprints() -> list:
     from decision_server.auth.routes import blp as keys
     from decision_server.customers.routes import blp as customers
+    from decision_server.rulebook.routes import blp as rules
     from decision_server.touchpoints.routes import blp as touchpoints
     from decision_server.transactions.routes import blp as transactions
 
-    return [customers, transactions, touchpoints, keys]
+    return [customers, transactions, touchpoints, rules, keys]
 
 
 def _health():
@@ -65,7 +83,13 @@ def _ready():
         checks["database"] = "ok" if current == head else f"at revision {current}, expected {head}: run `decision-server init`"
     except Exception as exc:  # any failure to reach the database means "not ready"
         checks["database"] = f"unreachable: {type(exc).__name__}"
+    status = current_app.extensions["rulebook"].status()
+    checks["rules"] = "ok" if status["revision"] else "no rule revision serving"
     ready = all(value == "ok" for value in checks.values())
-    response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks})
+    # A refused edit of the rules folder does not make a server unready: it keeps serving the last
+    # good revision, and taking every server out of the load balancer over a typo would be worse.
+    rules = {"revision": status["revision"], "folder_refused": status["folder"]["refused"],
+             "folder_problems": status["folder"]["problems"][:5]}
+    response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks, "rules": rules})
     response.status_code = 200 if ready else 503
     return response

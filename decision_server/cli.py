@@ -62,8 +62,10 @@ def cli(ctx, database_url, rules_dir, models_dir, log_level):
       decision-server demo-data          # 10k synthetic customers with purchases
       decision-server keys create --name me --role admin
       decision-server serve              # http://127.0.0.1:8000/api/v1/docs
+      decision-server rules check        # check the rule files (and `rules --help`)
 
-    Settings come from the environment (DATABASE_URL, RULES_DIR, MODELS_DIR, LOG_LEVEL);
+    Settings come from the environment (DATABASE_URL, RULES_DIR, MODELS_DIR, LOG_LEVEL,
+    RULES_BACKEND=durable|python, RULES_POLL_SECONDS);
     the options above override it. PostgreSQL: --database-url postgresql://user@host:5432/db
     """
     from decision_server.logs import configure_logging
@@ -132,6 +134,8 @@ def serve_forever(config: Config, *, host: str, port: int, workers: int, threads
         RULES_DIR=str(config.rules_dir),
         MODELS_DIR=str(config.models_dir),
         LOG_LEVEL=config.log_level,
+        RULES_BACKEND=config.rules_backend,
+        RULES_POLL_SECONDS=str(config.rules_poll_seconds),
     )
     server = Server(
         "decision_server.wsgi:application",
@@ -317,3 +321,9 @@ def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: boo
 def main() -> None:
     """Run the command line."""
     cli(prog_name="decision-server")
+
+
+# Command groups that live with their domain; imported last because they use Context from here.
+from decision_server.rulebook.commands import rules  # noqa: E402
+
+cli.add_command(rules)

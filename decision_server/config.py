@@ -23,6 +23,10 @@ class Config:
     max_request_bytes: int = 4 * 1024 * 1024
     # How long a verified API key is trusted without reading the database again.
     key_cache_seconds: float = 10.0
+    # Real-time rules backend: durable (the durable-rules engine) or python (the compiled one).
+    rules_backend: str = "durable"
+    # How often each process looks at the rules folder and the database for a new revision; 0 = never.
+    rules_poll_seconds: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
@@ -36,6 +40,10 @@ class Config:
         }
         if env.get("KEY_CACHE_SECONDS"):
             values["key_cache_seconds"] = float(env["KEY_CACHE_SECONDS"])
+        if env.get("RULES_BACKEND"):
+            values["rules_backend"] = env["RULES_BACKEND"]
+        if env.get("RULES_POLL_SECONDS"):
+            values["rules_poll_seconds"] = float(env["RULES_POLL_SECONDS"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["rules_dir"] = Path(values["rules_dir"]).resolve()
         values["models_dir"] = Path(values["models_dir"]).resolve()

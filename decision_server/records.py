@@ -3,6 +3,7 @@
 from decision_server.auth.records import ApiKeyRecord
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import Base
+from decision_server.rulebook.records import RulePublicationRecord, RuleRevisionRecord
 from decision_server.touchpoints.records import TouchpointRecord
 from decision_server.transactions.records import TransactionRecord
 
@@ -12,6 +13,8 @@ __all__ = [
     "ApiKeyRecord",
     "CustomerRecord",
     "CustomerStateRecord",
+    "RulePublicationRecord",
+    "RuleRevisionRecord",
     "TouchpointRecord",
     "TransactionRecord",
     "metadata",

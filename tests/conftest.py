@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -87,11 +88,23 @@ def database(database_url):
 
 
 @pytest.fixture
-def config(database, tmp_path) -> Config:
-    """Configuration for an app on the test database (no key cache, so revocation is immediate)."""
+def rules_dir(tmp_path) -> Path:
+    """A copy of the shipped rule files that a test may edit."""
+    target = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", target)
+    return target
+
+
+@pytest.fixture
+def config(database, rules_dir) -> Config:
+    """Configuration for an app on the test database (no key cache, so revocation is immediate).
+
+    Rules are not polled in the background; tests call `rulebook.sync()` when they want a poll.
+    """
     return Config(
         database_url=str(database.engine.url.render_as_string(hide_password=False)),
-        rules_dir=REPO / "rules",
+        rules_dir=rules_dir,
+        rules_poll_seconds=0,
         models_dir=REPO / "models_onnx",
         key_cache_seconds=0,
     )
@@ -102,6 +115,7 @@ def app(config):
     """The application under test."""
     application = create_app(config)
     yield application
+    application.extensions["rulebook"].stop()
     application.extensions["database"].dispose()
 
 

@@ -10,6 +10,9 @@ from decision_server.cli import cli
 ALL = {"channel", "analyst", "editor", "ingest", "admin"}
 WRITERS = {"ingest", "admin"}
 ADMIN = {"admin"}
+RULE_READERS = {"analyst", "editor", "admin"}
+RULE_EDITORS = {"editor", "admin"}
+REVISION = "/api/v1/rules/revisions/<string:revision>"
 CUSTOMER = "/api/v1/customers/<string:customer_id>"
 
 # (method, rule) -> roles allowed. Written out by hand on purpose: the expectation must not be
@@ -29,6 +32,16 @@ MATRIX = {
     ("GET", "/api/v1/keys"): ADMIN,
     ("POST", "/api/v1/keys"): ADMIN,
     ("DELETE", "/api/v1/keys/<int:key_id>"): ADMIN,
+    ("GET", "/api/v1/rules"): RULE_READERS,
+    ("GET", "/api/v1/rules/revisions"): RULE_READERS,
+    ("GET", REVISION): RULE_READERS,
+    ("GET", REVISION + "/diff"): RULE_READERS,
+    ("GET", "/api/v1/rules/publications"): RULE_READERS,
+    ("POST", "/api/v1/rules/validate"): RULE_READERS,
+    ("POST", "/api/v1/rules/test"): RULE_READERS,
+    ("POST", "/api/v1/rules/evaluate"): RULE_READERS,
+    ("POST", "/api/v1/rules/publish"): RULE_EDITORS,
+    ("POST", "/api/v1/rules/rollback"): RULE_EDITORS,
 }
 
 TX = {"customer_id": "C1", "occurred_at": "2026-01-01T10:00:00Z", "amount": "10.00"}
@@ -41,6 +54,9 @@ BODIES = {
     ("POST", "/api/v1/touchpoints"): lambda n: TP,
     ("POST", "/api/v1/touchpoints/batch"): lambda n: {"items": [TP]},
     ("POST", "/api/v1/keys"): lambda n: {"name": f"k{n}", "role": "channel"},
+    ("POST", "/api/v1/rules/validate"): lambda n: {"files": {}},
+    ("POST", "/api/v1/rules/evaluate"): lambda n: {"ruleset": "value", "inputs": {"value_score": 50}},
+    ("POST", "/api/v1/rules/publish"): lambda n: {"files": {}, "message": "no change"},
 }
 
 
@@ -55,12 +71,16 @@ def test_every_route_is_in_the_matrix(app):
     assert set(_api_routes(app)) == set(MATRIX)
 
 
-@pytest.mark.parametrize("method,rule", sorted(MATRIX), ids=lambda v: v.replace("<string:customer_id>", "{id}"))
+@pytest.mark.parametrize("method,rule", sorted(MATRIX), ids=lambda v: v.replace("<string:customer_id>", "{id}").replace("<string:revision>", "{rev}"))
 def test_route_enforces_its_roles(client, auth, method, rule):
     assert client.post("/api/v1/customers", json={"external_id": "C1"}, headers=auth("admin")).status_code == 201
     victim = client.post("/api/v1/keys", json={"name": "victim", "role": "channel"}, headers=auth("admin"))
-    path = rule.replace("<string:customer_id>", "C1").replace("<int:key_id>", str(victim.get_json()["id"]))
+    revision = client.get("/api/v1/rules", headers=auth("admin")).get_json()["revision"]
+    path = (rule.replace("<string:customer_id>", "C1").replace("<int:key_id>", str(victim.get_json()["id"]))
+            .replace("<string:revision>", revision))
     body = BODIES.get((method, rule), lambda n: None)
+    if rule == "/api/v1/rules/rollback":
+        body = lambda n: {"revision": revision}  # noqa: E731 - "roll back" to the serving revision: allowed, no change
 
     def call(headers, n):
         return client.open(path, method=method, json=body(n), headers=headers)

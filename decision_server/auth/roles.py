@@ -11,6 +11,8 @@ class Permission(str, enum.Enum):
     CUSTOMERS_READ = "customers:read"
     DATA_WRITE = "data:write"
     KEYS_MANAGE = "keys:manage"
+    RULES_READ = "rules:read"  # read revisions, diffs and status; validate a draft; run cases
+    RULES_WRITE = "rules:write"  # publish and roll back rule revisions
 
 
 class Role(str, enum.Enum):
@@ -23,12 +25,12 @@ class Role(str, enum.Enum):
     ADMIN = "admin"  # everything, including keys
 
 
-_READ_ALL = {Permission.CUSTOMERS_READ}
+_READ_ALL = {Permission.CUSTOMERS_READ, Permission.RULES_READ}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.CHANNEL: frozenset({Permission.CUSTOMERS_READ}),
     Role.ANALYST: frozenset(_READ_ALL),
-    Role.EDITOR: frozenset(_READ_ALL),
+    Role.EDITOR: frozenset(_READ_ALL | {Permission.RULES_WRITE}),
     Role.INGEST: frozenset({Permission.CUSTOMERS_READ, Permission.DATA_WRITE}),
     Role.ADMIN: frozenset(Permission),
 }

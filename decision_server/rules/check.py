@@ -143,7 +143,8 @@ def _check_text_values(ref: Expr, other: Expr, inputs: Mapping[str, InputSpec]) 
     allowed = inputs[ref.name].values
     literals = [other] if isinstance(other, Lit) else []
     if isinstance(other, ListLit):
-        literals = [Lit(v, Type.STRING, other.pos) for v in other.values]
+        positions = other.positions or (other.pos,) * len(other.values)
+        literals = [Lit(v, Type.STRING, p) for v, p in zip(other.values, positions)]
     for literal in literals:
         if allowed and literal.value not in allowed:
             close = difflib.get_close_matches(literal.value, [str(v) for v in allowed], n=1)

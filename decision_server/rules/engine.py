@@ -29,7 +29,7 @@ class CompiledRuleSet:
         self.ruleset = ruleset
         self.evaluate_python, self.source = pyeval.compile_ruleset(ruleset)
         self.windows = [i for i, rule in enumerate(ruleset.rules) if rule.valid_from is not None or rule.valid_to is not None]
-        self.durable_name: str | None = None
+        self.durable = None  # a DurableRuleSet when the revision runs on durable-rules
 
     def skip(self, now: float) -> frozenset:
         """Return the indexes of rules outside their validity window at `now`."""
@@ -49,14 +49,17 @@ class Revision:
         self.cases = cases
         self.backend = backend
         self.compiled = {name: CompiledRuleSet(rs) for name, rs in rulesets.items()}
-        self._durable = durable_host
         self._lock = threading.Lock()
         self._closed = False
         if durable_host is not None:
-            from decision_server.rules import durable
+            from decision_server.rules.durable import DurableRuleSet
 
-            for compiled in self.compiled.values():
-                compiled.durable_name = durable.register(durable_host, compiled.ruleset, self.id)
+            try:
+                for compiled in self.compiled.values():
+                    compiled.durable = DurableRuleSet(durable_host, compiled.ruleset, self.id)
+            except BaseException:
+                self.close()
+                raise
 
     @property
     def short_id(self) -> str:
@@ -83,10 +86,8 @@ class Revision:
         now = time.time() if now is None else now
         backend = backend or self.backend
         skip = compiled.skip(now)
-        if backend == "durable" and compiled.durable_name is not None:
-            from decision_server.rules import durable
-
-            indexes = durable.evaluate(self._durable, compiled, values, now, skip)
+        if backend == "durable" and compiled.durable is not None:
+            indexes = compiled.durable.evaluate(values, now, skip)
         elif backend in BACKENDS:
             backend = "python"
             indexes = compiled.evaluate_python(values, now, skip)
@@ -117,10 +118,9 @@ class Revision:
             if self._closed:
                 return
             self._closed = True
-        if self._durable is not None:
-            for compiled in self.compiled.values():
-                if compiled.durable_name:
-                    self._durable.release(compiled.durable_name)
+        for compiled in self.compiled.values():
+            if compiled.durable is not None:
+                compiled.durable.release()
 
 
 def build_revision(files: Mapping[str, str], *, backend: str = "durable", durable_host=None,
@@ -130,6 +130,7 @@ def build_revision(files: Mapping[str, str], *, backend: str = "durable", durabl
         raise ValidationError(f"unknown rules backend '{backend}'", errors={"backend": [f"one of: {', '.join(BACKENDS)}"]})
     problems: list[Problem] = []
     rulesets: dict[str, RuleSet] = {}
+    refused: set[str] = set()  # rule files with errors: their cases cannot run and are not reported
     case_docs: dict[str, Document] = {}
     for name in sorted(files):
         doc = Document(name, files[name])
@@ -142,11 +143,13 @@ def build_revision(files: Mapping[str, str], *, backend: str = "durable", durabl
         if ruleset is not None:
             rulesets[ruleset.name] = ruleset
             problems.extend(analyse(ruleset))
+        else:
+            refused.add(name.removesuffix(".yaml"))
     if not rulesets and not problems:
         problems.append(Problem("(rules)", 1, 1, "no rule files (*.yaml) found"))
     cases = {}
     for name, doc in case_docs.items():
-        if doc.problems:
+        if doc.problems or name.removesuffix(CASES_SUFFIX) in refused:
             continue
         parsed = cases_module.load_cases(doc, rulesets)
         problems.extend(doc.problems)

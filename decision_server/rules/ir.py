@@ -39,6 +39,7 @@ class ListLit:
     values: tuple
     type: Type  # the element type
     pos: int = 0
+    positions: tuple = ()  # where each value starts, for errors about one of them
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

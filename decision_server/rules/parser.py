@@ -208,6 +208,7 @@ class _Parser:
         start = self.peek()
         if self.accept("op", "["):
             values: list = []
+            positions: list[int] = []
             types: set[Type] = set()
             if not self.accept("op", "]"):
                 while True:
@@ -215,6 +216,7 @@ class _Parser:
                     if not isinstance(item, Lit) or item.type not in (Type.NUMBER, Type.STRING):
                         raise ExprError("a list may hold only numbers or strings", item.pos)
                     values.append(item.value)
+                    positions.append(item.pos)
                     types.add(item.type)
                     if len(values) > MAX_LIST:
                         raise ExprError(f"a list may hold at most {MAX_LIST} values", item.pos)
@@ -223,7 +225,7 @@ class _Parser:
                     self.expect("op", ",", "',' or ']' in the list")
             if len(types) > 1:
                 raise ExprError("a list must hold only numbers or only strings", start.pos)
-            return ListLit(tuple(values), types.pop() if types else Type.STRING, start.pos)
+            return ListLit(tuple(values), types.pop() if types else Type.STRING, start.pos, tuple(positions))
         node = self.sum()
         if not isinstance(node, Ref):
             raise ExprError("'in' needs a list like [\"a\", \"b\"] or the name of a list input", node.pos)

@@ -77,11 +77,24 @@ HELPERS = {
 _ARITH = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div"}
 
 
-class _Codegen:
-    def __init__(self, ruleset: RuleSet):
-        self.slots = {name: index for index, name in enumerate(ruleset.inputs)}
+class Codegen:
+    """Generates Python source from IR nodes; `slots` maps input names to tuple positions."""
+
+    def __init__(self, slots: dict[str, int]):
+        self.slots = slots
         self.constants: dict[str, object] = {}
         self.temps = 0
+
+    def function(self, name: str, body: str, extra: dict | None = None) -> Callable:
+        """Compile `def name(v, now): <unpack inputs>; <body>` in a namespace of helpers only."""
+        lines = [f"def {name}(v, now):"]
+        if self.slots:
+            names = ", ".join(f"v{i}" for i in range(len(self.slots)))
+            lines.append(f"    {names}{',' if len(self.slots) == 1 else ''} = v")
+        lines.append(f"    {body}")
+        namespace: dict = {"__builtins__": {}, **HELPERS, **self.constants, **(extra or {})}
+        exec(compile("\n".join(lines) + "\n", f"<rules {name}>", "exec"), namespace)  # generated from the IR
+        return namespace[name]
 
     def constant(self, value: object) -> str:
         name = f"_k{len(self.constants)}"
@@ -155,7 +168,7 @@ class _Codegen:
 
 def compile_ruleset(ruleset: RuleSet) -> tuple[Evaluator, str]:
     """Compile a rule set to fn(values, now, skip) -> indexes of the rules that fire; also return the source."""
-    gen = _Codegen(ruleset)
+    gen = Codegen({name: index for index, name in enumerate(ruleset.inputs)})
     first = ruleset.hit == "first"
     lines = ["def evaluate(v, now, skip):"]
     if ruleset.inputs:

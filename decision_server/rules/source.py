@@ -12,6 +12,8 @@ import yaml
 
 from decision_server.errors import DecisionServerError
 
+# libyaml's loader when PyYAML was built with it (10× faster); both give the same nodes and marks.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_FILE_BYTES = 1024 * 1024
 MAX_FILES = 200
 # Only YAML's own plain types; explicit tags such as !!python/object are refused outright.
@@ -69,7 +71,7 @@ class Document:
         self.problems: list[Problem] = []
         self.value: Any = None
         try:
-            loader = yaml.SafeLoader(text)
+            loader = _LOADER(text)
             try:
                 node = loader.get_single_node()
                 self.value = None if node is None else self._convert(loader, node, ())

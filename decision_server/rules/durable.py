@@ -1,0 +1,165 @@
+"""The durable-rules backend: a rule set's IR compiled to durable_rules conditions over one fact.
+
+durable_rules compares fields with literals or with other fields and combines them with $and/$or;
+it has no `not`, no date functions and no notion of our missing values. So:
+- `not` is pushed down to the comparisons (De Morgan; `<` becomes `>=`), which under Kleene logic
+  is exact as long as every comparison also requires its fields to be present ($ex guards);
+- arithmetic, function calls and membership in a list input are computed in Python by the same
+  helpers as the compiled backend and sent as derived fields (`d0`, `d1`, …) of the fact;
+- inputs are fields `f0`, `f1`, … (positions in the input tuple), so rule text never names a field;
+- rules are `r0`, `r1`, … (positions in evaluation order), and the hit policy is applied here.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+from decision_server.rules import pyeval
+from decision_server.rules.ir import And, Arith, Call, Cmp, In, ListLit, Lit, Missing, Not, Or, Ref
+from decision_server.rules.model import RuleSet
+
+ALWAYS = "always"  # a condition that is true for every fact
+_TRUE_FIELD = "t"  # every fact carries t: 1, so "always" has something to match
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+_NEGATE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
+_OPS = {"<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte", "!=": "$neq"}
+_names = itertools.count(1)
+
+
+class _Compiler:
+    def __init__(self, ruleset: RuleSet):
+        self.slots = {name: index for index, name in enumerate(ruleset.inputs)}
+        self.derived: list = []  # expressions computed in Python, by field number
+        self._derived_index: dict = {}
+
+    def field(self, node) -> str:
+        """Return the fact field holding a value node (an input, or a derived value)."""
+        if isinstance(node, Ref):
+            return f"f{self.slots[node.name]}"
+        if node not in self._derived_index:
+            self._derived_index[node] = len(self.derived)
+            self.derived.append(node)
+        return f"d{self._derived_index[node]}"
+
+    def test(self, node, want: bool):
+        """Return the durable condition for "definitely `want`", ALWAYS, or None for never."""
+        if isinstance(node, Lit):
+            return ALWAYS if node.value == want else None
+        if isinstance(node, Ref):  # a boolean input used as a condition
+            return {self.field(node): want}
+        if isinstance(node, Not):
+            return self.test(node.item, not want)
+        if isinstance(node, (And, Or)):
+            conjunction = isinstance(node, And) == want
+            parts = [self.test(item, want) for item in node.items]
+            if conjunction:
+                if any(p is None for p in parts):
+                    return None
+                parts = [p for p in parts if p is not ALWAYS]
+                return ALWAYS if not parts else parts[0] if len(parts) == 1 else {"$and": parts}
+            if any(p is ALWAYS for p in parts):
+                return ALWAYS
+            parts = [p for p in parts if p is not None]
+            return None if not parts else parts[0] if len(parts) == 1 else {"$or": parts}
+        if isinstance(node, Missing):
+            if isinstance(node.operand, Lit):
+                return ALWAYS if node.negated == want else None
+            is_missing = want != node.negated
+            return {"$nex" if is_missing else "$ex": {self.field(node.operand): 1}}
+        if isinstance(node, Cmp):
+            return self._cmp(node, want)
+        if isinstance(node, In):
+            return self._in(node, want)
+        raise TypeError(f"not a condition: {node!r}")
+
+    def _cmp(self, node: Cmp, want: bool):
+        op = node.op if want else _NEGATE[node.op]
+        left, right = node.left, node.right
+        if isinstance(left, Lit) and isinstance(right, Lit):
+            return ALWAYS if _compare(op, left.value, right.value) else None
+        if isinstance(left, Lit):
+            left, right, op = right, left, _FLIP[op]
+        field = self.field(left)
+        if isinstance(right, Lit):
+            if op == "==":
+                return {field: right.value}
+            leaf = {_OPS[op]: {field: right.value}}
+            return {"$and": [{"$ex": {field: 1}}, leaf]}  # $neq and friends must not match an absent field
+        other = self.field(right)
+        leaf = {_OPS.get(op, "$eq"): {field: {"$m": other}}}
+        return {"$and": [{"$ex": {field: 1}}, {"$ex": {other: 1}}, leaf]}
+
+    def _in(self, node: In, want: bool):
+        member = want != node.negated
+        if isinstance(node.container, Ref):
+            return {self.field(node): member}  # membership computed in Python: true, false or absent
+        field = self.field(node.item)
+        values = list(dict.fromkeys(node.container.values))
+        if member:
+            if not values:
+                return None
+            branches = [{field: value} for value in values]
+            return branches[0] if len(branches) == 1 else {"$or": branches}
+        return {"$and": [{"$ex": {field: 1}}] + [{"$neq": {field: value}} for value in values]}
+
+
+def _compare(op: str, a, b) -> bool:
+    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}[op]
+
+
+def _deriver(compiler: _Compiler) -> Callable[[tuple, float], tuple] | None:
+    """Compile the derived values into one generated function, using the compiled backend's helpers."""
+    if not compiler.derived:
+        return None
+    gen = pyeval.Codegen(compiler.slots)
+    items = []
+    for node in compiler.derived:
+        if isinstance(node, In):  # item in a list input
+            item, container = gen.value(node.item)[0], gen.value(node.container)[0]
+            items.append(f"_member({item}, {container})")
+        else:
+            items.append(gen.value(node)[0])
+    return gen.function("derive", f"return ({', '.join(items)},)", {"_member": _member})
+
+
+def _member(item, container):
+    return None if item is None or container is None else item in container
+
+
+class DurableRuleSet:
+    """A rule set registered with a DurableHost under a name of its own."""
+
+    def __init__(self, host, ruleset: RuleSet, revision: str):
+        compiler = _Compiler(ruleset)
+        conditions = {}
+        for index, rule in enumerate(ruleset.rules):
+            condition = compiler.test(rule.condition, True)
+            if condition is None:
+                continue  # can never fire
+            conditions[f"r{index}"] = {_TRUE_FIELD: 1} if condition is ALWAYS else condition
+        self.host = host
+        self.first = ruleset.hit == "first"
+        self.width = len(ruleset.inputs)
+        self.derive = _deriver(compiler)
+        self.name = f"{revision[:12]}.{ruleset.name}.{next(_names)}"
+        host.register(self.name, conditions)
+
+    def evaluate(self, values: tuple, now: float, skip: frozenset) -> list[int]:
+        """Assert one fact and return the indexes of the rules that fire, after the hit policy."""
+        fact = {_TRUE_FIELD: 1}
+        for index, value in enumerate(values):
+            if value is not None:
+                # A list input is only ever tested for presence here; membership is derived.
+                fact[f"f{index}"] = True if isinstance(value, tuple) else value
+        if self.derive is not None:
+            for index, value in enumerate(self.derive(values, now)):
+                if value is not None:
+                    fact[f"d{index}"] = value
+        fired = sorted(int(name[1:]) for name in self.host.evaluate(self.name, fact))
+        fired = [i for i in fired if i not in skip]
+        return fired[:1] if self.first else fired
+
+    def release(self) -> None:
+        """Free the engine's rule sets once evaluations in flight have finished."""
+        self.host.release(self.name)
