@@ -156,8 +156,9 @@ class Rulebook:
                       extra={"revision": rev[:12], "problems": [str(p) for p in exc.problems if p.severity == "error"][:20]})
             return False
         with self.database.session(write=True) as session:
+            message = f"loaded from {self.rules_dir} at start-up" if initial else f"edited in {self.rules_dir}"
             head, changed = service.publish(session, files, author="rules folder", source="startup" if initial else "file",
-                                            message=f"edited in {self.rules_dir}")
+                                            message=message)
         self._disk = DiskState(self._disk.signature, rev)
         self._head = head
         if changed:
