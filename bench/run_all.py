@@ -27,6 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of servers.py, order reversed every other round (default 2)")
     parser.add_argument("--customers", type=int, default=10_000, help="demo customers (default 10000)")
     parser.add_argument("--import-rows", type=int, default=1_000_000, help="transactions for import_bench.py (default 1000000)")
+    parser.add_argument("--rules-soak", type=int, default=200_000, help="durable evaluations in rules_bench.py's soak (default 200000)")
     return parser.parse_args(argv)
 
 
@@ -43,6 +44,7 @@ def commands(args: argparse.Namespace, postgres: bool) -> list[list[str]]:
         str(BENCH / "import_bench.py"), "--rows", str(args.import_rows), "--customers", str(args.customers),
         "--backend", "both" if postgres else "sqlite", "--postgres-url", args.postgres_url,
     ])
+    runs.append([str(BENCH / "rules_bench.py"), "--rounds", "1", "--soak", str(args.rules_soak)])  # no database
     return runs
 
 
