@@ -84,8 +84,8 @@ class _Compiler:
         if isinstance(right, Lit):
             if op == "==":
                 return {field: right.value}
-            leaf = {_OPS[op]: {field: right.value}}
-            return {"$and": [{"$ex": {field: 1}}, leaf]}  # $neq and friends must not match an absent field
+            # An absent field matches no comparison, $neq included (measured), so no $ex guard.
+            return {_OPS[op]: {field: right.value}}
         other = self.field(right)
         leaf = {_OPS.get(op, "$eq"): {field: {"$m": other}}}
         return {"$and": [{"$ex": {field: 1}}, {"$ex": {other: 1}}, leaf]}
