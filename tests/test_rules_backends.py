@@ -113,6 +113,8 @@ def _all_backends(revision, name: str, rows: list[dict]) -> None:
         assert python.fired_ids == durable.fired_ids, (row, python.fired_ids, durable.fired_ids)
         assert python.outcome == durable.outcome
         assert python.fired_ids == vector.fired_ids(index, ids), (row, python.fired_ids)
+    batched = revision.evaluate_many(name, rows, now=NOW, backend="durable")
+    assert [r.fired_ids for r in batched] == [revision.evaluate(name, row, now=NOW, backend="python").fired_ids for row in rows]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

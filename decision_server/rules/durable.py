@@ -145,8 +145,7 @@ class DurableRuleSet:
         self.name = f"{revision[:12]}.{ruleset.name}.{next(_names)}"
         host.register(self.name, conditions)
 
-    def evaluate(self, values: tuple, now: float, skip: frozenset) -> list[int]:
-        """Assert one fact and return the indexes of the rules that fire, after the hit policy."""
+    def _fact(self, values: tuple, now: float) -> dict:
         fact = {_TRUE_FIELD: 1}
         for index, value in enumerate(values):
             if value is not None:
@@ -156,9 +155,20 @@ class DurableRuleSet:
             for index, value in enumerate(self.derive(values, now)):
                 if value is not None:
                     fact[f"d{index}"] = value
-        fired = sorted(int(name[1:]) for name in self.host.evaluate(self.name, fact))
-        fired = [i for i in fired if i not in skip]
+        return fact
+
+    def _indexes(self, names: frozenset, skip: frozenset) -> list[int]:
+        fired = [i for i in sorted(int(name[1:]) for name in names) if i not in skip]
         return fired[:1] if self.first else fired
+
+    def evaluate(self, values: tuple, now: float, skip: frozenset) -> list[int]:
+        """Assert one fact and return the indexes of the rules that fire, after the hit policy."""
+        return self._indexes(self.host.evaluate(self.name, self._fact(values, now)), skip)
+
+    def evaluate_many(self, rows: list[tuple], now: float, skip: frozenset) -> list[list[int]]:
+        """Evaluate several inputs in one session; return the fired indexes of each."""
+        names = self.host.evaluate_many(self.name, [self._fact(values, now) for values in rows])
+        return [self._indexes(n, skip) for n in names]
 
     def release(self) -> None:
         """Free the engine's rule sets once evaluations in flight have finished."""

@@ -95,6 +95,24 @@ class Revision:
             raise ValidationError(f"unknown backend '{backend}'", errors={"backend": [f"one of: {', '.join(BACKENDS)}"]})
         return self._result(rs, values, indexes, backend)
 
+    def evaluate_many(self, ruleset: str, rows: list[Mapping[str, Any]], *, now: float | None = None,
+                      backend: str | None = None) -> list[Result]:
+        """Evaluate one rule set for several inputs at once (one engine session on durable-rules)."""
+        compiled = self._get(ruleset)
+        rs = compiled.ruleset
+        values = [normalize(rs, facts) for facts in rows]
+        now = time.time() if now is None else now
+        backend = backend or self.backend
+        skip = compiled.skip(now)
+        if backend == "durable" and compiled.durable is not None:
+            indexes = compiled.durable.evaluate_many(values, now, skip)
+        elif backend in BACKENDS:
+            backend = "python"
+            indexes = [compiled.evaluate_python(v, now, skip) for v in values]
+        else:
+            raise ValidationError(f"unknown backend '{backend}'", errors={"backend": [f"one of: {', '.join(BACKENDS)}"]})
+        return [self._result(rs, v, i, backend) for v, i in zip(values, indexes)]
+
     def _result(self, rs: RuleSet, values: tuple, indexes: list[int], backend: str) -> Result:
         slots = {name: i for i, name in enumerate(rs.inputs)}
         fired = tuple(
