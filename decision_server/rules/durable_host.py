@@ -177,8 +177,28 @@ class DurableHost:
 def _run_session(handle: int, tail: str, fired: set[str]) -> None:
     """Assert one fact in a fresh session of `handle`, collect fired rule names, drop it."""
     sid = str(next(_session_ids))
+    for engine_name, _message in _session(handle, sid, _engine.assert_fact, '{"sid":"' + sid + '","_q":1' + tail + "}"):
+        fired.add(engine_name)
+
+
+def _run_many(handle: int, tails: list[str], fired: list[set[str]]) -> None:
+    """Assert several facts in one fresh session, each tagged with its index, and collect per fact."""
+    sid = str(next(_session_ids))
+    head = '{"sid":"' + sid + '","_q":1,"' + _INDEX + '":'
+    body = "[" + ",".join(head + str(index) + tail + "}" for index, tail in enumerate(tails)) + "]"
+    for engine_name, message in _session(handle, sid, _engine.assert_facts, body):
+        # The index field is ours: values are JSON-escaped, so '"_n":' only occurs as the key.
+        start = message.index(_INDEX_KEY) + len(_INDEX_KEY)
+        end = start
+        while message[end].isdigit():
+            end += 1
+        fired[int(message[start:end])].add(engine_name)
+
+
+def _session(handle: int, sid: str, assert_call, body: str):
+    """Assert `body` in session `sid`, yield (rule id, action message) per fired rule, then delete the session."""
     try:
-        code, state = _engine.assert_fact(handle, '{"sid":"' + sid + '","_q":1' + tail + "}")
+        code, state = assert_call(handle, body)
     except _engine.error as exc:
         # Parse and size errors happen before the session exists.  For errors raised later
         # (303) delete_state segfaults, so the session is left to the engine rather than
@@ -189,42 +209,12 @@ def _run_session(handle: int, tail: str, fired: set[str]) -> None:
         raise RuntimeError(f"durable_rules did not handle the fact (code {code})")
     try:
         action = _engine.start_action_for_state(handle, state)
-        if action is not None:
-            message = action[1]
-            while message is not None:
-                # Each message is {"<rule>":{"m":{...}}}; rule ids never contain quotes,
-                # and "~" separates a term number from the rule id.
-                engine_name = message[2 : message.index('"', 2)]
-                fired.add(engine_name.partition("~")[0])
-                message = _engine.complete_and_start_action(handle, state)
-    finally:
-        _engine.delete_state(handle, sid)
-
-
-def _run_many(handle: int, tails: list[str], fired: list[set[str]]) -> None:
-    """Assert several facts in one fresh session, each tagged with its index, and collect per fact."""
-    sid = str(next(_session_ids))
-    head = '{"sid":"' + sid + '","_q":1,"' + _INDEX + '":'
-    body = "[" + ",".join(head + str(index) + tail + "}" for index, tail in enumerate(tails)) + "]"
-    try:
-        code, state = _engine.assert_facts(handle, body)
-    except _engine.error as exc:
-        raise RuntimeError(f"durable_rules rejected the facts: {exc}") from exc
-    if code != 0:
-        raise RuntimeError(f"durable_rules did not handle the facts (code {code})")
-    try:
-        action = _engine.start_action_for_state(handle, state)
-        if action is not None:
-            message = action[1]
-            while message is not None:
-                engine_name = message[2 : message.index('"', 2)]
-                # The index field is ours: values are JSON-escaped, so '"_n":' only occurs as the key.
-                start = message.index(_INDEX_KEY) + len(_INDEX_KEY)
-                end = start
-                while message[end].isdigit():
-                    end += 1
-                fired[int(message[start:end])].add(engine_name.partition("~")[0])
-                message = _engine.complete_and_start_action(handle, state)
+        message = None if action is None else action[1]
+        while message is not None:
+            # Each message is {"<rule>":{"m":{...}}}; rule ids never contain quotes,
+            # and "~" separates a term number from the rule id.
+            yield message[2 : message.index('"', 2)].partition("~")[0], message
+            message = _engine.complete_and_start_action(handle, state)
     finally:
         _engine.delete_state(handle, sid)
 

@@ -80,38 +80,35 @@ class Revision:
     def evaluate(self, ruleset: str, facts: Mapping[str, Any], *, now: float | None = None,
                  backend: str | None = None) -> Result:
         """Evaluate one rule set for one input; `now` is epoch seconds (default: the clock)."""
-        compiled = self._get(ruleset)
-        rs = compiled.ruleset
-        values = normalize(rs, facts)
-        now = time.time() if now is None else now
-        backend = backend or self.backend
-        skip = compiled.skip(now)
-        if backend == "durable" and compiled.durable is not None:
+        compiled, now, backend, skip = self._prepare(ruleset, now, backend)
+        values = normalize(compiled.ruleset, facts)
+        if backend == "durable":
             indexes = compiled.durable.evaluate(values, now, skip)
-        elif backend in BACKENDS:
-            backend = "python"
-            indexes = compiled.evaluate_python(values, now, skip)
         else:
-            raise ValidationError(f"unknown backend '{backend}'", errors={"backend": [f"one of: {', '.join(BACKENDS)}"]})
-        return self._result(rs, values, indexes, backend)
+            indexes = compiled.evaluate_python(values, now, skip)
+        return self._result(compiled.ruleset, values, indexes, backend)
 
     def evaluate_many(self, ruleset: str, rows: list[Mapping[str, Any]], *, now: float | None = None,
                       backend: str | None = None) -> list[Result]:
         """Evaluate one rule set for several inputs at once (one engine session on durable-rules)."""
-        compiled = self._get(ruleset)
-        rs = compiled.ruleset
-        values = [normalize(rs, facts) for facts in rows]
-        now = time.time() if now is None else now
-        backend = backend or self.backend
-        skip = compiled.skip(now)
-        if backend == "durable" and compiled.durable is not None:
+        compiled, now, backend, skip = self._prepare(ruleset, now, backend)
+        values = [normalize(compiled.ruleset, facts) for facts in rows]
+        if backend == "durable":
             indexes = compiled.durable.evaluate_many(values, now, skip)
-        elif backend in BACKENDS:
-            backend = "python"
-            indexes = [compiled.evaluate_python(v, now, skip) for v in values]
         else:
+            indexes = [compiled.evaluate_python(v, now, skip) for v in values]
+        return [self._result(compiled.ruleset, v, i, backend) for v, i in zip(values, indexes)]
+
+    def _prepare(self, ruleset: str, now: float | None, backend: str | None) -> tuple[CompiledRuleSet, float, str, frozenset]:
+        """Resolve the rule set, the time, the backend (python when durable is not loaded) and the rules out of date."""
+        compiled = self._get(ruleset)
+        backend = backend or self.backend
+        if backend not in BACKENDS:
             raise ValidationError(f"unknown backend '{backend}'", errors={"backend": [f"one of: {', '.join(BACKENDS)}"]})
-        return [self._result(rs, v, i, backend) for v, i in zip(values, indexes)]
+        if backend == "durable" and compiled.durable is None:
+            backend = "python"
+        now = time.time() if now is None else now
+        return compiled, now, backend, compiled.skip(now)
 
     def _result(self, rs: RuleSet, values: tuple, indexes: list[int], backend: str) -> Result:
         slots = {name: i for i, name in enumerate(rs.inputs)}
