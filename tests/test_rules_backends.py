@@ -96,9 +96,14 @@ inputs = st.fixed_dictionaries({}, optional={
 })
 
 
-def _ruleset(hit: str, whens: list[str]) -> dict[str, str]:
+# Validity windows around NOW: none, ended exactly at NOW (valid_to is exclusive), current, not yet begun.
+WINDOWS = ["", "    valid_to: 2026-06-01\n", "    valid_from: 2026-05-01\n    valid_to: 2026-07-01\n", "    valid_from: 2026-06-02\n"]
+
+
+def _ruleset(hit: str, whens: list[tuple[str, int, int]]) -> dict[str, str]:
     rules = "".join(
-        f"  - id: r{i}\n    when: '{w.replace(chr(39), chr(39) * 2)}'\n    then: {{n: {i}}}\n" for i, w in enumerate(whens)
+        f"  - id: r{i}\n    when: '{w.replace(chr(39), chr(39) * 2)}'\n    then: {{n: {i}}}\n    priority: {p}\n{WINDOWS[v]}"
+        for i, (w, p, v) in enumerate(whens)
     )
     return {"random.yaml": SCHEMA.format(hit=hit, rules=rules)}
 
@@ -118,7 +123,8 @@ def _all_backends(revision, name: str, rows: list[dict]) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(hit=st.sampled_from(["first", "collect"]), whens=st.lists(conditions, min_size=1, max_size=5),
+@given(hit=st.sampled_from(["first", "collect"]),
+       whens=st.lists(st.tuples(conditions, st.integers(0, 2), st.integers(0, len(WINDOWS) - 1)), min_size=1, max_size=5),
        rows=st.lists(inputs, min_size=1, max_size=8))
 def test_backends_agree_on_random_rules_and_inputs(hit, whens, rows):
     try:
