@@ -86,7 +86,7 @@ conditions = st.recursive(
 )
 
 inputs = st.fixed_dictionaries({}, optional={
-    "a": st.one_of(st.none(), st.integers(-20, 20), st.floats(-50, 50, allow_nan=False), st.sampled_from([5e-05, 0.5, 1000.0])),
+    "a": st.one_of(st.none(), st.integers(-20, 20), st.floats(-50, 50, allow_nan=False), st.sampled_from([5e-05, 0.5, 1000.0, 1e308, -1e308, float("inf"), float("nan")])),
     "b": st.one_of(st.none(), st.integers(-20, 20), st.floats(-50, 50, allow_nan=False)),
     "c": st.one_of(st.none(), st.integers(-5, 5)),
     "stage": st.one_of(st.none(), st.sampled_from(STAGES)),

@@ -155,7 +155,8 @@ def normalize_value(spec: InputSpec, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
             raise ValueError("must be a number")
         number = float(value)
-        return None if math.isnan(number) else number
+        # Not-a-number and infinities count as missing on every backend (durable-rules cannot hold them).
+        return number if math.isfinite(number) else None
     if kind is Type.STRING:
         if not isinstance(value, str):
             raise ValueError("must be text")
@@ -166,9 +167,10 @@ def normalize_value(spec: InputSpec, value: Any) -> Any:
         return value
     if kind is Type.TIMESTAMP:
         try:
-            return to_epoch(value)
-        except (TypeError, ValueError):
+            seconds = to_epoch(value)
+        except (TypeError, ValueError, OverflowError):
             raise ValueError("must be a date or time in ISO 8601") from None
+        return seconds if math.isfinite(seconds) else None
     if kind is Type.LIST:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ValueError("must be a list of text")

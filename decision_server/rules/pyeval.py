@@ -18,7 +18,11 @@ Evaluator = Callable[[tuple, float, frozenset], list]
 
 
 def _nan_to_none(value: float) -> float | None:
-    return None if value != value else value
+    # NaN and overflow to ±inf are missing, as on the other backends.
+    return value if -_INF < value < _INF else None
+
+
+_INF = float("inf")
 
 
 def _add(a, b):

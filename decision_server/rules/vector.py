@@ -55,8 +55,10 @@ def to_column(kind: Type, raw: Any, n: int) -> Column:
         values = np.asarray(raw)
         if values.dtype.kind != "f":
             values = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-        values = values.astype(np.float64, copy=False)
-        return Column(values, np.isnan(values))
+        values = values.astype(np.float64, copy=True)
+        missing = ~np.isfinite(values)  # NaN and ±inf are missing, as on the other backends
+        values[missing] = np.nan
+        return Column(values, missing)
     if kind is Type.TIMESTAMP:
         values = np.asarray(raw)
         if values.dtype.kind == "M":
@@ -66,7 +68,10 @@ def to_column(kind: Type, raw: Any, n: int) -> Column:
             return Column(seconds, missing)
         if values.dtype.kind != "f":
             values = np.array([np.nan if v is None else to_epoch(v) for v in values], dtype=np.float64)
-        return Column(values, np.isnan(values))
+        values = values.astype(np.float64, copy=True)
+        missing = ~np.isfinite(values)
+        values[missing] = np.nan
+        return Column(values, missing)
     values = np.empty(n, dtype=object)
     values[:] = list(raw) if kind is not Type.LIST else [None if v is None else tuple(v) for v in raw]
     missing = _object_missing(values)
@@ -107,7 +112,7 @@ class _Evaluator:
         values = np.asarray(values, dtype=np.float64)
         if values.ndim == 0:
             values = np.full(self.n, float(values))
-        missing = missing | np.isnan(values)
+        missing = missing | ~np.isfinite(values)
         return np.where(missing, np.nan, values), missing
 
     def _arith(self, node: Arith):
