@@ -142,19 +142,21 @@ class DurableRuleSet:
         self.first = ruleset.hit == "first"
         self.width = len(ruleset.inputs)
         self.derive = _deriver(compiler)
+        self.fields = [f"f{i}" for i in range(len(ruleset.inputs))]
+        self.derived_fields = [f"d{i}" for i in range(len(compiler.derived))]
         self.name = f"{revision[:12]}.{ruleset.name}.{next(_names)}"
         host.register(self.name, conditions)
 
     def _fact(self, values: tuple, now: float) -> dict:
         fact = {_TRUE_FIELD: 1}
-        for index, value in enumerate(values):
+        for field, value in zip(self.fields, values):
             if value is not None:
                 # A list input is only ever tested for presence here; membership is derived.
-                fact[f"f{index}"] = True if isinstance(value, tuple) else value
+                fact[field] = True if type(value) is tuple else value
         if self.derive is not None:
-            for index, value in enumerate(self.derive(values, now)):
+            for field, value in zip(self.derived_fields, self.derive(values, now)):
                 if value is not None:
-                    fact[f"d{index}"] = value
+                    fact[field] = value
         return fact
 
     def _indexes(self, names: frozenset, skip: frozenset) -> list[int]:

@@ -29,6 +29,9 @@ class CompiledRuleSet:
         self.ruleset = ruleset
         self.evaluate_python, self.source = pyeval.compile_ruleset(ruleset)
         self.windows = [i for i, rule in enumerate(ruleset.rules) if rule.valid_from is not None or rule.valid_to is not None]
+        slots = {name: i for i, name in enumerate(ruleset.inputs)}
+        # Per rule, what its explanation reads: (input name, position in the value tuple, spec).
+        self.reads = [tuple((n, slots[n], ruleset.inputs[n]) for n in rule.reads) for rule in ruleset.rules]
         self.durable = None  # a DurableRuleSet when the revision runs on durable-rules
 
     def skip(self, now: float) -> frozenset:
@@ -86,7 +89,7 @@ class Revision:
             indexes = compiled.durable.evaluate(values, now, skip)
         else:
             indexes = compiled.evaluate_python(values, now, skip)
-        return self._result(compiled.ruleset, values, indexes, backend)
+        return self._result(compiled, values, indexes, backend)
 
     def evaluate_many(self, ruleset: str, rows: list[Mapping[str, Any]], *, now: float | None = None,
                       backend: str | None = None) -> list[Result]:
@@ -97,7 +100,7 @@ class Revision:
             indexes = compiled.durable.evaluate_many(values, now, skip)
         else:
             indexes = [compiled.evaluate_python(v, now, skip) for v in values]
-        return [self._result(compiled.ruleset, v, i, backend) for v, i in zip(values, indexes)]
+        return [self._result(compiled, v, i, backend) for v, i in zip(values, indexes)]
 
     def _prepare(self, ruleset: str, now: float | None, backend: str | None) -> tuple[CompiledRuleSet, float, str, frozenset]:
         """Resolve the rule set, the time, the backend (python when durable is not loaded) and the rules out of date."""
@@ -110,11 +113,11 @@ class Revision:
         now = time.time() if now is None else now
         return compiled, now, backend, compiled.skip(now)
 
-    def _result(self, rs: RuleSet, values: tuple, indexes: list[int], backend: str) -> Result:
-        slots = {name: i for i, name in enumerate(rs.inputs)}
+    def _result(self, compiled: CompiledRuleSet, values: tuple, indexes: list[int], backend: str) -> Result:
+        rs = compiled.ruleset
         fired = tuple(
-            Fired(rule.id, {n: explain_value(rs.inputs[n], values[slots[n]]) for n in rule.reads}, rule.then)
-            for rule in (rs.rules[i] for i in indexes)
+            Fired(rs.rules[i].id, {n: explain_value(spec, values[slot]) for n, slot, spec in compiled.reads[i]}, rs.rules[i].then)
+            for i in indexes
         )
         if rs.hit == "first":
             outcome = dict(fired[0].then) if fired else (dict(rs.default) if rs.default is not None else None)

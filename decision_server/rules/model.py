@@ -151,6 +151,15 @@ def normalize_value(spec: InputSpec, value: Any) -> Any:
     if value is None:
         return None
     kind = spec.type
+    cls = type(value)
+    # Fast paths for what the decision path sends; everything else takes the checks below.
+    if kind is Type.NUMBER and (cls is float or cls is int):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if (kind is Type.STRING and cls is str) or (kind is Type.BOOLEAN and cls is bool):
+        return value
+    if kind is Type.TIMESTAMP and cls is datetime and value.tzinfo is not None:
+        return value.timestamp()
     if kind is Type.NUMBER:
         if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
             raise ValueError("must be a number")
@@ -180,16 +189,17 @@ def normalize_value(spec: InputSpec, value: Any) -> Any:
 
 def normalize(ruleset: RuleSet, facts: Mapping[str, Any]) -> tuple:
     """Pick and normalize a rule set's inputs from `facts`; names not declared are ignored."""
-    values = []
+    try:
+        return tuple([normalize_value(spec, facts.get(name)) for name, spec in ruleset.inputs.items()])
+    except ValueError:
+        pass
     errors: dict[str, list[str]] = {}
     for name, spec in ruleset.inputs.items():
         try:
-            values.append(normalize_value(spec, facts.get(name)))
+            normalize_value(spec, facts.get(name))
         except ValueError as exc:
             errors[name] = [str(exc)]
-    if errors:
-        raise ValidationError(f"inputs of rule set '{ruleset.name}' are not valid", errors=errors)
-    return tuple(values)
+    raise ValidationError(f"inputs of rule set '{ruleset.name}' are not valid", errors=errors)
 
 
 def explain_value(spec: InputSpec, value: Any) -> Any:
