@@ -13,7 +13,7 @@ from decision_server.rules import cases as cases_module
 from decision_server.rules import pyeval, vector
 from decision_server.rules.analysis import analyse
 from decision_server.rules.loader import load_ruleset
-from decision_server.rules.model import Fired, Result, RuleSet, explain_value, normalize
+from decision_server.rules.model import Result, RuleSet, make_normalizer
 from decision_server.rules.source import Document, Problem, RulesInvalid, revision_id
 
 log = logging.getLogger("decision_server.rules")
@@ -28,6 +28,7 @@ class CompiledRuleSet:
     def __init__(self, ruleset: RuleSet):
         self.ruleset = ruleset
         self.evaluate_python, self.source = pyeval.compile_ruleset(ruleset)
+        self.normalize = make_normalizer(ruleset)
         self.windows = [i for i, rule in enumerate(ruleset.rules) if rule.valid_from is not None or rule.valid_to is not None]
         slots = {name: i for i, name in enumerate(ruleset.inputs)}
         # Per rule, what its explanation reads: (input name, position in the value tuple, spec).
@@ -84,7 +85,7 @@ class Revision:
                  backend: str | None = None) -> Result:
         """Evaluate one rule set for one input; `now` is epoch seconds (default: the clock)."""
         compiled, now, backend, skip = self._prepare(ruleset, now, backend)
-        values = normalize(compiled.ruleset, facts)
+        values = compiled.normalize(facts)
         if backend == "durable":
             indexes = compiled.durable.evaluate(values, now, skip)
         else:
@@ -95,7 +96,7 @@ class Revision:
                       backend: str | None = None) -> list[Result]:
         """Evaluate one rule set for several inputs at once (one engine session on durable-rules)."""
         compiled, now, backend, skip = self._prepare(ruleset, now, backend)
-        values = [normalize(compiled.ruleset, facts) for facts in rows]
+        values = [compiled.normalize(facts) for facts in rows]
         if backend == "durable":
             indexes = compiled.durable.evaluate_many(values, now, skip)
         else:
@@ -115,15 +116,11 @@ class Revision:
 
     def _result(self, compiled: CompiledRuleSet, values: tuple, indexes: list[int], backend: str) -> Result:
         rs = compiled.ruleset
-        fired = tuple(
-            Fired(rs.rules[i].id, {n: explain_value(spec, values[slot]) for n, slot, spec in compiled.reads[i]}, rs.rules[i].then)
-            for i in indexes
-        )
         if rs.hit == "first":
-            outcome = dict(fired[0].then) if fired else (dict(rs.default) if rs.default is not None else None)
+            outcome = dict(rs.rules[indexes[0]].then) if indexes else (dict(rs.default) if rs.default is not None else None)
         else:
-            outcome = tuple(dict(f.then) for f in fired)
-        return Result(rs.name, self.id, outcome, fired, backend)
+            outcome = tuple(dict(rs.rules[i].then) for i in indexes)
+        return Result(rs.name, self.id, outcome, backend, rules=rs.rules, reads=compiled.reads, values=values, indexes=indexes)
 
     def evaluate_columns(self, ruleset: str, columns: Mapping[str, Any], *, now: float | None = None) -> vector.VectorResult:
         """Evaluate one rule set over columns of many inputs with the vectorized backend."""
