@@ -242,7 +242,7 @@ def _text(value: Any) -> Any:
 def _timestamp(value: Any) -> Any:
     if type(value) is datetime and value.tzinfo is not None:
         return value.timestamp()
-    raise TypeError
+    return _number(value)  # epoch seconds
 
 
 def _boolean(value: Any) -> Any:
