@@ -170,3 +170,22 @@ def test_backends_agree_on_the_shipped_rule_files(shipped, data):
     for name, ruleset in shipped.rulesets.items():
         rows = [{n: _value(spec, data.draw) for n, spec in ruleset.inputs.items()} for _ in range(4)]
         _all_backends(shipped, name, rows)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_rule_sets_evaluated_together_agree_with_each_alone(shipped, data):
+    names = sorted(shipped.rulesets)
+    groups = [names, ["offers", "contact_policy", "arbitration"], ["lifecycle", "value", "tiers", "segments"]]
+    inputs = {n: spec for rs in shipped.rulesets.values() for n, spec in rs.inputs.items()}
+    rows = [{n: _value(spec, data.draw) for n, spec in inputs.items()} for _ in range(data.draw(st.integers(1, 9)))]
+    for group in groups:
+        for backend in ("durable", "python"):
+            together = shipped.evaluate_group_many(group, rows, now=NOW, backend=backend)
+            single = shipped.evaluate_group(group, rows[0], now=NOW, backend=backend)
+            assert {n: r.fired_ids for n, r in single.items()} == {n: r.fired_ids for n, r in together[0].items()}
+            for row, results in zip(rows, together):
+                for name in group:
+                    alone = shipped.evaluate(name, row, now=NOW, backend="python")
+                    assert results[name].backend == backend
+                    assert (results[name].fired_ids, results[name].outcome) == (alone.fired_ids, alone.outcome), (name, row)

@@ -28,19 +28,20 @@ _names = itertools.count(1)
 
 
 class _Compiler:
-    def __init__(self, ruleset: RuleSet):
+    def __init__(self, ruleset: RuleSet, prefix: str):
         self.slots = {name: index for index, name in enumerate(ruleset.inputs)}
+        self.prefix = prefix  # keeps the fields of several rule sets in one fact apart
         self.derived: list = []  # expressions computed in Python, by field number
         self._derived_index: dict = {}
 
     def field(self, node) -> str:
         """Return the fact field holding a value node (an input, or a derived value)."""
         if isinstance(node, Ref):
-            return f"f{self.slots[node.name]}"
+            return f"{self.prefix}f{self.slots[node.name]}"
         if node not in self._derived_index:
             self._derived_index[node] = len(self.derived)
             self.derived.append(node)
-        return f"d{self._derived_index[node]}"
+        return f"{self.prefix}d{self._derived_index[node]}"
 
     def test(self, node, want: bool):
         """Return the durable condition for "definitely `want`", ALWAYS, or None for never."""
@@ -127,28 +128,16 @@ def _member(item, container):
     return None if item is None or container is None else item in container
 
 
-class DurableRuleSet:
-    """A rule set registered with a DurableHost under a name of its own."""
+class _Part:
+    """One rule set inside a DurableGroup: its field names, derived values and hit policy."""
 
-    def __init__(self, host, ruleset: RuleSet, revision: str):
-        compiler = _Compiler(ruleset)
-        conditions = {}
-        for index, rule in enumerate(ruleset.rules):
-            condition = compiler.test(rule.condition, True)
-            if condition is None:
-                continue  # can never fire
-            conditions[f"r{index}"] = {_TRUE_FIELD: 1} if condition is ALWAYS else condition
-        self.host = host
+    def __init__(self, ruleset: RuleSet, compiler: _Compiler):
         self.first = ruleset.hit == "first"
-        self.width = len(ruleset.inputs)
+        self.fields = [f"{compiler.prefix}f{i}" for i in range(len(ruleset.inputs))]
         self.derive = _deriver(compiler)
-        self.fields = [f"f{i}" for i in range(len(ruleset.inputs))]
-        self.derived_fields = [f"d{i}" for i in range(len(compiler.derived))]
-        self.name = f"{revision[:12]}.{ruleset.name}.{next(_names)}"
-        host.register(self.name, conditions)
+        self.derived_fields = [f"{compiler.prefix}d{i}" for i in range(len(compiler.derived))]
 
-    def _fact(self, values: tuple, now: float) -> dict:
-        fact = {_TRUE_FIELD: 1}
+    def add_to(self, fact: dict, values: tuple, now: float) -> None:
         for field, value in zip(self.fields, values):
             if value is not None:
                 # A list input is only ever tested for presence here; membership is derived.
@@ -157,21 +146,71 @@ class DurableRuleSet:
             for field, value in zip(self.derived_fields, self.derive(values, now)):
                 if value is not None:
                     fact[field] = value
+
+
+class DurableGroup:
+    """One or more rule sets registered with a DurableHost as one engine rule set.
+
+    Rule sets evaluated together (a customer's lifecycle, value, tiers and segments; an offer's
+    eligibility, contact policy and arbitration) then cost one engine session instead of one each.
+    Rule `i` of the `k`-th rule set is named `s{k}r{i}`; its fields are `s{k}f…` and `s{k}d…`.
+    """
+
+    def __init__(self, host, rulesets: list[RuleSet], revision: str):
+        conditions = {}
+        self.parts = []
+        for k, ruleset in enumerate(rulesets):
+            compiler = _Compiler(ruleset, f"s{k}")
+            for index, rule in enumerate(ruleset.rules):
+                condition = compiler.test(rule.condition, True)
+                if condition is not None:  # None: can never fire
+                    conditions[f"s{k}r{index}"] = {_TRUE_FIELD: 1} if condition is ALWAYS else condition
+            self.parts.append(_Part(ruleset, compiler))
+        self.host = host
+        self.name = f"{revision[:12]}.{'+'.join(rs.name for rs in rulesets)}.{next(_names)}"
+        host.register(self.name, conditions)
+
+    def _fact(self, values: list[tuple], now: float) -> dict:
+        fact = {_TRUE_FIELD: 1}
+        for part, part_values in zip(self.parts, values):
+            part.add_to(fact, part_values, now)
         return fact
 
-    def _indexes(self, names: frozenset, skip: frozenset) -> list[int]:
-        fired = [i for i in sorted(int(name[1:]) for name in names) if i not in skip]
-        return fired[:1] if self.first else fired
+    def _split(self, names: frozenset, skips: list[frozenset]) -> list[list[int]]:
+        fired: list[list[int]] = [[] for _ in self.parts]
+        for name in names:
+            k, _, index = name[1:].partition("r")
+            fired[int(k)].append(int(index))
+        result = []
+        for part, indexes, skip in zip(self.parts, fired, skips):
+            indexes = [i for i in sorted(indexes) if i not in skip]
+            result.append(indexes[:1] if part.first else indexes)
+        return result
 
-    def evaluate(self, values: tuple, now: float, skip: frozenset) -> list[int]:
-        """Assert one fact and return the indexes of the rules that fire, after the hit policy."""
-        return self._indexes(self.host.evaluate(self.name, self._fact(values, now)), skip)
+    def evaluate_all(self, values: list[tuple], now: float, skips: list[frozenset]) -> list[list[int]]:
+        """Assert one fact holding every rule set's inputs; return each rule set's fired indexes."""
+        return self._split(self.host.evaluate(self.name, self._fact(values, now)), skips)
 
-    def evaluate_many(self, rows: list[tuple], now: float, skip: frozenset) -> list[list[int]]:
-        """Evaluate several inputs in one session; return the fired indexes of each."""
+    def evaluate_all_many(self, rows: list[list[tuple]], now: float, skips: list[frozenset]) -> list[list[list[int]]]:
+        """Evaluate several such facts in one session (one per offer, say)."""
         names = self.host.evaluate_many(self.name, [self._fact(values, now) for values in rows])
-        return [self._indexes(n, skip) for n in names]
+        return [self._split(n, skips) for n in names]
 
     def release(self) -> None:
         """Free the engine's rule sets once evaluations in flight have finished."""
         self.host.release(self.name)
+
+
+class DurableRuleSet(DurableGroup):
+    """A single rule set on durable-rules."""
+
+    def __init__(self, host, ruleset: RuleSet, revision: str):
+        super().__init__(host, [ruleset], revision)
+
+    def evaluate(self, values: tuple, now: float, skip: frozenset) -> list[int]:
+        """Assert one fact and return the indexes of the rules that fire, after the hit policy."""
+        return self.evaluate_all([values], now, [skip])[0]
+
+    def evaluate_many(self, rows: list[tuple], now: float, skip: frozenset) -> list[list[int]]:
+        """Evaluate several inputs in one session; return the fired indexes of each."""
+        return [fired[0] for fired in self.evaluate_all_many([[values] for values in rows], now, [skip])]
