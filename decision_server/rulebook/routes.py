@@ -21,6 +21,14 @@ def _author() -> str:
     return f"key:{g.principal.name}"
 
 
+def _newest_first(query: dict, fetch, position) -> dict:
+    """Fetch one page of a newest-first list after the query's cursor."""
+    before = query["cursor"][0] if query.get("cursor") else None
+    with transaction() as session:
+        rows = fetch(session, limit=query["limit"] + 1, before_id=before)
+    return page_response(rows, query["limit"], position=position)
+
+
 @blp.route("")
 class Status(MethodView):
     @requires(Permission.RULES_READ)
@@ -38,10 +46,7 @@ class Revisions(MethodView):
     @blp.response(200, schemas.RevisionPageSchema)
     def get(self, query):
         """List stored revisions, newest first."""
-        before = query["cursor"][0] if query.get("cursor") else None
-        with transaction() as session:
-            rows = service.list_revisions(session, limit=query["limit"] + 1, before_id=before)
-        return page_response(rows, query["limit"], position=lambda r: (r.id,))
+        return _newest_first(query, service.list_revisions, lambda r: (r.id,))
 
 
 @blp.route("/revisions/<string:revision>")
@@ -72,10 +77,7 @@ class Publications(MethodView):
     @blp.response(200, schemas.PublicationPageSchema)
     def get(self, query):
         """List publications and rollbacks, newest first."""
-        before = query["cursor"][0] if query.get("cursor") else None
-        with transaction() as session:
-            rows = service.list_publications(session, limit=query["limit"] + 1, before_id=before)
-        return page_response(rows, query["limit"], position=lambda r: (r.publication_id,))
+        return _newest_first(query, service.list_publications, lambda r: (r.publication_id,))
 
 
 @blp.route("/validate")
