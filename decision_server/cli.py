@@ -80,7 +80,7 @@ def cli(ctx, database_url, rules_dir, models_dir, log_level):
 @cli.command()
 @pass_context
 def init(ctx: Context):
-    """Create the database schema or migrate it to the newest revision (safe to repeat)."""
+    """Create or migrate the database, and write the default rules if the rules folder has none (safe to repeat)."""
     from decision_server import migrate
 
     before = migrate.current_revision(ctx.database.engine)
@@ -91,6 +91,11 @@ def init(ctx: Context):
         click.echo(f"database {where} is up to date (revision {after})")
     else:
         click.echo(f"database {where} migrated from {before or 'empty'} to {after}")
+    from decision_server.rulebook.runtime import install_default_rules
+
+    copied = install_default_rules(ctx.config.rules_dir)
+    if copied:
+        click.echo(f"wrote the default rules to {ctx.config.rules_dir} ({copied} files); edit them there")
 
 
 def _require_migrated(ctx: Context) -> None:
@@ -292,12 +297,16 @@ def keys_revoke(ctx: Context, key_id: int):
 @click.option("--no-serve", is_flag=True, help="Prepare everything but do not start the server.")
 @pass_context
 def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: bool):
-    """Migrate, load demo data into an empty database, create a demo admin key, and serve."""
+    """Migrate, write the default rules if there are none, load demo data into an empty database, create a demo admin key, and serve."""
     from decision_server import migrate
     from decision_server.auth import service
     from decision_server.demo import generator
 
+    from decision_server.rulebook.runtime import install_default_rules
+
     migrate.upgrade(ctx.database.engine)
+    if install_default_rules(ctx.config.rules_dir):
+        click.echo(f"wrote the default rules to {ctx.config.rules_dir}")
     if generator.is_empty(ctx.database):
         click.echo(f"loading {customers:,} demo customers...")
         counts = generator.load(ctx.database, generator.DemoSpec(customers=customers), progress=_progress)

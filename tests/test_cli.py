@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from click.testing import CliRunner
 
 from decision_server.cli import cli
@@ -23,6 +25,18 @@ def test_init_migrates_then_reports_up_to_date(tmp_path):
     assert first.exit_code == 0 and "migrated from empty" in first.output
     second = CliRunner().invoke(cli, ["--database-url", url, "init"])
     assert second.exit_code == 0 and "up to date" in second.output
+
+
+def test_init_writes_the_default_rules_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    rules = tmp_path / "my-rules"
+    first = CliRunner().invoke(cli, ["--database-url", url, "--rules-dir", str(rules), "init"])
+    assert first.exit_code == 0 and "wrote the default rules" in first.output
+    assert (rules / "value.yaml").read_text() == (Path(__file__).parent.parent / "rules" / "value.yaml").read_text()
+    (rules / "value.yaml").write_text((rules / "value.yaml").read_text().replace(">= 70", ">= 75"))
+    second = CliRunner().invoke(cli, ["--database-url", url, "--rules-dir", str(rules), "init"])
+    assert second.exit_code == 0 and "wrote the default rules" not in second.output
+    assert ">= 75" in (rules / "value.yaml").read_text()  # an edited folder is never overwritten
 
 
 def test_commands_on_an_unmigrated_database_say_to_run_init(tmp_path):

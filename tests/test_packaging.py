@@ -16,7 +16,7 @@ def test_every_package_is_listed_in_setup_cfg():
         ".".join(init.parent.relative_to(REPO).parts)
         for init in (REPO / "decision_server").rglob("__init__.py")
     }
-    assert found | {"decision_server.migrations"} == listed
+    assert found | {"decision_server.migrations", "decision_server.default_rules"} == listed
 
 
 def test_wheel_ships_the_migrations(tmp_path):
@@ -34,3 +34,5 @@ def test_wheel_ships_the_migrations(tmp_path):
     expected = {path.name for path in (REPO / "migrations").rglob("*") if path.suffix in (".py", ".mako")}
     assert expected <= shipped
     assert "decision_server/cli.py" in names
+    rules = {path.name for path in (REPO / "rules").glob("*.yaml")}
+    assert rules and {f"decision_server/default_rules/{name}" for name in rules} <= set(names)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -237,3 +238,24 @@ class Rulebook:
             },
             "warnings": [p.to_dict() for p in current.warnings] if current else [],
         }
+
+
+def shipped_rules_dir() -> Path:
+    """Return the folder of the default rule files: inside the installed package, or the checkout's rules/."""
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "default_rules"
+    return installed if installed.is_dir() else package.parent / "rules"
+
+
+def install_default_rules(target: Path) -> int:
+    """Copy the default rule files into `target` unless it already holds rule files; return how many were copied."""
+    target = Path(target)
+    if target.is_dir() and any(target.glob("*.yaml")):
+        return 0
+    source = shipped_rules_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    copied = 0
+    for path in sorted(source.glob("*.yaml")) + sorted(source.glob("README.md")):
+        shutil.copyfile(path, target / path.name)
+        copied += 1
+    return copied
