@@ -191,3 +191,30 @@ def test_python_object_tags_are_refused():
 ])
 def test_conditions_mean_what_they_say(when, facts, fires):
     assert evaluate(when, facts) is fires
+
+
+def test_text_in_a_rule_stays_data_in_the_compiled_backend():
+    # The compiled backend generates Python from the parsed form; literals go through repr(), so
+    # rule text that looks like code can only ever be compared, never run.
+    files = {"notes.yaml": """\
+ruleset: notes
+hit: collect
+inputs:
+  note: string
+outputs:
+  hit: boolean
+rules:
+  - id: quoted
+    when: |
+      note == "a\\" or True or \\"b" or note == "__import__('os').system('false')"
+    then: {hit: true}
+"""}
+    for backend in ("python", "durable"):
+        from decision_server.rules.durable_host import DurableHost
+
+        revision = build_revision(files, backend=backend, durable_host=DurableHost() if backend == "durable" else None)
+        fires = lambda note: revision.evaluate("notes", {"note": note}).fired_ids == ["quoted"]  # noqa: E731
+        assert fires('a" or True or "b') and fires("__import__('os').system('false')")
+        assert not fires("b") and not fires("")
+        assert "__import__" not in revision.compiled["notes"].source.replace(repr("__import__('os').system('false')"), "")
+        revision.close()
