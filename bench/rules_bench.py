@@ -1210,7 +1210,7 @@ def soak_part(args: argparse.Namespace) -> dict[str, Any]:
          ("after warm-up", "warm", ",.1f"), ("at 10%", "settled", ",.1f"), ("end", "end", ",.1f"),
          ("10%->end", "growth", "+,.1f"),
          ("after close", "closed", ",.1f"), ("peak", "peak", ",.1f")])
-    print(f"  RSS over time (s, evaluations, MB): "
+    print("  RSS over time (s, evaluations, MB): "
           + ", ".join(f"({t:g}, {c:,}, {r / 1024:.1f})" for t, c, r in soak["rss_samples"][:: max(1, len(soak["rss_samples"]) // 8)]))
     print(f"  rule sets registered with the host: {soak['rulesets_registered_before_close']} before close, "
           f"{soak['rulesets_registered_after_close']} after")

@@ -156,10 +156,14 @@ class Rulebook:
             log.error("rule files refused; the last good revision keeps serving",
                       extra={"revision": rev[:12], "problems": [str(p) for p in exc.problems if p.severity == "error"][:20]})
             return False
-        with self.database.session(write=True) as session:
-            message = f"loaded from {self.rules_dir} at start-up" if initial else f"edited in {self.rules_dir}"
-            head, changed = service.publish(session, files, author="rules folder", source="startup" if initial else "file",
-                                            message=message)
+        message = f"loaded from {self.rules_dir} at start-up" if initial else f"edited in {self.rules_dir}"
+        try:
+            with self.database.session(write=True) as session:
+                head, changed = service.publish(session, files, author="rules folder", source="startup" if initial else "file",
+                                                message=message)
+        except BaseException:
+            revision.close()  # never served: free its durable-rules rule sets
+            raise
         self._disk = DiskState(self._disk.signature, rev)
         self._head = head
         if changed:
@@ -209,8 +213,12 @@ class Rulebook:
         """Validate, publish and serve `files` here at once; other processes follow within a poll."""
         with self._lock:
             revision = self.build(files)
-            with self.database.session(write=True) as session:
-                head, changed = service.publish(session, files, author=author, message=message, source=source, action=action)
+            try:
+                with self.database.session(write=True) as session:
+                    head, changed = service.publish(session, files, author=author, message=message, source=source, action=action)
+            except BaseException:
+                revision.close()
+                raise
             self._head = head
             if self._current is None or self._current.id != revision.id:
                 self._serve(revision)

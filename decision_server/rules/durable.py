@@ -16,7 +16,7 @@ import itertools
 from collections.abc import Callable
 
 from decision_server.rules import pyeval
-from decision_server.rules.ir import And, Arith, Call, Cmp, In, ListLit, Lit, Missing, Not, Or, Ref
+from decision_server.rules.ir import And, Cmp, In, Lit, Missing, Not, Or, Ref
 from decision_server.rules.model import RuleSet
 
 ALWAYS = "always"  # a condition that is true for every fact
