@@ -212,3 +212,30 @@ def test_publish_validates_its_request(client, auth, body, field):
     response = client.post("/api/v1/rules/publish", json=body, headers=auth("editor"))
     assert response.status_code == 422
     assert any(key.startswith(field) for key in response.get_json()["errors"])
+
+
+def test_one_edit_seen_by_many_workers_is_published_once(app, database, rules_dir):
+    """Every process polls the folder; the publication lock makes the same edit one row, not N."""
+    import threading
+
+    from decision_server.rulebook import service
+    from decision_server.rules.source import read_rules_dir
+
+    files = read_rules_dir(rules_dir)
+    files["value.yaml"] = raise_high_to_75(files["value.yaml"])
+    barrier = threading.Barrier(8)
+    changed: list[bool] = []
+
+    def worker():
+        barrier.wait()
+        with database.session(write=True) as session:
+            changed.append(service.publish(session, files, author="w", message="m", source="file")[1])
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(changed) == [False] * 7 + [True]
+    with database.session() as session:
+        assert len(service.list_publications(session, limit=50)) == 2  # start-up + this edit
