@@ -121,7 +121,7 @@ def _deriver(compiler: _Compiler) -> Callable[[tuple, float], tuple] | None:
             items.append(f"_member({item}, {container})")
         else:
             items.append(gen.value(node)[0])
-    return gen.function("derive", f"return ({', '.join(items)},)", {"_member": _member})
+    return gen.function("derive", [f"return ({', '.join(items)},)"], extra={"_member": _member})[0]
 
 
 def _member(item, container):

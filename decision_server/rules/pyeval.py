@@ -89,16 +89,22 @@ class Codegen:
         self.constants: dict[str, object] = {}
         self.temps = 0
 
-    def function(self, name: str, body: str, extra: dict | None = None) -> Callable:
-        """Compile `def name(v, now): <unpack inputs>; <body>` in a namespace of helpers only."""
-        lines = [f"def {name}(v, now):"]
+    def function(self, name: str, body: list[str], *, params: str = "v, now", extra: dict | None = None,
+                 label: str = "") -> tuple[Callable, str]:
+        """Compile `def name(params)`: unpack the inputs, then `body` (one indented level); return it and its source.
+
+        The one place generated code is compiled: the namespace holds only the helpers and the
+        constants of this generator, and no builtins.
+        """
+        lines = [f"def {name}({params}):"]
         if self.slots:
             names = ", ".join(f"v{i}" for i in range(len(self.slots)))
             lines.append(f"    {names}{',' if len(self.slots) == 1 else ''} = v")
-        lines.append(f"    {body}")
+        lines.extend(f"    {line}" for line in body)
+        source = "\n".join(lines) + "\n"
         namespace: dict = {"__builtins__": {}, **HELPERS, **self.constants, **(extra or {})}
-        exec(compile("\n".join(lines) + "\n", f"<rules {name}>", "exec"), namespace)  # generated from the IR
-        return namespace[name]
+        exec(compile(source, f"<rules {label or name}>", "exec"), namespace)  # generated from the IR, see module doc
+        return namespace[name], source
 
     def constant(self, value: object) -> str:
         name = f"_k{len(self.constants)}"
@@ -174,17 +180,9 @@ def compile_ruleset(ruleset: RuleSet) -> tuple[Evaluator, str]:
     """Compile a rule set to fn(values, now, skip) -> indexes of the rules that fire; also return the source."""
     gen = Codegen({name: index for index, name in enumerate(ruleset.inputs)})
     first = ruleset.hit == "first"
-    lines = ["def evaluate(v, now, skip):"]
-    if ruleset.inputs:
-        names = ", ".join(f"v{i}" for i in range(len(ruleset.inputs)))
-        lines.append(f"    {names}{',' if len(ruleset.inputs) == 1 else ''} = v")
-    lines.append("    fired = []")
+    body = ["fired = []"]
     for index, rule in enumerate(ruleset.rules):
-        lines.append(f"    if {gen.test(rule.condition, True)} and {index} not in skip:")
-        lines.append(f"        return [{index}]" if first else f"        fired.append({index})")
-    lines.append("    return fired")
-    source = "\n".join(lines) + "\n"
-    namespace: dict = {"__builtins__": {}, **HELPERS, **gen.constants}
-    exec(compile(source, f"<rules {ruleset.name}>", "exec"), namespace)  # generated from the IR, see module doc
-    return namespace["evaluate"], source
-
+        body.append(f"if {gen.test(rule.condition, True)} and {index} not in skip:")
+        body.append(f"    return [{index}]" if first else f"    fired.append({index})")
+    body.append("return fired")
+    return gen.function("evaluate", body, params="v, now, skip", label=ruleset.name)
