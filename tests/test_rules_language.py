@@ -36,7 +36,7 @@ inputs:
   visits: number
   vip: boolean
   last_purchase_at: timestamp
-  offer.stages: list
+  offer.stages: {type: list, values: [growth, win_back, retention]}
 outputs:
   tag: string
 rules:
@@ -99,6 +99,7 @@ def test_a_single_equals_sign_gets_a_hint():
     ("spend > 3 and", "expected a value, found end of condition"),
     ("(spend > 3", "expected ')', found end of condition"),
     ("spend in offer.stages", "only text can be looked up in a list input"),
+    ("'grwoth' in offer.stages", "'offer.stages' never holds 'grwoth'; did you mean 'growth'?"),
     ("spend > 3 extra", "unexpected 'extra' after a complete condition"),
     ("__import__('os')", "unknown function '__import__'"),
     ("spend.__class__ > 1", "unknown name 'spend.__class__'"),
@@ -178,6 +179,7 @@ def test_python_object_tags_are_refused():
     ("stage not in ['growth']", {"stage": "win_back"}, True),
     ("stage not in ['growth']", {}, False),
     ("'growth' in offer.stages", {"offer.stages": ["growth"]}, True),
+    ("'growth' in offer.stages", {"offer.stages": ["retention"]}, False),
     ("stage not in offer.stages", {"stage": "growth", "offer.stages": ["win_back"]}, True),
     ("vip", {"vip": True}, True),
     ("not vip", {"vip": False}, True),

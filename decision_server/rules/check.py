@@ -138,7 +138,7 @@ def _check_cmp(node: Cmp, inputs: Mapping[str, InputSpec]) -> Cmp:
 
 def _check_text_values(ref: Expr, other: Expr, inputs: Mapping[str, InputSpec]) -> None:
     """Refuse a text literal that a text input with declared values can never take (a typo)."""
-    if not isinstance(ref, Ref) or ref.type is not Type.STRING:
+    if not isinstance(ref, Ref) or ref.type not in (Type.STRING, Type.LIST):
         return
     allowed = inputs[ref.name].values
     literals = [other] if isinstance(other, Lit) else []
@@ -149,7 +149,8 @@ def _check_text_values(ref: Expr, other: Expr, inputs: Mapping[str, InputSpec]) 
         if allowed and literal.value not in allowed:
             close = difflib.get_close_matches(literal.value, [str(v) for v in allowed], n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; it may be one of: {', '.join(map(str, allowed))}"
-            raise ExprError(f"'{ref.name}' is never '{literal.value}'{hint}", literal.pos)
+            verb = "never holds" if ref.type is Type.LIST else "is never"
+            raise ExprError(f"'{ref.name}' {verb} '{literal.value}'{hint}", literal.pos)
 
 
 def _check_in(node: In, inputs: Mapping[str, InputSpec]) -> In:
@@ -160,6 +161,7 @@ def _check_in(node: In, inputs: Mapping[str, InputSpec]) -> In:
         if ctype is not Type.LIST:
             raise ExprError(f"'in' needs a list, but '{container.name}' is a {ctype}", container.pos)
         _require(kind, Type.STRING, node.item, "only text can be looked up in a list input")
+        _check_text_values(container, item, inputs)  # "gld" in offer.target_segments, when its values are declared
     else:
         if container.values and kind is not container.type:
             raise ExprError(f"cannot look up a {kind} in a list of {container.type}s", node.item.pos)

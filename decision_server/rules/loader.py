@@ -72,8 +72,8 @@ def _type(doc: Document, path: tuple, raw: Any, allowed: tuple[Type, ...]) -> tu
         doc.problem(path, f"type must be one of: {', '.join(t.value for t in allowed)}")
         return None
     values = spec.get("values") or ()
-    if values and (kind is not Type.STRING or not isinstance(values, list) or not all(isinstance(v, str) for v in values)):
-        doc.problem(path + ("values",), "values must be a list of text, for a text input or output")
+    if values and (kind not in (Type.STRING, Type.LIST) or not isinstance(values, list) or not all(isinstance(v, str) for v in values)):
+        doc.problem(path + ("values",), "values must be a list of text, for a text or list input or a text output")
         return None
     return kind, tuple(values), str(spec.get("description") or "")
 
