@@ -220,3 +220,12 @@ rules:
         assert not fires("b") and not fires("")
         assert "__import__" not in revision.compiled["notes"].source.replace(repr("__import__('os').system('false')"), "")
         revision.close()
+
+
+@pytest.mark.parametrize("style", ["plain", "folded", "literal"])
+def test_errors_in_multi_line_conditions_point_at_the_word(style):
+    lead = {"plain": "", "folded": ">\n      ", "literal": "|\n      "}[style]
+    when = f"{lead}spend > 10 and\n      visits > 2 and vistis < 9"
+    problem = only_problem(profile(when))
+    assert "unknown name 'vistis'" in problem.message
+    assert (problem.line, problem.column) == ((15, 22) if style == "plain" else (16, 22))

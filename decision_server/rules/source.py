@@ -117,6 +117,11 @@ class Document:
     def text_position(self, path: tuple, offset: int) -> tuple[int, int]:
         """Map an offset inside the text scalar at `path` to a line and column of the file."""
         mark = self.mark(path)
+        if mark.style in (None, "", ">") and isinstance(self._value_at(path), str):
+            # Plain and folded scalars may span lines that YAML folds into spaces: walk the source.
+            found = self._walk(self._index(mark.line, mark.column), self._value_at(path), offset, folded=mark.style == ">")
+            if found is not None:
+                return found
         if mark.style in (None, "", "'", '"'):
             value = self._value_at(path)
             quote = 0 if not mark.style else 1
@@ -135,6 +140,35 @@ class Document:
                     indent = len(raw) - len(raw.lstrip(" "))
                     return source_line + 1, indent + column_in_line + 1
         return mark.line, mark.column
+
+    def _index(self, line: int, column: int) -> int:
+        """Return the offset in the file of a 1-based line and column."""
+        start = 0
+        for _ in range(line - 1):
+            start = self.text.index("\n", start) + 1
+        return start + column - 1
+
+    def _walk(self, start: int, value: str, offset: int, *, folded: bool) -> tuple[int, int] | None:
+        """Find value[offset] in the source from `start`, matching line folds to spaces; None if lost."""
+        text, i = self.text, start
+        if folded:  # the content starts on the line after the '>' indicator
+            i = text.find("\n", i) + 1
+            if i == 0:
+                return None
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        for char in value[:offset]:
+            if i < len(text) and text[i] == char:
+                i += 1
+            elif char in " \n" and i < len(text) and text[i] in " \t\r\n":
+                while i < len(text) and text[i] in " \t\r\n":  # a fold: line break and indentation
+                    i += 1
+            else:
+                return None
+        while i < len(text) and text[i] in " \t\r\n" and (offset >= len(value) or value[offset] not in " \n"):
+            i += 1
+        line = text.count("\n", 0, i) + 1
+        return line, i - (text.rfind("\n", 0, i) + 1) + 1
 
     def _value_at(self, path: tuple) -> Any:
         value = self.value
