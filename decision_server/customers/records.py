@@ -47,4 +47,7 @@ class CustomerStateRecord(Base):
     last_purchase_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     touchpoint_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     last_touchpoint_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # Monthly buckets of the last twelve months (see features/activity.py): windowed features
+    # for the real-time path come from this row alone.
+    activity: Mapped[dict[str, Any] | None] = mapped_column(Json)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import upsert, utcnow
+from decision_server.features.activity import refresh_activity
 from decision_server.touchpoints.records import TouchpointRecord
 from decision_server.transactions.records import TransactionRecord
 
@@ -20,10 +21,12 @@ def refresh_state(db: Session | Connection, *, customer_ids: Sequence[int] | Non
     """Rebuild the state rows of `customer_ids` (all customers when None) from their events."""
     if customer_ids is None:
         db.execute(_upsert(db, None))
+        refresh_activity(db)
         return
     ids = sorted(set(customer_ids))
     for start in range(0, len(ids), _CHUNK):
         db.execute(_upsert(db, ids[start : start + _CHUNK]))
+    refresh_activity(db, ids)
 
 
 def _upsert(db: Session | Connection, ids: list[int] | None):

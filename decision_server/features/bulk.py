@@ -1,0 +1,212 @@
+"""Bulk features and training labels: set-based SQL over the event tables, as of any moment.
+
+Everything here reads events with `occurred_at <= as_of` only, so features as of a past cut-off
+never see what happened after it (point-in-time correct), and labels read only the window after
+the cut-off. Customers are streamed in chunks of ids, each chunk one statement per event table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from decision_server.customers.records import CustomerRecord
+from decision_server.features.definition import (
+    AGGREGATES, CATEGORIES, ENGAGED_KINDS, TOUCH_CHANNELS, TOUCH_KINDS, Windows, epoch, matrix,
+)
+from decision_server.touchpoints.records import TouchpointRecord
+from decision_server.transactions.records import TransactionRecord
+
+CHUNK = 50_000
+
+
+@dataclasses.dataclass
+class FeatureChunk:
+    """Features of a chunk of customers, rows in customer id order."""
+
+    ids: np.ndarray  # int64 customer ids
+    aggregates: dict[str, np.ndarray]
+    values: np.ndarray  # float32 (rows, n_features)
+
+
+def _count_if(condition) -> sa.ColumnElement:
+    return sa.func.sum(sa.case((condition, 1), else_=0))
+
+
+def _sum_if(condition, value) -> sa.ColumnElement:
+    return sa.func.sum(sa.case((condition, value), else_=0))
+
+
+def _purchase_query(w: Windows, lo: int, hi: int):
+    t = TransactionRecord
+    occ = t.occurred_at
+    in3, in12 = occ >= w.start_3m, occ >= w.start_12m
+    prev3 = sa.and_(occ >= w.start_prev_3m, occ < w.start_3m)
+    return (
+        sa.select(
+            t.customer_id,
+            sa.func.count().label("purchases"),
+            sa.func.sum(t.amount_cents).label("spend"),
+            sa.func.sum(sa.func.coalesce(t.cost_cents, 0)).label("cost"),
+            sa.func.min(occ).label("first_purchase_at"),
+            sa.func.max(occ).label("last_purchase_at"),
+            _count_if(in3).label("purchases_3m"),
+            _sum_if(in3, t.amount_cents).label("spend_3m"),
+            _count_if(prev3).label("purchases_prev_3m"),
+            _sum_if(prev3, t.amount_cents).label("spend_prev_3m"),
+            _count_if(in12).label("purchases_12m"),
+            _sum_if(in12, t.amount_cents).label("spend_12m"),
+            *(_count_if(sa.and_(in12, t.category == c)).label(f"category_{c}_12m") for c in CATEGORIES),
+        )
+        .where(t.customer_id.between(lo, hi), occ <= w.as_of)
+        .group_by(t.customer_id)
+    )
+
+
+def _touch_query(w: Windows, lo: int, hi: int):
+    tp = TouchpointRecord
+    occ = tp.occurred_at
+    in3 = occ >= w.start_3m
+    return (
+        sa.select(
+            tp.customer_id,
+            _count_if(in3).label("touchpoints_3m"),
+            _count_if(occ >= w.start_12m).label("touchpoints_12m"),
+            sa.func.max(occ).label("last_touchpoint_at"),
+            *(_count_if(sa.and_(in3, tp.channel == c)).label(f"channel_{c}_3m") for c in TOUCH_CHANNELS),
+            *(_count_if(sa.and_(in3, tp.kind == k)).label(f"kind_{k}_3m") for k in TOUCH_KINDS),
+        )
+        .where(tp.customer_id.between(lo, hi), occ <= w.as_of)
+        .group_by(tp.customer_id)
+    )
+
+
+_MONEY = {"spend", "cost", "spend_3m", "spend_prev_3m", "spend_12m"}
+_TIMES = {"first_purchase_at", "last_purchase_at", "last_touchpoint_at"}
+
+
+def customer_ids(conn: Connection, as_of: dt.datetime, *, chunk: int = CHUNK) -> Iterator[np.ndarray]:
+    """Yield the ids of customers who existed at `as_of`, in id order, `chunk` at a time."""
+    c = CustomerRecord
+    after = 0
+    while True:
+        rows = conn.execute(
+            sa.select(c.id).where(c.id > after, c.created_at <= as_of).order_by(c.id).limit(chunk)
+        ).scalars().all()
+        if not rows:
+            return
+        yield np.array(rows, dtype=np.int64)
+        after = rows[-1]
+
+
+def features(conn: Connection, ids: np.ndarray, as_of: dt.datetime) -> FeatureChunk:
+    """Compute the features of customers `ids` (sorted, existing at as_of) as of `as_of`."""
+    w = Windows.at(as_of)
+    lo, hi = int(ids[0]), int(ids[-1])
+    position = {int(cid): i for i, cid in enumerate(ids)}
+    n = len(ids)
+    agg = {name: np.zeros(n) for name in AGGREGATES}
+    for name in _TIMES:
+        agg[name] = np.full(n, np.nan)
+    since = conn.execute(
+        sa.select(CustomerRecord.id, CustomerRecord.created_at).where(CustomerRecord.id.between(lo, hi))
+    ).all()
+    for cid, created in since:
+        i = position.get(cid)
+        if i is not None:
+            agg["customer_since"][i] = created.timestamp()
+    for query in (_purchase_query(w, lo, hi), _touch_query(w, lo, hi)):
+        result = conn.execute(query)
+        names = list(result.keys())[1:]
+        for row in result:
+            i = position.get(row[0])
+            if i is None:
+                continue
+            for name, value in zip(names, row[1:]):
+                if name in _TIMES:
+                    agg[name][i] = epoch(value)
+                elif name in _MONEY:
+                    agg[name][i] = int(value or 0) / 100.0  # PostgreSQL sums bigints as NUMERIC
+                else:
+                    agg[name][i] = int(value or 0)
+    return FeatureChunk(ids, agg, matrix(agg, as_of.timestamp()))
+
+
+def all_features(conn: Connection, as_of: dt.datetime, *, chunk: int = CHUNK) -> Iterator[FeatureChunk]:
+    """Yield the features of every customer who existed at `as_of`, chunk by chunk."""
+    for ids in customer_ids(conn, as_of, chunk=chunk):
+        yield features(conn, ids, as_of)
+
+
+@dataclasses.dataclass
+class Labels:
+    """What happened in the windows after a cut-off, per customer (rows aligned to `ids`)."""
+
+    ids: np.ndarray
+    purchases_30d: np.ndarray
+    purchases_90d: np.ndarray
+    spend_365d: np.ndarray  # currency units
+    engaged_30d: np.ndarray  # 1 when the customer bought or started a touchpoint in 30 days
+    next_category: np.ndarray  # object: the category bought most in 90 days (None when none)
+
+
+def labels(conn: Connection, ids: np.ndarray, cutoff: dt.datetime) -> Labels:
+    """Return the outcomes of customers `ids` in the windows after `cutoff` (never before it)."""
+    t, tp = TransactionRecord, TouchpointRecord
+    lo, hi = int(ids[0]), int(ids[-1])
+    d30, d90, d365 = (cutoff + dt.timedelta(days=d) for d in (30, 90, 365))
+    position = {int(cid): i for i, cid in enumerate(ids)}
+    n = len(ids)
+    out = Labels(ids, np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.full(n, None, dtype=object))
+    after = sa.and_(t.customer_id.between(lo, hi), t.occurred_at > cutoff)
+    purchases = sa.select(
+        t.customer_id,
+        _count_if(t.occurred_at <= d30),
+        _count_if(t.occurred_at <= d90),
+        _sum_if(t.occurred_at <= d365, t.amount_cents),
+    ).where(after, t.occurred_at <= d365).group_by(t.customer_id)
+    for cid, n30, n90, spend in conn.execute(purchases):
+        i = position.get(cid)
+        if i is not None:
+            out.purchases_30d[i], out.purchases_90d[i] = int(n30), int(n90)
+            out.spend_365d[i] = int(spend or 0) / 100.0
+    by_category = sa.select(t.customer_id, t.category, sa.func.count()).where(
+        after, t.occurred_at <= d90, t.category.is_not(None)
+    ).group_by(t.customer_id, t.category)
+    best: dict[int, tuple[int, int]] = {}
+    rank = {c: r for r, c in enumerate(CATEGORIES)}
+    for cid, category, count in conn.execute(by_category):
+        if category not in rank:
+            continue
+        # Most purchases wins; a tie goes to the category listed first (a fixed, documented order).
+        key = (count, -rank[category])
+        if cid not in best or key > best[cid]:
+            best[cid] = key
+    for cid, (count, negative_rank) in best.items():
+        i = position.get(cid)
+        if i is not None:
+            out.next_category[i] = CATEGORIES[-negative_rank]
+    engaged = sa.select(tp.customer_id).where(
+        tp.customer_id.between(lo, hi), tp.occurred_at > cutoff, tp.occurred_at <= d30, tp.kind.in_(ENGAGED_KINDS)
+    ).group_by(tp.customer_id)
+    for (cid,) in conn.execute(engaged):
+        i = position.get(cid)
+        if i is not None:
+            out.engaged_30d[i] = 1.0
+    out.engaged_30d = np.maximum(out.engaged_30d, (out.purchases_30d > 0).astype(float))
+    return out
+
+
+def data_span(conn: Connection) -> tuple[dt.datetime, dt.datetime] | None:
+    """Return the first and last purchase times in the database (None when there are none)."""
+    t = TransactionRecord
+    first, last = conn.execute(sa.select(sa.func.min(t.occurred_at), sa.func.max(t.occurred_at))).one()
+    if first is None:
+        return None
+    return first, last
+
