@@ -1,4 +1,4 @@
-"""Generate a realistic synthetic customer base: archetypes, seasonality, churners, VIPs.
+"""Generate a realistic synthetic customer base: archetypes, seasonality, churners, VIPs, tastes.
 
 Customers are drawn in slices of SLICE, each from a generator seeded by (seed, first customer), so
 the same spec gives the same data and memory follows the slice, not the customer base. Ids are
@@ -48,6 +48,8 @@ CATEGORIES = {
     "device": (350.0, 0.50, 0.15, ["Phone A15", "Phone X Pro", "Tablet 10", "Smartwatch"]),
 }
 CATEGORY_SHARE = [0.38, 0.20, 0.14, 0.08, 0.14, 0.06]
+# How close personal tastes stay to CATEGORY_SHARE (Dirichlet concentration; lower = stronger tastes).
+TASTE_CONCENTRATION = 3.0
 PURCHASE_CHANNELS = (["app", "store", "web", "call_centre"], [0.50, 0.25, 0.15, 0.10])
 TOUCHPOINT_KINDS = {
     "app": ["app_open", "app_open", "app_open", "offer_view", "offer_click"],
@@ -202,7 +204,10 @@ def _transactions(rng, first, purchases, signup, active_until, spend_factor) -> 
     order = np.lexsort((times, owner))
     owner, times = owner[order], times[order]
     categories = list(CATEGORIES)
-    cat = rng.choice(len(categories), size=total, p=CATEGORY_SHARE)
+    # Everyone has a taste: a personal category mix around the shares, so what a customer bought
+    # says something about what they buy next (the next-best-offer model learns from it).
+    taste = np.cumsum(rng.dirichlet(np.array(CATEGORY_SHARE) * TASTE_CONCENTRATION, size=len(purchases)), axis=1)
+    cat = np.minimum((rng.random(total)[:, None] > taste[owner]).sum(axis=1), len(categories) - 1)
     typical = np.array([CATEGORIES[c][0] for c in categories])[cat]
     spread = np.array([CATEGORIES[c][1] for c in categories])[cat]
     margin = np.array([CATEGORIES[c][2] for c in categories])[cat]

@@ -1,0 +1,1 @@
+"""ML scoring: model specs, training, ONNX export, the models folder and serving."""
