@@ -33,6 +33,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.extensions["key_cache"] = KeyCache(config.key_cache_seconds)
     app.extensions["schema_head"] = migrate.head_revision(app.extensions["database"].engine)
     app.extensions["rulebook"] = _start_rulebook(config, app.extensions["database"])
+    app.extensions["models"] = _start_models(config)
 
     init_request_logging(app)
     init_api(app, _blueprints())
@@ -58,14 +59,25 @@ def _start_rulebook(config: Config, database: Database):
     return rulebook
 
 
+def _start_models(config: Config):
+    """Load and verify every model (a model that cannot serve falls back; it never stops the server)."""
+    from decision_server.scoring.serving import ModelRuntime
+
+    runtime = ModelRuntime(config.models_dir, max_age_days=config.model_max_age_days, poll_seconds=config.models_poll_seconds)
+    runtime.start()
+    return runtime
+
+
 def _blueprints() -> list:
     from decision_server.auth.routes import blp as keys
     from decision_server.customers.routes import blp as customers
     from decision_server.rulebook.routes import blp as rules
+    from decision_server.scoring.routes import blp as models
+    from decision_server.scoring.routes import scores
     from decision_server.touchpoints.routes import blp as touchpoints
     from decision_server.transactions.routes import blp as transactions
 
-    return [customers, transactions, touchpoints, rules, keys]
+    return [customers, scores, transactions, touchpoints, rules, models, keys]
 
 
 def _health():
@@ -85,11 +97,13 @@ def _ready():
         checks["database"] = f"unreachable: {type(exc).__name__}"
     status = current_app.extensions["rulebook"].status()
     checks["rules"] = "ok" if status["revision"] else "no rule revision serving"
+    models = current_app.extensions["models"].current.models
     ready = all(value == "ok" for value in checks.values())
+    # A model that falls back does not make a server unready either: decisions go on with its rule.
     # A refused edit of the rules folder does not make a server unready: it keeps serving the last
     # good revision, and taking every server out of the load balancer over a typo would be worse.
     rules = {"revision": status["revision"], "folder_refused": status["folder"]["refused"],
              "folder_problems": status["folder"]["problems"][:5]}
-    response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks, "rules": rules})
+    response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks, "rules": rules, "models": models})
     response.status_code = 200 if ready else 503
     return response

@@ -334,5 +334,8 @@ def main() -> None:
 
 # Command groups that live with their domain; imported last because they use Context from here.
 from decision_server.rulebook.commands import rules  # noqa: E402
+from decision_server.scoring.commands import models, train  # noqa: E402
 
 cli.add_command(rules)
+cli.add_command(train)
+cli.add_command(models)

@@ -27,6 +27,10 @@ class Config:
     rules_backend: str = "durable"
     # How often each process looks at the rules folder and the database for a new revision; 0 = never.
     rules_poll_seconds: float = 2.0
+    # How often each process looks at the models folder for a promoted, new or deleted model; 0 = never.
+    models_poll_seconds: float = 2.0
+    # A model older than this many days falls back to its rule (a stale model hurts more than it helps); 0 = no limit.
+    model_max_age_days: float = 180.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
@@ -44,6 +48,10 @@ class Config:
             values["rules_backend"] = env["RULES_BACKEND"]
         if env.get("RULES_POLL_SECONDS"):
             values["rules_poll_seconds"] = float(env["RULES_POLL_SECONDS"])
+        if env.get("MODELS_POLL_SECONDS"):
+            values["models_poll_seconds"] = float(env["MODELS_POLL_SECONDS"])
+        if env.get("MODEL_MAX_AGE_DAYS"):
+            values["model_max_age_days"] = float(env["MODEL_MAX_AGE_DAYS"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["rules_dir"] = Path(values["rules_dir"]).resolve()
         values["models_dir"] = Path(values["models_dir"]).resolve()

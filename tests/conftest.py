@@ -96,16 +96,18 @@ def rules_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
-def config(database, rules_dir) -> Config:
+def config(database, rules_dir, tmp_path) -> Config:
     """Configuration for an app on the test database (no key cache, so revocation is immediate).
 
-    Rules are not polled in the background; tests call `rulebook.sync()` when they want a poll.
+    Rules and models are not polled in the background; tests call `sync()` when they want a poll.
+    The models folder starts empty (every model falls back); model tests train into it.
     """
     return Config(
         database_url=str(database.engine.url.render_as_string(hide_password=False)),
         rules_dir=rules_dir,
         rules_poll_seconds=0,
-        models_dir=REPO / "models_onnx",
+        models_dir=tmp_path / "models",
+        models_poll_seconds=0,
         key_cache_seconds=0,
     )
 
@@ -116,6 +118,7 @@ def app(config):
     application = create_app(config)
     yield application
     application.extensions["rulebook"].stop()
+    application.extensions["models"].stop()
     application.extensions["database"].dispose()
 
 
@@ -136,3 +139,31 @@ def keys(database) -> dict[str, str]:
 def auth(keys):
     """Return the Authorization header for a role: auth("admin")."""
     return lambda role: {"Authorization": f"Bearer {keys[role]}"}
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory) -> Path:
+    """Models trained once per test run on a small demo base (SQLite); copy them, never edit them.
+
+    churn is trained twice (two versions), so promotion and rollback have somewhere to go.
+    """
+    from decision_server.demo import generator
+    from decision_server.scoring import training
+
+    folder = tmp_path_factory.mktemp("trained")
+    database = Database(f"sqlite:///{folder / 'demo.db'}")
+    migrate.upgrade(database.engine)
+    generator.load(database, generator.DemoSpec(customers=1500, seed=21))
+    models = folder / "models"
+    results = training.train(database, models, seed=1)
+    assert all(r.error is None for r in results), [r.error for r in results]
+    training.train(database, models, ["churn"], seed=2)
+    database.dispose()
+    return models
+
+
+@pytest.fixture
+def models_dir(config, trained_models) -> Path:
+    """The test app's models folder, holding a copy of the trained models."""
+    shutil.copytree(trained_models, config.models_dir, dirs_exist_ok=True)
+    return config.models_dir

@@ -14,6 +14,7 @@ RULE_READERS = {"analyst", "editor", "admin"}
 RULE_EDITORS = {"editor", "admin"}
 REVISION = "/api/v1/rules/revisions/<string:revision>"
 CUSTOMER = "/api/v1/customers/<string:customer_id>"
+MODEL = "/api/v1/models/<string:name>"
 
 # (method, rule) -> roles allowed. Written out by hand on purpose: the expectation must not be
 # derived from the code under test. A new route fails test_every_route_is_in_the_matrix until
@@ -42,6 +43,11 @@ MATRIX = {
     ("POST", "/api/v1/rules/evaluate"): RULE_READERS,
     ("POST", "/api/v1/rules/publish"): RULE_EDITORS,
     ("POST", "/api/v1/rules/rollback"): RULE_EDITORS,
+    ("GET", CUSTOMER + "/scores"): ALL,
+    ("GET", "/api/v1/models"): RULE_READERS,
+    ("GET", MODEL): RULE_READERS,
+    ("POST", MODEL + "/promote"): ADMIN,
+    ("POST", MODEL + "/rollback"): ADMIN,
 }
 
 TX = {"customer_id": "C1", "occurred_at": "2026-01-01T10:00:00Z", "amount": "10.00"}
@@ -72,15 +78,19 @@ def test_every_route_is_in_the_matrix(app):
 
 
 @pytest.mark.parametrize("method,rule", sorted(MATRIX), ids=lambda v: v.replace("<string:customer_id>", "{id}").replace("<string:revision>", "{rev}"))
-def test_route_enforces_its_roles(client, auth, method, rule):
+def test_route_enforces_its_roles(client, auth, method, rule, models_dir, app):
     assert client.post("/api/v1/customers", json={"external_id": "C1"}, headers=auth("admin")).status_code == 201
     victim = client.post("/api/v1/keys", json={"name": "victim", "role": "channel"}, headers=auth("admin"))
     revision = client.get("/api/v1/rules", headers=auth("admin")).get_json()["revision"]
     path = (rule.replace("<string:customer_id>", "C1").replace("<int:key_id>", str(victim.get_json()["id"]))
-            .replace("<string:revision>", revision))
+            .replace("<string:revision>", revision).replace("<string:name>", "churn"))
+    app.extensions["models"].sync()
     body = BODIES.get((method, rule), lambda n: None)
     if rule == "/api/v1/rules/rollback":
         body = lambda n: {"revision": revision}  # noqa: E731 - "roll back" to the serving revision: allowed, no change
+    if rule == MODEL + "/promote":
+        active = (models_dir / "churn" / "ACTIVE").read_text().strip()
+        body = lambda n: {"version": active}  # noqa: E731 - promote the serving version again: allowed, no change
 
     def call(headers, n):
         return client.open(path, method=method, json=body(n), headers=headers)

@@ -13,6 +13,8 @@ class Permission(str, enum.Enum):
     KEYS_MANAGE = "keys:manage"
     RULES_READ = "rules:read"  # read revisions, diffs and status; validate a draft; run cases
     RULES_WRITE = "rules:write"  # publish and roll back rule revisions
+    MODELS_READ = "models:read"  # list models, read cards, versions and promotion history
+    MODELS_WRITE = "models:write"  # promote and roll back model versions (admin: it changes every decision)
 
 
 class Role(str, enum.Enum):
@@ -25,7 +27,7 @@ class Role(str, enum.Enum):
     ADMIN = "admin"  # everything, including keys
 
 
-_READ_ALL = {Permission.CUSTOMERS_READ, Permission.RULES_READ}
+_READ_ALL = {Permission.CUSTOMERS_READ, Permission.RULES_READ, Permission.MODELS_READ}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.CHANNEL: frozenset({Permission.CUSTOMERS_READ}),

@@ -272,3 +272,27 @@ def train(database: Database, models_dir: Path, names: list[str] | None = None, 
     return results
 
 
+
+
+def evaluate_current(database: Database, model_set: Any, spec: ModelSpec, *, progress: Progress | None = None) -> dict[str, Any]:
+    """Evaluate what serves now (model or fallback) on the latest fully observed window.
+
+    The cut-off is H days before the last purchase, and only held-out customers (never trained
+    on) are scored, so the numbers are comparable with the card's and honest about drift.
+    """
+    progress = progress or (lambda message: None)
+    with database.connection() as conn:
+        span = bulk.data_span(conn)
+    if span is None:
+        raise TrainingError("the database has no purchases to evaluate on")
+    cutoff = _day(span[1] - dt.timedelta(days=spec.horizon_days))
+    progress(f"{spec.name}: reading features and labels as of {cutoff.date()}")
+    snap = snapshot(database, cutoff)
+    x, y = _rows(spec, snap, holdout=True)
+    if len(y) == 0:
+        raise TrainingError(f"{spec.name}: no held-out customers to evaluate as of {cutoff.date()}")
+    _, y_all = _rows(spec, snap, holdout=False)
+    predict = lambda rows: model_set.score_batch(rows)[spec.score]  # noqa: E731
+    result = evaluate(spec, predict, x, y, _prior(spec, y_all))
+    result["cutoff"] = cutoff.isoformat()
+    return result

@@ -1,0 +1,258 @@
+"""Serving: load and verify every model, score through one merged graph, fall back per model.
+
+A `ModelSet` is an immutable snapshot of what serves: the verified models, one onnxruntime
+session over their merged graph, and for every model that cannot serve (missing, broken, stale,
+trained on other features) the reason and its rule-based fallback. `ModelRuntime` swaps in a new
+snapshot when the models folder changes, so a request always scores against one consistent set.
+Scoring never raises for a model problem: it falls back and says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from decision_server.db import utcnow
+from decision_server.features.definition import FEATURE_NAMES, FEATURES
+from decision_server.scoring import store
+from decision_server.scoring.onnx_io import INPUT, make_session, merge, score_output, to_score
+from decision_server.scoring.specs import MODELS, ModelSpec
+
+log = logging.getLogger("decision_server.models")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelStatus:
+    """Whether one model serves, which version, and if not, why (its fallback is used)."""
+
+    name: str
+    score: str
+    version: str | None
+    fallback: bool
+    reason: str | None = None
+    card: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The status as decisions and the API report it."""
+        return {"version": self.version, "fallback": self.fallback, "reason": self.reason}
+
+
+class ModelInvalid(Exception):
+    """A model file that must not serve; the message says why."""
+
+
+def _verify(spec: ModelSpec, models_dir: Path, version: str, now: dt.datetime, max_age_days: float) -> tuple[dict, onnx.ModelProto]:
+    """Check one version's files, card and graph against the spec and today's feature set."""
+    problem = store.check_files(models_dir, spec.name, version)
+    if problem:
+        raise ModelInvalid(problem)
+    card = store.read_card(models_dir, spec.name, version)
+    if card.get("task") != spec.task or card.get("score") != spec.score:
+        raise ModelInvalid(f"card says task {card.get('task')!r} and score {card.get('score')!r}, expected {spec.task!r} and {spec.score!r}")
+    inputs = card.get("inputs") or [{}]
+    names = [f.get("name") for f in inputs[0].get("features", [])]
+    if names != list(FEATURE_NAMES) or any(f.get("dtype") != "float32" for f in inputs[0].get("features", [])):
+        changed = sorted(set(names) ^ set(FEATURE_NAMES)) or ["order"]
+        raise ModelInvalid(f"trained on other features than the current feature set (differs in: {', '.join(map(str, changed[:5]))}); retrain it")
+    try:
+        model = onnx.load_model_from_string((models_dir / spec.name / version / store.MODEL_FILE).read_bytes())
+    except Exception as exc:  # a corrupt protobuf raises one of several decode errors
+        raise ModelInvalid(f"model.onnx cannot be read: {exc}") from exc
+    graph_inputs = [(i.name, i.type.tensor_type.elem_type) for i in model.graph.input]
+    if graph_inputs != [(INPUT, onnx.TensorProto.FLOAT)]:
+        raise ModelInvalid(f"graph inputs are {graph_inputs}, expected one float32 input named {INPUT!r}")
+    width = model.graph.input[0].type.tensor_type.shape.dim[-1].dim_value
+    if width != len(FEATURES):
+        raise ModelInvalid(f"graph takes {width} features, the feature set has {len(FEATURES)}")
+    wanted = score_output(spec.task)
+    if wanted not in {o.name for o in model.graph.output}:
+        raise ModelInvalid(f"graph has no output {wanted!r}")
+    if spec.task == "multiclass" and not set(card.get("classes") or []) <= set(spec.classes):
+        raise ModelInvalid(f"classes {card.get('classes')} are not all in {list(spec.classes)}")
+    try:
+        created = dt.datetime.fromisoformat(card["created_at"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelInvalid("card has no valid created_at") from exc
+    age = (now - created).total_seconds() / 86_400
+    if max_age_days and age > max_age_days:
+        raise ModelInvalid(f"stale: trained {age:.0f} days ago, the limit is {max_age_days:g} (MODEL_MAX_AGE_DAYS)")
+    return card, model
+
+
+@dataclasses.dataclass
+class Scores:
+    """All model scores of one customer, and which model (version or fallback) made each."""
+
+    values: dict[str, Any]
+    models: dict[str, dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scores": self.values, "models": self.models}
+
+
+class ModelSet:
+    """The models that serve now: immutable; build a new one to change anything."""
+
+    def __init__(self, models_dir: Path, *, max_age_days: float = 180.0, now: dt.datetime | None = None):
+        now = now or utcnow()
+        self.models_dir = models_dir
+        self.loaded_at = now
+        self.statuses: dict[str, ModelStatus] = {}
+        protos: dict[str, onnx.ModelProto] = {}
+        for spec in MODELS:
+            version = store.active_version(models_dir, spec.name)
+            if version is None:
+                self.statuses[spec.name] = ModelStatus(spec.name, spec.score, None, True, "missing: no trained version (run `decision-server train`)")
+                continue
+            try:
+                card, proto = _verify(spec, models_dir, version, now, max_age_days)
+            except (ModelInvalid, OSError, ValueError) as exc:
+                self.statuses[spec.name] = ModelStatus(spec.name, spec.score, version, True, str(exc))
+                log.warning("model falls back", extra={"model": spec.name, "version": version, "reason": str(exc)})
+                continue
+            self.statuses[spec.name] = ModelStatus(spec.name, spec.score, version, False, None, card)
+            protos[spec.name] = proto
+        self._served: list[tuple[ModelSpec, list[str]]] = []
+        self._fallbacks: list[ModelSpec] = [s for s in MODELS if self.statuses[s.name].fallback]
+        self._session = None
+        self._outputs: list[str] = []
+        if protos:
+            self._open(protos)
+        self._models = {s.name: self.statuses[s.name].to_dict() for s in MODELS}
+
+    def _open(self, protos: dict[str, onnx.ModelProto]) -> None:
+        """Open one session over the merged graph of every verified model."""
+        try:
+            merged = merge(protos)
+            session = make_session(merged)
+        except Exception as exc:  # merging is an optimisation: without it, fall back to per-model
+            log.error("cannot merge the models; they fall back", extra={"error": str(exc)})
+            for name in protos:
+                spec = next(s for s in MODELS if s.name == name)
+                self.statuses[name] = dataclasses.replace(self.statuses[name], fallback=True, reason=f"cannot be served: {exc}")
+                self._fallbacks.append(spec)
+            return
+        self._session = session
+        for spec in MODELS:
+            if spec.name in protos:
+                self._served.append((spec, list(self.statuses[spec.name].card.get("classes") or [])))
+                self._outputs.append(f"{spec.name}.{score_output(spec.task)}")
+
+    @property
+    def models(self) -> dict[str, dict[str, Any]]:
+        """Model name → {version, fallback, reason}, as every decision records it."""
+        return self._models
+
+    def score(self, x: np.ndarray) -> Scores:
+        """Score one customer (x: float32 of shape (1, n_features)) with every model."""
+        values: dict[str, Any] = {}
+        if self._session is not None:
+            raw = self._session.run(self._outputs, {INPUT: x})
+            for (spec, classes), out in zip(self._served, raw):
+                if spec.task == "binary":
+                    values[spec.score] = float(out[0, 1]) * spec.scale
+                elif spec.task == "regression":
+                    value = float(out[0, 0])
+                    values[spec.score] = value if value > 0.0 else 0.0
+                else:
+                    values[spec.score] = {name: float(p) for name, p in zip(classes, out[0])}
+        for spec in self._fallbacks:
+            values[spec.score] = _one(spec, spec.fallback(x))
+        return Scores(values, self._models)
+
+    def score_batch(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Score many customers (rows of x) with every model: score name → array."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        out: dict[str, np.ndarray] = {}
+        if self._session is not None:
+            raw = self._session.run(self._outputs, {INPUT: x})
+            for (spec, classes), values in zip(self._served, raw):
+                out[spec.score] = to_score(spec, values, classes)
+        for spec in self._fallbacks:
+            out[spec.score] = spec.fallback(x)
+        return out
+
+
+def _one(spec: ModelSpec, values: np.ndarray) -> Any:
+    if spec.task == "multiclass":
+        return {name: float(p) for name, p in zip(spec.classes, values[0])}
+    return float(values[0])
+
+
+class ModelRuntime:
+    """The ModelSet that serves, replaced when the models folder changes (polled)."""
+
+    def __init__(self, models_dir: Path, *, max_age_days: float = 180.0, poll_seconds: float = 2.0):
+        self.models_dir = models_dir
+        self.max_age_days = max_age_days
+        self.poll_seconds = poll_seconds
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._fingerprint: tuple | None = None
+        self._current: ModelSet | None = None
+
+    @property
+    def current(self) -> ModelSet:
+        """The snapshot that serves now (loaded on first use if start() was not called)."""
+        current = self._current
+        if current is None:
+            self.sync()
+            current = self._current
+        return current
+
+    def start(self) -> None:
+        """Load the models now and follow changes in the background (unless poll_seconds is 0)."""
+        self.sync()
+        if self.poll_seconds > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._poll, name="models-poll", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop following changes."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.sync()
+            except Exception:  # keep serving the last good set whatever goes wrong on disk
+                log.exception("models poll failed; the last loaded models keep serving")
+
+    def fingerprint(self) -> tuple:
+        """What, on disk, decides which models serve: active versions and their files' stats."""
+        parts: list[Any] = [utcnow().date()]  # a new day can make a model stale
+        for spec in MODELS:
+            version = store.active_version(self.models_dir, spec.name)
+            files = []
+            if version:
+                for name in (store.MODEL_FILE, store.CARD_FILE):
+                    try:
+                        st = os.stat(self.models_dir / spec.name / version / name)
+                        files.append((st.st_mtime_ns, st.st_size))
+                    except OSError:
+                        files.append(None)
+            parts.append((spec.name, version, tuple(files)))
+        return tuple(parts)
+
+    def sync(self) -> bool:
+        """Reload when the folder changed; return whether a new set now serves."""
+        with self._lock:
+            fingerprint = self.fingerprint()
+            if fingerprint == self._fingerprint and self._current is not None:
+                return False
+            fresh = ModelSet(self.models_dir, max_age_days=self.max_age_days)
+            self._current, self._fingerprint = fresh, fingerprint
+        log.info("models loaded", extra={"models": {n: (s["version"] if not s["fallback"] else "fallback") for n, s in fresh.models.items()}})
+        return True
