@@ -135,6 +135,8 @@ def _generate_slice(spec: DemoSpec, first: int, n: int) -> DemoData:
     active_until[is_churned] = end - rng.uniform(90, 300, size=is_churned.sum()) * DAY
     signup[is_churned] = np.minimum(signup[is_churned], active_until[is_churned] - 120 * DAY)
     signup = np.maximum(signup, start)
+    # Short histories (--months 3) can put a churner's last day before the history starts.
+    active_until = np.maximum(active_until, np.minimum(signup + DAY, end))
     # Customers who joined late buy proportionally less over the history.
     life_share = np.clip((active_until - signup) / (end - start), 0.02, 1.0)
 
