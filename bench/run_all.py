@@ -45,6 +45,7 @@ def commands(args: argparse.Namespace, postgres: bool) -> list[list[str]]:
         "--backend", "both" if postgres else "sqlite", "--postgres-url", args.postgres_url,
     ])
     runs.append([str(BENCH / "rules_bench.py"), "--rounds", "1", "--soak", str(args.rules_soak)])  # no database
+    runs.append([str(BENCH / "scoring_bench.py"), "--customers", str(args.customers)])  # its own SQLite
     return runs
 
 

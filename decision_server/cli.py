@@ -56,16 +56,17 @@ def cli(ctx, database_url, rules_dir, models_dir, log_level):
 
     \b
     First run on a laptop (SQLite under ./var/):
-      decision-server quickstart         # init + demo data + demo key + serve
+      decision-server quickstart         # init + demo data + train models + demo key + serve
     Step by step:
       decision-server init               # create or migrate the database
       decision-server demo-data          # 10k synthetic customers with purchases
+      decision-server train              # train the five models (and `models --help`)
       decision-server keys create --name me --role admin
       decision-server serve              # http://127.0.0.1:8000/api/v1/docs
       decision-server rules check        # check the rule files (and `rules --help`)
 
     Settings come from the environment (DATABASE_URL, RULES_DIR, MODELS_DIR, LOG_LEVEL,
-    RULES_BACKEND=durable|python, RULES_POLL_SECONDS);
+    RULES_BACKEND=durable|python, RULES_POLL_SECONDS, MODELS_POLL_SECONDS, MODEL_MAX_AGE_DAYS);
     the options above override it. PostgreSQL: --database-url postgresql://user@host:5432/db
     """
     from decision_server.logs import configure_logging
@@ -297,7 +298,7 @@ def keys_revoke(ctx: Context, key_id: int):
 @click.option("--no-serve", is_flag=True, help="Prepare everything but do not start the server.")
 @pass_context
 def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: bool):
-    """Migrate, write the default rules if there are none, load demo data into an empty database, create a demo admin key, and serve."""
+    """Migrate, write the default rules if there are none, load demo data into an empty database, train the models that have no version, create a demo admin key, and serve."""
     from decision_server import migrate
     from decision_server.auth import service
     from decision_server.demo import generator
@@ -313,6 +314,7 @@ def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: boo
         click.echo(f"demo data loaded: {counts}")
     else:
         click.echo("database already has customers; demo data not loaded again")
+    _train_missing_models(ctx)
     with ctx.database.session(write=True) as session:
         new = service.create_key(session, name="quickstart-demo", role="admin")
     base = f"http://{host}:{port}"
@@ -320,11 +322,28 @@ def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: boo
     click.echo(f"  API:      {base}/api/v1/")
     click.echo(f"  Docs:     {base}/api/v1/docs")
     click.echo(f"  Try:      curl -H 'Authorization: Bearer {new.secret}' {base}/api/v1/customers/DEMO-000001")
+    click.echo(f"            curl -H 'Authorization: Bearer {new.secret}' {base}/api/v1/customers/DEMO-000001/scores")
     click.echo(f"  Demo admin API key (shown once): {new.secret}")
     click.echo("")
     if not no_serve:
         ctx.database.dispose()
         serve_forever(ctx.config, host=host, port=port, workers=2, threads=4)
+
+
+def _train_missing_models(ctx: Context) -> None:
+    """Train the models that have no version yet (first start), so decisions use real models."""
+    from decision_server.scoring import store, training
+    from decision_server.scoring.specs import MODELS
+
+    missing = [s.name for s in MODELS if store.active_version(ctx.config.models_dir, s.name) is None]
+    if not missing:
+        click.echo(f"models already trained in {ctx.config.models_dir}; `decision-server train` retrains them")
+        return
+    click.echo(f"training {', '.join(missing)} on the database's data into {ctx.config.models_dir}...")
+    results = training.train(ctx.database, ctx.config.models_dir, missing, progress=lambda m: click.echo(f"  {m}"))
+    for result in results:
+        if result.error:
+            click.echo(f"  {result.name} serves its fallback rule: {result.error}")
 
 
 def main() -> None:

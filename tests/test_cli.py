@@ -12,9 +12,9 @@ from decision_server.cli import cli
 def test_help_lists_and_explains_every_command():
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
-    for command in ("init", "serve", "demo-data", "import", "keys", "quickstart"):
+    for command in ("init", "serve", "demo-data", "import", "keys", "quickstart", "train", "models"):
         assert command in result.output
-    for command in (["serve"], ["import"], ["keys", "create"], ["demo-data"]):
+    for command in (["serve"], ["import"], ["keys", "create"], ["demo-data"], ["train"], ["models"], ["models", "evaluate"]):
         sub = CliRunner().invoke(cli, [*command, "--help"])
         assert sub.exit_code == 0 and len(sub.output.splitlines()) > 5
 

@@ -90,6 +90,22 @@ def test_first_command_serves_demo_customers_on_a_fresh_copy(tmp_path):
         with urllib.request.urlopen(f"{base}/api/v1/docs") as response:
             assert response.status == 200 and b"swagger" in response.read().lower()
         assert (clone / "var" / "decision-server.db").exists()
+
+        # The models were trained on the demo data and score the customer...
+        scored = _get(f"{base}/api/v1/customers/DEMO-000001/scores", key)
+        assert all(not m["fallback"] for m in scored["models"].values()), scored["models"]
+        assert 0 <= scored["scores"]["churn_risk"] <= 1
+        # ...and deleting a model file makes that score fall back (flagged) within seconds.
+        churn = scored["models"]["churn"]["version"]
+        (clone / "models_onnx" / "churn" / churn / "model.onnx").unlink()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            scored = _get(f"{base}/api/v1/customers/DEMO-000001/scores", key)
+            if scored["models"]["churn"]["fallback"]:
+                break
+            time.sleep(0.5)
+        assert scored["models"]["churn"]["fallback"] and "missing" in scored["models"]["churn"]["reason"]
+        assert 0 <= scored["scores"]["churn_risk"] <= 1 and not scored["models"]["ltv"]["fallback"]
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

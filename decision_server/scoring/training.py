@@ -60,6 +60,7 @@ class TrainResult:
     version: str | None
     card: dict[str, Any] | None
     error: str | None = None
+    pipeline: Any = None  # the fitted scikit-learn pipeline (in memory only; benchmarks compare with it)
 
 
 def is_holdout(ids: np.ndarray) -> np.ndarray:
@@ -183,7 +184,7 @@ def train_one(spec: ModelSpec, database: Database, models_dir: Path, *, seed: in
     progress(f"{spec.name}: wrote {spec.name}/{version}  {_headline(card)}")
     if promote:
         store.promote(models_dir, spec.name, version, actor="train", reason="trained")
-    return TrainResult(spec.name, version, card)
+    return TrainResult(spec.name, version, card, pipeline=pipeline)
 
 
 def _agreement(spec: ModelSpec, pipeline: Any, served: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> float:
