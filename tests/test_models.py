@@ -47,8 +47,9 @@ def test_every_model_has_a_complete_card(trained_models):
         # Metrics against a naive baseline and against the fallback rule are always recorded.
         baseline = {"binary": "baseline_base_rate", "regression": "baseline_mean", "multiclass": "baseline_prior"}[spec.task]
         assert set(card["metrics"]) >= {"model", baseline, "fallback"}
-        # The training labels are never observed after the holdout cut-off starts its own window.
+        # The holdout is later than the training snapshot; shared label days are declared.
         assert card["training"]["cutoff"] < card["holdout"]["cutoff"]
+        assert card["holdout"]["label_overlap_days"] == spec.horizon_days - min(spec.horizon_days, 30)
 
 
 def test_the_graph_takes_float32_features_and_has_no_zipmap(trained_models):
@@ -273,6 +274,6 @@ def test_training_on_too_short_a_history_says_what_is_missing(database, tmp_path
     generator.load(database, generator.DemoSpec(customers=50, seed=2, months=3))
     results = training.train(database, tmp_path, ["churn", "ltv"])
     assert [r.version for r in results] == [None, None]
-    assert "needs at least 271 days of purchases" in results[0].error
-    assert "needs at least 546 days" in results[1].error
+    assert "needs at least 301 days of purchases (180 of history, 30 between" in results[0].error
+    assert "needs at least 576 days" in results[1].error
     assert not list(tmp_path.iterdir())
