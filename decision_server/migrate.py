@@ -30,8 +30,17 @@ def _run(engine: Engine, fn, *args) -> None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the database up to `revision` (default: the newest)."""
+    """Migrate the database up to `revision` (default: the newest), then fill what new columns need."""
+    before = current_revision(engine)
     _run(engine, command.upgrade, revision)
+    after = current_revision(engine)
+    if before is not None and before < "0003" <= (after or ""):
+        # 0003 added the state row's monthly activity buckets: build them from the stored events
+        # (the rows would otherwise read as quiet customers until their next event).
+        from decision_server.customers.state import refresh_state
+
+        with engine.begin() as conn:
+            refresh_state(conn)
 
 
 def downgrade(engine: Engine, revision: str) -> None:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from decision_server.db import UTC, utcnow
+from decision_server import migrate
+from decision_server.db import UTC, Database, utcnow
 from decision_server.demo import generator
 from decision_server.features import bulk, online
 from decision_server.features.definition import FEATURE_NAMES, Windows, month_index, month_start
@@ -124,3 +125,29 @@ def test_an_unknown_customer_gets_prospect_features():
     row = online.prospect(utcnow())[0]
     named = dict(zip(FEATURE_NAMES, row))
     assert named["has_purchased"] == 0 and named["frequency"] == 0 and named["tenure_days"] == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrading_an_existing_database_builds_the_monthly_buckets(make_database_url, backend):
+    database = Database(make_database_url(backend))
+    migrate.upgrade(database.engine, "0002")
+    recent = utcnow() - dt.timedelta(days=3)
+
+    def stamp(moment):  # raw SQL on SQLite must spell times as the app stores them
+        return ingest.sqlite_datetime(moment) if backend == "sqlite" else moment
+
+    with database.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO customers (external_id, consent, attributes, created_at, updated_at) "
+                             "VALUES ('OLD-1', '{}', '{}', :at, :at)"), {"at": stamp(recent - dt.timedelta(days=400))})
+        cid = conn.execute(sa.text("SELECT id FROM customers")).scalar()
+        conn.execute(sa.text("INSERT INTO transactions (external_id, customer_id, occurred_at, amount_cents, category, ingested_at) "
+                             "VALUES ('OLD-T1', :cid, :at, 2500, 'streaming', :at)"), {"cid": cid, "at": stamp(recent)})
+    migrate.upgrade(database.engine)
+    as_of = utcnow()
+    with database.connection() as conn:
+        features = online.read(conn, external_id="OLD-1", as_of=as_of)
+        chunk = bulk.features(conn, np.array([cid]), as_of)
+    named = dict(zip(FEATURE_NAMES, features.values[0]))
+    assert named["purchases_3m"] == 1 and named["spend_12m"] == 25.0 and named["category_streaming_12m"] == 1
+    assert np.array_equal(features.values, chunk.values)
+    database.dispose()

@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 
+from decision_server import migrate
 from decision_server.cli import cli
 from decision_server.db import Database, utcnow
 from decision_server.demo import generator
@@ -277,3 +278,29 @@ def test_training_on_too_short_a_history_says_what_is_missing(database, tmp_path
     assert "needs at least 301 days of purchases (180 of history, 30 between" in results[0].error
     assert "needs at least 576 days" in results[1].error
     assert not list(tmp_path.iterdir())
+
+
+def test_the_same_data_trains_the_same_model_on_sqlite_and_postgresql(make_database_url, tmp_path):
+    spec = generator.DemoSpec(customers=700, seed=9)
+    cards = {}
+    for backend in ("sqlite", "postgresql"):
+        database = Database(make_database_url(backend))
+        migrate.upgrade(database.engine)
+        generator.load(database, spec)
+        results = training.train(database, tmp_path / backend, ["churn", "nbo"], seed=3)
+        assert all(r.error is None for r in results), [r.error for r in results]
+        cards[backend] = {r.name: r.card for r in results}
+        database.dispose()
+    for name in ("churn", "nbo"):
+        sqlite, postgresql = cards["sqlite"][name], cards["postgresql"][name]
+        assert sqlite["sha256"] == postgresql["sha256"], name
+        assert sqlite["metrics"] == postgresql["metrics"] and sqlite["training"] == postgresql["training"]
+
+
+def test_a_customer_with_no_events_is_scored_as_a_newcomer(client, auth, app, models_dir):
+    app.extensions["models"].sync()
+    assert client.post("/api/v1/customers", json={"external_id": "FRESH"}, headers=auth("admin")).status_code == 201
+    body = client.get("/api/v1/customers/FRESH/scores", headers=auth("analyst")).get_json()
+    assert body["features"]["has_purchased"] == 0 and body["features"]["frequency"] == 0
+    assert body["features"]["recency_days"] == body["features"]["tenure_days"] < 0.01
+    assert 0 <= body["scores"]["propensity_to_buy"] <= 1 and not body["models"]["propensity"]["fallback"]

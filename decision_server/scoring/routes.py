@@ -22,7 +22,7 @@ from decision_server.scoring.specs import BY_NAME, MODELS
 from decision_server.web import Blueprint, transaction
 
 blp = Blueprint("models", __name__, url_prefix="/models", description="ML models: cards, versions, promote, roll back")
-scores = Blueprint("scores", __name__, url_prefix="/customers", description="Customers and their state")
+scores = Blueprint("scores", __name__, url_prefix="/customers", description="A customer's model scores, with the versions or fallbacks that made them")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
