@@ -201,7 +201,10 @@ def test_promote_and_rollback_over_http(client, auth, app, models_dir):
     detail = client.get("/api/v1/models/churn", headers=auth("analyst")).get_json()
     assert detail["version"] == first and detail["card"]["version"] == first
     assert [v["version"] for v in detail["versions"] if v["active"]] == [first]
-    assert detail["history"][0]["reason"] == "drift" and detail["history"][0]["actor"] == "key:test-admin"
+    newest, *_, oldest = detail["history"]
+    assert (newest["action"], newest["reason"], newest["actor"]) == ("rollback", "drift", "key:test-admin")
+    assert (newest["version"], newest["previous"]) == (first, second)
+    assert (oldest["action"], oldest["version"], oldest["previous"]) == ("promote", first, None)
 
     again = client.post("/api/v1/models/churn/promote", json={"version": second}, headers=auth("admin"))
     assert again.status_code == 200 and again.get_json()["previous"] == first

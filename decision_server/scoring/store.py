@@ -73,15 +73,18 @@ def write_atomically(path: Path, text: str) -> None:
 
 def active_version(models_dir: Path, name: str) -> str | None:
     """Return the version that serves: ACTIVE's, else the newest on disk, else None."""
-    pointer = models_dir / name / ACTIVE_FILE
-    try:
-        chosen = pointer.read_text(encoding="utf-8").strip()
-    except OSError:
-        chosen = ""
+    chosen = _pointer(models_dir, name)
     if chosen:
         return chosen
     found = versions(models_dir, name)
     return found[-1] if found else None
+
+
+def _pointer(models_dir: Path, name: str) -> str | None:
+    try:
+        return (models_dir / name / ACTIVE_FILE).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
 
 
 def history(models_dir: Path, name: str) -> list[dict[str, Any]]:
@@ -104,7 +107,8 @@ def _fail(kind: type[NotFound] | type[ValidationError], field: str, message: str
     raise kind(message, errors={field: [message]})
 
 
-def promote(models_dir: Path, name: str, version: str, *, actor: str, reason: str = "") -> dict[str, Any]:
+def promote(models_dir: Path, name: str, version: str, *, actor: str, reason: str = "",
+            action: str = "promote") -> dict[str, Any]:
     """Make `version` the serving version of `name`, after checking its card and checksum."""
     if not (models_dir / name).is_dir():
         _fail(ModelNotFound, "name", f"no model named {name!r} on this server")
@@ -113,8 +117,8 @@ def promote(models_dir: Path, name: str, version: str, *, actor: str, reason: st
     problem = check_files(models_dir, name, version)
     if problem:
         _fail(VersionInvalid, "version", f"model {name} {version} cannot serve: {problem}")
-    previous = active_version(models_dir, name)
-    entry = {"at": utcnow().isoformat(), "action": "promote", "version": version, "previous": previous,
+    previous = _pointer(models_dir, name)
+    entry = {"at": utcnow().isoformat(), "action": action, "version": version, "previous": previous,
              "actor": actor, "reason": reason}
     write_atomically(models_dir / name / ACTIVE_FILE, version + "\n")
     with open(models_dir / name / HISTORY_FILE, "a", encoding="utf-8") as handle:
@@ -133,9 +137,8 @@ def rollback(models_dir: Path, name: str, *, actor: str, reason: str = "") -> di
         if not older:
             _fail(VersionInvalid, "name", f"model {name!r} has no version before {current} to roll back to")
         earlier = [older[-1]]
-    entry = promote(models_dir, name, earlier[0], actor=actor, reason=reason or f"rollback from {current}")
-    entry["action"] = "rollback"
-    return entry
+    return promote(models_dir, name, earlier[0], actor=actor, reason=reason or f"rollback from {current}",
+                   action="rollback")
 
 
 def check_files(models_dir: Path, name: str, version: str) -> str | None:
