@@ -26,9 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import harness
+import numpy as np
 
 from decision_server import migrate
 from decision_server.db import Database, utcnow
@@ -144,8 +143,8 @@ def _stats(laps: list[float]) -> dict[str, float]:
 
 
 def single_part(models: ModelSet, pipelines: dict, rows: list[np.ndarray], args, folder: Path) -> list[dict]:
-    merged = models._session  # the very session ModelSet runs: the floor is the same graph
-    outputs = list(models._outputs)
+    assert models.merged
+    merged, outputs, _ = models._runners[0]  # the very session ModelSet runs: the floor is the same graph
     singles = []
     for spec in MODELS:
         version = models.statuses[spec.name].version
@@ -182,7 +181,7 @@ def single_part(models: ModelSet, pipelines: dict, rows: list[np.ndarray], args,
 def batch_part(models: ModelSet, sample: np.ndarray, args) -> list[dict]:
     reps = -(-args.rows // len(sample))
     x = np.ascontiguousarray(np.tile(sample, (reps, 1))[: args.rows], dtype=np.float32)
-    merged, outputs = models._session, list(models._outputs)
+    merged, outputs, _ = models._runners[0]
     out = []
     for what, fn in (("ours: ModelSet.score_batch", lambda chunk: models.score_batch(chunk)),
                      ("raw onnxruntime, merged graph", lambda chunk: merged.run(outputs, {INPUT: chunk}))):

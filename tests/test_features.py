@@ -9,13 +9,18 @@ import pytest
 import sqlalchemy as sa
 
 from decision_server import migrate
+from decision_server.customers.records import CustomerRecord
+from decision_server.customers.state import refresh_state
 from decision_server.db import UTC, Database, utcnow
 from decision_server.demo import generator
 from decision_server.features import bulk, online
-from decision_server.features.definition import FEATURE_NAMES, Windows, month_index, month_start
+from decision_server.features.definition import (
+    FEATURE_NAMES,
+    Windows,
+    month_index,
+    month_start,
+)
 from decision_server.ingest import bulk as ingest
-from decision_server.customers.records import CustomerRecord
-from decision_server.customers.state import refresh_state
 
 
 def _online_matrix(database, ids, as_of):
@@ -106,7 +111,7 @@ def test_customers_who_joined_after_the_cutoff_are_left_out(database):
     generator.load(database, generator.DemoSpec(customers=100, seed=5))
     cutoff = utcnow() - dt.timedelta(days=200)
     with database.connection() as conn:
-        ids = set(int(i) for i in np.concatenate(list(bulk.customer_ids(conn, cutoff, chunk=30))))
+        ids = {int(i) for i in np.concatenate(list(bulk.customer_ids(conn, cutoff, chunk=30)))}
         created = dict(conn.execute(sa.select(CustomerRecord.id, CustomerRecord.created_at)).all())
         values = np.vstack([c.values for c in bulk.all_features(conn, cutoff)])
     assert ids == {cid for cid, at in created.items() if at <= cutoff}

@@ -307,3 +307,24 @@ def test_a_customer_with_no_events_is_scored_as_a_newcomer(client, auth, app, mo
     assert body["features"]["has_purchased"] == 0 and body["features"]["frequency"] == 0
     assert body["features"]["recency_days"] == body["features"]["tenure_days"] < 0.01
     assert 0 <= body["scores"]["propensity_to_buy"] <= 1 and not body["models"]["propensity"]["fallback"]
+
+
+def test_a_graph_onnxruntime_cannot_run_falls_back_alone_and_the_rest_stay_merged(trained_models, tmp_path):
+    import onnx
+
+    folder = tmp_path / "models"
+    shutil.copytree(trained_models, folder)
+    version = store.active_version(folder, "engagement")
+    path = folder / "engagement" / version / "model.onnx"
+    model = onnx.load(str(path))
+    model.graph.node[0].op_type = "NoSuchOperator"  # still a well-formed file, signed by a matching card
+    onnx.save(model, str(path))
+    card = json.loads((path.parent / "card.json").read_text())
+    card["sha256"] = store.sha256_of(path)
+    (path.parent / "card.json").write_text(json.dumps(card))
+
+    models = ModelSet(folder)
+    assert models.statuses["engagement"].fallback
+    assert "onnxruntime cannot load it" in models.statuses["engagement"].reason
+    assert models.merged and all(not models.statuses[n].fallback for n in NAMES if n != "engagement")
+    assert 0 <= models.score(np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32)).values["engagement_score"] <= 100

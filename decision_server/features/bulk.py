@@ -17,7 +17,14 @@ from sqlalchemy.engine import Connection
 
 from decision_server.customers.records import CustomerRecord
 from decision_server.features.definition import (
-    AGGREGATES, CATEGORIES, ENGAGED_KINDS, TOUCH_CHANNELS, TOUCH_KINDS, Windows, epoch, matrix,
+    AGGREGATES,
+    CATEGORIES,
+    ENGAGED_KINDS,
+    TOUCH_CHANNELS,
+    TOUCH_KINDS,
+    Windows,
+    epoch,
+    matrix,
 )
 from decision_server.touchpoints.records import TouchpointRecord
 from decision_server.transactions.records import TransactionRecord

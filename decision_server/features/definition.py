@@ -107,7 +107,7 @@ class Windows:
     month: int  # month index of as_of
 
     @classmethod
-    def at(cls, as_of: dt.datetime) -> "Windows":
+    def at(cls, as_of: dt.datetime) -> Windows:
         """Return the windows for features as of `as_of` (aware)."""
         as_of = as_of.astimezone(UTC)
         return cls(as_of, month_index(as_of))
@@ -135,11 +135,11 @@ class _Scalars:
 
     @staticmethod
     def fill(x: float, default: float) -> float:
-        return default if x != x else x
+        return default if math.isnan(x) else x
 
     @staticmethod
     def maximum(a: float, b: float) -> float:
-        return a if a >= b else b
+        return max(a, b)
 
     @staticmethod
     def positive(x: float) -> float:

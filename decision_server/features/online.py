@@ -13,7 +13,14 @@ from sqlalchemy.engine import Connection
 
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.features.definition import (
-    AGGREGATES, CATEGORIES, TOUCH_CHANNELS, TOUCH_KINDS, Windows, epoch, month_key, vector,
+    AGGREGATES,
+    CATEGORIES,
+    TOUCH_CHANNELS,
+    TOUCH_KINDS,
+    Windows,
+    epoch,
+    month_key,
+    vector,
 )
 
 _c, _s = CustomerRecord.__table__, CustomerStateRecord.__table__

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from decision_server.db import Database, to_utc
+from decision_server.polling import Poller
 from decision_server.rulebook import service
 from decision_server.rules.engine import Revision, build_revision
 from decision_server.rules.source import Problem, RulesInvalid, read_rules_dir, revision_id
@@ -53,8 +54,7 @@ class Rulebook:
         self._head: service.Head | None = None
         self._disk = DiskState()
         self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = Poller("rules-watcher", poll_seconds, self.sync, log)
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -81,27 +81,15 @@ class Rulebook:
     def start(self) -> None:
         """Load what should serve (fail if nothing valid can), then poll in the background."""
         self.sync(initial=True)
-        if self.poll_seconds > 0 and self._thread is None:
-            self._thread = threading.Thread(target=self._poll, name="rules-watcher", daemon=True)
-            self._thread.start()
+        self._poller.start()
 
     def stop(self) -> None:
         """Stop polling and free the serving revision."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._poller.stop()
         with self._lock:
             if self._current is not None:
                 self._current.close()
                 self._current = None
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            try:
-                self.sync()
-            except Exception:  # a failed poll must not kill the watcher; the next one retries
-                log.exception("rules poll failed")
 
     def sync(self, *, initial: bool = False) -> None:
         """Look at the rules folder and the database once, and converge."""

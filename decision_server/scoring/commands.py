@@ -107,7 +107,7 @@ def show(ctx: Context, name: str, version: str | None, as_json: bool):
     click.echo(f"  fallback:  {card['fallback']}")
     features = card["inputs"][0]["features"]
     click.echo(f"  inputs:    {card['inputs'][0]['name']} float32[{len(features)}]: " + ", ".join(f["name"] for f in features))
-    click.echo(f"  outputs:   " + ", ".join(f"{o['name']} ({o['dtype']})" for o in card["outputs"]))
+    click.echo("  outputs:   " + ", ".join(f"{o['name']} ({o['dtype']})" for o in card["outputs"]))
     if card.get("classes"):
         click.echo(f"  classes:   {', '.join(card['classes'])}")
     click.echo(f"  agreement: onnxruntime vs scikit-learn, max difference {card['agreement']['max_difference']:.2e} on {card['agreement']['rows']:,} rows")

@@ -22,8 +22,15 @@ import onnx
 
 from decision_server.db import utcnow
 from decision_server.features.definition import FEATURE_NAMES, FEATURES
+from decision_server.polling import Poller
 from decision_server.scoring import store
-from decision_server.scoring.onnx_io import INPUT, make_session, merge, score_output, to_score
+from decision_server.scoring.onnx_io import (
+    INPUT,
+    make_session,
+    merge,
+    score_output,
+    to_score,
+)
 from decision_server.scoring.specs import MODELS, ModelSpec
 
 log = logging.getLogger("decision_server.models")
@@ -107,6 +114,7 @@ class ModelSet:
         self.loaded_at = now
         self.statuses: dict[str, ModelStatus] = {}
         protos: dict[str, onnx.ModelProto] = {}
+        sessions: dict[str, Any] = {}
         for spec in MODELS:
             version = store.active_version(models_dir, spec.name)
             if version is None:
@@ -114,37 +122,33 @@ class ModelSet:
                 continue
             try:
                 card, proto = _verify(spec, models_dir, version, now, max_age_days)
+                sessions[spec.name] = _open_alone(proto)
             except (ModelInvalid, OSError, ValueError) as exc:
                 self.statuses[spec.name] = ModelStatus(spec.name, spec.score, version, True, str(exc))
                 log.warning("model falls back", extra={"model": spec.name, "version": version, "reason": str(exc)})
                 continue
             self.statuses[spec.name] = ModelStatus(spec.name, spec.score, version, False, None, card)
             protos[spec.name] = proto
-        self._served: list[tuple[ModelSpec, list[str]]] = []
         self._fallbacks: list[ModelSpec] = [s for s in MODELS if self.statuses[s.name].fallback]
-        self._session = None
-        self._outputs: list[str] = []
+        # Each runner is one session call: (session, output names, [(spec, classes)]).
+        self._runners: list[tuple[Any, list[str], list[tuple[ModelSpec, list[str]]]]] = []
+        self.merged = False
         if protos:
-            self._open(protos)
+            self._open(protos, sessions)
         self._models = {s.name: self.statuses[s.name].to_dict() for s in MODELS}
 
-    def _open(self, protos: dict[str, onnx.ModelProto]) -> None:
-        """Open one session over the merged graph of every verified model."""
+    def _open(self, protos: dict[str, onnx.ModelProto], sessions: dict[str, Any]) -> None:
+        """Run the verified models as one merged graph, or one session each if merging fails."""
+        served = [(spec, list(self.statuses[spec.name].card.get("classes") or [])) for spec in MODELS if spec.name in protos]
         try:
-            merged = merge(protos)
-            session = make_session(merged)
-        except Exception as exc:  # merging is an optimisation: without it, fall back to per-model
-            log.error("cannot merge the models; they fall back", extra={"error": str(exc)})
-            for name in protos:
-                spec = next(s for s in MODELS if s.name == name)
-                self.statuses[name] = dataclasses.replace(self.statuses[name], fallback=True, reason=f"cannot be served: {exc}")
-                self._fallbacks.append(spec)
+            merged = make_session(merge(protos))
+        except Exception as exc:  # noqa: BLE001 - onnx and onnxruntime raise many types; none may stop serving
+            log.error("cannot merge the models; each runs in its own session", extra={"error": str(exc)})
+            for spec, classes in served:
+                self._runners.append((sessions[spec.name], [score_output(spec.task)], [(spec, classes)]))
             return
-        self._session = session
-        for spec in MODELS:
-            if spec.name in protos:
-                self._served.append((spec, list(self.statuses[spec.name].card.get("classes") or [])))
-                self._outputs.append(f"{spec.name}.{score_output(spec.task)}")
+        self._runners.append((merged, [f"{spec.name}.{score_output(spec.task)}" for spec, _ in served], served))
+        self.merged = True
 
     @property
     def models(self) -> dict[str, dict[str, Any]]:
@@ -154,14 +158,13 @@ class ModelSet:
     def score(self, x: np.ndarray) -> Scores:
         """Score one customer (x: float32 of shape (1, n_features)) with every model."""
         values: dict[str, Any] = {}
-        if self._session is not None:
-            raw = self._session.run(self._outputs, {INPUT: x})
-            for (spec, classes), out in zip(self._served, raw):
+        for session, outputs, served in self._runners:
+            raw = session.run(outputs, {INPUT: x})
+            for (spec, classes), out in zip(served, raw):
                 if spec.task == "binary":
                     values[spec.score] = float(out[0, 1]) * spec.scale
                 elif spec.task == "regression":
-                    value = float(out[0, 0])
-                    values[spec.score] = value if value > 0.0 else 0.0
+                    values[spec.score] = max(0.0, float(out[0, 0]))
                 else:
                     values[spec.score] = {name: float(p) for name, p in zip(classes, out[0])}
         for spec in self._fallbacks:
@@ -172,13 +175,21 @@ class ModelSet:
         """Score many customers (rows of x) with every model: score name → array."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         out: dict[str, np.ndarray] = {}
-        if self._session is not None:
-            raw = self._session.run(self._outputs, {INPUT: x})
-            for (spec, classes), values in zip(self._served, raw):
+        for session, outputs, served in self._runners:
+            raw = session.run(outputs, {INPUT: x})
+            for (spec, classes), values in zip(served, raw):
                 out[spec.score] = to_score(spec, values, classes)
         for spec in self._fallbacks:
             out[spec.score] = spec.fallback(x)
         return out
+
+
+def _open_alone(proto: onnx.ModelProto) -> Any:
+    """Open a model in its own session: proves onnxruntime can run it before it is merged."""
+    try:
+        return make_session(proto)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own error types
+        raise ModelInvalid(f"onnxruntime cannot load it: {exc}") from exc
 
 
 def _one(spec: ModelSpec, values: np.ndarray) -> Any:
@@ -195,8 +206,7 @@ class ModelRuntime:
         self.max_age_days = max_age_days
         self.poll_seconds = poll_seconds
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = Poller("models-watcher", poll_seconds, self.sync, log)
         self._fingerprint: tuple | None = None
         self._current: ModelSet | None = None
 
@@ -212,23 +222,11 @@ class ModelRuntime:
     def start(self) -> None:
         """Load the models now and follow changes in the background (unless poll_seconds is 0)."""
         self.sync()
-        if self.poll_seconds > 0 and self._thread is None:
-            self._thread = threading.Thread(target=self._poll, name="models-poll", daemon=True)
-            self._thread.start()
+        self._poller.start()
 
     def stop(self) -> None:
         """Stop following changes."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            try:
-                self.sync()
-            except Exception:  # keep serving the last good set whatever goes wrong on disk
-                log.exception("models poll failed; the last loaded models keep serving")
+        self._poller.stop()
 
     def fingerprint(self) -> tuple:
         """What, on disk, decides which models serve: active versions and their files' stats."""

@@ -103,7 +103,7 @@ class VersionInvalid(ValidationError):
     code = "model_version_invalid"
 
 
-def _fail(kind: type[NotFound] | type[ValidationError], field: str, message: str) -> NoReturn:
+def _fail(kind: type[NotFound | ValidationError], field: str, message: str) -> NoReturn:
     raise kind(message, errors={field: [message]})
 
 

@@ -121,7 +121,7 @@ def evaluate(spec: ModelSpec, predict: Callable[[np.ndarray], np.ndarray], x: np
         def reg(pred):
             return {"rmse": float(np.sqrt(np.mean((pred - y) ** 2))), "mae": float(np.mean(np.abs(pred - y)))}
         return {"model": reg(predict(x)), "baseline_mean": reg(np.full(len(y), float(prior))),
-                "fallback": reg(spec.fallback(x)), "rows": int(len(y)), "label_mean": float(np.mean(y))}
+                "fallback": reg(spec.fallback(x)), "rows": len(y), "label_mean": float(np.mean(y))}
     if spec.task == "binary":
         def binary(p):
             both = len(np.unique(y)) == 2
@@ -129,7 +129,7 @@ def evaluate(spec: ModelSpec, predict: Callable[[np.ndarray], np.ndarray], x: np
                     "brier": float(np.mean((p - y) ** 2)),
                     "log_loss": float(skm.log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1]))}
         return {"model": binary(predict(x) / spec.scale), "baseline_base_rate": binary(np.full(len(y), float(prior))),
-                "fallback": binary(spec.fallback(x) / spec.scale), "rows": int(len(y)), "positive_rate": float(np.mean(y))}
+                "fallback": binary(spec.fallback(x) / spec.scale), "rows": len(y), "positive_rate": float(np.mean(y))}
 
     def multi(p):
         p = np.clip(p, 1e-6, 1.0)
@@ -137,7 +137,7 @@ def evaluate(spec: ModelSpec, predict: Callable[[np.ndarray], np.ndarray], x: np
         return {"accuracy": float(np.mean(np.argmax(p, axis=1) == y)),
                 "log_loss": float(skm.log_loss(y, p, labels=list(range(len(spec.classes)))))}
     return {"model": multi(predict(x)), "baseline_prior": multi(np.tile(prior, (len(y), 1))),
-            "fallback": multi(spec.fallback(x)), "rows": int(len(y))}
+            "fallback": multi(spec.fallback(x)), "rows": len(y)}
 
 
 def _prior(spec: ModelSpec, y: np.ndarray) -> Any:
@@ -176,7 +176,7 @@ def train_one(spec: ModelSpec, database: Database, models_dir: Path, *, seed: in
     classes = [spec.classes[int(c)] for c in pipeline.classes_] if spec.task == "multiclass" else []
     onnx_bytes, outputs = export(spec, pipeline)
     session = make_session(onnx_bytes)
-    served = lambda x: run_scores(spec, session, x, classes)  # noqa: E731
+    served = lambda x: run_scores(spec, session, x, classes)
 
     sample = x_test[:AGREEMENT_SAMPLE]
     agreement = _agreement(spec, pipeline, served, sample)
@@ -258,7 +258,7 @@ def _headline(card: dict[str, Any]) -> str:
         return (f"RMSE {m['model']['rmse']:.1f} (mean {m['baseline_mean']['rmse']:.1f}, fallback {m['fallback']['rmse']:.1f}); "
                 f"MAE {m['model']['mae']:.1f} (mean {m['baseline_mean']['mae']:.1f}, fallback {m['fallback']['mae']:.1f})")
     if card["task"] == "binary":
-        auc = lambda d: "n/a" if d["auc"] is None else f"{d['auc']:.3f}"  # noqa: E731
+        auc = lambda d: "n/a" if d["auc"] is None else f"{d['auc']:.3f}"
         return (f"AUC {auc(m['model'])} (fallback {auc(m['fallback'])}); Brier {m['model']['brier']:.4f} "
                 f"(base rate {m['baseline_base_rate']['brier']:.4f}, fallback {m['fallback']['brier']:.4f})")
     return (f"accuracy {m['model']['accuracy']:.3f} (prior {m['baseline_prior']['accuracy']:.3f}, fallback "
@@ -303,7 +303,7 @@ def evaluate_current(database: Database, model_set: Any, spec: ModelSpec, *, pro
     if len(y) == 0:
         raise TrainingError(f"{spec.name}: no held-out customers to evaluate as of {cutoff.date()}")
     _, y_all = _rows(spec, snap, holdout=False)
-    predict = lambda rows: model_set.score_batch(rows)[spec.score]  # noqa: E731
+    predict = lambda rows: model_set.score_batch(rows)[spec.score]
     result = evaluate(spec, predict, x, y, _prior(spec, y_all))
     result["cutoff"] = cutoff.isoformat()
     return result
