@@ -144,7 +144,7 @@ def _stats(laps: list[float]) -> dict[str, float]:
 
 def single_part(models: ModelSet, pipelines: dict, rows: list[np.ndarray], args, folder: Path) -> list[dict]:
     assert models.merged
-    merged, outputs, _ = models._runners[0]  # the very session ModelSet runs: the floor is the same graph
+    merged, outputs, _, _ = models._runners[0]  # the very session ModelSet runs: the floor is the same graph
     singles = []
     for spec in MODELS:
         version = models.statuses[spec.name].version
@@ -181,7 +181,7 @@ def single_part(models: ModelSet, pipelines: dict, rows: list[np.ndarray], args,
 def batch_part(models: ModelSet, sample: np.ndarray, args) -> list[dict]:
     reps = -(-args.rows // len(sample))
     x = np.ascontiguousarray(np.tile(sample, (reps, 1))[: args.rows], dtype=np.float32)
-    merged, outputs, _ = models._runners[0]
+    merged, outputs, _, _ = models._runners[0]
     out = []
     for what, fn in (("ours: ModelSet.score_batch", lambda chunk: models.score_batch(chunk)),
                      ("raw onnxruntime, merged graph", lambda chunk: merged.run(outputs, {INPUT: chunk}))):

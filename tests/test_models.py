@@ -130,7 +130,7 @@ def _break(folder, name, how):
 @pytest.mark.parametrize("how,reason", [
     ("delete", "model.onnx is missing"),
     ("tamper", "checksum mismatch"),
-    ("features", "trained on other features"),
+    ("features", "needs features the feature set no longer has (days_since_anything)"),
     ("stale", "stale: trained 400 days ago"),
 ])
 def test_a_broken_model_falls_back_alone(trained_models, tmp_path, how, reason):
@@ -328,3 +328,20 @@ def test_a_graph_onnxruntime_cannot_run_falls_back_alone_and_the_rest_stay_merge
     assert "onnxruntime cannot load it" in models.statuses["engagement"].reason
     assert models.merged and all(not models.statuses[n].fallback for n in NAMES if n != "engagement")
     assert 0 <= models.score(np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32)).values["engagement_score"] <= 100
+
+
+def test_a_feature_set_that_grows_or_reorders_keeps_the_models_serving(trained_models):
+    db = _demo_db(trained_models)
+    with db.connection() as conn:
+        x = next(bulk.all_features(conn, utcnow(), chunk=200)).values
+    today = ModelSet(trained_models).score_batch(x)
+    # A feature added at the end (issue 5 will add stage and segment): every model still serves.
+    grown = ModelSet(trained_models, feature_names=(*FEATURE_NAMES, "stage_growth"))
+    assert grown.merged and not any(s.fallback for s in grown.statuses.values())
+    wider = np.hstack([x, np.full((len(x), 1), 7.0, dtype=np.float32)])
+    # Reordered columns: each model picks its own by name.
+    order = np.random.default_rng(0).permutation(len(FEATURE_NAMES))
+    shuffled = ModelSet(trained_models, feature_names=tuple(FEATURE_NAMES[i] for i in order))
+    for scores in (grown.score_batch(wider), shuffled.score_batch(x[:, order])):
+        for spec in MODELS:
+            np.testing.assert_allclose(scores[spec.score], today[spec.score], rtol=1e-6, atol=1e-6)

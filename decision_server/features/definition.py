@@ -10,8 +10,9 @@ before it, "prev_3m" the three months before those, "12m" the current month plus
 before it. Calendar months make the windows exact from the monthly buckets kept on the state
 row, and they are what a marketing team reports in.
 
-Changing this file changes the models' inputs: every model's card lists the feature names it was
-trained on, and the server refuses (falls back from) a model whose inputs no longer match.
+Every model's card lists the feature names it was trained on, and serving picks them by name:
+adding or reordering features keeps every model serving; removing or renaming one a model needs
+makes that model fall back until it is retrained. Append new features rather than rename.
 """
 
 from __future__ import annotations

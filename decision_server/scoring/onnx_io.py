@@ -80,25 +80,30 @@ def run_scores(spec: ModelSpec, session: ort.InferenceSession, x: np.ndarray, cl
     return to_score(spec, raw, classes)
 
 
-def merge(models: dict[str, onnx.ModelProto]) -> onnx.ModelProto:
-    """Merge several models that read the same `features` input into one graph.
+def merge(models: dict[str, onnx.ModelProto], columns: dict[str, list[int] | None], width: int) -> onnx.ModelProto:
+    """Merge several models into one graph that reads one `features` input of `width` columns.
 
-    Each model's names get a "<name>." prefix, its input is wired to the shared input, and its
-    outputs become "<name>.<output>". One session run then scores every model (measured 1.7×
-    faster per call than one session per model on this machine).
+    Each model's names get a "<name>." prefix and its outputs become "<name>.<output>". A model
+    trained on the current feature set reads the shared input directly; one trained on an older
+    set (columns: where each of its features now is) gets a Gather in front that picks and orders
+    its columns, so adding a feature does not retire every model. One session run then scores
+    every model (measured 1.7x faster per call than one session per model on this machine).
     """
     nodes, initializers, outputs, value_info = [], [], [], []
-    opsets: dict[str, int] = {}
-    shared = None
+    opsets: dict[str, int] = {"": 13}  # Gather with a constant index needs no more than opset 13
+    shared = helper.make_tensor_value_info(INPUT, onnx.TensorProto.FLOAT, [None, width])
     for name, model in models.items():
-        prefixed = compose.add_prefix(model, prefix=f"{name}.")
-        graph = prefixed.graph
+        graph = compose.add_prefix(model, prefix=f"{name}.").graph
         own_input = graph.input[0].name
-        if shared is None:
-            shared = helper.make_tensor_value_info(INPUT, onnx.TensorProto.FLOAT, [None, len(FEATURES)])
-        for node in graph.node:
-            node.input[:] = [INPUT if i == own_input else i for i in node.input]
-            nodes.append(node)
+        picked = columns.get(name)
+        if picked is None:
+            for node in graph.node:
+                node.input[:] = [INPUT if i == own_input else i for i in node.input]
+        else:
+            index = f"{name}.__columns"
+            initializers.append(helper.make_tensor(index, onnx.TensorProto.INT64, [len(picked)], picked))
+            nodes.append(helper.make_node("Gather", [INPUT, index], [own_input], axis=1, name=f"{name}.__pick"))
+        nodes.extend(graph.node)
         initializers.extend(graph.initializer)
         outputs.extend(graph.output)
         value_info.extend(graph.value_info)

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 
 from decision_server.db import utcnow
-from decision_server.features.definition import FEATURE_NAMES, FEATURES
+from decision_server.features.definition import FEATURE_NAMES
 from decision_server.polling import Poller
 from decision_server.scoring import store
 from decision_server.scoring.onnx_io import (
@@ -56,19 +56,27 @@ class ModelInvalid(Exception):
     """A model file that must not serve; the message says why."""
 
 
-def _verify(spec: ModelSpec, models_dir: Path, version: str, now: dt.datetime, max_age_days: float) -> tuple[dict, onnx.ModelProto]:
-    """Check one version's files, card and graph against the spec and today's feature set."""
+def _verify(spec: ModelSpec, models_dir: Path, version: str, now: dt.datetime, max_age_days: float,
+            feature_names: tuple[str, ...]) -> tuple[dict, onnx.ModelProto, list[int] | None]:
+    """Check one version's files, card and graph against the spec and today's feature set.
+
+    Returns the card, the graph, and where the model's features sit in today's feature set (None
+    when they are today's features in today's order).
+    """
     problem = store.check_files(models_dir, spec.name, version)
     if problem:
         raise ModelInvalid(problem)
     card = store.read_card(models_dir, spec.name, version)
     if card.get("task") != spec.task or card.get("score") != spec.score:
         raise ModelInvalid(f"card says task {card.get('task')!r} and score {card.get('score')!r}, expected {spec.task!r} and {spec.score!r}")
-    inputs = card.get("inputs") or [{}]
-    names = [f.get("name") for f in inputs[0].get("features", [])]
-    if names != list(FEATURE_NAMES) or any(f.get("dtype") != "float32" for f in inputs[0].get("features", [])):
-        changed = sorted(set(names) ^ set(FEATURE_NAMES)) or ["order"]
-        raise ModelInvalid(f"trained on other features than the current feature set (differs in: {', '.join(map(str, changed[:5]))}); retrain it")
+    declared = (card.get("inputs") or [{}])[0].get("features") or []
+    names = [f.get("name") for f in declared]
+    if not names or any(f.get("dtype") != "float32" for f in declared):
+        raise ModelInvalid("card lists no float32 input features")
+    gone = [n for n in names if n not in feature_names]
+    if gone:
+        raise ModelInvalid(f"needs features the feature set no longer has ({', '.join(map(str, gone[:5]))}); retrain it")
+    columns = None if tuple(names) == tuple(feature_names) else [feature_names.index(n) for n in names]
     try:
         model = onnx.load_model_from_string((models_dir / spec.name / version / store.MODEL_FILE).read_bytes())
     except Exception as exc:  # a corrupt protobuf raises one of several decode errors
@@ -77,8 +85,8 @@ def _verify(spec: ModelSpec, models_dir: Path, version: str, now: dt.datetime, m
     if graph_inputs != [(INPUT, onnx.TensorProto.FLOAT)]:
         raise ModelInvalid(f"graph inputs are {graph_inputs}, expected one float32 input named {INPUT!r}")
     width = model.graph.input[0].type.tensor_type.shape.dim[-1].dim_value
-    if width != len(FEATURES):
-        raise ModelInvalid(f"graph takes {width} features, the feature set has {len(FEATURES)}")
+    if width != len(names):
+        raise ModelInvalid(f"graph takes {width} features, its card lists {len(names)}")
     wanted = score_output(spec.task)
     if wanted not in {o.name for o in model.graph.output}:
         raise ModelInvalid(f"graph has no output {wanted!r}")
@@ -91,7 +99,7 @@ def _verify(spec: ModelSpec, models_dir: Path, version: str, now: dt.datetime, m
     age = (now - created).total_seconds() / 86_400
     if max_age_days and age > max_age_days:
         raise ModelInvalid(f"stale: trained {age:.0f} days ago, the limit is {max_age_days:g} (MODEL_MAX_AGE_DAYS)")
-    return card, model
+    return card, model, columns
 
 
 @dataclasses.dataclass
@@ -108,20 +116,23 @@ class Scores:
 class ModelSet:
     """The models that serve now: immutable; build a new one to change anything."""
 
-    def __init__(self, models_dir: Path, *, max_age_days: float = 180.0, now: dt.datetime | None = None):
+    def __init__(self, models_dir: Path, *, max_age_days: float = 180.0, now: dt.datetime | None = None,
+                 feature_names: tuple[str, ...] = FEATURE_NAMES):
         now = now or utcnow()
+        self.feature_names = feature_names
         self.models_dir = models_dir
         self.loaded_at = now
         self.statuses: dict[str, ModelStatus] = {}
         protos: dict[str, onnx.ModelProto] = {}
         sessions: dict[str, Any] = {}
+        columns: dict[str, list[int] | None] = {}
         for spec in MODELS:
             version = store.active_version(models_dir, spec.name)
             if version is None:
                 self.statuses[spec.name] = ModelStatus(spec.name, spec.score, None, True, "missing: no trained version (run `decision-server train`)")
                 continue
             try:
-                card, proto = _verify(spec, models_dir, version, now, max_age_days)
+                card, proto, columns[spec.name] = _verify(spec, models_dir, version, now, max_age_days, feature_names)
                 sessions[spec.name] = _open_alone(proto)
             except (ModelInvalid, OSError, ValueError) as exc:
                 self.statuses[spec.name] = ModelStatus(spec.name, spec.score, version, True, str(exc))
@@ -130,24 +141,25 @@ class ModelSet:
             self.statuses[spec.name] = ModelStatus(spec.name, spec.score, version, False, None, card)
             protos[spec.name] = proto
         self._fallbacks: list[ModelSpec] = [s for s in MODELS if self.statuses[s.name].fallback]
-        # Each runner is one session call: (session, output names, [(spec, classes)]).
-        self._runners: list[tuple[Any, list[str], list[tuple[ModelSpec, list[str]]]]] = []
+        # Each runner is one session call: (session, output names, [(spec, classes)], columns to pick or None).
+        self._runners: list[tuple[Any, list[str], list[tuple[ModelSpec, list[str]]], Any]] = []
         self.merged = False
         if protos:
-            self._open(protos, sessions)
+            self._open(protos, sessions, columns)
         self._models = {s.name: self.statuses[s.name].to_dict() for s in MODELS}
 
-    def _open(self, protos: dict[str, onnx.ModelProto], sessions: dict[str, Any]) -> None:
+    def _open(self, protos: dict[str, onnx.ModelProto], sessions: dict[str, Any], columns: dict[str, list[int] | None]) -> None:
         """Run the verified models as one merged graph, or one session each if merging fails."""
         served = [(spec, list(self.statuses[spec.name].card.get("classes") or [])) for spec in MODELS if spec.name in protos]
         try:
-            merged = make_session(merge(protos))
+            merged = make_session(merge(protos, columns, len(self.feature_names)))
         except Exception as exc:  # noqa: BLE001 - onnx and onnxruntime raise many types; none may stop serving
             log.error("cannot merge the models; each runs in its own session", extra={"error": str(exc)})
             for spec, classes in served:
-                self._runners.append((sessions[spec.name], [score_output(spec.task)], [(spec, classes)]))
+                picked = None if columns[spec.name] is None else np.array(columns[spec.name])
+                self._runners.append((sessions[spec.name], [score_output(spec.task)], [(spec, classes)], picked))
             return
-        self._runners.append((merged, [f"{spec.name}.{score_output(spec.task)}" for spec, _ in served], served))
+        self._runners.append((merged, [f"{spec.name}.{score_output(spec.task)}" for spec, _ in served], served, None))
         self.merged = True
 
     @property
@@ -158,8 +170,8 @@ class ModelSet:
     def score(self, x: np.ndarray) -> Scores:
         """Score one customer (x: float32 of shape (1, n_features)) with every model."""
         values: dict[str, Any] = {}
-        for session, outputs, served in self._runners:
-            raw = session.run(outputs, {INPUT: x})
+        for session, outputs, served, picked in self._runners:
+            raw = session.run(outputs, {INPUT: x if picked is None else np.ascontiguousarray(x[:, picked])})
             for (spec, classes), out in zip(served, raw):
                 if spec.task == "binary":
                     values[spec.score] = float(out[0, 1]) * spec.scale
@@ -175,8 +187,8 @@ class ModelSet:
         """Score many customers (rows of x) with every model: score name → array."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         out: dict[str, np.ndarray] = {}
-        for session, outputs, served in self._runners:
-            raw = session.run(outputs, {INPUT: x})
+        for session, outputs, served, picked in self._runners:
+            raw = session.run(outputs, {INPUT: x if picked is None else np.ascontiguousarray(x[:, picked])})
             for (spec, classes), values in zip(served, raw):
                 out[spec.score] = to_score(spec, values, classes)
         for spec in self._fallbacks:
