@@ -162,7 +162,7 @@ def serve_forever(config: Config, *, host: str, port: int, workers: int, threads
 @cli.command("demo-data")
 @click.option("--customers", default=10_000, show_default=True, type=click.IntRange(1, 10_000_000))
 @click.option("--seed", default=42, show_default=True, help="Same seed, same data.")
-@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Last day of the history [default: today].")
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Last day of the history [default: yesterday].")
 @click.option("--months", default=24, show_default=True, type=click.IntRange(1, 120), help="Length of the history.")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path), help="Write CSV files here instead of loading the database.")
 @pass_context

@@ -63,3 +63,11 @@ def test_cli_export_writes_importable_csv(tmp_path):
     assert result.exit_code == 0, result.output
     header = (tmp_path / "out" / "transactions.csv").read_text().splitlines()[0]
     assert header == "external_id,customer_id,occurred_at,amount,cost,product,category,channel"
+
+
+def test_default_history_ends_before_now():
+    # Events still ahead would count in the state row but not in features as of now.
+    data = generate(DemoSpec(customers=300, seed=2))
+    now = dt.datetime.now(dt.timezone.utc)
+    assert max(t["occurred_at"] for t in data.transactions) < now
+    assert max(t["occurred_at"] for t in data.touchpoints) < now

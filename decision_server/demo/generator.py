@@ -81,8 +81,12 @@ class DemoSpec:
     months: int = 24
 
     def end(self) -> dt.datetime:
-        """Return the end of the history: the end of `as_of` (default today), UTC."""
-        day = self.as_of or utcnow().date()
+        """Return the end of the history: the end of `as_of` (default yesterday), UTC.
+
+        Yesterday, not today: the end of today is still ahead, and events in the future would
+        count in the state row (which sums everything stored) but not in features as of now.
+        """
+        day = self.as_of or utcnow().date() - dt.timedelta(days=1)
         return dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=UTC)
 
 

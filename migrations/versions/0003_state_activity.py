@@ -20,8 +20,8 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgres
 def upgrade() -> None:
     with op.batch_alter_table("customer_state") as batch:
         batch.add_column(sa.Column("activity", JSON, nullable=True))
-    # Existing rows get their buckets on the next state refresh (any event or `decision-server
-    # features refresh`); until then the windowed features read as zero, as for a quiet customer.
+    # decision_server.migrate.upgrade builds the buckets of existing rows right after this step
+    # (from the stored events, with the application's own state refresh).
 
 
 def downgrade() -> None:
