@@ -89,6 +89,17 @@ class Timestamp(fields.DateTime):
             raise ma.ValidationError(str(exc)) from None
 
 
+class EventTime(Timestamp):
+    """When something happened: an ISO 8601 time, not in the future (5 minutes of clock skew allowed)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return validation.parse_event_time(moment)
+        except ValueError as exc:
+            raise ma.ValidationError(str(exc)) from None
+
+
 class JsonDocument(fields.Dict):
     """A small free-form JSON object (attributes, payloads)."""
 

@@ -8,7 +8,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from decision_server.db import UTC, to_utc
+from decision_server.db import UTC, to_utc, utcnow
 
 EXTERNAL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 EXTERNAL_ID_RULE = "1-64 characters: letters, digits and . _ : @ -, starting with a letter or digit"
@@ -79,6 +79,22 @@ def parse_timestamp(value: Any) -> dt.datetime:
     parsed = to_utc(parsed)
     if not EARLIEST <= parsed < LATEST:
         raise ValueError("must be between 1970 and 2100")
+    return parsed
+
+
+# How far ahead of the server's clock an event's time may be (a till whose clock runs fast).
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def parse_event_time(value: Any) -> dt.datetime:
+    """Parse when something happened: as parse_timestamp, and not in the future.
+
+    A future time would count in the customer's state row at once but in no feature as of now,
+    and would make "days since the last purchase" negative.
+    """
+    parsed = parse_timestamp(value)
+    if parsed > utcnow() + CLOCK_SKEW:
+        raise ValueError(f"is in the future; send the time it happened (clocks may differ by up to {CLOCK_SKEW.seconds // 60} minutes)")
     return parsed
 
 

@@ -203,3 +203,21 @@ def test_bad_touchpoint_is_422(client, admin, changes, field):
     response = client.post("/api/v1/touchpoints", json=tp, headers=admin)
     assert response.status_code == 422
     assert field in response.get_json()["errors"]
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/api/v1/transactions", lambda at: tx(occurred_at=at)),
+    ("/api/v1/touchpoints", lambda at: {"customer_id": "C-1", "occurred_at": at, "channel": "app", "kind": "app_open"}),
+    ("/api/v1/customers", lambda at: {"external_id": "C-FUTURE", "created_at": at}),
+])
+def test_a_time_in_the_future_is_refused(client, admin, path, body):
+    import datetime as dt
+
+    tomorrow = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).isoformat()
+    response = client.post(path, json=body(tomorrow), headers=admin)
+    assert response.status_code == 422
+    field = "created_at" if path.endswith("customers") else "occurred_at"
+    assert "is in the future" in response.get_json()["errors"][field][0]
+    # A till whose clock runs a minute fast is fine.
+    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)).isoformat()
+    assert client.post(path, json=body(soon), headers=admin).status_code == 201

@@ -299,3 +299,13 @@ def test_cli_reports_bad_lines_and_exits_1(database, tmp_path):
     assert refused.exit_code == 1
     assert "Error: c.csv cannot be imported as transactions: missing required column(s) customer_id, occurred_at, amount" in refused.output
     assert "Traceback" not in refused.output
+
+
+def test_an_event_in_the_future_is_a_bad_row(database, tmp_path):
+    import datetime as dt
+
+    load(database, tmp_path, "customers", CUSTOMERS)
+    tomorrow = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    report = load(database, tmp_path, "transactions", f"external_id,customer_id,occurred_at,amount\nF-1,C-1,{tomorrow},1.00\n")
+    assert [(e.line, e.field) for e in report.errors] == [(2, "occurred_at")]
+    assert "is in the future" in report.errors[0].reason

@@ -7,7 +7,7 @@ import re
 import marshmallow as ma
 from marshmallow import fields
 
-from decision_server.schemas import Code, Consent, ExternalId, JsonDocument, Money, PageQuery, Text, Timestamp, page_of
+from decision_server.schemas import Code, Consent, EventTime, ExternalId, JsonDocument, Money, PageQuery, Text, Timestamp, page_of
 
 PHONE_RE = re.compile(r"^\+?[0-9][0-9 ()-]{2,31}$")
 
@@ -28,7 +28,7 @@ class CustomerCreateSchema(_CustomerFields):
     """A new customer; `external_id` is the id your systems use."""
 
     external_id = ExternalId(required=True, metadata={"example": "C-000123"})
-    created_at = Timestamp(metadata={"description": "when they became a customer (default: now)"})
+    created_at = EventTime(metadata={"description": "when they became a customer (default: now); not in the future"})
 
 
 class CustomerUpdateSchema(_CustomerFields):

@@ -226,7 +226,7 @@ class Cells:
 
     @staticmethod
     def timestamp(value: Any, field: str, problems: Problems, required: bool) -> dt.datetime | None:
-        """Parse an ISO 8601 time (naive means UTC)."""
+        """Parse an ISO 8601 time (naive means UTC) of something that happened: never in the future."""
         if value is None or value == "":
             if required:
                 problems.append((field, "required"))
@@ -237,7 +237,7 @@ class Cells:
             problems.append((field, "must be an ISO 8601 date-time string"))
             return None
         try:
-            return validation.parse_timestamp(value)
+            return validation.parse_event_time(value)
         except ValueError as exc:
             problems.append((field, str(exc)))
             return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields
 
-from decision_server.schemas import Code, ExternalId, JsonDocument, PageQuery, Timestamp, page_of
+from decision_server.schemas import Code, EventTime, ExternalId, JsonDocument, PageQuery, Timestamp, page_of
 
 MAX_BATCH = 1000
 
@@ -15,7 +15,7 @@ class TouchpointInSchema(ma.Schema):
 
     external_id = ExternalId(metadata={"description": "your id for this interaction (default: generated)"})
     customer_id = ExternalId(required=True, metadata={"example": "C-000123"})
-    occurred_at = Timestamp(required=True)
+    occurred_at = EventTime(required=True)
     channel = Code(required=True, metadata={"example": "app"})
     kind = Code(required=True, metadata={"example": "app_open"})
     payload = JsonDocument(load_default=dict, metadata={"example": {"screen": "offers"}})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields
 
-from decision_server.schemas import Code, ExternalId, Money, PageQuery, Text, Timestamp, page_of
+from decision_server.schemas import Code, EventTime, ExternalId, Money, PageQuery, Text, Timestamp, page_of
 
 MAX_BATCH = 1000
 
@@ -15,7 +15,7 @@ class TransactionInSchema(ma.Schema):
 
     external_id = ExternalId(metadata={"description": "your id for this purchase (default: generated)"})
     customer_id = ExternalId(required=True, metadata={"example": "C-000123"})
-    occurred_at = Timestamp(required=True)
+    occurred_at = EventTime(required=True)
     amount = Money(required=True, data_key="amount", attribute="amount_cents")
     cost = Money(allow_none=True, load_default=None, attribute="cost_cents")
     product = Text(100, allow_none=True, load_default=None, metadata={"example": "Data 10GB"})
