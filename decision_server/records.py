@@ -1,5 +1,6 @@
 """Every table of the project, imported in one place so that the metadata is complete."""
 
+from decision_server.analytics.records import RfmRunRecord
 from decision_server.auth.records import ApiKeyRecord
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import Base
@@ -13,6 +14,7 @@ __all__ = [
     "ApiKeyRecord",
     "CustomerRecord",
     "CustomerStateRecord",
+    "RfmRunRecord",
     "RulePublicationRecord",
     "RuleRevisionRecord",
     "TouchpointRecord",

@@ -6,6 +6,8 @@ import dataclasses
 import datetime as dt
 import difflib
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -224,3 +226,19 @@ def summaries(revision) -> list[dict]:
          "outputs": {n: s.type.value for n, s in rs.outputs.items()}}
         for rs in revision.rulesets.values()
     ]
+
+
+def published_revision(database: Any, rules_dir: Path, *, backend: str = "python") -> Any:
+    """Build the revision that serves (the newest publication, else the rules folder), for batch work.
+
+    Batch jobs and commands run outside a server's Rulebook; close() the result when done.
+    """
+    from decision_server.rules.engine import build_revision
+    from decision_server.rules.source import read_rules_dir
+
+    with database.session() as session:
+        current = head(session)
+        files = dict(find_revision(session, current.revision).files) if current else None
+    if files is None:
+        files = read_rules_dir(rules_dir)
+    return build_revision(files, backend=backend, run_cases=False)

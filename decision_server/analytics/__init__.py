@@ -1,0 +1,1 @@
+"""Customer analytics: RFM, CLV, customer value, lifecycle; per customer and for the whole base."""

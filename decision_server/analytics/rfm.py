@@ -1,0 +1,157 @@
+"""RFM: recency, frequency and monetary scores 1-5 by quintiles of the whole base, and a segment.
+
+Definition (as of a moment T; only purchases at or before T count):
+- The base is every customer with at least one purchase by T ("buyers"). Customers who never
+  bought get no scores and no segment: a quintile of "no purchase" would only say they never
+  bought, and would push real buyers up a score.
+- Values: recency is the time of the last purchase (later is better), frequency the number of
+  purchases, monetary the total spend in cents.
+- Score: with N buyers and L the number of buyers whose value is strictly worse, the score is
+  1 + floor(5 L / N). Equal values always get equal scores: ties are never broken by customer id
+  or any other order, so a tie group sits wholly in one score (with many one-time buyers, f = 1
+  can hold more than a fifth of the base, and no one may score 2).
+- The same rule as cut points: c_k is the ceil(k N / 5)-th smallest value (k = 1..4), and a value
+  scores 1 + the number of cut points it is strictly above. A run stores its cut points; between
+  runs a single customer's new values are placed against them (the event path), which gives
+  exactly the run's score for the same values.
+- Segment: the `rfm` rule set in rules/ names it from (r, f, m); the business edits that file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import time
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from decision_server.analytics.records import RfmRunRecord
+from decision_server.customers.records import CustomerStateRecord
+from decision_server.db import Database, utcnow
+from decision_server.transactions.records import TransactionRecord
+
+SCORES = 5
+MEASURES = ("recency", "frequency", "monetary")
+_WRITE_BATCH = 5_000
+
+
+def cut_points(values: np.ndarray) -> list[float]:
+    """Return the four cut points of the quintile scores of `values` (at least one value)."""
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    n = len(ordered)
+    return [float(ordered[math.ceil(k * n / SCORES) - 1]) for k in range(1, SCORES)]
+
+
+def place(values: np.ndarray, cuts: list[float]) -> np.ndarray:
+    """Score values 1-5 against cut points: 1 + how many cut points each is strictly above."""
+    values = np.asarray(values, dtype=np.float64)
+    return 1 + (values[:, None] > np.asarray(cuts)[None, :]).sum(axis=1)
+
+
+def place_one(value: float, cuts: list[float]) -> int:
+    """Score one value 1-5 against cut points (the event path)."""
+    return 1 + sum(value > c for c in cuts)
+
+
+@dataclasses.dataclass
+class Buyers:
+    """Every buyer's RFM values as of a moment, rows in customer id order."""
+
+    ids: np.ndarray
+    last_purchase_at: np.ndarray  # epoch seconds
+    purchases: np.ndarray
+    spend_cents: np.ndarray
+
+
+def read_buyers(conn: Connection, as_of: dt.datetime) -> Buyers:
+    """Read every buyer's last purchase time, purchase count and spend as of `as_of` (one query)."""
+    t = TransactionRecord
+    rows = conn.execute(
+        sa.select(t.customer_id, sa.func.max(t.occurred_at), sa.func.count(), sa.func.sum(t.amount_cents))
+        .where(t.occurred_at <= as_of)
+        .group_by(t.customer_id)
+        .order_by(t.customer_id)
+    ).all()
+    n = len(rows)
+    out = Buyers(np.empty(n, np.int64), np.empty(n), np.empty(n), np.empty(n))
+    for i, (cid, last, count, spend) in enumerate(rows):
+        out.ids[i], out.last_purchase_at[i], out.purchases[i], out.spend_cents[i] = cid, last.timestamp(), count, int(spend)
+    return out
+
+
+def segment_names(revision: Any, r: np.ndarray, f: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Name each buyer's segment with the `rfm` rule set (vectorized backend)."""
+    result = revision.evaluate_columns("rfm", {"r": r, "f": f, "m": m})
+    ruleset = revision.rulesets["rfm"]
+    names = np.array([rule.then["rfm_segment"] for rule in ruleset.rules] + [ruleset.default["rfm_segment"]], dtype=object)
+    return names[result.chosen]  # chosen is -1 (the default, last) when no rule fired
+
+
+@dataclasses.dataclass
+class RfmRun:
+    """What a run computed and stored."""
+
+    id: int
+    as_of: dt.datetime
+    buyers: int
+    cuts: dict[str, list[float]]
+    segments: dict[str, int]
+    seconds: float
+
+
+def calculate(database: Database, revision: Any, *, as_of: dt.datetime | None = None, source: str = "bulk") -> RfmRun:
+    """Score every buyer as of `as_of` (default now), store the run and every state row's scores."""
+    started = time.perf_counter()
+    as_of = as_of or utcnow()
+    with database.connection() as conn:
+        buyers = read_buyers(conn, as_of)
+    if len(buyers.ids):
+        cuts = {"recency": cut_points(buyers.last_purchase_at), "frequency": cut_points(buyers.purchases),
+                "monetary": cut_points(buyers.spend_cents)}
+        r, f, m = (place(v, cuts[k]) for k, v in zip(MEASURES, (buyers.last_purchase_at, buyers.purchases, buyers.spend_cents)))
+        names = segment_names(revision, r, f, m)
+    else:
+        cuts = {k: [] for k in MEASURES}
+        r = f = m = np.zeros(0, dtype=np.int64)
+        names = np.zeros(0, dtype=object)
+    counted = dict(zip(*np.unique(names.astype(str), return_counts=True))) if len(names) else {}
+    segments = {str(k): int(v) for k, v in sorted(counted.items(), key=lambda kv: -kv[1])}
+    st = CustomerStateRecord.__table__
+    with database.connection(write=True) as conn:
+        run_id = conn.execute(sa.insert(RfmRunRecord.__table__).values(
+            as_of=as_of, buyers=len(buyers.ids), cuts=cuts, segments=segments, rule_revision=revision.id,
+            source=source, seconds=0.0, created_at=utcnow(),
+        ).returning(RfmRunRecord.__table__.c.id)).scalar_one()
+        conn.execute(sa.update(st).values(rfm_r=None, rfm_f=None, rfm_m=None, rfm_segment=None, rfm_run_id=run_id))
+        statement = sa.update(st).where(st.c.customer_id == sa.bindparam("cid")).values(
+            rfm_r=sa.bindparam("r"), rfm_f=sa.bindparam("f"), rfm_m=sa.bindparam("m"), rfm_segment=sa.bindparam("segment"),
+        )
+        rows = [{"cid": int(c), "r": int(a), "f": int(b), "m": int(d), "segment": s}
+                for c, a, b, d, s in zip(buyers.ids, r, f, m, names)]
+        for start in range(0, len(rows), _WRITE_BATCH):
+            conn.execute(statement, rows[start : start + _WRITE_BATCH])
+        seconds = time.perf_counter() - started
+        conn.execute(sa.update(RfmRunRecord.__table__).where(RfmRunRecord.__table__.c.id == run_id).values(seconds=seconds))
+    return RfmRun(run_id, as_of, len(buyers.ids), cuts, segments, seconds)
+
+
+def latest_run(conn: Connection) -> RfmRunRecord | None:
+    """Return the newest RFM run (its cut points place single customers), or None before the first."""
+    t = RfmRunRecord.__table__
+    return conn.execute(sa.select(t).order_by(t.c.id.desc()).limit(1)).first()
+
+
+def score_customer(last_purchase_at: dt.datetime | None, purchases: int, spend_cents: int, run: Any,
+                   revision: Any) -> dict[str, Any] | None:
+    """Place one customer's values against a run's cut points; None when they never bought."""
+    if not purchases or last_purchase_at is None or run is None or not run.cuts["recency"]:
+        return None
+    r = place_one(last_purchase_at.timestamp(), run.cuts["recency"])
+    f = place_one(purchases, run.cuts["frequency"])
+    m = place_one(spend_cents, run.cuts["monetary"])
+    outcome = revision.evaluate("rfm", {"r": r, "f": f, "m": m}, backend="python")
+    return {"r": r, "f": f, "m": m, "segment": outcome.outcome["rfm_segment"], "run_id": run.id}

@@ -1,0 +1,121 @@
+"""RFM: scores match an independent pandas computation on a real public data set (CDNOW).
+
+CDNOW_master.txt (23,570 customers, 69,659 purchases of CDs, 1997-1998) ships inside the
+`Lifetimes` wheel, installed with the test extra; it is read from site-packages, never
+downloaded and never copied into the repository.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from importlib.metadata import distribution
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from decision_server.analytics import rfm
+from decision_server.db import UTC
+from decision_server.ingest import importer
+from decision_server.rules.engine import build_revision
+from decision_server.rules.source import read_rules_dir
+
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def cdnow() -> pd.DataFrame:
+    path = distribution("Lifetimes").locate_file("lifetimes/datasets/CDNOW_master.txt")
+    frame = pd.read_csv(path, sep=r"\s+", skiprows=1, names=["customer", "date", "cds", "dollars"],
+                        dtype={"customer": str, "date": str})
+    frame["cents"] = (frame["dollars"] * 100).round().astype(np.int64)
+    # Some purchases are stamped in New York time (UTC-5 in winter): the same instant either way.
+    frame["at"] = pd.to_datetime(frame["date"], format="%Y%m%d", utc=True) + pd.Timedelta(hours=15)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def revision():
+    rev = build_revision(read_rules_dir(REPO / "rules"), backend="python", run_cases=False)
+    yield rev
+    rev.close()
+
+
+def _load(database, tmp_path, frame: pd.DataFrame) -> None:
+    customers = tmp_path / "customers.csv"
+    first = frame.groupby("customer")["at"].min()
+    customers.write_text("external_id,created_at\n" + "".join(
+        f"CD-{c},{at.strftime('%Y-%m-%dT%H:%M:%SZ')}\n" for c, at in first.items()))
+    lines = ["external_id,customer_id,occurred_at,amount\n"]
+    for i, row in enumerate(frame.itertuples()):
+        if i % 2:  # half the rows with an offset: 15:00Z is 10:00-05:00
+            stamp = (row.at - pd.Timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M:%S-05:00")
+        else:
+            stamp = row.at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        lines.append(f"T{i},CD-{row.customer},{stamp},{row.cents // 100}.{row.cents % 100:02d}\n")
+    transactions = tmp_path / "transactions.csv"
+    transactions.write_text("".join(lines))
+    for kind, path in (("customers", customers), ("transactions", transactions)):
+        report = importer.import_file(database, kind, path)
+        assert report.bad_rows == 0, report.errors[:3]
+
+
+def _pandas_scores(frame: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The same definition written the way a data scientist would, with pandas ranks."""
+    seen = frame[frame["at"] <= as_of]
+    per = seen.groupby("customer").agg(last=("at", "max"), n=("at", "size"), spend=("cents", "sum"))
+    n = len(per)
+    out = pd.DataFrame(index=per.index)
+    for score, column in (("r", "last"), ("f", "n"), ("m", "spend")):
+        below = per[column].rank(method="min") - 1  # buyers strictly worse; ties share a rank
+        out[score] = (1 + np.floor(SCORES * below / n)).clip(upper=SCORES).astype(int)
+    out["n"], out["spend"] = per["n"], per["spend"]
+    return out
+
+
+SCORES = 5
+
+
+def test_rfm_scores_match_pandas_on_cdnow(database, tmp_path, cdnow, revision):
+    _load(database, tmp_path, cdnow)
+    as_of = dt.datetime(1997, 9, 30, 23, 59, 59, tzinfo=UTC)  # mid-history: later buyers are not yet in
+    run = rfm.calculate(database, revision, as_of=as_of)
+    expected = _pandas_scores(cdnow, pd.Timestamp(as_of))
+    with database.connection() as conn:
+        stored = pd.DataFrame(conn.execute(sa.text(
+            "SELECT substr(c.external_id, 4) AS customer, s.rfm_r AS r, s.rfm_f AS f, s.rfm_m AS m, s.rfm_segment AS segment "
+            "FROM customers c JOIN customer_state s ON s.customer_id = c.id WHERE s.rfm_r IS NOT NULL"
+        )).all(), columns=["customer", "r", "f", "m", "segment"]).set_index("customer").sort_index()
+    assert run.buyers == len(expected) == len(stored) > 20_000
+    joined = expected.join(stored.add_suffix("_ours"))
+    for score in ("r", "f", "m"):
+        wrong = joined[joined[score] != joined[f"{score}_ours"]]
+        assert wrong.empty, f"{len(wrong)} {score} scores differ, e.g. {wrong.head(3).to_dict('index')}"
+    # Ties share a score: every buyer with one purchase has the same f.
+    assert joined.loc[joined["n"] == 1, "f_ours"].nunique() == 1
+    assert sum(run.segments.values()) == run.buyers and set(run.segments) <= set(
+        revision.rulesets["rfm"].outputs["rfm_segment"].values)
+    # Customers who had not bought by then have no scores.
+    with database.connection() as conn:
+        unscored = conn.execute(sa.text("SELECT count(*) FROM customer_state WHERE rfm_r IS NULL")).scalar()
+    assert unscored == cdnow["customer"].nunique() - run.buyers
+
+
+def test_cut_points_place_a_value_exactly_as_the_run_scored_it():
+    rng = np.random.default_rng(3)
+    values = rng.integers(1, 20, size=997).astype(float)  # many ties
+    cuts = rfm.cut_points(values)
+    below = pd.Series(values).rank(method="min").to_numpy() - 1
+    expected = (1 + np.floor(5 * below / len(values))).clip(max=5)
+    assert (rfm.place(values, cuts) == expected).all()
+    assert all(rfm.place_one(v, cuts) == e for v, e in zip(values[:50], expected[:50]))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 11])
+def test_small_bases_still_score_one_to_five_by_rank(n):
+    values = np.arange(n, dtype=float)
+    scores = rfm.place(values, rfm.cut_points(values))
+    assert scores[0] == 1 and scores[-1] == 1 + math.floor(5 * (n - 1) / n)
+    assert (np.diff(scores) >= 0).all()
