@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from decimal import Decimal, InvalidOperation
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ class Config:
     models_poll_seconds: float = 2.0
     # A model older than this many days falls back to its rule (a stale model hurts more than it helps); 0 = no limit.
     model_max_age_days: float = 180.0
+    # Margin assumed for purchases sent without a cost (historical CLV): cost = amount × (1 - margin).
+    default_margin: Decimal = Decimal("0.30")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
@@ -52,10 +55,24 @@ class Config:
             values["models_poll_seconds"] = float(env["MODELS_POLL_SECONDS"])
         if env.get("MODEL_MAX_AGE_DAYS"):
             values["model_max_age_days"] = float(env["MODEL_MAX_AGE_DAYS"])
+        if env.get("DEFAULT_MARGIN"):
+            values["default_margin"] = _margin(env["DEFAULT_MARGIN"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["rules_dir"] = Path(values["rules_dir"]).resolve()
         values["models_dir"] = Path(values["models_dir"]).resolve()
         return cls(**values)
+
+
+def _margin(text: str) -> Decimal:
+    from decision_server.errors import ConfigError
+
+    try:
+        margin = Decimal(text.strip())
+    except InvalidOperation:
+        raise ConfigError(f"DEFAULT_MARGIN must be a number between 0 and 1, not {text!r}") from None
+    if not 0 <= margin <= 1:
+        raise ConfigError(f"DEFAULT_MARGIN must be between 0 and 1 (0.30 = 30 %), not {text}")
+    return margin
 
 
 def default_database_url() -> str:

@@ -48,3 +48,18 @@ def test_importing_the_package_does_nothing(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
     assert out.stdout.strip() == "[]"
     assert not (tmp_path / "var").exists()
+
+
+def test_default_margin_is_read_and_checked():
+    from decimal import Decimal
+
+    import pytest
+
+    from decision_server.config import Config
+    from decision_server.errors import ConfigError
+
+    assert Config.from_env({"DEFAULT_MARGIN": "0.25"}).default_margin == Decimal("0.25")
+    assert Config.from_env({}).default_margin == Decimal("0.30")
+    for bad in ("1.5", "-0.1", "thirty"):
+        with pytest.raises(ConfigError, match="DEFAULT_MARGIN"):
+            Config.from_env({"DEFAULT_MARGIN": bad})

@@ -1,4 +1,4 @@
-"""RFM: scores match an independent pandas computation on a real public data set (CDNOW).
+"""RFM and historical CLV match an independent pandas computation on a real public data set (CDNOW).
 
 CDNOW_master.txt (23,570 customers, 69,659 purchases of CDs, 1997-1998) ships inside the
 `Lifetimes` wheel, installed with the test extra; it is read from site-packages, never
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from decimal import ROUND_HALF_UP, Decimal
 from importlib.metadata import distribution
 
 import numpy as np
@@ -16,8 +17,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from decision_server.analytics import rfm
-from decision_server.db import UTC
+from decision_server import migrate
+from decision_server.analytics import clv, rfm
+from decision_server.db import UTC, Database
 from decision_server.ingest import importer
 from decision_server.rules.engine import build_revision
 from decision_server.rules.source import read_rules_dir
@@ -41,6 +43,16 @@ def revision():
     rev = build_revision(read_rules_dir(REPO / "rules"), backend="python", run_cases=False)
     yield rev
     rev.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def loaded(request, cdnow, make_database_url, tmp_path_factory):
+    """A database of each backend holding the whole CDNOW log, loaded through the importer."""
+    database = Database(make_database_url(request.param))
+    migrate.upgrade(database.engine)
+    _load(database, tmp_path_factory.mktemp("cdnow"), cdnow)
+    yield database
+    database.dispose()
 
 
 def _load(database, tmp_path, frame: pd.DataFrame) -> None:
@@ -78,8 +90,8 @@ def _pandas_scores(frame: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
 SCORES = 5
 
 
-def test_rfm_scores_match_pandas_on_cdnow(database, tmp_path, cdnow, revision):
-    _load(database, tmp_path, cdnow)
+def test_rfm_scores_match_pandas_on_cdnow(loaded, cdnow, revision):
+    database = loaded
     as_of = dt.datetime(1997, 9, 30, 23, 59, 59, tzinfo=UTC)  # mid-history: later buyers are not yet in
     run = rfm.calculate(database, revision, as_of=as_of)
     expected = _pandas_scores(cdnow, pd.Timestamp(as_of))
@@ -119,3 +131,31 @@ def test_small_bases_still_score_one_to_five_by_rank(n):
     scores = rfm.place(values, rfm.cut_points(values))
     assert scores[0] == 1 and scores[-1] == 1 + math.floor(5 * (n - 1) / n)
     assert (np.diff(scores) >= 0).all()
+
+
+@pytest.mark.parametrize("margin", ["0.30", "0.125"])
+def test_historical_clv_matches_pandas_on_cdnow(loaded, cdnow, margin):
+    as_of = dt.datetime(1998, 3, 31, 12, 0, tzinfo=UTC)
+    with loaded.connection() as conn:
+        ours = {row.external_id[3:]: row for row in clv.historical(conn, as_of=as_of, margin=Decimal(margin))}
+    # pandas, written independently: CDNOW has no costs, so every cost comes from the margin.
+    seen = cdnow[cdnow["at"] <= pd.Timestamp(as_of)]
+    per = seen.groupby("customer").agg(revenue=("cents", "sum"), orders=("cents", "size"), first=("at", "min"), last=("at", "max"))
+    since = cdnow.groupby("customer")["at"].min()
+    existing = since[since <= pd.Timestamp(as_of)].index
+    assert set(ours) == set(existing)
+    keep = Decimal(1) - Decimal(margin)
+    for customer, row in per.iterrows():
+        got = ours[customer]
+        revenue = int(row["revenue"])
+        cost = int((Decimal(revenue) * keep).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        tenure = int((pd.Timestamp(as_of) - since[customer]).total_seconds() // 86_400)
+        expected = (revenue, cost, revenue - cost, int(row["orders"]),
+                    int((Decimal(revenue) / int(row["orders"])).quantize(Decimal(1), rounding=ROUND_HALF_UP)),
+                    tenure, (row["last"] - row["first"]).days)
+        assert (got.revenue_cents, got.cost_cents, got.profit_cents, got.orders, got.average_order_cents,
+                got.tenure_days, got.lifespan_days) == expected, customer
+        assert got.purchase_frequency == pytest.approx(int(row["orders"]) * 30 / max(tenure, 1), rel=1e-12)
+    # Customers who existed but had not bought: zeros, not missing rows.
+    quiet = [ours[c] for c in existing if c not in per.index]
+    assert all(q.orders == 0 and q.revenue_cents == 0 and q.average_order_cents == 0 for q in quiet)

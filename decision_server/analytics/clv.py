@@ -1,0 +1,102 @@
+"""Customer lifetime value: historical (from purchases, exact, in cents) and predicted (LTV model).
+
+Historical, as of a moment T (only purchases at or before T count):
+- revenue: the sum of amounts.
+- cost: the sum of the costs the transactions carry, plus, for purchases sent without a cost,
+  their amounts × (1 - margin), rounded half up to the cent once per customer (not per purchase,
+  so many small purchases do not gather rounding error). margin is DEFAULT_MARGIN (default 0.30).
+- profit: revenue - cost.
+- orders: the number of purchases; average order value: revenue / orders, half up to the cent.
+- tenure_days: whole days from becoming a customer to T; lifespan_days: whole days from the
+  first to the last purchase.
+- purchase_frequency: orders per 30 days of tenure (tenure counted as at least one day).
+Predicted: the `ltv` model's spend in the next 12 months, or its fallback rule when the model
+cannot serve; the result says which.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from decision_server.customers.records import CustomerRecord
+from decision_server.transactions.records import TransactionRecord
+
+DAY = 86_400
+CENT = Decimal(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoricalClv:
+    """One customer's historical value as of a moment; money in integer cents."""
+
+    customer_id: int
+    external_id: str
+    as_of: dt.datetime
+    revenue_cents: int
+    cost_cents: int
+    profit_cents: int
+    cost_estimated_cents: int  # the part of cost that came from the margin, not the transactions
+    orders: int
+    average_order_cents: int
+    first_purchase_at: dt.datetime | None
+    last_purchase_at: dt.datetime | None
+    tenure_days: int
+    lifespan_days: int
+    purchase_frequency: float  # orders per 30 days of tenure
+
+
+def _query(as_of: dt.datetime):
+    t, c = TransactionRecord, CustomerRecord
+    known = sa.func.sum(sa.func.coalesce(t.cost_cents, 0))
+    missing = sa.func.sum(sa.case((t.cost_cents.is_(None), t.amount_cents), else_=0))
+    per = (
+        sa.select(
+            t.customer_id.label("cid"), sa.func.sum(t.amount_cents).label("revenue"), known.label("known_cost"),
+            missing.label("uncosted"), sa.func.count().label("orders"), sa.func.min(t.occurred_at).label("first_at"),
+            sa.func.max(t.occurred_at).label("last_at"),
+        )
+        .where(t.occurred_at <= as_of)
+        .group_by(t.customer_id)
+        .subquery()
+    )
+    return (
+        sa.select(c.id, c.external_id, c.created_at, per.c.revenue, per.c.known_cost, per.c.uncosted, per.c.orders,
+                  per.c.first_at, per.c.last_at)
+        .select_from(c)
+        .outerjoin(per, per.c.cid == c.id)
+        .where(c.created_at <= as_of)
+        .order_by(c.id)
+    )
+
+
+def historical(conn: Connection, *, as_of: dt.datetime, margin: Decimal, customer_ids: list[int] | None = None,
+               after_id: int = 0, limit: int | None = None) -> list[HistoricalClv]:
+    """Return historical CLV of customers (all who existed at as_of, or `customer_ids`), in id order."""
+    query = _query(as_of).where(CustomerRecord.id > after_id)
+    if customer_ids is not None:
+        query = query.where(CustomerRecord.id.in_(customer_ids))
+    if limit is not None:
+        query = query.limit(limit)
+    return [_row(row, as_of, margin) for row in conn.execute(query)]
+
+
+def _row(row: Any, as_of: dt.datetime, margin: Decimal) -> HistoricalClv:
+    cid, external_id, created, revenue, known, uncosted, orders, first_at, last_at = row
+    revenue, known, uncosted, orders = int(revenue or 0), int(known or 0), int(uncosted or 0), int(orders or 0)
+    estimated = int((Decimal(uncosted) * (1 - margin)).quantize(CENT, rounding=ROUND_HALF_UP))
+    cost = known + estimated
+    tenure = max(int((as_of - created).total_seconds() // DAY), 0)
+    lifespan = int((last_at - first_at).total_seconds() // DAY) if orders else 0
+    average = int((Decimal(revenue) / orders).quantize(CENT, rounding=ROUND_HALF_UP)) if orders else 0
+    return HistoricalClv(
+        customer_id=cid, external_id=external_id, as_of=as_of, revenue_cents=revenue, cost_cents=cost,
+        profit_cents=revenue - cost, cost_estimated_cents=estimated, orders=orders, average_order_cents=average,
+        first_purchase_at=first_at, last_purchase_at=last_at, tenure_days=tenure, lifespan_days=lifespan,
+        purchase_frequency=orders * 30 / max(tenure, 1),
+    )
