@@ -1,6 +1,6 @@
 """Every table of the project, imported in one place so that the metadata is complete."""
 
-from decision_server.analytics.records import RfmRunRecord
+from decision_server.analytics.records import RfmRunRecord, StageTransitionRecord
 from decision_server.auth.records import ApiKeyRecord
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import Base
@@ -15,6 +15,7 @@ __all__ = [
     "CustomerRecord",
     "CustomerStateRecord",
     "RfmRunRecord",
+    "StageTransitionRecord",
     "RulePublicationRecord",
     "RuleRevisionRecord",
     "TouchpointRecord",

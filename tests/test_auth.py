@@ -48,6 +48,15 @@ MATRIX = {
     ("GET", MODEL): RULE_READERS,
     ("POST", MODEL + "/promote"): ADMIN,
     ("POST", MODEL + "/rollback"): ADMIN,
+    ("GET", CUSTOMER + "/transitions"): ALL,
+    ("POST", CUSTOMER + "/stage"): RULE_EDITORS,
+    ("GET", CUSTOMER + "/clv"): ALL,
+    ("GET", "/api/v1/lifecycle/statistics"): ALL,
+    ("GET", "/api/v1/lifecycle/transitions"): ALL,
+    ("POST", "/api/v1/lifecycle/evaluate"): RULE_EDITORS,
+    ("POST", "/api/v1/rfm/calculate"): RULE_EDITORS,
+    ("GET", "/api/v1/rfm/runs"): ALL,
+    ("GET", "/api/v1/rfm/statistics"): ALL,
 }
 
 TX = {"customer_id": "C1", "occurred_at": "2026-01-01T10:00:00Z", "amount": "10.00"}
@@ -63,6 +72,8 @@ BODIES = {
     ("POST", "/api/v1/rules/validate"): lambda n: {"files": {}},
     ("POST", "/api/v1/rules/evaluate"): lambda n: {"ruleset": "value", "inputs": {"value_score": 50}},
     ("POST", "/api/v1/rules/publish"): lambda n: {"files": {}, "message": "no change"},
+    ("POST", CUSTOMER + "/stage"): lambda n: {"stage": ["growth", "retention"][n % 2], "reason": "test of roles"},
+    ("POST", "/api/v1/rfm/calculate"): lambda n: {},
 }
 
 

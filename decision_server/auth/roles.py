@@ -14,6 +14,7 @@ class Permission(str, enum.Enum):
     RULES_READ = "rules:read"  # read revisions, diffs and status; validate a draft; run cases
     RULES_WRITE = "rules:write"  # publish and roll back rule revisions
     MODELS_READ = "models:read"  # list models, read cards, versions and promotion history
+    ANALYTICS_WRITE = "analytics:write"  # run RFM and lifecycle calculations, set a stage by hand
     MODELS_WRITE = "models:write"  # promote and roll back model versions (admin: it changes every decision)
 
 
@@ -32,7 +33,7 @@ _READ_ALL = {Permission.CUSTOMERS_READ, Permission.RULES_READ, Permission.MODELS
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.CHANNEL: frozenset({Permission.CUSTOMERS_READ}),
     Role.ANALYST: frozenset(_READ_ALL),
-    Role.EDITOR: frozenset(_READ_ALL | {Permission.RULES_WRITE}),
+    Role.EDITOR: frozenset(_READ_ALL | {Permission.RULES_WRITE, Permission.ANALYTICS_WRITE}),
     Role.INGEST: frozenset({Permission.CUSTOMERS_READ, Permission.DATA_WRITE}),
     Role.ADMIN: frozenset(Permission),
 }

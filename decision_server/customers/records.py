@@ -57,4 +57,7 @@ class CustomerStateRecord(Base):
     rfm_m: Mapped[int | None] = mapped_column(sa.SmallInteger)
     rfm_segment: Mapped[str | None] = mapped_column(sa.String(40), index=True)
     rfm_run_id: Mapped[int | None] = mapped_column(BigId)
+    # Lifecycle stage (CLM) from the lifecycle rule set; every change is a StageTransitionRecord.
+    stage: Mapped[str | None] = mapped_column(sa.String(32), index=True)
+    stage_since: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

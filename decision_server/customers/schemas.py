@@ -48,6 +48,14 @@ class CustomerStateSchema(ma.Schema):
     last_purchase_at = fields.DateTime(allow_none=True)
     touchpoint_count = fields.Integer()
     last_touchpoint_at = fields.DateTime(allow_none=True)
+    stage = fields.String(allow_none=True, metadata={"description": "Lifecycle stage (null until first evaluated)"})
+    stage_since = fields.DateTime(allow_none=True)
+    rfm = fields.Method("_rfm", metadata={"description": "RFM scores 1-5 and segment; null for a customer who never bought"})
+
+    def _rfm(self, state):
+        if state.get("rfm_r") is None:
+            return None
+        return {"r": state["rfm_r"], "f": state["rfm_f"], "m": state["rfm_m"], "segment": state["rfm_segment"]}
 
 
 class CustomerSchema(ma.Schema):

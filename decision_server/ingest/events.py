@@ -27,13 +27,16 @@ class EventKind:
 
 
 def ingest_events(
-    session: Session, kind: EventKind, items: list[dict[str, Any]], *, field: Callable[[int, str], str]
+    session: Session, kind: EventKind, items: list[dict[str, Any]], *, field: Callable[[int, str], str],
+    after: Callable[[Session, list[int]], object] | None = None,
 ) -> list[dict[str, Any]]:
     """Store events once each: new ids are created, repeats with equal content are no-ops.
 
     `items` hold `customer_id` (external), an optional `external_id` and the content columns.
     `field(i, name)` names the field of item i in error messages. Nothing is written unless every
     item is valid; the result lists each stored row with `status` "created" or "existing".
+    `after(session, customer_ids)` runs in the same transaction once the state rows of the
+    customers with new events are up to date (the event path: stage, RFM place).
     """
     items = [{**item, "external_id": item.get("external_id") or uuid.uuid4().hex} for item in items]
     _check_repeats(kind, items, field)
@@ -70,7 +73,10 @@ def ingest_events(
         # RETURNING names only the rows this call inserted, not those a concurrent call won.
         created = set(session.execute(insert, new_rows).scalars())
         stored = _load(session, kind, list(wanted))
-        refresh_state(session, customer_ids=[wanted[x]["customer_id"] for x in created])
+        changed = sorted({wanted[x]["customer_id"] for x in created})
+        refresh_state(session, customer_ids=changed)
+        if after is not None and changed:
+            after(session, changed)
     else:
         created = set()
 

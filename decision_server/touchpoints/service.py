@@ -16,10 +16,10 @@ TOUCHPOINTS = EventKind(
 )
 
 
-def add_touchpoints(session: Session, *, items: list[dict[str, Any]], batch: bool) -> list[dict[str, Any]]:
+def add_touchpoints(session: Session, *, items: list[dict[str, Any]], batch: bool, after: Any = None) -> list[dict[str, Any]]:
     """Store interactions idempotently and bring their customers' state up to date."""
     field = (lambda i, name: f"items.{i}.{name}") if batch else (lambda i, name: name)
-    return ingest_events(session, TOUCHPOINTS, items, field=field)
+    return ingest_events(session, TOUCHPOINTS, items, field=field, after=after)
 
 
 def list_touchpoints(session: Session, *, customer_external_id: str, **filters: Any) -> list[dict[str, Any]]:
