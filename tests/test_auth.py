@@ -57,6 +57,7 @@ MATRIX = {
     ("POST", "/api/v1/rfm/calculate"): RULE_EDITORS,
     ("GET", "/api/v1/rfm/runs"): ALL,
     ("GET", "/api/v1/rfm/statistics"): ALL,
+    ("GET", "/api/v1/value/statistics"): ALL,
 }
 
 TX = {"customer_id": "C1", "occurred_at": "2026-01-01T10:00:00Z", "amount": "10.00"}

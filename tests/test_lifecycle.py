@@ -148,3 +148,16 @@ def test_clv_of_a_customer_over_the_api(client, auth, database):
     assert empty.status_code == 201
     nothing = client.get("/api/v1/customers/V-2/clv", headers=headers).get_json()["historical"]
     assert (nothing["revenue"], nothing["orders"], nothing["average_order"], nothing["first_purchase_at"]) == ("0.00", 0, "0.00", None)
+
+
+def test_value_is_scored_on_every_event_and_summarised(client, auth, customer):
+    _buy(client, auth, 1)
+    state = _state(client, auth)
+    assert 0 <= state["value_score"] <= 100 and state["value_segment"] in ("high", "medium", "low")
+    first = state["value_score"]
+    for n in range(2, 6):
+        _buy(client, auth, n, days_ago=n)
+    assert _state(client, auth)["value_score"] >= first  # more purchases, never less value here
+    stats = client.get("/api/v1/value/statistics", headers=auth("analyst")).get_json()
+    assert sum(s["customers"] for s in stats["segments"]) == 1 and stats["not_evaluated"] == 0
+    assert sum(b["customers"] for b in stats["histogram"]) == 1 and len(stats["histogram"]) == 10

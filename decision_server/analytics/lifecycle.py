@@ -20,7 +20,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from decision_server.analytics import rfm
+from decision_server.analytics import rfm, value
 from decision_server.analytics.records import StageTransitionRecord
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.db import Database, utcnow
@@ -31,7 +31,7 @@ SOURCES = ("event", "bulk", "manual")
 DEFAULT_RULE = "default"  # rule_id recorded when no lifecycle rule fired and the default applied
 _st = CustomerStateRecord.__table__
 _tr = StageTransitionRecord.__table__
-_READ_STAGES = online.READ_BY_ID.add_columns(_st.c.stage)
+_READ_STAGES = online.READ_BY_ID.add_columns(_st.c.stage, _st.c.value_score, _st.c.value_segment)
 
 
 def stages(revision: Any) -> list[str]:
@@ -67,8 +67,8 @@ def refresh_customers(conn: Connection, customer_ids: Iterable[int], *, revision
             continue
         row = row._mapping
         features = online.from_row(row, now)
-        churn = models.score(features.values).values["churn_risk"]
-        result = revision.evaluate("lifecycle", _facts(row, churn), now=now.timestamp())
+        scores = models.score(features.values).values
+        result = revision.evaluate("lifecycle", _facts(row, scores["churn_risk"]), now=now.timestamp())
         stage = result.outcome["stage"]
         rule_id = result.fired_ids[0] if result.fired_ids else DEFAULT_RULE
         placed = rfm.score_customer(row["last_purchase_at"], row["transaction_count"] or 0,
@@ -77,6 +77,9 @@ def refresh_customers(conn: Connection, customer_ids: Iterable[int], *, revision
         if placed:
             values = {"rfm_r": placed["r"], "rfm_f": placed["f"], "rfm_m": placed["m"], "rfm_segment": placed["segment"],
                       "rfm_run_id": placed["run_id"]}
+        values["value_score"], values["value_segment"] = value.for_customer(
+            revision, transaction_count=row["transaction_count"] or 0, ltv=scores["ltv"],
+            rfm=(placed["r"], placed["f"], placed["m"]) if placed else None, engagement=scores["engagement_score"])
         if stage != row["stage"]:
             values.update(stage=stage, stage_since=now)
             _record(conn, [{"customer_id": cid, "from_stage": row["stage"], "to_stage": stage, "at": now,
@@ -111,45 +114,70 @@ def set_stage(conn: Connection, customer_id: int, stage: str, *, revision: Any, 
 
 def evaluate_all(database: Database, revision: Any, models: Any, *, now: dt.datetime | None = None,
                  chunk: int = bulk.CHUNK, source: str = "bulk") -> dict[str, Any]:
-    """Re-evaluate every customer's stage as of now, chunk by chunk (vectorized rules, batched models).
+    """Re-evaluate every customer's stage and value as of now, chunk by chunk.
 
-    Each chunk is one transaction: it writes only the customers whose stage changed, with their
-    transitions. Returns counts: customers, changed, and changes by (from, to).
+    Vectorized rules and batched models; each chunk is one transaction that writes only the
+    customers whose stage or value changed, with their transitions. RFM scores are read from the
+    state rows (the last RFM run, or the event path since). Returns counts: customers, changed
+    stages, changed values, and stage changes by (from, to).
     """
     now = now or utcnow()
     ruleset = revision.rulesets["lifecycle"]
     outcomes = [rule.then["stage"] for rule in ruleset.rules] + [ruleset.default["stage"]]
     rule_ids = [rule.id for rule in ruleset.rules] + [DEFAULT_RULE]
     counts: dict[tuple[str | None, str], int] = {}
-    customers = changed = 0
+    customers = changed = revalued = 0
     with database.connection() as reader:
         chunks = list(bulk.customer_ids(reader, now, chunk=chunk))
     for ids in chunks:
         with database.connection(write=True) as conn:
             features = bulk.features(conn, ids, now)
-            churn = models.score_batch(features.values)["churn_risk"]
-            current = dict(conn.execute(sa.select(_st.c.customer_id, _st.c.stage).where(_st.c.customer_id.between(int(ids[0]), int(ids[-1])))).all())
-            before = np.array([current.get(int(c)) for c in ids], dtype=object)
+            scores = models.score_batch(features.values)
+            state = {row[0]: row[1:] for row in conn.execute(
+                sa.select(_st.c.customer_id, _st.c.stage, _st.c.rfm_r, _st.c.rfm_f, _st.c.rfm_m, _st.c.value_score,
+                          _st.c.value_segment)
+                .where(_st.c.customer_id.between(int(ids[0]), int(ids[-1]))))}
+            rows_of = [state.get(int(c), (None,) * 6) for c in ids]
+            before = np.array([r[0] for r in rows_of], dtype=object)
             agg = features.aggregates
             columns = {
-                "stage": before, "transaction_count": agg["purchases"], "churn_risk": churn,
+                "stage": before, "transaction_count": agg["purchases"], "churn_risk": scores["churn_risk"],
                 "first_purchase_at": agg["first_purchase_at"], "last_purchase_at": agg["last_purchase_at"],
             }
             chosen = revision.evaluate_columns("lifecycle", columns, now=now.timestamp()).chosen
             after = np.array(outcomes, dtype=object)[chosen]
             rules = np.array(rule_ids, dtype=object)[chosen]
+            rfm_cols = [np.array([np.nan if r[k] is None else r[k] for r in rows_of], dtype=np.float64) for k in (1, 2, 3)]
+            value_scores, value_segments = value.for_columns(
+                revision, transaction_count=agg["purchases"], ltv=scores["ltv"], r=rfm_cols[0], f=rfm_cols[1],
+                m=rfm_cols[2], engagement=scores["engagement_score"])
             moved = np.flatnonzero(after != before)
             rows = [{"customer_id": int(ids[i]), "from_stage": before[i], "to_stage": after[i], "at": now,
                      "rule_id": rules[i], "rule_revision": revision.id, "source": source, "actor": None, "reason": None}
                     for i in moved]
             _record(conn, rows)
-            if rows:
-                conn.execute(sa.update(_st).where(_st.c.customer_id == sa.bindparam("cid")).values(
-                    stage=sa.bindparam("to"), stage_since=now), [{"cid": r["customer_id"], "to": r["to_stage"]} for r in rows])
+            updates = []
+            for i, cid in enumerate(ids):
+                old_score, old_segment = rows_of[i][4], rows_of[i][5]
+                stage_moved = after[i] != before[i]
+                value_moved = old_score is None or abs(old_score - value_scores[i]) >= 0.005 or old_segment != value_segments[i]
+                if stage_moved or value_moved:
+                    updates.append({"cid": int(cid), "new_stage": after[i], "since": now if stage_moved else None,
+                                    "score": float(value_scores[i]), "segment": value_segments[i], "moved": stage_moved})
+                    revalued += bool(value_moved)
+            for moved_stage in (True, False):
+                batch = [u for u in updates if u["moved"] is moved_stage]
+                if not batch:
+                    continue
+                fields = {"stage": sa.bindparam("new_stage"), "value_score": sa.bindparam("score"),
+                          "value_segment": sa.bindparam("segment")}
+                if moved_stage:
+                    fields["stage_since"] = sa.bindparam("since")
+                conn.execute(sa.update(_st).where(_st.c.customer_id == sa.bindparam("cid")).values(**fields), batch)
             for r in rows:
                 key = (r["from_stage"], r["to_stage"])
                 counts[key] = counts.get(key, 0) + 1
             customers += len(ids)
             changed += len(rows)
-    return {"customers": customers, "changed": changed,
+    return {"customers": customers, "changed": changed, "revalued": revalued,
             "transitions": [{"from": k[0], "to": k[1], "count": v} for k, v in sorted(counts.items(), key=lambda kv: -kv[1])]}

@@ -27,6 +27,7 @@ per_customer = Blueprint("customer-analytics", __name__, url_prefix="/customers"
                          description="A customer's lifecycle transitions, stage changes and CLV")
 lifecycle_blp = Blueprint("lifecycle", __name__, url_prefix="/lifecycle",
                           description="Lifecycle stages (CLM): statistics, transitions, bulk evaluation")
+value_blp = Blueprint("value", __name__, url_prefix="/value", description="Customer value (CVM): segments and score statistics")
 rfm_blp = Blueprint("rfm", __name__, url_prefix="/rfm", description="RFM: runs, cut points and segment statistics")
 
 _tr = StageTransitionRecord.__table__
@@ -96,7 +97,8 @@ class LifecycleStatisticsSchema(ma.Schema):
 
 class EvaluateResultSchema(ma.Schema):
     customers = fields.Integer()
-    changed = fields.Integer()
+    changed = fields.Integer(metadata={"description": "customers whose stage changed"})
+    revalued = fields.Integer(metadata={"description": "customers whose value score or segment changed"})
     transitions = fields.List(JsonDocument())
     seconds = fields.Float()
 
@@ -271,7 +273,7 @@ class Evaluate(MethodView):
     @requires(Permission.ANALYTICS_WRITE)
     @lifecycle_blp.response(200, EvaluateResultSchema)
     def post(self):
-        """Re-evaluate every customer's stage now (what the nightly run does); returns the changes by from → to."""
+        """Re-evaluate every customer's stage and value now (what the nightly run does); returns the changes by from → to."""
         started = time.perf_counter()
         result = lifecycle.evaluate_all(current_app.extensions["database"], _revision(), _models())
         return {**result, "seconds": time.perf_counter() - started}
@@ -327,3 +329,40 @@ class RfmStatistics(MethodView):
                      "avg_spend": str(cents_to_decimal(round(float(c))))}
                     for s, n, r, f, m, p, c in sorted(rows, key=lambda r: -r[1])]
         return {"run": run._mapping if run else None, "segments": segments}
+
+
+# --- customer value ----------------------------------------------------------------------------
+
+class ValueStatisticsSchema(ma.Schema):
+    segments = fields.List(JsonDocument(), metadata={"description": "[{segment, customers, share, avg_score, min_score, max_score, avg_spend}]"})
+    not_evaluated = fields.Integer()
+    histogram = fields.List(JsonDocument(), metadata={"description": "customers per band of 10 score points: [{from, to, customers}]"})
+
+
+@value_blp.route("/statistics")
+class ValueStatistics(MethodView):
+    @requires(Permission.CUSTOMERS_READ)
+    @value_blp.response(200, ValueStatisticsSchema)
+    def get(self):
+        """Customers per value segment with score ranges, and how scores spread in bands of 10."""
+        band = sa.func.floor(_st.c.value_score / 10)
+        with transaction() as session:
+            rows = session.execute(
+                sa.select(_st.c.value_segment, sa.func.count(), sa.func.avg(_st.c.value_score), sa.func.min(_st.c.value_score),
+                          sa.func.max(_st.c.value_score), sa.func.avg(_st.c.total_spend_cents))
+                .group_by(_st.c.value_segment)
+            ).all()
+            bands = dict(session.execute(
+                sa.select(band, sa.func.count()).where(_st.c.value_score.is_not(None)).group_by(band)
+            ).all())
+        scored = [r for r in rows if r[0] is not None]
+        total = sum(r[1] for r in scored) or 1
+        order = {"high": 0, "medium": 1, "low": 2}
+        return {
+            "segments": [{"segment": s, "customers": n, "share": round(n / total, 4), "avg_score": round(float(a), 2),
+                          "min_score": lo, "max_score": hi, "avg_spend": str(cents_to_decimal(round(float(c or 0))))}
+                         for s, n, a, lo, hi, c in sorted(scored, key=lambda r: order.get(r[0], 9))],
+            "not_evaluated": sum(r[1] for r in rows if r[0] is None),
+            "histogram": [{"from": k * 10, "to": min(k * 10 + 10, 100), "customers": int(bands.get(float(k), bands.get(k, 0)))}
+                          for k in range(10)] if bands else [],
+        }

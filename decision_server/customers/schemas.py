@@ -50,6 +50,8 @@ class CustomerStateSchema(ma.Schema):
     last_touchpoint_at = fields.DateTime(allow_none=True)
     stage = fields.String(allow_none=True, metadata={"description": "Lifecycle stage (null until first evaluated)"})
     stage_since = fields.DateTime(allow_none=True)
+    value_score = fields.Float(allow_none=True, metadata={"description": "Customer value score 0-100 (CVM)"})
+    value_segment = fields.String(allow_none=True, metadata={"description": "high, medium or low (rules/value.yaml)"})
     rfm = fields.Method("_rfm", metadata={"description": "RFM scores 1-5 and segment; null for a customer who never bought"})
 
     def _rfm(self, state):
