@@ -51,6 +51,7 @@ MATRIX = {
     ("GET", CUSTOMER + "/transitions"): ALL,
     ("POST", CUSTOMER + "/stage"): RULE_EDITORS,
     ("GET", CUSTOMER + "/clv"): ALL,
+    ("GET", CUSTOMER + "/profile"): ALL,
     ("GET", "/api/v1/lifecycle/statistics"): ALL,
     ("GET", "/api/v1/lifecycle/transitions"): ALL,
     ("POST", "/api/v1/lifecycle/evaluate"): RULE_EDITORS,

@@ -161,3 +161,25 @@ def test_value_is_scored_on_every_event_and_summarised(client, auth, customer):
     stats = client.get("/api/v1/value/statistics", headers=auth("analyst")).get_json()
     assert sum(s["customers"] for s in stats["segments"]) == 1 and stats["not_evaluated"] == 0
     assert sum(b["customers"] for b in stats["histogram"]) == 1 and len(stats["histogram"]) == 10
+
+
+def test_the_360_view_shows_everything_consistently(client, auth, customer):
+    for n in range(1, 4):
+        _buy(client, auth, n, days_ago=n)
+    touch = {"customer_id": "L-1", "occurred_at": _now(), "channel": "app", "kind": "offer_click"}
+    assert client.post("/api/v1/touchpoints", json=touch, headers=auth("ingest")).status_code == 201
+    response = client.get("/api/v1/customers/L-1/profile?recent=2", headers=auth("channel"))
+    assert response.status_code == 200, response.get_json()
+    view = response.get_json()
+    state = client.get("/api/v1/customers/L-1", headers=auth("channel")).get_json()["state"]
+    assert view["customer"]["id"] == "L-1" and view["stage"] == state["stage"] == "growth"
+    assert view["value"] == {"score": state["value_score"], "segment": state["value_segment"]}
+    assert set(view["scores"]) == {"churn_risk", "propensity_to_buy", "ltv", "engagement_score", "nbo"}
+    assert all(m["fallback"] for m in view["models"].values())  # the test app has no trained models
+    assert view["clv"]["historical"]["revenue"] == "60.00" and view["clv"]["historical"]["orders"] == 3
+    assert len(view["recent_transactions"]) == 2 and view["recent_transactions"][0]["id"] == "L-T1"
+    assert [t["kind"] for t in view["recent_touchpoints"]] == ["offer_click"]
+    assert [t["to_stage"] for t in view["transitions"]] == ["growth", "onboarding"]
+    assert {"segment": "new_customers", "rule": "new_customers"} in view["segments"]
+    assert view["recent_decisions"] == [] and view["rule_revision"]
+    assert client.get("/api/v1/customers/NOPE/profile", headers=auth("channel")).status_code == 404

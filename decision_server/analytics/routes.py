@@ -19,6 +19,8 @@ from decision_server.customers.records import CustomerRecord, CustomerStateRecor
 from decision_server.customers.service import get_customer
 from decision_server.db import utcnow
 from decision_server.features import online
+from decision_server.features.definition import as_dict
+from decision_server.touchpoints.records import TouchpointRecord
 from decision_server.schemas import JsonDocument, PageQuery, Text, Timestamp, page_of, page_response
 from decision_server.validation import cents_to_decimal
 from decision_server.web import Blueprint, transaction
@@ -33,6 +35,7 @@ rfm_blp = Blueprint("rfm", __name__, url_prefix="/rfm", description="RFM: runs, 
 _tr = StageTransitionRecord.__table__
 _st = CustomerStateRecord.__table__
 _c = CustomerRecord.__table__
+_tp = TouchpointRecord.__table__
 
 
 def _revision():
@@ -365,4 +368,78 @@ class ValueStatistics(MethodView):
             "not_evaluated": sum(r[1] for r in rows if r[0] is None),
             "histogram": [{"from": k * 10, "to": min(k * 10 + 10, 100), "customers": int(bands.get(float(k), bands.get(k, 0)))}
                           for k in range(10)] if bands else [],
+        }
+
+
+# --- the 360 view ------------------------------------------------------------------------------
+
+class ProfileSchema(ma.Schema):
+    """Everything we know and decide about one customer, consistent as of one moment."""
+
+    customer = fields.Nested("CustomerSchema")
+    as_of = fields.DateTime()
+    stage = fields.String(allow_none=True)
+    stage_since = fields.DateTime(allow_none=True)
+    value = JsonDocument(metadata={"description": "{score, segment}"})
+    rfm = JsonDocument(allow_none=True, metadata={"description": "{r, f, m, segment}; null when never bought"})
+    tier = fields.String(allow_none=True, metadata={"description": "loyalty tier (null until the loyalty program)"})
+    scores = JsonDocument(metadata={"description": "every model's score now"})
+    models = JsonDocument(metadata={"description": "model name → {version, fallback, reason}"})
+    segments = fields.List(JsonDocument(), metadata={"description": "[{segment, rule}] from rules/segments.yaml, now"})
+    clv = JsonDocument(metadata={"description": "historical CLV now, and predicted (ltv_12m)"})
+    recent_transactions = fields.List(fields.Nested("TransactionSchema"))
+    recent_touchpoints = fields.List(fields.Nested("TouchpointSchema"))
+    transitions = fields.List(fields.Nested(TransitionSchema))
+    recent_decisions = fields.List(JsonDocument(), metadata={"description": "(the decision log arrives with the decision API)"})
+    rule_revision = fields.String()
+
+
+class ProfileQuerySchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    recent = fields.Integer(load_default=10, validate=ma.validate.Range(1, 100), metadata={"description": "items per recent list"})
+
+
+@per_customer.route("/<string:customer_id>/profile")
+class CustomerProfile(MethodView):
+    @requires(Permission.CUSTOMERS_READ)
+    @per_customer.arguments(ProfileQuerySchema, location="query")
+    @per_customer.response(200, ProfileSchema)
+    def get(self, query, customer_id):
+        """The 360 view: state, stage, value, RFM, scores with model versions, segments, CLV, recent events and transitions."""
+        from decision_server.touchpoints.service import list_touchpoints
+        from decision_server.transactions.service import list_transactions
+
+        now = utcnow()
+        revision = _revision()
+        limit = query["recent"]
+        with transaction() as session:
+            customer = get_customer(session, external_id=customer_id)
+            cid = _customer_id(session, customer_id)
+            conn = session.connection()
+            features = online.read(conn, customer_id=cid, as_of=now)
+            history = clv.historical(conn, as_of=now, margin=current_app.extensions["config"].default_margin, customer_ids=[cid])
+            touches_30d = conn.execute(sa.select(sa.func.count()).where(
+                _tp.c.customer_id == cid, _tp.c.occurred_at > now - dt.timedelta(days=30))).scalar()
+            transactions = list_transactions(session, customer_external_id=customer_id, limit=limit)[:limit]
+            touchpoints = list_touchpoints(session, customer_external_id=customer_id, limit=limit)[:limit]
+            transitions = _transition_rows(session, {"limit": limit}, cid)["items"]
+        state = customer["state"]
+        scored = _models().score(features.values)
+        named = as_dict(features.values[0])
+        facts = {"tier": None, "value_segment": state["value_segment"], "churn_risk": scored.values["churn_risk"],
+                 "first_purchase_at": state["first_purchase_at"], "last_purchase_at": state["last_purchase_at"],
+                 "touchpoints_30d": touches_30d, "spend_12m": named["spend_12m"]}
+        segments = revision.evaluate("segments", facts, now=now.timestamp())
+        rfm_part = None if state["rfm_r"] is None else {"r": state["rfm_r"], "f": state["rfm_f"], "m": state["rfm_m"], "segment": state["rfm_segment"]}
+        return {
+            "customer": customer, "as_of": now, "stage": state["stage"], "stage_since": state["stage_since"],
+            "value": {"score": state["value_score"], "segment": state["value_segment"]}, "rfm": rfm_part, "tier": None,
+            "scores": scored.values, "models": scored.models,
+            "segments": [{"segment": o["segment"], "rule": rule} for o, rule in zip(segments.outcome, segments.fired_ids)],
+            "clv": {"historical": _money(history[0].__dict__) if history else None,
+                    "predicted": {"ltv_12m": round(scored.values["ltv"], 2), "model": scored.models["ltv"]}},
+            "recent_transactions": transactions, "recent_touchpoints": touchpoints, "transitions": transitions,
+            "recent_decisions": [], "rule_revision": revision.id,
         }
