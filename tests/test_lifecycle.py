@@ -85,10 +85,18 @@ def test_the_bulk_run_moves_silent_customers_and_is_idempotent(client, auth, dat
     # Time passes: move Q-3's purchases back by rewriting history is not possible, so a manual
     # stage stands in for a stale one, and the bulk run puts every customer where the rules say.
     client.post("/api/v1/customers/Q-1/stage", json={"stage": "retention", "reason": "stale on purpose"}, headers=headers)
+    judged = {c: {k: client.get(f"/api/v1/customers/{c}", headers=headers).get_json()["state"][k]
+                  for k in ("journey_stage", "value_score", "value_segment")} for c in ("Q-1", "Q-2", "Q-3")}
     run = client.post("/api/v1/lifecycle/evaluate", headers=headers).get_json()
     assert run["customers"] == 3 and run["changed"] == 1
     assert run["transitions"] == [{"from": "retention", "to": "win_back", "count": 1}]
     assert stages()["Q-1"] == "win_back"
+    # The bulk run (vectorized) and the event path (one customer) agree on journey and value.
+    for c, before in judged.items():
+        after = client.get(f"/api/v1/customers/{c}", headers=headers).get_json()["state"]
+        assert after["journey_stage"] == before["journey_stage"] and after["value_segment"] == before["value_segment"]
+        assert after["value_score"] == pytest.approx(before["value_score"], abs=0.02)
+    assert judged["Q-2"]["journey_stage"] == "dormant" and judged["Q-3"]["journey_stage"] == "loyalty"
     assert client.post("/api/v1/lifecycle/evaluate", headers=headers).get_json()["changed"] == 0
     bulk = client.get("/api/v1/lifecycle/transitions?source=bulk", headers=headers).get_json()["items"]
     assert [(t["customer_id"], t["from_stage"], t["to_stage"], t["rule_id"]) for t in bulk] == [("Q-1", "retention", "win_back", "silent")]
@@ -183,3 +191,15 @@ def test_the_360_view_shows_everything_consistently(client, auth, customer):
     assert {"segment": "new_customers", "rule": "new_customers"} in view["segments"]
     assert view["recent_decisions"] == [] and view["rule_revision"]
     assert client.get("/api/v1/customers/NOPE/profile", headers=auth("channel")).status_code == 404
+
+
+def test_touchpoints_drive_the_journey_stage(client, auth, customer):
+    assert _state(client, auth)["journey_stage"] is None
+    touch = {"customer_id": "L-1", "occurred_at": _now(), "channel": "app", "kind": "app_open"}
+    client.post("/api/v1/touchpoints", json=touch, headers=auth("ingest"))
+    assert _state(client, auth)["journey_stage"] == "awareness"
+    client.post("/api/v1/touchpoints", json={**touch, "kind": "offer_click"}, headers=auth("ingest"))
+    assert _state(client, auth)["journey_stage"] == "consideration"
+    _buy(client, auth, 1)
+    assert _state(client, auth)["journey_stage"] == "purchase"
+    assert client.get("/api/v1/customers/L-1/profile", headers=auth("channel")).get_json()["journey_stage"] == "purchase"

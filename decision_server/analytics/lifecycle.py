@@ -26,12 +26,18 @@ from decision_server.customers.records import CustomerStateRecord
 from decision_server.db import Database, utcnow
 from decision_server.errors import ValidationError
 from decision_server.features import bulk, online
+from decision_server.features.definition import FEATURE_NAMES, as_dict
 
 SOURCES = ("event", "bulk", "manual")
 DEFAULT_RULE = "default"  # rule_id recorded when no lifecycle rule fired and the default applied
 _st = CustomerStateRecord.__table__
 _tr = StageTransitionRecord.__table__
-_READ_STAGES = online.READ_BY_ID.add_columns(_st.c.stage, _st.c.value_score, _st.c.value_segment)
+_READ_STAGES = online.READ_BY_ID.add_columns(_st.c.stage, _st.c.value_score, _st.c.value_segment, _st.c.journey_stage)
+
+
+def journey_inputs(revision: Any) -> list[str]:
+    """The features the journey rule set reads (its inputs are named after features)."""
+    return list(revision.rulesets["journey"].inputs)
 
 
 def stages(revision: Any) -> list[str]:
@@ -77,6 +83,9 @@ def refresh_customers(conn: Connection, customer_ids: Iterable[int], *, revision
         if placed:
             values = {"rfm_r": placed["r"], "rfm_f": placed["f"], "rfm_m": placed["m"], "rfm_segment": placed["segment"],
                       "rfm_run_id": placed["run_id"]}
+        named = as_dict(features.values[0])
+        journey = revision.evaluate("journey", {k: named[k] for k in journey_inputs(revision)}, backend="python")
+        values["journey_stage"] = journey.outcome["journey_stage"]
         values["value_score"], values["value_segment"] = value.for_customer(
             revision, transaction_count=row["transaction_count"] or 0, ltv=scores["ltv"],
             rfm=(placed["r"], placed["f"], placed["m"]) if placed else None, engagement=scores["engagement_score"])
@@ -114,7 +123,7 @@ def set_stage(conn: Connection, customer_id: int, stage: str, *, revision: Any, 
 
 def evaluate_all(database: Database, revision: Any, models: Any, *, now: dt.datetime | None = None,
                  chunk: int = bulk.CHUNK, source: str = "bulk") -> dict[str, Any]:
-    """Re-evaluate every customer's stage and value as of now, chunk by chunk.
+    """Re-evaluate every customer's stage, value and journey stage as of now, chunk by chunk.
 
     Vectorized rules and batched models; each chunk is one transaction that writes only the
     customers whose stage or value changed, with their transitions. RFM scores are read from the
@@ -135,9 +144,9 @@ def evaluate_all(database: Database, revision: Any, models: Any, *, now: dt.date
             scores = models.score_batch(features.values)
             state = {row[0]: row[1:] for row in conn.execute(
                 sa.select(_st.c.customer_id, _st.c.stage, _st.c.rfm_r, _st.c.rfm_f, _st.c.rfm_m, _st.c.value_score,
-                          _st.c.value_segment)
+                          _st.c.value_segment, _st.c.journey_stage)
                 .where(_st.c.customer_id.between(int(ids[0]), int(ids[-1]))))}
-            rows_of = [state.get(int(c), (None,) * 6) for c in ids]
+            rows_of = [state.get(int(c), (None,) * 7) for c in ids]
             before = np.array([r[0] for r in rows_of], dtype=object)
             agg = features.aggregates
             columns = {
@@ -151,6 +160,9 @@ def evaluate_all(database: Database, revision: Any, models: Any, *, now: dt.date
             value_scores, value_segments = value.for_columns(
                 revision, transaction_count=agg["purchases"], ltv=scores["ltv"], r=rfm_cols[0], f=rfm_cols[1],
                 m=rfm_cols[2], engagement=scores["engagement_score"])
+            journeys = value.outcome_columns(revision, "journey", {
+                name: features.values[:, FEATURE_NAMES.index(name)].astype(np.float64) for name in journey_inputs(revision)
+            }, ("journey_stage",))["journey_stage"]
             moved = np.flatnonzero(after != before)
             rows = [{"customer_id": int(ids[i]), "from_stage": before[i], "to_stage": after[i], "at": now,
                      "rule_id": rules[i], "rule_revision": revision.id, "source": source, "actor": None, "reason": None}
@@ -161,16 +173,18 @@ def evaluate_all(database: Database, revision: Any, models: Any, *, now: dt.date
                 old_score, old_segment = rows_of[i][4], rows_of[i][5]
                 stage_moved = after[i] != before[i]
                 value_moved = old_score is None or abs(old_score - value_scores[i]) >= 0.005 or old_segment != value_segments[i]
-                if stage_moved or value_moved:
+                journey_moved = rows_of[i][6] != journeys[i]
+                if stage_moved or value_moved or journey_moved:
                     updates.append({"cid": int(cid), "new_stage": after[i], "since": now if stage_moved else None,
-                                    "score": float(value_scores[i]), "segment": value_segments[i], "moved": stage_moved})
+                                    "score": float(value_scores[i]), "segment": value_segments[i], "journey": journeys[i],
+                                    "moved": stage_moved})
                     revalued += bool(value_moved)
             for moved_stage in (True, False):
                 batch = [u for u in updates if u["moved"] is moved_stage]
                 if not batch:
                     continue
                 fields = {"stage": sa.bindparam("new_stage"), "value_score": sa.bindparam("score"),
-                          "value_segment": sa.bindparam("segment")}
+                          "value_segment": sa.bindparam("segment"), "journey_stage": sa.bindparam("journey")}
                 if moved_stage:
                     fields["stage_since"] = sa.bindparam("since")
                 conn.execute(sa.update(_st).where(_st.c.customer_id == sa.bindparam("cid")).values(**fields), batch)

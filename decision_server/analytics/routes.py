@@ -380,6 +380,7 @@ class ProfileSchema(ma.Schema):
     as_of = fields.DateTime()
     stage = fields.String(allow_none=True)
     stage_since = fields.DateTime(allow_none=True)
+    journey_stage = fields.String(allow_none=True)
     value = JsonDocument(metadata={"description": "{score, segment}"})
     rfm = JsonDocument(allow_none=True, metadata={"description": "{r, f, m, segment}; null when never bought"})
     tier = fields.String(allow_none=True, metadata={"description": "loyalty tier (null until the loyalty program)"})
@@ -435,7 +436,7 @@ class CustomerProfile(MethodView):
         rfm_part = None if state["rfm_r"] is None else {"r": state["rfm_r"], "f": state["rfm_f"], "m": state["rfm_m"], "segment": state["rfm_segment"]}
         return {
             "customer": customer, "as_of": now, "stage": state["stage"], "stage_since": state["stage_since"],
-            "value": {"score": state["value_score"], "segment": state["value_segment"]}, "rfm": rfm_part, "tier": None,
+            "journey_stage": state["journey_stage"], "value": {"score": state["value_score"], "segment": state["value_segment"]}, "rfm": rfm_part, "tier": None,
             "scores": scored.values, "models": scored.models,
             "segments": [{"segment": o["segment"], "rule": rule} for o, rule in zip(segments.outcome, segments.fired_ids)],
             "clv": {"historical": _money(history[0].__dict__) if history else None,

@@ -63,4 +63,6 @@ class CustomerStateRecord(Base):
     # Customer value (CVM): score 0-100 (analytics/value.py) and its segment from rules/value.yaml.
     value_score: Mapped[float | None] = mapped_column(sa.Float)
     value_segment: Mapped[str | None] = mapped_column(sa.String(16), index=True)
+    # Journey stage from the touchpoint-driven rules/journey.yaml.
+    journey_stage: Mapped[str | None] = mapped_column(sa.String(32), index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

@@ -16,7 +16,7 @@ from decision_server.validation import check_external_id
 _STATE_FIELDS = (
     "transaction_count", "total_spend_cents", "total_cost_cents", "first_purchase_at",
     "last_purchase_at", "touchpoint_count", "last_touchpoint_at", "stage", "stage_since",
-    "rfm_r", "rfm_f", "rfm_m", "rfm_segment", "value_score", "value_segment",
+    "rfm_r", "rfm_f", "rfm_m", "rfm_segment", "value_score", "value_segment", "journey_stage",
 )
 _EMPTY_STATE = {name: 0 if name.endswith(("count", "cents")) else None for name in _STATE_FIELDS}
 _CUSTOMER_FIELDS = (
