@@ -1,6 +1,12 @@
 """Every table of the project, imported in one place so that the metadata is complete."""
 
-from decision_server.analytics.records import RfmRunRecord, StageTransitionRecord
+from decision_server.analytics.records import (
+    RfmRunRecord,
+    SegmentCountRecord,
+    SegmentMemberRecord,
+    SegmentRecord,
+    StageTransitionRecord,
+)
 from decision_server.auth.records import ApiKeyRecord
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import Base
@@ -15,6 +21,9 @@ __all__ = [
     "CustomerRecord",
     "CustomerStateRecord",
     "RfmRunRecord",
+    "SegmentCountRecord",
+    "SegmentMemberRecord",
+    "SegmentRecord",
     "StageTransitionRecord",
     "RulePublicationRecord",
     "RuleRevisionRecord",

@@ -15,6 +15,7 @@ RULE_EDITORS = {"editor", "admin"}
 REVISION = "/api/v1/rules/revisions/<string:revision>"
 CUSTOMER = "/api/v1/customers/<string:customer_id>"
 MODEL = "/api/v1/models/<string:name>"
+SEGMENT = "/api/v1/segments/<string:name>"
 
 # (method, rule) -> roles allowed. Written out by hand on purpose: the expectation must not be
 # derived from the code under test. A new route fails test_every_route_is_in_the_matrix until
@@ -59,6 +60,14 @@ MATRIX = {
     ("GET", "/api/v1/rfm/runs"): ALL,
     ("GET", "/api/v1/rfm/statistics"): ALL,
     ("GET", "/api/v1/value/statistics"): ALL,
+    ("GET", "/api/v1/segments"): ALL,
+    ("POST", "/api/v1/segments"): RULE_EDITORS,
+    ("GET", SEGMENT): ALL,
+    ("PATCH", SEGMENT): RULE_EDITORS,
+    ("DELETE", SEGMENT): RULE_EDITORS,
+    ("GET", SEGMENT + "/members"): ALL,
+    ("GET", SEGMENT + "/counts"): ALL,
+    ("POST", "/api/v1/segments/recompute"): RULE_EDITORS,
 }
 
 TX = {"customer_id": "C1", "occurred_at": "2026-01-01T10:00:00Z", "amount": "10.00"}
@@ -76,6 +85,8 @@ BODIES = {
     ("POST", "/api/v1/rules/publish"): lambda n: {"files": {}, "message": "no change"},
     ("POST", CUSTOMER + "/stage"): lambda n: {"stage": ["growth", "retention"][n % 2], "reason": "test of roles"},
     ("POST", "/api/v1/rfm/calculate"): lambda n: {},
+    ("POST", "/api/v1/segments"): lambda n: {"name": f"seg_{n}", "condition": "frequency >= 1"},
+    ("PATCH", SEGMENT): lambda n: {"description": f"changed {n}"},
 }
 
 
@@ -96,7 +107,9 @@ def test_route_enforces_its_roles(client, auth, method, rule, models_dir, app):
     victim = client.post("/api/v1/keys", json={"name": "victim", "role": "channel"}, headers=auth("admin"))
     revision = client.get("/api/v1/rules", headers=auth("admin")).get_json()["revision"]
     path = (rule.replace("<string:customer_id>", "C1").replace("<int:key_id>", str(victim.get_json()["id"]))
-            .replace("<string:revision>", revision).replace("<string:name>", "churn"))
+            .replace("<string:revision>", revision)
+            .replace("<string:name>", "seg" if rule.startswith(SEGMENT) else "churn"))
+
     app.extensions["models"].sync()
     body = BODIES.get((method, rule), lambda n: None)
     if rule == "/api/v1/rules/rollback":
@@ -106,6 +119,8 @@ def test_route_enforces_its_roles(client, auth, method, rule, models_dir, app):
         body = lambda n: {"version": active}  # noqa: E731 - promote the serving version again: allowed, no change
 
     def call(headers, n):
+        if rule.startswith(SEGMENT):  # (again) there for each role that may delete it; a repeat is a 409
+            client.post("/api/v1/segments", json={"name": "seg", "condition": "frequency >= 1"}, headers=auth("admin"))
         return client.open(path, method=method, json=body(n), headers=headers)
 
     assert call({}, 0).status_code == 401

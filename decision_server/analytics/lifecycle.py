@@ -20,7 +20,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from decision_server.analytics import rfm, value
+from decision_server.analytics import rfm, segments, value
 from decision_server.analytics.records import StageTransitionRecord
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.db import Database, utcnow
@@ -32,7 +32,10 @@ SOURCES = ("event", "bulk", "manual")
 DEFAULT_RULE = "default"  # rule_id recorded when no lifecycle rule fired and the default applied
 _st = CustomerStateRecord.__table__
 _tr = StageTransitionRecord.__table__
-_READ_STAGES = online.READ_BY_ID.add_columns(_st.c.stage, _st.c.value_score, _st.c.value_segment, _st.c.journey_stage)
+_READ_STAGES = online.READ_BY_ID.add_columns(
+    _st.c.stage, _st.c.value_score, _st.c.value_segment, _st.c.journey_stage, _st.c.rfm_r, _st.c.rfm_f, _st.c.rfm_m,
+    _st.c.rfm_segment,
+)
 
 
 def journey_inputs(revision: Any) -> list[str]:
@@ -96,6 +99,8 @@ def refresh_customers(conn: Connection, customer_ids: Iterable[int], *, revision
                             "actor": None, "reason": None}])
             changes.append(Transition(cid, row["stage"], stage, rule_id))
         conn.execute(sa.update(_st).where(_st.c.customer_id == cid).values(**values))
+        state = {**row, **values}
+        segments.refresh_customer(conn, cid, segments.facts_of(features.values[0], state, scores), revision, now)
     return changes
 
 
