@@ -56,11 +56,12 @@ def cli(ctx, database_url, rules_dir, models_dir, log_level):
 
     \b
     First run on a laptop (SQLite under ./var/):
-      decision-server quickstart         # init + demo data + train models + demo key + serve
+      decision-server quickstart         # init + demo data + models + analytics + demo key + serve
     Step by step:
       decision-server init               # create or migrate the database
       decision-server demo-data          # 10k synthetic customers with purchases
       decision-server train              # train the five models (and `models --help`)
+      decision-server analytics run      # RFM, stages, value, journeys, segments for everyone
       decision-server keys create --name me --role admin
       decision-server serve              # http://127.0.0.1:8000/api/v1/docs
       decision-server rules check        # check the rule files (and `rules --help`)
@@ -315,6 +316,8 @@ def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: boo
     else:
         click.echo("database already has customers; demo data not loaded again")
     _train_missing_models(ctx)
+    click.echo("analysing the customer base (RFM, stages, value, journeys, segments)...")
+    run_all(ctx)
     with ctx.database.session(write=True) as session:
         new = service.create_key(session, name="quickstart-demo", role="admin")
     base = f"http://{host}:{port}"
@@ -353,8 +356,10 @@ def main() -> None:
 
 # Command groups that live with their domain; imported last because they use Context from here.
 from decision_server.rulebook.commands import rules  # noqa: E402
+from decision_server.analytics.commands import analytics, run_all  # noqa: E402
 from decision_server.scoring.commands import models, train  # noqa: E402
 
 cli.add_command(rules)
 cli.add_command(train)
 cli.add_command(models)
+cli.add_command(analytics)

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from decision_server.analytics import rfm, segments, value
 from decision_server.analytics.records import StageTransitionRecord
+from decision_server.analytics.requirements import NEEDED, missing, require
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.db import Database, utcnow
 from decision_server.errors import ValidationError
@@ -45,6 +46,7 @@ def journey_inputs(revision: Any) -> list[str]:
 
 def stages(revision: Any) -> list[str]:
     """Return the stages the lifecycle rule set can give, in its declared order."""
+    require(revision, "lifecycle")
     return list(revision.rulesets["lifecycle"].outputs["stage"].values or [])
 
 
@@ -69,6 +71,9 @@ def refresh_customers(conn: Connection, customer_ids: Iterable[int], *, revision
     """Re-evaluate some customers now: stage (recording a transition when it changes) and RFM place."""
     now = now or utcnow()
     run = rfm.latest_run(conn)
+    has_stage = not missing(revision, "lifecycle")
+    has_value = not missing(revision, "value", "value_weights")
+    has_journey = not missing(revision, "journey")
     changes = []
     for cid in sorted(set(customer_ids)):
         row = conn.execute(_READ_STAGES, {"id": cid}).first()
@@ -77,27 +82,30 @@ def refresh_customers(conn: Connection, customer_ids: Iterable[int], *, revision
         row = row._mapping
         features = online.from_row(row, now)
         scores = models.score(features.values).values
-        result = revision.evaluate("lifecycle", _facts(row, scores["churn_risk"]), now=now.timestamp())
-        stage = result.outcome["stage"]
-        rule_id = result.fired_ids[0] if result.fired_ids else DEFAULT_RULE
         placed = rfm.score_customer(row["last_purchase_at"], row["transaction_count"] or 0,
                                     row["total_spend_cents"] or 0, run, revision)
         values: dict[str, Any] = {"rfm_r": None, "rfm_f": None, "rfm_m": None, "rfm_segment": None}
         if placed:
             values = {"rfm_r": placed["r"], "rfm_f": placed["f"], "rfm_m": placed["m"], "rfm_segment": placed["segment"],
                       "rfm_run_id": placed["run_id"]}
-        named = as_dict(features.values[0])
-        journey = revision.evaluate("journey", {k: named[k] for k in journey_inputs(revision)}, backend="python")
-        values["journey_stage"] = journey.outcome["journey_stage"]
-        values["value_score"], values["value_segment"] = value.for_customer(
-            revision, transaction_count=row["transaction_count"] or 0, ltv=scores["ltv"],
-            rfm=(placed["r"], placed["f"], placed["m"]) if placed else None, engagement=scores["engagement_score"])
-        if stage != row["stage"]:
-            values.update(stage=stage, stage_since=now)
-            _record(conn, [{"customer_id": cid, "from_stage": row["stage"], "to_stage": stage, "at": now,
-                            "rule_id": rule_id, "rule_revision": revision.id, "source": source,
-                            "actor": None, "reason": None}])
-            changes.append(Transition(cid, row["stage"], stage, rule_id))
+        if has_journey:
+            named = as_dict(features.values[0])
+            journey = revision.evaluate("journey", {k: named[k] for k in journey_inputs(revision)}, backend="python")
+            values["journey_stage"] = journey.outcome["journey_stage"]
+        if has_value:
+            values["value_score"], values["value_segment"] = value.for_customer(
+                revision, transaction_count=row["transaction_count"] or 0, ltv=scores["ltv"],
+                rfm=(placed["r"], placed["f"], placed["m"]) if placed else None, engagement=scores["engagement_score"])
+        if has_stage:
+            result = revision.evaluate("lifecycle", _facts(row, scores["churn_risk"]), now=now.timestamp())
+            stage = result.outcome["stage"]
+            rule_id = result.fired_ids[0] if result.fired_ids else DEFAULT_RULE
+            if stage != row["stage"]:
+                values.update(stage=stage, stage_since=now)
+                _record(conn, [{"customer_id": cid, "from_stage": row["stage"], "to_stage": stage, "at": now,
+                                "rule_id": rule_id, "rule_revision": revision.id, "source": source,
+                                "actor": None, "reason": None}])
+                changes.append(Transition(cid, row["stage"], stage, rule_id))
         conn.execute(sa.update(_st).where(_st.c.customer_id == cid).values(**values))
         state = {**row, **values}
         segments.refresh_customer(conn, cid, segments.facts_of(features.values[0], state, scores), revision, now)
@@ -135,6 +143,7 @@ def evaluate_all(database: Database, revision: Any, models: Any, *, now: dt.date
     state rows (the last RFM run, or the event path since). Returns counts: customers, changed
     stages, changed values, and stage changes by (from, to).
     """
+    require(revision, *NEEDED["stages"])
     now = now or utcnow()
     ruleset = revision.rulesets["lifecycle"]
     outcomes = [rule.then["stage"] for rule in ruleset.rules] + [ruleset.default["stage"]]

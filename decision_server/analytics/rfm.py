@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from decision_server.analytics.records import RfmRunRecord
+from decision_server.analytics.requirements import missing, require
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.db import Database, utcnow
 from decision_server.transactions.records import TransactionRecord
@@ -105,6 +106,7 @@ class RfmRun:
 
 def calculate(database: Database, revision: Any, *, as_of: dt.datetime | None = None, source: str = "bulk") -> RfmRun:
     """Score every buyer as of `as_of` (default now), store the run and every state row's scores."""
+    require(revision, "rfm")
     started = time.perf_counter()
     as_of = as_of or utcnow()
     with database.connection() as conn:
@@ -148,7 +150,7 @@ def latest_run(conn: Connection) -> RfmRunRecord | None:
 def score_customer(last_purchase_at: dt.datetime | None, purchases: int, spend_cents: int, run: Any,
                    revision: Any) -> dict[str, Any] | None:
     """Place one customer's values against a run's cut points; None when they never bought."""
-    if not purchases or last_purchase_at is None or run is None or not run.cuts["recency"]:
+    if not purchases or last_purchase_at is None or run is None or not run.cuts["recency"] or missing(revision, "rfm"):
         return None
     r = place_one(last_purchase_at.timestamp(), run.cuts["recency"])
     f = place_one(purchases, run.cuts["frequency"])

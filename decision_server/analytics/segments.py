@@ -109,7 +109,7 @@ def facts_of(features_row: np.ndarray, state: Any, scores: dict[str, Any]) -> di
     """The inputs of a condition for one customer."""
     facts: dict[str, Any] = dict(zip(FEATURE_NAMES, features_row.tolist()))
     facts.update({k: scores[k] for k in SCORES})
-    facts.update({k: state[k] for k in (*STATE_NUMBERS, *STATE_TEXT)})
+    facts.update({k: state.get(k) for k in (*STATE_NUMBERS, *STATE_TEXT)})
     return facts
 
 

@@ -52,6 +52,22 @@ def _host(ctx: Context):
     return DurableHost()
 
 
+@rules.command("add-missing")
+@pass_context
+def add_missing(ctx: Context):
+    """Add the shipped rule files the rules folder does not have yet (after an upgrade); never overwrites.
+
+    A running server publishes them from the folder within seconds; or run `rules publish`.
+    """
+    from decision_server.rulebook.runtime import add_missing_rules
+
+    added = add_missing_rules(ctx.config.rules_dir)
+    if added:
+        click.echo(f"added to {ctx.config.rules_dir}: {', '.join(added)}")
+    else:
+        click.echo(f"{ctx.config.rules_dir} already has every shipped rule file")
+
+
 @rules.command("check")
 @_DIR
 @pass_context

@@ -243,6 +243,22 @@ def shipped_rules_dir() -> Path:
     return installed if installed.is_dir() else package.parent / "rules"
 
 
+def add_missing_rules(target: Path) -> list[str]:
+    """Copy the shipped rule files (and their cases) whose rule set the folder lacks; return their names.
+
+    A folder made by an older version keeps its edits; this only adds what a newer version needs
+    (say rfm.yaml for the RFM segments), so an upgrade never overwrites a business user's change.
+    """
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    added = []
+    for path in sorted(shipped_rules_dir().glob("*.yaml")):
+        if not (target / path.name).exists():
+            shutil.copyfile(path, target / path.name)
+            added.append(path.name)
+    return added
+
+
 def install_default_rules(target: Path) -> int:
     """Copy the default rule files into `target` unless it already holds rule files; return how many were copied."""
     target = Path(target)
