@@ -69,7 +69,7 @@ def _start_models(config: Config):
 
 
 def _blueprints() -> list:
-    from decision_server.analytics.routes import lifecycle_blp, per_customer, rfm_blp, value_blp
+    from decision_server.analytics.routes import clv_blp, lifecycle_blp, per_customer, rfm_blp, value_blp
     from decision_server.analytics.segment_routes import blp as segments
     from decision_server.auth.routes import blp as keys
     from decision_server.customers.routes import blp as customers
@@ -79,7 +79,7 @@ def _blueprints() -> list:
     from decision_server.touchpoints.routes import blp as touchpoints
     from decision_server.transactions.routes import blp as transactions
 
-    return [customers, scores, per_customer, transactions, touchpoints, lifecycle_blp, rfm_blp, value_blp, segments, rules, models, keys]
+    return [customers, scores, per_customer, transactions, touchpoints, lifecycle_blp, rfm_blp, value_blp, clv_blp, segments, rules, models, keys]
 
 
 def _health():

@@ -105,6 +105,8 @@ def test_the_bulk_run_moves_silent_customers_and_is_idempotent(client, auth, dat
     by_stage = {s["stage"]: s["customers"] for s in stats["stages"]}
     assert by_stage["win_back"] == 1 and by_stage["churn_risk"] == 1 and by_stage["growth"] == 1
     assert [s["stage"] for s in stats["stages"]][:2] == ["acquisition", "onboarding"]
+    actions = {s["stage"]: s["actions"] for s in stats["stages"]}
+    assert actions["growth"] == ["cross_sell", "upsell"] and actions["churn_risk"] == ["retention_call", "win_back_discount"]
     matrix = {(m["from"], m["to"]): m["count"] for m in stats["matrix"]}
     assert matrix == {(None, "win_back"): 1, (None, "churn_risk"): 1, (None, "onboarding"): 1, ("onboarding", "growth"): 1,
                       ("win_back", "retention"): 1, ("retention", "win_back"): 1}
@@ -133,10 +135,17 @@ def test_rfm_over_the_api_and_the_event_path_places_new_buyers(client, auth, dat
     assert client.post("/api/v1/transactions", json=body, headers=headers).status_code == 201
     placed = client.get("/api/v1/customers/R-0", headers=headers).get_json()["state"]["rfm"]
     assert (placed["r"], placed["f"], placed["m"]) == (5, 1, 5)
+    one = client.get("/api/v1/customers/R-0/rfm", headers=headers).get_json()
+    assert one["frequency"] == 1 and one["monetary"] == "1000.00" and one["recency_days"] < 0.01
+    assert one["scores"] == placed and one["run"]["id"] == runs_id(client, headers)
     stats = client.get("/api/v1/rfm/statistics", headers=headers).get_json()
     assert sum(s["customers"] for s in stats["segments"]) == 11 and stats["run"]["buyers"] == 10
     runs = client.get("/api/v1/rfm/runs", headers=headers).get_json()["items"]
     assert len(runs) == 1 and len(runs[0]["cuts"]["monetary"]) == 4
+
+
+def runs_id(client, headers):
+    return client.get("/api/v1/rfm/runs", headers=headers).get_json()["items"][0]["id"]
 
 
 def test_clv_of_a_customer_over_the_api(client, auth, database):
@@ -156,6 +165,13 @@ def test_clv_of_a_customer_over_the_api(client, auth, database):
     assert empty.status_code == 201
     nothing = client.get("/api/v1/customers/V-2/clv", headers=headers).get_json()["historical"]
     assert (nothing["revenue"], nothing["orders"], nothing["average_order"], nothing["first_purchase_at"]) == ("0.00", 0, "0.00", None)
+    page = client.get("/api/v1/clv?limit=1", headers=headers).get_json()
+    assert [r["customer_id"] for r in page["items"]] == ["V-1"] and page["items"][0]["profit"] == "6.01"
+    rest = client.get("/api/v1/clv", query_string={"limit": 1, "cursor": page["next_cursor"]}, headers=headers).get_json()
+    assert [r["customer_id"] for r in rest["items"]] == ["V-2"] and rest["next_cursor"] is None
+    stats = client.get("/api/v1/clv/statistics", headers=headers).get_json()
+    assert (stats["customers"], stats["buyers"], stats["revenue"], stats["profit"]) == (2, 1, "10.05", "6.01")
+    assert stats["revenue_per_buyer"]["p50"] == "10.05"
 
 
 def test_value_is_scored_on_every_event_and_summarised(client, auth, customer):
@@ -181,6 +197,7 @@ def test_the_360_view_shows_everything_consistently(client, auth, customer):
     view = response.get_json()
     state = client.get("/api/v1/customers/L-1", headers=auth("channel")).get_json()["state"]
     assert view["customer"]["id"] == "L-1" and view["stage"] == state["stage"] == "growth"
+    assert view["recommended_actions"] == ["cross_sell", "upsell"]
     assert view["value"] == {"score": state["value_score"], "segment": state["value_segment"]}
     assert set(view["scores"]) == {"churn_risk", "propensity_to_buy", "ltv", "engagement_score", "nbo"}
     assert all(m["fallback"] for m in view["models"].values())  # the test app has no trained models

@@ -39,6 +39,13 @@ _READ_STAGES = online.READ_BY_ID.add_columns(
 )
 
 
+def actions(revision: Any, stage: str | None) -> list[str]:
+    """Return the recommended actions for a stage (rules/stage_actions.yaml; none without it)."""
+    if stage is None or missing(revision, "stage_actions"):
+        return []
+    return [o["action"] for o in revision.evaluate("stage_actions", {"stage": stage}, backend="python").outcome]
+
+
 def journey_inputs(revision: Any) -> list[str]:
     """The features the journey rule set reads (its inputs are named after features)."""
     return list(revision.rulesets["journey"].inputs)

@@ -91,7 +91,7 @@ class PeriodQuerySchema(ma.Schema):
 
 
 class LifecycleStatisticsSchema(ma.Schema):
-    stages = fields.List(JsonDocument(), metadata={"description": "[{stage, customers}] in the rule set's order"})
+    stages = fields.List(JsonDocument(), metadata={"description": "[{stage, customers, actions}] in the rule set's order; actions from rules/stage_actions.yaml"})
     not_evaluated = fields.Integer(metadata={"description": "customers with no stage yet"})
     since = fields.DateTime()
     until = fields.DateTime()
@@ -251,9 +251,10 @@ class LifecycleStatistics(MethodView):
                 .where(_tr.c.at >= since, _tr.c.at < until)
                 .group_by(_tr.c.from_stage, _tr.c.to_stage)
             ).all()
-        order = lifecycle.stages(_revision())
+        revision = _revision()
+        order = lifecycle.stages(revision)
         return {
-            "stages": [{"stage": s, "customers": counts.get(s, 0)} for s in order],
+            "stages": [{"stage": s, "customers": counts.get(s, 0), "actions": lifecycle.actions(revision, s)} for s in order],
             "not_evaluated": counts.get(None, 0),
             "since": since, "until": until,
             "matrix": [{"from": a, "to": b, "count": n} for a, b, n in sorted(matrix, key=lambda r: -r[2])],
@@ -381,6 +382,7 @@ class ProfileSchema(ma.Schema):
     stage = fields.String(allow_none=True)
     stage_since = fields.DateTime(allow_none=True)
     journey_stage = fields.String(allow_none=True)
+    recommended_actions = fields.List(fields.String(), metadata={"description": "for the stage, from rules/stage_actions.yaml"})
     value = JsonDocument(metadata={"description": "{score, segment}"})
     rfm = JsonDocument(allow_none=True, metadata={"description": "{r, f, m, segment}; null when never bought"})
     tier = fields.String(allow_none=True, metadata={"description": "loyalty tier (null until the loyalty program)"})
@@ -436,7 +438,8 @@ class CustomerProfile(MethodView):
         rfm_part = None if state["rfm_r"] is None else {"r": state["rfm_r"], "f": state["rfm_f"], "m": state["rfm_m"], "segment": state["rfm_segment"]}
         return {
             "customer": customer, "as_of": now, "stage": state["stage"], "stage_since": state["stage_since"],
-            "journey_stage": state["journey_stage"], "value": {"score": state["value_score"], "segment": state["value_segment"]}, "rfm": rfm_part, "tier": None,
+            "journey_stage": state["journey_stage"], "recommended_actions": lifecycle.actions(revision, state["stage"]),
+            "value": {"score": state["value_score"], "segment": state["value_segment"]}, "rfm": rfm_part, "tier": None,
             "scores": scored.values, "models": scored.models,
             "segments": [{"segment": o["segment"], "rule": rule} for o, rule in zip(segments.outcome, segments.fired_ids)],
             "clv": {"historical": _money(history[0].__dict__) if history else None,
@@ -444,3 +447,108 @@ class CustomerProfile(MethodView):
             "recent_transactions": transactions, "recent_touchpoints": touchpoints, "transitions": transitions,
             "recent_decisions": [], "rule_revision": revision.id,
         }
+
+
+# --- RFM of one customer, CLV of everyone -----------------------------------------------------
+
+class CustomerRfmSchema(ma.Schema):
+    customer_id = fields.String()
+    as_of = fields.DateTime()
+    recency_days = fields.Float(allow_none=True)
+    frequency = fields.Integer()
+    monetary = fields.String(metadata={"description": "spend, currency units"})
+    scores = JsonDocument(allow_none=True, metadata={"description": "{r, f, m, segment} against the newest run's cut points; null when never bought or before the first run"})
+    run = JsonDocument(allow_none=True, metadata={"description": "{id, as_of} of the run whose cut points were used"})
+
+
+@per_customer.route("/<string:customer_id>/rfm")
+class CustomerRfm(MethodView):
+    @requires(Permission.CUSTOMERS_READ)
+    @per_customer.response(200, CustomerRfmSchema)
+    def get(self, customer_id):
+        """A customer's RFM values now and their scores against the newest run's cut points."""
+        now = utcnow()
+        with transaction() as session:
+            state = get_customer(session, external_id=customer_id)["state"]
+            run = rfm.latest_run(session.connection())
+        placed = rfm.score_customer(state["last_purchase_at"], state["transaction_count"], state["total_spend_cents"], run, _revision())
+        last = state["last_purchase_at"]
+        return {"customer_id": customer_id, "as_of": now,
+                "recency_days": None if last is None else round((now - last).total_seconds() / 86_400, 2),
+                "frequency": state["transaction_count"], "monetary": str(cents_to_decimal(state["total_spend_cents"])),
+                "scores": None if placed is None else {k: placed[k] for k in ("r", "f", "m", "segment")},
+                "run": None if run is None else {"id": run.id, "as_of": run.as_of.isoformat()}}
+
+
+clv_blp = Blueprint("clv", __name__, url_prefix="/clv", description="Historical customer lifetime value of the whole base")
+
+
+class ClvListQuerySchema(PageQuery):
+    as_of = Timestamp(metadata={"description": "count purchases up to this time (default: now)"})
+
+
+class ClvRowSchema(ma.Schema):
+    customer_id = fields.String()
+    revenue = fields.String()
+    cost = fields.String()
+    profit = fields.String()
+    orders = fields.Integer()
+    average_order = fields.String()
+    tenure_days = fields.Integer()
+    lifespan_days = fields.Integer()
+    purchase_frequency = fields.Float()
+
+
+ClvPageSchema = page_of(ClvRowSchema, "ClvPage")
+
+
+class ClvStatisticsSchema(ma.Schema):
+    as_of = fields.DateTime()
+    customers = fields.Integer()
+    buyers = fields.Integer()
+    revenue = fields.String()
+    cost = fields.String()
+    profit = fields.String()
+    revenue_per_buyer = JsonDocument(metadata={"description": "{mean, p50, p90, p99}, currency units"})
+
+
+def _row_out(h: clv.HistoricalClv) -> dict[str, Any]:
+    return {"customer_id": h.external_id, **_money(h.__dict__), "cid": h.customer_id}
+
+
+@clv_blp.route("")
+class ClvList(MethodView):
+    @requires(Permission.CUSTOMERS_READ)
+    @clv_blp.arguments(ClvListQuerySchema, location="query")
+    @clv_blp.response(200, ClvPageSchema)
+    def get(self, query):
+        """Historical CLV of every customer, in customer id order, a page at a time."""
+        as_of = query.get("as_of") or utcnow()
+        after = query["cursor"][0] if query.get("cursor") else 0
+        with transaction() as session:
+            rows = clv.historical(session.connection(), as_of=as_of, margin=current_app.extensions["config"].default_margin,
+                                  after_id=after, limit=query["limit"] + 1)
+        return page_response([_row_out(h) for h in rows], query["limit"], position=lambda item: (item["cid"],))
+
+
+@clv_blp.route("/statistics")
+class ClvStatistics(MethodView):
+    @requires(Permission.CUSTOMERS_READ)
+    @clv_blp.arguments(ClvQuerySchema, location="query")
+    @clv_blp.response(200, ClvStatisticsSchema)
+    def get(self, query):
+        """Totals over the base (revenue, cost, profit) and how revenue per buyer spreads."""
+        import numpy as np
+
+        as_of = query.get("as_of") or utcnow()
+        with transaction() as session:
+            rows = clv.historical(session.connection(), as_of=as_of, margin=current_app.extensions["config"].default_margin)
+        revenue = np.array([h.revenue_cents for h in rows if h.orders], dtype=np.int64)
+        spread = {}
+        if len(revenue):
+            spread = {"mean": str(cents_to_decimal(int(round(revenue.mean()))))}
+            spread.update({f"p{p}": str(cents_to_decimal(int(np.percentile(revenue, p, method="lower")))) for p in (50, 90, 99)})
+        return {"as_of": as_of, "customers": len(rows), "buyers": int(len(revenue)),
+                "revenue": str(cents_to_decimal(sum(h.revenue_cents for h in rows))),
+                "cost": str(cents_to_decimal(sum(h.cost_cents for h in rows))),
+                "profit": str(cents_to_decimal(sum(h.profit_cents for h in rows))), "revenue_per_buyer": spread}
