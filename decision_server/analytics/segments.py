@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 
 from decision_server.analytics.records import SegmentCountRecord, SegmentMemberRecord, SegmentRecord
 from decision_server.customers.records import CustomerStateRecord
-from decision_server.db import Database, utcnow
+from decision_server.db import Database, upsert, utcnow
 from decision_server.errors import ValidationError
 from decision_server.features import bulk
 from decision_server.features.definition import FEATURE_NAMES, FEATURES
@@ -126,8 +126,8 @@ def refresh_customer(conn: Connection, customer_id: int, facts: dict[str, Any], 
     join = [sid for sid in inside if sid not in current]
     if leave:
         conn.execute(sa.delete(_m).where(_m.c.customer_id == customer_id, _m.c.segment_id.in_(leave)))
-    if join:
-        conn.execute(sa.insert(_m), [{"segment_id": sid, "customer_id": customer_id, "since": now} for sid in join])
+    if join:  # a bulk recompute may have added the same row meanwhile: keep the first
+        conn.execute(upsert(conn, _m).on_conflict_do_nothing(), [{"segment_id": sid, "customer_id": customer_id, "since": now} for sid in join])
     return names
 
 
@@ -167,8 +167,9 @@ def recompute_all(database: Database, rules: Any, models: Any, *, only: list[int
                 leave, join = current - wanted, wanted - current
                 if leave:
                     conn.execute(sa.delete(_m).where(_m.c.segment_id == sid, _m.c.customer_id.in_(sorted(leave))))
-                if join:
-                    conn.execute(sa.insert(_m), [{"segment_id": sid, "customer_id": c, "since": now} for c in sorted(join)])
+                if join:  # an event may have added the same row meanwhile: keep the first
+                    conn.execute(upsert(conn, _m).on_conflict_do_nothing(),
+                                 [{"segment_id": sid, "customer_id": c, "since": now} for c in sorted(join)])
     sizes = {}
     with database.connection(write=True) as conn:
         for row in segments:
