@@ -220,3 +220,12 @@ def test_touchpoints_drive_the_journey_stage(client, auth, customer):
     _buy(client, auth, 1)
     assert _state(client, auth)["journey_stage"] == "purchase"
     assert client.get("/api/v1/customers/L-1/profile", headers=auth("channel")).get_json()["journey_stage"] == "purchase"
+
+
+def test_a_manual_stage_for_a_customer_without_events_is_kept(client, auth, customer):
+    response = client.post("/api/v1/customers/L-1/stage", json={"stage": "acquisition", "reason": "signed up at the fair"},
+                           headers=auth("editor"))
+    assert response.status_code == 200 and response.get_json()["changed"] is True
+    assert _state(client, auth)["stage"] == "acquisition"
+    transitions = client.get("/api/v1/customers/L-1/transitions", headers=auth("analyst")).get_json()["items"]
+    assert [(t["from_stage"], t["to_stage"]) for t in transitions] == [(None, "acquisition")]

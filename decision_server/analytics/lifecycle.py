@@ -24,6 +24,7 @@ from decision_server.analytics import rfm, segments, value
 from decision_server.analytics.records import StageTransitionRecord
 from decision_server.analytics.requirements import NEEDED, missing, require
 from decision_server.customers.records import CustomerStateRecord
+from decision_server.customers.state import refresh_state
 from decision_server.db import Database, utcnow
 from decision_server.errors import ValidationError
 from decision_server.features import bulk, online
@@ -132,7 +133,11 @@ def set_stage(conn: Connection, customer_id: int, stage: str, *, revision: Any, 
         message = f"not a lifecycle stage; the stages are {', '.join(allowed)}"
         raise ValidationError(message, errors={"stage": [message]}, code="stage_invalid")
     now = now or utcnow()
-    current = conn.execute(sa.select(_st.c.stage).where(_st.c.customer_id == customer_id).with_for_update()).scalar()
+    found = conn.execute(sa.select(_st.c.stage).where(_st.c.customer_id == customer_id).with_for_update()).first()
+    if found is None:  # a customer with no events has no state row yet: make it, so the stage has a home
+        refresh_state(conn, customer_ids=[customer_id])
+        found = (None,)
+    current = found[0]
     if current == stage:
         return None
     conn.execute(sa.update(_st).where(_st.c.customer_id == customer_id).values(stage=stage, stage_since=now))
