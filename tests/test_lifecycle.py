@@ -229,3 +229,9 @@ def test_a_manual_stage_for_a_customer_without_events_is_kept(client, auth, cust
     assert _state(client, auth)["stage"] == "acquisition"
     transitions = client.get("/api/v1/customers/L-1/transitions", headers=auth("analyst")).get_json()["items"]
     assert [(t["from_stage"], t["to_stage"]) for t in transitions] == [(None, "acquisition")]
+
+
+def test_the_bulk_run_stages_customers_without_events(client, auth, customer):
+    run = client.post("/api/v1/lifecycle/evaluate", headers=auth("editor")).get_json()
+    assert run["customers"] == 1 and run["transitions"] == [{"from": None, "to": "acquisition", "count": 1}]
+    assert _state(client, auth)["stage"] == "acquisition" and _state(client, auth)["value_segment"] == "low"

@@ -172,6 +172,9 @@ def evaluate_all(database: Database, revision: Any, models: Any, *, now: dt.date
                 sa.select(_st.c.customer_id, _st.c.stage, _st.c.rfm_r, _st.c.rfm_f, _st.c.rfm_m, _st.c.value_score,
                           _st.c.value_segment, _st.c.journey_stage)
                 .where(_st.c.customer_id.between(int(ids[0]), int(ids[-1]))))}
+            absent = [int(c) for c in ids if int(c) not in state]
+            if absent:  # customers with no events yet have no state row: make them, so changes have a home
+                refresh_state(conn, customer_ids=absent)
             rows_of = [state.get(int(c), (None,) * 7) for c in ids]
             before = np.array([r[0] for r in rows_of], dtype=object)
             agg = features.aggregates
