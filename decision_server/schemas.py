@@ -58,11 +58,12 @@ class Text(fields.String):
 class Money(fields.Field):
     """An exact amount with at most two decimals, sent as a string or number, kept as cents."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, allow_negative: bool = False, **kwargs):
         kwargs.setdefault("metadata", {}).update(
             {"type": "string", "format": "decimal", "example": "19.99"}
         )
         super().__init__(**kwargs)
+        self.allow_negative = allow_negative
 
     def _serialize(self, value, attr, obj, **kwargs):
         decimal = validation.cents_to_decimal(value)
@@ -72,7 +73,7 @@ class Money(fields.Field):
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise ma.ValidationError("must be a number or a decimal string")
         try:
-            return validation.parse_money_cents(value)
+            return validation.parse_money_cents(value, allow_negative=self.allow_negative)
         except ValueError as exc:
             raise ma.ValidationError(str(exc)) from None
 

@@ -42,8 +42,11 @@ def check_text(value: str, max_len: int) -> str | None:
     return None
 
 
-def parse_money_cents(value: Any) -> int:
-    """Parse an amount (string or number) into integer cents; raise ValueError with a reason."""
+def parse_money_cents(value: Any, *, allow_negative: bool = False) -> int:
+    """Parse an amount (string or number) into integer cents; raise ValueError with a reason.
+
+    A negative amount is refused unless `allow_negative` (a transaction's: a refund).
+    """
     if isinstance(value, float):
         value = repr(value)
     try:
@@ -52,10 +55,10 @@ def parse_money_cents(value: Any) -> int:
         raise ValueError("not a number") from None
     if not amount.is_finite():
         raise ValueError("not a finite number")
-    if amount < 0:
+    if amount < 0 and not allow_negative:
         raise ValueError("must not be negative")
-    if amount > MAX_AMOUNT:
-        raise ValueError(f"must be at most {MAX_AMOUNT}")
+    if abs(amount) > MAX_AMOUNT:
+        raise ValueError(f"must be at most {MAX_AMOUNT}" + (f" and at least -{MAX_AMOUNT}" if allow_negative else ""))
     if amount != amount.quantize(Decimal("0.01")):
         raise ValueError("at most 2 decimal places")
     return int(amount * 100)

@@ -35,7 +35,14 @@ def cdnow() -> pd.DataFrame:
     frame["cents"] = (frame["dollars"] * 100).round().astype(np.int64)
     # Some purchases are stamped in New York time (UTC-5 in winter): the same instant either way.
     frame["at"] = pd.to_datetime(frame["date"], format="%Y%m%d", utc=True) + pd.Timedelta(hours=15)
-    return frame
+    # Refunds: every 40th customer returns half of their first purchase 10 days later (a
+    # negative amount: lowers spend and revenue, never counts as a purchase).
+    first = frame.sort_values("at").groupby("customer").head(1)
+    refunds = first[first["customer"].astype(int) % 40 == 0].copy()
+    refunds["cents"] = -(refunds["cents"] // 2)
+    refunds["at"] = refunds["at"] + pd.Timedelta(days=10)
+    refunds = refunds[refunds["cents"] < 0]
+    return pd.concat([frame, refunds], ignore_index=True)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +73,8 @@ def _load(database, tmp_path, frame: pd.DataFrame) -> None:
             stamp = (row.at - pd.Timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M:%S-05:00")
         else:
             stamp = row.at.strftime("%Y-%m-%dT%H:%M:%SZ")
-        lines.append(f"T{i},CD-{row.customer},{stamp},{row.cents // 100}.{row.cents % 100:02d}\n")
+        sign, cents = ("-", -row.cents) if row.cents < 0 else ("", row.cents)
+        lines.append(f"T{i},CD-{row.customer},{stamp},{sign}{cents // 100}.{cents % 100:02d}\n")
     transactions = tmp_path / "transactions.csv"
     transactions.write_text("".join(lines))
     for kind, path in (("customers", customers), ("transactions", transactions)):
@@ -77,7 +85,9 @@ def _load(database, tmp_path, frame: pd.DataFrame) -> None:
 def _pandas_scores(frame: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """The same definition written the way a data scientist would, with pandas ranks."""
     seen = frame[frame["at"] <= as_of]
-    per = seen.groupby("customer").agg(last=("at", "max"), n=("at", "size"), spend=("cents", "sum"))
+    bought = seen[seen["cents"] >= 0]
+    per = bought.groupby("customer").agg(last=("at", "max"), n=("at", "size"))
+    per["spend"] = seen.groupby("customer")["cents"].sum().reindex(per.index)
     n = len(per)
     out = pd.DataFrame(index=per.index)
     for score, column in (("r", "last"), ("f", "n"), ("m", "spend")):
@@ -105,6 +115,7 @@ def test_rfm_scores_match_pandas_on_cdnow(loaded, cdnow, revision):
     for score in ("r", "f", "m"):
         wrong = joined[joined[score] != joined[f"{score}_ours"]]
         assert wrong.empty, f"{len(wrong)} {score} scores differ, e.g. {wrong.head(3).to_dict('index')}"
+    assert (cdnow["cents"] < 0).sum() > 300  # refunds are in the data
     # Ties share a score: every buyer with one purchase has the same f.
     assert joined.loc[joined["n"] == 1, "f_ours"].nunique() == 1
     assert sum(run.segments.values()) == run.buyers and set(run.segments) <= set(
@@ -140,7 +151,9 @@ def test_historical_clv_matches_pandas_on_cdnow(loaded, cdnow, margin):
         ours = {row.external_id[3:]: row for row in clv.historical(conn, as_of=as_of, margin=Decimal(margin))}
     # pandas, written independently: CDNOW has no costs, so every cost comes from the margin.
     seen = cdnow[cdnow["at"] <= pd.Timestamp(as_of)]
-    per = seen.groupby("customer").agg(revenue=("cents", "sum"), orders=("cents", "size"), first=("at", "min"), last=("at", "max"))
+    bought = seen[seen["cents"] >= 0]
+    per = bought.groupby("customer").agg(orders=("cents", "size"), first=("at", "min"), last=("at", "max"))
+    per["revenue"] = seen.groupby("customer")["cents"].sum().reindex(per.index)
     since = cdnow.groupby("customer")["at"].min()
     existing = since[since <= pd.Timestamp(as_of)].index
     assert set(ours) == set(existing)

@@ -62,7 +62,7 @@ def test_transaction_without_id_gets_one(client, admin):
 def test_batch_is_all_or_nothing(client, admin):
     bad = client.post(
         "/api/v1/transactions/batch",
-        json={"items": [tx(external_id="T-1"), tx(external_id="T-2", customer_id="GHOST"), tx(external_id="T-3", amount="-5")]},
+        json={"items": [tx(external_id="T-1"), tx(external_id="T-2", customer_id="GHOST"), tx(external_id="T-3", amount="abc")]},
         headers=admin,
     )
     assert bad.status_code == 422
@@ -98,14 +98,14 @@ def test_batch_with_one_id_twice_and_different_content_is_refused(client, admin)
 @pytest.mark.parametrize(
     "changes,field",
     [
-        ({"amount": "-0.01"}, "amount"),
+        ({"amount": "-100000000.01"}, "amount"),  # a refund may be negative, not unbounded
         ({"amount": "1.001"}, "amount"),
         ({"amount": "1e400"}, "amount"),
         ({"amount": "NaN"}, "amount"),
         ({"amount": "abc"}, "amount"),
         ({"amount": True}, "amount"),
         ({"amount": "1000000000"}, "amount"),
-        ({"cost": "-1"}, "cost"),
+        ({"cost": "-100000000.01"}, "cost"),
         ({"occurred_at": "2026-13-01T00:00:00Z"}, "occurred_at"),
         ({"occurred_at": 1700000000}, "occurred_at"),
         ({"occurred_at": "9999-01-01T00:00:00Z"}, "occurred_at"),

@@ -65,6 +65,9 @@ def test_event_path_keeps_the_state_row_features_exact(database):
             {"external_id": f"X-{i}", "customer_id": target, "occurred_at": at, "amount_cents": 1234 + i,
              "cost_cents": None, "product": "Earbuds", "category": "accessory", "channel": "app", "ingested_at": now}
             for i, at in enumerate(when)
+        ] + [  # and a refund this month: spend goes down, purchases do not
+            {"external_id": "X-R", "customer_id": target, "occurred_at": now - dt.timedelta(seconds=4), "amount_cents": -500,
+             "cost_cents": None, "product": "Earbuds", "category": "accessory", "channel": "app", "ingested_at": now}
         ])
         ingest.insert_touchpoints(conn, [
             {"external_id": "XT-1", "customer_id": target, "occurred_at": now - dt.timedelta(seconds=3),

@@ -235,3 +235,17 @@ def test_the_bulk_run_stages_customers_without_events(client, auth, customer):
     run = client.post("/api/v1/lifecycle/evaluate", headers=auth("editor")).get_json()
     assert run["customers"] == 1 and run["transitions"] == [{"from": None, "to": "acquisition", "count": 1}]
     assert _state(client, auth)["stage"] == "acquisition" and _state(client, auth)["value_segment"] == "low"
+
+
+def test_a_refund_lowers_spend_but_is_not_a_purchase(client, auth, customer):
+    _buy(client, auth, 1, days_ago=3)
+    refund = {"customer_id": "L-1", "occurred_at": _now(), "amount": "-5.00", "category": "accessory"}
+    assert client.post("/api/v1/transactions", json=refund, headers=auth("ingest")).status_code == 201
+    state = _state(client, auth)
+    assert (state["transaction_count"], state["total_spend"]) == (1, "15.00")
+    assert state["last_purchase_at"] < _now(2)  # the refund is not the last purchase
+    assert state["stage"] == "onboarding"
+    clv = client.get("/api/v1/customers/L-1/clv", headers=auth("analyst")).get_json()["historical"]
+    assert (clv["revenue"], clv["orders"], clv["average_order"]) == ("15.00", 1, "15.00")
+    features = client.get("/api/v1/customers/L-1/scores", headers=auth("analyst")).get_json()["features"]
+    assert (features["frequency"], features["monetary"], features["purchases_3m"], features["spend_3m"]) == (1, 15.0, 1, 15.0)

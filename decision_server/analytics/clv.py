@@ -1,12 +1,13 @@
 """Customer lifetime value: historical (from purchases, exact, in cents) and predicted (LTV model).
 
-Historical, as of a moment T (only purchases at or before T count):
-- revenue: the sum of amounts.
+Historical, as of a moment T (only transactions at or before T count):
+- revenue: the sum of amounts, net of refunds (transactions with a negative amount).
 - cost: the sum of the costs the transactions carry, plus, for purchases sent without a cost,
   their amounts × (1 - margin), rounded half up to the cent once per customer (not per purchase,
   so many small purchases do not gather rounding error). margin is DEFAULT_MARGIN (default 0.30).
 - profit: revenue - cost.
-- orders: the number of purchases; average order value: revenue / orders, half up to the cent.
+- orders: the number of purchases (refunds are not orders); average order value: revenue / orders,
+  half up to the cent.
 - tenure_days: whole days from becoming a customer to T; lifespan_days: whole days from the
   first to the last purchase.
 - purchase_frequency: orders per 30 days of tenure (tenure counted as at least one day).
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from decision_server.customers.records import CustomerRecord
-from decision_server.transactions.records import TransactionRecord
+from decision_server.transactions.records import TransactionRecord, first_purchase_at, last_purchase_at, purchase_count
 
 DAY = 86_400
 CENT = Decimal(1)
@@ -58,8 +59,8 @@ def _query(as_of: dt.datetime):
     per = (
         sa.select(
             t.customer_id.label("cid"), sa.func.sum(t.amount_cents).label("revenue"), known.label("known_cost"),
-            missing.label("uncosted"), sa.func.count().label("orders"), sa.func.min(t.occurred_at).label("first_at"),
-            sa.func.max(t.occurred_at).label("last_at"),
+            missing.label("uncosted"), purchase_count().label("orders"), first_purchase_at().label("first_at"),
+            last_purchase_at().label("last_at"),
         )
         .where(t.occurred_at <= as_of)
         .group_by(t.customer_id)

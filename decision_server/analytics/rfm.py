@@ -5,7 +5,8 @@ Definition (as of a moment T; only purchases at or before T count):
   bought get no scores and no segment: a quintile of "no purchase" would only say they never
   bought, and would push real buyers up a score.
 - Values: recency is the time of the last purchase (later is better), frequency the number of
-  purchases, monetary the total spend in cents.
+  purchases, monetary the total spend in cents net of refunds (a refund is a transaction with a
+  negative amount; it counts in monetary, not in frequency or recency).
 - Score: with N buyers and L the number of buyers whose value is strictly worse, the score is
   1 + floor(5 L / N). Equal values always get equal scores: ties are never broken by customer id
   or any other order, so a tie group sits wholly in one score (with many one-time buyers, f = 1
@@ -33,7 +34,7 @@ from decision_server.analytics.records import RfmRunRecord
 from decision_server.analytics.requirements import missing, require
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.db import Database, utcnow
-from decision_server.transactions.records import TransactionRecord
+from decision_server.transactions.records import TransactionRecord, last_purchase_at, purchase_count
 
 SCORES = 5
 MEASURES = ("recency", "frequency", "monetary")
@@ -72,15 +73,16 @@ def read_buyers(conn: Connection, as_of: dt.datetime) -> Buyers:
     """Read every buyer's last purchase time, purchase count and spend as of `as_of` (one query)."""
     t = TransactionRecord
     rows = conn.execute(
-        sa.select(t.customer_id, sa.func.max(t.occurred_at), sa.func.count(), sa.func.sum(t.amount_cents))
+        sa.select(t.customer_id, last_purchase_at(), purchase_count(), sa.func.sum(t.amount_cents))
         .where(t.occurred_at <= as_of)
         .group_by(t.customer_id)
+        .having(purchase_count() > 0)
         .order_by(t.customer_id)
     ).all()
     n = len(rows)
     out = Buyers(np.empty(n, np.int64), np.empty(n), np.empty(n), np.empty(n))
     for i, (cid, last, count, spend) in enumerate(rows):
-        out.ids[i], out.last_purchase_at[i], out.purchases[i], out.spend_cents[i] = cid, last.timestamp(), count, int(spend)
+        out.ids[i], out.last_purchase_at[i], out.purchases[i], out.spend_cents[i] = cid, last.timestamp(), int(count), int(spend)
     return out
 
 

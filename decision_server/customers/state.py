@@ -12,7 +12,7 @@ from decision_server.customers.records import CustomerRecord, CustomerStateRecor
 from decision_server.db import upsert, utcnow
 from decision_server.features.activity import refresh_activity
 from decision_server.touchpoints.records import TouchpointRecord
-from decision_server.transactions.records import TransactionRecord
+from decision_server.transactions.records import TransactionRecord, first_purchase_at, last_purchase_at, purchase_count
 
 _CHUNK = 900  # stays under SQLite's bound-parameter limit with room to spare
 
@@ -34,11 +34,11 @@ def _upsert(db: Session | Connection, ids: list[int] | None):
     spend = (
         sa.select(
             t.customer_id.label("cid"),
-            sa.func.count().label("n"),
-            sa.func.sum(t.amount_cents).label("spend"),
+            purchase_count().label("n"),
+            sa.func.sum(t.amount_cents).label("spend"),  # net of refunds
             sa.func.sum(sa.func.coalesce(t.cost_cents, 0)).label("cost"),
-            sa.func.min(t.occurred_at).label("first_at"),
-            sa.func.max(t.occurred_at).label("last_at"),
+            first_purchase_at().label("first_at"),
+            last_purchase_at().label("last_at"),
         )
         .group_by(t.customer_id)
     )

@@ -2,7 +2,7 @@
 
 `customer_state.activity` holds the last twelve calendar months (UTC) up to the refresh:
     {"2026-11": {"n": 2, "s": 4500, "cat": {"device": 1}, "tp": 3, "ch": {"app": 2}, "k": {"app_open": 2}}}
-n and s are purchases and spend in cents; tp touchpoints. Every category, channel and kind seen is
+n and s are purchases and spend in cents, net of refunds (refunds count in s, not in n or cat); tp touchpoints. Every category, channel and kind seen is
 kept, not only the ones the feature set counts today, so a new feature needs no rebuild. Twelve
 months up to the refresh cover every window as of any later moment, because windows end at the
 moment of scoring and reach back at most twelve months.
@@ -22,7 +22,7 @@ from decision_server.customers.records import CustomerStateRecord
 from decision_server.db import dialect_of, utcnow
 from decision_server.features.definition import month_index, month_start
 from decision_server.touchpoints.records import TouchpointRecord
-from decision_server.transactions.records import TransactionRecord
+from decision_server.transactions.records import TransactionRecord, purchase_count
 
 KEEP_MONTHS = 12
 _CHUNK = 900
@@ -56,7 +56,7 @@ def _buckets(db: Session | Connection, since, ids: list[int] | None) -> dict[int
     t, tp = TransactionRecord, TouchpointRecord
     month_t, month_tp = month_key_sql(t.occurred_at, dialect), month_key_sql(tp.occurred_at, dialect)
     purchases = (
-        sa.select(t.customer_id, month_t, t.category, sa.func.count(), sa.func.sum(t.amount_cents))
+        sa.select(t.customer_id, month_t, t.category, purchase_count(), sa.func.sum(t.amount_cents))
         .where(t.occurred_at >= since)
         .group_by(t.customer_id, month_t, t.category)
     )
@@ -78,10 +78,10 @@ def _buckets(db: Session | Connection, since, ids: list[int] | None) -> dict[int
 
     for cid, month, category, count, spend in db.execute(purchases):
         b = bucket(cid, month)
-        b["n"] += count
+        b["n"] += int(count)
         b["s"] += int(spend or 0)
-        if category is not None:
-            b["cat"][category] = b["cat"].get(category, 0) + count
+        if category is not None and count:
+            b["cat"][category] = b["cat"].get(category, 0) + int(count)
     for cid, month, channel, kind, count in db.execute(touches):
         b = bucket(cid, month)
         b["tp"] += count

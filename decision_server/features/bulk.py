@@ -27,7 +27,13 @@ from decision_server.features.definition import (
     matrix,
 )
 from decision_server.touchpoints.records import TouchpointRecord
-from decision_server.transactions.records import TransactionRecord
+from decision_server.transactions.records import (
+    IS_PURCHASE,
+    TransactionRecord,
+    first_purchase_at,
+    last_purchase_at,
+    purchase_count,
+)
 
 CHUNK = 50_000
 
@@ -54,21 +60,22 @@ def _purchase_query(w: Windows, lo: int, hi: int):
     occ = t.occurred_at
     in3, in12 = occ >= w.start_3m, occ >= w.start_12m
     prev3 = sa.and_(occ >= w.start_prev_3m, occ < w.start_3m)
+    bought = IS_PURCHASE  # counts read purchases; spend is net of refunds
     return (
         sa.select(
             t.customer_id,
-            sa.func.count().label("purchases"),
+            purchase_count().label("purchases"),
             sa.func.sum(t.amount_cents).label("spend"),
             sa.func.sum(sa.func.coalesce(t.cost_cents, 0)).label("cost"),
-            sa.func.min(occ).label("first_purchase_at"),
-            sa.func.max(occ).label("last_purchase_at"),
-            _count_if(in3).label("purchases_3m"),
+            first_purchase_at().label("first_purchase_at"),
+            last_purchase_at().label("last_purchase_at"),
+            _count_if(sa.and_(in3, bought)).label("purchases_3m"),
             _sum_if(in3, t.amount_cents).label("spend_3m"),
-            _count_if(prev3).label("purchases_prev_3m"),
+            _count_if(sa.and_(prev3, bought)).label("purchases_prev_3m"),
             _sum_if(prev3, t.amount_cents).label("spend_prev_3m"),
-            _count_if(in12).label("purchases_12m"),
+            _count_if(sa.and_(in12, bought)).label("purchases_12m"),
             _sum_if(in12, t.amount_cents).label("spend_12m"),
-            *(_count_if(sa.and_(in12, t.category == c)).label(f"category_{c}_12m") for c in CATEGORIES),
+            *(_count_if(sa.and_(in12, bought, t.category == c)).label(f"category_{c}_12m") for c in CATEGORIES),
         )
         .where(t.customer_id.between(lo, hi), occ <= w.as_of)
         .group_by(t.customer_id)
@@ -173,8 +180,8 @@ def labels(conn: Connection, ids: np.ndarray, cutoff: dt.datetime) -> Labels:
     after = sa.and_(t.customer_id.between(lo, hi), t.occurred_at > cutoff)
     purchases = sa.select(
         t.customer_id,
-        _count_if(t.occurred_at <= d30),
-        _count_if(t.occurred_at <= d90),
+        _count_if(sa.and_(t.occurred_at <= d30, IS_PURCHASE)),
+        _count_if(sa.and_(t.occurred_at <= d90, IS_PURCHASE)),
         _sum_if(t.occurred_at <= d365, t.amount_cents),
     ).where(after, t.occurred_at <= d365).group_by(t.customer_id)
     for cid, n30, n90, spend in conn.execute(purchases):
@@ -183,7 +190,7 @@ def labels(conn: Connection, ids: np.ndarray, cutoff: dt.datetime) -> Labels:
             out.purchases_30d[i], out.purchases_90d[i] = int(n30), int(n90)
             out.spend_365d[i] = int(spend or 0) / 100.0
     by_category = sa.select(t.customer_id, t.category, sa.func.count()).where(
-        after, t.occurred_at <= d90, t.category.is_not(None)
+        after, t.occurred_at <= d90, t.category.is_not(None), IS_PURCHASE
     ).group_by(t.customer_id, t.category)
     best: dict[int, tuple[int, int]] = {}
     rank = {c: r for r, c in enumerate(CATEGORIES)}

@@ -298,6 +298,6 @@ class Cells:
 def _cents(value: Any) -> int | str:
     """Return the amount in cents, or the reason it is not an amount."""
     try:
-        return validation.parse_money_cents(value)
+        return validation.parse_money_cents(value, allow_negative=True)  # transactions only: a refund
     except ValueError as exc:
         return str(exc)

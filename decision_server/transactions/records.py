@@ -11,13 +11,11 @@ from decision_server.db import Base, BigId, UtcDateTime, utcnow
 
 
 class TransactionRecord(Base):
-    """One purchase; `external_id` makes every write idempotent."""
+    """One purchase, or a refund (negative amount); `external_id` makes every write idempotent."""
 
     __tablename__ = "transactions"
     __table_args__ = (
         sa.Index("ix_transactions_customer_id_occurred_at", "customer_id", "occurred_at"),
-        sa.CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
-        sa.CheckConstraint("cost_cents IS NULL OR cost_cents >= 0", name="cost_not_negative"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -31,3 +29,23 @@ class TransactionRecord(Base):
     category: Mapped[str | None] = mapped_column(sa.String(64))
     channel: Mapped[str | None] = mapped_column(sa.String(32))
     ingested_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+# A refund is a transaction with a negative amount. Purchases are the others (zero included):
+# counts, first/last purchase times and category counts read purchases only; spend is net.
+IS_PURCHASE = TransactionRecord.amount_cents >= 0
+
+
+def purchase_count() -> sa.ColumnElement:
+    """SQL: the number of purchases (refunds left out)."""
+    return sa.func.coalesce(sa.func.sum(sa.case((IS_PURCHASE, 1), else_=0)), 0)
+
+
+def first_purchase_at() -> sa.ColumnElement:
+    """SQL: the time of the first purchase (NULL when only refunds)."""
+    return sa.func.min(sa.case((IS_PURCHASE, TransactionRecord.occurred_at), else_=sa.null()), type_=UtcDateTime())
+
+
+def last_purchase_at() -> sa.ColumnElement:
+    """SQL: the time of the latest purchase (NULL when only refunds)."""
+    return sa.func.max(sa.case((IS_PURCHASE, TransactionRecord.occurred_at), else_=sa.null()), type_=UtcDateTime())
