@@ -69,7 +69,8 @@ def _start_models(config: Config):
 
 
 def _blueprints() -> list:
-    from decision_server.analytics.routes import clv_blp, lifecycle_blp, per_customer, rfm_blp, value_blp
+    from decision_server.analytics.customer_routes import clv_blp
+    from decision_server.analytics.routes import lifecycle_blp, per_customer, rfm_blp, value_blp
     from decision_server.analytics.segment_routes import blp as segments
     from decision_server.auth.routes import blp as keys
     from decision_server.customers.routes import blp as customers

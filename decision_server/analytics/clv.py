@@ -26,7 +26,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from decision_server.customers.records import CustomerRecord
-from decision_server.transactions.records import TransactionRecord, first_purchase_at, last_purchase_at, purchase_count
+from decision_server.transactions.records import (
+    TransactionRecord,
+    first_purchase_at,
+    last_purchase_at,
+    purchase_count,
+)
 
 DAY = 86_400
 CENT = Decimal(1)

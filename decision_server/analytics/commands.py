@@ -14,10 +14,9 @@ STEPS = ("rfm", "stages", "segments")
 def run_all(ctx: Context, steps: tuple[str, ...] = STEPS, echo=click.echo) -> None:
     """Run the bulk analytics in order (RFM first: stages and value read its scores)."""
     from decision_server.analytics import lifecycle, rfm, segments
+    from decision_server.analytics.requirements import NEEDED, require
     from decision_server.rulebook.service import published_revision
     from decision_server.scoring.serving import ModelSet
-
-    from decision_server.analytics.requirements import NEEDED, require
 
     revision = published_revision(ctx.database, ctx.config.rules_dir)
     try:

@@ -34,7 +34,11 @@ from decision_server.analytics.records import RfmRunRecord
 from decision_server.analytics.requirements import missing, require
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.db import Database, utcnow
-from decision_server.transactions.records import TransactionRecord, last_purchase_at, purchase_count
+from decision_server.transactions.records import (
+    TransactionRecord,
+    last_purchase_at,
+    purchase_count,
+)
 
 SCORES = 5
 MEASURES = ("recency", "frequency", "monetary")

@@ -9,12 +9,22 @@ from flask.views import MethodView
 from marshmallow import fields
 
 from decision_server.analytics import segments
-from decision_server.analytics.records import SegmentCountRecord, SegmentMemberRecord, SegmentRecord
+from decision_server.analytics.records import (
+    SegmentCountRecord,
+    SegmentMemberRecord,
+    SegmentRecord,
+)
 from decision_server.auth.roles import Permission, requires
 from decision_server.customers.records import CustomerRecord
 from decision_server.db import utcnow
 from decision_server.errors import Conflict, NotFound
-from decision_server.schemas import JsonDocument, PageQuery, Text, page_of, page_response
+from decision_server.schemas import (
+    JsonDocument,
+    PageQuery,
+    Text,
+    page_of,
+    page_response,
+)
 from decision_server.web import Blueprint, transaction
 
 blp = Blueprint("segments", __name__, url_prefix="/segments",

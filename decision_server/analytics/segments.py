@@ -20,7 +20,11 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from decision_server.analytics.records import SegmentCountRecord, SegmentMemberRecord, SegmentRecord
+from decision_server.analytics.records import (
+    SegmentCountRecord,
+    SegmentMemberRecord,
+    SegmentRecord,
+)
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.db import Database, upsert, utcnow
 from decision_server.errors import ValidationError

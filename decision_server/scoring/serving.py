@@ -200,7 +200,7 @@ def _open_alone(proto: onnx.ModelProto) -> Any:
     """Open a model in its own session: proves onnxruntime can run it before it is merged."""
     try:
         return make_session(proto)
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own error types
+    except Exception as exc:
         raise ModelInvalid(f"onnxruntime cannot load it: {exc}") from exc
 
 

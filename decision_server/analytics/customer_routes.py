@@ -1,0 +1,269 @@
+"""HTTP routes for a customer's value (CLV, RFM) and the 360 view, and the CLV of the whole base."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import marshmallow as ma
+import numpy as np
+import sqlalchemy as sa
+from flask import current_app
+from flask.views import MethodView
+from marshmallow import fields
+
+from decision_server.analytics import clv, lifecycle, rfm
+from decision_server.analytics.routes import (
+    TransitionSchema,
+    _customer_id,
+    _models,
+    _revision,
+    _transition_rows,
+    per_customer,
+)
+from decision_server.auth.roles import Permission, requires
+from decision_server.customers.service import get_customer
+from decision_server.db import utcnow
+from decision_server.features import online
+from decision_server.features.definition import as_dict
+from decision_server.schemas import (
+    JsonDocument,
+    PageQuery,
+    Timestamp,
+    page_of,
+    page_response,
+)
+from decision_server.touchpoints.records import TouchpointRecord
+from decision_server.validation import cents_to_decimal
+from decision_server.web import Blueprint, transaction
+
+_tp = TouchpointRecord.__table__
+
+class ClvQuerySchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    as_of = Timestamp(metadata={"description": "count purchases up to this time (default: now)"})
+
+
+class ClvSchema(ma.Schema):
+    customer_id = fields.String()
+    as_of = fields.DateTime()
+    historical = JsonDocument()
+    predicted = JsonDocument(metadata={"description": "{ltv_12m, model: {version, fallback, reason}}"})
+
+
+
+@per_customer.route("/<string:customer_id>/clv")
+class CustomerClv(MethodView):
+    @requires(Permission.CUSTOMERS_READ)
+    @per_customer.arguments(ClvQuerySchema, location="query")
+    @per_customer.response(200, ClvSchema)
+    def get(self, query, customer_id):
+        """A customer's lifetime value: historical (revenue, cost, profit, orders, AOV, tenure) and predicted (LTV model)."""
+        as_of = query.get("as_of") or utcnow()
+        margin = current_app.extensions["config"].default_margin
+        with transaction() as session:
+            cid = _customer_id(session, customer_id)
+            conn = session.connection()
+            found = clv.historical(conn, as_of=as_of, margin=margin, customer_ids=[cid])
+            features = online.read(conn, customer_id=cid, as_of=utcnow())
+        scores = _models().score(features.values)
+        history = found[0].__dict__ if found else None
+        return {"customer_id": customer_id, "as_of": as_of, "historical": _money(history) if history else None,
+                "predicted": {"ltv_12m": round(scores.values["ltv"], 2), "model": scores.models["ltv"]}}
+
+
+def _money(values: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in values.items():
+        if key in ("customer_id", "external_id", "as_of"):
+            continue
+        if key.endswith("_cents"):
+            out[key[: -len("_cents")]] = str(cents_to_decimal(value))
+        elif hasattr(value, "isoformat"):
+            out[key] = value.isoformat()
+        else:
+            out[key] = value
+    return out
+
+
+
+# --- the 360 view ------------------------------------------------------------------------------
+
+class ProfileSchema(ma.Schema):
+    """Everything we know and decide about one customer, consistent as of one moment."""
+
+    customer = fields.Nested("CustomerSchema")
+    as_of = fields.DateTime()
+    stage = fields.String(allow_none=True)
+    stage_since = fields.DateTime(allow_none=True)
+    journey_stage = fields.String(allow_none=True)
+    recommended_actions = fields.List(fields.String(), metadata={"description": "for the stage, from rules/stage_actions.yaml"})
+    value = JsonDocument(metadata={"description": "{score, segment}"})
+    rfm = JsonDocument(allow_none=True, metadata={"description": "{r, f, m, segment}; null when never bought"})
+    tier = fields.String(allow_none=True, metadata={"description": "loyalty tier (null until the loyalty program)"})
+    scores = JsonDocument(metadata={"description": "every model's score now"})
+    models = JsonDocument(metadata={"description": "model name → {version, fallback, reason}"})
+    segments = fields.List(JsonDocument(), metadata={"description": "[{segment, rule}] from rules/segments.yaml, now"})
+    clv = JsonDocument(metadata={"description": "historical CLV now, and predicted (ltv_12m)"})
+    recent_transactions = fields.List(fields.Nested("TransactionSchema"))
+    recent_touchpoints = fields.List(fields.Nested("TouchpointSchema"))
+    transitions = fields.List(fields.Nested(TransitionSchema))
+    recent_decisions = fields.List(JsonDocument(), metadata={"description": "(the decision log arrives with the decision API)"})
+    rule_revision = fields.String()
+
+
+class ProfileQuerySchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    recent = fields.Integer(load_default=10, validate=ma.validate.Range(1, 100), metadata={"description": "items per recent list"})
+
+
+@per_customer.route("/<string:customer_id>/profile")
+class CustomerProfile(MethodView):
+    @requires(Permission.CUSTOMERS_READ)
+    @per_customer.arguments(ProfileQuerySchema, location="query")
+    @per_customer.response(200, ProfileSchema)
+    def get(self, query, customer_id):
+        """The 360 view: state, stage, value, RFM, scores with model versions, segments, CLV, recent events and transitions."""
+        from decision_server.touchpoints.service import list_touchpoints
+        from decision_server.transactions.service import list_transactions
+
+        now = utcnow()
+        revision = _revision()
+        limit = query["recent"]
+        with transaction() as session:
+            customer = get_customer(session, external_id=customer_id)
+            cid = _customer_id(session, customer_id)
+            conn = session.connection()
+            features = online.read(conn, customer_id=cid, as_of=now)
+            history = clv.historical(conn, as_of=now, margin=current_app.extensions["config"].default_margin, customer_ids=[cid])
+            touches_30d = conn.execute(sa.select(sa.func.count()).where(
+                _tp.c.customer_id == cid, _tp.c.occurred_at > now - dt.timedelta(days=30))).scalar()
+            transactions = list_transactions(session, customer_external_id=customer_id, limit=limit)[:limit]
+            touchpoints = list_touchpoints(session, customer_external_id=customer_id, limit=limit)[:limit]
+            transitions = _transition_rows(session, {"limit": limit}, cid)["items"]
+        state = customer["state"]
+        scored = _models().score(features.values)
+        named = as_dict(features.values[0])
+        facts = {"tier": None, "value_segment": state["value_segment"], "churn_risk": scored.values["churn_risk"],
+                 "first_purchase_at": state["first_purchase_at"], "last_purchase_at": state["last_purchase_at"],
+                 "touchpoints_30d": touches_30d, "spend_12m": named["spend_12m"]}
+        segments = revision.evaluate("segments", facts, now=now.timestamp())
+        rfm_part = None if state["rfm_r"] is None else {"r": state["rfm_r"], "f": state["rfm_f"], "m": state["rfm_m"], "segment": state["rfm_segment"]}
+        return {
+            "customer": customer, "as_of": now, "stage": state["stage"], "stage_since": state["stage_since"],
+            "journey_stage": state["journey_stage"], "recommended_actions": lifecycle.actions(revision, state["stage"]),
+            "value": {"score": state["value_score"], "segment": state["value_segment"]}, "rfm": rfm_part, "tier": None,
+            "scores": scored.values, "models": scored.models,
+            "segments": [{"segment": o["segment"], "rule": rule} for o, rule in zip(segments.outcome, segments.fired_ids)],
+            "clv": {"historical": _money(history[0].__dict__) if history else None,
+                    "predicted": {"ltv_12m": round(scored.values["ltv"], 2), "model": scored.models["ltv"]}},
+            "recent_transactions": transactions, "recent_touchpoints": touchpoints, "transitions": transitions,
+            "recent_decisions": [], "rule_revision": revision.id,
+        }
+
+
+# --- RFM of one customer, CLV of everyone -----------------------------------------------------
+
+class CustomerRfmSchema(ma.Schema):
+    customer_id = fields.String()
+    as_of = fields.DateTime()
+    recency_days = fields.Float(allow_none=True)
+    frequency = fields.Integer()
+    monetary = fields.String(metadata={"description": "spend, currency units"})
+    scores = JsonDocument(allow_none=True, metadata={"description": "{r, f, m, segment} against the newest run's cut points; null when never bought or before the first run"})
+    run = JsonDocument(allow_none=True, metadata={"description": "{id, as_of} of the run whose cut points were used"})
+
+
+@per_customer.route("/<string:customer_id>/rfm")
+class CustomerRfm(MethodView):
+    @requires(Permission.CUSTOMERS_READ)
+    @per_customer.response(200, CustomerRfmSchema)
+    def get(self, customer_id):
+        """A customer's RFM values now and their scores against the newest run's cut points."""
+        now = utcnow()
+        with transaction() as session:
+            state = get_customer(session, external_id=customer_id)["state"]
+            run = rfm.latest_run(session.connection())
+        placed = rfm.score_customer(state["last_purchase_at"], state["transaction_count"], state["total_spend_cents"], run, _revision())
+        last = state["last_purchase_at"]
+        return {"customer_id": customer_id, "as_of": now,
+                "recency_days": None if last is None else round((now - last).total_seconds() / 86_400, 2),
+                "frequency": state["transaction_count"], "monetary": str(cents_to_decimal(state["total_spend_cents"])),
+                "scores": None if placed is None else {k: placed[k] for k in ("r", "f", "m", "segment")},
+                "run": None if run is None else {"id": run.id, "as_of": run.as_of.isoformat()}}
+
+
+clv_blp = Blueprint("clv", __name__, url_prefix="/clv", description="Historical customer lifetime value of the whole base")
+
+
+class ClvListQuerySchema(PageQuery):
+    as_of = Timestamp(metadata={"description": "count purchases up to this time (default: now)"})
+
+
+class ClvRowSchema(ma.Schema):
+    customer_id = fields.String()
+    revenue = fields.String()
+    cost = fields.String()
+    profit = fields.String()
+    orders = fields.Integer()
+    average_order = fields.String()
+    tenure_days = fields.Integer()
+    lifespan_days = fields.Integer()
+    purchase_frequency = fields.Float()
+
+
+ClvPageSchema = page_of(ClvRowSchema, "ClvPage")
+
+
+class ClvStatisticsSchema(ma.Schema):
+    as_of = fields.DateTime()
+    customers = fields.Integer()
+    buyers = fields.Integer()
+    revenue = fields.String()
+    cost = fields.String()
+    profit = fields.String()
+    revenue_per_buyer = JsonDocument(metadata={"description": "{mean, p50, p90, p99}, currency units"})
+
+
+def _row_out(h: clv.HistoricalClv) -> dict[str, Any]:
+    return {"customer_id": h.external_id, **_money(h.__dict__), "cid": h.customer_id}
+
+
+@clv_blp.route("")
+class ClvList(MethodView):
+    @requires(Permission.CUSTOMERS_READ)
+    @clv_blp.arguments(ClvListQuerySchema, location="query")
+    @clv_blp.response(200, ClvPageSchema)
+    def get(self, query):
+        """Historical CLV of every customer, in customer id order, a page at a time."""
+        as_of = query.get("as_of") or utcnow()
+        after = query["cursor"][0] if query.get("cursor") else 0
+        with transaction() as session:
+            rows = clv.historical(session.connection(), as_of=as_of, margin=current_app.extensions["config"].default_margin,
+                                  after_id=after, limit=query["limit"] + 1)
+        return page_response([_row_out(h) for h in rows], query["limit"], position=lambda item: (item["cid"],))
+
+
+@clv_blp.route("/statistics")
+class ClvStatistics(MethodView):
+    @requires(Permission.CUSTOMERS_READ)
+    @clv_blp.arguments(ClvQuerySchema, location="query")
+    @clv_blp.response(200, ClvStatisticsSchema)
+    def get(self, query):
+        """Totals over the base (revenue, cost, profit) and how revenue per buyer spreads."""
+        as_of = query.get("as_of") or utcnow()
+        with transaction() as session:
+            rows = clv.historical(session.connection(), as_of=as_of, margin=current_app.extensions["config"].default_margin)
+        revenue = np.array([h.revenue_cents for h in rows if h.orders], dtype=np.int64)
+        spread = {}
+        if len(revenue):
+            spread = {"mean": str(cents_to_decimal(round(float(revenue.mean()))))}
+            spread.update({f"p{p}": str(cents_to_decimal(int(np.percentile(revenue, p, method="lower")))) for p in (50, 90, 99)})
+        return {"as_of": as_of, "customers": len(rows), "buyers": len(revenue),
+                "revenue": str(cents_to_decimal(sum(h.revenue_cents for h in rows))),
+                "cost": str(cents_to_decimal(sum(h.cost_cents for h in rows))),
+                "profit": str(cents_to_decimal(sum(h.profit_cents for h in rows))), "revenue_per_buyer": spread}
