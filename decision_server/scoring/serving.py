@@ -200,7 +200,7 @@ def _open_alone(proto: onnx.ModelProto) -> Any:
     """Open a model in its own session: proves onnxruntime can run it before it is merged."""
     try:
         return make_session(proto)
-    except Exception as exc:
+    except Exception as exc:  # onnxruntime raises its own error types
         raise ModelInvalid(f"onnxruntime cannot load it: {exc}") from exc
 
 
