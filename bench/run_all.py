@@ -46,6 +46,8 @@ def commands(args: argparse.Namespace, postgres: bool) -> list[list[str]]:
     ])
     runs.append([str(BENCH / "rules_bench.py"), "--rounds", "1", "--soak", str(args.rules_soak)])  # no database
     runs.append([str(BENCH / "scoring_bench.py"), "--customers", str(args.customers)])  # its own SQLite
+    runs.append([str(BENCH / "analytics_bench.py"), "--customers", str(args.customers), "--databases", *databases,
+                 "--postgres-url", args.postgres_url])
     return runs
 
 
