@@ -31,7 +31,7 @@ from decision_server.features import bulk, online
 from decision_server.features.definition import FEATURE_NAMES, as_dict
 
 SOURCES = ("event", "bulk", "manual")
-DEFAULT_RULE = "default"  # rule_id recorded when no lifecycle rule fired and the default applied
+DEFAULT_RULE = "default"  # rule_id recorded when no lifecycle rule fired (as Revision.outcome_columns does)
 _st = CustomerStateRecord.__table__
 _tr = StageTransitionRecord.__table__
 _READ_STAGES = online.READ_BY_ID.add_columns(
@@ -157,9 +157,6 @@ def evaluate_all(database: Database, revision: Any, models: Any, *, now: dt.date
     """
     require(revision, *NEEDED["stages"])
     now = now or utcnow()
-    ruleset = revision.rulesets["lifecycle"]
-    outcomes = [rule.then["stage"] for rule in ruleset.rules] + [ruleset.default["stage"]]
-    rule_ids = [rule.id for rule in ruleset.rules] + [DEFAULT_RULE]
     counts: dict[tuple[str | None, str], int] = {}
     customers = changed = revalued = 0
     with database.connection() as reader:
@@ -182,14 +179,13 @@ def evaluate_all(database: Database, revision: Any, models: Any, *, now: dt.date
                 "stage": before, "transaction_count": agg["purchases"], "churn_risk": scores["churn_risk"],
                 "first_purchase_at": agg["first_purchase_at"], "last_purchase_at": agg["last_purchase_at"],
             }
-            chosen = revision.evaluate_columns("lifecycle", columns, now=now.timestamp()).chosen
-            after = np.array(outcomes, dtype=object)[chosen]
-            rules = np.array(rule_ids, dtype=object)[chosen]
+            decided = revision.outcome_columns("lifecycle", columns, ("stage",), now=now.timestamp())
+            after, rules = decided["stage"], decided["rule_id"]
             rfm_cols = [np.array([np.nan if r[k] is None else r[k] for r in rows_of], dtype=np.float64) for k in (1, 2, 3)]
             value_scores, value_segments = value.for_columns(
                 revision, transaction_count=agg["purchases"], ltv=scores["ltv"], r=rfm_cols[0], f=rfm_cols[1],
                 m=rfm_cols[2], engagement=scores["engagement_score"])
-            journeys = value.outcome_columns(revision, "journey", {
+            journeys = revision.outcome_columns("journey", {
                 name: features.values[:, FEATURE_NAMES.index(name)].astype(np.float64) for name in journey_inputs(revision)
             }, ("journey_stage",))["journey_stage"]
             moved = np.flatnonzero(after != before)

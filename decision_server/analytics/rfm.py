@@ -92,10 +92,7 @@ def read_buyers(conn: Connection, as_of: dt.datetime) -> Buyers:
 
 def segment_names(revision: Any, r: np.ndarray, f: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Name each buyer's segment with the `rfm` rule set (vectorized backend)."""
-    result = revision.evaluate_columns("rfm", {"r": r, "f": f, "m": m})
-    ruleset = revision.rulesets["rfm"]
-    names = np.array([rule.then["rfm_segment"] for rule in ruleset.rules] + [ruleset.default["rfm_segment"]], dtype=object)
-    return names[result.chosen]  # chosen is -1 (the default, last) when no rule fired
+    return revision.outcome_columns("rfm", {"r": r, "f": f, "m": m}, ("rfm_segment",))["rfm_segment"]
 
 
 @dataclasses.dataclass

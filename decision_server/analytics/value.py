@@ -42,7 +42,7 @@ def for_customer(revision: Any, *, transaction_count: int, ltv: float, rfm: tupl
 def for_columns(revision: Any, *, transaction_count: np.ndarray, ltv: np.ndarray, r: np.ndarray, f: np.ndarray,
                 m: np.ndarray, engagement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return value scores and segments of many customers (r, f, m NaN for those who never bought)."""
-    weights = outcome_columns(revision, "value_weights", {"transaction_count": transaction_count}, WEIGHTS)
+    weights = revision.outcome_columns("value_weights", {"transaction_count": transaction_count}, WEIGHTS)
     total = weights["clv_weight"] + weights["rfm_weight"] + weights["engagement_weight"]
     with np.errstate(divide="ignore", invalid="ignore"):
         clv_part = np.where(weights["ltv_scale"] > 0, 1.0 - np.exp(-np.maximum(ltv, 0.0) / weights["ltv_scale"]), 0.0)
@@ -56,17 +56,5 @@ def for_columns(revision: Any, *, transaction_count: np.ndarray, ltv: np.ndarray
 
 def segments_of(revision: Any, scores: np.ndarray) -> np.ndarray:
     """Return the value segment of each score (rules/value.yaml, vectorized)."""
-    return outcome_columns(revision, "value", {"value_score": scores}, ("value_segment",))["value_segment"]
+    return revision.outcome_columns("value", {"value_score": scores}, ("value_segment",))["value_segment"]
 
-
-def outcome_columns(revision: Any, name: str, columns: dict[str, np.ndarray], outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Evaluate a `first` rule set over columns and return each output as a column."""
-    ruleset = revision.rulesets[name]
-    chosen = revision.evaluate_columns(name, columns).chosen
-    table = [rule.then for rule in ruleset.rules] + [ruleset.default or {}]
-    out = {}
-    for output in outputs:
-        values = [row.get(output) for row in table]
-        kind = object if any(isinstance(v, str) or v is None for v in values) else np.float64
-        out[output] = np.array(values, dtype=kind)[chosen]
-    return out

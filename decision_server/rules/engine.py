@@ -8,6 +8,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from decision_server.errors import NotFound, ValidationError
 from decision_server.rules import cases as cases_module
 from decision_server.rules import pyeval, vector
@@ -173,6 +175,25 @@ class Revision:
         """Evaluate one rule set over columns of many inputs with the vectorized backend."""
         compiled = self._get(ruleset)
         return vector.evaluate_columns(compiled.ruleset, columns, now=time.time() if now is None else now)
+
+    def outcome_columns(self, ruleset: str, columns: Mapping[str, Any], outputs: Sequence[str], *,
+                        now: float | None = None) -> dict[str, Any]:
+        """Evaluate a `first` rule set over columns and return each output as a column.
+
+        Rows where no rule fired get the rule set's default (None without one). The extra key
+        "rule_id" holds the id of the rule that decided each row ("default" when none fired).
+        """
+        rs = self._get(ruleset).ruleset
+        if rs.hit != "first":
+            raise ValueError(f"rule set {ruleset!r} is {rs.hit!r}; outcome columns need a 'first' rule set")
+        chosen = self.evaluate_columns(ruleset, columns, now=now).chosen
+        table = [rule.then for rule in rs.rules] + [rs.default or {}]  # index -1: no rule fired
+        out: dict[str, Any] = {"rule_id": np.array([rule.id for rule in rs.rules] + ["default"], dtype=object)[chosen]}
+        for output in outputs:
+            values = [row.get(output) for row in table]
+            kind = object if any(isinstance(v, str) or v is None for v in values) else np.float64
+            out[output] = np.array(values, dtype=kind)[chosen]
+        return out
 
     def close(self) -> None:
         """Free the durable-rules rule sets (the host waits for evaluations still running)."""
