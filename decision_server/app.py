@@ -34,6 +34,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.extensions["schema_head"] = migrate.head_revision(app.extensions["database"].engine)
     app.extensions["rulebook"] = _start_rulebook(config, app.extensions["database"])
     app.extensions["models"] = _start_models(config)
+    app.extensions["catalog"] = _start_catalog(config, app.extensions["database"])
 
     init_request_logging(app)
     init_api(app, _blueprints())
@@ -68,19 +69,29 @@ def _start_models(config: Config):
     return runtime
 
 
+def _start_catalog(config: Config, database: Database):
+    """Load the active offers and follow changes made by other processes."""
+    from decision_server.offers.catalog import Catalog
+
+    catalog = Catalog(database, poll_seconds=config.catalog_poll_seconds)
+    catalog.start()
+    return catalog
+
+
 def _blueprints() -> list:
     from decision_server.analytics.customer_routes import clv_blp
     from decision_server.analytics.routes import lifecycle_blp, per_customer, rfm_blp, value_blp
     from decision_server.analytics.segment_routes import blp as segments
     from decision_server.auth.routes import blp as keys
     from decision_server.customers.routes import blp as customers
+    from decision_server.offers.routes import blp as offers
     from decision_server.rulebook.routes import blp as rules
     from decision_server.scoring.routes import blp as models
     from decision_server.scoring.routes import scores
     from decision_server.touchpoints.routes import blp as touchpoints
     from decision_server.transactions.routes import blp as transactions
 
-    return [customers, scores, per_customer, transactions, touchpoints, lifecycle_blp, rfm_blp, value_blp, clv_blp, segments, rules, models, keys]
+    return [customers, scores, per_customer, transactions, touchpoints, lifecycle_blp, rfm_blp, value_blp, clv_blp, segments, offers, rules, models, keys]
 
 
 def _health():

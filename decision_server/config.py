@@ -34,6 +34,14 @@ class Config:
     model_max_age_days: float = 180.0
     # Margin assumed for purchases sent without a cost (historical CLV): cost = amount × (1 - margin).
     default_margin: Decimal = Decimal("0.30")
+    # The channels decisions are made for and the kind of treatment each presents (sms, card, script).
+    channels: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(DEFAULT_CHANNELS))
+    # How often each process looks for offer catalog changes made by other processes; 0 = never.
+    catalog_poll_seconds: float = 2.0
+    # Learn an adaptive propensity per offer and value segment from responses (off: model scores only).
+    adaptive_learning: bool = True
+    # How often each process re-reads the learning counters all processes write; 0 = never.
+    learning_poll_seconds: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
@@ -55,12 +63,52 @@ class Config:
             values["models_poll_seconds"] = float(env["MODELS_POLL_SECONDS"])
         if env.get("MODEL_MAX_AGE_DAYS"):
             values["model_max_age_days"] = float(env["MODEL_MAX_AGE_DAYS"])
+        if env.get("DECISION_CHANNELS"):
+            values["channels"] = _channels(env["DECISION_CHANNELS"])
+        if env.get("CATALOG_POLL_SECONDS"):
+            values["catalog_poll_seconds"] = float(env["CATALOG_POLL_SECONDS"])
+        if env.get("LEARNING_POLL_SECONDS"):
+            values["learning_poll_seconds"] = float(env["LEARNING_POLL_SECONDS"])
+        if env.get("ADAPTIVE_LEARNING"):
+            values["adaptive_learning"] = _flag("ADAPTIVE_LEARNING", env["ADAPTIVE_LEARNING"])
         if env.get("DEFAULT_MARGIN"):
             values["default_margin"] = _margin(env["DEFAULT_MARGIN"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["rules_dir"] = Path(values["rules_dir"]).resolve()
         values["models_dir"] = Path(values["models_dir"]).resolve()
         return cls(**values)
+
+
+DEFAULT_CHANNELS = {"app": "card", "call_centre": "script", "sms": "sms"}
+
+
+def _channels(text: str) -> dict[str, str]:
+    """Parse DECISION_CHANNELS, e.g. `app=card,call_centre=script,sms=sms,web=card`."""
+    from decision_server.errors import ConfigError
+    from decision_server.offers.treatments import KINDS
+    from decision_server.validation import check_code
+
+    channels = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, kind = part.partition("=")
+        name, kind = name.strip(), kind.strip()
+        if check_code(name) or kind not in KINDS:
+            raise ConfigError(f"DECISION_CHANNELS: {part!r} is not channel=kind with kind one of {', '.join(KINDS)}")
+        channels[name] = kind
+    if not channels:
+        raise ConfigError("DECISION_CHANNELS names no channel")
+    return channels
+
+
+def _flag(name: str, text: str) -> bool:
+    from decision_server.errors import ConfigError
+
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be on or off, not {text!r}")
 
 
 def _margin(text: str) -> Decimal:

@@ -10,6 +10,13 @@ from decision_server.analytics.records import (
 from decision_server.auth.records import ApiKeyRecord
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import Base
+from decision_server.decisions.records import (
+    DecisionActionRecord,
+    DecisionRecord,
+    DecisionResponseRecord,
+    OfferLearningRecord,
+)
+from decision_server.offers.records import CatalogConnectorRecord, CatalogSyncRunRecord, OfferRecord
 from decision_server.rulebook.records import RulePublicationRecord, RuleRevisionRecord
 from decision_server.touchpoints.records import TouchpointRecord
 from decision_server.transactions.records import TransactionRecord
@@ -18,6 +25,13 @@ metadata = Base.metadata
 
 __all__ = [
     "ApiKeyRecord",
+    "CatalogConnectorRecord",
+    "CatalogSyncRunRecord",
+    "DecisionActionRecord",
+    "DecisionRecord",
+    "DecisionResponseRecord",
+    "OfferLearningRecord",
+    "OfferRecord",
     "CustomerRecord",
     "CustomerStateRecord",
     "RfmRunRecord",

@@ -108,6 +108,8 @@ def config(database, rules_dir, tmp_path) -> Config:
         rules_poll_seconds=0,
         models_dir=tmp_path / "models",
         models_poll_seconds=0,
+        catalog_poll_seconds=0,
+        learning_poll_seconds=0,
         key_cache_seconds=0,
     )
 
@@ -119,6 +121,7 @@ def app(config):
     yield application
     application.extensions["rulebook"].stop()
     application.extensions["models"].stop()
+    application.extensions["catalog"].stop()
     application.extensions["database"].dispose()
 
 

@@ -16,6 +16,8 @@ REVISION = "/api/v1/rules/revisions/<string:revision>"
 CUSTOMER = "/api/v1/customers/<string:customer_id>"
 MODEL = "/api/v1/models/<string:name>"
 SEGMENT = "/api/v1/segments/<string:name>"
+OFFER = "/api/v1/offers/<int:offer_id>"
+OFFER_READERS = {"channel", "analyst", "editor", "admin"}
 
 # (method, rule) -> roles allowed. Written out by hand on purpose: the expectation must not be
 # derived from the code under test. A new route fails test_every_route_is_in_the_matrix until
@@ -71,6 +73,11 @@ MATRIX = {
     ("GET", SEGMENT + "/members"): ALL,
     ("GET", SEGMENT + "/counts"): ALL,
     ("POST", "/api/v1/segments/recompute"): RULE_EDITORS,
+    ("GET", "/api/v1/offers"): OFFER_READERS,
+    ("POST", "/api/v1/offers"): RULE_EDITORS,
+    ("GET", OFFER): OFFER_READERS,
+    ("PATCH", OFFER): RULE_EDITORS,
+    ("DELETE", OFFER): RULE_EDITORS,
 }
 
 TX = {"customer_id": "C1", "occurred_at": "2026-01-01T10:00:00Z", "amount": "10.00"}
@@ -90,6 +97,8 @@ BODIES = {
     ("POST", "/api/v1/rfm/calculate"): lambda n: {},
     ("POST", "/api/v1/segments"): lambda n: {"name": f"seg_{n}", "condition": "frequency >= 1"},
     ("PATCH", SEGMENT): lambda n: {"description": f"changed {n}"},
+    ("POST", "/api/v1/offers"): lambda n: {"code": f"NEW{n}", "name": "New", "category": "loyalty", "business_value": 1},
+    ("PATCH", OFFER): lambda n: {"name": f"Renamed {n}"},
 }
 
 
@@ -109,7 +118,7 @@ def test_route_enforces_its_roles(client, auth, method, rule, models_dir, app):
     assert client.post("/api/v1/customers", json={"external_id": "C1"}, headers=auth("admin")).status_code == 201
     victim = client.post("/api/v1/keys", json={"name": "victim", "role": "channel"}, headers=auth("admin"))
     revision = client.get("/api/v1/rules", headers=auth("admin")).get_json()["revision"]
-    path = (rule.replace("<string:customer_id>", "C1").replace("<int:key_id>", str(victim.get_json()["id"]))
+    path = (rule.replace("<string:customer_id>", "C1").replace("<int:key_id>", str(victim.get_json()["id"])).replace("<int:offer_id>", "1")
             .replace("<string:revision>", revision)
             .replace("<string:name>", "seg" if rule.startswith(SEGMENT) else "churn"))
 
@@ -124,6 +133,8 @@ def test_route_enforces_its_roles(client, auth, method, rule, models_dir, app):
     def call(headers, n):
         if rule.startswith(SEGMENT):  # (again) there for each role that may delete it; a repeat is a 409
             client.post("/api/v1/segments", json={"name": "seg", "condition": "frequency >= 1"}, headers=auth("admin"))
+        if rule.startswith(OFFER):  # the same for offer 1
+            client.post("/api/v1/offers", json={"id": 1, "code": "ONE", "name": "One", "category": "loyalty", "business_value": 1}, headers=auth("admin"))
         return client.open(path, method=method, json=body(n), headers=headers)
 
     assert call({}, 0).status_code == 401

@@ -16,6 +16,11 @@ class Permission(str, enum.Enum):
     MODELS_READ = "models:read"  # list models, read cards, versions and promotion history
     ANALYTICS_WRITE = "analytics:write"  # run RFM and lifecycle calculations, set a stage by hand
     MODELS_WRITE = "models:write"  # promote and roll back model versions (admin: it changes every decision)
+    OFFERS_READ = "offers:read"  # list and read offers, catalog sync runs
+    OFFERS_WRITE = "offers:write"  # create, change, retire offers; run a catalog sync
+    CONNECTORS_MANAGE = "connectors:manage"  # set up catalog connectors (URLs, which secret to send)
+    DECISIONS_WRITE = "decisions:write"  # ask for a decision, report a response
+    DECISIONS_READ = "decisions:read"  # read the decision log and learning statistics
 
 
 class Role(str, enum.Enum):
@@ -28,12 +33,14 @@ class Role(str, enum.Enum):
     ADMIN = "admin"  # everything, including keys
 
 
-_READ_ALL = {Permission.CUSTOMERS_READ, Permission.RULES_READ, Permission.MODELS_READ}
+_READ_ALL = {Permission.CUSTOMERS_READ, Permission.RULES_READ, Permission.MODELS_READ, Permission.OFFERS_READ,
+             Permission.DECISIONS_READ}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.CHANNEL: frozenset({Permission.CUSTOMERS_READ}),
+    Role.CHANNEL: frozenset({Permission.CUSTOMERS_READ, Permission.OFFERS_READ, Permission.DECISIONS_WRITE,
+                             Permission.DECISIONS_READ}),
     Role.ANALYST: frozenset(_READ_ALL),
-    Role.EDITOR: frozenset(_READ_ALL | {Permission.RULES_WRITE, Permission.ANALYTICS_WRITE}),
+    Role.EDITOR: frozenset(_READ_ALL | {Permission.RULES_WRITE, Permission.ANALYTICS_WRITE, Permission.OFFERS_WRITE}),
     Role.INGEST: frozenset({Permission.CUSTOMERS_READ, Permission.DATA_WRITE}),
     Role.ADMIN: frozenset(Permission),
 }
