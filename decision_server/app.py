@@ -35,6 +35,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.extensions["rulebook"] = _start_rulebook(config, app.extensions["database"])
     app.extensions["models"] = _start_models(config)
     app.extensions["catalog"] = _start_catalog(config, app.extensions["database"])
+    app.extensions["decider"] = _decider(config, app)
 
     init_request_logging(app)
     init_api(app, _blueprints())
@@ -78,12 +79,24 @@ def _start_catalog(config: Config, database: Database):
     return catalog
 
 
+def _decider(config: Config, app: Flask):
+    """Wire the decision pipeline to this process's rules, models, catalog and learning."""
+    from decision_server.decisions.learning import Learning
+    from decision_server.decisions.service import Decider
+
+    learning = Learning(app.extensions["database"], enabled=config.adaptive_learning, poll_seconds=config.learning_poll_seconds)
+    learning.start()
+    return Decider(app.extensions["database"], rulebook=app.extensions["rulebook"], models=app.extensions["models"],
+                   catalog=app.extensions["catalog"], learning=learning, channels=config.channels)
+
+
 def _blueprints() -> list:
     from decision_server.analytics.customer_routes import clv_blp
     from decision_server.analytics.routes import lifecycle_blp, per_customer, rfm_blp, value_blp
     from decision_server.analytics.segment_routes import blp as segments
     from decision_server.auth.routes import blp as keys
     from decision_server.customers.routes import blp as customers
+    from decision_server.decisions.routes import blp as decisions
     from decision_server.offers.routes import blp as offers
     from decision_server.rulebook.routes import blp as rules
     from decision_server.scoring.routes import blp as models
@@ -91,7 +104,7 @@ def _blueprints() -> list:
     from decision_server.touchpoints.routes import blp as touchpoints
     from decision_server.transactions.routes import blp as transactions
 
-    return [customers, scores, per_customer, transactions, touchpoints, lifecycle_blp, rfm_blp, value_blp, clv_blp, segments, offers, rules, models, keys]
+    return [customers, scores, per_customer, transactions, touchpoints, lifecycle_blp, rfm_blp, value_blp, clv_blp, segments, offers, decisions, rules, models, keys]
 
 
 def _health():

@@ -68,3 +68,10 @@ class ImportFileError(DecisionServerError):
     """A bulk import file that cannot be read at all (missing columns, unknown format)."""
 
     code = "import_file_invalid"
+
+
+class Unavailable(DecisionServerError):
+    """Something the request needs cannot be reached now (the decision log's database); retry later."""
+
+    status = 503
+    code = "unavailable"

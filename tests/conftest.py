@@ -122,6 +122,7 @@ def app(config):
     application.extensions["rulebook"].stop()
     application.extensions["models"].stop()
     application.extensions["catalog"].stop()
+    application.extensions["decider"].learning.stop()
     application.extensions["database"].dispose()
 
 

@@ -18,6 +18,10 @@ MODEL = "/api/v1/models/<string:name>"
 SEGMENT = "/api/v1/segments/<string:name>"
 OFFER = "/api/v1/offers/<int:offer_id>"
 OFFER_READERS = {"channel", "analyst", "editor", "admin"}
+DECIDERS = {"channel", "admin"}
+DECISION = "/api/v1/decisions/<string:decision_id>"
+ONE_OFFER = {"id": 1, "code": "ONE", "name": "One", "category": "loyalty", "business_value": 1,
+             "treatments": {"app": {"title": "One", "body": "One offer"}}}
 
 # (method, rule) -> roles allowed. Written out by hand on purpose: the expectation must not be
 # derived from the code under test. A new route fails test_every_route_is_in_the_matrix until
@@ -78,6 +82,11 @@ MATRIX = {
     ("GET", OFFER): OFFER_READERS,
     ("PATCH", OFFER): RULE_EDITORS,
     ("DELETE", OFFER): RULE_EDITORS,
+    ("POST", "/api/v1/decisions"): DECIDERS,
+    ("GET", "/api/v1/decisions"): OFFER_READERS,
+    ("GET", DECISION): OFFER_READERS,
+    ("POST", DECISION + "/responses"): DECIDERS,
+    ("GET", "/api/v1/decisions/offers/statistics"): OFFER_READERS,
 }
 
 TX = {"customer_id": "C1", "occurred_at": "2026-01-01T10:00:00Z", "amount": "10.00"}
@@ -99,6 +108,8 @@ BODIES = {
     ("PATCH", SEGMENT): lambda n: {"description": f"changed {n}"},
     ("POST", "/api/v1/offers"): lambda n: {"code": f"NEW{n}", "name": "New", "category": "loyalty", "business_value": 1},
     ("PATCH", OFFER): lambda n: {"name": f"Renamed {n}"},
+    ("POST", "/api/v1/decisions"): lambda n: {"customer_id": "C1", "channel": "app"},
+    ("POST", DECISION + "/responses"): lambda n: {"response": "clicked"},
 }
 
 
@@ -123,6 +134,11 @@ def test_route_enforces_its_roles(client, auth, method, rule, models_dir, app):
             .replace("<string:name>", "seg" if rule.startswith(SEGMENT) else "churn"))
 
     app.extensions["models"].sync()
+    if rule.startswith(DECISION):  # a decision that made one action, to read and respond to
+        client.post("/api/v1/offers", json=ONE_OFFER, headers=auth("admin"))
+        decided = client.post("/api/v1/decisions", json={"customer_id": "C1", "channel": "app"}, headers=auth("admin")).get_json()
+        assert len(decided["actions"]) == 1, decided
+        path = path.replace("<string:decision_id>", decided["decision_id"])
     body = BODIES.get((method, rule), lambda n: None)
     if rule == "/api/v1/rules/rollback":
         body = lambda n: {"revision": revision}  # noqa: E731 - "roll back" to the serving revision: allowed, no change
@@ -134,7 +150,7 @@ def test_route_enforces_its_roles(client, auth, method, rule, models_dir, app):
         if rule.startswith(SEGMENT):  # (again) there for each role that may delete it; a repeat is a 409
             client.post("/api/v1/segments", json={"name": "seg", "condition": "frequency >= 1"}, headers=auth("admin"))
         if rule.startswith(OFFER):  # the same for offer 1
-            client.post("/api/v1/offers", json={"id": 1, "code": "ONE", "name": "One", "category": "loyalty", "business_value": 1}, headers=auth("admin"))
+            client.post("/api/v1/offers", json=ONE_OFFER, headers=auth("admin"))
         return client.open(path, method=method, json=body(n), headers=headers)
 
     assert call({}, 0).status_code == 401

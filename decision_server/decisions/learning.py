@@ -1,0 +1,143 @@
+"""Adaptive propensity: a Bayesian correction of the model's score per offer and value segment.
+
+For each offer and learning key (the customer's value segment) the server counts the actions it
+made, the sum of the model's propensities for them (`expected`) and the acceptances. The ratio
+of acceptances to what the model expected is a multiplier θ on the model's score, with a Gamma
+prior of mean 1 and `prior_strength` pseudo-acceptances (Gamma-Poisson conjugacy):
+
+    offer level:    θ_o ~ Gamma(s + accepted_o, s + expected_o)
+    segment level:  θ ~ Gamma(s·E[θ_o] + accepted, s + expected)       (starts from the offer's θ)
+    adaptive propensity = min(model score × θ, 0.999)
+
+So a new offer ranks by the model's score; one that customers accept more (or less) than the
+model says moves up (or down), per segment, as responses arrive, while each customer keeps the
+model's personal score. Exploration e mixes the posterior mean with a Thompson sample:
+θ* = E[θ] + e·(sample − E[θ]); e = 0 ranks by the best estimate, e = 1 is Thompson sampling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from decision_server.db import Database, upsert
+from decision_server.decisions.records import OfferLearningRecord
+from decision_server.polling import Poller
+
+log = logging.getLogger("decision_server.decisions")
+_l = OfferLearningRecord.__table__
+SHARDS = 8
+MAX_PROPENSITY = 0.999
+_TOTALS = sa.select(_l.c.offer_id, _l.c.learning_key, sa.func.sum(_l.c.shown), sa.func.sum(_l.c.expected),
+                    sa.func.sum(_l.c.accepted)).group_by(_l.c.offer_id, _l.c.learning_key)
+
+
+@dataclasses.dataclass
+class Counts:
+    """What was offered and accepted for one offer (and key): actions, model-expected acceptances, acceptances."""
+
+    shown: int = 0
+    expected: float = 0.0
+    accepted: int = 0
+
+    def add(self, shown: int, expected: float, accepted: int) -> None:
+        self.shown += shown
+        self.expected += expected
+        self.accepted += accepted
+
+
+class Learning:
+    """The learning counters of all processes, read every few seconds, with this process's own on top."""
+
+    def __init__(self, database: Database, *, enabled: bool = True, poll_seconds: float = 2.0, seed: int | None = None):
+        self.database = database
+        self.enabled = enabled
+        self.shard = os.getpid() % SHARDS
+        self._by_key: dict[tuple[int, str], Counts] = {}
+        self._by_offer: dict[int, Counts] = {}
+        self._lock = threading.Lock()
+        self._random = random.Random(seed)
+        self._poller = Poller("learning-watcher", poll_seconds, self.sync, log)
+
+    def start(self) -> None:
+        """Read the counters and start following them."""
+        self.sync()
+        self._poller.start()
+
+    def stop(self) -> None:
+        """Stop following the counters."""
+        self._poller.stop()
+
+    def sync(self) -> None:
+        """Replace the in-memory counters with the database's totals (every process's writes)."""
+        with self.database.connection() as conn:
+            rows = conn.execute(_TOTALS).all()
+        by_key: dict[tuple[int, str], Counts] = {}
+        by_offer: dict[int, Counts] = {}
+        for offer_id, key, shown, expected, accepted in rows:
+            by_key[(offer_id, key)] = Counts(int(shown), float(expected), int(accepted))
+            by_offer.setdefault(offer_id, Counts()).add(int(shown), float(expected), int(accepted))
+        with self._lock:
+            self._by_key, self._by_offer = by_key, by_offer
+
+    def counts(self, offer_id: int, key: str) -> tuple[Counts, Counts]:
+        """Return the (segment, offer) counters of one offer."""
+        return self._by_key.get((offer_id, key)) or Counts(), self._by_offer.get(offer_id) or Counts()
+
+    def propensity(self, offer_id: int, key: str, model: float, *, exploration: float, prior_strength: float) -> tuple[float, dict[str, Any]]:
+        """Return the adaptive propensity of an offer for a customer whose model score is `model`, and why."""
+        if not self.enabled:
+            return model, {"adaptive": False}
+        segment, offer = self.counts(offer_id, key)
+        s = max(prior_strength, 1e-6)
+        offer_mean = (s + offer.accepted) / (s + offer.expected)
+        shape, rate = s * offer_mean + segment.accepted, s + segment.expected
+        mean = shape / rate
+        theta = mean
+        exploration = min(max(exploration, 0.0), 1.0)
+        if exploration > 0:
+            theta = max(0.0, mean + exploration * (self._random.gammavariate(shape, 1.0 / rate) - mean))
+        value = min(model * theta, MAX_PROPENSITY)
+        return value, {"adaptive": True, "key": key, "shown": segment.shown, "accepted": segment.accepted,
+                       "expected": round(segment.expected, 4), "multiplier": round(mean, 4),
+                       "sampled_multiplier": round(theta, 4), "exploration": exploration, "prior_strength": prior_strength}
+
+    def record_shown(self, conn: Connection, actions: Iterable[tuple[int, str, float]]) -> None:
+        """Count actions made (offer id, key, model propensity) in the caller's transaction."""
+        if not self.enabled:
+            return
+        rows = {}
+        for offer_id, key, propensity in actions:
+            shown, expected = rows.get((offer_id, key), (0, 0.0))
+            rows[(offer_id, key)] = (shown + 1, expected + propensity)
+        # Sorted, so two transactions never lock the same counters in opposite orders.
+        for (offer_id, key), (shown, expected) in sorted(rows.items()):
+            self._increment(conn, offer_id, key, shown=shown, expected=expected, accepted=0)
+
+    def record_accepted(self, conn: Connection, offer_id: int, key: str) -> None:
+        """Count one acceptance in the caller's transaction."""
+        if self.enabled:
+            self._increment(conn, offer_id, key, shown=0, expected=0.0, accepted=1)
+
+    def applied(self, increments: Iterable[tuple[int, str, int, float, int]]) -> None:
+        """Add this process's committed increments to the in-memory counters (before the next sync)."""
+        with self._lock:
+            for offer_id, key, shown, expected, accepted in increments:
+                self._by_key.setdefault((offer_id, key), Counts()).add(shown, expected, accepted)
+                self._by_offer.setdefault(offer_id, Counts()).add(shown, expected, accepted)
+
+    def _increment(self, conn: Connection, offer_id: int, key: str, *, shown: int, expected: float, accepted: int) -> None:
+        insert = upsert(conn, _l).values(offer_id=offer_id, learning_key=key, shard=self.shard, shown=shown,
+                                         expected=expected, accepted=accepted)
+        conn.execute(insert.on_conflict_do_update(
+            index_elements=[_l.c.offer_id, _l.c.learning_key, _l.c.shard],
+            set_={"shown": _l.c.shown + insert.excluded.shown, "expected": _l.c.expected + insert.excluded.expected,
+                  "accepted": _l.c.accepted + insert.excluded.accepted}))

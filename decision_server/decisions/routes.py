@@ -1,0 +1,97 @@
+"""HTTP routes for decisions: decide, respond, and read the decision log."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify
+from flask.views import MethodView
+
+from decision_server.auth.roles import Permission, requires
+from decision_server.decisions import log
+from decision_server.decisions.schemas import (
+    DecisionDetailSchema,
+    DecisionPageSchema,
+    DecisionQuery,
+    DecisionRequestSchema,
+    DecisionSchema,
+    OfferStatisticsQuery,
+    OfferStatisticsSchema,
+    ResponseInSchema,
+    ResponseSchema,
+)
+from decision_server.decisions.service import DecisionRequest
+from decision_server.errors import ValidationError
+from decision_server.web import Blueprint, transaction
+
+blp = Blueprint("decisions", __name__, url_prefix="/decisions",
+                description="The next best action for a customer on a channel, responses, and the decision log")
+
+
+def _decider():
+    return current_app.extensions["decider"]
+
+
+@blp.route("")
+class Decisions(MethodView):
+    @requires(Permission.DECISIONS_WRITE)
+    @blp.arguments(DecisionRequestSchema)
+    @blp.response(201, DecisionSchema)
+    def post(self, body):
+        """Decide the next best actions for a customer on a channel, explained, and log the decision."""
+        decider = _decider()
+        if body["channel"] not in decider.channels:
+            message = f"unknown channel; channels: {', '.join(decider.channels)}"
+            raise ValidationError("the request has invalid fields: channel", errors={"channel": [message]})
+        answer = decider.decide(DecisionRequest(body["customer_id"], body["channel"], body["context"], body["actions"]))
+        # Serialized directly: the decision path skips marshmallow's dump (the schema documents it).
+        response = jsonify(answer)
+        response.status_code = 201
+        return response
+
+    @requires(Permission.DECISIONS_READ)
+    @blp.arguments(DecisionQuery, location="query")
+    @blp.response(200, DecisionPageSchema)
+    def get(self, query):
+        """List decisions newest first, by customer, channel and time."""
+        limit = query.pop("limit")
+        with transaction() as session:
+            rows = log.listing(session.connection(), limit=limit, before=query.pop("cursor", None), **query)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {"items": rows, "next_cursor": rows[-1]["decision_id"] if more and rows else None}
+
+
+@blp.route("/<string:decision_id>")
+class Decision(MethodView):
+    @requires(Permission.DECISIONS_READ)
+    @blp.response(200, DecisionDetailSchema)
+    def get(self, decision_id):
+        """Show one decision: context, profile, every candidate with its factors, actions and responses."""
+        with transaction() as session:
+            return log.get(session.connection(), decision_id)
+
+
+@blp.route("/<string:decision_id>/responses")
+class Responses(MethodView):
+    @requires(Permission.DECISIONS_WRITE)
+    @blp.arguments(ResponseInSchema)
+    @blp.response(201, ResponseSchema)
+    @blp.alt_response(200, schema=ResponseSchema, description="the same response was already recorded (a retry)")
+    def post(self, body, decision_id):
+        """Record how the customer responded to an action; the same response again changes nothing."""
+        learning = _decider().learning
+        with transaction(write=True) as session:
+            stored, created, counted = log.respond(session.connection(), learning, decision_id, **body)
+        if counted:
+            learning.applied([counted])
+        return stored, 201 if created else 200
+
+
+@blp.route("/offers/statistics")
+class OfferStatistics(MethodView):
+    @requires(Permission.DECISIONS_READ)
+    @blp.arguments(OfferStatisticsQuery, location="query")
+    @blp.response(200, OfferStatisticsSchema)
+    def get(self, query):
+        """Per offer: how often it was made, the responses, the acceptance rate."""
+        with transaction() as session:
+            return {"items": log.offer_statistics(session.connection(), **query)}

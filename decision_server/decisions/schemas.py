@@ -1,0 +1,134 @@
+"""Marshmallow schemas of the decision API: the request, the answer, responses, the log."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields
+
+from decision_server.decisions.log import RESPONSES
+from decision_server.decisions.service import MAX_ACTIONS
+from decision_server.schemas import Code, EventTime, ExternalId, JsonDocument, PageQuery, Text, Timestamp
+
+
+class _Strict(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+
+class Scalars(JsonDocument):
+    """Free context attributes: names to text, numbers or booleans (rules read them as `context.<name>`)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        document = super()._deserialize(value, attr, data, **kwargs)
+        for key, item in document.items():
+            if not isinstance(key, str) or not key.isidentifier() or len(key) > 64:
+                raise ma.ValidationError(f"{key!r}: names are letters, digits and _, at most 64")
+            if not isinstance(item, (str, int, float, bool)) or (isinstance(item, str) and len(item) > 200):
+                raise ma.ValidationError(f"{key}: a text of at most 200 characters, a number or a boolean")
+        return document
+
+
+class ContextSchema(_Strict):
+    intent = Code(metadata={"description": "why the customer is here: browse, cancel, complaint, upgrade, billing, …", "example": "browse"})
+    page = Text(200, metadata={"example": "plans"})
+    agent_id = Text(100, metadata={"description": "the call-centre agent handling the customer"})
+    attributes = Scalars(metadata={"description": "free attributes; rules read them as context.<name>"})
+
+
+class DecisionRequestSchema(_Strict):
+    customer_id = ExternalId(required=True, metadata={"example": "C000001"})
+    channel = Code(required=True, metadata={"description": "app, call_centre, sms (DECISION_CHANNELS adds more)", "example": "app"})
+    context = fields.Nested(ContextSchema, load_default=dict)
+    actions = fields.Integer(load_default=1, strict=True, validate=ma.validate.Range(1, MAX_ACTIONS),
+                             metadata={"description": f"how many ranked actions to return (1–{MAX_ACTIONS})"})
+
+
+class ActionSchema(ma.Schema):
+    rank = fields.Integer()
+    offer = fields.Dict(metadata={"description": "id, code, name, category, product_category, business_value, points_cost"})
+    treatment = fields.Dict(metadata={"description": "the channel's treatment rendered for this customer (kind + fields)"})
+    priority = fields.Float(metadata={"description": "propensity × context weight × business value × levers"})
+    factors = fields.Dict(metadata={"description": "each factor of the priority, the arbitration rules that set the weights, and the learning state"})
+
+
+class CandidateSchema(ma.Schema):
+    offer_id = fields.Integer()
+    code = fields.String()
+    eligible = fields.Boolean()
+    removed_by = fields.List(fields.Dict(), metadata={"description": "each rule or policy that removed the offer: ruleset, rule, check/policy, reason"})
+    priority = fields.Float()
+    factors = fields.Dict()
+
+
+class DecisionSchema(ma.Schema):
+    decision_id = fields.String()
+    decided_at = fields.DateTime()
+    customer_id = fields.String()
+    prospect = fields.Boolean(metadata={"description": "true when the customer id is unknown: decided as for a new prospect"})
+    channel = fields.String()
+    actions = fields.List(fields.Nested(ActionSchema))
+    customer = fields.Dict(metadata={"description": "stage, value segment, tier, RFM segment and journey stage as used"})
+    scores = fields.Dict()
+    revision = fields.String(metadata={"description": "the rule revision that decided"})
+    models = fields.Dict(metadata={"description": "per model: version, fallback, reason"})
+    explanation = fields.List(fields.Nested(CandidateSchema), metadata={"description": "every active offer: eligible or what removed it"})
+    latency_us = fields.Integer(metadata={"description": "server time to decide, before the log write"})
+
+
+class ResponseInSchema(_Strict):
+    response = fields.String(required=True, validate=ma.validate.OneOf(RESPONSES))
+    offer_id = fields.Integer(strict=True, metadata={"description": "which action (needed when the decision made several)"})
+    occurred_at = EventTime(metadata={"description": "when the customer responded (default: now); late responses are welcome"})
+    attributes = JsonDocument(load_default=dict)
+
+
+class ResponseSchema(ma.Schema):
+    decision_id = fields.String()
+    rank = fields.Integer()
+    offer_id = fields.Integer()
+    response = fields.String()
+    responded_at = fields.DateTime()
+    recorded_at = fields.DateTime()
+    attributes = fields.Dict()
+
+
+class DecisionSummarySchema(ma.Schema):
+    decision_id = fields.String()
+    customer_id = fields.String()
+    prospect = fields.Boolean()
+    channel = fields.String()
+    decided_at = fields.DateTime()
+    customer = fields.Dict()
+    revision = fields.String()
+    latency_us = fields.Integer()
+    actions = fields.List(fields.Dict())
+
+
+class DecisionDetailSchema(DecisionSummarySchema):
+    context = fields.Dict()
+    models = fields.Dict()
+    candidates = fields.List(fields.Dict())
+    responses = fields.List(fields.Nested(ResponseSchema))
+
+
+class DecisionPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(DecisionSummarySchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class DecisionQuery(_Strict):
+    limit = PageQuery._declared_fields["limit"]
+    cursor = fields.String(validate=ma.validate.Regexp(r"^[0-9a-f]{32}$", error="not a cursor returned by this API"),
+                           metadata={"description": "next_cursor of the previous page"})
+    customer_id = ExternalId()
+    channel = Code()
+    since = Timestamp()
+    until = Timestamp()
+
+
+class OfferStatisticsQuery(_Strict):
+    since = Timestamp()
+
+
+class OfferStatisticsSchema(ma.Schema):
+    items = fields.List(fields.Dict(), metadata={"description": "per offer: actions, accepted, declined, ignored, clicked, acceptance_rate"})

@@ -1,0 +1,245 @@
+"""The next-best-action decision: read, score, rules, eligibility, contact policy, arbitration, log.
+
+One request does two indexed reads (customer + state row; the customer's recent actions and
+declines), one merged onnxruntime call, one rule-engine session over every active offer, and
+one short write transaction (decision, actions, learning counters). No ORM objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from decision_server.analytics.requirements import missing, require
+from decision_server.customers.records import CustomerRecord, CustomerStateRecord
+from decision_server.db import Database, to_utc, utcnow
+from decision_server.decisions.learning import Learning
+from decision_server.decisions.records import DecisionActionRecord, DecisionRecord, DecisionResponseRecord
+from decision_server.errors import Unavailable
+from decision_server.features import online
+from decision_server.features.definition import CATEGORIES, as_dict
+from decision_server.offers import treatments
+from decision_server.offers.catalog import Offer
+
+log = logging.getLogger("decision_server.decisions")
+
+RULESETS = ("offers", "contact_policy", "arbitration")
+OPTIONAL_RULESETS = ("learning",)
+LEARNING_DEFAULTS = {"exploration": 1.0, "prior_strength": 20.0}
+MAX_ACTIONS = 10
+# The contact policy's windows: its inputs are named after them (channel_contacts_1d, ...).
+DAY = dt.timedelta(days=1)
+HISTORY = dt.timedelta(days=30)
+
+_c, _s = CustomerRecord.__table__, CustomerStateRecord.__table__
+_d, _a, _r = DecisionRecord.__table__, DecisionActionRecord.__table__, DecisionResponseRecord.__table__
+READ_PROFILE = online.READ_BY_EXTERNAL_ID.add_columns(
+    _c.c.first_name, _c.c.last_name, _c.c.consent, _c.c.attributes, _s.c.stage, _s.c.value_segment, _s.c.rfm_segment,
+    _s.c.journey_stage,
+)
+_external, _since = sa.bindparam("external_id"), sa.bindparam("since")
+READ_CONTACTS = sa.union_all(
+    sa.select(sa.literal(0).label("declined"), _a.c.offer_id, _a.c.channel, _a.c.decided_at.label("at"))
+    .where(_a.c.external_id == _external, _a.c.decided_at >= _since),
+    sa.select(sa.literal(1), _r.c.offer_id, sa.literal(""), _r.c.responded_at)
+    .where(_r.c.external_id == _external, _r.c.response == "declined", _r.c.responded_at >= _since),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecisionRequest:
+    """What a channel asks: the customer, the channel, the moment's context, how many actions."""
+
+    customer_id: str
+    channel: str
+    context: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    actions: int = 1
+
+
+@dataclasses.dataclass
+class History:
+    """The customer's recent contacts, counted the way the contact policy reads them."""
+
+    channel_1d: int = 0
+    channel_7d: int = 0
+    offers: dict[int, list] = dataclasses.field(default_factory=dict)  # offer id -> [contacts 30d, declines 30d, last contact]
+
+
+class Decider:
+    """Makes decisions with the serving rules, models, catalog and learning of one process."""
+
+    def __init__(self, database: Database, *, rulebook, models, catalog, learning: Learning, channels: Mapping[str, str]):
+        self.database = database
+        self.rulebook, self.models, self.catalog, self.learning = rulebook, models, catalog, learning
+        self.channels = dict(channels)
+
+    def decide(self, request: DecisionRequest, *, now: dt.datetime | None = None) -> dict[str, Any]:
+        """Answer one request and log it; raise Unavailable when the log cannot be written."""
+        started = time.perf_counter()
+        now = to_utc(now) if now is not None else utcnow()
+        stamp = now.timestamp()
+        revision, model_set, offers = self.rulebook.current, self.models.current, self.catalog.offers
+        require(revision, *RULESETS)
+        rulesets = RULESETS + tuple(n for n in OPTIONAL_RULESETS if not missing(revision, n))
+
+        with self.database.engine.connect() as conn:
+            row = conn.execute(READ_PROFILE, {"external_id": request.customer_id}).first()
+            contacts = conn.execute(READ_CONTACTS, {"external_id": request.customer_id, "since": now - HISTORY}).all()
+        prospect = row is None
+        if prospect:
+            x, profile, person = online.prospect(now), _PROSPECT_PROFILE, {}
+        else:
+            m = row._mapping
+            x = online.from_row(m, now).values
+            profile = {"stage": m["stage"], "value_segment": m["value_segment"], "tier": None,
+                       "rfm_segment": m["rfm_segment"], "journey_stage": m["journey_stage"]}
+            person = m
+        scores = model_set.score(x)
+        values = scores.values
+        history = _history(contacts, request.channel, now)
+
+        # The features first, under their own names (rules may read them), then the decision's facts.
+        base = {
+            **as_dict(x[0]),
+            "channel": request.channel, "intent": request.context.get("intent"),
+            "stage": profile["stage"], "value_segment": profile["value_segment"], "tier": profile["tier"],
+            "points_balance": None,
+            "transaction_count": 0 if prospect else (person["transaction_count"] or 0),
+            "last_purchase_at": None if prospect else person["last_purchase_at"],
+            "churn_risk": values.get("churn_risk"), "propensity_to_buy": values.get("propensity_to_buy"),
+            "engagement_score": values.get("engagement_score"), "ltv": values.get("ltv"),
+            "consent": None if prospect else (person["consent"] or {}).get(request.channel),
+            "channel_contacts_1d": history.channel_1d, "channel_contacts_7d": history.channel_7d,
+        }
+        for key, value in (request.context.get("attributes") or {}).items():
+            base[f"context.{key}"] = value
+        rows = []
+        for offer in offers:
+            seen = history.offers.get(offer.id) or (0, 0, None)
+            rows.append({**base, **offer.facts, "offer_contacts_30d": seen[0], "offer_declines_30d": seen[1],
+                         "last_offer_contact_at": seen[2]})
+        results = revision.evaluate_group_many(rulesets, rows, now=stamp) if rows else []
+
+        key = profile["value_segment"] or ("prospect" if prospect else "unknown")
+        buy, nbo = float(values.get("propensity_to_buy") or 0.0), values.get("nbo") or {}
+        candidates, eligible = [], []
+        for offer, result in zip(offers, results):
+            removed = _catalog_checks(offer, request.channel, self.channels, stamp)
+            for name, field in (("offers", "check"), ("contact_policy", "policy")):
+                outcomes, fired = result[name].outcome, result[name].fired_ids
+                removed.extend({"ruleset": name, "rule": rule, field: o.get(field), "reason": o.get("reason")}
+                               for rule, o in zip(fired, outcomes))
+            model_p = buy * (nbo.get(offer.product_category, 0.0) if offer.product_category else 1.0 / len(CATEGORIES))
+            settings = result["learning"].outcome if "learning" in result else LEARNING_DEFAULTS
+            adaptive, learned = self.learning.propensity(offer.id, key, model_p, exploration=float(settings["exploration"]),
+                                                         prior_strength=float(settings["prior_strength"]))
+            context_weight = levers = 1.0
+            weights = []
+            for rule, o in zip(result["arbitration"].fired_ids, result["arbitration"].outcome):
+                if o.get("factor") == "context_weight":
+                    context_weight *= float(o["weight"])
+                else:
+                    levers *= float(o["weight"])
+                weights.append({"rule": rule, "factor": o.get("factor"), "weight": o.get("weight")})
+            priority = adaptive * context_weight * offer.business_value * levers
+            candidate = {
+                "offer_id": offer.id, "code": offer.code, "eligible": not removed, "removed_by": removed,
+                "priority": round(priority, 8),
+                "factors": {"propensity": round(adaptive, 6), "model_propensity": round(model_p, 6),
+                            "context_weight": context_weight, "business_value": offer.business_value, "levers": levers,
+                            "weights": weights, "learning": learned},
+            }
+            candidates.append(candidate)
+            if not removed:
+                eligible.append((priority, offer, candidate, model_p))
+        eligible.sort(key=lambda e: (-e[0], e[1].id))
+        chosen = eligible[: request.actions]
+
+        decision_id = new_decision_id(stamp)
+        kind = self.channels[request.channel]
+        fill = {"first_name": None if prospect else person["first_name"], "last_name": None if prospect else person["last_name"]}
+        actions = []
+        for rank, (priority, offer, candidate, _model_p) in enumerate(chosen, start=1):
+            rendered = treatments.render(kind, offer.treatments[request.channel],
+                                         {**fill, "offer_name": offer.name, "offer_code": offer.code, "points_cost": offer.points_cost})
+            actions.append({"rank": rank, "offer": offer.summary(), "treatment": {"kind": kind, **rendered},
+                            "priority": candidate["priority"], "factors": candidate["factors"]})
+        models = {name: status for name, status in scores.models.items()}
+        latency_us = int((time.perf_counter() - started) * 1e6)
+        record = {"id": decision_id, "external_id": request.customer_id, "customer_id": None if prospect else person["id"],
+                  "prospect": prospect, "channel": request.channel, "decided_at": now, "context": dict(request.context),
+                  "profile": profile, "revision": revision.id, "models": models, "candidates": candidates,
+                  "latency_us": latency_us}
+        action_rows = [{"decision_id": decision_id, "rank": a["rank"], "external_id": request.customer_id,
+                        "offer_id": offer.id, "channel": request.channel, "decided_at": now, "priority": priority,
+                        "propensity": model_p, "learning_key": key}
+                       for a, (priority, offer, _c, model_p) in zip(actions, chosen)]
+        self._log(record, action_rows)
+        return {
+            "decision_id": decision_id, "decided_at": now, "customer_id": request.customer_id, "prospect": prospect,
+            "channel": request.channel, "actions": actions, "customer": profile, "scores": _public_scores(values),
+            "revision": revision.id, "models": models, "explanation": candidates, "latency_us": latency_us,
+        }
+
+    def _log(self, record: dict[str, Any], action_rows: list[dict[str, Any]]) -> None:
+        """Write the decision, its actions and the learning counters in one transaction, or fail loudly."""
+        shown = [(a["offer_id"], a["learning_key"], a["propensity"]) for a in action_rows]
+        try:
+            with self.database.connection(write=True) as conn:
+                conn.execute(sa.insert(_d), record)
+                if action_rows:
+                    conn.execute(sa.insert(_a), action_rows)
+                self.learning.record_shown(conn, shown)
+        except sa.exc.OperationalError as exc:
+            # Never answer without a record: the channel gets a 503 and can retry or fall back.
+            log.error("decision log write failed", extra={"decision_id": record["id"], "error": type(exc).__name__})
+            raise Unavailable("the decision could not be logged (database unavailable); retry", code="decision_log_unavailable") from None
+        self.learning.applied((o, k, 1, p, 0) for o, k, p in shown)
+
+
+_PROSPECT_PROFILE = {"stage": "acquisition", "value_segment": None, "tier": None, "rfm_segment": None, "journey_stage": None}
+
+
+def new_decision_id(stamp: float) -> str:
+    """Return a 32-hex-digit id: milliseconds since 1970, then 80 random bits (sorts by time)."""
+    return f"{int(stamp * 1000):012x}{secrets.token_hex(10)}"
+
+
+def _history(rows: list, channel: str, now: dt.datetime) -> History:
+    history = History()
+    day, week = now - DAY, now - 7 * DAY
+    for declined, offer_id, on_channel, at in rows:
+        seen = history.offers.setdefault(offer_id, [0, 0, None])
+        if declined:
+            seen[1] += 1
+            continue
+        seen[0] += 1
+        if seen[2] is None or at > seen[2]:
+            seen[2] = at
+        if on_channel == channel:
+            history.channel_7d += at >= week
+            history.channel_1d += at >= day
+    return history
+
+
+def _catalog_checks(offer: Offer, channel: str, channels: Mapping[str, str], stamp: float) -> list[dict[str, Any]]:
+    removed = []
+    if not offer.valid_at(stamp):
+        removed.append({"ruleset": "catalog", "rule": "outside_validity", "check": "catalog",
+                        "reason": "The offer is outside its validity dates."})
+    if channel not in offer.treatments:
+        removed.append({"ruleset": "catalog", "rule": "no_treatment", "check": "catalog",
+                        "reason": f"The offer has no treatment for the {channel} channel."})
+    return removed
+
+
+def _public_scores(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (round(v, 6) if isinstance(v, float) else {c: round(p, 6) for c, p in v.items()} if isinstance(v, dict) else v)
+            for k, v in values.items()}
