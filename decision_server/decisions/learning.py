@@ -26,9 +26,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from decision_server.db import Database, upsert
+from decision_server.db import Database
 from decision_server.decisions.records import OfferLearningRecord
 from decision_server.polling import Poller
 
@@ -110,22 +111,24 @@ class Learning:
                        "expected": round(segment.expected, 4), "multiplier": round(mean, 4),
                        "sampled_multiplier": round(theta, 4), "exploration": exploration, "prior_strength": prior_strength}
 
-    def record_shown(self, conn: Connection, actions: Iterable[tuple[int, str, float]]) -> None:
-        """Count actions made (offer id, key, model propensity) in the caller's transaction."""
+    def increments(self, actions: Iterable[tuple[int, str, float]]) -> list[dict[str, Any]]:
+        """Return the counter increments for actions made (offer id, key, model propensity), in lock order."""
         if not self.enabled:
-            return
-        rows = {}
+            return []
+        rows: dict[tuple[int, str], list] = {}
         for offer_id, key, propensity in actions:
-            shown, expected = rows.get((offer_id, key), (0, 0.0))
-            rows[(offer_id, key)] = (shown + 1, expected + propensity)
+            row = rows.setdefault((offer_id, key), [0, 0.0])
+            row[0] += 1
+            row[1] += propensity
         # Sorted, so two transactions never lock the same counters in opposite orders.
-        for (offer_id, key), (shown, expected) in sorted(rows.items()):
-            self._increment(conn, offer_id, key, shown=shown, expected=expected, accepted=0)
+        return [{"offer_id": o, "learning_key": k, "shard": self.shard, "shown": n, "expected": e, "accepted": 0}
+                for (o, k), (n, e) in sorted(rows.items())]
 
     def record_accepted(self, conn: Connection, offer_id: int, key: str) -> None:
         """Count one acceptance in the caller's transaction."""
         if self.enabled:
-            self._increment(conn, offer_id, key, shown=0, expected=0.0, accepted=1)
+            conn.execute(increment_statement(conn.dialect.name), {"offer_id": offer_id, "learning_key": key, "shard": self.shard,
+                                                                  "shown": 0, "expected": 0.0, "accepted": 1})
 
     def applied(self, increments: Iterable[tuple[int, str, int, float, int]]) -> None:
         """Add this process's committed increments to the in-memory counters (before the next sync)."""
@@ -134,10 +137,12 @@ class Learning:
                 self._by_key.setdefault((offer_id, key), Counts()).add(shown, expected, accepted)
                 self._by_offer.setdefault(offer_id, Counts()).add(shown, expected, accepted)
 
-    def _increment(self, conn: Connection, offer_id: int, key: str, *, shown: int, expected: float, accepted: int) -> None:
-        insert = upsert(conn, _l).values(offer_id=offer_id, learning_key=key, shard=self.shard, shown=shown,
-                                         expected=expected, accepted=accepted)
-        conn.execute(insert.on_conflict_do_update(
-            index_elements=[_l.c.offer_id, _l.c.learning_key, _l.c.shard],
-            set_={"shown": _l.c.shown + insert.excluded.shown, "expected": _l.c.expected + insert.excluded.expected,
-                  "accepted": _l.c.accepted + insert.excluded.accepted}))
+
+def increment_statement(dialect: str) -> sa.sql.Insert:
+    """Return the upsert that adds to one counter row (bind: offer_id, learning_key, shard, shown, expected, accepted)."""
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_l).values(
+        {c: sa.bindparam(c, type_=_l.c[c].type) for c in ("offer_id", "learning_key", "shard", "shown", "expected", "accepted")})
+    return insert.on_conflict_do_update(
+        index_elements=[_l.c.offer_id, _l.c.learning_key, _l.c.shard],
+        set_={"shown": _l.c.shown + insert.excluded.shown, "expected": _l.c.expected + insert.excluded.expected,
+              "accepted": _l.c.accepted + insert.excluded.accepted})

@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from decision_server.analytics.requirements import missing, require
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import Database, to_utc, utcnow
-from decision_server.decisions.learning import Learning
+from decision_server import fastsql
+from decision_server.decisions.learning import Learning, increment_statement
 from decision_server.decisions.records import DecisionActionRecord, DecisionRecord, DecisionResponseRecord
 from decision_server.errors import Unavailable
 from decision_server.features import online
@@ -79,6 +80,14 @@ class Decider:
         self.database = database
         self.rulebook, self.models, self.catalog, self.learning = rulebook, models, catalog, learning
         self.channels = dict(channels)
+        engine = database.engine
+        self._read_profile = fastsql.Prepared(engine, READ_PROFILE)
+        self._read_contacts = fastsql.Prepared(engine, READ_CONTACTS)
+        self._insert_decision = fastsql.Prepared(engine, sa.insert(_d).values({c.name: sa.bindparam(c.name, type_=c.type) for c in _d.columns}))
+        self._insert_action = fastsql.Prepared(engine, sa.insert(_a).values({c.name: sa.bindparam(c.name, type_=c.type) for c in _a.columns}))
+        self._increment = fastsql.Prepared(engine, increment_statement(engine.dialect.name))
+        # Any driver error while logging (locked, unreachable, disk full): answer 503, never a silent loss.
+        self._database_error = engine.dialect.loaded_dbapi.Error
 
     def decide(self, request: DecisionRequest, *, now: dt.datetime | None = None) -> dict[str, Any]:
         """Answer one request and log it; raise Unavailable when the log cannot be written."""
@@ -89,14 +98,14 @@ class Decider:
         require(revision, *RULESETS)
         rulesets = RULESETS + tuple(n for n in OPTIONAL_RULESETS if not missing(revision, n))
 
-        with self.database.engine.connect() as conn:
-            row = conn.execute(READ_PROFILE, {"external_id": request.customer_id}).first()
-            contacts = conn.execute(READ_CONTACTS, {"external_id": request.customer_id, "since": now - HISTORY}).all()
-        prospect = row is None
+        with fastsql.cursor(self.database.engine) as cur:
+            found = self._read_profile.rows(cur, {"external_id": request.customer_id})
+            contacts = self._read_contacts.rows(cur, {"external_id": request.customer_id, "since": now - HISTORY})
+        prospect = not found
         if prospect:
             x, profile, person = online.prospect(now), _PROSPECT_PROFILE, {}
         else:
-            m = row._mapping
+            m = dict(zip(self._read_profile.names, found[0]))
             x = online.from_row(m, now).values
             profile = {"stage": m["stage"], "value_segment": m["value_segment"], "tier": None,
                        "rfm_segment": m["rfm_segment"], "journey_stage": m["journey_stage"]}
@@ -190,18 +199,19 @@ class Decider:
 
     def _log(self, record: dict[str, Any], action_rows: list[dict[str, Any]]) -> None:
         """Write the decision, its actions and the learning counters in one transaction, or fail loudly."""
-        shown = [(a["offer_id"], a["learning_key"], a["propensity"]) for a in action_rows]
+        increments = self.learning.increments((a["offer_id"], a["learning_key"], a["propensity"]) for a in action_rows)
         try:
-            with self.database.connection(write=True) as conn:
-                conn.execute(sa.insert(_d), record)
+            with fastsql.cursor(self.database.engine, write=True) as cur:
+                self._insert_decision.execute(cur, record)
                 if action_rows:
-                    conn.execute(sa.insert(_a), action_rows)
-                self.learning.record_shown(conn, shown)
-        except sa.exc.OperationalError as exc:
+                    self._insert_action.execute(cur, action_rows)
+                for row in increments:
+                    self._increment.execute(cur, row)
+        except self._database_error as exc:
             # Never answer without a record: the channel gets a 503 and can retry or fall back.
             log.error("decision log write failed", extra={"decision_id": record["id"], "error": type(exc).__name__})
             raise Unavailable("the decision could not be logged (database unavailable); retry", code="decision_log_unavailable") from None
-        self.learning.applied((o, k, 1, p, 0) for o, k, p in shown)
+        self.learning.applied((r["offer_id"], r["learning_key"], r["shown"], r["expected"], 0) for r in increments)
 
 
 _PROSPECT_PROFILE = {"stage": "acquisition", "value_segment": None, "tier": None, "rfm_segment": None, "journey_stage": None}
