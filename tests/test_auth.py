@@ -87,6 +87,7 @@ MATRIX = {
     ("GET", DECISION): OFFER_READERS,
     ("POST", DECISION + "/responses"): DECIDERS,
     ("GET", "/api/v1/decisions/offers/statistics"): OFFER_READERS,
+    ("GET", "/api/v1/value/offers"): OFFER_READERS,
 }
 
 TX = {"customer_id": "C1", "occurred_at": "2026-01-01T10:00:00Z", "amount": "10.00"}

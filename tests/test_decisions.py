@@ -229,3 +229,17 @@ def test_a_decision_that_cannot_be_logged_fails_loudly(demo, auth, database):
             conn.exec_driver_sql("ALTER TABLE decisions_away RENAME TO decisions")
     with database.connection() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(DecisionRecord)).scalar() == 0  # nothing half-written
+
+
+def test_value_based_offers_and_the_360_view_show_decisions(demo, auth):
+    segments = {s["segment"]: [o["code"] for o in s["offers"]]
+                for s in demo.get("/api/v1/value/offers", headers=auth("analyst")).get_json()["segments"]}
+    assert segments == {"high": ["VIP_EARLY_ACCESS"], "medium": [], "low": []}
+    one = demo.get("/api/v1/value/offers?segment=high", headers=auth("channel")).get_json()["segments"]
+    assert [s["segment"] for s in one] == ["high"]
+    answer = decide(demo, auth, channel="app")
+    profile = demo.get("/api/v1/customers/GROW/profile", headers=auth("analyst")).get_json()
+    assert [d["decision_id"] for d in profile["recent_decisions"]] == [answer["decision_id"]]
+    assert profile["recent_decisions"][0]["actions"][0]["offer_id"] == answer["actions"][0]["offer"]["id"]
+    assert profile["value"]["segment"] in segments
+    assert [o["code"] for o in profile["value_offers"]] == segments[profile["value"]["segment"]]

@@ -110,7 +110,8 @@ class ProfileSchema(ma.Schema):
     recent_transactions = fields.List(fields.Nested("TransactionSchema"))
     recent_touchpoints = fields.List(fields.Nested("TouchpointSchema"))
     transitions = fields.List(fields.Nested(TransitionSchema))
-    recent_decisions = fields.List(JsonDocument(), metadata={"description": "(the decision log arrives with the decision API)"})
+    recent_decisions = fields.List(JsonDocument(), metadata={"description": "the latest decisions: id, time, channel, actions (GET /decisions/{id} explains each)"})
+    value_offers = fields.List(JsonDocument(), metadata={"description": "active offers whose target value segments include the customer's (CVM value-based offers)"})
     rule_revision = fields.String()
 
 
@@ -128,6 +129,8 @@ class CustomerProfile(MethodView):
     @per_customer.response(200, ProfileSchema)
     def get(self, query, customer_id):
         """The 360 view: state, stage, value, RFM, scores with model versions, segments, CLV, recent events and transitions."""
+        from decision_server.decisions import log as decision_log
+        from decision_server.offers.catalog import value_offers
         from decision_server.touchpoints.service import list_touchpoints
         from decision_server.transactions.service import list_transactions
 
@@ -145,6 +148,7 @@ class CustomerProfile(MethodView):
             transactions = list_transactions(session, customer_external_id=customer_id, limit=limit)[:limit]
             touchpoints = list_touchpoints(session, customer_external_id=customer_id, limit=limit)[:limit]
             transitions = _transition_rows(session, {"limit": limit}, cid)["items"]
+            decisions = decision_log.listing(conn, limit=limit, customer_id=customer_id)[:limit]
         state = customer["state"]
         scored = _models().score(features.values)
         named = as_dict(features.values[0])
@@ -162,7 +166,8 @@ class CustomerProfile(MethodView):
             "clv": {"historical": _money(history[0].__dict__) if history else None,
                     "predicted": {"ltv_12m": round(scored.values["ltv"], 2), "model": scored.models["ltv"]}},
             "recent_transactions": transactions, "recent_touchpoints": touchpoints, "transitions": transitions,
-            "recent_decisions": [], "rule_revision": revision.id,
+            "recent_decisions": decisions, "rule_revision": revision.id,
+            "value_offers": value_offers(current_app.extensions["catalog"].offers, state["value_segment"]),
         }
 
 

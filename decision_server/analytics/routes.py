@@ -328,3 +328,29 @@ class ValueStatistics(MethodView):
             "histogram": [{"from": k * 10, "to": min(k * 10 + 10, 100), "customers": int(bands.get(float(k), bands.get(k, 0)))}
                           for k in range(10)] if bands else [],
         }
+
+
+class ValueOffersQuery(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    segment = fields.String(validate=ma.validate.Regexp(r"^[a-z][a-z0-9_]{0,31}$"), metadata={"description": "one segment (default: every segment the value rules give)", "example": "high"})
+
+
+class ValueOffersSchema(ma.Schema):
+    segments = fields.List(JsonDocument(), metadata={"description": "[{segment, offers}]: the active offers that target each value segment by name"})
+
+
+@value_blp.route("/offers")
+class ValueOffers(MethodView):
+    @requires(Permission.OFFERS_READ)
+    @value_blp.arguments(ValueOffersQuery, location="query")
+    @value_blp.response(200, ValueOffersSchema)
+    def get(self, query):
+        """Value-based offers: the active offers made for a value segment (the customer 360 view lists a customer's)."""
+        from decision_server.offers.catalog import value_offers
+
+        revision = _revision()
+        names = [query["segment"]] if "segment" in query else list(revision.rulesets["value"].outputs["value_segment"].values or ())
+        offers = current_app.extensions["catalog"].offers
+        return {"segments": [{"segment": name, "offers": value_offers(offers, name)} for name in names]}

@@ -65,6 +65,16 @@ def to_offer(row: Mapping[str, Any]) -> Offer:
     )
 
 
+def value_offers(offers: tuple[Offer, ...], segment: str | None) -> list[dict[str, Any]]:
+    """Return the offers made for a value segment (CVM's value-based offers): those that target it by name.
+
+    Offers open to every segment are left out: they are not value-based. None (no segment yet) has none.
+    """
+    if segment is None:
+        return []
+    return [offer.summary() for offer in offers if segment in (offer.facts["offer.target_segments"] or ())]
+
+
 class Catalog:
     """The active offers of one process; reloaded when this process writes or the database changes."""
 
