@@ -303,7 +303,7 @@ def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: boo
     from decision_server import migrate
     from decision_server.auth import service
     from decision_server.demo import generator
-
+    from decision_server.offers import service as offers
     from decision_server.rulebook.runtime import install_default_rules
 
     migrate.upgrade(ctx.database.engine)
@@ -319,13 +319,17 @@ def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: boo
     click.echo("analysing the customer base (RFM, stages, value, journeys, segments)...")
     run_all(ctx)
     with ctx.database.session(write=True) as session:
+        added = offers.load_demo_catalog(session, channels=ctx.config.channels, words=offers.vocabulary(None)) if offers.is_empty(session) else 0
         new = service.create_key(session, name="quickstart-demo", role="admin")
+    click.echo(f"demo offer catalog: {added} offers added" if added else "offer catalog already has offers; demo catalog not added")
     base = f"http://{host}:{port}"
     click.echo("")
     click.echo(f"  API:      {base}/api/v1/")
     click.echo(f"  Docs:     {base}/api/v1/docs")
     click.echo(f"  Try:      curl -H 'Authorization: Bearer {new.secret}' {base}/api/v1/customers/DEMO-000001")
     click.echo(f"            curl -H 'Authorization: Bearer {new.secret}' {base}/api/v1/customers/DEMO-000001/scores")
+    click.echo(f"            curl -H 'Authorization: Bearer {new.secret}' -H 'Content-Type: application/json' "
+               f"-d '{{\"customer_id\": \"DEMO-000001\", \"channel\": \"app\"}}' {base}/api/v1/decisions")
     click.echo(f"  Demo admin API key (shown once): {new.secret}")
     click.echo("")
     if not no_serve:

@@ -219,6 +219,11 @@ DEMO_CATALOG: tuple[dict[str, Any], ...] = (
 )
 
 
+def is_empty(session: Session) -> bool:
+    """Tell whether the catalog has no offer at all (retired ones count)."""
+    return session.execute(sa.select(_o.c.id).limit(1)).first() is None
+
+
 def load_demo_catalog(session: Session, *, channels: Mapping[str, str], words, now: dt.datetime | None = None) -> int:
     """Add the demo catalog's offers that are missing (by code); return how many were added."""
     have = set(session.execute(sa.select(_o.c.code)).scalars())
