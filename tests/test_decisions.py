@@ -243,3 +243,21 @@ def test_value_based_offers_and_the_360_view_show_decisions(demo, auth):
     assert profile["recent_decisions"][0]["actions"][0]["offer_id"] == answer["actions"][0]["offer"]["id"]
     assert profile["value"]["segment"] in segments
     assert [o["code"] for o in profile["value_offers"]] == segments[profile["value"]["segment"]]
+
+
+def test_concurrent_decisions_are_all_logged(demo, auth, app, database):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from decision_server.decisions.service import DecisionRequest
+
+    decider = app.extensions["decider"]
+    requests = [DecisionRequest(c, ch, {"intent": "browse"}, 2) for c in ("GROW", "NEW", "ZERO", "NOBODY") for ch in ("app", "call_centre", "sms")] * 10
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(decider.decide, requests))
+    assert len({a["decision_id"] for a in answers}) == len(requests)
+    with database.connection() as conn:
+        logged = conn.execute(sa.select(sa.func.count()).select_from(DecisionRecord)).scalar()
+        actions = conn.execute(sa.select(sa.func.count()).select_from(DecisionActionRecord)).scalar()
+        shown = conn.execute(sa.select(sa.func.sum(OfferLearningRecord.shown))).scalar()
+    assert logged == len(requests)
+    assert actions == sum(len(a["actions"]) for a in answers) == shown
