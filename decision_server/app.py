@@ -98,13 +98,14 @@ def _blueprints() -> list:
     from decision_server.customers.routes import blp as customers
     from decision_server.decisions.routes import blp as decisions
     from decision_server.offers.routes import blp as offers
+    from decision_server.offers.sync_routes import blp as catalog_sync
     from decision_server.rulebook.routes import blp as rules
     from decision_server.scoring.routes import blp as models
     from decision_server.scoring.routes import scores
     from decision_server.touchpoints.routes import blp as touchpoints
     from decision_server.transactions.routes import blp as transactions
 
-    return [customers, scores, per_customer, transactions, touchpoints, lifecycle_blp, rfm_blp, value_blp, clv_blp, segments, offers, decisions, rules, models, keys]
+    return [customers, scores, per_customer, transactions, touchpoints, lifecycle_blp, rfm_blp, value_blp, clv_blp, segments, offers, catalog_sync, decisions, rules, models, keys]
 
 
 def _health():

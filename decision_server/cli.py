@@ -363,7 +363,10 @@ from decision_server.rulebook.commands import rules  # noqa: E402
 from decision_server.analytics.commands import analytics, run_all  # noqa: E402
 from decision_server.scoring.commands import models, train  # noqa: E402
 
+from decision_server.offers.commands import offers as offers_group  # noqa: E402
+
 cli.add_command(rules)
+cli.add_command(offers_group)
 cli.add_command(train)
 cli.add_command(models)
 cli.add_command(analytics)

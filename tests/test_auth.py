@@ -17,6 +17,7 @@ CUSTOMER = "/api/v1/customers/<string:customer_id>"
 MODEL = "/api/v1/models/<string:name>"
 SEGMENT = "/api/v1/segments/<string:name>"
 OFFER = "/api/v1/offers/<int:offer_id>"
+CONNECTOR = "/api/v1/catalog/connectors/<string:name>"
 OFFER_READERS = {"channel", "analyst", "editor", "admin"}
 DECIDERS = {"channel", "admin"}
 DECISION = "/api/v1/decisions/<string:decision_id>"
@@ -88,10 +89,20 @@ MATRIX = {
     ("POST", DECISION + "/responses"): DECIDERS,
     ("GET", "/api/v1/decisions/offers/statistics"): OFFER_READERS,
     ("GET", "/api/v1/value/offers"): OFFER_READERS,
+    ("GET", "/api/v1/catalog/connectors"): RULE_EDITORS,
+    ("POST", "/api/v1/catalog/connectors"): ADMIN,
+    ("GET", CONNECTOR): RULE_EDITORS,
+    ("PATCH", CONNECTOR): ADMIN,
+    ("DELETE", CONNECTOR): ADMIN,
+    ("POST", CONNECTOR + "/sync"): RULE_EDITORS,
+    ("GET", "/api/v1/catalog/sync-runs"): OFFER_READERS,
 }
 
 TX = {"customer_id": "C1", "occurred_at": "2026-01-01T10:00:00Z", "amount": "10.00"}
 TP = {"customer_id": "C1", "occurred_at": "2026-01-01T10:00:00Z", "channel": "app", "kind": "app_open"}
+# A connector whose secret is not set: a sync of it fails at once (a recorded run, 200) without any request.
+CONNECTOR_BODY = {"url": "http://127.0.0.1:9/offers", "auth_header": "X-Api-Key", "auth_env": "DS_TEST_UNSET_SECRET",
+                  "mapping": {"external_id": "id", "code": "code", "name": "name"}}
 BODIES = {
     ("POST", "/api/v1/customers"): lambda n: {"external_id": f"NEW-{n}"},
     ("PATCH", CUSTOMER): lambda n: {"first_name": "Ana"},
@@ -111,6 +122,8 @@ BODIES = {
     ("PATCH", OFFER): lambda n: {"name": f"Renamed {n}"},
     ("POST", "/api/v1/decisions"): lambda n: {"customer_id": "C1", "channel": "app"},
     ("POST", DECISION + "/responses"): lambda n: {"response": "clicked"},
+    ("POST", "/api/v1/catalog/connectors"): lambda n: {"name": f"conn_{n}", **CONNECTOR_BODY},
+    ("PATCH", CONNECTOR): lambda n: {"retries": n % 3},
 }
 
 
@@ -152,6 +165,8 @@ def test_route_enforces_its_roles(client, auth, method, rule, models_dir, app):
             client.post("/api/v1/segments", json={"name": "seg", "condition": "frequency >= 1"}, headers=auth("admin"))
         if rule.startswith(OFFER):  # the same for offer 1
             client.post("/api/v1/offers", json=ONE_OFFER, headers=auth("admin"))
+        if rule.startswith(CONNECTOR):  # the same for connector "churn" (<string:name> becomes churn below)
+            client.post("/api/v1/catalog/connectors", json={"name": "churn", **CONNECTOR_BODY}, headers=auth("admin"))
         return client.open(path, method=method, json=body(n), headers=headers)
 
     assert call({}, 0).status_code == 401

@@ -8,10 +8,14 @@ import pytest
 import sqlalchemy as sa
 
 from decision_server.config import DEFAULT_CHANNELS
-from decision_server.decisions.records import DecisionActionRecord, DecisionRecord, OfferLearningRecord
+from decision_server.decisions.records import (
+    DecisionActionRecord,
+    DecisionRecord,
+    OfferLearningRecord,
+)
 from decision_server.offers import service as offers
 
-NOW = dt.datetime.now(dt.timezone.utc)
+NOW = dt.datetime.now(dt.UTC)
 
 
 @pytest.fixture
@@ -153,7 +157,10 @@ def test_acceptances_move_the_adaptive_propensity(demo, auth, app, database, rul
     # No exploration, so the propensity is the posterior mean and comparable between decisions.
     path = rules_dir / "learning.yaml"
     path.write_text(path.read_text().replace("default: {exploration: 1, prior_strength: 20}", "default: {exploration: 0, prior_strength: 5}"))
+    cases = rules_dir / "learning.cases.yaml"
+    cases.write_text(cases.read_text().replace("expect: {exploration: 1, prior_strength: 20}", "expect: {exploration: 0, prior_strength: 5}"))
     app.extensions["rulebook"].sync()
+    assert app.extensions["rulebook"].status()["folder"]["refused"] is None
     before = decide(demo, auth, channel="call_centre")["actions"][0]
     learned = before["factors"]["learning"]
     assert learned["exploration"] == 0.2  # the agents' rule still applies on the phone
@@ -172,6 +179,7 @@ def test_acceptances_move_the_adaptive_propensity(demo, auth, app, database, rul
     assert counts[0].accepted == accepted >= 1 and counts[0].shown == shown
     latest = by_code(decide(demo, auth, channel="app"))
     factors = next(c for c in latest.values() if c["offer_id"] == offer_id)["factors"]
+    assert factors["learning"]["exploration"] == 0, factors
     assert factors["learning"]["multiplier"] > 1 and factors["propensity"] > factors["model_propensity"]
 
 

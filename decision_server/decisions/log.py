@@ -11,7 +11,11 @@ from sqlalchemy.engine import Connection
 
 from decision_server.db import upsert, utcnow
 from decision_server.decisions.learning import Learning
-from decision_server.decisions.records import DecisionActionRecord, DecisionRecord, DecisionResponseRecord
+from decision_server.decisions.records import (
+    DecisionActionRecord,
+    DecisionRecord,
+    DecisionResponseRecord,
+)
 from decision_server.errors import Conflict, NotFound, ValidationError
 
 RESPONSES = ("accepted", "declined", "ignored", "clicked")

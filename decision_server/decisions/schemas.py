@@ -7,7 +7,15 @@ from marshmallow import fields
 
 from decision_server.decisions.log import RESPONSES
 from decision_server.decisions.service import MAX_ACTIONS
-from decision_server.schemas import Code, EventTime, ExternalId, JsonDocument, PageQuery, Text, Timestamp
+from decision_server.schemas import (
+    Code,
+    EventTime,
+    ExternalId,
+    JsonDocument,
+    PageQuery,
+    Text,
+    Timestamp,
+)
 
 
 class _Strict(ma.Schema):

@@ -17,12 +17,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from decision_server import fastsql
 from decision_server.analytics.requirements import missing, require
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import Database, to_utc, utcnow
-from decision_server import fastsql
 from decision_server.decisions.learning import Learning, increment_statement
-from decision_server.decisions.records import DecisionActionRecord, DecisionRecord, DecisionResponseRecord
+from decision_server.decisions.records import (
+    DecisionActionRecord,
+    DecisionRecord,
+    DecisionResponseRecord,
+)
 from decision_server.errors import Unavailable
 from decision_server.features import online
 from decision_server.features.definition import CATEGORIES, as_dict

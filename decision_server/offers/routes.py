@@ -7,7 +7,13 @@ from flask.views import MethodView
 
 from decision_server.auth.roles import Permission, requires
 from decision_server.offers import service
-from decision_server.offers.schemas import OfferInSchema, OfferPageSchema, OfferPatchSchema, OfferQuery, OfferSchema
+from decision_server.offers.schemas import (
+    OfferInSchema,
+    OfferPageSchema,
+    OfferPatchSchema,
+    OfferQuery,
+    OfferSchema,
+)
 from decision_server.schemas import page_response
 from decision_server.web import Blueprint, transaction
 
