@@ -167,20 +167,22 @@ def test_acceptances_move_the_adaptive_propensity(demo, auth, app, database, rul
     for _ in range(6):
         answer = decide(demo, auth, channel="app")
         if answer["actions"]:
-            offer_id = answer["actions"][0]["offer"]["id"]
+            offer_id, key = answer["actions"][0]["offer"]["id"], answer["actions"][0]["factors"]["learning"]["key"]
             assert demo.post(f"/api/v1/decisions/{answer['decision_id']}/responses", json={"response": "accepted"},
                              headers=auth("channel")).status_code == 201
     with database.connection() as conn:
         accepted = conn.execute(sa.select(sa.func.sum(OfferLearningRecord.accepted)).where(OfferLearningRecord.offer_id == offer_id)).scalar()
         shown = conn.execute(sa.select(sa.func.count()).select_from(DecisionActionRecord).where(DecisionActionRecord.offer_id == offer_id)).scalar()
-    counts = app.extensions["decider"].learning.counts(offer_id, "low")
+    counts = app.extensions["decider"].learning.counts(offer_id, key)
     app.extensions["decider"].learning.sync()
-    assert app.extensions["decider"].learning.counts(offer_id, "low") == counts  # the database agrees with memory
+    assert app.extensions["decider"].learning.counts(offer_id, key) == counts  # the database agrees with memory
     assert counts[0].accepted == accepted >= 1 and counts[0].shown == shown
     latest = by_code(decide(demo, auth, channel="app"))
     factors = next(c for c in latest.values() if c["offer_id"] == offer_id)["factors"]
     assert factors["learning"]["exploration"] == 0, factors
-    assert factors["learning"]["multiplier"] > 1 and factors["propensity"] > factors["model_propensity"]
+    learned = factors["learning"]
+    assert learned["multiplier"] > 1 and learned["exposure"] == pytest.approx(factors["model_propensity"] ** 0.5, rel=1e-4)
+    assert factors["propensity"] == pytest.approx(learned["exposure"] * learned["multiplier"], rel=1e-3)
 
 
 def test_learning_off_ranks_by_the_model(app, demo, auth):
@@ -269,3 +271,10 @@ def test_concurrent_decisions_are_all_logged(demo, auth, app, database):
         shown = conn.execute(sa.select(sa.func.sum(OfferLearningRecord.shown))).scalar()
     assert logged == len(requests)
     assert actions == sum(len(a["actions"]) for a in answers) == shown
+
+
+def test_a_customer_the_model_scores_zero_is_learnt_apart():
+    from decision_server.decisions.learning import UNSCORED_EXPOSURE, exposure, learning_key
+
+    assert learning_key("low", 0.0) == "low:unscored" and learning_key("low", 0.2) == "low"
+    assert exposure(0.0) == UNSCORED_EXPOSURE and exposure(0.25) == pytest.approx(0.5)

@@ -1,18 +1,28 @@
 """Adaptive propensity: a Bayesian correction of the model's score per offer and value segment.
 
-For each offer and learning key (the customer's value segment) the server counts the actions it
-made, the sum of the model's propensities for them (`expected`) and the acceptances. The ratio
-of acceptances to what the model expected is a multiplier θ on the model's score, with a Gamma
-prior of mean 1 and `prior_strength` pseudo-acceptances (Gamma-Poisson conjugacy):
+The model's score p for an offer is the customer's propensity to buy times their NBO share for
+the offer's product category: a guess at acceptance, not a measurement of it. Each action made
+counts an exposure x = p^0.5 (the square root keeps the model's ordering of customers but
+trusts its contrasts between offers less: the NBO model predicts purchases, not acceptances),
+and each acceptance counts 1. Per offer and learning key (the customer's value segment),
+acceptances over summed exposures give a multiplier θ, with a Gamma prior of mean 1 worth
+`prior_strength` exposures (Gamma-Poisson conjugacy):
 
-    offer level:    θ_o ~ Gamma(s + accepted_o, s + expected_o)
-    segment level:  θ ~ Gamma(s·E[θ_o] + accepted, s + expected)       (starts from the offer's θ)
-    adaptive propensity = min(model score × θ, 0.999)
+    offer level:    θ_o ~ Gamma(s + accepted_o, s + exposure_o)
+    segment level:  θ ~ Gamma(s·E[θ_o] + accepted, s + exposure)       (starts from the offer's θ)
+    adaptive propensity = min(x × θ, 0.999)
 
-So a new offer ranks by the model's score; one that customers accept more (or less) than the
-model says moves up (or down), per segment, as responses arrive, while each customer keeps the
-model's personal score. Exploration e mixes the posterior mean with a Thompson sample:
+So a new offer ranks by the model; one that customers accept more (or less) than the model says
+moves up (or down), per segment, as responses arrive, and each customer keeps the model's
+personal ordering. Exploration e mixes the posterior mean with a Thompson sample:
 θ* = E[θ] + e·(sample − E[θ]); e = 0 ranks by the best estimate, e = 1 is Thompson sampling.
+
+A score of 0 (a fallback says "no purchase expected") would pin every offer at 0 for ever, so
+such customers are counted under their own key (`low:unscored`) with a fixed exposure: there θ
+learns the offer's acceptance rate itself, and their acceptances do not distort the multiplier
+of scored customers. (Measured with bench/decision_simulation.py: with a square-root exposure
+and the unscored key, the top action's acceptance reached 0.97 of the best possible instead of
+0.92, and 0.96 instead of 0.85 with trained models.)
 """
 
 from __future__ import annotations
@@ -37,8 +47,21 @@ log = logging.getLogger("decision_server.decisions")
 _l = OfferLearningRecord.__table__
 SHARDS = 8
 MAX_PROPENSITY = 0.999
+# Changing these changes the unit of the stored `expected` sums: reset offer_learning if you do.
+MODEL_EXPONENT = 0.5
+UNSCORED_EXPOSURE = 0.1  # an unscored customer's offers start at a 10 % acceptance guess
 _TOTALS = sa.select(_l.c.offer_id, _l.c.learning_key, sa.func.sum(_l.c.shown), sa.func.sum(_l.c.expected),
                     sa.func.sum(_l.c.accepted)).group_by(_l.c.offer_id, _l.c.learning_key)
+
+
+def exposure(model: float) -> float:
+    """Return what one action counts towards `expected`, for a model score (see the module docstring)."""
+    return model ** MODEL_EXPONENT if model > 0 else UNSCORED_EXPOSURE
+
+
+def learning_key(segment: str, model: float) -> str:
+    """Return the key an action is learnt under: the segment, or `<segment>:unscored` for a score of 0."""
+    return segment if model > 0 else f"{segment}:unscored"
 
 
 @dataclasses.dataclass
@@ -97,6 +120,7 @@ class Learning:
         """Return the adaptive propensity of an offer for a customer whose model score is `model`, and why."""
         if not self.enabled:
             return model, {"adaptive": False}
+        x = exposure(model)
         segment, offer = self.counts(offer_id, key)
         s = max(prior_strength, 1e-6)
         offer_mean = (s + offer.accepted) / (s + offer.expected)
@@ -106,13 +130,13 @@ class Learning:
         exploration = min(max(exploration, 0.0), 1.0)
         if exploration > 0:
             theta = max(0.0, mean + exploration * (self._random.gammavariate(shape, 1.0 / rate) - mean))
-        value = min(model * theta, MAX_PROPENSITY)
-        return value, {"adaptive": True, "key": key, "shown": segment.shown, "accepted": segment.accepted,
+        value = min(x * theta, MAX_PROPENSITY)
+        return value, {"adaptive": True, "key": key, "exposure": round(x, 6), "shown": segment.shown, "accepted": segment.accepted,
                        "expected": round(segment.expected, 4), "multiplier": round(mean, 4),
                        "sampled_multiplier": round(theta, 4), "exploration": exploration, "prior_strength": prior_strength}
 
     def increments(self, actions: Iterable[tuple[int, str, float]]) -> list[dict[str, Any]]:
-        """Return the counter increments for actions made (offer id, key, model propensity), in lock order."""
+        """Return the counter increments for actions made (offer id, key, exposure), in lock order."""
         if not self.enabled:
             return []
         rows: dict[tuple[int, str], list] = {}

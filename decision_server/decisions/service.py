@@ -21,7 +21,7 @@ from decision_server import fastsql
 from decision_server.analytics.requirements import missing, require
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import Database, to_utc, utcnow
-from decision_server.decisions.learning import Learning, increment_statement
+from decision_server.decisions.learning import Learning, exposure, increment_statement, learning_key
 from decision_server.decisions.records import (
     DecisionActionRecord,
     DecisionRecord,
@@ -151,7 +151,8 @@ class Decider:
                                for rule, o in zip(fired, outcomes))
             model_p = buy * (nbo.get(offer.product_category, 0.0) if offer.product_category else 1.0 / len(CATEGORIES))
             settings = result["learning"].outcome if "learning" in result else LEARNING_DEFAULTS
-            adaptive, learned = self.learning.propensity(offer.id, key, model_p, exploration=float(settings["exploration"]),
+            offer_key = learning_key(key, model_p)
+            adaptive, learned = self.learning.propensity(offer.id, offer_key, model_p, exploration=float(settings["exploration"]),
                                                          prior_strength=float(settings["prior_strength"]))
             context_weight = levers = 1.0
             weights = []
@@ -171,7 +172,7 @@ class Decider:
             }
             candidates.append(candidate)
             if not removed:
-                eligible.append((priority, offer, candidate, model_p))
+                eligible.append((priority, offer, candidate, model_p, offer_key))
         eligible.sort(key=lambda e: (-e[0], e[1].id))
         chosen = eligible[: request.actions]
 
@@ -179,7 +180,7 @@ class Decider:
         kind = self.channels[request.channel]
         fill = {"first_name": None if prospect else person["first_name"], "last_name": None if prospect else person["last_name"]}
         actions = []
-        for rank, (priority, offer, candidate, _model_p) in enumerate(chosen, start=1):
+        for rank, (priority, offer, candidate, _model_p, _key) in enumerate(chosen, start=1):
             rendered = treatments.render(kind, offer.treatments[request.channel],
                                          {**fill, "offer_name": offer.name, "offer_code": offer.code, "points_cost": offer.points_cost})
             actions.append({"rank": rank, "offer": offer.summary(), "treatment": {"kind": kind, **rendered},
@@ -192,8 +193,8 @@ class Decider:
                   "latency_us": latency_us}
         action_rows = [{"decision_id": decision_id, "rank": a["rank"], "external_id": request.customer_id,
                         "offer_id": offer.id, "channel": request.channel, "decided_at": now, "priority": priority,
-                        "propensity": model_p, "learning_key": key}
-                       for a, (priority, offer, _c, model_p) in zip(actions, chosen)]
+                        "propensity": model_p, "learning_key": offer_key}
+                       for a, (priority, offer, _c, model_p, offer_key) in zip(actions, chosen)]
         self._log(record, action_rows)
         return {
             "decision_id": decision_id, "decided_at": now, "customer_id": request.customer_id, "prospect": prospect,
@@ -203,7 +204,7 @@ class Decider:
 
     def _log(self, record: dict[str, Any], action_rows: list[dict[str, Any]]) -> None:
         """Write the decision, its actions and the learning counters in one transaction, or fail loudly."""
-        increments = self.learning.increments((a["offer_id"], a["learning_key"], a["propensity"]) for a in action_rows)
+        increments = self.learning.increments((a["offer_id"], a["learning_key"], exposure(a["propensity"])) for a in action_rows)
         try:
             with fastsql.cursor(self.database.engine, write=True) as cur:
                 self._insert_decision.execute(cur, record)
