@@ -274,7 +274,11 @@ def test_concurrent_decisions_are_all_logged(demo, auth, app, database):
 
 
 def test_a_customer_the_model_scores_zero_is_learnt_apart():
-    from decision_server.decisions.learning import UNSCORED_EXPOSURE, exposure, learning_key
+    from decision_server.decisions.learning import (
+        UNSCORED_EXPOSURE,
+        exposure,
+        learning_key,
+    )
 
     assert learning_key("low", 0.0) == "low:unscored" and learning_key("low", 0.2) == "low"
     assert exposure(0.0) == UNSCORED_EXPOSURE and exposure(0.25) == pytest.approx(0.5)

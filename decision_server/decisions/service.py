@@ -21,7 +21,12 @@ from decision_server import fastsql
 from decision_server.analytics.requirements import missing, require
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import Database, to_utc, utcnow
-from decision_server.decisions.learning import Learning, exposure, increment_statement, learning_key
+from decision_server.decisions.learning import (
+    Learning,
+    exposure,
+    increment_statement,
+    learning_key,
+)
 from decision_server.decisions.records import (
     DecisionActionRecord,
     DecisionRecord,
