@@ -177,12 +177,11 @@ def test_acceptances_move_the_adaptive_propensity(demo, auth, app, database, rul
     app.extensions["decider"].learning.sync()
     assert app.extensions["decider"].learning.counts(offer_id, key) == counts  # the database agrees with memory
     assert counts[0].accepted == accepted >= 1 and counts[0].shown == shown
-    latest = by_code(decide(demo, auth, channel="app"))
-    factors = next(c for c in latest.values() if c["offer_id"] == offer_id)["factors"]
-    assert factors["learning"]["exploration"] == 0, factors
-    learned = factors["learning"]
-    assert learned["multiplier"] > 1 and learned["exposure"] == pytest.approx(factors["model_propensity"] ** 0.5, rel=1e-4)
-    assert factors["propensity"] == pytest.approx(learned["exposure"] * learned["multiplier"], rel=1e-3)
+    value, learned = app.extensions["decider"].learning.propensity(offer_id, key, 0.04, exploration=0, prior_strength=5)
+    assert learned["multiplier"] > 1 and learned["exposure"] == pytest.approx(0.2)
+    assert value == pytest.approx(0.2 * learned["multiplier"], rel=1e-3)
+    # Offers nobody accepted stay at the prior: the model's exposure, unchanged.
+    assert app.extensions["decider"].learning.propensity(999, key, 0.04, exploration=0, prior_strength=5)[0] == pytest.approx(0.2)
 
 
 def test_learning_off_ranks_by_the_model(app, demo, auth):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from flask import current_app, jsonify
+import orjson
+from flask import Response, current_app
 from flask.views import MethodView
 
 from decision_server.auth.roles import Permission, requires
@@ -45,9 +46,9 @@ class Decisions(MethodView):
             message = f"unknown channel; channels: {', '.join(decider.channels)}"
             raise ValidationError("the request has invalid fields: channel", errors={"channel": [message]})
         answer = decider.decide(DecisionRequest(body["customer_id"], body["channel"], body["context"], body["actions"]))
-        # Serialized directly: the decision path skips marshmallow's dump (the schema documents it).
-        response = jsonify(answer)
-        response.status_code = 201
+        # Serialized directly with orjson (ISO times, ~10x Flask's encoder): no marshmallow dump on
+        # the decision path; the schema documents the shape.
+        response = Response(orjson.dumps(answer), status=201, mimetype="application/json")
         # The whole view (decide, log write, JSON) for load tests and tracing; `latency_us` stops before the write.
         response.headers["Server-Timing"] = f"decision;dur={(time.perf_counter() - started) * 1000:.3f}"
         return response

@@ -64,8 +64,8 @@ class CandidateSchema(ma.Schema):
     code = fields.String()
     eligible = fields.Boolean()
     removed_by = fields.List(fields.Dict(), metadata={"description": "each rule or policy that removed the offer: ruleset, rule, check/policy, reason"})
-    priority = fields.Float()
-    factors = fields.Dict()
+    priority = fields.Float(allow_none=True, metadata={"description": "null for an offer that was removed (it is not ranked)"})
+    factors = fields.Dict(metadata={"description": "as an action's; only model_propensity for a removed offer"})
 
 
 class DecisionSchema(ma.Schema):

@@ -155,6 +155,10 @@ class Decider:
                 removed.extend({"ruleset": name, "rule": rule, field: o.get(field), "reason": o.get("reason")}
                                for rule, o in zip(fired, outcomes))
             model_p = buy * (nbo.get(offer.product_category, 0.0) if offer.product_category else 1.0 / len(CATEGORIES))
+            if removed:  # not ranked: no Thompson draw, no factors beyond the model's score
+                candidates.append({"offer_id": offer.id, "code": offer.code, "eligible": False, "removed_by": removed,
+                                   "priority": None, "factors": {"model_propensity": round(model_p, 6)}})
+                continue
             settings = result["learning"].outcome if "learning" in result else LEARNING_DEFAULTS
             offer_key = learning_key(key, model_p)
             adaptive, learned = self.learning.propensity(offer.id, offer_key, model_p, exploration=float(settings["exploration"]),
@@ -169,15 +173,14 @@ class Decider:
                 weights.append({"rule": rule, "factor": o.get("factor"), "weight": o.get("weight")})
             priority = adaptive * context_weight * offer.business_value * levers
             candidate = {
-                "offer_id": offer.id, "code": offer.code, "eligible": not removed, "removed_by": removed,
+                "offer_id": offer.id, "code": offer.code, "eligible": True, "removed_by": removed,
                 "priority": round(priority, 8),
                 "factors": {"propensity": round(adaptive, 6), "model_propensity": round(model_p, 6),
                             "context_weight": context_weight, "business_value": offer.business_value, "levers": levers,
                             "weights": weights, "learning": learned},
             }
             candidates.append(candidate)
-            if not removed:
-                eligible.append((priority, offer, candidate, model_p, offer_key))
+            eligible.append((priority, offer, candidate, model_p, offer_key))
         eligible.sort(key=lambda e: (-e[0], e[1].id))
         chosen = eligible[: request.actions]
 
