@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +181,7 @@ def free_port() -> int:
 class RunningServer:
     """A server subprocess in its own process group, with its log file and CPU accounting."""
 
-    def __init__(self, spec: ServerSpec, dataset: Dataset, log_dir: Path):
+    def __init__(self, spec: ServerSpec, dataset: Dataset, log_dir: Path, env: Mapping[str, str] | None = None):
         self.spec = spec
         self.port = free_port()
         self.log_path = log_dir / f"{spec.kind}-{self.port}.log"
@@ -192,6 +192,7 @@ class RunningServer:
             "MODELS_DIR": str(REPO / "models_onnx"),
             "LOG_LEVEL": "WARNING",  # the app logs one JSON line per request at INFO
             "PYTHONUNBUFFERED": "1",
+            **(env or {}),  # the caller's settings win (MODELS_DIR, RULES_BACKEND, ...)
         }
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
@@ -260,9 +261,9 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def serving(spec: ServerSpec, dataset: Dataset, log_dir: Path) -> Iterator[RunningServer]:
-    """Run a server for the duration of the block; it is always stopped afterwards."""
-    server = RunningServer(spec, dataset, log_dir)
+def serving(spec: ServerSpec, dataset: Dataset, log_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[RunningServer]:
+    """Run a server for the duration of the block (`env` added to its environment); it is always stopped afterwards."""
+    server = RunningServer(spec, dataset, log_dir, env)
     try:
         server.wait_ready()
         yield server
@@ -275,12 +276,18 @@ def serving(spec: ServerSpec, dataset: Dataset, log_dir: Path) -> Iterator[Runni
 
 @dataclasses.dataclass(frozen=True)
 class Endpoint:
-    """A GET the load generator sends: a fixed path, or a random demo customer each time."""
+    """A request the load generator sends: a GET of a fixed path, or of a random demo customer each time.
+
+    Subclasses send other requests (a POST with a body) by overriding `next_request`; they must be
+    picklable (defined at module level), since every client process gets its own copy.
+    """
 
     name: str
     path: str  # "{customer}" is replaced by a random DEMO-xxxxxx id
     customers: int = 0
     api_key: str | None = None
+    ok_status: int = 200  # the status that counts as success; any other one is an error
+    server_timing: str | None = None  # collect this metric's dur from the Server-Timing header
 
     def next_path(self, rng: random.Random) -> str:
         """Return the path of the next request."""
@@ -288,9 +295,27 @@ class Endpoint:
             return self.path
         return self.path.format(customer=f"DEMO-{rng.randint(1, self.customers):06d}")
 
+    def next_request(self, rng: random.Random) -> tuple[str, str, bytes | None]:
+        """Return the method, path and body of the next request (here: a GET, no body)."""
+        return "GET", self.next_path(rng), None
+
     def headers(self) -> dict[str, str]:
         """Return the request headers (the bearer key when there is one)."""
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+
+def server_timing_ms(header: str | None, metric: str) -> float | None:
+    """Return the dur (ms) of `metric` in a Server-Timing header value, or None when it is not there."""
+    for entry in (header or "").split(","):
+        name, *params = (part.strip() for part in entry.split(";"))
+        if name != metric:
+            continue
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "dur":
+                with contextlib.suppress(ValueError):
+                    return float(value.strip().strip('"'))
+    return None
 
 
 def health_endpoint() -> Endpoint:
@@ -323,33 +348,51 @@ class _Recorder:
         self.latencies: list[float] = []
         self.statuses: Counter[str] = Counter()
         self.total = 0
+        self.server_times: list[float] = []  # Server-Timing durs inside the window, seconds
+        self.sent: Counter[str] = Counter()  # the status of every request sent, priming and warm-up included
 
 
-def _send(conn: http.client.HTTPConnection, endpoint: Endpoint, rng: random.Random) -> str:
-    """Send one GET on a persistent connection and read the whole response; return the status."""
+def _send(conn: http.client.HTTPConnection, endpoint: Endpoint, rng: random.Random,
+          rec: _Recorder | None = None, count: bool = True) -> str:
+    """Send one request on a persistent connection and read the whole response; return the status.
+
+    With `rec`, every status goes to rec.sent, and when `count` is true the endpoint's
+    Server-Timing metric (if it asks for one) goes to rec.server_times.
+    """
+    method, path, body = endpoint.next_request(rng)
     try:
-        conn.request("GET", endpoint.next_path(rng), headers=endpoint.headers())
+        conn.request(method, path, body=body, headers=endpoint.headers())
         response = conn.getresponse()
         response.read()
-        return str(response.status)
+        status = str(response.status)
+        if rec is not None and count and endpoint.server_timing:
+            ms = server_timing_ms(response.getheader("Server-Timing"), endpoint.server_timing)
+            if ms is not None:
+                rec.server_times.append(ms / 1e3)
     except (OSError, http.client.HTTPException) as exc:
         conn.close()  # reconnects on the next request
-        return type(exc).__name__
+        status = type(exc).__name__
+    if rec is not None:
+        rec.sent[status] += 1
+    return status
 
 
 def _closed_loop(load: Load, start_at: float, rec: _Recorder, seed: int) -> None:
     rng = random.Random(seed)
     conn = http.client.HTTPConnection(HOST, load.port, timeout=30)
-    _send(conn, load.endpoint, rng)  # connect and prime before the clock starts
+    _send(conn, load.endpoint, rng, rec, count=False)  # connect and prime before the clock starts
     measure_from, end = start_at + load.warmup, start_at + load.warmup + load.duration
     _sleep_until(start_at)
     while (began := time.monotonic()) < end:
-        status = _send(conn, load.endpoint, rng)
+        timings = len(rec.server_times)
+        status = _send(conn, load.endpoint, rng, rec)
         done = time.monotonic()
         rec.total += 1
         if began >= measure_from and done <= end:
             rec.latencies.append(done - began)
             rec.statuses[status] += 1
+        else:
+            del rec.server_times[timings:]  # outside the window: not counted
     conn.close()
 
 
@@ -357,12 +400,12 @@ def _open_loop(load: Load, start_at: float, rec: _Recorder, seed: int, slot: int
     """Send request i at start_at + i/rate (i = slot, slot+slots, ...); latency counts from then."""
     rng = random.Random(seed)
     conn = http.client.HTTPConnection(HOST, load.port, timeout=30)
-    _send(conn, load.endpoint, rng)
+    _send(conn, load.endpoint, rng, rec, count=False)
     assert load.rate
     for i in range(slot, int(load.rate * load.duration), slots):
         scheduled = start_at + i / load.rate
         _sleep_until(scheduled)
-        status = _send(conn, load.endpoint, rng)
+        status = _send(conn, load.endpoint, rng, rec)
         rec.latencies.append(time.monotonic() - scheduled)  # includes any wait behind a late slot
         rec.statuses[status] += 1
         rec.total += 1
@@ -394,11 +437,15 @@ def _client_process(load: Load, start_at: float, index: int) -> dict[str, Any]:
     for thread in threads:
         thread.join()
     statuses: Counter[str] = Counter()
+    sent: Counter[str] = Counter()
     for rec in recorders:
         statuses.update(rec.statuses)
+        sent.update(rec.sent)
     return {
         "latencies": [lat for rec in recorders for lat in rec.latencies],
+        "server_times": [t for rec in recorders for t in rec.server_times],
         "statuses": dict(statuses),
+        "sent": dict(sent),
         "total": sum(rec.total for rec in recorders),
         "cpu": time.process_time() - cpu_before,
     }
@@ -429,11 +476,14 @@ def run_load(load: Load, server: RunningServer | None = None) -> dict[str, Any]:
     busy, idle = (now - before for now, before in zip(machine_cpu_times(), (busy_before, idle_before)))
     latencies = sorted(lat for part in parts for lat in part["latencies"])
     statuses: Counter[str] = Counter()
+    sent: Counter[str] = Counter()
     for part in parts:
         statuses.update(part["statuses"])
+        sent.update(part["sent"])
     total = sum(part["total"] for part in parts)
-    ok = statuses.get("200", 0)
-    errors = {k: v for k, v in statuses.items() if k != "200"}
+    ok_status = str(load.endpoint.ok_status)
+    ok = statuses.get(ok_status, 0)
+    errors = {k: v for k, v in statuses.items() if k != ok_status}
     result = {
         "endpoint": load.endpoint.name,
         "mode": f"rate {load.rate:g}/s" if load.rate else f"{load.connections} conns",
@@ -444,12 +494,20 @@ def run_load(load: Load, server: RunningServer | None = None) -> dict[str, Any]:
         "req_per_s": len(latencies) / load.duration,
         "ok": ok,
         "errors": errors,
+        # named for the common case: the statuses other than the endpoint's ok_status (200 by default)
         "non_200": ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "0",
+        "sent_statuses": dict(sent),  # every request sent, priming and warm-up included
         "client_cpu_s": sum(part["cpu"] for part in parts),
         "machine_idle_pct": 100 * idle / (busy + idle) if busy + idle else None,
+        "machine_busy_s": busy,  # every process's CPU during the run: minus server and clients = the others'
+        "server_cpu_s": server_cpu,
         "server_cpu_us_per_req": (server_cpu / total * 1e6) if server and total else None,
         **latency_summary(latencies),
     }
+    if load.endpoint.server_timing:
+        server_times = sorted(t for part in parts for t in part["server_times"])
+        result["server_timings"] = len(server_times)
+        result.update({f"server_{k}": v for k, v in latency_summary(server_times).items()})
     return result
 
 

@@ -48,6 +48,10 @@ def commands(args: argparse.Namespace, postgres: bool) -> list[list[str]]:
     runs.append([str(BENCH / "scoring_bench.py"), "--customers", str(args.customers)])  # its own SQLite
     runs.append([str(BENCH / "analytics_bench.py"), "--customers", str(args.customers), "--databases", *databases,
                  "--postgres-url", args.postgres_url])
+    runs.append([str(BENCH / "decision_load.py"), "--duration", str(args.duration), "--customers", str(args.customers)])
+    if postgres:
+        runs.append([str(BENCH / "decision_load.py"), "--duration", str(args.duration), "--customers", str(args.customers),
+                     "--database-url", args.postgres_url])
     runs.append([str(BENCH / "decision_simulation.py")])  # its own SQLite; adaptive vs rules-only vs random vs oracle
     return runs
 
