@@ -51,7 +51,7 @@ HISTORY = dt.timedelta(days=30)
 _c, _s = CustomerRecord.__table__, CustomerStateRecord.__table__
 _d, _a, _r = DecisionRecord.__table__, DecisionActionRecord.__table__, DecisionResponseRecord.__table__
 READ_PROFILE = online.READ_BY_EXTERNAL_ID.add_columns(
-    _c.c.first_name, _c.c.last_name, _c.c.consent, _c.c.attributes, _s.c.stage, _s.c.value_segment, _s.c.rfm_segment,
+    _c.c.first_name, _c.c.last_name, _c.c.consent, _s.c.stage, _s.c.value_segment, _s.c.rfm_segment,
     _s.c.journey_stage,
 )
 _external, _since = sa.bindparam("external_id"), sa.bindparam("since")
@@ -193,7 +193,7 @@ class Decider:
                                          {**fill, "offer_name": offer.name, "offer_code": offer.code, "points_cost": offer.points_cost})
             actions.append({"rank": rank, "offer": offer.summary(), "treatment": {"kind": kind, **rendered},
                             "priority": candidate["priority"], "factors": candidate["factors"]})
-        models = {name: status for name, status in scores.models.items()}
+        models = scores.models
         latency_us = int((time.perf_counter() - started) * 1e6)
         record = {"id": decision_id, "external_id": request.customer_id, "customer_id": None if prospect else person["id"],
                   "prospect": prospect, "channel": request.channel, "decided_at": now, "context": dict(request.context),
