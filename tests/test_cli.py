@@ -12,7 +12,7 @@ from decision_server.cli import cli
 def test_help_lists_and_explains_every_command():
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
-    for command in ("init", "serve", "demo-data", "import", "keys", "quickstart", "train", "models"):
+    for command in ("init", "serve", "demo-data", "import", "keys", "quickstart", "train", "models", "offers"):
         assert command in result.output
     for command in (["serve"], ["import"], ["keys", "create"], ["demo-data"], ["train"], ["models"], ["models", "evaluate"]):
         sub = CliRunner().invoke(cli, [*command, "--help"])
@@ -50,3 +50,12 @@ def test_bad_database_url_is_a_clear_error():
     result = CliRunner().invoke(cli, ["--database-url", "mysql://x@y/z", "init"])
     assert result.exit_code == 1
     assert "Error: unsupported database 'mysql'" in result.output
+
+
+def test_offers_demo_adds_the_demo_catalog_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert CliRunner().invoke(cli, ["--database-url", url, "init"]).exit_code == 0
+    first = CliRunner().invoke(cli, ["--database-url", url, "offers", "demo"])
+    assert first.exit_code == 0 and "8 offer(s) added" in first.output
+    again = CliRunner().invoke(cli, ["--database-url", url, "offers", "demo"])
+    assert again.exit_code == 0 and "0 offer(s) added" in again.output

@@ -281,3 +281,20 @@ def test_a_customer_the_model_scores_zero_is_learnt_apart():
 
     assert learning_key("low", 0.0) == "low:unscored" and learning_key("low", 0.2) == "low"
     assert exposure(0.0) == UNSCORED_EXPOSURE and exposure(0.25) == pytest.approx(0.5)
+
+
+def test_free_context_attributes_reach_the_rules(demo, auth, app, rules_dir):
+    path = rules_dir / "arbitration.yaml"
+    text = path.read_text().replace(
+        '  offer.category: {type: string, values: [welcome, onboarding, upsell, cross_sell, loyalty, vip, win_back, retention]}\noutputs:',
+        '  offer.category: {type: string, values: [welcome, onboarding, upsell, cross_sell, loyalty, vip, win_back, retention]}\n'
+        '  context.campaign: {type: string, description: "The campaign the channel says the customer came from"}\noutputs:')
+    text += ('  - id: black_friday_upsell\n    description: Customers who came from the Black Friday mail see upgrades first.\n'
+             '    when: context.campaign == "black_friday" and offer.category == "upsell"\n    then: {factor: lever, weight: 4}\n')
+    path.write_text(text)
+    app.extensions["rulebook"].sync()
+    assert app.extensions["rulebook"].status()["folder"]["refused"] is None, app.extensions["rulebook"].status()
+    plain = by_code(decide(demo, auth, channel="call_centre"))["UPSELL_UNLIMITED"]["factors"]
+    pushed = by_code(decide(demo, auth, channel="call_centre", context={"attributes": {"campaign": "black_friday"}}))
+    assert plain["levers"] == 1 and pushed["UPSELL_UNLIMITED"]["factors"]["levers"] == 4
+    assert "black_friday_upsell" in [w["rule"] for w in pushed["UPSELL_UNLIMITED"]["factors"]["weights"]]

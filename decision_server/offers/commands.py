@@ -12,7 +12,19 @@ from decision_server.cli import Context, _require_migrated, pass_context
 
 @click.group()
 def offers():
-    """Sync the offer catalog from external catalog APIs (connectors are set up over the API)."""
+    """The offer catalog: add the demo offers, sync from external catalog APIs (connectors are set up over the API)."""
+
+
+@offers.command("demo")
+@pass_context
+def demo(ctx: Context):
+    """Add the demo catalog's eight offers (ids 0-7) that are missing, by code; running servers see them within seconds."""
+    from decision_server.offers import service
+
+    _require_migrated(ctx)
+    with ctx.database.session(write=True) as session:
+        added = service.load_demo_catalog(session, channels=ctx.config.channels, words=service.vocabulary(None))
+    click.echo(f"demo catalog: {added} offer(s) added" + ("" if added else " (all eight are there already)"))
 
 
 @offers.command("sync")
