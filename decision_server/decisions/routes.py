@@ -23,6 +23,7 @@ from decision_server.decisions.schemas import (
 )
 from decision_server.decisions.service import DecisionRequest
 from decision_server.errors import ValidationError
+from decision_server.schemas import ErrorSchema
 from decision_server.web import Blueprint, transaction
 
 blp = Blueprint("decisions", __name__, url_prefix="/decisions",
@@ -39,6 +40,8 @@ class Decisions(MethodView):
     # An instance, not the class: webargs would build a new schema for every request (~60 µs).
     @blp.arguments(DecisionRequestSchema())
     @blp.response(201, DecisionSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="rules_missing: the serving rules lack offers, contact_policy or arbitration")
+    @blp.alt_response(503, schema=ErrorSchema, description="decision_log_unavailable: the decision could not be logged, so it is not given; retry")
     def post(self, body):
         """Decide the next best actions for a customer on a channel, explained, and log the decision."""
         started = time.perf_counter()
@@ -83,6 +86,8 @@ class Responses(MethodView):
     @blp.arguments(ResponseInSchema)
     @blp.response(201, ResponseSchema)
     @blp.alt_response(200, schema=ResponseSchema, description="the same response was already recorded (a retry)")
+    @blp.alt_response(404, schema=ErrorSchema, description="decision_not_found")
+    @blp.alt_response(409, schema=ErrorSchema, description="decision_has_no_actions")
     def post(self, body, decision_id):
         """Record how the customer responded to an action; the same response again changes nothing."""
         learning = _decider().learning
