@@ -46,7 +46,6 @@ import multiprocessing
 import os
 import pstats
 import random
-import statistics
 import tempfile
 import time
 from collections import Counter
@@ -446,27 +445,6 @@ MEDIAN_FIELDS = (
 )
 
 
-def medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merge the rounds: one row per backend, endpoint and load with the median of each figure."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault((row["backend"], row["endpoint"], row["mode"]), []).append(row)
-    merged = []
-    for group in groups.values():
-        row = {**group[0], "rounds": len(group)}
-        row.pop("round", None)
-        for field in MEDIAN_FIELDS:
-            values = [r[field] for r in group if r.get(field) is not None]
-            row[field] = statistics.median(values) if values else None
-        errors: Counter[str] = Counter()
-        for r in group:
-            errors.update(r["errors"])
-        row["errors"] = dict(errors)
-        row["non_200"] = ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "0"
-        merged.append(row)
-    return merged
-
-
 def summarize(rows: list[dict[str, Any]], rate: float) -> list[dict[str, Any]]:
     """Return one line per backend and endpoint: saturation, fixed rate, server time, ratio to /health."""
     at_rate = RATE_MODE.format(rate)
@@ -583,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.samples:
             for backend in args.backends:
                 in_process_rows += in_process(args, dataset, key, models_dir, backend)
-    merged = medians(rows)
+    merged = harness.medians(rows, key=("backend", "endpoint", "mode"), fields=MEDIAN_FIELDS)
     summary = summarize(merged, args.rate)
     goal_rows = goals(summary, checks, args.rate)
     print_report(merged, summary, goal_rows, in_process_rows, args.rate)

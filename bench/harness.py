@@ -15,6 +15,7 @@ import random
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -521,6 +522,27 @@ def latency_summary(latencies: list[float]) -> dict[str, float | None]:
         "p99_ms": percentile(latencies, 99) * 1e3,
         "max_ms": latencies[-1] * 1e3,
     }
+
+
+def medians(rows: list[dict[str, Any]], *, key: tuple[str, ...], fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Merge rounds: one row per `key` with the median of each of `fields` and the errors of all rounds."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in key), []).append(row)
+    merged = []
+    for group in groups.values():
+        row = {**group[0], "rounds": len(group)}
+        row.pop("round", None)
+        for field in fields:
+            values = [r[field] for r in group if r.get(field) is not None]
+            row[field] = statistics.median(values) if values else None
+        errors: Counter[str] = Counter()
+        for r in group:
+            errors.update(r["errors"])
+        row["errors"] = dict(errors)
+        row["non_200"] = ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "0"
+        merged.append(row)
+    return merged
 
 
 def percentile(sorted_values: list[float], pct: float) -> float:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import tempfile
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -80,27 +78,6 @@ MEDIAN_FIELDS = (
 )
 
 
-def medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merge the rounds: one row per server, endpoint and load with the median of each figure."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault((row["server"], row["endpoint"], row["mode"]), []).append(row)
-    merged = []
-    for group in groups.values():
-        row = {**group[0], "rounds": len(group)}
-        row.pop("round", None)
-        for field in MEDIAN_FIELDS:
-            values = [r[field] for r in group if r[field] is not None]
-            row[field] = statistics.median(values) if values else None
-        errors: Counter[str] = Counter()
-        for r in group:
-            errors.update(r["errors"])
-        row["errors"] = dict(errors)
-        row["non_200"] = ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "0"
-        merged.append(row)
-    return merged
-
-
 def print_report(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Print the results table and the ratios against granian; return the ratios."""
     rounds = rows[0].get("rounds", 1)
@@ -146,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
             for key in order:
                 spec = dataclasses.replace(harness.SERVERS[key], workers=args.workers, threads=args.threads)
                 rows += bench_server(args, spec, dataset, Path(log_dir), round_)
-    summary = medians(rows)
+    summary = harness.medians(rows, key=("server", "endpoint", "mode"), fields=MEDIAN_FIELDS)
     ratios = print_report(summary)
     payload = {"args": harness.public_args(args), "summary": summary, "ratios": ratios, "rows": rows}
     path = harness.write_results(f"servers-{rows[0]['database']}", payload)
