@@ -42,6 +42,8 @@ class Config:
     adaptive_learning: bool = True
     # How often each process re-reads the learning counters all processes write; 0 = never.
     learning_poll_seconds: float = 2.0
+    # Enrol a customer in the loyalty program on their first purchase (off: only explicit enrolment).
+    loyalty_auto_enroll: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
@@ -71,6 +73,8 @@ class Config:
             values["learning_poll_seconds"] = float(env["LEARNING_POLL_SECONDS"])
         if env.get("ADAPTIVE_LEARNING"):
             values["adaptive_learning"] = _flag("ADAPTIVE_LEARNING", env["ADAPTIVE_LEARNING"])
+        if env.get("LOYALTY_AUTO_ENROLL"):
+            values["loyalty_auto_enroll"] = _flag("LOYALTY_AUTO_ENROLL", env["LOYALTY_AUTO_ENROLL"])
         if env.get("DEFAULT_MARGIN"):
             values["default_margin"] = _margin(env["DEFAULT_MARGIN"])
         values.update({k: v for k, v in overrides.items() if v is not None})

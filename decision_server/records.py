@@ -16,6 +16,14 @@ from decision_server.decisions.records import (
     DecisionResponseRecord,
     OfferLearningRecord,
 )
+from decision_server.loyalty.records import (
+    LedgerEntryRecord,
+    MemberRecord,
+    RedemptionRecord,
+    RewardRecord,
+    TierChangeRecord,
+    TierRecord,
+)
 from decision_server.offers.records import CatalogConnectorRecord, CatalogSyncRunRecord, OfferRecord
 from decision_server.rulebook.records import RulePublicationRecord, RuleRevisionRecord
 from decision_server.touchpoints.records import TouchpointRecord
@@ -31,6 +39,12 @@ __all__ = [
     "DecisionRecord",
     "DecisionResponseRecord",
     "OfferLearningRecord",
+    "LedgerEntryRecord",
+    "MemberRecord",
+    "RedemptionRecord",
+    "RewardRecord",
+    "TierChangeRecord",
+    "TierRecord",
     "OfferRecord",
     "CustomerRecord",
     "CustomerStateRecord",

@@ -16,6 +16,8 @@ from decision_server.auth import service as auth_service
 from decision_server.auth.roles import Role
 from decision_server.config import Config
 from decision_server.db import Database, normalize_url
+from decision_server.loyalty.records import TierRecord
+from decision_server.loyalty.service import DEFAULT_TIERS
 from decision_server.records import metadata
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,6 +86,10 @@ def database(database_url):
         else:
             for table in reversed(tables):
                 conn.exec_driver_sql(f"DELETE FROM {table}")
+        # Back to a freshly migrated database: migration 0011 defines the four default tiers.
+        conn.execute(sa.insert(TierRecord.__table__), [{**t, "id": i} for i, t in enumerate(DEFAULT_TIERS, start=1)])
+        if db.dialect == "postgresql":
+            conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('loyalty_tiers', 'id'), 4)")
     db.dispose()
 
 

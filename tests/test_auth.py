@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from click.testing import CliRunner
 
@@ -21,6 +23,11 @@ CONNECTOR = "/api/v1/catalog/connectors/<string:name>"
 OFFER_READERS = {"channel", "analyst", "editor", "admin"}
 DECIDERS = {"channel", "admin"}
 DECISION = "/api/v1/decisions/<string:decision_id>"
+LOYALTY = "/api/v1/loyalty"
+LOYAL_MEMBER = LOYALTY + "/members/<string:customer_id>"
+TIER = LOYALTY + "/tiers/<int:tier_id>"
+REWARD = LOYALTY + "/rewards/<int:reward_id>"
+REDEMPTION = LOYALTY + "/redemptions/<int:redemption_id>"
 ONE_OFFER = {"id": 1, "code": "ONE", "name": "One", "category": "loyalty", "business_value": 1,
              "treatments": {"app": {"title": "One", "body": "One offer"}}}
 
@@ -96,6 +103,31 @@ MATRIX = {
     ("DELETE", CONNECTOR): ADMIN,
     ("POST", CONNECTOR + "/sync"): RULE_EDITORS,
     ("GET", "/api/v1/catalog/sync-runs"): OFFER_READERS,
+    ("GET", LOYALTY + "/tiers"): OFFER_READERS,
+    ("POST", LOYALTY + "/tiers"): RULE_EDITORS,
+    ("GET", TIER): OFFER_READERS,
+    ("PATCH", TIER): RULE_EDITORS,
+    ("DELETE", TIER): RULE_EDITORS,
+    ("GET", LOYALTY + "/tier-changes"): OFFER_READERS,
+    ("GET", LOYALTY + "/members"): OFFER_READERS,
+    ("GET", LOYAL_MEMBER): OFFER_READERS,
+    ("POST", LOYAL_MEMBER + "/enroll"): DECIDERS,
+    ("GET", LOYAL_MEMBER + "/ledger"): OFFER_READERS,
+    ("POST", LOYAL_MEMBER + "/earn"): DECIDERS,
+    ("POST", LOYAL_MEMBER + "/adjust"): ADMIN,
+    ("GET", LOYAL_MEMBER + "/redemptions"): OFFER_READERS,
+    ("POST", LOYAL_MEMBER + "/redemptions"): DECIDERS,
+    ("GET", LOYALTY + "/redemptions"): OFFER_READERS,
+    ("GET", REDEMPTION): OFFER_READERS,
+    ("POST", REDEMPTION + "/cancel"): DECIDERS,
+    ("GET", LOYALTY + "/rewards"): OFFER_READERS,
+    ("POST", LOYALTY + "/rewards"): RULE_EDITORS,
+    ("GET", REWARD): OFFER_READERS,
+    ("PATCH", REWARD): RULE_EDITORS,
+    ("DELETE", REWARD): RULE_EDITORS,
+    ("GET", LOYALTY + "/statistics"): OFFER_READERS,
+    ("POST", LOYALTY + "/review"): RULE_EDITORS,
+    ("POST", LOYALTY + "/expire"): RULE_EDITORS,
 }
 
 TX = {"customer_id": "C1", "occurred_at": "2026-01-01T10:00:00Z", "amount": "10.00"}
@@ -124,7 +156,37 @@ BODIES = {
     ("POST", DECISION + "/responses"): lambda n: {"response": "clicked"},
     ("POST", "/api/v1/catalog/connectors"): lambda n: {"name": f"conn_{n}", **CONNECTOR_BODY},
     ("PATCH", CONNECTOR): lambda n: {"retries": n % 3},
+    ("POST", LOYALTY + "/tiers"): lambda n: {"name": f"tier{n}", "rank": 20 + n, "multiplier": 1},
+    ("PATCH", TIER): lambda n: {"description": f"changed {n}"},
+    ("POST", LOYAL_MEMBER + "/enroll"): lambda n: {},
+    ("POST", LOYAL_MEMBER + "/earn"): lambda n: {"points": 5, "reason": "roles", "idempotency_key": f"earn-{n}"},
+    ("POST", LOYAL_MEMBER + "/adjust"): lambda n: {"points": 5, "reason": "roles", "idempotency_key": f"adjust-{n}"},
+    ("POST", LOYAL_MEMBER + "/redemptions"): lambda n: {"reward_id": 1, "idempotency_key": f"redeem-{n}"},
+    ("POST", REDEMPTION + "/cancel"): lambda n: {"reason": "roles"},
+    ("POST", LOYALTY + "/rewards"): lambda n: {"code": f"NEW{n}", "name": "New", "points_cost": 5},
+    ("PATCH", REWARD): lambda n: {"name": f"Renamed {n}"},
 }
+
+
+_SPARES = itertools.count()
+
+
+def _loyalty_path(client, auth, rule, path, n):
+    """Enrol C1 with points, reward 1 and a redemption of it; a fresh tier or reward for each DELETE."""
+    admin = auth("admin")
+    client.post(LOYALTY + "/members/C1/enroll", json={}, headers=admin)
+    client.post(LOYALTY + "/members/C1/earn", json={"points": 1000, "reason": "setup", "idempotency_key": "setup"}, headers=admin)
+    client.post(LOYALTY + "/rewards", json={"code": "ONE", "name": "One", "points_cost": 1}, headers=admin)
+    redeemed = client.post(LOYALTY + "/members/C1/redemptions", json={"reward_id": 1, "idempotency_key": "setup"}, headers=admin)
+    path = path.replace("<int:redemption_id>", str(redeemed.get_json()["id"])).replace("<int:reward_id>", "1").replace("<int:tier_id>", "1")
+    spares = next(_SPARES)
+    if rule == TIER:
+        spare = client.post(LOYALTY + "/tiers", json={"name": f"spare{spares}", "rank": 50 + spares, "multiplier": 1}, headers=admin)
+        path = LOYALTY + f"/tiers/{spare.get_json()['id']}"
+    if rule == REWARD:
+        spare = client.post(LOYALTY + "/rewards", json={"code": f"SPARE{spares}", "name": "Spare", "points_cost": 1}, headers=admin)
+        path = LOYALTY + f"/rewards/{spare.get_json()['id']}"
+    return path
 
 
 def _api_routes(app):
@@ -167,7 +229,8 @@ def test_route_enforces_its_roles(client, auth, method, rule, models_dir, app):
             client.post("/api/v1/offers", json=ONE_OFFER, headers=auth("admin"))
         if rule.startswith(CONNECTOR):  # the same for connector "churn" (<string:name> becomes churn below)
             client.post("/api/v1/catalog/connectors", json={"name": "churn", **CONNECTOR_BODY}, headers=auth("admin"))
-        return client.open(path, method=method, json=body(n), headers=headers)
+        where = _loyalty_path(client, auth, rule, path, n) if rule.startswith(LOYALTY) else path
+        return client.open(where, method=method, json=body(n), headers=headers)
 
     assert call({}, 0).status_code == 401
     assert call({"Authorization": "Bearer ds_00000000_not-a-real-key"}, 0).status_code == 401

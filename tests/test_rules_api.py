@@ -26,7 +26,8 @@ def raise_high_to_75(text: str) -> str:
 def test_status_lists_the_serving_rule_sets(client, auth):
     body = client.get("/api/v1/rules", headers=auth("analyst")).get_json()
     assert {rs["name"] for rs in body["rulesets"]} == {
-        "lifecycle", "value", "tiers", "offers", "contact_policy", "arbitration", "segments", "rfm", "value_weights", "journey", "stage_actions", "learning"}
+        "lifecycle", "value", "tiers", "offers", "contact_policy", "arbitration", "segments", "rfm", "value_weights", "journey", "stage_actions", "learning",
+        "earning", "loyalty_policy"}
     assert body["backend"] == "durable"
     assert body["published"]["source"] == "startup" and body["published"]["revision"] == body["revision"]
 

@@ -21,6 +21,10 @@ class Permission(str, enum.Enum):
     CONNECTORS_MANAGE = "connectors:manage"  # set up catalog connectors (URLs, which secret to send)
     DECISIONS_WRITE = "decisions:write"  # ask for a decision, report a response
     DECISIONS_READ = "decisions:read"  # read the decision log and learning statistics
+    LOYALTY_READ = "loyalty:read"  # read tiers, members, balances, ledgers, rewards, redemptions
+    LOYALTY_WRITE = "loyalty:write"  # enrol a customer, credit points, redeem a reward, cancel a redemption
+    LOYALTY_MANAGE = "loyalty:manage"  # define tiers and rewards; run the tier review and points expiry
+    LOYALTY_ADJUST = "loyalty:adjust"  # correct a balance by hand (admin: it is money to the customer)
 
 
 class Role(str, enum.Enum):
@@ -34,13 +38,14 @@ class Role(str, enum.Enum):
 
 
 _READ_ALL = {Permission.CUSTOMERS_READ, Permission.RULES_READ, Permission.MODELS_READ, Permission.OFFERS_READ,
-             Permission.DECISIONS_READ}
+             Permission.DECISIONS_READ, Permission.LOYALTY_READ}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.CHANNEL: frozenset({Permission.CUSTOMERS_READ, Permission.OFFERS_READ, Permission.DECISIONS_WRITE,
-                             Permission.DECISIONS_READ}),
+                             Permission.DECISIONS_READ, Permission.LOYALTY_READ, Permission.LOYALTY_WRITE}),
     Role.ANALYST: frozenset(_READ_ALL),
-    Role.EDITOR: frozenset(_READ_ALL | {Permission.RULES_WRITE, Permission.ANALYTICS_WRITE, Permission.OFFERS_WRITE}),
+    Role.EDITOR: frozenset(_READ_ALL | {Permission.RULES_WRITE, Permission.ANALYTICS_WRITE, Permission.OFFERS_WRITE,
+                                        Permission.LOYALTY_MANAGE}),
     Role.INGEST: frozenset({Permission.CUSTOMERS_READ, Permission.DATA_WRITE}),
     Role.ADMIN: frozenset(Permission),
 }

@@ -29,6 +29,7 @@ class EventKind:
 def ingest_events(
     session: Session, kind: EventKind, items: list[dict[str, Any]], *, field: Callable[[int, str], str],
     after: Callable[[Session, list[int]], object] | None = None,
+    on_created: Callable[[Session, list[dict[str, Any]]], object] | None = None,
 ) -> list[dict[str, Any]]:
     """Store events once each: new ids are created, repeats with equal content are no-ops.
 
@@ -36,7 +37,8 @@ def ingest_events(
     `field(i, name)` names the field of item i in error messages. Nothing is written unless every
     item is valid; the result lists each stored row with `status` "created" or "existing".
     `after(session, customer_ids)` runs in the same transaction once the state rows of the
-    customers with new events are up to date (the event path: stage, RFM place).
+    customers with new events are up to date (the event path: stage, RFM place). `on_created(session,
+    rows)` runs just before it with the rows this call stored (loyalty points for new purchases).
     """
     items = [{**item, "external_id": item.get("external_id") or uuid.uuid4().hex} for item in items]
     _check_repeats(kind, items, field)
@@ -75,6 +77,8 @@ def ingest_events(
         stored = _load(session, kind, list(wanted))
         changed = sorted({wanted[x]["customer_id"] for x in created})
         refresh_state(session, customer_ids=changed)
+        if on_created is not None and created:
+            on_created(session, [stored[x] for x in sorted(created, key=lambda x: stored[x]["id"])])
         if after is not None and changed:
             after(session, changed)
     else:

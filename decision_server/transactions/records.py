@@ -28,6 +28,9 @@ class TransactionRecord(Base):
     product: Mapped[str | None] = mapped_column(sa.String(100))
     category: Mapped[str | None] = mapped_column(sa.String(64))
     channel: Mapped[str | None] = mapped_column(sa.String(32))
+    # A refund may name the purchase it refunds (its external id): the points that purchase
+    # earned are then taken back in proportion.
+    refund_of: Mapped[str | None] = mapped_column(sa.String(64))
     ingested_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

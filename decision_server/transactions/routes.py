@@ -9,6 +9,7 @@ from decision_server.ingest.events import batch_result, event_position
 from decision_server.schemas import page_response
 from decision_server.transactions import schemas, service
 from decision_server.analytics.events import on_events
+from decision_server.loyalty.events import on_purchases
 from decision_server.web import Blueprint, transaction
 
 blp = Blueprint("transactions", __name__, url_prefix="", description="Purchases")
@@ -23,7 +24,7 @@ class Transactions(MethodView):
     def post(self, body):
         """Add one purchase (idempotent on `external_id`)."""
         with transaction(write=True) as session:
-            [row] = service.add_transactions(session, items=[body], batch=False, after=on_events())
+            [row] = service.add_transactions(session, items=[body], batch=False, after=on_events(), on_created=on_purchases())
         return row, 201 if row["status"] == "created" else 200
 
 
@@ -35,7 +36,7 @@ class TransactionBatch(MethodView):
     def post(self, body):
         """Add up to 1,000 purchases at once; if any is invalid, none is written."""
         with transaction(write=True) as session:
-            return batch_result(service.add_transactions(session, items=body["items"], batch=True, after=on_events()))
+            return batch_result(service.add_transactions(session, items=body["items"], batch=True, after=on_events(), on_created=on_purchases()))
 
 
 @blp.route("/customers/<string:customer_id>/transactions")

@@ -22,6 +22,8 @@ class TransactionInSchema(ma.Schema):
     product = Text(100, allow_none=True, load_default=None, metadata={"example": "Data 10GB"})
     category = Code(allow_none=True, load_default=None, metadata={"example": "data_bundle"})
     channel = Code(allow_none=True, load_default=None, metadata={"example": "app"})
+    refund_of = ExternalId(allow_none=True, load_default=None, metadata={
+        "description": "for a refund: the id of the purchase it refunds (its loyalty points are taken back in proportion)"})
 
 
 class TransactionBatchInSchema(ma.Schema):
@@ -43,6 +45,7 @@ class TransactionSchema(ma.Schema):
     product = fields.String(allow_none=True)
     category = fields.String(allow_none=True)
     channel = fields.String(allow_none=True)
+    refund_of = fields.String(allow_none=True)
     ingested_at = fields.DateTime()
     status = fields.String(metadata={"description": "created, or existing for a repeated id"})
 

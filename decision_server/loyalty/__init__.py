@@ -1,0 +1,1 @@
+"""The loyalty program: tiers, the points ledger, rewards and redemptions."""

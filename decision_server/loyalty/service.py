@@ -1,0 +1,451 @@
+"""Loyalty members: enrolment, tiers (definitions, qualification, history), earning and adjusting points.
+
+Who qualifies for which tier is `rules/tiers.yaml`; what a tier is worth (rank, multiplier,
+benefits) is the `loyalty_tiers` table, edited over the API. A member moves up at once when an
+event qualifies them (a purchase's points count in the same transaction); how they move down is
+`rules/loyalty_policy.yaml` (never, at a review, or after a grace period), applied by
+`loyalty.bulk.review_tiers`. Points movements go through `ledger` under the member's row lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from decision_server.analytics.requirements import missing
+from decision_server.customers.records import CustomerRecord, CustomerStateRecord
+from decision_server.db import upsert, utcnow
+from decision_server.errors import Conflict, NotFound, ValidationError
+from decision_server.features import online
+from decision_server.features.definition import as_dict
+from decision_server.loyalty import ledger
+from decision_server.loyalty.records import MemberRecord, TierChangeRecord, TierRecord
+
+log = logging.getLogger(__name__)
+
+_m, _t, _h = MemberRecord.__table__, TierRecord.__table__, TierChangeRecord.__table__
+_c, _s = CustomerRecord.__table__, CustomerStateRecord.__table__
+DEFAULT_POLICY = {"pending_days": 0, "points_expire_days": 730, "downgrade": "grace", "grace_days": 90}
+TIER_SOURCES = ("enroll", "event", "review", "manual")
+# The tiers a fresh database has (migration 0011 writes the same), matching rules/tiers.yaml as shipped.
+DEFAULT_TIERS = [
+    {"name": "bronze", "rank": 1, "multiplier": 1.0, "description": "Every member starts here.",
+     "benefits": ["1 point per currency unit spent"]},
+    {"name": "silver", "rank": 2, "multiplier": 1.25, "description": "Regular earners and steady spenders.",
+     "benefits": ["1.25 points per currency unit spent", "birthday bonus"]},
+    {"name": "gold", "rank": 3, "multiplier": 1.5, "description": "Strong earners and loyal spenders.",
+     "benefits": ["1.5 points per currency unit spent", "priority support line", "free delivery"]},
+    {"name": "platinum", "rank": 4, "multiplier": 2.0, "description": "Our best members.",
+     "benefits": ["2 points per currency unit spent", "dedicated agent", "early access to new offers"]},
+]
+
+
+# --- tier definitions --------------------------------------------------------------------------
+
+def tiers(conn: Connection) -> dict[str, dict[str, Any]]:
+    """Return the tier definitions by name, lowest rank first."""
+    return {r.name: dict(r._mapping) for r in conn.execute(sa.select(_t).order_by(_t.c.rank))}
+
+
+def tier_names_in_rules(revision: Any) -> list[str]:
+    """The tiers `rules/tiers.yaml` can give (its declared output values)."""
+    if missing(revision, "tiers"):
+        return []
+    return list(revision.rulesets["tiers"].outputs["tier"].values or [])
+
+
+def create_tier(conn: Connection, body: dict[str, Any], revision: Any) -> dict[str, Any]:
+    """Define a tier; name and rank are unique."""
+    _check_tier_unique(conn, body)
+    now = utcnow()
+    tier_id = conn.execute(sa.insert(_t).values(**body, created_at=now, updated_at=now).returning(_t.c.id)).scalar_one()
+    return tier_view(conn, tier_id, revision)
+
+
+def update_tier(conn: Connection, tier_id: int, body: dict[str, Any], revision: Any) -> dict[str, Any]:
+    """Change a tier's rank, multiplier, benefits or description (its name is its identity)."""
+    current = _tier_row(conn, tier_id)
+    if "name" in body and body["name"] != current["name"]:
+        message = "a tier's name cannot change (members and the rules refer to it); define a new tier instead"
+        raise ValidationError(message, errors={"name": [message]}, code="tier_name_fixed")
+    _check_tier_unique(conn, body, tier_id)
+    if body:
+        conn.execute(sa.update(_t).where(_t.c.id == tier_id).values(**body, updated_at=utcnow()))
+    return tier_view(conn, tier_id, revision)
+
+
+def delete_tier(conn: Connection, tier_id: int, revision: Any) -> None:
+    """Delete a tier nobody holds and no rule gives."""
+    row = _tier_row(conn, tier_id)
+    members = conn.execute(sa.select(sa.func.count()).select_from(_m).where(_m.c.tier == row["name"])).scalar_one()
+    if members:
+        raise Conflict(f"{members:,} members hold tier {row['name']}; move them first", code="tier_in_use")
+    if row["name"] in tier_names_in_rules(revision):
+        raise Conflict(f"rules/tiers.yaml can still give tier {row['name']}; take it out of the rules first",
+                       code="tier_in_rules")
+    conn.execute(sa.delete(_t).where(_t.c.id == tier_id))
+
+
+def tier_view(conn: Connection, tier_id: int, revision: Any) -> dict[str, Any]:
+    """A tier with its member count and whether the rules can give it."""
+    row = _tier_row(conn, tier_id)
+    members = conn.execute(sa.select(sa.func.count()).select_from(_m).where(_m.c.tier == row["name"])).scalar_one()
+    return {**row, "members": members, "in_rules": row["name"] in tier_names_in_rules(revision)}
+
+
+def tier_listing(conn: Connection, revision: Any) -> list[dict[str, Any]]:
+    """Every tier, lowest rank first, with member counts."""
+    counts = dict(conn.execute(sa.select(_m.c.tier, sa.func.count()).group_by(_m.c.tier)).all())
+    given = set(tier_names_in_rules(revision))
+    return [{**t, "members": counts.get(name, 0), "in_rules": name in given} for name, t in tiers(conn).items()]
+
+
+def _tier_row(conn: Connection, tier_id: int) -> dict[str, Any]:
+    row = conn.execute(sa.select(_t).where(_t.c.id == tier_id)).first()
+    if row is None:
+        raise NotFound(f"no tier {tier_id}", code="tier_not_found")
+    return dict(row._mapping)
+
+
+def _check_tier_unique(conn: Connection, body: dict[str, Any], tier_id: int | None = None) -> None:
+    for field in ("name", "rank"):
+        if field in body:
+            taken = conn.execute(sa.select(_t.c.id).where(_t.c[field] == body[field], _t.c.id != (tier_id or -1))).first()
+            if taken:
+                message = f"another tier has this {field}"
+                raise Conflict(message, errors={field: [message]}, code="tier_conflict")
+
+
+# --- policy and qualification ------------------------------------------------------------------
+
+def policy(revision: Any, tier: str | None) -> dict[str, Any]:
+    """The pending, expiry and downgrade policy for a tier (rules/loyalty_policy.yaml)."""
+    if missing(revision, "loyalty_policy"):
+        return dict(DEFAULT_POLICY)
+    outcome = revision.evaluate("loyalty_policy", {"tier": tier}, backend="python").outcome or {}
+    return {**DEFAULT_POLICY, **outcome}
+
+
+def tier_facts(conn: Connection, customer_id: int, now: dt.datetime) -> dict[str, Any]:
+    """What the tier rules may read about one customer: features, stage and segment, points earned in 12 months."""
+    row = conn.execute(online.READ_BY_ID, {"id": customer_id}).first()
+    if row is None:
+        raise NotFound(f"no customer {customer_id}", code="customer_not_found")
+    features = online.from_row(row._mapping, now)
+    facts: dict[str, Any] = as_dict(features.values[0])
+    state = conn.execute(sa.select(_s.c.stage, _s.c.value_segment).where(_s.c.customer_id == customer_id)).first()
+    facts.update(customer_since=row.created_at, points_earned_12m=ledger.earned_12m(conn, customer_id, now),
+                 stage=state.stage if state else None, value_segment=state.value_segment if state else None)
+    return facts
+
+
+def qualify(revision: Any, facts: dict[str, Any], defined: dict[str, dict[str, Any]], now: dt.datetime
+            ) -> tuple[str | None, str | None]:
+    """Return (tier, rule id) the tier rules give, or (None, None) when they give no defined tier."""
+    if missing(revision, "tiers"):
+        return None, None
+    result = revision.evaluate("tiers", facts, now=now.timestamp(), backend="python")
+    tier = (result.outcome or {}).get("tier")
+    if tier not in defined:
+        if tier is not None:
+            log.warning("tier rules gave an undefined tier", extra={"tier": tier})
+        return None, None
+    return tier, (result.fired_ids[0] if result.fired_ids else "default")
+
+
+def change_tier(conn: Connection, member: dict[str, Any], to_tier: str, *, now: dt.datetime, source: str,
+                rule_id: str | None = None, revision_id: str | None = None, actor: str | None = None,
+                reason: str | None = None) -> dict[str, Any]:
+    """Move a member (row locked) to another tier and record the change."""
+    change = {"customer_id": member["customer_id"], "from_tier": member["tier"], "to_tier": to_tier, "at": now,
+              "source": source, "rule_id": rule_id, "rule_revision": revision_id, "actor": actor, "reason": reason}
+    conn.execute(sa.insert(_h).values(**change))
+    conn.execute(sa.update(_m).where(_m.c.customer_id == member["customer_id"]).values(
+        tier=to_tier, tier_since=now, below_since=None, updated_at=now))
+    member.update(tier=to_tier, tier_since=now, below_since=None)
+    return change
+
+
+def check_tier(conn: Connection, member: dict[str, Any], revision: Any, now: dt.datetime, *,
+               defined: dict[str, dict[str, Any]] | None = None, source: str = "event") -> dict[str, Any] | None:
+    """Upgrade a member (row locked) the moment they qualify; note when they first fall below their tier.
+
+    Downgrades never happen here: they follow the downgrade policy in the bulk review.
+    """
+    defined = defined if defined is not None else tiers(conn)
+    qualified, rule_id = qualify(revision, tier_facts(conn, member["customer_id"], now), defined, now)
+    if qualified is None:
+        return None
+    have, get = defined[member["tier"]]["rank"], defined[qualified]["rank"]
+    if get > have:
+        return change_tier(conn, member, qualified, now=now, source=source, rule_id=rule_id, revision_id=revision.id)
+    below = now if get < have else None
+    if (member["below_since"] is None) != (below is None):
+        conn.execute(sa.update(_m).where(_m.c.customer_id == member["customer_id"]).values(below_since=below))
+        member["below_since"] = below
+    return None
+
+
+# --- membership --------------------------------------------------------------------------------
+
+def customer_id_of(conn: Connection, external_id: str) -> int:
+    """The internal id of a customer, or 404."""
+    found = conn.execute(sa.select(_c.c.id).where(_c.c.external_id == external_id)).scalar()
+    if found is None:
+        raise NotFound(f"no customer with id {external_id!r}", code="customer_not_found")
+    return found
+
+
+def enroll(conn: Connection, customer_id: int, *, via: str, revision: Any, now: dt.datetime | None = None,
+           actor: str | None = None) -> tuple[dict[str, Any], bool]:
+    """Enrol a customer (idempotent): they start in the tier the rules give them. Returns (member, created)."""
+    now = now or utcnow()
+    defined = tiers(conn)
+    if not defined:
+        raise Conflict("no loyalty tier is defined; define one at /api/v1/loyalty/tiers", code="no_tiers")
+    lowest = next(iter(defined))
+    inserted = conn.execute(upsert(conn, _m).values(
+        customer_id=customer_id, tier=lowest, tier_since=now, enrolled_at=now, enrolled_via=via, balance=0,
+        earned_total=0, updated_at=now).on_conflict_do_nothing().returning(_m.c.customer_id)).first()
+    member = ledger.lock(conn, customer_id)
+    if inserted is None:
+        return member, False
+    conn.execute(sa.insert(_h).values(customer_id=customer_id, from_tier=None, to_tier=lowest, at=now, source="enroll",
+                                      rule_id=None, rule_revision=revision.id, actor=actor, reason=f"enrolled via {via}"))
+    check_tier(conn, member, revision, now, defined=defined, source="enroll")
+    return member, True
+
+
+def _member_or_409(conn: Connection, customer_id: int) -> dict[str, Any]:
+    member = ledger.lock(conn, customer_id)
+    if member is None:
+        raise ledger.NotEnrolled("the customer is not a loyalty member; enroll them first",
+                                 errors={"customer_id": ["not enrolled"]})
+    return member
+
+
+# --- earning -----------------------------------------------------------------------------------
+
+def purchase_points(amount_cents: int, tier_multiplier: float, outcomes: Any) -> tuple[int, dict[str, Any]]:
+    """Points for a purchase: floor(amount × tier multiplier × rule multipliers) + rule bonuses."""
+    multiplier = Decimal(repr(float(tier_multiplier)))
+    bonus = Decimal(0)
+    for o in outcomes or ():
+        if "multiplier" in o:
+            multiplier *= Decimal(repr(float(o["multiplier"])))
+        if "bonus" in o:
+            bonus += Decimal(repr(float(o["bonus"])))
+    points = (Decimal(amount_cents) * multiplier / 100).to_integral_value(ROUND_FLOOR) + bonus.to_integral_value(ROUND_FLOOR)
+    return int(points), {"multiplier": str(multiplier), "bonus": int(bonus)}
+
+
+def earn_for_purchases(conn: Connection, rows: list[dict[str, Any]], *, revision: Any, auto_enroll: bool,
+                       now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Earn (or, for refunds, take back) the points of newly stored transactions, in their transaction.
+
+    Called by the ingestion API with the rows it just created. Customers who are not members are
+    enrolled on their first purchase when `auto_enroll`; otherwise their purchases earn nothing.
+    """
+    now = now or utcnow()
+    defined = tiers(conn)
+    written = []
+    by_customer: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_customer.setdefault(row["customer_id"], []).append(row)
+    for customer_id in sorted(by_customer):
+        member = ledger.lock(conn, customer_id)
+        purchases = sorted(by_customer[customer_id], key=lambda r: (r["occurred_at"], r["id"]))
+        if member is None:
+            if not (auto_enroll and defined and any(r["amount_cents"] > 0 for r in purchases)):
+                continue
+            member, _ = enroll(conn, customer_id, via="first_purchase", revision=revision, now=now)
+        for row in purchases:
+            entry = (_earn_purchase(conn, member, row, revision, defined, now) if row["amount_cents"] >= 0
+                     else _reverse_refund(conn, member, row, revision, defined, now))
+            if entry is not None:
+                written.append(entry)
+        ledger.expire_due(conn, member, now)
+        check_tier(conn, member, revision, now, defined=defined)
+    return written
+
+
+def _earn_purchase(conn: Connection, member: dict[str, Any], row: dict[str, Any], revision: Any,
+                   defined: dict[str, dict[str, Any]], now: dt.datetime) -> dict[str, Any] | None:
+    key = f"txn:{row['external_id']}"
+    if ledger.find(conn, member["customer_id"], key) is not None:
+        return None
+    outcomes, fired = _earning_rules(conn, member, row, revision, now, refund=False)
+    points, detail = purchase_points(row["amount_cents"], defined[member["tier"]]["multiplier"], outcomes)
+    if points <= 0:
+        return None
+    rules = policy(revision, member["tier"])
+    return ledger.post(conn, member, kind="earn", points=points, key=key, now=now, occurred_at=row["occurred_at"],
+                       pending_days=rules["pending_days"], expire_days=rules["points_expire_days"],
+                       transaction_id=row["id"],
+                       details={**detail, "tier": member["tier"], "tier_multiplier": defined[member["tier"]]["multiplier"],
+                                "rules": fired, "amount_cents": row["amount_cents"], "revision": revision.id})
+
+
+def _reverse_refund(conn: Connection, member: dict[str, Any], row: dict[str, Any], revision: Any,
+                    defined: dict[str, dict[str, Any]], now: dt.datetime) -> dict[str, Any] | None:
+    """Take back a refund's points: in proportion to what the refunded purchase earned when it is named,
+    else at today's earning rate; never more than the balance (the shortfall is recorded)."""
+    key = f"txn:{row['external_id']}"
+    if ledger.find(conn, member["customer_id"], key) is not None:
+        return None
+    refunded = -row["amount_cents"]
+    detail: dict[str, Any] = {"amount_cents": row["amount_cents"]}
+    original = ledger.find(conn, member["customer_id"], f"txn:{row['refund_of']}") if row.get("refund_of") else None
+    if original is not None and original["kind"] == "earn":
+        purchase = max(int(original["details"].get("amount_cents") or 0), 1)
+        taken = -int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(ledger._l.c.points), 0)).where(
+            ledger._l.c.customer_id == member["customer_id"], ledger._l.c.kind == "reverse",
+            ledger._l.c.details["refund_of"].as_string() == row["refund_of"])).scalar_one())
+        base = (Decimal(original["points"]) * min(refunded, purchase) / purchase).to_integral_value(ROUND_FLOOR)
+        want = max(0, min(int(base), original["points"] - taken))
+        detail.update(refund_of=row["refund_of"], purchase_points=original["points"], already_taken=taken)
+    else:
+        outcomes, fired = _earning_rules(conn, member, row, revision, now, refund=True)
+        want, rate = purchase_points(refunded, defined[member["tier"]]["multiplier"], [o for o in outcomes if "multiplier" in o])
+        detail.update(rate=rate, rules=fired, refund_of=row.get("refund_of"))
+    points = min(want, member["balance"])
+    if points < want:
+        detail["shortfall"] = want - points  # already spent: the balance never goes below zero
+        log.warning("refund takes back fewer points than it earned", extra={"customer_id": member["customer_id"], "shortfall": want - points})
+    if points <= 0:
+        return None
+    return ledger.post(conn, member, kind="reverse", points=-points, key=key, now=now, occurred_at=row["occurred_at"],
+                       transaction_id=row["id"], reason="refund", details=detail)
+
+
+def _earning_rules(conn: Connection, member: dict[str, Any], row: dict[str, Any], revision: Any, now: dt.datetime,
+                   *, refund: bool) -> tuple[Any, list[str]]:
+    if missing(revision, "earning"):
+        return (), []
+    earlier = conn.execute(sa.select(sa.func.count()).select_from(ledger._l).where(
+        ledger._l.c.customer_id == member["customer_id"], ledger._l.c.kind == "earn")).scalar_one()
+    stage = conn.execute(sa.select(_s.c.stage).where(_s.c.customer_id == member["customer_id"])).scalar()
+    facts = {"amount": abs(row["amount_cents"]) / 100, "category": row.get("category"), "channel": row.get("channel"),
+             "tier": member["tier"], "stage": stage, "first_purchase": (earlier == 0) and not refund}
+    result = revision.evaluate("earning", facts, now=row["occurred_at"].timestamp(), backend="python")
+    return result.outcome, list(result.fired_ids)
+
+
+def earn(conn: Connection, customer_id: int, *, points: int, key: str, reason: str, actor: str | None,
+         revision: Any, now: dt.datetime | None = None) -> tuple[dict[str, Any], bool]:
+    """Credit points that do not come from a purchase (a partner, a survey); idempotent on `key`."""
+    now = now or utcnow()
+    member = _member_or_409(conn, customer_id)
+    request = {"kind": "earn", "points": points, "reason": reason}
+    found = ledger.find(conn, customer_id, f"api:{key}")
+    if found is not None:
+        ledger.same_request(found, request)
+        return found, False
+    rules = policy(revision, member["tier"])
+    entry = ledger.post(conn, member, kind="earn", points=points, key=f"api:{key}", now=now, reason=reason, actor=actor,
+                        pending_days=rules["pending_days"], expire_days=rules["points_expire_days"],
+                        details={"request": request})
+    check_tier(conn, member, revision, now)
+    return entry, True
+
+
+def adjust(conn: Connection, customer_id: int, *, points: int, key: str, reason: str, actor: str | None,
+           revision: Any, now: dt.datetime | None = None) -> tuple[dict[str, Any], bool]:
+    """Correct a balance by hand, with a reason (admin); idempotent on `key`; never below zero."""
+    now = now or utcnow()
+    member = _member_or_409(conn, customer_id)
+    request = {"kind": "adjust", "points": points, "reason": reason}
+    found = ledger.find(conn, customer_id, f"api:{key}")
+    if found is not None:
+        ledger.same_request(found, request)
+        return found, False
+    ledger.expire_due(conn, member, now)
+    rules = policy(revision, member["tier"])
+    entry = ledger.post(conn, member, kind="adjust", points=points, key=f"api:{key}", now=now, reason=reason, actor=actor,
+                        expire_days=rules["points_expire_days"], details={"request": request})
+    return entry, True
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+def member_view(conn: Connection, customer_id: int, *, now: dt.datetime | None = None, history: int = 20) -> dict[str, Any]:
+    """A member's tier (with its definition), balance figures and tier history."""
+    now = now or utcnow()
+    row = conn.execute(sa.select(_m).where(_m.c.customer_id == customer_id)).first()
+    if row is None:
+        raise ledger.NotEnrolled("the customer is not a loyalty member", errors={"customer_id": ["not enrolled"]})
+    member = dict(row._mapping)
+    defined = tiers(conn)
+    changes = [dict(r._mapping) for r in conn.execute(
+        sa.select(_h).where(_h.c.customer_id == customer_id).order_by(_h.c.at.desc(), _h.c.id.desc()).limit(history))]
+    return {**member, "tier_definition": defined.get(member["tier"]),
+            "points": ledger.figures(conn, customer_id, member["balance"], now=now), "tier_history": changes}
+
+
+def member_summary(conn: Connection, customer_id: int) -> dict[str, Any] | None:
+    """Tier and balance for the 360 view and decisions (None: not a member)."""
+    row = conn.execute(sa.select(_m.c.tier, _m.c.balance, _m.c.tier_since).where(_m.c.customer_id == customer_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def member_listing(conn: Connection, *, limit: int, after: int | None = None, tier: str | None = None,
+                   min_balance: int | None = None) -> list[dict[str, Any]]:
+    """Members in customer id order, filtered by tier and balance, with their external ids."""
+    query = sa.select(_m, _c.c.external_id).join(_c, _c.c.id == _m.c.customer_id)
+    if after is not None:
+        query = query.where(_m.c.customer_id > after)
+    if tier is not None:
+        query = query.where(_m.c.tier == tier)
+    if min_balance is not None:
+        query = query.where(_m.c.balance >= min_balance)
+    return [dict(r._mapping) for r in conn.execute(query.order_by(_m.c.customer_id).limit(limit + 1))]
+
+
+def tier_history(conn: Connection, *, limit: int, before: int | None = None, customer_id: int | None = None,
+                 source: str | None = None) -> list[dict[str, Any]]:
+    """Tier changes, newest first (keyset on id)."""
+    query = sa.select(_h, _c.c.external_id).join(_c, _c.c.id == _h.c.customer_id)
+    if before is not None:
+        query = query.where(_h.c.id < before)
+    if customer_id is not None:
+        query = query.where(_h.c.customer_id == customer_id)
+    if source is not None:
+        query = query.where(_h.c.source == source)
+    return [dict(r._mapping) for r in conn.execute(query.order_by(_h.c.id.desc()).limit(limit + 1))]
+
+
+def statistics(conn: Connection, *, since: dt.datetime) -> dict[str, Any]:
+    """Program figures: members and balances by tier, points by kind, redemptions, tier changes since `since`."""
+    from decision_server.loyalty.records import (
+        LedgerEntryRecord,
+        RedemptionRecord,
+        RewardRecord,
+    )
+
+    _l, _x, _r = LedgerEntryRecord.__table__, RedemptionRecord.__table__, RewardRecord.__table__
+    defined = tiers(conn)
+    per_tier = {row[0]: (row[1], int(row[2] or 0)) for row in conn.execute(
+        sa.select(_m.c.tier, sa.func.count(), sa.func.sum(_m.c.balance)).group_by(_m.c.tier))}
+    by_tier = [{"tier": name, "rank": t["rank"], "members": per_tier.get(name, (0, 0))[0],
+                "balance": per_tier.get(name, (0, 0))[1]} for name, t in defined.items()]
+    kinds = {row[0]: {"entries": row[1], "points": int(row[2] or 0)} for row in conn.execute(
+        sa.select(_l.c.kind, sa.func.count(), sa.func.sum(_l.c.points)).where(_l.c.created_at >= since).group_by(_l.c.kind))}
+    redemptions = {row[0]: {"count": row[1], "points": int(row[2] or 0)} for row in conn.execute(
+        sa.select(_x.c.status, sa.func.count(), sa.func.sum(_x.c.points)).where(_x.c.created_at >= since).group_by(_x.c.status))}
+    top = [{"reward_id": row[0], "code": row[1], "redemptions": row[2]} for row in conn.execute(
+        sa.select(_x.c.reward_id, _r.c.code, sa.func.count().label("n")).join(_r, _r.c.id == _x.c.reward_id)
+        .where(_x.c.created_at >= since, _x.c.status == "completed").group_by(_x.c.reward_id, _r.c.code)
+        .order_by(sa.desc("n"), _x.c.reward_id).limit(10))]
+    changes = [{"from": row[0], "to": row[1], "source": row[2], "count": row[3]} for row in conn.execute(
+        sa.select(_h.c.from_tier, _h.c.to_tier, _h.c.source, sa.func.count().label("n")).where(_h.c.at >= since)
+        .group_by(_h.c.from_tier, _h.c.to_tier, _h.c.source).order_by(sa.desc("n"), _h.c.to_tier))]
+    return {
+        "members": sum(t["members"] for t in by_tier), "by_tier": by_tier, "since": since,
+        "points": {"outstanding": sum(t["balance"] for t in by_tier), "by_kind": kinds},
+        "redemptions": {"by_status": redemptions, "top_rewards": top}, "tier_changes": changes,
+    }
