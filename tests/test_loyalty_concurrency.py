@@ -23,7 +23,12 @@ import sqlalchemy as sa
 from decision_server.customers.records import CustomerRecord
 from decision_server.errors import Conflict
 from decision_server.loyalty import rewards, service
-from decision_server.loyalty.records import LedgerEntryRecord, MemberRecord, RedemptionRecord, RewardRecord
+from decision_server.loyalty.records import (
+    LedgerEntryRecord,
+    MemberRecord,
+    RedemptionRecord,
+    RewardRecord,
+)
 from decision_server.rules.engine import build_revision
 from decision_server.rules.source import read_rules_dir
 from decision_server.transactions.service import add_transactions
@@ -244,7 +249,7 @@ def test_a_redemption_that_is_not_killed_is_all_there(database, revision, tmp_pa
     reward = _reward(database, cost=100, stock=2)
     marker = tmp_path / "marker"
     done = subprocess.run([sys.executable, "-c", CHILD, str(database.engine.url.render_as_string(hide_password=False)),
-                           str(cid), str(reward), str(marker), "NOTHING"], cwd=REPO, timeout=120)
+                           str(cid), str(reward), str(marker), "NOTHING"], check=False, cwd=REPO, timeout=120)
     assert done.returncode == 0 and marker.read_text() == "done"
     assert _books(database, cid)[:2] == (200, 200)
     with database.connection() as conn:
