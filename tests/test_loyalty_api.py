@@ -270,3 +270,28 @@ def test_statistics_and_lists(client, auth, member):
     assert [r["reward_code"] for r in redemptions] == ["CINEMA"]
     changes = client.get("/api/v1/loyalty/tier-changes?customer_id=M-1", headers=auth("analyst")).get_json()["items"]
     assert [c["to_tier"] for c in changes] == ["bronze"]
+
+
+def test_tier_and_points_reach_the_360_view_and_decisions(client, auth, member):
+    _buy(client, auth, "T1", "50.00")  # 150 points, bronze
+    profile = client.get("/api/v1/customers/M-1/profile", headers=auth("analyst")).get_json()
+    assert profile["tier"] == "bronze"
+    loyalty = profile["loyalty"]
+    assert loyalty["points"]["balance"] == 150 and loyalty["points"]["available"] == 150
+    assert [e["kind"] for e in loyalty["recent_ledger"]] == ["earn"]
+    assert dt.datetime.fromisoformat(loyalty["tier_since"]) <= dt.datetime.now(dt.UTC)
+    # An offer costing more points than the member has is removed by rules/offers.yaml, with the reason.
+    offer = {"code": "POINTS", "name": "Points deal", "category": "loyalty", "business_value": 5, "points_cost": 200,
+             "treatments": {"app": {"title": "Deal", "body": "A deal for {points_cost} points"}}}
+    assert client.post("/api/v1/offers", json=offer, headers=auth("editor")).status_code == 201
+    decided = client.post("/api/v1/decisions", json={"customer_id": "M-1", "channel": "app"}, headers=auth("channel")).get_json()
+    assert decided["customer"]["tier"] == "bronze" and decided["customer"]["points_balance"] == 150
+    [candidate] = decided["explanation"]
+    assert "not_enough_points" in [r["rule"] for r in candidate["removed_by"]]
+    _buy(client, auth, "T2", "60.00")  # 210 points now: the offer is affordable
+    decided = client.post("/api/v1/decisions", json={"customer_id": "M-1", "channel": "app"}, headers=auth("channel")).get_json()
+    assert decided["customer"]["points_balance"] == 210
+    assert "not_enough_points" not in [r["rule"] for r in decided["explanation"][0]["removed_by"]]
+    # Someone who is not a member has no tier and no balance.
+    client.post("/api/v1/customers", json={"external_id": "N-1"}, headers=auth("admin"))
+    assert client.get("/api/v1/customers/N-1/profile", headers=auth("analyst")).get_json()["loyalty"] is None

@@ -102,7 +102,10 @@ class ProfileSchema(ma.Schema):
     recommended_actions = fields.List(fields.String(), metadata={"description": "for the stage, from rules/stage_actions.yaml"})
     value = JsonDocument(metadata={"description": "{score, segment}"})
     rfm = JsonDocument(allow_none=True, metadata={"description": "{r, f, m, segment}; null when never bought"})
-    tier = fields.String(allow_none=True, metadata={"description": "loyalty tier (null until the loyalty program)"})
+    tier = fields.String(allow_none=True, metadata={"description": "loyalty tier (null: not a member)"})
+    loyalty = JsonDocument(allow_none=True, metadata={
+        "description": "tier, tier_since, points {balance, pending, available, expiring, expiring_by, earned_12m}, "
+                       "recent ledger entries and redemptions; null: not a member"})
     scores = JsonDocument(metadata={"description": "every model's score now"})
     models = JsonDocument(metadata={"description": "model name → {version, fallback, reason}"})
     segments = fields.List(JsonDocument(), metadata={"description": "[{segment, rule}] from rules/segments.yaml, now"})
@@ -149,10 +152,11 @@ class CustomerProfile(MethodView):
             touchpoints = list_touchpoints(session, customer_external_id=customer_id, limit=limit)[:limit]
             transitions = _transition_rows(session, {"limit": limit}, cid)["items"]
             decisions = decision_log.listing(conn, limit=limit, customer_id=customer_id)[:limit]
+            loyalty = _loyalty(conn, cid, now, limit)
         state = customer["state"]
         scored = _models().score(features.values)
         named = as_dict(features.values[0])
-        facts = {"tier": None, "value_segment": state["value_segment"], "churn_risk": scored.values["churn_risk"],
+        facts = {"tier": loyalty["tier"] if loyalty else None, "value_segment": state["value_segment"], "churn_risk": scored.values["churn_risk"],
                  "first_purchase_at": state["first_purchase_at"], "last_purchase_at": state["last_purchase_at"],
                  "touchpoints_30d": touches_30d, "spend_12m": named["spend_12m"]}
         segments = revision.evaluate("segments", facts, now=now.timestamp())
@@ -160,7 +164,8 @@ class CustomerProfile(MethodView):
         return {
             "customer": customer, "as_of": now, "stage": state["stage"], "stage_since": state["stage_since"],
             "journey_stage": state["journey_stage"], "recommended_actions": lifecycle.actions(revision, state["stage"]),
-            "value": {"score": state["value_score"], "segment": state["value_segment"]}, "rfm": rfm_part, "tier": None,
+            "value": {"score": state["value_score"], "segment": state["value_segment"]}, "rfm": rfm_part,
+            "tier": loyalty["tier"] if loyalty else None, "loyalty": loyalty,
             "scores": scored.values, "models": scored.models,
             "segments": [{"segment": o["segment"], "rule": rule} for o, rule in zip(segments.outcome, segments.fired_ids)],
             "clv": {"historical": _money(history[0].__dict__) if history else None,
@@ -169,6 +174,24 @@ class CustomerProfile(MethodView):
             "recent_decisions": decisions, "rule_revision": revision.id,
             "value_offers": value_offers(current_app.extensions["catalog"].offers, state["value_segment"]),
         }
+
+
+def _loyalty(conn, customer_id: int, now: dt.datetime, limit: int) -> dict | None:
+    """The loyalty part of the 360 view (None: not a member)."""
+    from decision_server.loyalty import ledger, rewards
+    from decision_server.loyalty.service import member_summary
+
+    member = member_summary(conn, customer_id)
+    if member is None:
+        return None
+    points = ledger.figures(conn, customer_id, member["balance"], now=now)
+    entries = [{k: e[k] for k in ("id", "kind", "points", "balance_after", "occurred_at", "expires_at", "reason")}
+               for e in ledger.entries(conn, customer_id, limit=limit)[:limit]]
+    redeemed = [{k: r[k] for k in ("id", "reward_code", "points", "status", "created_at")}
+                for r in rewards.redemptions(conn, limit=limit, customer_id=customer_id)[:limit]]
+    iso = lambda row: {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in row.items()}  # noqa: E731
+    return {"tier": member["tier"], "tier_since": member["tier_since"].isoformat(), "points": iso(points),
+            "recent_ledger": [iso(e) for e in entries], "recent_redemptions": [iso(r) for r in redeemed]}
 
 
 # --- RFM of one customer, CLV of everyone -----------------------------------------------------

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from decision_server import fastsql
 from decision_server.analytics.requirements import missing, require
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
-from decision_server.db import Database, to_utc, utcnow
+from decision_server.db import Database, UtcDateTime, to_utc, utcnow
 from decision_server.decisions.learning import (
     Learning,
     exposure,
@@ -35,6 +35,7 @@ from decision_server.decisions.records import (
 from decision_server.errors import Unavailable
 from decision_server.features import online
 from decision_server.features.definition import CATEGORIES, as_dict
+from decision_server.loyalty.records import LedgerEntryRecord, MemberRecord
 from decision_server.offers import treatments
 from decision_server.offers.catalog import Offer
 
@@ -50,10 +51,15 @@ HISTORY = dt.timedelta(days=30)
 
 _c, _s = CustomerRecord.__table__, CustomerStateRecord.__table__
 _d, _a, _r = DecisionRecord.__table__, DecisionActionRecord.__table__, DecisionResponseRecord.__table__
+_lm, _ll = MemberRecord.__table__, LedgerEntryRecord.__table__
+# Points still pending (not spendable yet): rules/loyalty_policy.yaml pending_days; 0 rows by default.
+_PENDING = (sa.select(sa.func.coalesce(sa.func.sum(_ll.c.points), 0))
+            .where(_ll.c.customer_id == _c.c.id, _ll.c.points > 0, _ll.c.available_at > sa.bindparam("now", type_=UtcDateTime()))
+            .scalar_subquery())
 READ_PROFILE = online.READ_BY_EXTERNAL_ID.add_columns(
     _c.c.first_name, _c.c.last_name, _c.c.consent, _s.c.stage, _s.c.value_segment, _s.c.rfm_segment,
-    _s.c.journey_stage,
-)
+    _s.c.journey_stage, _lm.c.tier, _lm.c.balance.label("points_total"), _PENDING.label("points_pending"),
+).outerjoin(_lm, _lm.c.customer_id == _c.c.id)
 _external, _since = sa.bindparam("external_id"), sa.bindparam("since")
 READ_CONTACTS = sa.union_all(
     sa.select(sa.literal(0).label("declined"), _a.c.offer_id, _a.c.channel, _a.c.decided_at.label("at"))
@@ -108,7 +114,7 @@ class Decider:
         rulesets = RULESETS + tuple(n for n in OPTIONAL_RULESETS if not missing(revision, n))
 
         with fastsql.cursor(self.database.engine) as cur:
-            found = self._read_profile.rows(cur, {"external_id": request.customer_id})
+            found = self._read_profile.rows(cur, {"external_id": request.customer_id, "now": now})
             contacts = self._read_contacts.rows(cur, {"external_id": request.customer_id, "since": now - HISTORY})
         prospect = not found
         if prospect:
@@ -116,8 +122,9 @@ class Decider:
         else:
             m = dict(zip(self._read_profile.names, found[0]))
             x = online.from_row(m, now).values
-            profile = {"stage": m["stage"], "value_segment": m["value_segment"], "tier": None,
-                       "rfm_segment": m["rfm_segment"], "journey_stage": m["journey_stage"]}
+            balance = None if m["tier"] is None else max(0, int(m["points_total"]) - int(m["points_pending"] or 0))
+            profile = {"stage": m["stage"], "value_segment": m["value_segment"], "tier": m["tier"],
+                       "rfm_segment": m["rfm_segment"], "journey_stage": m["journey_stage"], "points_balance": balance}
             person = m
         scores = model_set.score(x)
         values = scores.values
@@ -128,7 +135,7 @@ class Decider:
             **as_dict(x[0]),
             "channel": request.channel, "intent": request.context.get("intent"),
             "stage": profile["stage"], "value_segment": profile["value_segment"], "tier": profile["tier"],
-            "points_balance": None,
+            "points_balance": profile["points_balance"],
             "transaction_count": 0 if prospect else (person["transaction_count"] or 0),
             "last_purchase_at": None if prospect else person["last_purchase_at"],
             "churn_risk": values.get("churn_risk"), "propensity_to_buy": values.get("propensity_to_buy"),
@@ -227,7 +234,8 @@ class Decider:
         self.learning.applied((r["offer_id"], r["learning_key"], r["shown"], r["expected"], 0) for r in increments)
 
 
-_PROSPECT_PROFILE = {"stage": "acquisition", "value_segment": None, "tier": None, "rfm_segment": None, "journey_stage": None}
+_PROSPECT_PROFILE = {"stage": "acquisition", "value_segment": None, "tier": None, "rfm_segment": None, "journey_stage": None,
+                     "points_balance": None}
 
 
 def new_decision_id(stamp: float) -> str:
