@@ -189,7 +189,7 @@ def _loyalty(conn, customer_id: int, now: dt.datetime, limit: int) -> dict | Non
                for e in ledger.entries(conn, customer_id, limit=limit)[:limit]]
     redeemed = [{k: r[k] for k in ("id", "reward_code", "points", "status", "created_at")}
                 for r in rewards.redemptions(conn, limit=limit, customer_id=customer_id)[:limit]]
-    iso = lambda row: {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in row.items()}  # noqa: E731
+    iso = lambda row: {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in row.items()}
     return {"tier": member["tier"], "tier_since": member["tier_since"].isoformat(), "points": iso(points),
             "recent_ledger": [iso(e) for e in entries], "recent_redemptions": [iso(r) for r in redeemed]}
 
