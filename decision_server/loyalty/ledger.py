@@ -30,6 +30,16 @@ _l = LedgerEntryRecord.__table__
 _m = MemberRecord.__table__
 
 CREDITS = ("earn", "adjust", "refund")
+# Statements built once: constructing Core statements costs more than running them (~100 µs each).
+_LOCK = sa.select(_m).where(_m.c.customer_id == sa.bindparam("cid")).with_for_update()
+_FIND = sa.select(_l).where(_l.c.customer_id == sa.bindparam("cid"), _l.c.idempotency_key == sa.bindparam("key"))
+_INSERT = sa.insert(_l).values({c.name: sa.bindparam(c.name, type_=c.type) for c in _l.columns if c.name != "id"}).returning(_l.c.id)
+_MOVE = sa.update(_m).where(_m.c.customer_id == sa.bindparam("cid")).values(
+    balance=sa.bindparam("balance"), earned_total=sa.bindparam("earned"),
+    next_expiry_at=sa.bindparam("next_expiry", type_=UtcDateTime()), updated_at=sa.bindparam("now", type_=UtcDateTime()))
+_EARNED_12M = sa.select(sa.func.coalesce(sa.func.sum(_l.c.points), 0)).where(
+    _l.c.customer_id == sa.bindparam("cid"), _l.c.kind.in_(("earn", "reverse")),
+    _l.c.occurred_at >= sa.bindparam("since", type_=UtcDateTime()))
 KINDS = ("earn", "redeem", "expire", "adjust", "reverse", "refund")
 
 
@@ -47,13 +57,13 @@ class NotEnrolled(Conflict):
 
 def lock(conn: Connection, customer_id: int) -> dict[str, Any] | None:
     """Take the member's row for this transaction and return it (None: not a member)."""
-    row = conn.execute(sa.select(_m).where(_m.c.customer_id == customer_id).with_for_update()).first()
+    row = conn.execute(_LOCK, {"cid": customer_id}).first()
     return dict(row._mapping) if row else None
 
 
 def find(conn: Connection, customer_id: int, key: str) -> dict[str, Any] | None:
     """Return the entry written under an idempotency key, if any."""
-    row = conn.execute(sa.select(_l).where(_l.c.customer_id == customer_id, _l.c.idempotency_key == key)).first()
+    row = conn.execute(_FIND, {"cid": customer_id, "key": key}).first()
     return dict(row._mapping) if row else None
 
 
@@ -89,13 +99,13 @@ def post(conn: Connection, member: dict[str, Any], *, kind: str, points: int, ke
         "expires_at": occurred_at + dt.timedelta(days=expire_days) if credit and expire_days > 0 else None,
         "reason": reason, "actor": actor, "details": details or {}, "created_at": now,
     }
-    entry["id"] = conn.execute(sa.insert(_l).values(**entry).returning(_l.c.id)).scalar_one()
-    earned = points if kind == "earn" else points if kind == "reverse" else 0
+    entry["id"] = conn.execute(_INSERT, entry).scalar_one()
+    earned = points if kind in ("earn", "reverse") else 0
     next_expiry = member["next_expiry_at"]
     if entry["expires_at"] is not None and (next_expiry is None or entry["expires_at"] < next_expiry):
         next_expiry = entry["expires_at"]
-    conn.execute(sa.update(_m).where(_m.c.customer_id == member["customer_id"]).values(
-        balance=balance, earned_total=member["earned_total"] + earned, next_expiry_at=next_expiry, updated_at=now))
+    conn.execute(_MOVE, {"cid": member["customer_id"], "balance": balance, "earned": member["earned_total"] + earned,
+                         "next_expiry": next_expiry, "now": now})
     member.update(balance=balance, earned_total=member["earned_total"] + earned, next_expiry_at=next_expiry)
     return entry
 
@@ -157,9 +167,7 @@ def available(conn: Connection, member: dict[str, Any], now: dt.datetime) -> int
 
 def earned_12m(conn: Connection, customer_id: int, now: dt.datetime) -> int:
     """Points earned by purchases in the last 365 days, net of reversals (what tiers are earned with)."""
-    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(_l.c.points), 0)).where(
-        _l.c.customer_id == customer_id, _l.c.kind.in_(("earn", "reverse")),
-        _l.c.occurred_at >= now - dt.timedelta(days=365))).scalar_one())
+    return int(conn.execute(_EARNED_12M, {"cid": customer_id, "since": now - dt.timedelta(days=365)}).scalar_one())
 
 
 def entries(conn: Connection, customer_id: int, *, limit: int, before: int | None = None, kind: str | None = None,

@@ -131,16 +131,18 @@ def policy(revision: Any, tier: str | None) -> dict[str, Any]:
     return {**DEFAULT_POLICY, **outcome}
 
 
+_READ_FACTS = online.READ_BY_ID.add_columns(_s.c.stage, _s.c.value_segment)
+
+
 def tier_facts(conn: Connection, customer_id: int, now: dt.datetime) -> dict[str, Any]:
     """What the tier rules may read about one customer: features, stage and segment, points earned in 12 months."""
-    row = conn.execute(online.READ_BY_ID, {"id": customer_id}).first()
+    row = conn.execute(_READ_FACTS, {"id": customer_id}).first()
     if row is None:
         raise NotFound(f"no customer {customer_id}", code="customer_not_found")
     features = online.from_row(row._mapping, now)
     facts: dict[str, Any] = as_dict(features.values[0])
-    state = conn.execute(sa.select(_s.c.stage, _s.c.value_segment).where(_s.c.customer_id == customer_id)).first()
     facts.update(customer_since=row.created_at, points_earned_12m=ledger.earned_12m(conn, customer_id, now),
-                 stage=state.stage if state else None, value_segment=state.value_segment if state else None)
+                 stage=row.stage, value_segment=row.value_segment)
     return facts
 
 
@@ -202,8 +204,11 @@ def customer_id_of(conn: Connection, external_id: str) -> int:
 
 
 def enroll(conn: Connection, customer_id: int, *, via: str, revision: Any, now: dt.datetime | None = None,
-           actor: str | None = None) -> tuple[dict[str, Any], bool]:
-    """Enrol a customer (idempotent): they start in the tier the rules give them. Returns (member, created)."""
+           actor: str | None = None, check: bool = True) -> tuple[dict[str, Any], bool]:
+    """Enrol a customer (idempotent): they start in the tier the rules give them. Returns (member, created).
+
+    `check=False` leaves the tier check to the caller (a purchase checks once it has earned).
+    """
     now = now or utcnow()
     defined = tiers(conn)
     if not defined:
@@ -217,7 +222,8 @@ def enroll(conn: Connection, customer_id: int, *, via: str, revision: Any, now: 
         return member, False
     conn.execute(sa.insert(_h).values(customer_id=customer_id, from_tier=None, to_tier=lowest, at=now, source="enroll",
                                       rule_id=None, rule_revision=revision.id, actor=actor, reason=f"enrolled via {via}"))
-    check_tier(conn, member, revision, now, defined=defined, source="enroll")
+    if check:
+        check_tier(conn, member, revision, now, defined=defined, source="enroll")
     return member, True
 
 
@@ -253,6 +259,7 @@ def earn_for_purchases(conn: Connection, rows: list[dict[str, Any]], *, revision
     """
     now = now or utcnow()
     defined = tiers(conn)
+    policies: dict[str, dict[str, Any]] = {}
     written = []
     by_customer: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
@@ -263,10 +270,11 @@ def earn_for_purchases(conn: Connection, rows: list[dict[str, Any]], *, revision
         if member is None:
             if not (auto_enroll and defined and any(r["amount_cents"] > 0 for r in purchases)):
                 continue
-            member, _ = enroll(conn, customer_id, via="first_purchase", revision=revision, now=now)
+            member, _ = enroll(conn, customer_id, via="first_purchase", revision=revision, now=now, check=False)
+        known = _Known(conn, customer_id)
         for row in purchases:
-            entry = (_earn_purchase(conn, member, row, revision, defined, now) if row["amount_cents"] >= 0
-                     else _reverse_refund(conn, member, row, revision, defined, now))
+            entry = (_earn_purchase(conn, member, row, revision, defined, now, known, policies) if row["amount_cents"] >= 0
+                     else _reverse_refund(conn, member, row, revision, defined, now, known))
             if entry is not None:
                 written.append(entry)
         ledger.expire_due(conn, member, now)
@@ -274,16 +282,32 @@ def earn_for_purchases(conn: Connection, rows: list[dict[str, Any]], *, revision
     return written
 
 
+class _Known:
+    """What the earning rules read about one member, read once per batch of their purchases."""
+
+    _read = sa.select(
+        sa.select(sa.func.count()).select_from(ledger._l).where(
+            ledger._l.c.customer_id == sa.bindparam("cid"), ledger._l.c.kind == "earn").scalar_subquery(),
+        sa.select(_s.c.stage).where(_s.c.customer_id == sa.bindparam("cid")).scalar_subquery(),
+    )
+
+    def __init__(self, conn: Connection, customer_id: int):
+        earns, self.stage = conn.execute(self._read, {"cid": customer_id}).one()
+        self.first_purchase = not earns
+
+
 def _earn_purchase(conn: Connection, member: dict[str, Any], row: dict[str, Any], revision: Any,
-                   defined: dict[str, dict[str, Any]], now: dt.datetime) -> dict[str, Any] | None:
+                   defined: dict[str, dict[str, Any]], now: dt.datetime, known: _Known,
+                   policies: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     key = f"txn:{row['external_id']}"
     if ledger.find(conn, member["customer_id"], key) is not None:
         return None
-    outcomes, fired = _earning_rules(conn, member, row, revision, now, refund=False)
+    outcomes, fired = _earning_rules(member, row, revision, known, refund=False)
     points, detail = purchase_points(row["amount_cents"], defined[member["tier"]]["multiplier"], outcomes)
     if points <= 0:
         return None
-    rules = policy(revision, member["tier"])
+    known.first_purchase = False
+    rules = policies.get(member["tier"]) or policies.setdefault(member["tier"], policy(revision, member["tier"]))
     return ledger.post(conn, member, kind="earn", points=points, key=key, now=now, occurred_at=row["occurred_at"],
                        pending_days=rules["pending_days"], expire_days=rules["points_expire_days"],
                        transaction_id=row["id"],
@@ -292,7 +316,7 @@ def _earn_purchase(conn: Connection, member: dict[str, Any], row: dict[str, Any]
 
 
 def _reverse_refund(conn: Connection, member: dict[str, Any], row: dict[str, Any], revision: Any,
-                    defined: dict[str, dict[str, Any]], now: dt.datetime) -> dict[str, Any] | None:
+                    defined: dict[str, dict[str, Any]], now: dt.datetime, known: _Known) -> dict[str, Any] | None:
     """Take back a refund's points: in proportion to what the refunded purchase earned when it is named,
     else at today's earning rate; never more than the balance (the shortfall is recorded)."""
     key = f"txn:{row['external_id']}"
@@ -310,7 +334,7 @@ def _reverse_refund(conn: Connection, member: dict[str, Any], row: dict[str, Any
         want = max(0, min(int(base), original["points"] - taken))
         detail.update(refund_of=row["refund_of"], purchase_points=original["points"], already_taken=taken)
     else:
-        outcomes, fired = _earning_rules(conn, member, row, revision, now, refund=True)
+        outcomes, fired = _earning_rules(member, row, revision, known, refund=True)
         want, rate = purchase_points(refunded, defined[member["tier"]]["multiplier"], [o for o in outcomes if "multiplier" in o])
         detail.update(rate=rate, rules=fired, refund_of=row.get("refund_of"))
     points = min(want, member["balance"])
@@ -323,15 +347,12 @@ def _reverse_refund(conn: Connection, member: dict[str, Any], row: dict[str, Any
                        transaction_id=row["id"], reason="refund", details=detail)
 
 
-def _earning_rules(conn: Connection, member: dict[str, Any], row: dict[str, Any], revision: Any, now: dt.datetime,
+def _earning_rules(member: dict[str, Any], row: dict[str, Any], revision: Any, known: _Known,
                    *, refund: bool) -> tuple[Any, list[str]]:
     if missing(revision, "earning"):
         return (), []
-    earlier = conn.execute(sa.select(sa.func.count()).select_from(ledger._l).where(
-        ledger._l.c.customer_id == member["customer_id"], ledger._l.c.kind == "earn")).scalar_one()
-    stage = conn.execute(sa.select(_s.c.stage).where(_s.c.customer_id == member["customer_id"])).scalar()
     facts = {"amount": abs(row["amount_cents"]) / 100, "category": row.get("category"), "channel": row.get("channel"),
-             "tier": member["tier"], "stage": stage, "first_purchase": (earlier == 0) and not refund}
+             "tier": member["tier"], "stage": known.stage, "first_purchase": known.first_purchase and not refund}
     result = revision.evaluate("earning", facts, now=row["occurred_at"].timestamp(), backend="python")
     return result.outcome, list(result.fired_ids)
 
