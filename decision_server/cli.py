@@ -56,20 +56,20 @@ def cli(ctx, database_url, rules_dir, models_dir, log_level):
 
     \b
     First run on a laptop (SQLite under ./var/):
-      decision-server quickstart         # init + demo data + models + analytics + demo key + serve
+      decision-server quickstart         # init + demo data + models + analytics + loyalty + demo key + serve
     Step by step:
       decision-server init               # create or migrate the database
       decision-server demo-data          # 10k synthetic customers with purchases
       decision-server train              # train the five models (and `models --help`)
       decision-server analytics run      # RFM, stages, value, journeys, segments for everyone
-    decision-server loyalty demo       # demo rewards; enrol recent buyers and earn their points
+      decision-server loyalty demo       # demo rewards; enrol recent buyers and earn their points
       decision-server keys create --name me --role admin
       decision-server serve              # http://127.0.0.1:8000/api/v1/docs
       decision-server rules check        # check the rule files (and `rules --help`)
 
     Settings come from the environment (DATABASE_URL, RULES_DIR, MODELS_DIR, LOG_LEVEL,
-    RULES_BACKEND=durable|python, RULES_POLL_SECONDS, MODELS_POLL_SECONDS, MODEL_MAX_AGE_DAYS);
-    the options above override it. PostgreSQL: --database-url postgresql://user@host:5432/db
+    RULES_BACKEND=durable|python, RULES_POLL_SECONDS, MODELS_POLL_SECONDS, MODEL_MAX_AGE_DAYS,
+    LOYALTY_AUTO_ENROLL); the options above override it. PostgreSQL: --database-url postgresql://user@host:5432/db
     """
     from decision_server.logs import configure_logging
 
