@@ -295,3 +295,26 @@ def test_tier_and_points_reach_the_360_view_and_decisions(client, auth, member):
     # Someone who is not a member has no tier and no balance.
     client.post("/api/v1/customers", json={"external_id": "N-1"}, headers=auth("admin"))
     assert client.get("/api/v1/customers/N-1/profile", headers=auth("analyst")).get_json()["loyalty"] is None
+
+
+def test_an_offer_can_be_kept_for_some_tiers_by_a_rule(client, auth, member, app, rules_dir):
+    offer = {"code": "LOUNGE_UPGRADE", "name": "Lounge upgrade", "category": "loyalty", "business_value": 5,
+             "treatments": {"app": {"title": "Lounge", "body": "Upgrade"}}}
+    assert client.post("/api/v1/offers", json=offer, headers=auth("editor")).status_code == 201
+    path = rules_dir / "offers.yaml"
+    path.write_text(path.read_text().replace("rules:\n", "rules:\n  - id: lounge_for_gold_and_up\n"
+                                             "    description: The lounge upgrade is for gold and platinum members.\n"
+                                             "    when: offer.code == \"LOUNGE_UPGRADE\" and (tier is missing or tier not in [\"gold\", \"platinum\"])\n"
+                                             "    then: {check: eligibility, reason: \"Gold and platinum members only.\"}\n", 1))
+    app.extensions["rulebook"].sync()
+    assert app.extensions["rulebook"].status()["folder"]["refused"] is None, app.extensions["rulebook"].status()
+
+    def removed_by():
+        decided = client.post("/api/v1/decisions", json={"customer_id": "M-1", "channel": "app"}, headers=auth("channel")).get_json()
+        return [r["rule"] for r in decided["explanation"][0]["removed_by"]]
+
+    _buy(client, auth, "T1", "10.00")
+    assert "lounge_for_gold_and_up" in removed_by()
+    _buy(client, auth, "T2", "4000.00")  # 4,000 more points earned in 12 months: gold at once
+    assert _member(client, auth)["tier"] == "gold"
+    assert "lounge_for_gold_and_up" not in removed_by()

@@ -56,6 +56,7 @@ def to_offer(row: Mapping[str, Any]) -> Offer:
         row["valid_to"].timestamp() if row["valid_to"] else None,
         dict(row["treatments"] or {}),
         {
+            "offer.code": row["code"],
             "offer.category": row["category"],
             # An empty target list means "any": missing to the rules, so a `not in` rule cannot fire.
             "offer.target_stages": list(row["target_stages"]) or None,
