@@ -14,7 +14,7 @@ from flask.views import MethodView
 from decision_server.auth.roles import Permission, requires
 from decision_server.db import utcnow
 from decision_server.loyalty import bulk, ledger, rewards, schemas, service
-from decision_server.schemas import PageQuery, page_response
+from decision_server.schemas import ErrorSchema, PageQuery, page_response
 from decision_server.web import Blueprint, transaction
 
 blp = Blueprint("loyalty", __name__, url_prefix="/loyalty",
@@ -68,6 +68,8 @@ class Tier(MethodView):
 
     @requires(Permission.LOYALTY_MANAGE)
     @blp.response(204)
+    @blp.alt_response(404, schema=ErrorSchema, description="tier_not_found")
+    @blp.alt_response(409, schema=ErrorSchema, description="tier_in_use (members hold it), tier_in_rules (rules/tiers.yaml gives it)")
     def delete(self, tier_id):
         """Delete a tier no member holds and no rule gives (409 tier_in_use / tier_in_rules otherwise)."""
         with transaction(write=True) as session:
@@ -124,6 +126,7 @@ class Enroll(MethodView):
     @blp.arguments(schemas.EnrollInSchema)
     @blp.response(201, schemas.LoyaltyMemberDetailSchema, description="enrolled")
     @blp.alt_response(200, schema=schemas.LoyaltyMemberDetailSchema, description="already a member")
+    @blp.alt_response(404, schema=ErrorSchema, description='customer_not_found')
     def post(self, _body, customer_id):
         """Enrol a customer; they start in the tier the rules give them (idempotent)."""
         with transaction(write=True) as session:
@@ -166,6 +169,8 @@ class Earn(MethodView):
     @blp.arguments(schemas.EarnInSchema)
     @blp.response(201, schemas.PointsResultSchema, description="credited")
     @blp.alt_response(200, schema=schemas.PointsResultSchema, description="already credited under this key")
+    @blp.alt_response(404, schema=ErrorSchema, description='customer_not_found')
+    @blp.alt_response(409, schema=ErrorSchema, description='not_enrolled; idempotency_conflict (the key was used for another request)')
     def post(self, body, customer_id):
         """Credit points that do not come from a purchase (purchases earn on their own); may upgrade the tier."""
         return _points("earn", body, customer_id)
@@ -177,6 +182,8 @@ class Adjust(MethodView):
     @blp.arguments(schemas.AdjustInSchema)
     @blp.response(201, schemas.PointsResultSchema, description="adjusted")
     @blp.alt_response(200, schema=schemas.PointsResultSchema, description="already adjusted under this key")
+    @blp.alt_response(404, schema=ErrorSchema, description='customer_not_found')
+    @blp.alt_response(409, schema=ErrorSchema, description='insufficient_points (a debit beyond the balance), not_enrolled, idempotency_conflict')
     def post(self, body, customer_id):
         """Correct a balance by hand with a reason (admin); a debit beyond the balance is 409 insufficient_points."""
         return _points("adjust", body, customer_id)
@@ -200,6 +207,8 @@ class MemberRedemptions(MethodView):
     @blp.arguments(schemas.RedeemInSchema)
     @blp.response(201, schemas.RedemptionSchema, description="redeemed")
     @blp.alt_response(200, schema=schemas.RedemptionSchema, description="already redeemed under this key")
+    @blp.alt_response(404, schema=ErrorSchema, description='customer_not_found, reward_not_found')
+    @blp.alt_response(409, schema=ErrorSchema, description='insufficient_points, reward_out_of_stock, tier_not_allowed, reward_unavailable, not_enrolled, idempotency_conflict')
     def post(self, body, customer_id):
         """Redeem a reward: balance, tier, stock and validity checked and taken in one transaction.
 
@@ -249,6 +258,7 @@ class CancelRedemption(MethodView):
     @requires(Permission.LOYALTY_WRITE)
     @blp.arguments(schemas.CancelInSchema)
     @blp.response(200, schemas.RedemptionSchema)
+    @blp.alt_response(404, schema=ErrorSchema, description="redemption_not_found")
     def post(self, body, redemption_id):
         """Cancel a redemption: the points go back to the member, the item back to stock (twice is a no-op)."""
         with transaction(write=True) as session:
@@ -302,6 +312,8 @@ class Reward(MethodView):
 
     @requires(Permission.LOYALTY_MANAGE)
     @blp.response(204)
+    @blp.alt_response(404, schema=ErrorSchema, description="reward_not_found")
+    @blp.alt_response(409, schema=ErrorSchema, description="reward_in_use: redeemed before; retire it instead")
     def delete(self, reward_id):
         """Delete a reward never redeemed (otherwise retire it: 409 reward_in_use)."""
         with transaction(write=True) as session:
