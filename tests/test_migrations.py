@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import sqlalchemy as sa
 
@@ -36,3 +38,16 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(make_database_url):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     database.dispose()
+
+
+def test_the_migration_defines_the_default_tiers(make_database_url):
+    """Migration 0011 keeps its own copy of the default tiers (migrations never import app code): the same."""
+    from decision_server.loyalty.service import DEFAULT_TIERS
+
+    database = Database(make_database_url("sqlite"))
+    migrate.upgrade(database.engine)
+    with database.connection() as conn:
+        rows = conn.execute(sa.text("SELECT name, rank, multiplier, benefits, description FROM loyalty_tiers ORDER BY rank")).all()
+    database.dispose()
+    assert [(r.name, r.rank, r.multiplier, json.loads(r.benefits), r.description) for r in rows] == [
+        (t["name"], t["rank"], t["multiplier"], json.loads(json.dumps(t["benefits"])), t["description"]) for t in DEFAULT_TIERS]

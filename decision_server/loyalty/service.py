@@ -359,36 +359,34 @@ def _earning_rules(member: dict[str, Any], row: dict[str, Any], revision: Any, k
 
 def earn(conn: Connection, customer_id: int, *, points: int, key: str, reason: str, actor: str | None,
          revision: Any, now: dt.datetime | None = None) -> tuple[dict[str, Any], bool]:
-    """Credit points that do not come from a purchase (a partner, a survey); idempotent on `key`."""
-    now = now or utcnow()
-    member = _member_or_409(conn, customer_id)
-    request = {"kind": "earn", "points": points, "reason": reason}
-    found = ledger.find(conn, customer_id, f"api:{key}")
-    if found is not None:
-        ledger.same_request(found, request)
-        return found, False
-    rules = policy(revision, member["tier"])
-    entry = ledger.post(conn, member, kind="earn", points=points, key=f"api:{key}", now=now, reason=reason, actor=actor,
-                        pending_days=rules["pending_days"], expire_days=rules["points_expire_days"],
-                        details={"request": request})
-    check_tier(conn, member, revision, now)
-    return entry, True
+    """Credit points that do not come from a purchase (a partner, a survey); idempotent on `key`; may upgrade."""
+    return _by_request(conn, customer_id, "earn", points=points, key=key, reason=reason, actor=actor, revision=revision, now=now)
 
 
 def adjust(conn: Connection, customer_id: int, *, points: int, key: str, reason: str, actor: str | None,
            revision: Any, now: dt.datetime | None = None) -> tuple[dict[str, Any], bool]:
     """Correct a balance by hand, with a reason (admin); idempotent on `key`; never below zero."""
+    return _by_request(conn, customer_id, "adjust", points=points, key=key, reason=reason, actor=actor, revision=revision, now=now)
+
+
+def _by_request(conn: Connection, customer_id: int, kind: str, *, points: int, key: str, reason: str, actor: str | None,
+                revision: Any, now: dt.datetime | None) -> tuple[dict[str, Any], bool]:
+    """Post an API request's entry once per key: a retry returns the first entry (created False)."""
     now = now or utcnow()
     member = _member_or_409(conn, customer_id)
-    request = {"kind": "adjust", "points": points, "reason": reason}
+    request = {"kind": kind, "points": points, "reason": reason}
     found = ledger.find(conn, customer_id, f"api:{key}")
     if found is not None:
         ledger.same_request(found, request)
         return found, False
-    ledger.expire_due(conn, member, now)
+    if points < 0:
+        ledger.expire_due(conn, member, now)  # a debit never spends points past their date
     rules = policy(revision, member["tier"])
-    entry = ledger.post(conn, member, kind="adjust", points=points, key=f"api:{key}", now=now, reason=reason, actor=actor,
+    entry = ledger.post(conn, member, kind=kind, points=points, key=f"api:{key}", now=now, reason=reason, actor=actor,
+                        pending_days=rules["pending_days"] if kind == "earn" else 0,
                         expire_days=rules["points_expire_days"], details={"request": request})
+    if kind == "earn":
+        check_tier(conn, member, revision, now)
     return entry, True
 
 
