@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -19,7 +18,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from decision_server.db import UTC, UtcDateTime, to_utc
+from decision_server.db import UTC, UtcDateTime, sqlite_writer_lock, to_utc
 
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DateTime text: text order is time order
 
@@ -95,17 +94,11 @@ class Prepared:
             cursor.executemany(self.sql, [self.params(v) for v in values])
 
 
-# One writer at a time per process on SQLite: threads queue on this lock instead of polling the
-# database lock, whose busy handler sleeps 1, 2, 5, 10 ms between tries (p99 of BEGIN IMMEDIATE
-# under load: 11-19 ms with it polling, 0.2-0.6 ms queued here; bench/decision_load.py).
-_sqlite_writers: dict[str, threading.Lock] = {}
-
-
 @contextlib.contextmanager
 def cursor(engine: Engine, *, write: bool = False) -> Iterator[Any]:
     """Yield a driver cursor on a pooled connection; with `write`, one committed transaction."""
     sqlite = engine.dialect.name == "sqlite"
-    lock = _sqlite_writers.setdefault(str(engine.url), threading.Lock()) if write and sqlite else contextlib.nullcontext()
+    lock = sqlite_writer_lock(engine) if write else contextlib.nullcontext()  # shared with Database's write sessions
     with lock:
         raw = engine.raw_connection()
         try:
