@@ -41,9 +41,10 @@ def _count(conn: Connection, *where) -> int:
     return conn.execute(sa.select(sa.func.count()).select_from(_m).where(*where)).scalar_one()
 
 
-def _lock_chunk(conn: Connection, after: int, chunk: int, *where) -> list[dict[str, Any]]:
-    query = sa.select(_m).where(_m.c.customer_id > after, *where).order_by(_m.c.customer_id).limit(chunk)
-    return [dict(r._mapping) for r in conn.execute(query.with_for_update())]
+def _chunk(conn: Connection, columns: tuple[str, ...], after: int, chunk: int, *where, lock: bool = True) -> list[dict[str, Any]]:
+    """The next `chunk` members after id `after` (only the columns a job reads), locked for this transaction."""
+    query = sa.select(*(_m.c[name] for name in columns)).where(_m.c.customer_id > after, *where).order_by(_m.c.customer_id).limit(chunk)
+    return [dict(zip(columns, r)) for r in conn.execute(query.with_for_update() if lock else query)]
 
 
 def expire_points(database: Database, *, now: dt.datetime | None = None, chunk: int = CHUNK,
@@ -59,7 +60,7 @@ def expire_points(database: Database, *, now: dt.datetime | None = None, chunk: 
     key = f"expire:{now.isoformat()}"
     while True:
         with database.connection(write=True) as conn:
-            rows = _lock_chunk(conn, after, chunk, due_filter)
+            rows = _chunk(conn, ("customer_id", "balance"), after, chunk, due_filter)
             if not rows:
                 break
             ids = [r["customer_id"] for r in rows]
@@ -70,7 +71,7 @@ def expire_points(database: Database, *, now: dt.datetime | None = None, chunk: 
                 sa.func.coalesce(sa.func.sum(sa.case((_l.c.points < 0, -_l.c.points), else_=0)), 0),
                 sa.func.min(sa.case((sa.and_(_l.c.points > 0, _l.c.expires_at > now), _l.c.expires_at), else_=sa.null()),
                             type_=UtcDateTime()),
-            ).where(_l.c.customer_id.between(ids[0], ids[-1])).group_by(_l.c.customer_id))}
+            ).where(_l.c.customer_id.in_(ids)).group_by(_l.c.customer_id))}  # the due members only, not the id range
             entries, updates = [], []
             for member in rows:
                 credits, debits, upcoming = sums.get(member["customer_id"], (0, 0, None))
@@ -162,9 +163,7 @@ def review_tiers(database: Database, revision: Any, *, now: dt.datetime | None =
     after = 0
     while True:
         with database.connection(write=not dry_run) as conn:
-            rows = _lock_chunk(conn, after, chunk) if not dry_run else [
-                dict(r._mapping) for r in conn.execute(
-                    sa.select(_m).where(_m.c.customer_id > after).order_by(_m.c.customer_id).limit(chunk))]
+            rows = _chunk(conn, ("customer_id", "tier", "below_since"), after, chunk, lock=not dry_run)
             if not rows:
                 break
             ids = [r["customer_id"] for r in rows]
