@@ -53,6 +53,7 @@ def commands(args: argparse.Namespace, postgres: bool) -> list[list[str]]:
         runs.append([str(BENCH / "decision_load.py"), "--duration", str(args.duration), "--customers", str(args.customers),
                      "--database-url", args.postgres_url])
     runs.append([str(BENCH / "decision_simulation.py")])  # its own SQLite; adaptive vs rules-only vs random vs oracle
+    runs.append([str(BENCH / "loyalty_bench.py"), "--quick", "--databases", *databases, "--postgres-url", args.postgres_url])
     return runs
 
 
