@@ -318,3 +318,19 @@ def test_an_offer_can_be_kept_for_some_tiers_by_a_rule(client, auth, member, app
     _buy(client, auth, "T2", "4000.00")  # 4,000 more points earned in 12 months: gold at once
     assert _member(client, auth)["tier"] == "gold"
     assert "lounge_for_gold_and_up" not in removed_by()
+
+
+def test_an_admin_gives_a_tier_by_hand_with_a_reason(client, auth, member):
+    _buy(client, auth, "T1", "10.00")
+    body = {"tier": "gold", "reason": "status match: partner airline"}
+    assert client.post("/api/v1/loyalty/members/M-1/tier", json=body, headers=auth("editor")).status_code == 403
+    given = client.post("/api/v1/loyalty/members/M-1/tier", json=body, headers=auth("admin"))
+    assert given.status_code == 200 and given.get_json()["tier"] == "gold"
+    change = given.get_json()["tier_history"][0]
+    assert (change["from_tier"], change["to_tier"], change["source"], change["reason"]) == (
+        "bronze", "gold", "manual", "status match: partner airline")
+    assert change["actor"].startswith("key:")
+    _buy(client, auth, "T2", "10.00")  # earns at gold's multiplier now
+    assert _ledger(client, auth)[0]["points"] == 15
+    bad = client.post("/api/v1/loyalty/members/M-1/tier", json={"tier": "tin", "reason": "x"}, headers=auth("admin"))
+    assert bad.status_code == 422 and bad.get_json()["code"] == "tier_invalid" and "tier" in bad.get_json()["errors"]

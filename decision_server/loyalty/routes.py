@@ -137,6 +137,25 @@ class Enroll(MethodView):
         return view, 201 if created else 200
 
 
+@blp.route("/members/<string:customer_id>/tier")
+class MemberTier(MethodView):
+    @requires(Permission.LOYALTY_ADJUST)
+    @blp.arguments(schemas.SetTierInSchema)
+    @blp.response(200, schemas.LoyaltyMemberDetailSchema)
+    @blp.alt_response(404, schema=ErrorSchema, description="customer_not_found")
+    @blp.alt_response(409, schema=ErrorSchema, description="not_enrolled")
+    def post(self, body, customer_id):
+        """Give a member a tier by hand with a reason (admin; recorded as a manual tier change).
+
+        The next tier review applies the downgrade policy to it as to any tier.
+        """
+        with transaction(write=True) as session:
+            conn = session.connection()
+            cid = service.customer_id_of(conn, customer_id)
+            service.set_tier(conn, cid, body["tier"], actor=_actor(), reason=body["reason"])
+            return {**service.member_view(conn, cid), "external_id": customer_id}
+
+
 @blp.route("/members/<string:customer_id>/ledger")
 class Ledger(MethodView):
     @requires(Permission.LOYALTY_READ)

@@ -145,6 +145,13 @@ class LedgerQuery(PageQuery):
     until = Timestamp(metadata={"description": "entries written before this time"})
 
 
+class SetTierInSchema(_Strict):
+    """A tier given by hand, with the reason (audited with the key's name)."""
+
+    tier = fields.String(required=True, validate=_NAME, metadata={"example": "gold"})
+    reason = Text(500, required=True, validate=ma.validate.Length(min=1), metadata={"example": "status match from a partner airline"})
+
+
 class EarnInSchema(_Strict):
     """Points that do not come from a purchase (a partner, a survey); purchases earn on their own."""
 

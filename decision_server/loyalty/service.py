@@ -193,6 +193,23 @@ def check_tier(conn: Connection, member: dict[str, Any], revision: Any, now: dt.
     return None
 
 
+def set_tier(conn: Connection, customer_id: int, tier: str, *, actor: str, reason: str,
+             now: dt.datetime | None = None) -> dict[str, Any] | None:
+    """Give a member a tier by hand (a status match, a goodwill gesture), audited; None when unchanged.
+
+    The next review applies the downgrade policy as for anyone: with `never` the tier stays.
+    """
+    now = now or utcnow()
+    defined = tiers(conn)
+    if tier not in defined:
+        message = f"not a defined tier; the tiers are {', '.join(defined)}"
+        raise ValidationError(message, errors={"tier": [message]}, code="tier_invalid")
+    member = _member_or_409(conn, customer_id)
+    if member["tier"] == tier:
+        return None
+    return change_tier(conn, member, tier, now=now, source="manual", actor=actor, reason=reason)
+
+
 # --- membership --------------------------------------------------------------------------------
 
 def customer_id_of(conn: Connection, external_id: str) -> int:
