@@ -17,7 +17,7 @@ from decision_server.auth.roles import Role
 from decision_server.config import Config
 from decision_server.db import Database, normalize_url
 from decision_server.loyalty.records import TierRecord
-from decision_server.loyalty.service import DEFAULT_TIERS
+from decision_server.loyalty.tiers import DEFAULT_TIERS
 from decision_server.records import metadata
 
 REPO = Path(__file__).resolve().parent.parent

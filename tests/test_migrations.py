@@ -42,7 +42,7 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(make_database_url):
 
 def test_the_migration_defines_the_default_tiers(make_database_url):
     """Migration 0011 keeps its own copy of the default tiers (migrations never import app code): the same."""
-    from decision_server.loyalty.service import DEFAULT_TIERS
+    from decision_server.loyalty.tiers import DEFAULT_TIERS
 
     database = Database(make_database_url("sqlite"))
     migrate.upgrade(database.engine)

@@ -28,7 +28,8 @@ from decision_server.loyalty.records import (
     MemberRecord,
     TierChangeRecord,
 )
-from decision_server.loyalty.service import policy, tiers
+from decision_server.loyalty.service import policy
+from decision_server.loyalty.tiers import tiers
 from decision_server.transactions.records import TransactionRecord
 
 _m, _l, _h = MemberRecord.__table__, LedgerEntryRecord.__table__, TierChangeRecord.__table__

@@ -20,7 +20,8 @@ from decision_server.db import utcnow
 from decision_server.errors import Conflict, NotFound, ValidationError
 from decision_server.loyalty import ledger
 from decision_server.loyalty.records import RedemptionRecord, RewardRecord
-from decision_server.loyalty.service import _member_or_409, policy, tiers
+from decision_server.loyalty.service import _member_or_409, policy
+from decision_server.loyalty.tiers import tiers
 
 _r, _x = RewardRecord.__table__, RedemptionRecord.__table__
 STATUSES = ("active", "paused", "retired")

@@ -13,7 +13,7 @@ from flask.views import MethodView
 
 from decision_server.auth.roles import Permission, requires
 from decision_server.db import utcnow
-from decision_server.loyalty import bulk, ledger, rewards, schemas, service
+from decision_server.loyalty import bulk, ledger, rewards, schemas, service, tiers
 from decision_server.schemas import ErrorSchema, PageQuery, page_response
 from decision_server.web import Blueprint, transaction
 
@@ -38,7 +38,7 @@ class Tiers(MethodView):
     def get(self):
         """List the tiers, lowest rank first, with their member counts."""
         with transaction() as session:
-            return {"items": service.tier_listing(session.connection(), _revision())}
+            return {"items": tiers.tier_listing(session.connection(), _revision())}
 
     @requires(Permission.LOYALTY_MANAGE)
     @blp.arguments(schemas.TierInSchema)
@@ -46,7 +46,7 @@ class Tiers(MethodView):
     def post(self, body):
         """Define a tier (name and rank unique); rules/tiers.yaml decides who qualifies."""
         with transaction(write=True) as session:
-            return service.create_tier(session.connection(), body, _revision())
+            return tiers.create_tier(session.connection(), body, _revision())
 
 
 @blp.route("/tiers/<int:tier_id>")
@@ -56,7 +56,7 @@ class Tier(MethodView):
     def get(self, tier_id):
         """Show one tier."""
         with transaction() as session:
-            return service.tier_view(session.connection(), tier_id, _revision())
+            return tiers.tier_view(session.connection(), tier_id, _revision())
 
     @requires(Permission.LOYALTY_MANAGE)
     @blp.arguments(schemas.TierPatchSchema)
@@ -64,7 +64,7 @@ class Tier(MethodView):
     def patch(self, body, tier_id):
         """Change a tier's rank, multiplier, benefits or description."""
         with transaction(write=True) as session:
-            return service.update_tier(session.connection(), tier_id, body, _revision())
+            return tiers.update_tier(session.connection(), tier_id, body, _revision())
 
     @requires(Permission.LOYALTY_MANAGE)
     @blp.response(204)
@@ -73,7 +73,7 @@ class Tier(MethodView):
     def delete(self, tier_id):
         """Delete a tier no member holds and no rule gives (409 tier_in_use / tier_in_rules otherwise)."""
         with transaction(write=True) as session:
-            service.delete_tier(session.connection(), tier_id, _revision())
+            tiers.delete_tier(session.connection(), tier_id, _revision())
 
 
 @blp.route("/tier-changes")
@@ -87,7 +87,7 @@ class TierChanges(MethodView):
         with transaction() as session:
             conn = session.connection()
             customer = service.customer_id_of(conn, query["customer_id"]) if query.get("customer_id") else None
-            rows = service.tier_history(conn, limit=query["limit"], before=after[0] if after else None,
+            rows = tiers.tier_history(conn, limit=query["limit"], before=after[0] if after else None,
                                         customer_id=customer, source=query.get("source"))
         return page_response(rows, query["limit"])
 
