@@ -29,7 +29,6 @@ from decision_server.loyalty.records import LedgerEntryRecord, MemberRecord
 _l = LedgerEntryRecord.__table__
 _m = MemberRecord.__table__
 
-CREDITS = ("earn", "adjust", "refund")
 # Statements built once: constructing Core statements costs more than running them (~100 µs each).
 _LOCK = sa.select(_m).where(_m.c.customer_id == sa.bindparam("cid")).with_for_update()
 _FIND = sa.select(_l).where(_l.c.customer_id == sa.bindparam("cid"), _l.c.idempotency_key == sa.bindparam("key"))

@@ -24,7 +24,6 @@ from decision_server.loyalty.service import _member_or_409, policy
 from decision_server.loyalty.tiers import tiers
 
 _r, _x = RewardRecord.__table__, RedemptionRecord.__table__
-STATUSES = ("active", "paused", "retired")
 
 
 class RewardOutOfStock(Conflict):

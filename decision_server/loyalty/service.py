@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 _m, _h = MemberRecord.__table__, TierChangeRecord.__table__
 _c, _s = CustomerRecord.__table__, CustomerStateRecord.__table__
 DEFAULT_POLICY = {"pending_days": 0, "points_expire_days": 730, "downgrade": "grace", "grace_days": 90}
-TIER_SOURCES = ("enroll", "event", "review", "manual")
 # --- policy and qualification ------------------------------------------------------------------
 
 def policy(revision: Any, tier: str | None) -> dict[str, Any]:
