@@ -319,7 +319,7 @@ def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: boo
     _train_missing_models(ctx)
     click.echo("analysing the customer base (RFM, stages, value, journeys, segments)...")
     run_all(ctx)
-    _start_demo_loyalty(ctx)
+    start_demo(ctx, 60, unless_members=True)  # the loyalty program on the demo base
     with ctx.database.session(write=True) as session:
         added = offers.load_demo_catalog(session, channels=ctx.config.channels, words=offers.vocabulary(None)) if offers.is_empty(session) else 0
         new = service.create_key(session, name="quickstart-demo", role="admin")
@@ -338,32 +338,6 @@ def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: boo
     if not no_serve:
         ctx.database.dispose()
         serve_forever(ctx.config, host=host, port=port, workers=2, threads=4)
-
-
-def _start_demo_loyalty(ctx: Context) -> None:
-    """Demo rewards, and the loyalty program started on the last 60 days, unless it has members already."""
-    import sqlalchemy as sa
-
-    from decision_server.loyalty import bulk
-    from decision_server.loyalty.demo import load_demo_rewards, start_program
-    from decision_server.loyalty.records import MemberRecord
-    from decision_server.rulebook.service import published_revision
-
-    with ctx.database.connection() as conn:
-        if conn.execute(sa.select(MemberRecord.customer_id).limit(1)).first() is not None:
-            click.echo("loyalty program already has members; demo loyalty data not added")
-            return
-    added = load_demo_rewards(ctx.database)
-    revision = published_revision(ctx.database, ctx.config.rules_dir)
-    try:
-        click.echo("starting the loyalty program: enrolling recent buyers and earning their last 60 days of purchases...")
-        done = start_program(ctx.database, revision, days=60, progress=lambda d, t: _progress("enrolling", d, t))
-        review = bulk.review_tiers(ctx.database, revision)
-    finally:
-        revision.close()
-    tiers = ", ".join(f"{t['to']} {t['count']:,}" for t in review["transitions"])
-    click.echo(f"loyalty: {added} demo rewards, {done['members']:,} members, {done['entries']:,} ledger entries"
-               + (f"; tier review moved {tiers}" if tiers else ""))
 
 
 def _train_missing_models(ctx: Context) -> None:
@@ -390,7 +364,7 @@ def main() -> None:
 # Command groups that live with their domain; imported last because they use Context from here.
 from decision_server.rulebook.commands import rules  # noqa: E402
 from decision_server.analytics.commands import analytics, run_all  # noqa: E402
-from decision_server.loyalty.commands import loyalty  # noqa: E402
+from decision_server.loyalty.commands import loyalty, start_demo  # noqa: E402
 from decision_server.scoring.commands import models, train  # noqa: E402
 
 from decision_server.offers.commands import offers as offers_group  # noqa: E402

@@ -38,20 +38,28 @@ def _transitions(result: dict) -> str:
     return f" ({moves})" if moves else ""
 
 
-@loyalty.command("demo")
-@click.option("--days", default=90, show_default=True, help="Earn the purchases of this many past days.")
-@pass_context
-def demo(ctx: Context, days: int):
-    """Add the demo rewards, enrol every customer who bought in the last DAYS days and earn those purchases."""
+def start_demo(ctx: Context, days: int, *, unless_members: bool = False) -> None:
+    """Add the demo rewards, enrol the buyers of the last `days` days with those purchases' points, review tiers.
+
+    With `unless_members`, a program that already has members is left alone (what quickstart wants).
+    """
+    import sqlalchemy as sa
+
     from decision_server.loyalty import bulk
     from decision_server.loyalty.demo import load_demo_rewards, start_program
+    from decision_server.loyalty.records import MemberRecord
 
-    _require_migrated(ctx)
+    if unless_members:
+        with ctx.database.connection() as conn:
+            if conn.execute(sa.select(MemberRecord.customer_id).limit(1)).first() is not None:
+                click.echo("loyalty program already has members; demo loyalty data not added")
+                return
     added = load_demo_rewards(ctx.database)
     click.echo(f"demo rewards: {added} added" + ("" if added else " (all there already)"))
     revision = _revision(ctx)
     try:
         started = time.perf_counter()
+        click.echo(f"enrolling the buyers of the last {days} days and earning those purchases' points...")
         done = start_program(ctx.database, revision, days=days, progress=_progress("enrolling"))
         click.echo(f"loyalty program: {done['members']:,} members enrolled, {done['entries']:,} ledger entries "
                    f"in {time.perf_counter() - started:.1f} s")
@@ -59,6 +67,15 @@ def demo(ctx: Context, days: int):
         click.echo(f"tier review: {result['changed']:,} tier changes{_transitions(result)}")
     finally:
         revision.close()
+
+
+@loyalty.command("demo")
+@click.option("--days", default=90, show_default=True, help="Earn the purchases of this many past days.")
+@pass_context
+def demo(ctx: Context, days: int):
+    """Add the demo rewards, enrol every customer who bought in the last DAYS days and earn those purchases."""
+    _require_migrated(ctx)
+    start_demo(ctx, days)
 
 
 @loyalty.command("review")
