@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -86,12 +87,63 @@ class Prepared:
             out.append(tuple(row))
         return out
 
+    def execute_columns(self, cursor: Any, columns: Mapping[str, Any]) -> None:
+        """Run an INSERT or UPDATE once per row, the values given column by column (bulk writes).
+
+        A column is a sequence (one value per row) or a single value for every row; each is
+        converted once per column rather than once per row and value.
+        """
+        names = self.positional if self.positional is not None else tuple(self.defaults)
+        rows = None
+        lists = []
+        for name in names:
+            column = columns.get(name, self.defaults.get(name))
+            convert = self.binders.get(name)
+            if isinstance(column, (list, tuple)):
+                rows = len(column)
+                lists.append([convert(v) for v in column] if convert else list(column))
+            else:
+                lists.append(convert(column) if convert else column)
+        if not rows:
+            return
+        lists = [c if isinstance(c, list) else itertools.repeat(c, rows) for c in lists]
+        if self.positional is not None:
+            cursor.executemany(self.sql, zip(*lists))
+        else:
+            cursor.executemany(self.sql, [dict(zip(names, values)) for values in zip(*lists)])
+
     def execute(self, cursor: Any, values: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> None:
         """Run an INSERT or UPDATE for one row, or for each of several."""
         if isinstance(values, Mapping):
             cursor.execute(self.sql, self.params(values))
         else:
             cursor.executemany(self.sql, [self.params(v) for v in values])
+
+
+def raw_rows(conn: Any, statement: sa.Select) -> list[tuple]:
+    """Run a SELECT on a SQLAlchemy connection's driver; rows with the driver's own values (bulk reads).
+
+    On SQLite timestamps come back as the naive UTC text they are stored as.
+    """
+    rows: list[tuple] = []
+    for part in raw_slices(conn, statement, None):
+        rows.extend(part)
+    return rows
+
+
+def raw_slices(conn: Any, statement: sa.Select, size: int | None) -> Iterator[list[tuple]]:
+    """Like raw_rows, `size` rows at a time (all at once for None), so a long result is never all in memory."""
+    prepared = Prepared(conn.engine, statement)
+    cur = conn.connection.driver_connection.cursor()
+    try:
+        cur.execute(prepared.sql, prepared.params({}))
+        if size is None:
+            yield cur.fetchall()
+            return
+        while rows := cur.fetchmany(size):
+            yield rows
+    finally:
+        cur.close()
 
 
 @contextlib.contextmanager

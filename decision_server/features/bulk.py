@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from collections.abc import Iterator
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from decision_server import fastsql
 from decision_server.customers.records import CustomerRecord
 from decision_server.features.definition import (
     AGGREGATES,
@@ -23,16 +25,12 @@ from decision_server.features.definition import (
     TOUCH_CHANNELS,
     TOUCH_KINDS,
     Windows,
-    epoch,
     matrix,
 )
 from decision_server.touchpoints.records import TouchpointRecord
 from decision_server.transactions.records import (
     IS_PURCHASE,
     TransactionRecord,
-    first_purchase_at,
-    last_purchase_at,
-    purchase_count,
 )
 
 CHUNK = 50_000
@@ -48,11 +46,13 @@ class FeatureChunk:
 
 
 def _count_if(condition) -> sa.ColumnElement:
-    return sa.func.sum(sa.case((condition, 1), else_=0))
+    # FILTER (WHERE ...) rather than sum(CASE ...): the aggregate skips rows instead of evaluating
+    # a CASE per row and column (SQLite >= 3.30 and PostgreSQL both have it; 1.6x on the purchase query).
+    return sa.func.count().filter(condition)
 
 
 def _sum_if(condition, value) -> sa.ColumnElement:
-    return sa.func.sum(sa.case((condition, value), else_=0))
+    return sa.func.sum(value).filter(condition)
 
 
 def _purchase_query(w: Windows, lo: int, hi: int):
@@ -64,18 +64,20 @@ def _purchase_query(w: Windows, lo: int, hi: int):
     return (
         sa.select(
             t.customer_id,
-            purchase_count().label("purchases"),
+            _count_if(bought).label("purchases"),
             sa.func.sum(t.amount_cents).label("spend"),
-            sa.func.sum(sa.func.coalesce(t.cost_cents, 0)).label("cost"),
-            first_purchase_at().label("first_purchase_at"),
-            last_purchase_at().label("last_purchase_at"),
+            sa.func.sum(t.cost_cents).label("cost"),
+            sa.func.sum(t.amount_cents).filter(t.cost_cents.is_(None)).label("uncosted"),
+            sa.func.min(occ).filter(bought).label("first_purchase_at"),
+            sa.func.max(occ).filter(bought).label("last_purchase_at"),
             _count_if(sa.and_(in3, bought)).label("purchases_3m"),
             _sum_if(in3, t.amount_cents).label("spend_3m"),
             _count_if(sa.and_(prev3, bought)).label("purchases_prev_3m"),
             _sum_if(prev3, t.amount_cents).label("spend_prev_3m"),
             _count_if(sa.and_(in12, bought)).label("purchases_12m"),
             _sum_if(in12, t.amount_cents).label("spend_12m"),
-            *(_count_if(sa.and_(in12, bought, t.category == c)).label(f"category_{c}_12m") for c in CATEGORIES),
+            # The equality first: it fails fast for most rows (SQLite evaluates AND left to right).
+            *(_count_if(sa.and_(t.category == c, in12, bought)).label(f"category_{c}_12m") for c in CATEGORIES),
         )
         .where(t.customer_id.between(lo, hi), occ <= w.as_of)
         .group_by(t.customer_id)
@@ -92,15 +94,16 @@ def _touch_query(w: Windows, lo: int, hi: int):
             _count_if(in3).label("touchpoints_3m"),
             _count_if(occ >= w.start_12m).label("touchpoints_12m"),
             sa.func.max(occ).label("last_touchpoint_at"),
-            *(_count_if(sa.and_(in3, tp.channel == c)).label(f"channel_{c}_3m") for c in TOUCH_CHANNELS),
-            *(_count_if(sa.and_(in3, tp.kind == k)).label(f"kind_{k}_3m") for k in TOUCH_KINDS),
+            *(_count_if(sa.and_(tp.channel == c, in3)).label(f"channel_{c}_3m") for c in TOUCH_CHANNELS),
+            *(_count_if(sa.and_(tp.kind == k, in3)).label(f"kind_{k}_3m") for k in TOUCH_KINDS),
         )
         .where(tp.customer_id.between(lo, hi), occ <= w.as_of)
         .group_by(tp.customer_id)
     )
 
 
-_MONEY = {"spend", "cost", "spend_3m", "spend_prev_3m", "spend_12m"}
+_MONEY = {"spend", "cost", "uncosted", "spend_3m", "spend_prev_3m", "spend_12m"}
+_CENTS = tuple(f"{m}_cents" for m in sorted(_MONEY))
 _TIMES = {"first_purchase_at", "last_purchase_at", "last_touchpoint_at"}
 
 
@@ -119,36 +122,63 @@ def customer_ids(conn: Connection, as_of: dt.datetime, *, chunk: int = CHUNK) ->
 
 
 def features(conn: Connection, ids: np.ndarray, as_of: dt.datetime) -> FeatureChunk:
-    """Compute the features of customers `ids` (sorted, existing at as_of) as of `as_of`."""
+    """Compute the features of customers `ids` (sorted, existing at as_of) as of `as_of`.
+
+    Besides AGGREGATES, `aggregates` holds `spend_cents`, `cost_cents` (known costs) and
+    `uncosted_cents` (amounts sent without a cost) as exact int64 cents, for CLV.
+    """
     w = Windows.at(as_of)
     lo, hi = int(ids[0]), int(ids[-1])
-    position = {int(cid): i for i, cid in enumerate(ids)}
     n = len(ids)
-    agg = {name: np.zeros(n) for name in AGGREGATES}
+    agg: dict[str, np.ndarray] = {name: np.zeros(n) for name in AGGREGATES}
     for name in _TIMES:
         agg[name] = np.full(n, np.nan)
-    since = conn.execute(
-        sa.select(CustomerRecord.id, CustomerRecord.created_at).where(CustomerRecord.id.between(lo, hi))
-    ).all()
-    for cid, created in since:
-        i = position.get(cid)
-        if i is not None:
-            agg["customer_since"][i] = created.timestamp()
-    for query in (_purchase_query(w, lo, hi), _touch_query(w, lo, hi)):
-        result = conn.execute(query)
-        names = list(result.keys())[1:]
-        for row in result:
-            i = position.get(row[0])
-            if i is None:
-                continue
-            for name, value in zip(names, row[1:]):
-                if name in _TIMES:
-                    agg[name][i] = epoch(value)
-                elif name in _MONEY:
-                    agg[name][i] = int(value or 0) / 100.0  # PostgreSQL sums bigints as NUMERIC
-                else:
-                    agg[name][i] = int(value or 0)
+    for name in _CENTS:
+        agg[name] = np.zeros(n, dtype=np.int64)
+    since = sa.select(CustomerRecord.id, CustomerRecord.created_at.label("customer_since")).where(
+        CustomerRecord.id.between(lo, hi))
+    for query in (since, _purchase_query(w, lo, hi), _touch_query(w, lo, hi)):
+        # Raw rows: SQLAlchemy's per-value result processing (timestamps) costs a third of a
+        # chunk's time, and `_scatter` converts whole columns at once.
+        _scatter(agg, ids, [c.name for c in query.selected_columns][1:], fastsql.raw_rows(conn, query))
+    for name in _CENTS:
+        source = name.removesuffix("_cents")
+        if source in agg:
+            agg[source] = agg[name] / 100.0
     return FeatureChunk(ids, agg, matrix(agg, as_of.timestamp()))
+
+
+_EPOCH = np.datetime64("1970-01-01T00:00:00", "us")
+
+
+def epochs(values: tuple) -> np.ndarray:
+    """Epoch seconds of raw timestamps (SQLite's naive UTC text or aware datetimes), NaN for NULL.
+
+    Whole microseconds / 1e6, as datetime.timestamp() computes it, so both paths agree to the bit.
+    """
+    if any(isinstance(v, str) for v in values):
+        moments = np.array(values, dtype="datetime64[us]")
+        with np.errstate(invalid="ignore"):
+            return np.where(np.isnat(moments), np.nan, (moments - _EPOCH).astype(np.int64) / 1e6)
+    return np.array([math.nan if v is None else v.timestamp() for v in values], dtype=np.float64)
+
+
+def _scatter(agg: dict[str, np.ndarray], ids: np.ndarray, names: list[str], rows: list) -> None:
+    """Put the rows' columns (customer id first) at their customers' positions in `agg`."""
+    if not rows:
+        return
+    columns = list(zip(*rows))
+    found = np.fromiter(columns[0], dtype=np.int64, count=len(rows))
+    where = np.searchsorted(ids, found)
+    keep = (where < len(ids)) & (ids[np.minimum(where, len(ids) - 1)] == found)
+    where = where[keep]
+    for name, values in zip(names, columns[1:]):
+        if name in _TIMES or name == "customer_since":
+            agg[name][where] = epochs(values)[keep]
+        elif name in _MONEY:  # exact cents (below 2**53); PostgreSQL sums bigints as NUMERIC
+            agg[f"{name}_cents"][where] = np.nan_to_num(np.array(values, dtype=np.float64)).astype(np.int64)[keep]
+        else:
+            agg[name][where] = np.nan_to_num(np.array(values, dtype=np.float64))[keep]
 
 
 def all_features(conn: Connection, as_of: dt.datetime, *, chunk: int = CHUNK) -> Iterator[FeatureChunk]:
