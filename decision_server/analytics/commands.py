@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import click
 
 from decision_server.cli import Context, _require_migrated, pass_context
@@ -12,40 +10,35 @@ STEPS = ("rfm", "stages", "segments")
 
 
 def run_all(ctx: Context, steps: tuple[str, ...] = STEPS, echo=click.echo) -> None:
-    """Run the bulk analytics in order (RFM first: stages and value read its scores)."""
-    from decision_server.analytics import lifecycle, rfm, segments
-    from decision_server.analytics.requirements import NEEDED, require
+    """Run the bulk analytics in one pass over the customers (analytics/reevaluate.py)."""
+    from decision_server.analytics import reevaluate
     from decision_server.rulebook.service import published_revision
     from decision_server.scoring.serving import ModelSet
 
+    def report(p: reevaluate.Progress) -> None:
+        eta = f", about {p.eta_seconds:.0f} s left" if p.eta_seconds else ""
+        echo(f"  {p.done:,} of {p.total:,} customers ({p.rate:,.0f}/s{eta})")
+
     revision = published_revision(ctx.database, ctx.config.rules_dir)
     try:
-        require(revision, *(name for step in steps for name in NEEDED[step]))
-    except Exception:
-        revision.close()
-        raise
-    models = ModelSet(ctx.config.models_dir, max_age_days=ctx.config.model_max_age_days)
-    fallbacks = [name for name, m in models.models.items() if m["fallback"]]
-    if fallbacks:
-        echo(f"  models falling back to their rules: {', '.join(fallbacks)}")
-    try:
-        if "rfm" in steps:
-            started = time.perf_counter()
-            run = rfm.calculate(ctx.database, revision)
-            top = ", ".join(f"{k} {v:,}" for k, v in list(run.segments.items())[:4])
-            echo(f"  rfm: {run.buyers:,} buyers scored in {time.perf_counter() - started:.1f} s ({top}, ...)")
-        if "stages" in steps:
-            started = time.perf_counter()
-            result = lifecycle.evaluate_all(ctx.database, revision, models)
-            echo(f"  stages, value and journeys: {result['customers']:,} customers in {time.perf_counter() - started:.1f} s; "
-                 f"{result['changed']:,} stage changes, {result['revalued']:,} values changed")
-        if "segments" in steps:
-            started = time.perf_counter()
-            sizes = segments.recompute_all(ctx.database, revision, models)
-            echo(f"  segments: {len(sizes)} recomputed in {time.perf_counter() - started:.1f} s"
-                 + (f" ({', '.join(f'{k} {v:,}' for k, v in sizes.items())})" if sizes else ""))
+        models = ModelSet(ctx.config.models_dir, max_age_days=ctx.config.model_max_age_days)
+        fallbacks = [name for name, m in models.models.items() if m["fallback"]]
+        if fallbacks:
+            echo(f"  models falling back to their rules: {', '.join(fallbacks)}")
+        result = reevaluate.run(ctx.database, revision, models, steps=steps, margin=ctx.config.default_margin, progress=report)
     finally:
         revision.close()
+    echo(f"  {result['customers']:,} customers in {result['seconds']:.1f} s; {result['written']:,} state rows changed")
+    if result["rfm"]:
+        top = ", ".join(f"{k} {v:,}" for k, v in list(result["rfm"]["segments"].items())[:4])
+        echo(f"  rfm: {result['buyers']:,} buyers scored ({top}, ...)")
+    if "stages" in steps:
+        echo(f"  stages, value and journeys: {result['changed']:,} stage changes, {result['revalued']:,} values changed")
+    if "segments" in steps:
+        sizes = result["segments"]
+        echo(f"  segments: {len(sizes)} recomputed" + (f" ({', '.join(f'{k} {v:,}' for k, v in sizes.items())})" if sizes else ""))
+    if result["skipped_newer"]:
+        echo(f"  {result['skipped_newer']:,} customers left as events had just updated them")
 
 
 @click.group()

@@ -16,19 +16,18 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from decision_server.analytics import rfm, segments, value
 from decision_server.analytics.records import StageTransitionRecord
-from decision_server.analytics.requirements import NEEDED, missing, require
+from decision_server.analytics.requirements import missing, require
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.customers.state import refresh_state
 from decision_server.db import Database, utcnow
 from decision_server.errors import ValidationError
 from decision_server.features import bulk, online
-from decision_server.features.definition import FEATURE_NAMES, as_dict
+from decision_server.features.definition import as_dict
 
 SOURCES = ("event", "bulk", "manual")
 DEFAULT_RULE = "default"  # rule_id recorded when no lifecycle rule fired (as Revision.outcome_columns does)
@@ -148,75 +147,13 @@ def set_stage(conn: Connection, customer_id: int, stage: str, *, revision: Any, 
 
 def evaluate_all(database: Database, revision: Any, models: Any, *, now: dt.datetime | None = None,
                  chunk: int = bulk.CHUNK, source: str = "bulk") -> dict[str, Any]:
-    """Re-evaluate every customer's stage, value and journey stage as of now, chunk by chunk.
+    """Re-evaluate every customer's stage, value and journey stage as of now (or `now`), chunk by chunk.
 
-    Vectorized rules and batched models; each chunk is one transaction that writes only the
-    customers whose stage or value changed, with their transitions. RFM scores are read from the
-    state rows (the last RFM run, or the event path since). Returns counts: customers, changed
-    stages, changed values, and stage changes by (from, to).
+    The "stages" step of the bulk pass (analytics/reevaluate.py): vectorized rules and batched
+    models; each chunk is one transaction that writes only the customers whose stage, value or
+    journey changed, with their transitions. RFM scores are read from the state rows. Returns
+    counts: customers, changed stages, changed values, and stage changes by (from, to).
     """
-    require(revision, *NEEDED["stages"])
-    now = now or utcnow()
-    counts: dict[tuple[str | None, str], int] = {}
-    customers = changed = revalued = 0
-    with database.connection() as reader:
-        chunks = list(bulk.customer_ids(reader, now, chunk=chunk))
-    for ids in chunks:
-        with database.connection(write=True) as conn:
-            features = bulk.features(conn, ids, now)
-            scores = models.score_batch(features.values)
-            state = {row[0]: row[1:] for row in conn.execute(
-                sa.select(_st.c.customer_id, _st.c.stage, _st.c.rfm_r, _st.c.rfm_f, _st.c.rfm_m, _st.c.value_score,
-                          _st.c.value_segment, _st.c.journey_stage)
-                .where(_st.c.customer_id.between(int(ids[0]), int(ids[-1]))))}
-            absent = [int(c) for c in ids if int(c) not in state]
-            if absent:  # customers with no events yet have no state row: make them, so changes have a home
-                refresh_state(conn, customer_ids=absent)
-            rows_of = [state.get(int(c), (None,) * 7) for c in ids]
-            before = np.array([r[0] for r in rows_of], dtype=object)
-            agg = features.aggregates
-            columns = {
-                "stage": before, "transaction_count": agg["purchases"], "churn_risk": scores["churn_risk"],
-                "first_purchase_at": agg["first_purchase_at"], "last_purchase_at": agg["last_purchase_at"],
-            }
-            decided = revision.outcome_columns("lifecycle", columns, ("stage",), now=now.timestamp())
-            after, rules = decided["stage"], decided["rule_id"]
-            rfm_cols = [np.array([np.nan if r[k] is None else r[k] for r in rows_of], dtype=np.float64) for k in (1, 2, 3)]
-            value_scores, value_segments = value.for_columns(
-                revision, transaction_count=agg["purchases"], ltv=scores["ltv"], r=rfm_cols[0], f=rfm_cols[1],
-                m=rfm_cols[2], engagement=scores["engagement_score"])
-            journeys = revision.outcome_columns("journey", {
-                name: features.values[:, FEATURE_NAMES.index(name)].astype(np.float64) for name in journey_inputs(revision)
-            }, ("journey_stage",))["journey_stage"]
-            moved = np.flatnonzero(after != before)
-            rows = [{"customer_id": int(ids[i]), "from_stage": before[i], "to_stage": after[i], "at": now,
-                     "rule_id": rules[i], "rule_revision": revision.id, "source": source, "actor": None, "reason": None}
-                    for i in moved]
-            _record(conn, rows)
-            updates = []
-            for i, cid in enumerate(ids):
-                old_score, old_segment = rows_of[i][4], rows_of[i][5]
-                stage_moved = after[i] != before[i]
-                value_moved = old_score is None or abs(old_score - value_scores[i]) >= 0.005 or old_segment != value_segments[i]
-                journey_moved = rows_of[i][6] != journeys[i]
-                if stage_moved or value_moved or journey_moved:
-                    updates.append({"cid": int(cid), "new_stage": after[i], "since": now if stage_moved else None,
-                                    "score": float(value_scores[i]), "segment": value_segments[i], "journey": journeys[i],
-                                    "moved": stage_moved})
-                    revalued += bool(value_moved)
-            for moved_stage in (True, False):
-                batch = [u for u in updates if u["moved"] is moved_stage]
-                if not batch:
-                    continue
-                fields = {"stage": sa.bindparam("new_stage"), "value_score": sa.bindparam("score"),
-                          "value_segment": sa.bindparam("segment"), "journey_stage": sa.bindparam("journey")}
-                if moved_stage:
-                    fields["stage_since"] = sa.bindparam("since")
-                conn.execute(sa.update(_st).where(_st.c.customer_id == sa.bindparam("cid")).values(**fields), batch)
-            for r in rows:
-                key = (r["from_stage"], r["to_stage"])
-                counts[key] = counts.get(key, 0) + 1
-            customers += len(ids)
-            changed += len(rows)
-    return {"customers": customers, "changed": changed, "revalued": revalued,
-            "transitions": [{"from": k[0], "to": k[1], "count": v} for k, v in sorted(counts.items(), key=lambda kv: -kv[1])]}
+    from decision_server.analytics import reevaluate
+
+    return reevaluate.run(database, revision, models, steps=("stages",), as_of=now, chunk=chunk, source=source)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -31,9 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from decision_server.analytics.records import RfmRunRecord
-from decision_server.analytics.requirements import missing, require
-from decision_server.customers.records import CustomerStateRecord
-from decision_server.db import Database, utcnow
+from decision_server.analytics.requirements import missing
+from decision_server.db import Database
 from decision_server.transactions.records import (
     TransactionRecord,
     last_purchase_at,
@@ -108,40 +106,15 @@ class RfmRun:
 
 
 def calculate(database: Database, revision: Any, *, as_of: dt.datetime | None = None, source: str = "bulk") -> RfmRun:
-    """Score every buyer as of `as_of` (default now), store the run and every state row's scores."""
-    require(revision, "rfm")
-    started = time.perf_counter()
-    as_of = as_of or utcnow()
-    with database.connection() as conn:
-        buyers = read_buyers(conn, as_of)
-    if len(buyers.ids):
-        cuts = {"recency": cut_points(buyers.last_purchase_at), "frequency": cut_points(buyers.purchases),
-                "monetary": cut_points(buyers.spend_cents)}
-        r, f, m = (place(v, cuts[k]) for k, v in zip(MEASURES, (buyers.last_purchase_at, buyers.purchases, buyers.spend_cents)))
-        names = segment_names(revision, r, f, m)
-    else:
-        cuts = {k: [] for k in MEASURES}
-        r = f = m = np.zeros(0, dtype=np.int64)
-        names = np.zeros(0, dtype=object)
-    counted = dict(zip(*np.unique(names.astype(str), return_counts=True))) if len(names) else {}
-    segments = {str(k): int(v) for k, v in sorted(counted.items(), key=lambda kv: -kv[1])}
-    st = CustomerStateRecord.__table__
-    with database.connection(write=True) as conn:
-        run_id = conn.execute(sa.insert(RfmRunRecord.__table__).values(
-            as_of=as_of, buyers=len(buyers.ids), cuts=cuts, segments=segments, rule_revision=revision.id,
-            source=source, seconds=0.0, created_at=utcnow(),
-        ).returning(RfmRunRecord.__table__.c.id)).scalar_one()
-        conn.execute(sa.update(st).values(rfm_r=None, rfm_f=None, rfm_m=None, rfm_segment=None, rfm_run_id=run_id))
-        statement = sa.update(st).where(st.c.customer_id == sa.bindparam("cid")).values(
-            rfm_r=sa.bindparam("r"), rfm_f=sa.bindparam("f"), rfm_m=sa.bindparam("m"), rfm_segment=sa.bindparam("segment"),
-        )
-        rows = [{"cid": int(c), "r": int(a), "f": int(b), "m": int(d), "segment": s}
-                for c, a, b, d, s in zip(buyers.ids, r, f, m, names)]
-        for start in range(0, len(rows), _WRITE_BATCH):
-            conn.execute(statement, rows[start : start + _WRITE_BATCH])
-        seconds = time.perf_counter() - started
-        conn.execute(sa.update(RfmRunRecord.__table__).where(RfmRunRecord.__table__.c.id == run_id).values(seconds=seconds))
-    return RfmRun(run_id, as_of, len(buyers.ids), cuts, segments, seconds)
+    """Score every buyer as of `as_of` (default now), store the run and the state rows that change.
+
+    The "rfm" step of the bulk pass (analytics/reevaluate.py).
+    """
+    from decision_server.analytics import reevaluate
+
+    result = reevaluate.run(database, revision, None, steps=("rfm",), as_of=as_of, source=source)
+    out = result["rfm"]
+    return RfmRun(out["id"], out["as_of"], out["buyers"], out["cuts"], out["segments"], result["seconds"])
 
 
 def latest_run(conn: Connection) -> RfmRunRecord | None:

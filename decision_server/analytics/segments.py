@@ -21,12 +21,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from decision_server.analytics.records import (
-    SegmentCountRecord,
     SegmentMemberRecord,
     SegmentRecord,
 )
 from decision_server.customers.records import CustomerStateRecord
-from decision_server.db import Database, upsert, utcnow
+from decision_server.db import Database, upsert
 from decision_server.errors import ValidationError
 from decision_server.features import bulk
 from decision_server.features.definition import FEATURE_NAMES, FEATURES
@@ -139,45 +138,9 @@ def recompute_all(database: Database, rules: Any, models: Any, *, only: list[int
                   now: dt.datetime | None = None, chunk: int = bulk.CHUNK) -> dict[str, int]:
     """Recompute every customer's memberships (of all active segments or `only`), chunk by chunk.
 
-    Each chunk is one transaction; afterwards each segment's size is recorded. Returns sizes by name.
+    The "segments" step of the bulk pass (analytics/reevaluate.py): each chunk is one
+    transaction; afterwards each segment's size is recorded. Returns sizes by name.
     """
-    now = now or utcnow()
-    with database.connection() as conn:
-        segments = [r for r in active_segments(conn) if only is None or r.id in only]
-        chunks = list(bulk.customer_ids(conn, now, chunk=chunk))
-    if not segments:
-        return {}
-    compiled = {r.id: COMPILED.get(r, rules) for r in segments}
-    text_columns = (*STATE_NUMBERS, *STATE_TEXT)
-    for ids in chunks:
-        with database.connection(write=True) as conn:
-            features = bulk.features(conn, ids, now)
-            scores = models.score_batch(features.values)
-            state = {row[0]: row[1:] for row in conn.execute(
-                sa.select(_st.c.customer_id, *(_st.c[k] for k in text_columns))
-                .where(_st.c.customer_id.between(int(ids[0]), int(ids[-1]))))}
-            rows = [state.get(int(c), (None,) * len(text_columns)) for c in ids]
-            columns: dict[str, Any] = {name: features.values[:, i].astype(np.float64) for i, name in enumerate(FEATURE_NAMES)}
-            columns.update({k: np.asarray(scores[k], dtype=np.float64) for k in SCORES})
-            for j, name in enumerate(text_columns):
-                values = [r[j] for r in rows]
-                columns[name] = (np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-                                 if name in STATE_NUMBERS else np.array(values, dtype=object))
-            for sid, revision in compiled.items():
-                inside = ids[revision.evaluate_columns("segment", columns, now=now.timestamp()).fired[0]]
-                current = set(conn.execute(sa.select(_m.c.customer_id).where(
-                    _m.c.segment_id == sid, _m.c.customer_id.between(int(ids[0]), int(ids[-1])))).scalars())
-                wanted = {int(c) for c in inside}
-                leave, join = current - wanted, wanted - current
-                if leave:
-                    conn.execute(sa.delete(_m).where(_m.c.segment_id == sid, _m.c.customer_id.in_(sorted(leave))))
-                if join:  # an event may have added the same row meanwhile: keep the first
-                    conn.execute(upsert(conn, _m).on_conflict_do_nothing(),
-                                 [{"segment_id": sid, "customer_id": c, "since": now} for c in sorted(join)])
-    sizes = {}
-    with database.connection(write=True) as conn:
-        for row in segments:
-            members = conn.execute(sa.select(sa.func.count()).where(_m.c.segment_id == row.id)).scalar()
-            conn.execute(sa.insert(SegmentCountRecord.__table__).values(segment_id=row.id, at=now, members=members))
-            sizes[row.name] = members
-    return sizes
+    from decision_server.analytics import reevaluate
+
+    return reevaluate.run(database, rules, models, steps=("segments",), as_of=now, chunk=chunk, segment_ids=only)["segments"]

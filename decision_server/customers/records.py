@@ -50,8 +50,8 @@ class CustomerStateRecord(Base):
     # Monthly buckets of the last twelve months (see features/activity.py): windowed features
     # for the real-time path come from this row alone.
     activity: Mapped[dict[str, Any] | None] = mapped_column(Json)
-    # RFM scores 1-5 and segment (None: never bought), from the run `rfm_run_id` or placed against
-    # its cut points by the event path.
+    # RFM scores 1-5 and segment (None: never bought), from the run `rfm_run_id` (the last run that
+    # changed them) or placed against the newest run's cut points by the event path.
     rfm_r: Mapped[int | None] = mapped_column(sa.SmallInteger)
     rfm_f: Mapped[int | None] = mapped_column(sa.SmallInteger)
     rfm_m: Mapped[int | None] = mapped_column(sa.SmallInteger)
