@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from decimal import Decimal
 
 import numpy as np
@@ -96,6 +97,25 @@ def test_a_second_pass_writes_nothing(demo, revision, models):
     with demo.connection() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(StageTransitionRecord.__table__)).scalar() == 300
         assert conn.execute(sa.select(sa.func.count(sa.distinct(_st.c.rfm_run_id)))).scalar() == 1  # unchanged rows keep theirs
+
+
+def test_a_customer_an_event_updates_after_the_read_is_left_to_the_event(demo, revision, models):
+    with demo.connection() as conn:
+        ids = conn.execute(sa.select(_st.c.customer_id).order_by(_st.c.customer_id)).scalars().all()
+    target = ids[150]  # in the second chunk, which the readers fetch while the first is evaluated
+
+    def event_after_the_read(p: reevaluate.Progress) -> None:
+        if p.done == 100:
+            time.sleep(1.0)  # the second chunk was handed to a reader at the start: it is read by now
+            with demo.connection(write=True) as conn:
+                lifecycle.refresh_customers(conn, [target], revision=revision, models=models)
+
+    result = reevaluate.run(demo, revision, models, chunk=100, progress=event_after_the_read)
+    assert result["skipped_newer"] == 1 and result["written"] == len(ids) - 1
+    with demo.connection() as conn:
+        sources = conn.execute(sa.select(StageTransitionRecord.source).where(
+            StageTransitionRecord.customer_id == target)).scalars().all()
+    assert sources == ["event"]  # the bulk pass did not write over what the event decided
 
 
 def test_a_state_row_that_disagrees_with_its_events_is_reported(demo, revision, models, caplog):

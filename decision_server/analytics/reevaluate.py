@@ -17,9 +17,10 @@ everything:
    computes value, stage and journey with the vectorized rules, historical CLV in exact cents,
    and segment memberships.
 4. One transaction per chunk writes only what changed: the state columns of changed customers,
-   their stage transitions (source = bulk) and membership changes. A customer whose state row
-   an event rewrote after the chunk was read is left to the event (it is newer) and counted in
-   `skipped_newer`.
+   their stage transitions (source = bulk) and membership changes. It first locks the chunk's
+   state rows; a customer whose row an event rewrote after the chunk was read is left as the
+   event made it (it is newer) and counted in `skipped_newer`. An event for a customer of the
+   chunk being written waits for that transaction to end.
 
 Steps: "rfm" (scores and run), "stages" (stage, value and journey), "segments". Without "rfm",
 value reads the RFM scores the state rows hold.
@@ -100,6 +101,7 @@ class _Chunk:
     has_row: np.ndarray  # bool: the customer has a state row
     members: dict[int, set[int]]  # segment id -> current members in the chunk
     stamps: dict[int, Any]  # updated_at of each state row as read (the driver's raw value)
+    reader_peak_mb: float | None = None  # the reading process's peak resident memory (Linux)
 
 
 @contextlib.contextmanager
@@ -128,7 +130,21 @@ def _open_reader(url: str) -> None:
 
 def _read_in_worker(ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int]) -> _Chunk:
     assert _worker_database is not None
-    return _read_chunk(_worker_database, ids, as_of, segment_ids)
+    chunk = _read_chunk(_worker_database, ids, as_of, segment_ids)
+    chunk.reader_peak_mb = peak_memory_mb()
+    return chunk
+
+
+def peak_memory_mb() -> float | None:
+    """This process's peak resident memory in MB (VmHWM: since its start or exec), None off Linux."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
 
 
 def _read_chunk(database: Database, ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int]) -> _Chunk:
@@ -188,7 +204,7 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
     The result has: customers, buyers, seconds, rfm (the run: id, cuts, segments), stage changes
     (`changed`, `transitions` by from → to), `revalued` (value score or segment changed),
     `written` (state rows written), segment sizes, CLV totals (revenue, cost, profit in cents),
-    `state_drift` and `skipped_newer`. Transitions and stage changes are stamped `as_of` (or now);
+    `state_drift`, `skipped_newer` and `reader_peak_mb` (the reader processes' peak memory). Transitions and stage changes are stamped `as_of` (or now);
     `segment_ids` limits the segments step to those segments.
     """
     unknown = sorted(set(steps) - set(STEPS))
@@ -224,6 +240,8 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
                       cuts=cuts, run_id=run_id, compiled=compiled, margin=margin, source=source, tally=tally,
                       update=update)
             done += len(current.ids)
+            if current.reader_peak_mb is not None:
+                tally.reader_peak_mb = max(tally.reader_peak_mb, current.reader_peak_mb)
             if progress is not None:
                 progress(Progress(done, total, time.perf_counter() - started))
     sizes = {}
@@ -245,7 +263,7 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
         "changed": sum(tally.moves.values()), "revalued": tally.revalued, "written": tally.written,
         "transitions": [{"from": k[0], "to": k[1], "count": v} for k, v in sorted(tally.moves.items(), key=lambda kv: -kv[1])],
         "segments": sizes, "clv": {k: int(v) for k, v in tally.clv.items()},
-        "state_drift": tally.drift, "skipped_newer": tally.skipped,
+        "state_drift": tally.drift, "skipped_newer": tally.skipped, "reader_peak_mb": tally.reader_peak_mb or None,
     }
 
 
@@ -258,6 +276,7 @@ class _Tally:
     written: int = 0
     drift: int = 0
     skipped: int = 0
+    reader_peak_mb: float = 0.0
 
 
 def _evaluate(database: Database, chunk: _Chunk, revision: Any, models: Any, *, steps: Sequence[str], now: dt.datetime,
@@ -348,8 +367,11 @@ def _write(database: Database, chunk: _Chunk, new: dict[str, np.ndarray], change
         if len(absent):  # customers with no events yet have no state row: make them, so changes have a home
             refresh_state(conn, customer_ids=[int(c) for c in absent])
         # An event that rewrote a state row since the chunk was read is newer than this pass: keep it.
+        # The rows are locked until this transaction ends (PostgreSQL; SQLite's writer holds the whole
+        # database), so an event for one of these customers waits for the chunk rather than being overwritten.
         seen = chunk.stamps
-        newer = {cid for cid, stamp in fastsql.raw_rows(conn, _stamps(lo, hi)) if cid in seen and seen[cid] != stamp}
+        locked = fastsql.raw_rows(conn, _stamps(lo, hi).with_for_update())
+        newer = {cid for cid, stamp in locked if cid in seen and seen[cid] != stamp}
         fresh = ~np.isin(ids, np.fromiter(newer, dtype=np.int64, count=len(newer)))
         tally.skipped += int((changed & ~fresh).sum())
         write = np.flatnonzero(changed & fresh)
