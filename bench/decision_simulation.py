@@ -157,7 +157,7 @@ def prepare(workdir: Path, *, customers: int, decisions: int, days: float, seed:
             taste: float = TASTE, noise: float = NOISE, train: bool = False, exploration: float | None = None,
             prior_strength: float | None = None, echo=print) -> World:
     """Build the scratch database once (demo data, catalog, analytics, optional models), the truth and the visits."""
-    from decision_server.analytics import lifecycle, rfm, segments
+    from decision_server.analytics import reevaluate
     from decision_server.config import DEFAULT_CHANNELS
     from decision_server.demo import generator
     from decision_server.offers import service as offer_service
@@ -195,9 +195,7 @@ def prepare(workdir: Path, *, customers: int, decisions: int, days: float, seed:
         revision = published_revision(database, rules_dir)
         try:
             models = ModelSet(models_dir)
-            rfm.calculate(database, revision, as_of=START)
-            lifecycle.evaluate_all(database, revision, models, now=START)
-            segments.recompute_all(database, revision, models, now=START)
+            reevaluate.run(database, revision, models, as_of=START)  # RFM, stages, value, journeys, segments
         finally:
             revision.close()
         ids, segment, stage, categories = _customers(database)

@@ -629,5 +629,5 @@ def write_results(stem: str, payload: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = RESULTS_DIR / f"{stem}-{stamp}.json"
-    path.write_text(json.dumps({"when": stamp, "environment": environment(), **payload}, indent=2))
+    path.write_text(json.dumps({"when": stamp, "environment": environment(), **payload}, indent=2, default=str))
     return path
