@@ -364,6 +364,7 @@ def main() -> None:
 # Command groups that live with their domain; imported last because they use Context from here.
 from decision_server.rulebook.commands import rules  # noqa: E402
 from decision_server.analytics.commands import analytics, run_all  # noqa: E402
+from decision_server.jobs.commands import jobs, reevaluate_command  # noqa: E402
 from decision_server.loyalty.commands import loyalty, start_demo  # noqa: E402
 from decision_server.scoring.commands import models, train  # noqa: E402
 
@@ -375,3 +376,5 @@ cli.add_command(train)
 cli.add_command(models)
 cli.add_command(analytics)
 cli.add_command(loyalty)
+cli.add_command(reevaluate_command)
+cli.add_command(jobs)

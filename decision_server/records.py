@@ -16,6 +16,7 @@ from decision_server.decisions.records import (
     DecisionResponseRecord,
     OfferLearningRecord,
 )
+from decision_server.jobs.records import BulkRunRecord
 from decision_server.loyalty.records import (
     LedgerEntryRecord,
     MemberRecord,
@@ -32,6 +33,7 @@ from decision_server.transactions.records import TransactionRecord
 metadata = Base.metadata
 
 __all__ = [
+    "BulkRunRecord",
     "ApiKeyRecord",
     "CatalogConnectorRecord",
     "CatalogSyncRunRecord",

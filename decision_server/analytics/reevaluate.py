@@ -34,6 +34,8 @@ import dataclasses
 import datetime as dt
 import logging
 import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
@@ -116,15 +118,23 @@ def _readers(database: Database, chunks: int) -> Iterator[Callable[..., concurre
         yield now
         return
     context = multiprocessing.get_context("spawn")  # never fork a process that may hold threads and connections
-    with concurrent.futures.ProcessPoolExecutor(READERS, mp_context=context, initializer=_open_reader, initargs=(url,)) as pool:
+    with concurrent.futures.ProcessPoolExecutor(READERS, mp_context=context, initializer=_open_reader,
+                                             initargs=(url, os.getpid())) as pool:
         yield lambda *args: pool.submit(_read_in_worker, *args)
 
 
 _worker_database: Database | None = None
 
 
-def _open_reader(url: str) -> None:
+def _open_reader(url: str, parent: int) -> None:
     global _worker_database
+
+    def exit_with_parent() -> None:  # a killed pass must not leave its readers behind
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=exit_with_parent, name="reader-watchdog", daemon=True).start()
     _worker_database = Database(url)
 
 
@@ -198,7 +208,9 @@ def _cut_points(conn: Connection, as_of: dt.datetime | None) -> tuple[dict[str, 
 
 def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] = STEPS, as_of: dt.datetime | None = None,
         margin: Decimal = Decimal("0.30"), chunk: int = bulk.CHUNK, source: str = "bulk",
-        segment_ids: Sequence[int] | None = None, progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+        segment_ids: Sequence[int] | None = None, progress: Callable[[Progress], None] | None = None,
+        dry_run: bool = False, resume: Checkpoint | None = None,
+        on_chunk: Callable[[Connection, Checkpoint], None] | None = None) -> dict[str, Any]:
     """Re-evaluate every customer (as of now, or `as_of`) in one pass; return what changed.
 
     The result has: customers, buyers, seconds, rfm (the run: id, cuts, segments), stage changes
@@ -206,6 +218,13 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
     `written` (state rows written), segment sizes, CLV totals (revenue, cost, profit in cents),
     `state_drift`, `skipped_newer` and `reader_peak_mb` (the reader processes' peak memory). Transitions and stage changes are stamped `as_of` (or now);
     `segment_ids` limits the segments step to those segments.
+
+    `dry_run` writes nothing (no RFM run either) and adds `before` and `after`: how many customers
+    have each stage, value segment, RFM segment, journey stage and segment membership, now and as
+    the revision would make them. `on_chunk(conn, checkpoint)` runs inside each chunk's write
+    transaction (a job records its checkpoint there, so a chunk and its checkpoint commit
+    together); `resume` continues such a run after the checkpoint's last customer, with the same
+    RFM cut points and counts.
     """
     unknown = sorted(set(steps) - set(STEPS))
     if unknown:
@@ -215,20 +234,28 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
     now = utcnow()
     moment = as_of or now
     with database.connection() as conn:
-        chunks = list(bulk.customer_ids(conn, moment, chunk=chunk))
-        cuts, buyers = _cut_points(conn, as_of) if "rfm" in steps else ({}, 0)
+        chunks = list(bulk.customer_ids(conn, moment, chunk=chunk, after=resume.after_id if resume else 0))
+        if resume is not None and resume.rfm is not None:
+            run_id, cuts, buyers = resume.rfm["id"], resume.rfm["cuts"], resume.rfm["buyers"]
+        elif "rfm" in steps:
+            cuts, buyers = _cut_points(conn, as_of)
+        else:
+            cuts, buyers = {}, 0
         active = [row for row in segments.active_segments(conn) if segment_ids is None or row.id in segment_ids] \
             if "segments" in steps else []
     compiled = {row.id: segments.COMPILED.get(row, revision) for row in active}
-    total = int(sum(len(c) for c in chunks))
-    run_id = None
-    if "rfm" in steps:
+    done = resume.done if resume else 0
+    total = done + int(sum(len(c) for c in chunks))
+    if resume is None or resume.rfm is None:
+        run_id = None
+    if "rfm" in steps and run_id is None and not dry_run:
         with database.connection(write=True) as conn:
             run_id = conn.execute(sa.insert(_runs).values(
                 as_of=moment, buyers=buyers, cuts=cuts, segments={}, rule_revision=revision.id, source=source,
                 seconds=0.0, created_at=now).returning(_runs.c.id)).scalar_one()
-    tally = _Tally()
-    done = 0
+    tally = _Tally.load(resume.tally) if resume else _Tally()
+    checkpoint = Checkpoint(after_id=resume.after_id if resume else 0, done=done, tally=tally.dump(), total=total,
+                            rfm={"id": run_id, "cuts": cuts, "buyers": buyers} if "rfm" in steps else None)
     update = _Statements(database)
     with _readers(database, len(chunks)) as read:
         ahead = [read(ids, moment, list(compiled)) for ids in chunks[:READERS]]
@@ -236,26 +263,35 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
             current = ahead.pop(0).result()
             if index + READERS < len(chunks):
                 ahead.append(read(chunks[index + READERS], moment, list(compiled)))
+            done += len(current.ids)
+            checkpoint = dataclasses.replace(checkpoint, after_id=int(current.ids[-1]), done=done)
+
+            def commit(conn: Connection, checkpoint: Checkpoint = checkpoint) -> None:
+                if on_chunk is not None:
+                    on_chunk(conn, dataclasses.replace(checkpoint, tally=tally.dump()))
+
             _evaluate(database, current, revision, models, steps=steps, now=moment, as_of=as_of, moment=moment,
                       cuts=cuts, run_id=run_id, compiled=compiled, margin=margin, source=source, tally=tally,
-                      update=update)
-            done += len(current.ids)
+                      update=update, dry_run=dry_run, commit=commit)
             if current.reader_peak_mb is not None:
                 tally.reader_peak_mb = max(tally.reader_peak_mb, current.reader_peak_mb)
             if progress is not None:
                 progress(Progress(done, total, time.perf_counter() - started))
     sizes = {}
-    with database.connection(write=True) as conn:
-        for row in active:
+    with database.connection(write=not dry_run) as conn:
+        for row in active if not dry_run else ():
             members = conn.execute(sa.select(sa.func.count()).where(_m.c.segment_id == row.id)).scalar()
             conn.execute(sa.insert(SegmentCountRecord.__table__).values(segment_id=row.id, at=moment, members=members))
             sizes[row.name] = members
         rfm_out = None
-        if run_id is not None:
+        if run_id is not None and not dry_run:
             named = {str(k): int(v) for k, v in sorted(tally.rfm_segments.items(), key=lambda kv: -kv[1])}
             conn.execute(sa.update(_runs).where(_runs.c.id == run_id).values(
                 segments=named, seconds=time.perf_counter() - started))
             rfm_out = {"id": run_id, "as_of": moment, "buyers": buyers, "cuts": cuts, "segments": named}
+    if dry_run:
+        names = {row.id: row.name for row in active}
+        sizes = {names[int(k)]: v for k, v in tally.after.pop("segments", {}).items()}
     if tally.drift:
         log.warning("%d state rows disagreed with their events (RFM values); their scores come from the events", tally.drift)
     return {
@@ -264,7 +300,32 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
         "transitions": [{"from": k[0], "to": k[1], "count": v} for k, v in sorted(tally.moves.items(), key=lambda kv: -kv[1])],
         "segments": sizes, "clv": {k: int(v) for k, v in tally.clv.items()},
         "state_drift": tally.drift, "skipped_newer": tally.skipped, "reader_peak_mb": tally.reader_peak_mb or None,
+        **({"dry_run": True, "before": _named(tally.before, active), "after": {**tally.after, "segments": sizes}}
+           if dry_run else {}),
     }
+
+
+def _named(counts: dict[str, dict[str, int]], active: list[Any]) -> dict[str, dict[str, int]]:
+    names = {str(row.id): row.name for row in active}
+    return {**counts, "segments": {names[k]: v for k, v in counts.get("segments", {}).items() if k in names}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """Where a pass is, as a job stores it: the last customer done, counts so far, the RFM run."""
+
+    after_id: int
+    done: int
+    rfm: dict[str, Any] | None  # {"id", "cuts", "buyers"} of the run the pass scores against
+    tally: dict[str, Any]
+    total: int = 0  # customers in the pass
+
+    def dump(self) -> dict[str, Any]:
+        return {"after_id": self.after_id, "done": self.done, "rfm": self.rfm, "tally": self.tally, "total": self.total}
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> Checkpoint:
+        return cls(int(data["after_id"]), int(data["done"]), data.get("rfm"), data.get("tally") or {}, int(data.get("total", 0)))
 
 
 @dataclasses.dataclass
@@ -277,11 +338,34 @@ class _Tally:
     drift: int = 0
     skipped: int = 0
     reader_peak_mb: float = 0.0
+    before: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # dry runs: field -> value -> customers
+    after: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+
+    def dump(self) -> dict[str, Any]:
+        """As JSON, for a job's checkpoint."""
+        out = dataclasses.asdict(self)
+        out["moves"] = [[a, b, n] for (a, b), n in self.moves.items()]
+        return out
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> _Tally:
+        if not data:
+            return cls()
+        fields = {**data, "moves": {(a, b): n for a, b, n in data.get("moves", [])}}
+        return cls(**{k: v for k, v in fields.items() if k in {f.name for f in dataclasses.fields(cls)}})
+
+    def count(self, which: str, field: str, values: Any) -> None:
+        """Add customers by value of `field` to the before or after distribution."""
+        bucket = getattr(self, which).setdefault(field, {})
+        for v in values:
+            key = "none" if v is None else str(v)
+            bucket[key] = bucket.get(key, 0) + 1
 
 
 def _evaluate(database: Database, chunk: _Chunk, revision: Any, models: Any, *, steps: Sequence[str], now: dt.datetime,
               as_of: dt.datetime | None, moment: dt.datetime, cuts: dict[str, list[float]], run_id: int | None,
-              compiled: dict[int, Any], margin: Decimal, source: str, tally: _Tally, update: _Statements) -> None:
+              compiled: dict[int, Any], margin: Decimal, source: str, tally: _Tally, update: _Statements,
+              dry_run: bool, commit: Callable[[Connection], None]) -> None:
     ids, agg, state = chunk.ids, chunk.features.aggregates, chunk.state
     n = len(ids)
     new = {k: state[k].copy() for k in _WRITTEN}
@@ -353,13 +437,34 @@ def _evaluate(database: Database, chunk: _Chunk, revision: Any, models: Any, *, 
             columns[k] = new[k]
         for sid, condition in compiled.items():
             wanted[sid] = {int(c) for c in ids[condition.evaluate_columns("segment", columns, now=moment.timestamp()).fired[0]]}
+    if dry_run:
+        _what_if(chunk, new, changed, moved, wanted, tally)
+        with database.connection(write=True) as conn:
+            commit(conn)
+        return
     _write(database, chunk, new, changed, moved, rule_ids, wanted, revision=revision, now=now, source=source, tally=tally,
-           update=update)
+           update=update, commit=commit)
+
+
+def _what_if(chunk: _Chunk, new: dict[str, np.ndarray], changed: np.ndarray, moved: np.ndarray,
+             wanted: dict[int, set[int]], tally: _Tally) -> None:
+    """Count what a dry run would change: distributions before and after, and the moves."""
+    for field in ("stage", "value_segment", "rfm_segment", "journey_stage"):
+        tally.count("before", field, chunk.state[field])
+        tally.count("after", field, new[field])
+    for sid, inside in wanted.items():
+        for which, members in (("before", chunk.members.get(sid, set())), ("after", inside)):
+            bucket = getattr(tally, which).setdefault("segments", {})
+            bucket[str(sid)] = bucket.get(str(sid), 0) + len(members)
+    for i in np.flatnonzero(moved):
+        key = (chunk.state["stage"][i], new["stage"][i])
+        tally.moves[key] = tally.moves.get(key, 0) + 1
+    tally.written += int(changed.sum())
 
 
 def _write(database: Database, chunk: _Chunk, new: dict[str, np.ndarray], changed: np.ndarray, moved: np.ndarray,
            rule_ids: np.ndarray | None, wanted: dict[int, set[int]], *, revision: Any, now: dt.datetime, source: str,
-           tally: _Tally, update: _Statements) -> None:
+           tally: _Tally, update: _Statements, commit: Callable[[Connection], None]) -> None:
     ids, state = chunk.ids, chunk.state
     lo, hi = int(ids[0]), int(ids[-1])
     with database.connection(write=True) as conn:
@@ -401,6 +506,7 @@ def _write(database: Database, chunk: _Chunk, new: dict[str, np.ndarray], change
             if join:  # an event may have added the same row meanwhile: keep the first
                 conn.execute(upsert(conn, _m).on_conflict_do_nothing(),
                              [{"segment_id": sid, "customer_id": c, "since": now} for c in join])
+        commit(conn)  # the job's checkpoint commits with the chunk
 
 
 class _Statements:

@@ -107,10 +107,9 @@ _CENTS = tuple(f"{m}_cents" for m in sorted(_MONEY))
 _TIMES = {"first_purchase_at", "last_purchase_at", "last_touchpoint_at"}
 
 
-def customer_ids(conn: Connection, as_of: dt.datetime, *, chunk: int = CHUNK) -> Iterator[np.ndarray]:
-    """Yield the ids of customers who existed at `as_of`, in id order, `chunk` at a time."""
+def customer_ids(conn: Connection, as_of: dt.datetime, *, chunk: int = CHUNK, after: int = 0) -> Iterator[np.ndarray]:
+    """Yield the ids (above `after`) of customers who existed at `as_of`, in id order, `chunk` at a time."""
     c = CustomerRecord
-    after = 0
     while True:
         rows = conn.execute(
             sa.select(c.id).where(c.id > after, c.created_at <= as_of).order_by(c.id).limit(chunk)

@@ -1,0 +1,89 @@
+"""`decision-server reevaluate` and `decision-server jobs`: the bulk re-evaluation, now, and its runs."""
+
+from __future__ import annotations
+
+import click
+
+from decision_server.cli import Context, _progress, _require_migrated, pass_context
+
+
+@click.command("reevaluate")
+@click.option("--only", "only", multiple=True, metavar="STEP",
+              help="Run only these steps (repeatable or comma-separated): rfm, stages, segments, tiers, expiry.")
+@click.option("--dry-run", is_flag=True, help="Compute what would change and write nothing (no expiry).")
+@click.option("--restart", is_flag=True, help="Start a new run even if the last one stopped half-way (default: resume it).")
+@click.option("--chunk", default=50_000, show_default=True, type=click.IntRange(100, 1_000_000),
+              help="Customers per chunk (one transaction each); memory grows with it, not with the base.")
+@pass_context
+def reevaluate_command(ctx: Context, only: tuple[str, ...], dry_run: bool, restart: bool, chunk: int):
+    """Re-evaluate every customer now: RFM, CLV, model scores, value, stage, journey, segments,
+    then loyalty tiers and points expiry.
+
+    \b
+      decision-server reevaluate                       # everything; resumes a run that stopped half-way
+      decision-server reevaluate --only stages,segments
+      decision-server reevaluate --dry-run             # what would change, written nowhere
+    Only one run at a time, however many processes or machines: a second start is refused while
+    the first is alive. Every run is recorded (`decision-server jobs runs`, GET /api/v1/jobs/runs).
+    """
+    from decision_server.jobs import reevaluation
+    from decision_server.rulebook.service import published_revision
+    from decision_server.scoring.serving import ModelSet
+
+    _require_migrated(ctx)
+    steps = reevaluation.check_steps([s.strip() for part in only for s in part.split(",") if s.strip()])
+    revision = published_revision(ctx.database, ctx.config.rules_dir)
+    models = ModelSet(ctx.config.models_dir, max_age_days=ctx.config.model_max_age_days)
+    click.echo(f"re-evaluating every customer: {', '.join(steps)}" + (" (dry run: nothing is written)" if dry_run else ""))
+    try:
+        row = reevaluation.run(ctx.database, revision, models, steps=steps, dry_run=dry_run, source="cli",
+                               margin=ctx.config.default_margin, resume=not restart, chunk=chunk,
+                               progress=lambda s: _progress(s.phase, s.done, s.total))
+    finally:
+        revision.close()
+    click.echo(summary(row))
+
+
+def summary(row: dict) -> str:
+    """Say what a finished run did, in a few lines."""
+    result = row["result"] or {}
+    lines = [f"run {row['id']} {row['status']} in {(row['finished_at'] - row['started_at']).total_seconds():.1f} s"
+             + (f" (resumed {row['resumes']}x)" if row["resumes"] else "")]
+    if "pass" in result:
+        p = result["pass"]
+        verb = "would change" if row["dry_run"] else "changed"
+        lines.append(f"  {p['customers']:,} customers ({row['rate']:,.0f}/s); {verb}: {p['written']:,} customers, "
+                     f"{p['changed']:,} stages" + "".join(f"; {t['from']} -> {t['to']} {t['count']:,}" for t in p["transitions"][:6]))
+        if p.get("skipped_newer"):
+            lines.append(f"  {p['skipped_newer']:,} customers left as events had just updated them")
+    if "tiers" in result:
+        lines.append(f"  tiers: {result['tiers']['members']:,} members, {result['tiers']['changed']:,} changes")
+    if "expiry" in result:
+        lines.append(f"  expiry: {result['expiry']['changed']:,} members, {result['expiry']['points']:,} points expired")
+    return "\n".join(lines)
+
+
+@click.group()
+def jobs():
+    """Bulk job runs: list them, show one."""
+
+
+@jobs.command("runs")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@pass_context
+def runs(ctx: Context, limit: int):
+    """List the newest runs: id, status, steps, progress, start, end, error."""
+    import sqlalchemy as sa
+
+    from decision_server.jobs.records import BulkRunRecord
+
+    _require_migrated(ctx)
+    t = BulkRunRecord.__table__
+    with ctx.database.connection() as conn:
+        rows = conn.execute(sa.select(t).order_by(t.c.id.desc()).limit(limit)).all()
+    if not rows:
+        click.echo("no runs yet")
+    for r in rows:
+        end = r.finished_at.isoformat(timespec="seconds") if r.finished_at else "-"
+        click.echo(f"{r.id:>5}  {r.status:<11} {','.join(r.steps):<34} {r.done:>10,}/{r.total:<10,} "
+                   f"{r.started_at.isoformat(timespec='seconds')}  {end}" + (f"  {r.error}" if r.error else ""))

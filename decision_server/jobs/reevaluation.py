@@ -1,0 +1,263 @@
+"""The re-evaluation job: every customer's RFM, CLV, scores, value, stage, journey and segments
+(the bulk pass, analytics/reevaluate.py), then loyalty tiers and points expiry (loyalty/bulk.py).
+
+Time moves stages even when customers do nothing, so this runs on a schedule as well as on demand.
+
+- **One runner.** A run holds the job's lease while it is `running` and its heartbeat is recent
+  (a thread renews it every LEASE / 4). The database allows one running run per job (a unique
+  partial index), so of two processes or machines starting at once, one gets the lease and the
+  other is refused (`job_running`, 409).
+- **Resumable.** Each chunk of the pass commits together with the run's checkpoint (the last
+  customer done, the counts so far, the RFM cut points). A run whose runner died (heartbeat older
+  than LEASE) or failed is resumed by the next start with the same steps: it continues after the
+  last committed chunk, so no change is lost or made twice. A runner that lost its lease (it was
+  presumed dead and another took over) stops at its next chunk, whose transaction rolls back.
+- **Recorded.** Every run is a row of `bulk_runs`: steps, status, start, heartbeat, end, progress
+  (done, total, phase), result counts and the error of a failed run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from decision_server.analytics import reevaluate
+from decision_server.db import Database, utcnow
+from decision_server.errors import Conflict, ValidationError
+from decision_server.jobs.records import BulkRunRecord
+
+log = logging.getLogger(__name__)
+
+JOB = "reevaluate"
+STEPS = (*reevaluate.STEPS, "tiers", "expiry")
+LEASE = dt.timedelta(seconds=120)
+_runs = BulkRunRecord.__table__
+
+
+class JobRunning(Conflict):
+    """Another runner holds the job's lease."""
+
+    code = "job_running"
+
+
+class LeaseLost(Exception):
+    """This runner was presumed dead and another took the run over: stop without committing."""
+
+
+@dataclasses.dataclass
+class Status:
+    """Progress handed to the callback: the phase, customers or members done and in all."""
+
+    run_id: int
+    phase: str
+    done: int
+    total: int
+    seconds: float
+
+
+def check_steps(steps: Sequence[str]) -> tuple[str, ...]:
+    """Return the steps in running order; refuse unknown ones with the list of valid steps."""
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        message = f"unknown step {', '.join(unknown)}; the steps are {', '.join(STEPS)}"
+        raise ValidationError(message, errors={"steps": [message]})
+    return tuple(s for s in STEPS if s in steps) or STEPS
+
+
+def runner_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] = STEPS, dry_run: bool = False,
+        source: str = "cli", margin: Decimal = Decimal("0.30"), resume: bool = True, chunk: int | None = None,
+        progress: Callable[[Status], None] | None = None) -> dict[str, Any]:
+    """Run the job now in this process (or resume an unfinished run); return its row when it ends.
+
+    Raises JobRunning if another runner holds the lease. A failure is recorded on the run (status
+    failed, the error) and raised again.
+    """
+    steps = check_steps(steps)
+    me = runner_name()
+    row = _claim(database, steps, dry_run=dry_run, source=source, revision=revision.id, me=me, resume=resume)
+    run_id = row["id"]
+    started = time.perf_counter()
+    lease = _Heartbeat(database, run_id, me)
+    lease.start()
+    try:
+        result = _phases(database, revision, models, row, steps=steps, dry_run=dry_run, margin=margin, chunk=chunk,
+                         me=me, lease=lease, started=started, progress=progress)
+    except BaseException as exc:
+        lease.stop()
+        if not isinstance(exc, LeaseLost):
+            _finish(database, run_id, me, status="failed", error=f"{type(exc).__name__}: {exc}")
+            log.error("re-evaluation run %d failed: %s", run_id, exc)
+        raise
+    lease.stop()
+    _finish(database, run_id, me, status="succeeded", result=result)
+    return get(database, run_id)
+
+
+def _phases(database: Database, revision: Any, models: Any, row: dict[str, Any], *, steps: tuple[str, ...], dry_run: bool,
+            margin: Decimal, chunk: int | None, me: str, lease: _Heartbeat, started: float,
+            progress: Callable[[Status], None] | None) -> dict[str, Any]:
+    from decision_server.loyalty import bulk as loyalty_bulk
+
+    run_id = row["id"]
+    saved = row["checkpoint"] or {}
+    result: dict[str, Any] = dict(saved.get("results") or {})
+    as_of = row["as_of"]
+    pass_steps = tuple(s for s in steps if s in reevaluate.STEPS)
+
+    def report(phase: str, done: int, total: int) -> None:
+        lease.check()
+        if progress is not None:
+            progress(Status(run_id, phase, done, total, time.perf_counter() - started))
+
+    if pass_steps and "pass" not in result:
+        resume = reevaluate.Checkpoint.load(saved["pass"]) if saved.get("pass") else None
+
+        def on_chunk(conn: Connection, checkpoint: reevaluate.Checkpoint) -> None:
+            _save(conn, run_id, me, phase="pass", done=checkpoint.done,
+                  checkpoint={"results": result, "pass": checkpoint.dump()})
+
+        outcome = reevaluate.run(
+            database, revision, models, steps=pass_steps, as_of=as_of, margin=margin, source="bulk", dry_run=dry_run,
+            resume=resume, on_chunk=on_chunk, progress=lambda p: report("pass", p.done, p.total),
+            **({"chunk": chunk} if chunk else {}))
+        result["pass"] = _plain(outcome)
+        _checkpoint(database, run_id, me, phase="pass", results=result)
+    if "tiers" in steps and "tiers" not in result:
+        result["tiers"] = loyalty_bulk.review_tiers(database, revision, now=as_of, dry_run=dry_run,
+                                                    progress=lambda d, t: report("tiers", d, t))
+        _checkpoint(database, run_id, me, phase="tiers", results=result)
+    if "expiry" in steps and "expiry" not in result and not dry_run:  # expiry has no dry run: it is due or not
+        result["expiry"] = loyalty_bulk.expire_points(database, now=as_of, progress=lambda d, t: report("expiry", d, t))
+        _checkpoint(database, run_id, me, phase="expiry", results=result)
+    return result
+
+
+def _plain(outcome: dict[str, Any]) -> dict[str, Any]:
+    """The pass's result as JSON (times as ISO text)."""
+    out = dict(outcome)
+    if out.get("rfm"):
+        out["rfm"] = {**out["rfm"], "as_of": out["rfm"]["as_of"].isoformat()}
+    return out
+
+
+def _claim(database: Database, steps: tuple[str, ...], *, dry_run: bool, source: str, revision: str, me: str,
+           resume: bool) -> dict[str, Any]:
+    """Take the job's lease: resume an unfinished run with the same steps, or start a new one."""
+    now = utcnow()
+    with database.connection(write=True) as conn:
+        running = conn.execute(sa.select(_runs).where(_runs.c.job == JOB, _runs.c.status == "running")
+                               .with_for_update()).first()
+        if running is not None:
+            if now - running.heartbeat_at < LEASE:
+                raise JobRunning(f"run {running.id} is running on {running.runner} ({running.done:,} of "
+                                 f"{running.total:,} done in phase {running.phase or 'start'}); try again when it ends",
+                                 errors={"run": [str(running.id)]})
+            conn.execute(sa.update(_runs).where(_runs.c.id == running.id).values(
+                status="interrupted", error=f"runner {running.runner} stopped answering after {running.heartbeat_at.isoformat()}"))
+            log.warning("re-evaluation run %d: runner %s stopped answering; the run can be resumed", running.id, running.runner)
+        latest = conn.execute(sa.select(_runs).where(_runs.c.job == JOB).order_by(_runs.c.id.desc()).limit(1)).first()
+        if (resume and not dry_run and latest is not None and latest.status in ("interrupted", "failed")
+                and tuple(latest.steps) == steps and not latest.dry_run and latest.checkpoint):
+            conn.execute(sa.update(_runs).where(_runs.c.id == latest.id).values(
+                status="running", runner=me, heartbeat_at=now, error=None, resumes=latest.resumes + 1))
+            log.info("re-evaluation run %d resumed by %s after %s", latest.id, me, (latest.checkpoint or {}).get("pass", {}).get("after_id"))
+            return dict(conn.execute(sa.select(_runs).where(_runs.c.id == latest.id)).one()._mapping)
+        try:
+            run_id = conn.execute(sa.insert(_runs).values(
+                job=JOB, steps=list(steps), dry_run=dry_run, source=source, status="running", as_of=now, started_at=now,
+                heartbeat_at=now, runner=me, rule_revision=revision, done=0, total=0, resumes=0,
+            ).returning(_runs.c.id)).scalar_one()
+        except sa.exc.IntegrityError:  # another runner inserted its run first: the index allows one
+            raise JobRunning("another runner has just started the job; try again when it ends") from None
+        return dict(conn.execute(sa.select(_runs).where(_runs.c.id == run_id)).one()._mapping)
+
+
+def _owned(conn: Connection, run_id: int, me: str, **values: Any) -> None:
+    """Update our run; raise LeaseLost (rolling the transaction back) if another runner has it."""
+    updated = conn.execute(sa.update(_runs).where(_runs.c.id == run_id, _runs.c.runner == me, _runs.c.status == "running")
+                           .values(heartbeat_at=utcnow(), **values))
+    if updated.rowcount != 1:
+        raise LeaseLost(f"run {run_id} is no longer held by {me}")
+
+
+def _save(conn: Connection, run_id: int, me: str, *, phase: str, done: int, checkpoint: dict[str, Any]) -> None:
+    total = checkpoint.get("pass", {}).get("total")
+    _owned(conn, run_id, me, phase=phase, done=done, checkpoint=checkpoint, **({"total": total} if total else {}))
+
+
+def _checkpoint(database: Database, run_id: int, me: str, *, phase: str, results: dict[str, Any]) -> None:
+    with database.connection(write=True) as conn:
+        _owned(conn, run_id, me, phase=phase, checkpoint={"results": results})
+
+
+def _finish(database: Database, run_id: int, me: str, *, status: str, result: dict[str, Any] | None = None,
+            error: str | None = None) -> None:
+    with database.connection(write=True) as conn:
+        conn.execute(sa.update(_runs).where(_runs.c.id == run_id, _runs.c.runner == me).values(
+            status=status, finished_at=utcnow(), heartbeat_at=utcnow(), result=result, error=error))
+
+
+class _Heartbeat:
+    """Renews the lease every LEASE / 4 from a thread; notices when it was lost."""
+
+    def __init__(self, database: Database, run_id: int, me: str):
+        self.database, self.run_id, self.me = database, run_id, me
+        self._stop = threading.Event()
+        self.lost = False
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{run_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def check(self) -> None:
+        if self.lost:
+            raise LeaseLost(f"run {self.run_id} is no longer held by {self.me}")
+
+    def _beat(self) -> None:
+        while not self._stop.wait(LEASE.total_seconds() / 4):
+            try:
+                with self.database.connection(write=True) as conn:
+                    _owned(conn, self.run_id, self.me)
+            except LeaseLost:
+                self.lost = True
+                return
+            except sa.exc.SQLAlchemyError as exc:  # a database hiccup: try again at the next beat
+                log.warning("re-evaluation run %d: lease not renewed (%s)", self.run_id, exc)
+
+
+def get(database: Database, run_id: int) -> dict[str, Any]:
+    """Return a run's row with its rate and time left."""
+    with database.connection() as conn:
+        row = conn.execute(sa.select(_runs).where(_runs.c.id == run_id)).first()
+    if row is None:
+        from decision_server.errors import NotFound
+
+        raise NotFound(f"no run {run_id}", errors={"id": [str(run_id)]})
+    return with_rate(dict(row._mapping))
+
+
+def with_rate(row: dict[str, Any]) -> dict[str, Any]:
+    """Add customers per second and seconds left to a run's row (from its start and progress)."""
+    end = row["finished_at"] or utcnow()
+    seconds = max((end - row["started_at"]).total_seconds(), 1e-9)
+    rate = row["done"] / seconds if row["done"] else 0.0
+    left = (row["total"] - row["done"]) / rate if rate and row["status"] == "running" else None
+    return {**row, "rate": rate, "eta_seconds": left}

@@ -1,0 +1,138 @@
+"""The re-evaluation job: one runner at a time, runs recorded, a killed run resumed without losing
+or repeating a change."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from decision_server.analytics.records import StageTransitionRecord
+from decision_server.customers.records import CustomerStateRecord
+from decision_server.demo import generator
+from decision_server.errors import ValidationError
+from decision_server.jobs import reevaluation
+from decision_server.jobs.records import BulkRunRecord
+from decision_server.rules.engine import build_revision
+from decision_server.rules.source import read_rules_dir
+from decision_server.scoring.serving import ModelSet
+
+_runs = BulkRunRecord.__table__
+_tr = StageTransitionRecord.__table__
+_st = CustomerStateRecord.__table__
+
+
+@pytest.fixture
+def revision(rules_dir):
+    built = build_revision(read_rules_dir(rules_dir), backend="python", run_cases=False)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def demo(database):
+    generator.load(database, generator.DemoSpec(customers=600, seed=9))
+    return database
+
+
+def _count(database, table, *where) -> int:
+    with database.connection() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar()
+
+
+def test_a_run_is_recorded_with_its_result(demo, revision, trained_models):
+    seen = []
+    row = reevaluation.run(demo, revision, ModelSet(trained_models), chunk=200, progress=seen.append)
+    assert row["status"] == "succeeded" and row["done"] == row["total"] == 600 and row["error"] is None
+    assert row["result"]["pass"]["customers"] == 600 and row["result"]["pass"]["changed"] == 600
+    assert {"tiers", "expiry"} <= set(row["result"]) and row["rate"] > 0 and row["eta_seconds"] is None
+    assert [s.phase for s in seen][:3] == ["pass", "pass", "pass"] and seen[2].done == 600
+    again = reevaluation.run(demo, revision, ModelSet(trained_models), steps=["stages"])
+    assert again["id"] == row["id"] + 1 and again["result"]["pass"]["changed"] == 0 and set(again["result"]) == {"pass"}
+
+
+def test_unknown_steps_are_refused_with_the_valid_ones(demo, revision):
+    with pytest.raises(ValidationError, match="the steps are rfm, stages, segments, tiers, expiry"):
+        reevaluation.run(demo, revision, ModelSet(Path("/nonexistent")), steps=["stage"])
+
+
+def test_a_second_runner_is_refused_while_the_first_is_alive(demo, revision):
+    now = dt.datetime.now(dt.UTC)
+    with demo.connection(write=True) as conn:
+        conn.execute(sa.insert(_runs).values(job="reevaluate", steps=["stages"], dry_run=False, source="cli", status="running",
+                                             as_of=now, started_at=now, heartbeat_at=now, runner="elsewhere:1", done=5,
+                                             total=600, resumes=0))
+    with pytest.raises(reevaluation.JobRunning, match="running on elsewhere:1"):
+        reevaluation.run(demo, revision, ModelSet(Path("/nonexistent")), steps=["stages"])
+    with demo.connection(write=True) as conn:  # the runner stops answering: its lease runs out
+        conn.execute(sa.update(_runs).values(heartbeat_at=now - reevaluation.LEASE - dt.timedelta(seconds=1)))
+    row = reevaluation.run(demo, revision, ModelSet(Path("/nonexistent")), steps=["stages"])
+    assert row["status"] == "succeeded" and row["id"] == 2
+    with demo.connection() as conn:
+        first = conn.execute(sa.select(_runs.c.status, _runs.c.error).where(_runs.c.id == 1)).one()
+    assert first.status == "interrupted" and "elsewhere:1 stopped answering" in first.error
+
+
+KILLED_MID_RUN = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from decision_server.db import Database
+    from decision_server.jobs import reevaluation
+    from decision_server.rules.engine import build_revision
+    from decision_server.rules.source import read_rules_dir
+    from decision_server.scoring.serving import ModelSet
+
+    def die_after_two_chunks(status):
+        if status.phase == "pass" and status.done >= 200:
+            os.kill(os.getpid(), signal.SIGKILL)  # no clean-up of any kind, as a crash or an OOM kill
+
+    if __name__ == "__main__":
+        revision = build_revision(read_rules_dir(sys.argv[2]), backend="python", run_cases=False)
+        reevaluation.run(Database(sys.argv[1]), revision, ModelSet(Path("/nonexistent")), chunk=100,
+                         progress=die_after_two_chunks)
+""")
+
+
+def test_a_killed_run_resumes_after_its_last_chunk_without_repeating_a_change(demo, revision, database_url, rules_dir, tmp_path):
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_MID_RUN)
+    done = subprocess.run([sys.executable, str(script), database_url, str(rules_dir)], capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.returncode == -9, done.stderr
+    with demo.connection() as conn:
+        killed = conn.execute(sa.select(_runs)).one()
+    assert killed.status == "running" and killed.done == 200 and killed.checkpoint["pass"]["after_id"] > 0
+    assert _count(demo, _tr) == 200  # exactly the committed chunks' transitions
+
+    with pytest.raises(reevaluation.JobRunning):  # its lease has not run out yet
+        reevaluation.run(demo, revision, ModelSet(Path("/nonexistent")), chunk=100)
+    with demo.connection(write=True) as conn:
+        conn.execute(sa.update(_runs).values(heartbeat_at=killed.heartbeat_at - reevaluation.LEASE - dt.timedelta(seconds=1)))
+    row = reevaluation.run(demo, revision, ModelSet(Path("/nonexistent")), chunk=100)
+    assert (row["id"], row["status"], row["resumes"], row["done"]) == (killed.id, "succeeded", 1, 600)
+    assert row["result"]["pass"]["changed"] == 600  # counts carried over from the killed part
+    assert _count(demo, _tr) == 600 and _count(demo, _st, _st.c.stage.is_(None)) == 0
+    with demo.connection() as conn:  # no customer has two transitions: nothing was done twice
+        assert conn.execute(sa.select(sa.func.count(sa.distinct(_tr.c.customer_id)))).scalar() == 600
+
+
+def test_two_processes_started_together_give_one_run(demo, database_url, rules_dir, tmp_path):
+    env = {**os.environ, "DATABASE_URL": database_url, "RULES_DIR": str(rules_dir), "MODELS_DIR": str(tmp_path / "none")}
+    command = [os.path.join(os.path.dirname(sys.executable), "decision-server"), "reevaluate", "--chunk", "100", "--only", "stages,segments"]
+    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    finished = _count(demo, _runs, _runs.c.status == "succeeded")
+    if codes == [0, 0]:  # they did not overlap after all: then they ran one after the other
+        assert finished == 2 and _count(demo, _tr) == 600
+    else:
+        assert codes == [0, 1] and finished == 1, outs
+        refused = next(err for (_, err), p in zip(outs, procs) if p.returncode == 1)
+        assert "running" in refused
+    assert _count(demo, _runs, _runs.c.status == "running") == 0 and _count(demo, _tr) == 600
