@@ -97,6 +97,7 @@ def _blueprints() -> list:
     from decision_server.auth.routes import blp as keys
     from decision_server.customers.routes import blp as customers
     from decision_server.decisions.routes import blp as decisions
+    from decision_server.jobs.routes import blp as jobs
     from decision_server.loyalty.routes import blp as loyalty
     from decision_server.offers.routes import blp as offers
     from decision_server.offers.sync_routes import blp as catalog_sync
@@ -106,7 +107,7 @@ def _blueprints() -> list:
     from decision_server.touchpoints.routes import blp as touchpoints
     from decision_server.transactions.routes import blp as transactions
 
-    return [customers, scores, per_customer, transactions, touchpoints, lifecycle_blp, rfm_blp, value_blp, clv_blp, segments, offers, catalog_sync, decisions, loyalty, rules, models, keys]
+    return [customers, scores, per_customer, transactions, touchpoints, lifecycle_blp, rfm_blp, value_blp, clv_blp, segments, offers, catalog_sync, decisions, loyalty, jobs, rules, models, keys]
 
 
 def _health():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -28,6 +29,7 @@ LOYAL_MEMBER = LOYALTY + "/members/<string:customer_id>"
 TIER = LOYALTY + "/tiers/<int:tier_id>"
 REWARD = LOYALTY + "/rewards/<int:reward_id>"
 REDEMPTION = LOYALTY + "/redemptions/<int:redemption_id>"
+JOBS = "/api/v1/jobs"
 ONE_OFFER = {"id": 1, "code": "ONE", "name": "One", "category": "loyalty", "business_value": 1,
              "treatments": {"app": {"title": "One", "body": "One offer"}}}
 
@@ -129,6 +131,10 @@ MATRIX = {
     ("GET", LOYALTY + "/statistics"): OFFER_READERS,
     ("POST", LOYALTY + "/review"): RULE_EDITORS,
     ("POST", LOYALTY + "/expire"): RULE_EDITORS,
+    ("POST", JOBS + "/reevaluate"): ADMIN,
+    ("POST", JOBS + "/what-if"): RULE_EDITORS,
+    ("GET", JOBS + "/runs"): RULE_READERS,
+    ("GET", JOBS + "/runs/<int:run_id>"): RULE_READERS,
 }
 
 TX = {"customer_id": "C1", "occurred_at": "2026-01-01T10:00:00Z", "amount": "10.00"}
@@ -138,6 +144,8 @@ CONNECTOR_BODY = {"url": "http://127.0.0.1:9/offers", "auth_header": "X-Api-Key"
                   "mapping": {"external_id": "id", "code": "code", "name": "name"}}
 BODIES = {
     ("POST", "/api/v1/customers"): lambda n: {"external_id": f"NEW-{n}"},
+    ("POST", JOBS + "/reevaluate"): lambda n: {"steps": ["stages"]},
+    ("POST", JOBS + "/what-if"): lambda n: {"steps": ["stages"]},
     ("PATCH", CUSTOMER): lambda n: {"first_name": "Ana"},
     ("POST", "/api/v1/transactions"): lambda n: TX,
     ("POST", "/api/v1/transactions/batch"): lambda n: {"items": [TX]},
@@ -198,6 +206,17 @@ def _api_routes(app):
                 yield method, rule.rule
 
 
+def _runs_settled(app) -> None:
+    """Wait until no job run is running (runs started over the API go on in a thread)."""
+    deadline = time.monotonic() + 60
+    while True:
+        with app.extensions["database"].connection() as conn:
+            if not conn.exec_driver_sql("SELECT count(*) FROM bulk_runs WHERE status = 'running'").scalar():
+                return
+        assert time.monotonic() < deadline, "a job run did not end"
+        time.sleep(0.05)
+
+
 def test_every_route_is_in_the_matrix(app):
     assert set(_api_routes(app)) == set(MATRIX)
 
@@ -219,10 +238,10 @@ def test_route_enforces_its_roles(client, auth, method, rule, models_dir, app):
         path = path.replace("<string:decision_id>", decided["decision_id"])
     body = BODIES.get((method, rule), lambda n: None)
     if rule == "/api/v1/rules/rollback":
-        body = lambda n: {"revision": revision}  # noqa: E731 - "roll back" to the serving revision: allowed, no change
+        body = lambda n: {"revision": revision}
     if rule == MODEL + "/promote":
         active = (models_dir / "churn" / "ACTIVE").read_text().strip()
-        body = lambda n: {"version": active}  # noqa: E731 - promote the serving version again: allowed, no change
+        body = lambda n: {"version": active}
 
     def call(headers, n):
         if rule.startswith(SEGMENT):  # (again) there for each role that may delete it; a repeat is a 409
@@ -232,7 +251,16 @@ def test_route_enforces_its_roles(client, auth, method, rule, models_dir, app):
         if rule.startswith(CONNECTOR):  # the same for connector "churn" (<string:name> becomes churn below)
             client.post("/api/v1/catalog/connectors", json={"name": "churn", **CONNECTOR_BODY}, headers=auth("admin"))
         where = _loyalty_path(client, auth, rule, path, n) if rule.startswith(LOYALTY) else path
-        return client.open(where, method=method, json=body(n), headers=headers)
+        if rule.startswith(JOBS):  # one run at a time: let the last one end; a run to read
+            _runs_settled(app)
+            if "<int:run_id>" in rule:
+                started = client.post(JOBS + "/reevaluate", json={"steps": ["stages"]}, headers=auth("admin")).get_json()
+                _runs_settled(app)
+                where = rule.replace("<int:run_id>", str(started["id"]))
+        response = client.open(where, method=method, json=body(n), headers=headers)
+        if rule.startswith(JOBS):
+            _runs_settled(app)
+        return response
 
     assert call({}, 0).status_code == 401
     assert call({"Authorization": "Bearer ds_00000000_not-a-real-key"}, 0).status_code == 401

@@ -25,6 +25,8 @@ class Permission(str, enum.Enum):
     LOYALTY_WRITE = "loyalty:write"  # enrol a customer, credit points, redeem a reward, cancel a redemption
     LOYALTY_MANAGE = "loyalty:manage"  # define tiers and rewards; run the tier review and points expiry
     LOYALTY_ADJUST = "loyalty:adjust"  # correct a balance by hand (admin: it is money to the customer)
+    JOBS_READ = "jobs:read"  # list bulk job runs and follow their progress
+    JOBS_RUN = "jobs:run"  # start the re-evaluation of every customer (admin: it writes everyone)
 
 
 class Role(str, enum.Enum):
@@ -38,7 +40,7 @@ class Role(str, enum.Enum):
 
 
 _READ_ALL = {Permission.CUSTOMERS_READ, Permission.RULES_READ, Permission.MODELS_READ, Permission.OFFERS_READ,
-             Permission.DECISIONS_READ, Permission.LOYALTY_READ}
+             Permission.DECISIONS_READ, Permission.LOYALTY_READ, Permission.JOBS_READ}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.CHANNEL: frozenset({Permission.CUSTOMERS_READ, Permission.OFFERS_READ, Permission.DECISIONS_WRITE,

@@ -87,16 +87,38 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
     Raises JobRunning if another runner holds the lease. A failure is recorded on the run (status
     failed, the error) and raised again.
     """
-    steps = check_steps(steps)
-    me = runner_name()
-    row = _claim(database, steps, dry_run=dry_run, source=source, revision=revision.id, me=me, resume=resume)
-    run_id = row["id"]
+    row = claim(database, steps, dry_run=dry_run, source=source, revision=revision.id, resume=resume)
+    return execute(database, revision, models, row, margin=margin, chunk=chunk, progress=progress)
+
+
+def start(database: Database, revision: Any, models: Any, *, steps: Sequence[str] = STEPS, dry_run: bool = False,
+          source: str = "api", margin: Decimal = Decimal("0.30"), on_end: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Take the lease now and run the job in a background thread; return the run's row at once."""
+    row = claim(database, steps, dry_run=dry_run, source=source, revision=revision.id, resume=True)
+
+    def work() -> None:
+        try:
+            execute(database, revision, models, row, margin=margin)
+        except BaseException:  # recorded on the run by execute; a thread has no one to raise to
+            log.exception("re-evaluation run %d ended with an error", row["id"])
+        finally:
+            if on_end is not None:
+                on_end()
+
+    threading.Thread(target=work, name=f"reevaluate-{row['id']}", daemon=True).start()
+    return with_rate(row)
+
+
+def execute(database: Database, revision: Any, models: Any, row: dict[str, Any], *, margin: Decimal = Decimal("0.30"),
+            chunk: int | None = None, progress: Callable[[Status], None] | None = None) -> dict[str, Any]:
+    """Run a claimed run to its end in this thread (heartbeat included); return its final row."""
+    run_id, me = row["id"], row["runner"]
     started = time.perf_counter()
     lease = _Heartbeat(database, run_id, me)
     lease.start()
     try:
-        result = _phases(database, revision, models, row, steps=steps, dry_run=dry_run, margin=margin, chunk=chunk,
-                         me=me, lease=lease, started=started, progress=progress)
+        result = _phases(database, revision, models, row, steps=tuple(row["steps"]), dry_run=row["dry_run"], margin=margin,
+                         chunk=chunk, me=me, lease=lease, started=started, progress=progress)
     except BaseException as exc:
         lease.stop()
         if not isinstance(exc, LeaseLost):
@@ -105,6 +127,7 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
         raise
     lease.stop()
     _finish(database, run_id, me, status="succeeded", result=result)
+    log.info("re-evaluation run %d succeeded in %.1f s", run_id, time.perf_counter() - started)
     return get(database, run_id)
 
 
@@ -121,6 +144,10 @@ def _phases(database: Database, revision: Any, models: Any, row: dict[str, Any],
 
     def report(phase: str, done: int, total: int) -> None:
         lease.check()
+        seconds = time.perf_counter() - started
+        rate = done / seconds if seconds > 0 else 0.0
+        left = f"{(total - done) / rate:.0f} s left" if rate and total > done else "done"
+        log.info("re-evaluation run %d: %s %d of %d (%.0f/s, %s)", run_id, phase, done, total, rate, left)
         if progress is not None:
             progress(Status(run_id, phase, done, total, time.perf_counter() - started))
 
@@ -155,9 +182,11 @@ def _plain(outcome: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _claim(database: Database, steps: tuple[str, ...], *, dry_run: bool, source: str, revision: str, me: str,
-           resume: bool) -> dict[str, Any]:
+def claim(database: Database, steps: Sequence[str], *, dry_run: bool, source: str, revision: str,
+          resume: bool = True) -> dict[str, Any]:
     """Take the job's lease: resume an unfinished run with the same steps, or start a new one."""
+    steps = check_steps(steps)
+    me = runner_name() + f":{threading.get_ident() % 100_000}"  # threads of one server are different runners
     now = utcnow()
     with database.connection(write=True) as conn:
         running = conn.execute(sa.select(_runs).where(_runs.c.job == JOB, _runs.c.status == "running")

@@ -1,0 +1,97 @@
+"""HTTP routes for bulk jobs: run the re-evaluation now, try a draft rule change on everyone, list runs."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import current_app
+from flask.views import MethodView
+
+from decision_server.auth.roles import Permission, requires
+from decision_server.jobs import reevaluation, schemas
+from decision_server.jobs.records import BulkRunRecord
+from decision_server.schemas import ErrorSchema, page_response
+from decision_server.web import Blueprint, transaction
+
+blp = Blueprint("jobs", __name__, url_prefix="/jobs",
+                description="Bulk jobs: re-evaluate every customer now, try a draft rule change on the whole base, follow runs")
+_runs = BulkRunRecord.__table__
+_BUSY = {"schema": ErrorSchema, "description": "a run holds the job's lease (`job_running`): one runner at a time"}
+
+
+def _database():
+    return current_app.extensions["database"]
+
+
+def _margin():
+    return current_app.extensions["config"].default_margin
+
+
+@blp.route("/reevaluate")
+class Reevaluate(MethodView):
+    @requires(Permission.JOBS_RUN)
+    @blp.arguments(schemas.StartSchema)
+    @blp.response(202, schemas.RunSchema)
+    @blp.alt_response(409, **_BUSY)
+    def post(self, body):
+        """Run now: every customer's RFM, CLV, scores, value, stage, journey and segments, then tiers and expiry.
+
+        Answers at once with the run (202); follow it at /jobs/runs/{id}. A run that stopped half-way
+        (its server died) with the same steps is resumed after its last committed chunk.
+        """
+        return reevaluation.start(_database(), current_app.extensions["rulebook"].current,
+                                  current_app.extensions["models"].current, steps=body["steps"], source="api",
+                                  margin=_margin())
+
+
+@blp.route("/what-if")
+class WhatIf(MethodView):
+    @requires(Permission.RULES_WRITE)
+    @blp.arguments(schemas.WhatIfSchema)
+    @blp.response(202, schemas.RunSchema)
+    @blp.alt_response(409, **_BUSY)
+    @blp.alt_response(422, schema=ErrorSchema, description="the draft does not validate (`rule_file_invalid`, each problem with file, line and reason)")
+    def post(self, body):
+        """Try a draft rule change on every customer without writing anything (a dry run).
+
+        The result (at /jobs/runs/{id} when it ends) has the stage moves from → to, and how many
+        customers have each stage, value segment, RFM segment, journey stage and segment membership,
+        now (`before`) and under the draft (`after`), and the tier changes it would make.
+        """
+        from decision_server.rulebook import service
+        from decision_server.rules.engine import build_revision
+
+        current = current_app.extensions["rulebook"].current
+        draft = build_revision(service.draft_files(current, body), backend="python", run_cases=False)
+        try:
+            return reevaluation.start(_database(), draft, current_app.extensions["models"].current, steps=body["steps"],
+                                      dry_run=True, source="api", margin=_margin(), on_end=draft.close)
+        except BaseException:
+            draft.close()
+            raise
+
+
+@blp.route("/runs")
+class Runs(MethodView):
+    @requires(Permission.JOBS_READ)
+    @blp.arguments(schemas.RunQuery, location="query")
+    @blp.response(200, schemas.RunPageSchema)
+    def get(self, query):
+        """List runs, newest first, with their progress, result or error; filter by status."""
+        statement = sa.select(_runs).order_by(_runs.c.id.desc()).limit(query["limit"] + 1)
+        if query.get("status"):
+            statement = statement.where(_runs.c.status == query["status"])
+        if query.get("cursor"):
+            statement = statement.where(_runs.c.id < query["cursor"][0])
+        with transaction() as session:
+            rows = [reevaluation.with_rate(dict(r._mapping)) for r in session.execute(statement)]
+        return page_response(rows, query["limit"])
+
+
+@blp.route("/runs/<int:run_id>")
+class Run(MethodView):
+    @requires(Permission.JOBS_READ)
+    @blp.response(200, schemas.RunSchema)
+    @blp.alt_response(404, schema=ErrorSchema, description="no run with that id")
+    def get(self, run_id):
+        """One run: progress (done, total, rate, time left) while it runs; result or error when it ends."""
+        return reevaluation.get(_database(), run_id)

@@ -1,0 +1,64 @@
+"""Request and response schemas for bulk job runs."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields
+
+from decision_server.jobs.reevaluation import STEPS
+from decision_server.rulebook.schemas import DraftSchema
+from decision_server.schemas import JsonDocument, PageQuery, Timestamp, page_of
+
+
+class StartSchema(ma.Schema):
+    """What to re-evaluate (default: every step)."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    steps = fields.List(fields.String(validate=ma.validate.OneOf(STEPS)), load_default=list(STEPS),
+                        validate=ma.validate.Length(min=1), metadata={"example": ["stages", "segments"]})
+
+
+class WhatIfSchema(DraftSchema):
+    """A draft rule change to try on every customer (dry run): files changed or removed on top of the serving rules."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    steps = fields.List(fields.String(validate=ma.validate.OneOf(("rfm", "stages", "segments", "tiers"))),
+                        load_default=["rfm", "stages", "segments", "tiers"], validate=ma.validate.Length(min=1))
+
+
+class RunSchema(ma.Schema):
+    """One run of a bulk job: its progress while it runs, its result or error when it ends."""
+
+    id = fields.Integer()
+    job = fields.String()
+    steps = fields.List(fields.String())
+    dry_run = fields.Boolean()
+    source = fields.String(metadata={"description": "cli, api or schedule"})
+    status = fields.String(metadata={"description": "running, succeeded, failed or interrupted (its runner stopped answering)"})
+    as_of = Timestamp()
+    started_at = Timestamp()
+    heartbeat_at = Timestamp()
+    finished_at = Timestamp(allow_none=True)
+    runner = fields.String(metadata={"description": "host:pid:thread of the process running it"})
+    rule_revision = fields.String(allow_none=True)
+    phase = fields.String(allow_none=True, metadata={"description": "pass, tiers or expiry"})
+    done = fields.Integer(metadata={"description": "customers (or members) done in the phase"})
+    total = fields.Integer()
+    rate = fields.Float(metadata={"description": "per second since the start"})
+    eta_seconds = fields.Float(allow_none=True, metadata={"description": "time left in the phase at this rate"})
+    resumes = fields.Integer(metadata={"description": "times a later start resumed it after its last committed chunk"})
+    result = JsonDocument(allow_none=True, metadata={"description": "counts by phase; a dry run's `before` and `after`"})
+    error = fields.String(allow_none=True)
+
+
+class RunQuery(PageQuery):
+    """Filter runs by status; newest first."""
+
+    status = fields.String(validate=ma.validate.OneOf(("running", "succeeded", "failed", "interrupted")))
+
+
+RunPageSchema = page_of(RunSchema, "RunPageSchema")

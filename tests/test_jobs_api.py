@@ -1,0 +1,98 @@
+"""The jobs API: run the re-evaluation now, follow it, refuse a second runner, try a draft rule
+change on every customer without writing anything."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from decision_server.demo import generator
+from decision_server.jobs.records import BulkRunRecord
+
+_runs = BulkRunRecord.__table__
+
+
+@pytest.fixture
+def demo(database, client):
+    generator.load(database, generator.DemoSpec(customers=300, seed=4))
+    return database
+
+
+def _wait(client, headers, run_id) -> dict:
+    deadline = time.monotonic() + 120
+    while True:
+        run = client.get(f"/api/v1/jobs/runs/{run_id}", headers=headers).get_json()
+        if run["status"] != "running":
+            return run
+        assert time.monotonic() < deadline, run
+        time.sleep(0.1)
+
+
+def _stages(database) -> dict:
+    with database.connection() as conn:
+        return dict(conn.exec_driver_sql("SELECT stage, count(*) FROM customer_state GROUP BY stage").all())
+
+
+def test_run_now_and_follow_it(client, auth, demo):
+    started = client.post("/api/v1/jobs/reevaluate", json={"steps": ["rfm", "stages"]}, headers=auth("admin"))
+    assert started.status_code == 202, started.get_json()
+    run = _wait(client, auth("analyst"), started.get_json()["id"])
+    assert run["status"] == "succeeded" and run["source"] == "api" and run["steps"] == ["rfm", "stages"]
+    assert run["done"] == run["total"] == 300 and run["result"]["pass"]["changed"] == 300 and run["eta_seconds"] is None
+    assert sum(_stages(demo).values()) == 300 and None not in _stages(demo)
+    again = client.post("/api/v1/jobs/reevaluate", json={"steps": ["stages"]}, headers=auth("admin")).get_json()
+    assert _wait(client, auth("admin"), again["id"])["result"]["pass"]["changed"] == 0
+    page = client.get("/api/v1/jobs/runs?limit=1", headers=auth("editor")).get_json()
+    assert [r["id"] for r in page["items"]] == [again["id"]] and page["next_cursor"]
+    rest = client.get(f"/api/v1/jobs/runs?limit=1&cursor={page['next_cursor']}", headers=auth("editor")).get_json()
+    assert [r["id"] for r in rest["items"]] == [run["id"]] and rest["next_cursor"] is None
+    assert client.get("/api/v1/jobs/runs?status=failed", headers=auth("admin")).get_json()["items"] == []
+
+
+def test_a_second_runner_gets_409_and_bad_input_422(client, auth, demo):
+    now = dt.datetime.now(dt.UTC)
+    with demo.connection(write=True) as conn:
+        conn.execute(sa.insert(_runs).values(job="reevaluate", steps=["stages"], dry_run=False, source="schedule",
+                                             status="running", as_of=now, started_at=now, heartbeat_at=now,
+                                             runner="other-host:7", done=10, total=300, resumes=0))
+    busy = client.post("/api/v1/jobs/reevaluate", json={}, headers=auth("admin"))
+    assert busy.status_code == 409 and busy.get_json()["code"] == "job_running"
+    assert "other-host:7" in busy.get_json()["message"]
+    running = client.get("/api/v1/jobs/runs?status=running", headers=auth("admin")).get_json()["items"]
+    assert running[0]["rate"] >= 0 and running[0]["eta_seconds"] is not None
+    bad = client.post("/api/v1/jobs/reevaluate", json={"steps": ["stage"], "chunk": 5}, headers=auth("admin"))
+    assert bad.status_code == 422 and {"steps", "chunk"} <= {k.split(".")[0] for k in bad.get_json()["errors"]}, bad.get_json()
+    assert client.get("/api/v1/jobs/runs/999", headers=auth("admin")).status_code == 404
+
+
+def test_what_if_a_draft_rule_change_reports_its_effect_and_writes_nothing(client, auth, demo, rules_dir):
+    first = client.post("/api/v1/jobs/reevaluate", json={}, headers=auth("admin")).get_json()
+    assert _wait(client, auth("admin"), first["id"])["status"] == "succeeded"
+    before = _stages(demo)
+    with demo.connection() as conn:
+        transitions = conn.exec_driver_sql("SELECT count(*) FROM stage_transitions").scalar()
+        rfm_runs = conn.exec_driver_sql("SELECT count(*) FROM rfm_runs").scalar()
+    lifecycle = (rules_dir / "lifecycle.yaml").read_text()
+    sooner = lifecycle.replace("when: days_since(last_purchase_at) >= 60", "when: days_since(last_purchase_at) >= 20")
+    assert sooner != lifecycle
+    asked = client.post("/api/v1/jobs/what-if", json={"files": {"lifecycle.yaml": sooner}, "steps": ["stages", "segments"]},
+                        headers=auth("editor"))
+    assert asked.status_code == 202, asked.get_json()
+    run = _wait(client, auth("editor"), asked.get_json()["id"])
+    assert run["status"] == "succeeded" and run["dry_run"] and run["rule_revision"] != first["rule_revision"]
+    result = run["result"]["pass"]
+    moves = {(t["from"], t["to"]): t["count"] for t in result["transitions"]}
+    assert moves and all(to == "win_back" for _, to in moves) and result["written"] >= sum(moves.values())
+    assert result["before"]["stage"] == {k: v for k, v in before.items()}
+    assert result["after"]["stage"]["win_back"] == before.get("win_back", 0) + sum(moves.values())
+    assert _stages(demo) == before  # nothing written
+    with demo.connection() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM stage_transitions").scalar() == transitions
+        assert conn.exec_driver_sql("SELECT count(*) FROM rfm_runs").scalar() == rfm_runs
+    broken = client.post("/api/v1/jobs/what-if", json={"files": {"lifecycle.yaml": lifecycle.replace("when:", "whn:", 1)}},
+                         headers=auth("editor"))
+    assert broken.status_code == 422 and broken.get_json()["code"] == "rule_file_invalid"
+    assert "lifecycle.yaml" in broken.get_json()["message"]
