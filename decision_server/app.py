@@ -36,6 +36,11 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.extensions["models"] = _start_models(config)
     app.extensions["catalog"] = _start_catalog(config, app.extensions["database"])
     app.extensions["decider"] = _decider(config, app)
+    if config.scheduler:  # each server process competes for the lease; one runs the jobs
+        from decision_server.jobs.scheduler import Scheduler
+
+        app.extensions["scheduler"] = Scheduler(app.extensions["database"], config)
+        app.extensions["scheduler"].start_thread()
 
     init_request_logging(app)
     init_api(app, _blueprints())

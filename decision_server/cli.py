@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -114,11 +115,13 @@ def _require_migrated(ctx: Context) -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Worker processes (one per core is a good start).")
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 256), help="Request threads per worker.")
+@click.option("--scheduler/--no-scheduler", default=True, show_default=True,
+              help="Run the job scheduler in the server (one process of all runs the jobs); off when `decision-server scheduler start` runs elsewhere.")
 @pass_context
-def serve(ctx: Context, host: str, port: int, workers: int, threads: int):
+def serve(ctx: Context, host: str, port: int, workers: int, threads: int, scheduler: bool):
     """Serve the API with granian (HTTP/1.1 keep-alive; chosen by bench/servers.py)."""
     _require_migrated(ctx)
-    serve_forever(ctx.config, host=host, port=port, workers=workers, threads=threads)
+    serve_forever(dataclasses.replace(ctx.config, scheduler=scheduler), host=host, port=port, workers=workers, threads=threads)
 
 
 # granian's own lines (start-up, workers, errors) as JSON on stderr like the app's. granian
@@ -144,6 +147,7 @@ def serve_forever(config: Config, *, host: str, port: int, workers: int, threads
         LOG_LEVEL=config.log_level,
         RULES_BACKEND=config.rules_backend,
         RULES_POLL_SECONDS=str(config.rules_poll_seconds),
+        SCHEDULER="on" if config.scheduler else "off",
     )
     server = Server(
         "decision_server.wsgi:application",
@@ -337,7 +341,7 @@ def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: boo
     click.echo("")
     if not no_serve:
         ctx.database.dispose()
-        serve_forever(ctx.config, host=host, port=port, workers=2, threads=4)
+        serve_forever(dataclasses.replace(ctx.config, scheduler=True), host=host, port=port, workers=2, threads=4)
 
 
 def _train_missing_models(ctx: Context) -> None:
@@ -364,7 +368,7 @@ def main() -> None:
 # Command groups that live with their domain; imported last because they use Context from here.
 from decision_server.rulebook.commands import rules  # noqa: E402
 from decision_server.analytics.commands import analytics, run_all  # noqa: E402
-from decision_server.jobs.commands import jobs, reevaluate_command  # noqa: E402
+from decision_server.jobs.commands import jobs, reevaluate_command, scheduler  # noqa: E402
 from decision_server.loyalty.commands import loyalty, start_demo  # noqa: E402
 from decision_server.scoring.commands import models, train  # noqa: E402
 
@@ -378,3 +382,4 @@ cli.add_command(analytics)
 cli.add_command(loyalty)
 cli.add_command(reevaluate_command)
 cli.add_command(jobs)
+cli.add_command(scheduler)

@@ -44,6 +44,15 @@ class Config:
     learning_poll_seconds: float = 2.0
     # Enrol a customer in the loyalty program on their first purchase (off: only explicit enrolment).
     loyalty_auto_enroll: bool = True
+    # Run the job scheduler in this process (one process of all holds the lease and runs jobs).
+    # Off for the library and tests; `decision-server serve` turns it on unless told --no-scheduler.
+    scheduler: bool = False
+    # The schedules file (YAML) seeding the schedules table; default: the one shipped in decision_server/jobs.
+    schedules_file: Path | None = None
+    # The scheduler's lease: a leader that has not renewed it for this long is replaced.
+    scheduler_lease_seconds: float = 30.0
+    # A failed scheduled job is retried after this, then 4x, then 16x as long (three retries).
+    job_retry_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
@@ -75,6 +84,14 @@ class Config:
             values["adaptive_learning"] = _flag("ADAPTIVE_LEARNING", env["ADAPTIVE_LEARNING"])
         if env.get("LOYALTY_AUTO_ENROLL"):
             values["loyalty_auto_enroll"] = _flag("LOYALTY_AUTO_ENROLL", env["LOYALTY_AUTO_ENROLL"])
+        if env.get("SCHEDULER"):
+            values["scheduler"] = _flag("SCHEDULER", env["SCHEDULER"])
+        if env.get("SCHEDULES_FILE"):
+            values["schedules_file"] = Path(env["SCHEDULES_FILE"])
+        if env.get("SCHEDULER_LEASE_SECONDS"):
+            values["scheduler_lease_seconds"] = float(env["SCHEDULER_LEASE_SECONDS"])
+        if env.get("JOB_RETRY_SECONDS"):
+            values["job_retry_seconds"] = float(env["JOB_RETRY_SECONDS"])
         if env.get("DEFAULT_MARGIN"):
             values["default_margin"] = _margin(env["DEFAULT_MARGIN"])
         values.update({k: v for k, v in overrides.items() if v is not None})

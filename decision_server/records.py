@@ -16,7 +16,7 @@ from decision_server.decisions.records import (
     DecisionResponseRecord,
     OfferLearningRecord,
 )
-from decision_server.jobs.records import BulkRunRecord
+from decision_server.jobs.records import BulkRunRecord, LeaseRecord, ScheduleRecord
 from decision_server.loyalty.records import (
     LedgerEntryRecord,
     MemberRecord,
@@ -34,6 +34,8 @@ metadata = Base.metadata
 
 __all__ = [
     "BulkRunRecord",
+    "LeaseRecord",
+    "ScheduleRecord",
     "ApiKeyRecord",
     "CatalogConnectorRecord",
     "CatalogSyncRunRecord",

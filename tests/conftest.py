@@ -86,6 +86,8 @@ def database(database_url):
         else:
             for table in reversed(tables):
                 conn.exec_driver_sql(f"DELETE FROM {table}")
+        if sa.inspect(conn).has_table("apscheduler_jobs"):  # the scheduler's job store (not our metadata)
+            conn.exec_driver_sql("DELETE FROM apscheduler_jobs")
         # Back to a freshly migrated database: migration 0011 defines the four default tiers.
         conn.execute(sa.insert(TierRecord.__table__), [{**t, "id": i} for i, t in enumerate(DEFAULT_TIERS, start=1)])
         if db.dialect == "postgresql":

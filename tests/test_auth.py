@@ -135,6 +135,9 @@ MATRIX = {
     ("POST", JOBS + "/what-if"): RULE_EDITORS,
     ("GET", JOBS + "/runs"): RULE_READERS,
     ("GET", JOBS + "/runs/<int:run_id>"): RULE_READERS,
+    ("GET", JOBS + "/schedules"): RULE_READERS,
+    ("PATCH", JOBS + "/schedules/<string:name>"): ADMIN,
+    ("POST", JOBS + "/schedules/<string:name>/run"): ADMIN,
 }
 
 TX = {"customer_id": "C1", "occurred_at": "2026-01-01T10:00:00Z", "amount": "10.00"}
@@ -146,6 +149,7 @@ BODIES = {
     ("POST", "/api/v1/customers"): lambda n: {"external_id": f"NEW-{n}"},
     ("POST", JOBS + "/reevaluate"): lambda n: {"steps": ["stages"]},
     ("POST", JOBS + "/what-if"): lambda n: {"steps": ["stages"]},
+    ("PATCH", JOBS + "/schedules/<string:name>"): lambda n: {"enabled": True},
     ("PATCH", CUSTOMER): lambda n: {"first_name": "Ana"},
     ("POST", "/api/v1/transactions"): lambda n: TX,
     ("POST", "/api/v1/transactions/batch"): lambda n: {"items": [TX]},
@@ -253,6 +257,8 @@ def test_route_enforces_its_roles(client, auth, method, rule, models_dir, app):
         where = _loyalty_path(client, auth, rule, path, n) if rule.startswith(LOYALTY) else path
         if rule.startswith(JOBS):  # one run at a time: let the last one end; a run to read
             _runs_settled(app)
+            if "<string:name>" in rule:
+                where = rule.replace("<string:name>", "hourly-stages")
             if "<int:run_id>" in rule:
                 started = client.post(JOBS + "/reevaluate", json={"steps": ["stages"]}, headers=auth("admin")).get_json()
                 _runs_settled(app)

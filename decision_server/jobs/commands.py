@@ -87,3 +87,66 @@ def runs(ctx: Context, limit: int):
         end = r.finished_at.isoformat(timespec="seconds") if r.finished_at else "-"
         click.echo(f"{r.id:>5}  {r.status:<11} {','.join(r.steps):<34} {r.done:>10,}/{r.total:<10,} "
                    f"{r.started_at.isoformat(timespec='seconds')}  {end}" + (f"  {r.error}" if r.error else ""))
+
+
+@click.group()
+def scheduler():
+    """The job scheduler: nightly re-evaluation, hourly stage checks, points expiry, retraining, catalog syncs.
+
+    \b
+      decision-server scheduler start          # run it here until stopped (one process of all runs the jobs)
+      decision-server scheduler list           # schedules, next run times, who leads
+      decision-server scheduler run nightly    # run a schedule's job now, here
+    `decision-server serve` runs a scheduler in the server unless --no-scheduler; however many
+    run, one holds the lease and runs the jobs, the others take over if it stops.
+    """
+
+
+@scheduler.command("start")
+@pass_context
+def scheduler_start(ctx: Context):
+    """Run the scheduler in this process until interrupted (Ctrl-C or SIGTERM)."""
+    import signal
+
+    from decision_server.jobs.scheduler import Scheduler
+
+    _require_migrated(ctx)
+    runner = Scheduler(ctx.database, ctx.config)
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    click.echo(f"scheduler {runner.me}: waiting for the lease (held for {ctx.config.scheduler_lease_seconds:.0f} s, renewed every third)")
+    try:
+        runner.run_forever(on_change=lambda leading: click.echo(
+            f"scheduler {runner.me}: " + ("holds the lease; running the jobs" if leading else "lost the lease; standing by")))
+    except KeyboardInterrupt:
+        pass
+    click.echo(f"scheduler {runner.me}: stopped")
+
+
+@scheduler.command("list")
+@pass_context
+def scheduler_list(ctx: Context):
+    """List the schedules with their next run times, and which process leads."""
+    from decision_server.jobs import scheduler as jobs_scheduler
+
+    _require_migrated(ctx)
+    jobs_scheduler.seed(ctx.database, ctx.config.schedules_file)
+    head = jobs_scheduler.leader(ctx.database)
+    click.echo(f"leader: {head['holder']} (lease until {head['expires_at'].isoformat(timespec='seconds')})" if head else "leader: none running")
+    for row in jobs_scheduler.listing(ctx.database):
+        when = row["cron"] or f"every {row['interval_seconds']:g} s"
+        nxt = row["next_run_at"].isoformat(timespec="seconds") if row["next_run_at"] else "-"
+        click.echo(f"  {row['name']:<16} {row['job']:<11} {when:<14} {'on ' if row['enabled'] else 'off'} next {nxt}"
+                   + (f"  steps {','.join(row['steps'])}" if row["steps"] else ""))
+
+
+@scheduler.command("run")
+@click.argument("name")
+@pass_context
+def scheduler_run(ctx: Context, name: str):
+    """Run schedule NAME's job now, in this process (recorded like a scheduled run)."""
+    from decision_server.jobs import scheduler as jobs_scheduler
+
+    _require_migrated(ctx)
+    jobs_scheduler.seed(ctx.database, ctx.config.schedules_file)
+    row = jobs_scheduler.run_now(ctx.database, ctx.config, name, source="cli", wait=True)
+    click.echo(summary(row) if row["job"] == "reevaluate" else f"run {row['id']} {row['status']}: {row['result']}")

@@ -46,3 +46,30 @@ class BulkRunRecord(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(Json)
     error: Mapped[str | None] = mapped_column(sa.Text)
     resumes: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+class ScheduleRecord(Base):
+    """When the scheduler runs a job: a cron expression (UTC) or an interval; seeded from the
+    schedules file, then edited over the API."""
+
+    __tablename__ = "job_schedules"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    job: Mapped[str] = mapped_column(sa.String(32))  # reevaluate, retrain
+    cron: Mapped[str | None] = mapped_column(sa.String(100))
+    interval_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    steps: Mapped[list[str] | None] = mapped_column(Json)
+    enabled: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(sa.String(100))
+
+
+class LeaseRecord(Base):
+    """A named lease (the scheduler's): held by one process until `expires_at` unless renewed."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(sa.String(100))
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

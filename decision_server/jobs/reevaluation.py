@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 JOB = "reevaluate"
 STEPS = (*reevaluate.STEPS, "tiers", "expiry")
-LEASE = dt.timedelta(seconds=120)
+# A running run whose heartbeat is older than this has lost its runner (JOB_LEASE_SECONDS; renewed every quarter).
+LEASE = dt.timedelta(seconds=float(os.environ.get("JOB_LEASE_SECONDS") or 120))
 _runs = BulkRunRecord.__table__
 
 
@@ -114,7 +115,7 @@ def execute(database: Database, revision: Any, models: Any, row: dict[str, Any],
     """Run a claimed run to its end in this thread (heartbeat included); return its final row."""
     run_id, me = row["id"], row["runner"]
     started = time.perf_counter()
-    lease = _Heartbeat(database, run_id, me)
+    lease = Heartbeat(database, run_id, me)
     lease.start()
     try:
         result = _phases(database, revision, models, row, steps=tuple(row["steps"]), dry_run=row["dry_run"], margin=margin,
@@ -132,7 +133,7 @@ def execute(database: Database, revision: Any, models: Any, row: dict[str, Any],
 
 
 def _phases(database: Database, revision: Any, models: Any, row: dict[str, Any], *, steps: tuple[str, ...], dry_run: bool,
-            margin: Decimal, chunk: int | None, me: str, lease: _Heartbeat, started: float,
+            margin: Decimal, chunk: int | None, me: str, lease: Heartbeat, started: float,
             progress: Callable[[Status], None] | None) -> dict[str, Any]:
     from decision_server.loyalty import bulk as loyalty_bulk
 
@@ -241,7 +242,7 @@ def _finish(database: Database, run_id: int, me: str, *, status: str, result: di
             status=status, finished_at=utcnow(), heartbeat_at=utcnow(), result=result, error=error))
 
 
-class _Heartbeat:
+class Heartbeat:
     """Renews the lease every LEASE / 4 from a thread; notices when it was lost."""
 
     def __init__(self, database: Database, run_id: int, me: str):

@@ -95,3 +95,47 @@ class Run(MethodView):
     def get(self, run_id):
         """One run: progress (done, total, rate, time left) while it runs; result or error when it ends."""
         return reevaluation.get(_database(), run_id)
+
+
+@blp.route("/schedules")
+class Schedules(MethodView):
+    @requires(Permission.JOBS_READ)
+    @blp.response(200, schemas.SchedulesSchema)
+    def get(self):
+        """Every schedule with its next run time and pending retry, and which process leads the scheduler."""
+        from decision_server.jobs import scheduler
+
+        config = current_app.extensions["config"]
+        scheduler.seed(_database(), config.schedules_file)
+        return {"leader": scheduler.leader(_database()), "items": scheduler.listing(_database())}
+
+
+@blp.route("/schedules/<string:name>")
+class Schedule(MethodView):
+    @requires(Permission.JOBS_RUN)
+    @blp.arguments(schemas.SchedulePatchSchema)
+    @blp.response(200, schemas.ScheduleSchema)
+    @blp.alt_response(404, schema=ErrorSchema, description="no schedule of that name")
+    def patch(self, body, name):
+        """Change a schedule; the leading scheduler follows within a third of its lease."""
+        from flask import g
+
+        from decision_server.jobs import scheduler
+
+        scheduler.seed(_database(), current_app.extensions["config"].schedules_file)
+        return scheduler.change(_database(), name, body, actor=f"key:{g.principal.name}")
+
+
+@blp.route("/schedules/<string:name>/run")
+class ScheduleRun(MethodView):
+    @requires(Permission.JOBS_RUN)
+    @blp.response(202, schemas.RunSchema)
+    @blp.alt_response(404, schema=ErrorSchema, description="no schedule of that name")
+    @blp.alt_response(409, **_BUSY)
+    def post(self, name):
+        """Run a schedule's job now, in this server (202 with the run; follow it at /jobs/runs/{id})."""
+        from decision_server.jobs import scheduler
+
+        config = current_app.extensions["config"]
+        scheduler.seed(_database(), config.schedules_file)
+        return scheduler.run_now(_database(), config, name, source="api", wait=False)

@@ -62,3 +62,37 @@ class RunQuery(PageQuery):
 
 
 RunPageSchema = page_of(RunSchema, "RunPageSchema")
+
+
+class ScheduleSchema(ma.Schema):
+    """When the scheduler runs a job, and when it runs next."""
+
+    name = fields.String()
+    job = fields.String(metadata={"description": "reevaluate or retrain"})
+    cron = fields.String(allow_none=True, metadata={"description": "minute hour day month weekday, UTC"})
+    interval_seconds = fields.Float(allow_none=True)
+    steps = fields.List(fields.String(), allow_none=True)
+    enabled = fields.Boolean()
+    description = fields.String()
+    updated_at = Timestamp()
+    updated_by = fields.String()
+    next_run_at = Timestamp(allow_none=True)
+    retry_at = Timestamp(allow_none=True, metadata={"description": "a retry pending after a failure"})
+
+
+class SchedulesSchema(ma.Schema):
+    leader = JsonDocument(allow_none=True, metadata={"description": "the process holding the scheduler lease, and until when"})
+    items = fields.List(fields.Nested(ScheduleSchema))
+
+
+class SchedulePatchSchema(ma.Schema):
+    """Change a schedule: its time (cron or interval), steps, description, or switch it off."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    cron = fields.String(allow_none=True, validate=ma.validate.Length(max=100))
+    interval_seconds = fields.Float(allow_none=True, validate=ma.validate.Range(min=1))
+    steps = fields.List(fields.String(validate=ma.validate.OneOf(STEPS)), allow_none=True)
+    enabled = fields.Boolean()
+    description = fields.String(validate=ma.validate.Length(max=500))
