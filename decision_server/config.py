@@ -53,6 +53,8 @@ class Config:
     scheduler_lease_seconds: float = 30.0
     # A failed scheduled job is retried after this, then 4x, then 16x as long (three retries).
     job_retry_seconds: float = 60.0
+    # A Dask scheduler (tcp://host:8786): bulk passes read their chunks on its workers; none: two local processes.
+    dask_scheduler_address: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
@@ -92,6 +94,8 @@ class Config:
             values["scheduler_lease_seconds"] = float(env["SCHEDULER_LEASE_SECONDS"])
         if env.get("JOB_RETRY_SECONDS"):
             values["job_retry_seconds"] = float(env["JOB_RETRY_SECONDS"])
+        if env.get("DASK_SCHEDULER_ADDRESS"):
+            values["dask_scheduler_address"] = env["DASK_SCHEDULER_ADDRESS"]
         if env.get("DEFAULT_MARGIN"):
             values["default_margin"] = _margin(env["DEFAULT_MARGIN"])
         values.update({k: v for k, v in overrides.items() if v is not None})

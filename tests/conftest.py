@@ -104,6 +104,17 @@ def rules_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
+def revision(rules_dir):
+    """The test's rule files built with the compiled backend, for service-level bulk work (closed after)."""
+    from decision_server.rules.engine import build_revision
+    from decision_server.rules.source import read_rules_dir
+
+    built = build_revision(read_rules_dir(rules_dir), backend="python", run_cases=False)
+    yield built
+    built.close()
+
+
+@pytest.fixture
 def config(database, rules_dir, tmp_path) -> Config:
     """Configuration for an app on the test database (no key cache, so revocation is immediate).
 

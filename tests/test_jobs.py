@@ -19,20 +19,11 @@ from decision_server.demo import generator
 from decision_server.errors import ValidationError
 from decision_server.jobs import reevaluation
 from decision_server.jobs.records import BulkRunRecord
-from decision_server.rules.engine import build_revision
-from decision_server.rules.source import read_rules_dir
 from decision_server.scoring.serving import ModelSet
 
 _runs = BulkRunRecord.__table__
 _tr = StageTransitionRecord.__table__
 _st = CustomerStateRecord.__table__
-
-
-@pytest.fixture
-def revision(rules_dir):
-    built = build_revision(read_rules_dir(rules_dir), backend="python", run_cases=False)
-    yield built
-    built.close()
 
 
 @pytest.fixture
@@ -84,9 +75,7 @@ KILLED_MID_RUN = textwrap.dedent("""
     from pathlib import Path
     from decision_server.db import Database
     from decision_server.jobs import reevaluation
-    from decision_server.rules.engine import build_revision
-    from decision_server.rules.source import read_rules_dir
-    from decision_server.scoring.serving import ModelSet
+            from decision_server.scoring.serving import ModelSet
 
     def die_after_two_chunks(status):
         if status.phase == "pass" and status.done >= 200:

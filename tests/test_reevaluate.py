@@ -19,18 +19,9 @@ from decision_server.analytics.records import StageTransitionRecord
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.demo import generator
 from decision_server.features import bulk
-from decision_server.rules.engine import build_revision
-from decision_server.rules.source import read_rules_dir
 from decision_server.scoring.serving import ModelSet
 
 _st = CustomerStateRecord.__table__
-
-
-@pytest.fixture
-def revision(rules_dir):
-    built = build_revision(read_rules_dir(rules_dir), backend="python", run_cases=False)
-    yield built
-    built.close()
 
 
 @pytest.fixture

@@ -57,6 +57,7 @@ from decision_server.analytics.requirements import NEEDED, require
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.customers.state import refresh_state
 from decision_server.db import Database, upsert, utcnow
+from decision_server.errors import ConfigError
 from decision_server.features import bulk
 from decision_server.features.definition import FEATURE_NAMES
 
@@ -107,20 +108,47 @@ class _Chunk:
 
 
 @contextlib.contextmanager
-def _readers(database: Database, chunks: int) -> Iterator[Callable[..., concurrent.futures.Future]]:
-    """Yield a function that starts reading a chunk and returns its future."""
+def _readers(database: Database, chunks: int, dask_address: str | None = None) -> Iterator[tuple[Callable[..., Any], int]]:
+    """Yield a function that starts reading a chunk and returns its future (with .result()), and how
+    many chunks to keep reading ahead."""
     url = database.engine.url.render_as_string(hide_password=False)
+    if dask_address:
+        yield from _dask_readers(dask_address, url)
+        return
     if chunks <= 1 or database.engine.url.database in (None, "", ":memory:"):
         def now(*args: Any) -> concurrent.futures.Future:
             done: concurrent.futures.Future = concurrent.futures.Future()
             done.set_result(_read_chunk(database, *args))
             return done
-        yield now
+        yield now, 1
         return
     context = multiprocessing.get_context("spawn")  # never fork a process that may hold threads and connections
     with concurrent.futures.ProcessPoolExecutor(READERS, mp_context=context, initializer=_open_reader,
                                              initargs=(url, os.getpid())) as pool:
-        yield lambda *args: pool.submit(_read_in_worker, *args)
+        yield (lambda *args: pool.submit(_read_in_worker, *args)), READERS
+
+
+def _dask_readers(address: str, url: str) -> Iterator[tuple[Callable[..., Any], int]]:
+    """Read chunks on a Dask cluster: each chunk is one task, its SQL run by a worker near the database."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError("DASK_SCHEDULER_ADDRESS is set but dask is not installed: pip install 'decision-server[dask]'") from None
+    with Client(address, set_as_default=False) as client:
+        log.info("bulk pass: reading on the Dask cluster at %s (%d workers)", address, len(client.scheduler_info()["workers"]))
+        workers = len(client.scheduler_info()["workers"])
+        yield (lambda *args: client.submit(_read_on_dask, url, *args, pure=False)), max(READERS, workers)
+
+
+_dask_databases: dict[str, Database] = {}
+
+
+def _read_on_dask(url: str, ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int]) -> _Chunk:
+    """A Dask task: read one chunk with this worker's engine for `url` (opened once per worker)."""
+    database = _dask_databases.get(url)
+    if database is None:
+        database = _dask_databases[url] = Database(url)
+    return _read_chunk(database, ids, as_of, segment_ids)
 
 
 _worker_database: Database | None = None
@@ -210,7 +238,7 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
         margin: Decimal = Decimal("0.30"), chunk: int = bulk.CHUNK, source: str = "bulk",
         segment_ids: Sequence[int] | None = None, progress: Callable[[Progress], None] | None = None,
         dry_run: bool = False, resume: Checkpoint | None = None,
-        on_chunk: Callable[[Connection, Checkpoint], None] | None = None) -> dict[str, Any]:
+        on_chunk: Callable[[Connection, Checkpoint], None] | None = None, dask_address: str | None = None) -> dict[str, Any]:
     """Re-evaluate every customer (as of now, or `as_of`) in one pass; return what changed.
 
     The result has: customers, buyers, seconds, rfm (the run: id, cuts, segments), stage changes
@@ -224,7 +252,8 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
     the revision would make them. `on_chunk(conn, checkpoint)` runs inside each chunk's write
     transaction (a job records its checkpoint there, so a chunk and its checkpoint commit
     together); `resume` continues such a run after the checkpoint's last customer, with the same
-    RFM cut points and counts.
+    RFM cut points and counts. With `dask_address` the chunks are read by the tasks of a Dask
+    cluster instead of two local processes (the same function, so the same results).
     """
     unknown = sorted(set(steps) - set(STEPS))
     if unknown:
@@ -257,12 +286,12 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
     checkpoint = Checkpoint(after_id=resume.after_id if resume else 0, done=done, tally=tally.dump(), total=total,
                             rfm={"id": run_id, "cuts": cuts, "buyers": buyers} if "rfm" in steps else None)
     update = _Statements(database)
-    with _readers(database, len(chunks)) as read:
-        ahead = [read(ids, moment, list(compiled)) for ids in chunks[:READERS]]
+    with _readers(database, len(chunks), dask_address) as (read, depth):
+        ahead = [read(ids, moment, list(compiled)) for ids in chunks[:depth]]
         for index in range(len(chunks)):
             current = ahead.pop(0).result()
-            if index + READERS < len(chunks):
-                ahead.append(read(chunks[index + READERS], moment, list(compiled)))
+            if index + depth < len(chunks):
+                ahead.append(read(chunks[index + depth], moment, list(compiled)))
             done += len(current.ids)
             checkpoint = dataclasses.replace(checkpoint, after_id=int(current.ids[-1]), done=done)
 

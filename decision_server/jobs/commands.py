@@ -14,8 +14,10 @@ from decision_server.cli import Context, _progress, _require_migrated, pass_cont
 @click.option("--restart", is_flag=True, help="Start a new run even if the last one stopped half-way (default: resume it).")
 @click.option("--chunk", default=50_000, show_default=True, type=click.IntRange(100, 1_000_000),
               help="Customers per chunk (one transaction each); memory grows with it, not with the base.")
+@click.option("--dask", "dask_address", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS",
+              help="Read the chunks on this Dask cluster (tcp://host:8786) [env DASK_SCHEDULER_ADDRESS; default: two local processes].")
 @pass_context
-def reevaluate_command(ctx: Context, only: tuple[str, ...], dry_run: bool, restart: bool, chunk: int):
+def reevaluate_command(ctx: Context, only: tuple[str, ...], dry_run: bool, restart: bool, chunk: int, dask_address: str | None):
     """Re-evaluate every customer now: RFM, CLV, model scores, value, stage, journey, segments,
     then loyalty tiers and points expiry.
 
@@ -37,7 +39,7 @@ def reevaluate_command(ctx: Context, only: tuple[str, ...], dry_run: bool, resta
     click.echo(f"re-evaluating every customer: {', '.join(steps)}" + (" (dry run: nothing is written)" if dry_run else ""))
     try:
         row = reevaluation.run(ctx.database, revision, models, steps=steps, dry_run=dry_run, source="cli",
-                               margin=ctx.config.default_margin, resume=not restart, chunk=chunk,
+                               margin=ctx.config.default_margin, resume=not restart, chunk=chunk, dask_address=dask_address,
                                progress=lambda s: _progress(s.phase, s.done, s.total))
     finally:
         revision.close()

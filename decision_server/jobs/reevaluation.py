@@ -82,24 +82,25 @@ def runner_name() -> str:
 
 def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] = STEPS, dry_run: bool = False,
         source: str = "cli", margin: Decimal = Decimal("0.30"), resume: bool = True, chunk: int | None = None,
-        progress: Callable[[Status], None] | None = None) -> dict[str, Any]:
+        progress: Callable[[Status], None] | None = None, dask_address: str | None = None) -> dict[str, Any]:
     """Run the job now in this process (or resume an unfinished run); return its row when it ends.
 
     Raises JobRunning if another runner holds the lease. A failure is recorded on the run (status
     failed, the error) and raised again.
     """
     row = claim(database, steps, dry_run=dry_run, source=source, revision=revision.id, resume=resume)
-    return execute(database, revision, models, row, margin=margin, chunk=chunk, progress=progress)
+    return execute(database, revision, models, row, margin=margin, chunk=chunk, progress=progress, dask_address=dask_address)
 
 
 def start(database: Database, revision: Any, models: Any, *, steps: Sequence[str] = STEPS, dry_run: bool = False,
-          source: str = "api", margin: Decimal = Decimal("0.30"), on_end: Callable[[], None] | None = None) -> dict[str, Any]:
+          source: str = "api", margin: Decimal = Decimal("0.30"), on_end: Callable[[], None] | None = None,
+          dask_address: str | None = None) -> dict[str, Any]:
     """Take the lease now and run the job in a background thread; return the run's row at once."""
     row = claim(database, steps, dry_run=dry_run, source=source, revision=revision.id, resume=True)
 
     def work() -> None:
         try:
-            execute(database, revision, models, row, margin=margin)
+            execute(database, revision, models, row, margin=margin, dask_address=dask_address)
         except BaseException:  # recorded on the run by execute; a thread has no one to raise to
             log.exception("re-evaluation run %d ended with an error", row["id"])
         finally:
@@ -111,7 +112,8 @@ def start(database: Database, revision: Any, models: Any, *, steps: Sequence[str
 
 
 def execute(database: Database, revision: Any, models: Any, row: dict[str, Any], *, margin: Decimal = Decimal("0.30"),
-            chunk: int | None = None, progress: Callable[[Status], None] | None = None) -> dict[str, Any]:
+            chunk: int | None = None, progress: Callable[[Status], None] | None = None,
+            dask_address: str | None = None) -> dict[str, Any]:
     """Run a claimed run to its end in this thread (heartbeat included); return its final row."""
     run_id, me = row["id"], row["runner"]
     started = time.perf_counter()
@@ -119,7 +121,7 @@ def execute(database: Database, revision: Any, models: Any, row: dict[str, Any],
     lease.start()
     try:
         result = _phases(database, revision, models, row, steps=tuple(row["steps"]), dry_run=row["dry_run"], margin=margin,
-                         chunk=chunk, me=me, lease=lease, started=started, progress=progress)
+                         chunk=chunk, me=me, lease=lease, started=started, progress=progress, dask_address=dask_address)
     except BaseException as exc:
         lease.stop()
         if not isinstance(exc, LeaseLost):
@@ -134,7 +136,7 @@ def execute(database: Database, revision: Any, models: Any, row: dict[str, Any],
 
 def _phases(database: Database, revision: Any, models: Any, row: dict[str, Any], *, steps: tuple[str, ...], dry_run: bool,
             margin: Decimal, chunk: int | None, me: str, lease: Heartbeat, started: float,
-            progress: Callable[[Status], None] | None) -> dict[str, Any]:
+            progress: Callable[[Status], None] | None, dask_address: str | None) -> dict[str, Any]:
     from decision_server.loyalty import bulk as loyalty_bulk
 
     run_id = row["id"]
@@ -161,7 +163,7 @@ def _phases(database: Database, revision: Any, models: Any, row: dict[str, Any],
 
         outcome = reevaluate.run(
             database, revision, models, steps=pass_steps, as_of=as_of, margin=margin, source="bulk", dry_run=dry_run,
-            resume=resume, on_chunk=on_chunk, progress=lambda p: report("pass", p.done, p.total),
+            resume=resume, on_chunk=on_chunk, progress=lambda p: report("pass", p.done, p.total), dask_address=dask_address,
             **({"chunk": chunk} if chunk else {}))
         result["pass"] = _plain(outcome)
         _checkpoint(database, run_id, me, phase="pass", results=result)

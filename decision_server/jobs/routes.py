@@ -40,7 +40,7 @@ class Reevaluate(MethodView):
         """
         return reevaluation.start(_database(), current_app.extensions["rulebook"].current,
                                   current_app.extensions["models"].current, steps=body["steps"], source="api",
-                                  margin=_margin())
+                                  margin=_margin(), dask_address=current_app.extensions["config"].dask_scheduler_address)
 
 
 @blp.route("/what-if")
@@ -64,7 +64,8 @@ class WhatIf(MethodView):
         draft = build_revision(service.draft_files(current, body), backend="python", run_cases=False)
         try:
             return reevaluation.start(_database(), draft, current_app.extensions["models"].current, steps=body["steps"],
-                                      dry_run=True, source="api", margin=_margin(), on_end=draft.close)
+                                      dry_run=True, source="api", margin=_margin(), on_end=draft.close,
+                                      dask_address=current_app.extensions["config"].dask_scheduler_address)
         except BaseException:
             draft.close()
             raise

@@ -195,7 +195,7 @@ class Scheduler:
                 except sa.exc.SQLAlchemyError as exc:  # the database is away: stand down, try again
                     log.warning("scheduler: %s", exc)
                     self._stand_down()
-                except Exception:  # noqa: BLE001 - a scheduler must outlive any one bad step; said loudly
+                except Exception:  # a scheduler must outlive any one bad step; log.exception says it loudly
                     log.exception("scheduler: step failed; trying again")
                 if on_change is not None and self.leading != was:
                     on_change(self.leading)
@@ -304,9 +304,10 @@ def run_now(database: Database, config: Config, name: str, *, source: str, wait:
     steps = row.steps or list(reevaluation.STEPS)
     if not wait:
         return reevaluation.start(database, revision, models, steps=steps, source=source, margin=config.default_margin,
-                                  on_end=revision.close)
+                                  on_end=revision.close, dask_address=config.dask_scheduler_address)
     try:
-        return reevaluation.run(database, revision, models, steps=steps, source=source, margin=config.default_margin)
+        return reevaluation.run(database, revision, models, steps=steps, source=source, margin=config.default_margin,
+                                dask_address=config.dask_scheduler_address)
     finally:
         revision.close()
 
