@@ -75,7 +75,9 @@ KILLED_MID_RUN = textwrap.dedent("""
     from pathlib import Path
     from decision_server.db import Database
     from decision_server.jobs import reevaluation
-            from decision_server.scoring.serving import ModelSet
+    from decision_server.rules.engine import build_revision
+    from decision_server.rules.source import read_rules_dir
+    from decision_server.scoring.serving import ModelSet
 
     def die_after_two_chunks(status):
         if status.phase == "pass" and status.done >= 200:

@@ -215,7 +215,7 @@ def claim(database: Database, steps: Sequence[str], *, dry_run: bool, source: st
                 heartbeat_at=now, runner=me, rule_revision=revision, done=0, total=0, resumes=0,
             ).returning(_runs.c.id)).scalar_one()
         except sa.exc.IntegrityError:  # another runner inserted its run first: the index allows one
-            raise JobRunning("another runner has just started the job; try again when it ends") from None
+            raise JobRunning("another runner has just started the job and is running it; try again when it ends") from None
         return dict(conn.execute(sa.select(_runs).where(_runs.c.id == run_id)).one()._mapping)
 
 
