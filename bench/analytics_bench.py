@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--customers", type=int, default=100_000, help="demo customers (default 100000; the goal is for 1000000)")
     parser.add_argument("--databases", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"])
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
+    parser.add_argument("--postgres-from", metavar="DATABASE",
+                        help="copy this PostgreSQL demo database (CREATE DATABASE ... TEMPLATE) instead of generating one")
     parser.add_argument("--sqlite-from", type=Path, help="copy this SQLite demo database instead of generating one (it is not changed)")
     parser.add_argument("--models", type=Path, help="models folder to score with (default: none, every model falls back to its rule)")
     return parser.parse_args(argv)
@@ -129,6 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     for dialect in args.databases:
         if dialect == "postgresql" and not harness.postgres_reachable(args.postgres_url):
             print("  PostgreSQL not reachable; skipped")
+            continue
+        if dialect == "postgresql" and args.postgres_from:
+            harness._pg_admin(args.postgres_url, 'DROP DATABASE IF EXISTS "ds_bench_analytics" WITH (FORCE)')
+            harness._pg_admin(args.postgres_url, f'CREATE DATABASE "ds_bench_analytics" TEMPLATE "{args.postgres_from}"')
+            try:
+                results.append(run_one(harness._with_database(args.postgres_url, "ds_bench_analytics"), dialect, revision, models))
+            finally:
+                harness._pg_admin(args.postgres_url, 'DROP DATABASE IF EXISTS "ds_bench_analytics" WITH (FORCE)')
             continue
         if dialect == "sqlite" and args.sqlite_from:
             with tempfile.TemporaryDirectory(prefix="ds-bench-") as tmp:
