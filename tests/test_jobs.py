@@ -127,3 +127,38 @@ def test_two_processes_started_together_give_one_run(demo, database_url, rules_d
         refused = next(err for (_, err), p in zip(outs, procs) if p.returncode == 1)
         assert "running" in refused
     assert _count(demo, _runs, _runs.c.status == "running") == 0 and _count(demo, _tr) == 600
+
+
+def test_some_customers_only_from_a_file_or_a_segment(demo, revision, database_url, rules_dir, tmp_path, client, auth):
+    env = {**os.environ, "DATABASE_URL": database_url, "RULES_DIR": str(rules_dir), "MODELS_DIR": str(tmp_path / "none")}
+    cli = os.path.join(os.path.dirname(sys.executable), "decision-server")
+    with demo.connection() as conn:
+        some = conn.execute(sa.text("SELECT external_id FROM customers ORDER BY id LIMIT 5")).scalars().all()
+    listed = tmp_path / "customers.txt"
+    listed.write_text("# five of them\n" + "\n".join(some) + "\n\n")
+    first = subprocess.run([cli, "reevaluate", "--customers", str(listed), "--only", "stages"], env=env, capture_output=True,
+                           text=True, check=False)
+    assert first.returncode == 0, first.stderr
+    assert "5 customers from" in first.stdout and _count(demo, _tr) == 5 and _count(demo, _st, _st.c.stage.is_not(None)) == 5
+    refused = subprocess.run([cli, "reevaluate", "--customers", str(listed), "--only", "rfm"], env=env, capture_output=True,
+                             text=True, check=False)
+    assert refused.returncode == 1 and "run the rfm step for everyone first" in refused.stderr
+    listed.write_text("NOBODY-1\n" + some[0] + "\n")
+    unknown = subprocess.run([cli, "reevaluate", "--customers", str(listed)], env=env, capture_output=True, text=True, check=False)
+    assert unknown.returncode == 1 and "1 unknown customer ids, e.g. NOBODY-1" in unknown.stderr
+
+    everyone = reevaluation.run(demo, revision, ModelSet(Path("/nonexistent")), steps=["rfm"])  # the cut points to place on
+    with demo.connection(write=True) as conn:  # forget the scores, to see which customers the next run places
+        conn.execute(sa.update(_st).values(rfm_r=None))
+    created = client.post("/api/v1/segments", json={"name": "frequent", "condition": "frequency >= 12"}, headers=auth("admin"))
+    members = created.get_json()["members"]
+    assert 0 < members < 600
+    by_segment = subprocess.run([cli, "reevaluate", "--segment", "frequent"], env=env, capture_output=True, text=True, check=False)
+    assert by_segment.returncode == 0, by_segment.stderr
+    assert f"{members} customers of segment frequent" in by_segment.stdout
+    with demo.connection() as conn:
+        runs = conn.execute(sa.select(_runs.c.steps, _runs.c.done, _runs.c.checkpoint).order_by(_runs.c.id)).all()
+    assert runs[-1].steps == ["rfm", "stages", "segments"] and runs[-1].done == members and runs[-1].checkpoint["subset"] == members
+    assert _count(demo, _st, _st.c.rfm_r.is_not(None)) == members  # only the segment's members were placed again
+    with demo.connection() as conn:  # against the run over everyone: no new RFM run for some customers
+        assert conn.execute(sa.text("SELECT max(id) FROM rfm_runs")).scalar() == everyone["result"]["pass"]["rfm"]["id"]

@@ -57,7 +57,7 @@ from decision_server.analytics.requirements import NEEDED, require
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.customers.state import refresh_state
 from decision_server.db import Database, upsert, utcnow
-from decision_server.errors import ConfigError
+from decision_server.errors import ConfigError, ValidationError
 from decision_server.features import bulk
 from decision_server.features.definition import FEATURE_NAMES
 
@@ -238,7 +238,8 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
         margin: Decimal = Decimal("0.30"), chunk: int = bulk.CHUNK, source: str = "bulk",
         segment_ids: Sequence[int] | None = None, progress: Callable[[Progress], None] | None = None,
         dry_run: bool = False, resume: Checkpoint | None = None,
-        on_chunk: Callable[[Connection, Checkpoint], None] | None = None, dask_address: str | None = None) -> dict[str, Any]:
+        on_chunk: Callable[[Connection, Checkpoint], None] | None = None, dask_address: str | None = None,
+        customers: Sequence[int] | None = None) -> dict[str, Any]:
     """Re-evaluate every customer (as of now, or `as_of`) in one pass; return what changed.
 
     The result has: customers, buyers, seconds, rfm (the run: id, cuts, segments), stage changes
@@ -254,6 +255,8 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
     together); `resume` continues such a run after the checkpoint's last customer, with the same
     RFM cut points and counts. With `dask_address` the chunks are read by the tasks of a Dask
     cluster instead of two local processes (the same function, so the same results).
+    `customers` (ids) re-evaluates only those: RFM places them against the newest run's cut points
+    (quintiles are the whole base's), as the event path does; the chunks still read by id range.
     """
     unknown = sorted(set(steps) - set(STEPS))
     if unknown:
@@ -262,10 +265,22 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
     started = time.perf_counter()
     now = utcnow()
     moment = as_of or now
+    run_id = None
     with database.connection() as conn:
-        chunks = list(bulk.customer_ids(conn, moment, chunk=chunk, after=resume.after_id if resume else 0))
+        if customers is not None:  # some customers: in id order, after the checkpoint
+            wanted = np.unique(np.asarray(customers, dtype=np.int64))
+            wanted = wanted[wanted > (resume.after_id if resume else 0)]
+            chunks = [wanted[i : i + chunk] for i in range(0, len(wanted), chunk)]
+        else:
+            chunks = list(bulk.customer_ids(conn, moment, chunk=chunk, after=resume.after_id if resume else 0))
         if resume is not None and resume.rfm is not None:
             run_id, cuts, buyers = resume.rfm["id"], resume.rfm["cuts"], resume.rfm["buyers"]
+        elif "rfm" in steps and customers is not None:  # quintiles are the whole base's: the newest run's
+            latest = rfm.latest_run(conn)
+            if latest is None:
+                raise ValidationError("no RFM run yet to place some customers against: run the rfm step for everyone first",
+                                      errors={"steps": ["rfm needs a run over every customer first"]})
+            run_id, cuts, buyers = latest.id, latest.cuts, latest.buyers
         elif "rfm" in steps:
             cuts, buyers = _cut_points(conn, as_of)
         else:
@@ -275,8 +290,6 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
     compiled = {row.id: segments.COMPILED.get(row, revision) for row in active}
     done = resume.done if resume else 0
     total = done + int(sum(len(c) for c in chunks))
-    if resume is None or resume.rfm is None:
-        run_id = None
     if "rfm" in steps and run_id is None and not dry_run:
         with database.connection(write=True) as conn:
             run_id = conn.execute(sa.insert(_runs).values(
@@ -315,8 +328,9 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
         rfm_out = None
         if run_id is not None and not dry_run:
             named = {str(k): int(v) for k, v in sorted(tally.rfm_segments.items(), key=lambda kv: -kv[1])}
-            conn.execute(sa.update(_runs).where(_runs.c.id == run_id).values(
-                segments=named, seconds=time.perf_counter() - started))
+            if customers is None:  # the run is this pass's own (not the newest run some customers were placed on)
+                conn.execute(sa.update(_runs).where(_runs.c.id == run_id).values(
+                    segments=named, seconds=time.perf_counter() - started))
             rfm_out = {"id": run_id, "as_of": moment, "buyers": buyers, "cuts": cuts, "segments": named}
     if dry_run:
         names = {row.id: row.name for row in active}

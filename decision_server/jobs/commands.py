@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from decision_server.cli import Context, _progress, _require_migrated, pass_context
@@ -16,8 +18,12 @@ from decision_server.cli import Context, _progress, _require_migrated, pass_cont
               help="Customers per chunk (one transaction each); memory grows with it, not with the base.")
 @click.option("--dask", "dask_address", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS",
               help="Read the chunks on this Dask cluster (tcp://host:8786) [env DASK_SCHEDULER_ADDRESS; default: two local processes].")
+@click.option("--customers", "customers_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Only the customers in this file: one customer id (yours, as in the API) per line.")
+@click.option("--segment", metavar="NAME", help="Only the members of this segment.")
 @pass_context
-def reevaluate_command(ctx: Context, only: tuple[str, ...], dry_run: bool, restart: bool, chunk: int, dask_address: str | None):
+def reevaluate_command(ctx: Context, only: tuple[str, ...], dry_run: bool, restart: bool, chunk: int, dask_address: str | None,
+                       customers_file: Path | None, segment: str | None):
     """Re-evaluate every customer now: RFM, CLV, model scores, value, stage, journey, segments,
     then loyalty tiers and points expiry.
 
@@ -25,6 +31,7 @@ def reevaluate_command(ctx: Context, only: tuple[str, ...], dry_run: bool, resta
       decision-server reevaluate                       # everything; resumes a run that stopped half-way
       decision-server reevaluate --only stages,segments
       decision-server reevaluate --dry-run             # what would change, written nowhere
+      decision-server reevaluate --segment growth_at_risk   # only some customers (RFM: the newest run's cut points)
     Only one run at a time, however many processes or machines: a second start is refused while
     the first is alive. Every run is recorded (`decision-server jobs runs`, GET /api/v1/jobs/runs).
     """
@@ -33,17 +40,59 @@ def reevaluate_command(ctx: Context, only: tuple[str, ...], dry_run: bool, resta
     from decision_server.scoring.serving import ModelSet
 
     _require_migrated(ctx)
+    if customers_file and segment:
+        raise click.UsageError("give --customers or --segment, not both")
     steps = reevaluation.check_steps([s.strip() for part in only for s in part.split(",") if s.strip()])
+    customers = None
+    if customers_file or segment:
+        customers = _customers(ctx, customers_file) if customers_file else _members(ctx, segment)
+        if not only:  # tiers and expiry run for every member only
+            steps = tuple(s for s in steps if s in ("rfm", "stages", "segments"))
+        click.echo(f"{len(customers):,} customers" + (f" of segment {segment}" if segment else f" from {customers_file}"))
     revision = published_revision(ctx.database, ctx.config.rules_dir)
     models = ModelSet(ctx.config.models_dir, max_age_days=ctx.config.model_max_age_days)
     click.echo(f"re-evaluating every customer: {', '.join(steps)}" + (" (dry run: nothing is written)" if dry_run else ""))
     try:
         row = reevaluation.run(ctx.database, revision, models, steps=steps, dry_run=dry_run, source="cli",
                                margin=ctx.config.default_margin, resume=not restart, chunk=chunk, dask_address=dask_address,
+                               customers=customers,
                                progress=lambda s: _progress(s.phase, s.done, s.total))
     finally:
         revision.close()
     click.echo(summary(row))
+
+
+def _customers(ctx: Context, path: Path) -> list[int]:
+    """The internal ids of the customer ids listed in a file (one per line; blank lines and # comments skipped)."""
+    import sqlalchemy as sa
+
+    from decision_server.customers.records import CustomerRecord
+
+    wanted = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    found: dict[str, int] = {}
+    with ctx.database.connection() as conn:
+        for start in range(0, len(wanted), 900):
+            part = wanted[start : start + 900]
+            found.update(conn.execute(sa.select(CustomerRecord.external_id, CustomerRecord.id)
+                                      .where(CustomerRecord.external_id.in_(part))).all())
+    unknown = [w for w in wanted if w not in found]
+    if unknown:
+        raise click.ClickException(f"{path}: {len(unknown):,} unknown customer ids, e.g. {', '.join(unknown[:5])}")
+    return sorted(set(found.values()))
+
+
+def _members(ctx: Context, name: str) -> list[int]:
+    """The customer ids in a segment now."""
+    import sqlalchemy as sa
+
+    from decision_server.analytics.records import SegmentMemberRecord, SegmentRecord
+
+    with ctx.database.connection() as conn:
+        segment_id = conn.execute(sa.select(SegmentRecord.id).where(SegmentRecord.name == name)).scalar()
+        if segment_id is None:
+            raise click.ClickException(f"no segment {name} (decision-server's segments are listed at GET /api/v1/segments)")
+        return list(conn.execute(sa.select(SegmentMemberRecord.customer_id).where(SegmentMemberRecord.segment_id == segment_id)
+                                 .order_by(SegmentMemberRecord.customer_id)).scalars())
 
 
 def summary(row: dict) -> str:

@@ -82,14 +82,24 @@ def runner_name() -> str:
 
 def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] = STEPS, dry_run: bool = False,
         source: str = "cli", margin: Decimal = Decimal("0.30"), resume: bool = True, chunk: int | None = None,
-        progress: Callable[[Status], None] | None = None, dask_address: str | None = None) -> dict[str, Any]:
+        progress: Callable[[Status], None] | None = None, dask_address: str | None = None,
+        customers: Sequence[int] | None = None) -> dict[str, Any]:
     """Run the job now in this process (or resume an unfinished run); return its row when it ends.
+
+    `customers` (ids) re-evaluates only those (the pass's steps only; never resumed by a full run).
 
     Raises JobRunning if another runner holds the lease. A failure is recorded on the run (status
     failed, the error) and raised again.
     """
-    row = claim(database, steps, dry_run=dry_run, source=source, revision=revision.id, resume=resume)
-    return execute(database, revision, models, row, margin=margin, chunk=chunk, progress=progress, dask_address=dask_address)
+    if customers is not None:
+        loyalty = [s for s in check_steps(steps) if s not in reevaluate.STEPS]
+        if loyalty:
+            message = f"{', '.join(loyalty)} run for every member only; leave them out when naming customers"
+            raise ValidationError(message, errors={"steps": [message]})
+    row = claim(database, steps, dry_run=dry_run, source=source, revision=revision.id, resume=resume and customers is None,
+                subset=len(customers) if customers is not None else None)
+    return execute(database, revision, models, row, margin=margin, chunk=chunk, progress=progress, dask_address=dask_address,
+                   customers=customers)
 
 
 def start(database: Database, revision: Any, models: Any, *, steps: Sequence[str] = STEPS, dry_run: bool = False,
@@ -113,7 +123,7 @@ def start(database: Database, revision: Any, models: Any, *, steps: Sequence[str
 
 def execute(database: Database, revision: Any, models: Any, row: dict[str, Any], *, margin: Decimal = Decimal("0.30"),
             chunk: int | None = None, progress: Callable[[Status], None] | None = None,
-            dask_address: str | None = None) -> dict[str, Any]:
+            dask_address: str | None = None, customers: Sequence[int] | None = None) -> dict[str, Any]:
     """Run a claimed run to its end in this thread (heartbeat included); return its final row."""
     run_id, me = row["id"], row["runner"]
     started = time.perf_counter()
@@ -121,7 +131,8 @@ def execute(database: Database, revision: Any, models: Any, row: dict[str, Any],
     lease.start()
     try:
         result = _phases(database, revision, models, row, steps=tuple(row["steps"]), dry_run=row["dry_run"], margin=margin,
-                         chunk=chunk, me=me, lease=lease, started=started, progress=progress, dask_address=dask_address)
+                         chunk=chunk, me=me, lease=lease, started=started, progress=progress, dask_address=dask_address,
+                         customers=customers)
     except BaseException as exc:
         lease.stop()
         if not isinstance(exc, LeaseLost):
@@ -136,12 +147,14 @@ def execute(database: Database, revision: Any, models: Any, row: dict[str, Any],
 
 def _phases(database: Database, revision: Any, models: Any, row: dict[str, Any], *, steps: tuple[str, ...], dry_run: bool,
             margin: Decimal, chunk: int | None, me: str, lease: Heartbeat, started: float,
-            progress: Callable[[Status], None] | None, dask_address: str | None) -> dict[str, Any]:
+            progress: Callable[[Status], None] | None, dask_address: str | None,
+            customers: Sequence[int] | None = None) -> dict[str, Any]:
     from decision_server.loyalty import bulk as loyalty_bulk
 
     run_id = row["id"]
     saved = row["checkpoint"] or {}
     result: dict[str, Any] = dict(saved.get("results") or {})
+    subset = saved.get("subset")  # a run over some customers keeps saying so, so no full run resumes it
     as_of = row["as_of"]
     pass_steps = tuple(s for s in steps if s in reevaluate.STEPS)
 
@@ -159,14 +172,15 @@ def _phases(database: Database, revision: Any, models: Any, row: dict[str, Any],
 
         def on_chunk(conn: Connection, checkpoint: reevaluate.Checkpoint) -> None:
             _save(conn, run_id, me, phase="pass", done=checkpoint.done,
-                  checkpoint={"results": result, "pass": checkpoint.dump()})
+                  checkpoint={"results": result, "pass": checkpoint.dump(), "subset": subset})
 
         outcome = reevaluate.run(
             database, revision, models, steps=pass_steps, as_of=as_of, margin=margin, source="bulk", dry_run=dry_run,
             resume=resume, on_chunk=on_chunk, progress=lambda p: report("pass", p.done, p.total), dask_address=dask_address,
+            customers=customers,
             **({"chunk": chunk} if chunk else {}))
         result["pass"] = _plain(outcome)
-        _checkpoint(database, run_id, me, phase="pass", results=result)
+        _checkpoint(database, run_id, me, phase="pass", results=result, subset=subset)
     if "tiers" in steps and "tiers" not in result:
         result["tiers"] = loyalty_bulk.review_tiers(database, revision, now=as_of, dry_run=dry_run,
                                                     progress=lambda d, t: report("tiers", d, t))
@@ -186,7 +200,7 @@ def _plain(outcome: dict[str, Any]) -> dict[str, Any]:
 
 
 def claim(database: Database, steps: Sequence[str], *, dry_run: bool, source: str, revision: str,
-          resume: bool = True) -> dict[str, Any]:
+          resume: bool = True, subset: int | None = None) -> dict[str, Any]:
     """Take the job's lease: resume an unfinished run with the same steps, or start a new one."""
     steps = check_steps(steps)
     me = runner_name() + f":{threading.get_ident() % 100_000}"  # threads of one server are different runners
@@ -204,7 +218,8 @@ def claim(database: Database, steps: Sequence[str], *, dry_run: bool, source: st
             log.warning("re-evaluation run %d: runner %s stopped answering; the run can be resumed", running.id, running.runner)
         latest = conn.execute(sa.select(_runs).where(_runs.c.job == JOB).order_by(_runs.c.id.desc()).limit(1)).first()
         if (resume and not dry_run and latest is not None and latest.status in ("interrupted", "failed")
-                and tuple(latest.steps) == steps and not latest.dry_run and latest.checkpoint):
+                and tuple(latest.steps) == steps and not latest.dry_run and latest.checkpoint
+                and not latest.checkpoint.get("subset")):
             conn.execute(sa.update(_runs).where(_runs.c.id == latest.id).values(
                 status="running", runner=me, heartbeat_at=now, error=None, resumes=latest.resumes + 1))
             log.info("re-evaluation run %d resumed by %s after %s", latest.id, me, (latest.checkpoint or {}).get("pass", {}).get("after_id"))
@@ -213,6 +228,7 @@ def claim(database: Database, steps: Sequence[str], *, dry_run: bool, source: st
             run_id = conn.execute(sa.insert(_runs).values(
                 job=JOB, steps=list(steps), dry_run=dry_run, source=source, status="running", as_of=now, started_at=now,
                 heartbeat_at=now, runner=me, rule_revision=revision, done=0, total=0, resumes=0,
+                checkpoint={"subset": subset} if subset is not None else None,
             ).returning(_runs.c.id)).scalar_one()
         except sa.exc.IntegrityError:  # another runner inserted its run first: the index allows one
             raise JobRunning("another runner has just started the job and is running it; try again when it ends") from None
@@ -232,9 +248,10 @@ def _save(conn: Connection, run_id: int, me: str, *, phase: str, done: int, chec
     _owned(conn, run_id, me, phase=phase, done=done, checkpoint=checkpoint, **({"total": total} if total else {}))
 
 
-def _checkpoint(database: Database, run_id: int, me: str, *, phase: str, results: dict[str, Any]) -> None:
+def _checkpoint(database: Database, run_id: int, me: str, *, phase: str, results: dict[str, Any],
+                subset: int | None = None) -> None:
     with database.connection(write=True) as conn:
-        _owned(conn, run_id, me, phase=phase, checkpoint={"results": results})
+        _owned(conn, run_id, me, phase=phase, checkpoint={"results": results, "subset": subset})
 
 
 def _finish(database: Database, run_id: int, me: str, *, status: str, result: dict[str, Any] | None = None,
