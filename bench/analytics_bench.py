@@ -33,7 +33,7 @@ import harness
 import numpy as np
 import pandas as pd
 
-from decision_server.analytics import reevaluate
+from decision_server.analytics import chunks, reevaluate
 from decision_server.db import Database, utcnow
 from decision_server.rules.engine import build_revision
 from decision_server.rules.source import read_rules_dir
@@ -88,7 +88,7 @@ def run_one(url: str, dialect: str, revision, models) -> dict:
     reset_peak_memory()
     first = reevaluate.run(database, revision, models, margin=margin, progress=_progress)
     second = reevaluate.run(database, revision, models, margin=margin)
-    out["rss_main_mb"] = reevaluate.peak_memory_mb() or 0.0
+    out["rss_main_mb"] = chunks.peak_memory_mb() or 0.0
     out["rss_reader_mb"] = max(first["reader_peak_mb"] or 0.0, second["reader_peak_mb"] or 0.0)
     out.update(first_s=first["seconds"], first_written=first["written"], second_s=second["seconds"],
                second_written=second["written"], customers=first["customers"], buyers=first["buyers"])

@@ -32,7 +32,7 @@ import harness
 import numpy as np
 
 from decision_server import migrate
-from decision_server.analytics import lifecycle, reevaluate, value
+from decision_server.analytics import chunks, lifecycle, value
 from decision_server.db import Database, utcnow
 from decision_server.features import bulk
 from decision_server.features.definition import FEATURE_NAMES
@@ -93,7 +93,7 @@ def job(url: str, revision, models, dask_address: str | None = None) -> dict:
                                progress=lambda s: s.done % 200_000 == 0 and print(f"    {s.phase} {s.done:,}/{s.total:,}", flush=True))
         seconds = (row["finished_at"] - row["started_at"]).total_seconds()
         return {"s": seconds, "written": row["result"]["pass"]["written"], "customers": row["result"]["pass"]["customers"],
-                "rss_main_mb": reevaluate.peak_memory_mb(), "rss_reader_mb": row["result"]["pass"]["reader_peak_mb"]}
+                "rss_main_mb": chunks.peak_memory_mb(), "rss_reader_mb": row["result"]["pass"]["reader_peak_mb"]}
     finally:
         database.dispose()
 

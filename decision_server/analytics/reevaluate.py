@@ -7,11 +7,11 @@ everything:
 1. Before the pass, the RFM cut points of the whole base. As of now they come from the state
    rows, which every event keeps current (transaction_count, total_spend_cents,
    last_purchase_at: exactly RFM's values); as of a past moment, from the transactions.
-2. A reader thread computes the next chunk's aggregates with set-based SQL (features/bulk.py:
-   one statement per event table) and reads its state rows, while the main thread scores the
-   previous one. SQLite and the PostgreSQL driver release the GIL while a statement runs, so
-   on two CPUs the SQL and the rest overlap. At most two chunks are held at once.
-3. The main thread scores the chunk with every model (one batched onnxruntime call), places
+2. Two reader processes (or a Dask cluster's workers) compute the next chunks' aggregates with
+   set-based SQL (features/bulk.py: one statement per event table) and read their state rows,
+   while the main process evaluates and writes the current one (analytics/chunks.py). At most
+   three chunks are held at once.
+3. The main process scores the chunk with every model (one batched onnxruntime call), places
    RFM against the cut points (scored from the recomputed aggregates; a state row that
    disagrees with its events is counted as `state_drift` and logged), names RFM segments,
    computes value, stage and journey with the vectorized rules, historical CLV in exact cents,
@@ -28,16 +28,11 @@ value reads the RFM scores the state rows hold.
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import dataclasses
 import datetime as dt
 import logging
-import multiprocessing
-import os
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -47,6 +42,7 @@ from sqlalchemy.engine import Connection
 
 from decision_server import fastsql
 from decision_server.analytics import clv, rfm, segments, value
+from decision_server.analytics.chunks import Chunk, readers, stamps
 from decision_server.analytics.lifecycle import DEFAULT_RULE, journey_inputs
 from decision_server.analytics.records import (
     RfmRunRecord,
@@ -57,24 +53,18 @@ from decision_server.analytics.requirements import NEEDED, require
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.customers.state import refresh_state
 from decision_server.db import Database, upsert, utcnow
-from decision_server.errors import ConfigError, ValidationError
+from decision_server.errors import ValidationError
 from decision_server.features import bulk
 from decision_server.features.definition import FEATURE_NAMES
 
 log = logging.getLogger(__name__)
 
 STEPS = ("rfm", "stages", "segments")
-# Chunks read ahead at once, each by its own process: the SQL is most of the pass. Threads would
-# not do: the drivers release the GIL for each row fetched and wait to get it back (2x slower).
-# Memory: READERS + 1 chunks. A base of one chunk is read in process (no start-up cost).
-READERS = 2
 _st = CustomerStateRecord.__table__
 _tr = StageTransitionRecord.__table__
 _runs = RfmRunRecord.__table__
 _m = segments.SegmentMemberRecord.__table__
-# State columns the pass reads (and, for the written ones, compares before writing).
-_STATE = ("stage", "stage_since", "rfm_r", "rfm_f", "rfm_m", "rfm_segment", "rfm_run_id", "value_score",
-          "value_segment", "journey_stage", "transaction_count", "total_spend_cents", "last_purchase_at")
+# State columns the pass writes where they changed (it reads these and more: chunks.STATE).
 _WRITTEN = ("stage", "stage_since", "rfm_r", "rfm_f", "rfm_m", "rfm_segment", "rfm_run_id", "value_score",
             "value_segment", "journey_stage")
 
@@ -94,122 +84,6 @@ class Progress:
     @property
     def eta_seconds(self) -> float | None:
         return (self.total - self.done) / self.rate if self.rate > 0 else None
-
-
-@dataclasses.dataclass
-class _Chunk:
-    ids: np.ndarray
-    features: bulk.FeatureChunk
-    state: dict[str, np.ndarray]  # _STATE columns aligned to ids (object arrays; None where no row)
-    has_row: np.ndarray  # bool: the customer has a state row
-    members: dict[int, set[int]]  # segment id -> current members in the chunk
-    stamps: dict[int, Any]  # updated_at of each state row as read (the driver's raw value)
-    reader_peak_mb: float | None = None  # the reading process's peak resident memory (Linux)
-
-
-@contextlib.contextmanager
-def _readers(database: Database, chunks: int, dask_address: str | None = None) -> Iterator[tuple[Callable[..., Any], int]]:
-    """Yield a function that starts reading a chunk and returns its future (with .result()), and how
-    many chunks to keep reading ahead."""
-    url = database.engine.url.render_as_string(hide_password=False)
-    if dask_address:
-        yield from _dask_readers(dask_address, url)
-        return
-    if chunks <= 1 or database.engine.url.database in (None, "", ":memory:"):
-        def now(*args: Any) -> concurrent.futures.Future:
-            done: concurrent.futures.Future = concurrent.futures.Future()
-            done.set_result(_read_chunk(database, *args))
-            return done
-        yield now, 1
-        return
-    context = multiprocessing.get_context("spawn")  # never fork a process that may hold threads and connections
-    with concurrent.futures.ProcessPoolExecutor(READERS, mp_context=context, initializer=_open_reader,
-                                             initargs=(url, os.getpid())) as pool:
-        yield (lambda *args: pool.submit(_read_in_worker, *args)), READERS
-
-
-def _dask_readers(address: str, url: str) -> Iterator[tuple[Callable[..., Any], int]]:
-    """Read chunks on a Dask cluster: each chunk is one task, its SQL run by a worker near the database."""
-    try:
-        from distributed import Client
-    except ImportError:
-        raise ConfigError("DASK_SCHEDULER_ADDRESS is set but dask is not installed: pip install 'decision-server[dask]'") from None
-    with Client(address, set_as_default=False) as client:
-        log.info("bulk pass: reading on the Dask cluster at %s (%d workers)", address, len(client.scheduler_info()["workers"]))
-        workers = len(client.scheduler_info()["workers"])
-        yield (lambda *args: client.submit(_read_on_dask, url, *args, pure=False)), max(READERS, workers)
-
-
-_dask_databases: dict[str, Database] = {}
-
-
-def _read_on_dask(url: str, ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int]) -> _Chunk:
-    """A Dask task: read one chunk with this worker's engine for `url` (opened once per worker)."""
-    database = _dask_databases.get(url)
-    if database is None:
-        database = _dask_databases[url] = Database(url)
-    return _read_chunk(database, ids, as_of, segment_ids)
-
-
-_worker_database: Database | None = None
-
-
-def _open_reader(url: str, parent: int) -> None:
-    global _worker_database
-
-    def exit_with_parent() -> None:  # a killed pass must not leave its readers behind
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=exit_with_parent, name="reader-watchdog", daemon=True).start()
-    _worker_database = Database(url)
-
-
-def _read_in_worker(ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int]) -> _Chunk:
-    assert _worker_database is not None
-    chunk = _read_chunk(_worker_database, ids, as_of, segment_ids)
-    chunk.reader_peak_mb = peak_memory_mb()
-    return chunk
-
-
-def peak_memory_mb() -> float | None:
-    """This process's peak resident memory in MB (VmHWM: since its start or exec), None off Linux."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def _read_chunk(database: Database, ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int]) -> _Chunk:
-    lo, hi = int(ids[0]), int(ids[-1])
-    with database.connection() as conn:
-        stamps = dict(fastsql.raw_rows(conn, _stamps(lo, hi)))  # first: an event after this is seen as newer
-        features = bulk.features(conn, ids, as_of)
-        rows = conn.execute(sa.select(_st.c.customer_id, *(_st.c[k] for k in _STATE))
-                            .where(_st.c.customer_id.between(lo, hi))).all()
-        members = {sid: set(conn.execute(sa.select(_m.c.customer_id).where(
-            _m.c.segment_id == sid, _m.c.customer_id.between(lo, hi))).scalars()) for sid in segment_ids}
-    n = len(ids)
-    state = {k: np.full(n, None, dtype=object) for k in _STATE}
-    has_row = np.zeros(n, dtype=bool)
-    if rows:
-        columns = list(zip(*rows))
-        found = np.fromiter(columns[0], dtype=np.int64, count=len(rows))
-        where = np.searchsorted(ids, found)
-        keep = (where < n) & (ids[np.minimum(where, n - 1)] == found)
-        has_row[where[keep]] = True
-        for name, values in zip(_STATE, columns[1:]):
-            state[name][where[keep]] = np.array(values, dtype=object)[keep]
-    return _Chunk(ids, features, state, has_row, members, stamps)
-
-
-def _stamps(lo: int, hi: int) -> sa.Select:
-    return sa.select(_st.c.customer_id, _st.c.updated_at).where(_st.c.customer_id.between(lo, hi))
 
 
 def _numbers(values: np.ndarray) -> np.ndarray:
@@ -299,7 +173,7 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
     checkpoint = Checkpoint(after_id=resume.after_id if resume else 0, done=done, tally=tally.dump(), total=total,
                             rfm={"id": run_id, "cuts": cuts, "buyers": buyers} if "rfm" in steps else None)
     update = _Statements(database)
-    with _readers(database, len(chunks), dask_address) as (read, depth):
+    with readers(database, len(chunks), dask_address) as (read, depth):
         ahead = [read(ids, moment, list(compiled)) for ids in chunks[:depth]]
         for index in range(len(chunks)):
             current = ahead.pop(0).result()
@@ -405,7 +279,7 @@ class _Tally:
             bucket[key] = bucket.get(key, 0) + 1
 
 
-def _evaluate(database: Database, chunk: _Chunk, revision: Any, models: Any, *, steps: Sequence[str], now: dt.datetime,
+def _evaluate(database: Database, chunk: Chunk, revision: Any, models: Any, *, steps: Sequence[str], now: dt.datetime,
               as_of: dt.datetime | None, moment: dt.datetime, cuts: dict[str, list[float]], run_id: int | None,
               compiled: dict[int, Any], margin: Decimal, source: str, tally: _Tally, update: _Statements,
               dry_run: bool, commit: Callable[[Connection], None]) -> None:
@@ -489,7 +363,7 @@ def _evaluate(database: Database, chunk: _Chunk, revision: Any, models: Any, *, 
            update=update, commit=commit)
 
 
-def _what_if(chunk: _Chunk, new: dict[str, np.ndarray], changed: np.ndarray, moved: np.ndarray,
+def _what_if(chunk: Chunk, new: dict[str, np.ndarray], changed: np.ndarray, moved: np.ndarray,
              wanted: dict[int, set[int]], tally: _Tally) -> None:
     """Count what a dry run would change: distributions before and after, and the moves."""
     for field in ("stage", "value_segment", "rfm_segment", "journey_stage"):
@@ -505,7 +379,7 @@ def _what_if(chunk: _Chunk, new: dict[str, np.ndarray], changed: np.ndarray, mov
     tally.written += int(changed.sum())
 
 
-def _write(database: Database, chunk: _Chunk, new: dict[str, np.ndarray], changed: np.ndarray, moved: np.ndarray,
+def _write(database: Database, chunk: Chunk, new: dict[str, np.ndarray], changed: np.ndarray, moved: np.ndarray,
            rule_ids: np.ndarray | None, wanted: dict[int, set[int]], *, revision: Any, now: dt.datetime, source: str,
            tally: _Tally, update: _Statements, commit: Callable[[Connection], None]) -> None:
     ids, state = chunk.ids, chunk.state
@@ -518,7 +392,7 @@ def _write(database: Database, chunk: _Chunk, new: dict[str, np.ndarray], change
         # The rows are locked until this transaction ends (PostgreSQL; SQLite's writer holds the whole
         # database), so an event for one of these customers waits for the chunk rather than being overwritten.
         seen = chunk.stamps
-        locked = fastsql.raw_rows(conn, _stamps(lo, hi).with_for_update())
+        locked = fastsql.raw_rows(conn, stamps(lo, hi).with_for_update())
         newer = {cid for cid, stamp in locked if cid in seen and seen[cid] != stamp}
         fresh = ~np.isin(ids, np.fromiter(newer, dtype=np.int64, count=len(newer)))
         tally.skipped += int((changed & ~fresh).sum())
