@@ -61,6 +61,9 @@ def test_a_second_runner_gets_409_and_bad_input_422(client, auth, demo):
     busy = client.post("/api/v1/jobs/reevaluate", json={}, headers=auth("admin"))
     assert busy.status_code == 409 and busy.get_json()["code"] == "job_running"
     assert "other-host:7" in busy.get_json()["message"]
+    meanwhile = client.post("/api/v1/jobs/what-if", json={"steps": ["stages"]}, headers=auth("editor"))
+    assert meanwhile.status_code == 202  # a dry run writes nothing: it has a lease of its own
+    assert _wait(client, auth("editor"), meanwhile.get_json()["id"])["job"] == "what-if"
     running = client.get("/api/v1/jobs/runs?status=running", headers=auth("admin")).get_json()["items"]
     assert running[0]["rate"] >= 0 and running[0]["eta_seconds"] is not None
     bad = client.post("/api/v1/jobs/reevaluate", json={"steps": ["stage"], "chunk": 5}, headers=auth("admin"))

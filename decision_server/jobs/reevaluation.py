@@ -40,6 +40,7 @@ from decision_server.jobs.records import BulkRunRecord
 log = logging.getLogger(__name__)
 
 JOB = "reevaluate"
+WHAT_IF = "what-if"  # dry runs hold a lease of their own: they write nothing, so a nightly run need not wait for them
 STEPS = (*reevaluate.STEPS, "tiers", "expiry")
 # A running run whose heartbeat is older than this has lost its runner (JOB_LEASE_SECONDS; renewed every quarter).
 LEASE = dt.timedelta(seconds=float(os.environ.get("JOB_LEASE_SECONDS") or 120))
@@ -206,7 +207,8 @@ def claim(database: Database, steps: Sequence[str], *, dry_run: bool, source: st
     me = runner_name() + f":{threading.get_ident() % 100_000}"  # threads of one server are different runners
     now = utcnow()
     with database.connection(write=True) as conn:
-        running = conn.execute(sa.select(_runs).where(_runs.c.job == JOB, _runs.c.status == "running")
+        job = WHAT_IF if dry_run else JOB
+        running = conn.execute(sa.select(_runs).where(_runs.c.job == job, _runs.c.status == "running")
                                .with_for_update()).first()
         if running is not None:
             if now - running.heartbeat_at < LEASE:
@@ -216,7 +218,7 @@ def claim(database: Database, steps: Sequence[str], *, dry_run: bool, source: st
             conn.execute(sa.update(_runs).where(_runs.c.id == running.id).values(
                 status="interrupted", error=f"runner {running.runner} stopped answering after {running.heartbeat_at.isoformat()}"))
             log.warning("re-evaluation run %d: runner %s stopped answering; the run can be resumed", running.id, running.runner)
-        latest = conn.execute(sa.select(_runs).where(_runs.c.job == JOB).order_by(_runs.c.id.desc()).limit(1)).first()
+        latest = conn.execute(sa.select(_runs).where(_runs.c.job == job).order_by(_runs.c.id.desc()).limit(1)).first()
         if (resume and not dry_run and latest is not None and latest.status in ("interrupted", "failed")
                 and tuple(latest.steps) == steps and not latest.dry_run and latest.checkpoint
                 and not latest.checkpoint.get("subset")):
@@ -226,7 +228,7 @@ def claim(database: Database, steps: Sequence[str], *, dry_run: bool, source: st
             return dict(conn.execute(sa.select(_runs).where(_runs.c.id == latest.id)).one()._mapping)
         try:
             run_id = conn.execute(sa.insert(_runs).values(
-                job=JOB, steps=list(steps), dry_run=dry_run, source=source, status="running", as_of=now, started_at=now,
+                job=job, steps=list(steps), dry_run=dry_run, source=source, status="running", as_of=now, started_at=now,
                 heartbeat_at=now, runner=me, rule_revision=revision, done=0, total=0, resumes=0,
                 checkpoint={"subset": subset} if subset is not None else None,
             ).returning(_runs.c.id)).scalar_one()

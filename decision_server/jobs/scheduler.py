@@ -303,8 +303,12 @@ def run_now(database: Database, config: Config, name: str, *, source: str, wait:
     models = ModelSet(config.models_dir, max_age_days=config.model_max_age_days)
     steps = row.steps or list(reevaluation.STEPS)
     if not wait:
-        return reevaluation.start(database, revision, models, steps=steps, source=source, margin=config.default_margin,
-                                  on_end=revision.close, dask_address=config.dask_scheduler_address)
+        try:
+            return reevaluation.start(database, revision, models, steps=steps, source=source, margin=config.default_margin,
+                                      on_end=revision.close, dask_address=config.dask_scheduler_address)
+        except BaseException:  # refused (another run holds the lease): the thread that would close it never starts
+            revision.close()
+            raise
     try:
         return reevaluation.run(database, revision, models, steps=steps, source=source, margin=config.default_margin,
                                 dask_address=config.dask_scheduler_address)
