@@ -135,13 +135,14 @@ def test_responses_are_idempotent_and_checked(demo, auth):
     made = demo.post(url, json={"response": "accepted", "offer_id": first_offer}, headers=auth("channel"))
     repeat = demo.post(url, json={"response": "accepted", "offer_id": first_offer}, headers=auth("channel"))
     assert made.status_code == 201 and repeat.status_code == 200 and made.get_json() == repeat.get_json()
-    late = demo.post(url, json={"response": "clicked", "offer_id": first_offer, "occurred_at": (NOW + dt.timedelta(seconds=1)).isoformat()},
+    decided = dt.datetime.now(dt.UTC)  # not the module's NOW: the suite may reach this test minutes after import
+    late = demo.post(url, json={"response": "clicked", "offer_id": first_offer, "occurred_at": (decided + dt.timedelta(seconds=1)).isoformat()},
                      headers=auth("channel"))
     assert late.status_code == 201
-    early = demo.post(url, json={"response": "ignored", "offer_id": first_offer, "occurred_at": (NOW - dt.timedelta(days=1)).isoformat()},
+    early = demo.post(url, json={"response": "ignored", "offer_id": first_offer, "occurred_at": (decided - dt.timedelta(days=1)).isoformat()},
                       headers=auth("channel"))
     assert early.status_code == 422 and "occurred_at" in early.get_json()["errors"]
-    future = demo.post(url, json={"response": "ignored", "offer_id": first_offer, "occurred_at": (NOW + dt.timedelta(days=1)).isoformat()},
+    future = demo.post(url, json={"response": "ignored", "offer_id": first_offer, "occurred_at": (decided + dt.timedelta(days=1)).isoformat()},
                        headers=auth("channel"))
     assert future.status_code == 422
     assert demo.post(url, json={"response": "loved"}, headers=auth("channel")).status_code == 422
