@@ -182,7 +182,7 @@ def scheduler_list(ctx: Context):
     _require_migrated(ctx)
     jobs_scheduler.seed(ctx.database, ctx.config.schedules_file)
     head = jobs_scheduler.leader(ctx.database)
-    click.echo(f"leader: {head['holder']} (lease until {head['expires_at'].isoformat(timespec='seconds')})" if head else "leader: none running")
+    click.echo(f"leader: {head['holder']} (lease until {head['expires_at'][:19]})" if head else "leader: none running")
     for row in jobs_scheduler.listing(ctx.database):
         when = row["cron"] or f"every {row['interval_seconds']:g} s"
         nxt = row["next_run_at"].isoformat(timespec="seconds") if row["next_run_at"] else "-"

@@ -139,7 +139,7 @@ def leader(database: Database) -> dict[str, Any] | None:
         row = conn.execute(sa.select(_leases).where(_leases.c.name == LEASE_NAME)).first()
     if row is None or row.holder is None or row.expires_at < utcnow():
         return None
-    return {"holder": row.holder, "expires_at": row.expires_at}
+    return {"holder": row.holder, "expires_at": row.expires_at.isoformat()}  # ISO 8601, as every other time
 
 
 def run_schedule(name: str, attempt: int = 0, signature: str | None = None) -> None:
