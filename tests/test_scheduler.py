@@ -35,6 +35,12 @@ def test_the_shipped_schedules_and_editing_them_over_the_api(client, auth):
     assert changed.get_json()["updated_by"] == "key:test-admin"
     every = client.patch("/api/v1/jobs/schedules/nightly", json={"interval_seconds": 600, "cron": None}, headers=auth("admin"))
     assert every.status_code == 200 and every.get_json()["interval_seconds"] == 600 and every.get_json()["cron"] is None
+    client.patch("/api/v1/jobs/schedules/hourly-stages", json={"interval_seconds": 900}, headers=auth("admin"))
+    back = client.patch("/api/v1/jobs/schedules/hourly-stages", json={"cron": "15 * * * *"}, headers=auth("admin"))
+    assert back.status_code == 200 and (back.get_json()["cron"], back.get_json()["interval_seconds"]) == ("15 * * * *", None)
+    both = client.patch("/api/v1/jobs/schedules/hourly-stages", json={"cron": "15 * * * *", "interval_seconds": 60},
+                        headers=auth("admin"))
+    assert both.status_code == 422 and "cron" in both.get_json()["errors"]
     assert client.patch("/api/v1/jobs/schedules/nope", json={"enabled": True}, headers=auth("admin")).status_code == 404
     # a restart does not undo an edit: the file only adds what the database lacks
     again = {s["name"]: s for s in client.get("/api/v1/jobs/schedules", headers=auth("admin")).get_json()["items"]}

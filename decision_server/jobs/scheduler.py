@@ -126,9 +126,13 @@ def change(database: Database, name: str, values: dict[str, Any], *, actor: str)
         row = conn.execute(sa.select(_s).where(_s.c.name == name).with_for_update()).first()
         if row is None:
             raise NotFound(f"no schedule {name}", errors={"name": [name]})
-        merged = check(name, {**dict(row._mapping), **values})
-        if "cron" in values and values["cron"] is not None and "interval_seconds" not in values:
-            merged = check(name, {**merged, "interval_seconds": None})
+        current = dict(row._mapping)
+        # A schedule has a cron or an interval: giving one replaces the other.
+        if values.get("cron") is not None and "interval_seconds" not in values:
+            current["interval_seconds"] = None
+        if values.get("interval_seconds") is not None and "cron" not in values:
+            current["cron"] = None
+        merged = check(name, {**current, **values})
         conn.execute(sa.update(_s).where(_s.c.name == name).values(**merged, updated_at=utcnow(), updated_by=actor))
     return next(r for r in listing(database) if r["name"] == name)
 
@@ -268,7 +272,7 @@ class Scheduler:
             if job_id.removeprefix("retry:") not in wanted:  # a schedule removed or switched off
                 self._aps.remove_job(job_id)
 
-    def execute(self, name: str, attempt: int = 0, *, signature: str | None = None, source: str = "schedule") -> None:
+    def execute(self, name: str, attempt: int = 0, *, source: str = "schedule") -> None:
         """Run schedule `name` now in this thread; on failure, schedule a retry with backoff."""
         try:
             outcome = run_now(self.database, self.config, name, source=source, wait=True)
