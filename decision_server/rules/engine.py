@@ -171,10 +171,15 @@ class Revision:
             outcome = tuple(dict(rs.rules[i].then) for i in indexes)
         return Result(rs.name, self.id, outcome, backend, rules=rs.rules, reads=compiled.reads, values=values, indexes=indexes)
 
-    def evaluate_columns(self, ruleset: str, columns: Mapping[str, Any], *, now: float | None = None) -> vector.VectorResult:
-        """Evaluate one rule set over columns of many inputs with the vectorized backend."""
+    def evaluate_columns(self, ruleset: str, columns: Mapping[str, Any], *, now: float | None = None,
+                         constants: Mapping[str, Any] | None = None) -> vector.VectorResult:
+        """Evaluate one rule set over columns of many inputs with the vectorized backend.
+
+        `constants` are inputs with one value on every row (one offer tried on many customers);
+        columns may be the Columns of vector.to_columns, normalized once for many evaluations.
+        """
         compiled = self._get(ruleset)
-        return vector.evaluate_columns(compiled.ruleset, columns, now=time.time() if now is None else now)
+        return vector.evaluate_columns(compiled.ruleset, columns, now=time.time() if now is None else now, constants=constants)
 
     def outcome_columns(self, ruleset: str, columns: Mapping[str, Any], outputs: Sequence[str], *,
                         now: float | None = None) -> dict[str, Any]:

@@ -24,10 +24,25 @@ _NEGATED = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 
 @dataclasses.dataclass(frozen=True)
 class Column:
-    """One input over all rows: values and the mask of rows where it is missing."""
+    """One input over all rows: values and the mask of rows where it is missing.
 
-    values: np.ndarray
-    missing: np.ndarray
+    A constant (the same value on every row: an offer's facts when one offer is tried on many
+    customers) holds a scalar value and a scalar missing flag, and costs nothing per row.
+    """
+
+    values: Any
+    missing: Any
+    constant: bool = False
+    # Text columns: each distinct value's position and the row's code, made on first use (`in` tests).
+    _codes: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def codes(self) -> tuple[np.ndarray, list[Any]]:
+        """Return each row's code and the distinct values (a text column read by many `in` tests)."""
+        if "codes" not in self._codes:
+            index: dict[Any, int] = {}
+            codes = np.fromiter((index.setdefault(v, len(index)) for v in self.values), dtype=np.int64, count=len(self.values))
+            self._codes["codes"] = (codes, list(index))
+        return self._codes["codes"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +62,16 @@ def _object_missing(values: np.ndarray) -> np.ndarray:
     return np.fromiter((v is None or v != v for v in values), dtype=bool, count=len(values))
 
 
+def constant(kind: Type, value: Any) -> Column:
+    """Normalize one value that every row shares."""
+    column = to_column(kind, [value], 1)
+    return Column(column.values[0], bool(column.missing[0]), constant=True)
+
+
 def to_column(kind: Type, raw: Any, n: int) -> Column:
-    """Normalize one input column to the backend's representation."""
+    """Normalize one input column to the backend's representation (a Column is kept as it is)."""
+    if isinstance(raw, Column):
+        return raw
     if raw is None:
         raw = [None] * n
     if kind in (Type.NUMBER, Type.BOOLEAN):
@@ -79,13 +102,23 @@ def to_column(kind: Type, raw: Any, n: int) -> Column:
     return Column(values, missing)
 
 
-def to_columns(ruleset: RuleSet, columns: Mapping[str, Any]) -> tuple[dict[str, Column], int]:
-    """Normalize every declared input (absent ones are all missing); return them and the row count."""
-    lengths = {len(v) for v in columns.values() if v is not None}
+def to_columns(ruleset: RuleSet, columns: Mapping[str, Any],
+               constants: Mapping[str, Any] | None = None) -> tuple[dict[str, Column], int]:
+    """Normalize every declared input (absent ones are all missing); return them and the row count.
+
+    `constants` are inputs with one value for every row (they win over a column of the same name).
+    Normalize once with this and pass the result back in to evaluate the same rows many times.
+    """
+    constants = constants or {}
+    lengths = {len(v.values) if isinstance(v, Column) else len(v) for k, v in columns.items()
+               if v is not None and k not in constants and not (isinstance(v, Column) and v.constant)}
     if len(lengths) > 1:
         raise ValueError(f"columns have different lengths: {sorted(lengths)}")
+    if constants and not lengths:
+        raise ValueError("every input is a constant: give at least one column, so the rows can be counted")
     n = lengths.pop() if lengths else 0
-    return {name: to_column(spec.type, columns.get(name), n) for name, spec in ruleset.inputs.items()}, n
+    return {name: constant(spec.type, constants[name]) if name in constants else to_column(spec.type, columns.get(name), n)
+            for name, spec in ruleset.inputs.items()}, n
 
 
 class _Evaluator:
@@ -155,7 +188,7 @@ class _Evaluator:
         if isinstance(node, Lit):
             return np.full(self.n, node.value == want)
         if isinstance(node, Ref):
-            return self.columns[node.name].values == (1.0 if want else 0.0)
+            return np.broadcast_to(self.columns[node.name].values == (1.0 if want else 0.0), (self.n,))
         if isinstance(node, Not):
             return self.test(node.item, not want)
         if isinstance(node, (And, Or)):
@@ -173,6 +206,8 @@ class _Evaluator:
             b, bm = self.value(node.right)
             op = node.op if want else _NEGATED[node.op]
             present = ~np.broadcast_to(np.asarray(am | bm, dtype=bool), (self.n,))
+            if not isinstance(a, np.ndarray) and not isinstance(b, np.ndarray) and (am or bm):
+                return np.zeros(self.n, dtype=bool)  # two constants, one missing: undecided on every row
             with np.errstate(invalid="ignore"):
                 result = _CMP[op](a, b)
             return present & np.broadcast_to(np.asarray(result, dtype=bool), (self.n,))
@@ -184,28 +219,39 @@ class _Evaluator:
         item, missing = self.value(node.item)
         member = want != node.negated
         if isinstance(node.container, ListLit):
-            options = node.container.values
-            if isinstance(item, np.ndarray) and item.dtype.kind == "f":
-                found = np.isin(item, np.asarray(options, dtype=np.float64))
-            elif isinstance(item, np.ndarray):
-                allowed = frozenset(options)
-                found = np.fromiter((v in allowed for v in item), dtype=bool, count=self.n)
+            options, absent = node.container.values, False
+        else:
+            container = self.columns[node.container.name]
+            if not container.constant:  # a list per row
+                items = np.broadcast_to(np.asarray(item, dtype=object), (self.n,))
+                present = ~(np.broadcast_to(np.asarray(missing, dtype=bool), (self.n,)) | container.missing)
+                found = np.fromiter(
+                    ((v in c) if p else False for v, c, p in zip(items, container.values, present)), dtype=bool, count=self.n
+                )
+                return present & (found if member else ~found)
+            options, absent = container.values or (), container.missing
+        if absent:  # a missing list: `in` cannot be decided
+            return np.zeros(self.n, dtype=bool)
+        if isinstance(item, np.ndarray) and item.dtype.kind == "f":
+            found = np.isin(item, np.asarray(options, dtype=np.float64))
+        elif isinstance(item, np.ndarray):
+            allowed = frozenset(options)
+            if isinstance(node.item, Ref):  # a text column: test each distinct value once
+                codes, distinct = self.columns[node.item.name].codes()
+                found = np.fromiter((v in allowed for v in distinct), dtype=bool, count=len(distinct))[codes]
             else:
-                found = np.full(self.n, item in options)
-            present = ~np.broadcast_to(np.asarray(missing, dtype=bool), (self.n,))
-            return present & (found if member else ~found)
-        container = self.columns[node.container.name]
-        items = np.broadcast_to(np.asarray(item, dtype=object), (self.n,))
-        present = ~(np.broadcast_to(np.asarray(missing, dtype=bool), (self.n,)) | container.missing)
-        found = np.fromiter(
-            ((v in c) if p else False for v, c, p in zip(items, container.values, present)), dtype=bool, count=self.n
-        )
+                found = np.fromiter((v in allowed for v in item), dtype=bool, count=self.n)
+        else:
+            found = np.full(self.n, item in options)
+        present = ~np.broadcast_to(np.asarray(missing, dtype=bool), (self.n,))
         return present & (found if member else ~found)
 
 
-def evaluate_columns(ruleset: RuleSet, columns: Mapping[str, Any], *, now: float) -> VectorResult:
-    """Evaluate a rule set over columns of inputs (each a sequence or numpy array of one length)."""
-    normalized, n = to_columns(ruleset, columns)
+def evaluate_columns(ruleset: RuleSet, columns: Mapping[str, Any], *, now: float,
+                     constants: Mapping[str, Any] | None = None) -> VectorResult:
+    """Evaluate a rule set over columns of inputs (each a sequence or numpy array of one length, or
+    a Column from to_columns); `constants` are inputs with one value for every row."""
+    normalized, n = to_columns(ruleset, columns, constants)
     evaluator = _Evaluator(normalized, n, now)
     fired = np.zeros((len(ruleset.rules), n), dtype=bool)
     for index, rule in enumerate(ruleset.rules):
