@@ -27,9 +27,10 @@ import sqlalchemy as sa
 from decision_server import fastsql
 from decision_server.analytics.records import SegmentMemberRecord
 from decision_server.customers.records import CustomerStateRecord
-from decision_server.db import Database
+from decision_server.db import Database, UtcDateTime
 from decision_server.errors import ConfigError
 from decision_server.features import bulk
+from decision_server.loyalty.records import LedgerEntryRecord, MemberRecord
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,11 @@ READERS = 2
 # State columns the pass reads.
 STATE = ("stage", "stage_since", "rfm_r", "rfm_f", "rfm_m", "rfm_segment", "rfm_run_id", "value_score",
          "value_segment", "journey_stage", "transaction_count", "total_spend_cents", "last_purchase_at")
+# Loyalty facts read when offers are tried (a what-if): the tier and the points the member can spend.
+LOYALTY = ("tier", "points_balance")
 _st = CustomerStateRecord.__table__
 _m = SegmentMemberRecord.__table__
+_lm, _ll = MemberRecord.__table__, LedgerEntryRecord.__table__
 
 
 @dataclasses.dataclass
@@ -92,12 +96,12 @@ def _dask_readers(address: str, url: str) -> Iterator[tuple[Callable[..., Any], 
 _dask_databases: dict[str, Database] = {}
 
 
-def _read_on_dask(url: str, ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int]) -> Chunk:
+def _read_on_dask(url: str, ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int], loyalty: bool = False) -> Chunk:
     """A Dask task: read one chunk with this worker's engine for `url` (opened once per worker)."""
     database = _dask_databases.get(url)
     if database is None:
         database = _dask_databases[url] = Database(url)
-    return read_chunk(database, ids, as_of, segment_ids)
+    return read_chunk(database, ids, as_of, segment_ids, loyalty)
 
 
 _worker_database: Database | None = None
@@ -115,9 +119,9 @@ def _open_reader(url: str, parent: int) -> None:
     _worker_database = Database(url)
 
 
-def _read_in_worker(ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int]) -> Chunk:
+def _read_in_worker(ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int], loyalty: bool = False) -> Chunk:
     assert _worker_database is not None
-    chunk = read_chunk(_worker_database, ids, as_of, segment_ids)
+    chunk = read_chunk(_worker_database, ids, as_of, segment_ids, loyalty)
     chunk.reader_peak_mb = peak_memory_mb()
     return chunk
 
@@ -134,8 +138,13 @@ def peak_memory_mb() -> float | None:
     return None
 
 
-def read_chunk(database: Database, ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int]) -> Chunk:
-    """Read customers `ids` (sorted): their stamps first (an event after this is seen as newer), then the rest."""
+def read_chunk(database: Database, ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int],
+               loyalty: bool = False) -> Chunk:
+    """Read customers `ids` (sorted): their stamps first (an event after this is seen as newer), then the rest.
+
+    `loyalty` adds the LOYALTY columns to the state: tier and spendable points (balance less
+    points still pending at `as_of`), None for customers who are not members, as decisions see them.
+    """
     lo, hi = int(ids[0]), int(ids[-1])
     with database.connection() as conn:
         seen = dict(fastsql.raw_rows(conn, stamps(lo, hi)))
@@ -144,18 +153,39 @@ def read_chunk(database: Database, ids: np.ndarray, as_of: dt.datetime, segment_
                             .where(_st.c.customer_id.between(lo, hi))).all()
         members = {sid: set(conn.execute(sa.select(_m.c.customer_id).where(
             _m.c.segment_id == sid, _m.c.customer_id.between(lo, hi))).scalars()) for sid in segment_ids}
+        enrolled = conn.execute(_loyalty(lo, hi), {"now": as_of}).all() if loyalty else []
     n = len(ids)
-    state = {k: np.full(n, None, dtype=object) for k in STATE}
-    has_row = np.zeros(n, dtype=bool)
+    state = {k: np.full(n, None, dtype=object) for k in STATE + (LOYALTY if loyalty else ())}
+    has_row = _place(ids, rows, STATE, state)
+    _place(ids, enrolled, LOYALTY, state)
+    return Chunk(ids, features, state, has_row, members, seen)
+
+
+def _place(ids: np.ndarray, rows: Sequence[Any], names: Sequence[str], state: dict[str, np.ndarray]) -> np.ndarray:
+    """Put rows (customer id first, then `names`) in the state columns at their ids' positions."""
+    n = len(ids)
+    found_at = np.zeros(n, dtype=bool)
     if rows:
         columns = list(zip(*rows))
         found = np.fromiter(columns[0], dtype=np.int64, count=len(rows))
         where = np.searchsorted(ids, found)
         keep = (where < n) & (ids[np.minimum(where, n - 1)] == found)
-        has_row[where[keep]] = True
-        for name, values in zip(STATE, columns[1:]):
+        found_at[where[keep]] = True
+        for name, values in zip(names, columns[1:]):
             state[name][where[keep]] = np.array(values, dtype=object)[keep]
-    return Chunk(ids, features, state, has_row, members, seen)
+    return found_at
+
+
+def _loyalty(lo: int, hi: int) -> sa.Select:
+    """Members in an id range: tier and the points they can spend (pending points are not spendable yet)."""
+    pending = (sa.select(_ll.c.customer_id, sa.func.sum(_ll.c.points).label("points"))
+               .where(_ll.c.customer_id.between(lo, hi), _ll.c.points > 0,
+                      _ll.c.available_at > sa.bindparam("now", type_=UtcDateTime()))
+               .group_by(_ll.c.customer_id).subquery())
+    spendable = _lm.c.balance - sa.func.coalesce(pending.c.points, 0)
+    return (sa.select(_lm.c.customer_id, _lm.c.tier, sa.case((spendable > 0, spendable), else_=0))
+            .outerjoin(pending, pending.c.customer_id == _lm.c.customer_id)
+            .where(_lm.c.customer_id.between(lo, hi)))
 
 
 def stamps(lo: int, hi: int) -> sa.Select:

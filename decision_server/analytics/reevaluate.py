@@ -22,8 +22,9 @@ everything:
    event made it (it is newer) and counted in `skipped_newer`. An event for a customer of the
    chunk being written waits for that transaction to end.
 
-Steps: "rfm" (scores and run), "stages" (stage, value and journey), "segments". Without "rfm",
-value reads the RFM scores the state rows hold.
+Steps: "rfm" (scores and run), "stages" (stage, value and journey), "segments", and in a dry run
+"offers" (offer reach before and after: analytics/offer_reach.py). Without "rfm", value reads the
+RFM scores the state rows hold.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from decision_server import fastsql
-from decision_server.analytics import clv, rfm, segments, value
+from decision_server.analytics import clv, offer_reach, rfm, segments, value
 from decision_server.analytics.chunks import Chunk, readers, stamps
 from decision_server.analytics.lifecycle import DEFAULT_RULE, journey_inputs
 from decision_server.analytics.records import (
@@ -60,6 +61,7 @@ from decision_server.features.definition import FEATURE_NAMES
 log = logging.getLogger(__name__)
 
 STEPS = ("rfm", "stages", "segments")
+DRY_RUN_STEPS = (*STEPS, "offers")  # offer reach changes nothing: it is only counted
 _st = CustomerStateRecord.__table__
 _tr = StageTransitionRecord.__table__
 _runs = RfmRunRecord.__table__
@@ -113,7 +115,7 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
         segment_ids: Sequence[int] | None = None, progress: Callable[[Progress], None] | None = None,
         dry_run: bool = False, resume: Checkpoint | None = None,
         on_chunk: Callable[[Connection, Checkpoint], None] | None = None, dask_address: str | None = None,
-        customers: Sequence[int] | None = None) -> dict[str, Any]:
+        customers: Sequence[int] | None = None, offers: offer_reach.Trial | None = None) -> dict[str, Any]:
     """Re-evaluate every customer (as of now, or `as_of`) in one pass; return what changed.
 
     The result has: customers, buyers, seconds, rfm (the run: id, cuts, segments), stage changes
@@ -131,11 +133,17 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
     cluster instead of two local processes (the same function, so the same results).
     `customers` (ids) re-evaluates only those: RFM places them against the newest run's cut points
     (quintiles are the whole base's), as the event path does; the chunks still read by id range.
+    The "offers" step (dry runs only) tries the `offers` trial's offers and adds `offers` to the
+    result (offer_reach.result).
     """
-    unknown = sorted(set(steps) - set(STEPS))
+    unknown = sorted(set(steps) - set(DRY_RUN_STEPS if dry_run else STEPS))
     if unknown:
-        raise ValueError(f"unknown steps {unknown}; the steps are {', '.join(STEPS)}")
+        raise ValueError(f"unknown steps {unknown}; the steps are {', '.join(DRY_RUN_STEPS if dry_run else STEPS)}")
+    if "offers" in steps and offers is None:
+        raise ValueError("the offers step needs the offers to try (offer_reach.trial)")
     require(revision, *(name for step in steps for name in NEEDED[step]))
+    if offers is not None and "offers" in steps:
+        require(offers.baseline, *NEEDED["offers"])
     started = time.perf_counter()
     now = utcnow()
     moment = as_of or now
@@ -174,11 +182,12 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
                             rfm={"id": run_id, "cuts": cuts, "buyers": buyers} if "rfm" in steps else None)
     update = _Statements(database)
     with readers(database, len(chunks), dask_address) as (read, depth):
-        ahead = [read(ids, moment, list(compiled)) for ids in chunks[:depth]]
+        with_loyalty = "offers" in steps
+        ahead = [read(ids, moment, list(compiled), with_loyalty) for ids in chunks[:depth]]
         for index in range(len(chunks)):
             current = ahead.pop(0).result()
             if index + depth < len(chunks):
-                ahead.append(read(chunks[index + depth], moment, list(compiled)))
+                ahead.append(read(chunks[index + depth], moment, list(compiled), with_loyalty))
             done += len(current.ids)
             checkpoint = dataclasses.replace(checkpoint, after_id=int(current.ids[-1]), done=done)
 
@@ -188,7 +197,7 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
 
             _evaluate(database, current, revision, models, steps=steps, now=moment, as_of=as_of, moment=moment,
                       cuts=cuts, run_id=run_id, compiled=compiled, margin=margin, source=source, tally=tally,
-                      update=update, dry_run=dry_run, commit=commit)
+                      update=update, dry_run=dry_run, commit=commit, offers=offers if with_loyalty else None)
             if current.reader_peak_mb is not None:
                 tally.reader_peak_mb = max(tally.reader_peak_mb, current.reader_peak_mb)
             if progress is not None:
@@ -219,6 +228,7 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
         "state_drift": tally.drift, "skipped_newer": tally.skipped, "reader_peak_mb": tally.reader_peak_mb or None,
         **({"dry_run": True, "before": _named(tally.before, active), "after": {**tally.after, "segments": sizes}}
            if dry_run else {}),
+        **({"offers": offer_reach.result(offers, tally.offers)} if "offers" in steps and offers is not None else {}),
     }
 
 
@@ -257,6 +267,7 @@ class _Tally:
     reader_peak_mb: float = 0.0
     before: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # dry runs: field -> value -> customers
     after: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    offers: dict[str, Any] = dataclasses.field(default_factory=dict)  # dry runs: offer reach by channel
 
     def dump(self) -> dict[str, Any]:
         """As JSON, for a job's checkpoint."""
@@ -282,11 +293,11 @@ class _Tally:
 def _evaluate(database: Database, chunk: Chunk, revision: Any, models: Any, *, steps: Sequence[str], now: dt.datetime,
               as_of: dt.datetime | None, moment: dt.datetime, cuts: dict[str, list[float]], run_id: int | None,
               compiled: dict[int, Any], margin: Decimal, source: str, tally: _Tally, update: _Statements,
-              dry_run: bool, commit: Callable[[Connection], None]) -> None:
+              dry_run: bool, commit: Callable[[Connection], None], offers: offer_reach.Trial | None = None) -> None:
     ids, agg, state = chunk.ids, chunk.features.aggregates, chunk.state
     n = len(ids)
     new = {k: state[k].copy() for k in _WRITTEN}
-    scores = models.score_batch(chunk.features.values) if ("stages" in steps or compiled) else {}
+    scores = models.score_batch(chunk.features.values) if ("stages" in steps or compiled or offers) else {}
     bought = agg["purchases"] > 0
     figures = clv.columns(agg, moment, margin)
     for k in tally.clv:
@@ -356,6 +367,8 @@ def _evaluate(database: Database, chunk: Chunk, revision: Any, models: Any, *, s
             wanted[sid] = {int(c) for c in ids[condition.evaluate_columns("segment", columns, now=moment.timestamp()).fired[0]]}
     if dry_run:
         _what_if(chunk, new, changed, moved, wanted, tally)
+        if offers is not None:
+            offer_reach.count(offers, revision, chunk, scores, new, agg, moment, tally.offers)
         with database.connection(write=True) as conn:
             commit(conn)
         return

@@ -10,6 +10,7 @@ NEEDED = {
     "rfm": ("rfm",),
     "stages": ("lifecycle", "value", "value_weights", "journey"),
     "segments": (),
+    "offers": ("offers",),
 }
 
 

@@ -11,8 +11,12 @@ from decision_server.cli import Context, _progress, _require_migrated, pass_cont
 
 @click.command("reevaluate")
 @click.option("--only", "only", multiple=True, metavar="STEP",
-              help="Run only these steps (repeatable or comma-separated): rfm, stages, segments, tiers, expiry.")
+              help="Run only these steps (repeatable or comma-separated): rfm, stages, segments, tiers, expiry; "
+                   "with --dry-run also offers (who could have which offer).")
 @click.option("--dry-run", is_flag=True, help="Compute what would change and write nothing (no expiry).")
+@click.option("--channel", "channels", multiple=True, metavar="CHANNEL",
+              help="The offers step: try the offers on these channels (repeatable; default: every channel).")
+@click.option("--intent", metavar="INTENT", help="The offers step: the customers' intent (browse, cancel, ...; default: none).")
 @click.option("--restart", is_flag=True, help="Start a new run even if the last one stopped half-way (default: resume it).")
 @click.option("--chunk", default=50_000, show_default=True, type=click.IntRange(100, 1_000_000),
               help="Customers per chunk (one transaction each); memory grows with it, not with the base.")
@@ -22,8 +26,8 @@ from decision_server.cli import Context, _progress, _require_migrated, pass_cont
               help="Only the customers in this file: one customer id (yours, as in the API) per line.")
 @click.option("--segment", metavar="NAME", help="Only the members of this segment.")
 @pass_context
-def reevaluate_command(ctx: Context, only: tuple[str, ...], dry_run: bool, restart: bool, chunk: int, dask_address: str | None,
-                       customers_file: Path | None, segment: str | None):
+def reevaluate_command(ctx: Context, only: tuple[str, ...], dry_run: bool, channels: tuple[str, ...], intent: str | None,
+                       restart: bool, chunk: int, dask_address: str | None, customers_file: Path | None, segment: str | None):
     """Re-evaluate every customer now: RFM, CLV, model scores, value, stage, journey, segments,
     then loyalty tiers and points expiry.
 
@@ -31,6 +35,7 @@ def reevaluate_command(ctx: Context, only: tuple[str, ...], dry_run: bool, resta
       decision-server reevaluate                       # everything; resumes a run that stopped half-way
       decision-server reevaluate --only stages,segments
       decision-server reevaluate --dry-run             # what would change, written nowhere
+      decision-server reevaluate --dry-run --only stages,offers --channel sms   # who has no offer by SMS
       decision-server reevaluate --segment growth_at_risk   # only some customers (RFM: the newest run's cut points)
     Only one run at a time, however many processes or machines: a second start is refused while
     the first is alive. Every run is recorded (`decision-server jobs runs`, GET /api/v1/jobs/runs).
@@ -42,7 +47,15 @@ def reevaluate_command(ctx: Context, only: tuple[str, ...], dry_run: bool, resta
     _require_migrated(ctx)
     if customers_file and segment:
         raise click.UsageError("give --customers or --segment, not both")
-    steps = reevaluation.check_steps([s.strip() for part in only for s in part.split(",") if s.strip()])
+    from decision_server.errors import ValidationError
+
+    try:
+        steps = reevaluation.check_steps([s.strip() for part in only for s in part.split(",") if s.strip()], dry_run=dry_run)
+    except ValidationError as exc:
+        raise click.UsageError(exc.message) from None
+    unknown = [c for c in channels if c not in ctx.config.channels]
+    if unknown:
+        raise click.UsageError(f"unknown channel {', '.join(unknown)}; the channels are {', '.join(ctx.config.channels)}")
     customers = None
     if customers_file or segment:
         customers = _customers(ctx, customers_file) if customers_file else _members(ctx, segment)
@@ -53,9 +66,14 @@ def reevaluate_command(ctx: Context, only: tuple[str, ...], dry_run: bool, resta
     models = ModelSet(ctx.config.models_dir, max_age_days=ctx.config.model_max_age_days)
     click.echo(f"re-evaluating every customer: {', '.join(steps)}" + (" (dry run: nothing is written)" if dry_run else ""))
     try:
+        trial = None
+        if "offers" in steps:
+            from decision_server.analytics import offer_reach
+
+            trial = offer_reach.trial(ctx.database, revision, channels=channels or list(ctx.config.channels), intent=intent)
         row = reevaluation.run(ctx.database, revision, models, steps=steps, dry_run=dry_run, source="cli",
                                margin=ctx.config.default_margin, resume=not restart, chunk=chunk, dask_address=dask_address,
-                               customers=customers,
+                               customers=customers, offers=trial,
                                progress=lambda s: _progress(s.phase, s.done, s.total))
     finally:
         revision.close()
@@ -107,6 +125,14 @@ def summary(row: dict) -> str:
                      f"{p['changed']:,} stages" + "".join(f"; {t['from']} -> {t['to']} {t['count']:,}" for t in p["transitions"][:6]))
         if p.get("skipped_newer"):
             lines.append(f"  {p['skipped_newer']:,} customers left as events had just updated them")
+        for channel in (p.get("offers") or {}).get("channels", []):
+            none = channel["no_eligible_offer"]
+            lines.append(f"  offers on {channel['channel']}: {none['before']:,} customers have no eligible offer now, "
+                         f"{none['after']:,} after")
+            for offer in channel["offers"]:
+                if offer["became_eligible"] or offer["became_ineligible"]:
+                    lines.append(f"    {offer['code']}: {offer['eligible_before']:,} -> {offer['eligible_after']:,} customers "
+                                 f"(+{offer['became_eligible']:,} -{offer['became_ineligible']:,})")
     if "tiers" in result:
         lines.append(f"  tiers: {result['tiers']['members']:,} members, {result['tiers']['changed']:,} changes")
     if "expiry" in result:

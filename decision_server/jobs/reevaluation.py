@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 JOB = "reevaluate"
 WHAT_IF = "what-if"  # dry runs hold a lease of their own: they write nothing, so a nightly run need not wait for them
 STEPS = (*reevaluate.STEPS, "tiers", "expiry")
+# A what-if (dry run) also tries the offers (who could have which, before and after); it has no expiry.
+WHAT_IF_STEPS = (*reevaluate.STEPS, "tiers", "offers")
 # A running run whose heartbeat is older than this has lost its runner (JOB_LEASE_SECONDS; renewed every quarter).
 LEASE = dt.timedelta(seconds=float(os.environ.get("JOB_LEASE_SECONDS") or 120))
 _runs = BulkRunRecord.__table__
@@ -68,13 +70,17 @@ class Status:
     seconds: float
 
 
-def check_steps(steps: Sequence[str]) -> tuple[str, ...]:
+def check_steps(steps: Sequence[str], *, dry_run: bool = False) -> tuple[str, ...]:
     """Return the steps in running order; refuse unknown ones with the list of valid steps."""
-    unknown = [s for s in steps if s not in STEPS]
-    if unknown:
-        message = f"unknown step {', '.join(unknown)}; the steps are {', '.join(STEPS)}"
+    if "offers" in steps and not dry_run:
+        message = "offers is a dry-run step: it counts which offers customers could have and changes nothing"
         raise ValidationError(message, errors={"steps": [message]})
-    return tuple(s for s in STEPS if s in steps) or STEPS
+    valid = (*STEPS, "offers") if dry_run else STEPS
+    unknown = [s for s in steps if s not in valid]
+    if unknown:
+        message = f"unknown step {', '.join(unknown)}; the steps are {', '.join(valid)}"
+        raise ValidationError(message, errors={"steps": [message]})
+    return tuple(s for s in valid if s in steps) or STEPS
 
 
 def runner_name() -> str:
@@ -84,34 +90,35 @@ def runner_name() -> str:
 def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] = STEPS, dry_run: bool = False,
         source: str = "cli", margin: Decimal = Decimal("0.30"), resume: bool = True, chunk: int | None = None,
         progress: Callable[[Status], None] | None = None, dask_address: str | None = None,
-        customers: Sequence[int] | None = None) -> dict[str, Any]:
+        customers: Sequence[int] | None = None, offers: Any = None) -> dict[str, Any]:
     """Run the job now in this process (or resume an unfinished run); return its row when it ends.
 
     `customers` (ids) re-evaluates only those (the pass's steps only; never resumed by a full run).
+    `offers` (an offer_reach.Trial) is what the "offers" step of a dry run tries.
 
     Raises JobRunning if another runner holds the lease. A failure is recorded on the run (status
     failed, the error) and raised again.
     """
     if customers is not None:
-        loyalty = [s for s in check_steps(steps) if s not in reevaluate.STEPS]
+        loyalty = [s for s in check_steps(steps, dry_run=dry_run) if s not in reevaluate.DRY_RUN_STEPS]
         if loyalty:
             message = f"{', '.join(loyalty)} run for every member only; leave them out when naming customers"
             raise ValidationError(message, errors={"steps": [message]})
     row = claim(database, steps, dry_run=dry_run, source=source, revision=revision.id, resume=resume and customers is None,
                 subset=len(customers) if customers is not None else None)
     return execute(database, revision, models, row, margin=margin, chunk=chunk, progress=progress, dask_address=dask_address,
-                   customers=customers)
+                   customers=customers, offers=offers)
 
 
 def start(database: Database, revision: Any, models: Any, *, steps: Sequence[str] = STEPS, dry_run: bool = False,
           source: str = "api", margin: Decimal = Decimal("0.30"), on_end: Callable[[], None] | None = None,
-          dask_address: str | None = None) -> dict[str, Any]:
+          dask_address: str | None = None, offers: Any = None) -> dict[str, Any]:
     """Take the lease now and run the job in a background thread; return the run's row at once."""
     row = claim(database, steps, dry_run=dry_run, source=source, revision=revision.id, resume=True)
 
     def work() -> None:
         try:
-            execute(database, revision, models, row, margin=margin, dask_address=dask_address)
+            execute(database, revision, models, row, margin=margin, dask_address=dask_address, offers=offers)
         except BaseException:  # recorded on the run by execute; a thread has no one to raise to
             log.exception("re-evaluation run %d ended with an error", row["id"])
         finally:
@@ -124,7 +131,7 @@ def start(database: Database, revision: Any, models: Any, *, steps: Sequence[str
 
 def execute(database: Database, revision: Any, models: Any, row: dict[str, Any], *, margin: Decimal = Decimal("0.30"),
             chunk: int | None = None, progress: Callable[[Status], None] | None = None,
-            dask_address: str | None = None, customers: Sequence[int] | None = None) -> dict[str, Any]:
+            dask_address: str | None = None, customers: Sequence[int] | None = None, offers: Any = None) -> dict[str, Any]:
     """Run a claimed run to its end in this thread (heartbeat included); return its final row."""
     run_id, me = row["id"], row["runner"]
     started = time.perf_counter()
@@ -133,7 +140,7 @@ def execute(database: Database, revision: Any, models: Any, row: dict[str, Any],
     try:
         result = _phases(database, revision, models, row, steps=tuple(row["steps"]), dry_run=row["dry_run"], margin=margin,
                          chunk=chunk, me=me, lease=lease, started=started, progress=progress, dask_address=dask_address,
-                         customers=customers)
+                         customers=customers, offers=offers)
     except BaseException as exc:
         lease.stop()
         if not isinstance(exc, LeaseLost):
@@ -149,7 +156,7 @@ def execute(database: Database, revision: Any, models: Any, row: dict[str, Any],
 def _phases(database: Database, revision: Any, models: Any, row: dict[str, Any], *, steps: tuple[str, ...], dry_run: bool,
             margin: Decimal, chunk: int | None, me: str, lease: Heartbeat, started: float,
             progress: Callable[[Status], None] | None, dask_address: str | None,
-            customers: Sequence[int] | None = None) -> dict[str, Any]:
+            customers: Sequence[int] | None = None, offers: Any = None) -> dict[str, Any]:
     from decision_server.loyalty import bulk as loyalty_bulk
 
     run_id = row["id"]
@@ -157,7 +164,7 @@ def _phases(database: Database, revision: Any, models: Any, row: dict[str, Any],
     result: dict[str, Any] = dict(saved.get("results") or {})
     subset = saved.get("subset")  # a run over some customers keeps saying so, so no full run resumes it
     as_of = row["as_of"]
-    pass_steps = tuple(s for s in steps if s in reevaluate.STEPS)
+    pass_steps = tuple(s for s in steps if s in reevaluate.DRY_RUN_STEPS)
 
     def report(phase: str, done: int, total: int) -> None:
         lease.check()
@@ -178,7 +185,7 @@ def _phases(database: Database, revision: Any, models: Any, row: dict[str, Any],
         outcome = reevaluate.run(
             database, revision, models, steps=pass_steps, as_of=as_of, margin=margin, source="bulk", dry_run=dry_run,
             resume=resume, on_chunk=on_chunk, progress=lambda p: report("pass", p.done, p.total), dask_address=dask_address,
-            customers=customers,
+            customers=customers, offers=offers,
             **({"chunk": chunk} if chunk else {}))
         result["pass"] = _plain(outcome)
         _checkpoint(database, run_id, me, phase="pass", results=result, subset=subset)
@@ -203,7 +210,7 @@ def _plain(outcome: dict[str, Any]) -> dict[str, Any]:
 def claim(database: Database, steps: Sequence[str], *, dry_run: bool, source: str, revision: str,
           resume: bool = True, subset: int | None = None) -> dict[str, Any]:
     """Take the job's lease: resume an unfinished run with the same steps, or start a new one."""
-    steps = check_steps(steps)
+    steps = check_steps(steps, dry_run=dry_run)
     me = runner_name() + f":{threading.get_ident() % 100_000}"  # threads of one server are different runners
     now = utcnow()
     with database.connection(write=True) as conn:

@@ -7,6 +7,7 @@ from flask import current_app
 from flask.views import MethodView
 
 from decision_server.auth.roles import Permission, requires
+from decision_server.errors import ValidationError
 from decision_server.jobs import reevaluation, schemas
 from decision_server.jobs.records import BulkRunRecord
 from decision_server.schemas import ErrorSchema, page_response
@@ -55,17 +56,29 @@ class WhatIf(MethodView):
 
         The result (at /jobs/runs/{id} when it ends) has the stage moves from → to, and how many
         customers have each stage, value segment, RFM segment, journey stage and segment membership,
-        now (`before`) and under the draft (`after`), and the tier changes it would make.
+        now (`before`) and under the draft (`after`), and the tier changes it would make. With the
+        offers step, `result.pass.offers` says per channel how many customers each active offer is
+        eligible for now and under the draft, how many gain or lose it, which rules remove it, and
+        how many customers are left with no eligible offer.
         """
+        from decision_server.analytics import offer_reach
         from decision_server.rulebook import service
         from decision_server.rules.engine import build_revision
 
+        config = current_app.extensions["config"]
+        channels = body.get("channels") or list(config.channels)
+        unknown = [c for c in channels if c not in config.channels]
+        if unknown:
+            message = f"unknown channel {', '.join(unknown)}; the channels are {', '.join(config.channels)}"
+            raise ValidationError(message, errors={"channels": [message]})
         current = current_app.extensions["rulebook"].current
         draft = build_revision(service.draft_files(current, body), backend="python", run_cases=False)
         try:
+            trial = offer_reach.trial(_database(), current, channels=channels, intent=body["intent"]) \
+                if "offers" in body["steps"] else None
             return reevaluation.start(_database(), draft, current_app.extensions["models"].current, steps=body["steps"],
                                       dry_run=True, source="api", margin=_margin(), on_end=draft.close,
-                                      dask_address=current_app.extensions["config"].dask_scheduler_address)
+                                      dask_address=config.dask_scheduler_address, offers=trial)
         except BaseException:
             draft.close()
             raise

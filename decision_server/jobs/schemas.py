@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields
 
-from decision_server.jobs.reevaluation import STEPS
+from decision_server.jobs.reevaluation import STEPS, WHAT_IF_STEPS
 from decision_server.rulebook.schemas import DraftSchema
 from decision_server.schemas import JsonDocument, PageQuery, Timestamp, page_of
 
@@ -16,7 +16,8 @@ class StartSchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    steps = fields.List(fields.String(validate=ma.validate.OneOf(STEPS)), load_default=list(STEPS),
+    # "offers" passes here so that the job can say it is a what-if step (a clearer 422 than "not one of")
+    steps = fields.List(fields.String(validate=ma.validate.OneOf((*STEPS, "offers"))), load_default=list(STEPS),
                         validate=ma.validate.Length(min=1), metadata={"example": ["stages", "segments"]})
 
 
@@ -26,8 +27,14 @@ class WhatIfSchema(DraftSchema):
     class Meta:
         unknown = ma.RAISE
 
-    steps = fields.List(fields.String(validate=ma.validate.OneOf(("rfm", "stages", "segments", "tiers"))),
-                        load_default=["rfm", "stages", "segments", "tiers"], validate=ma.validate.Length(min=1))
+    steps = fields.List(fields.String(validate=ma.validate.OneOf(WHAT_IF_STEPS)), load_default=list(WHAT_IF_STEPS),
+                        validate=ma.validate.Length(min=1))
+    channels = fields.List(fields.String(validate=ma.validate.Length(min=1, max=32)), validate=ma.validate.Length(min=1),
+                           metadata={"description": "channels to try the offers on (default: every channel)",
+                                     "example": ["app", "call_centre"]})
+    intent = fields.String(allow_none=True, load_default=None, validate=ma.validate.Length(min=1, max=64),
+                           metadata={"description": "the customers' intent to try the offers with (default: none given)",
+                                     "example": "browse"})
 
 
 class RunSchema(ma.Schema):
