@@ -4,6 +4,11 @@ what-if counts for every customer and channel is what POST /decisions says, cust
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -123,3 +128,27 @@ def test_offer_reach_refuses_what_it_cannot_try(base, auth):
     assert "app" in unknown.get_json()["message"]
     real = base.post("/api/v1/jobs/reevaluate", json={"steps": ["offers"]}, headers=auth("admin"))
     assert real.status_code == 422 and "dry-run step" in real.get_json()["errors"]["steps"][0], real.get_json()
+
+
+def test_the_cli_dry_run_tries_offers_and_shows_the_run(base, app, auth, database_url, rules_dir):
+    env = {**os.environ, "DATABASE_URL": database_url, "RULES_DIR": str(rules_dir),
+           "MODELS_DIR": str(app.extensions["config"].models_dir)}
+    cli = os.path.join(os.path.dirname(sys.executable), "decision-server")
+    dry = subprocess.run([cli, "reevaluate", "--dry-run", "--only", "offers", "--channel", "sms", "--intent", "browse"],
+                         env=env, capture_output=True, text=True, check=False)
+    assert dry.returncode == 0, dry.stderr
+    run_id = int(re.search(r"^run (\d+) succeeded", dry.stdout, re.M).group(1))
+    shown = subprocess.run([cli, "jobs", "show", str(run_id), "--json"], env=env, capture_output=True, text=True, check=False)
+    assert shown.returncode == 0, shown.stderr
+    recorded = json.loads(shown.stdout)
+    assert recorded["job"] == "what-if" and recorded["steps"] == ["offers"] and recorded["dry_run"]
+    by_cli = {o["code"]: o["eligible_before"] for o in recorded["result"]["pass"]["offers"]["channels"][0]["offers"]}
+    by_api = {o["code"]: o["eligible_before"]
+              for o in _what_if(base, auth, steps=["offers"], channels=["sms"], intent="browse")["sms"]["offers"]}
+    assert by_cli == by_api and sum(by_cli.values()) > 0
+    for code, count in by_cli.items():  # the summary names every offer with its reach
+        assert re.search(rf"^\s+{code}\s+eligible for\s+{count:,} -> {count:,}", dry.stdout, re.M), (code, dry.stdout)
+    refused = subprocess.run([cli, "reevaluate", "--only", "offers"], env=env, capture_output=True, text=True, check=False)
+    assert refused.returncode == 2 and "dry-run step" in refused.stderr
+    missing = subprocess.run([cli, "jobs", "show", "9999"], env=env, capture_output=True, text=True, check=False)
+    assert missing.returncode == 1 and "no run 9999" in missing.stderr

@@ -130,9 +130,11 @@ def summary(row: dict) -> str:
             lines.append(f"  offers on {channel['channel']}: {none['before']:,} customers have no eligible offer now, "
                          f"{none['after']:,} after")
             for offer in channel["offers"]:
-                if offer["became_eligible"] or offer["became_ineligible"]:
-                    lines.append(f"    {offer['code']}: {offer['eligible_before']:,} -> {offer['eligible_after']:,} customers "
-                                 f"(+{offer['became_eligible']:,} -{offer['became_ineligible']:,})")
+                moved = (f" (+{offer['became_eligible']:,} -{offer['became_ineligible']:,})"
+                         if offer["became_eligible"] or offer["became_ineligible"] else "")
+                top = next(iter(offer["removed_by_after"].items()), None)
+                lines.append(f"    {offer['code']:<20} eligible for {offer['eligible_before']:>9,} -> {offer['eligible_after']:<9,}"
+                             + moved + (f"  most removed by {top[0]} ({top[1]:,})" if top else ""))
     if "tiers" in result:
         lines.append(f"  tiers: {result['tiers']['members']:,} members, {result['tiers']['changed']:,} changes")
     if "expiry" in result:
@@ -143,6 +145,30 @@ def summary(row: dict) -> str:
 @click.group()
 def jobs():
     """Bulk job runs: list them, show one."""
+
+
+@jobs.command("show")
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="The whole run as JSON (progress, result, error).")
+@pass_context
+def show(ctx: Context, run_id: int, as_json: bool):
+    """Show one run: its summary, or with --json everything recorded (a what-if's before and after)."""
+    import json
+
+    from decision_server.errors import NotFound
+    from decision_server.jobs import reevaluation
+
+    _require_migrated(ctx)
+    try:
+        row = reevaluation.get(ctx.database, run_id)
+    except NotFound:
+        raise click.ClickException(f"no run {run_id} (decision-server jobs runs lists them)") from None
+    if as_json:
+        click.echo(json.dumps(row, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v), indent=2))
+    elif row["status"] == "running":
+        click.echo(f"run {run_id} running on {row['runner']}: {row['phase'] or 'start'} {row['done']:,} of {row['total']:,}")
+    else:
+        click.echo(summary(row) + (f"\n  error: {row['error']}" if row["error"] else ""))
 
 
 @jobs.command("runs")

@@ -73,7 +73,8 @@ class Status:
 def check_steps(steps: Sequence[str], *, dry_run: bool = False) -> tuple[str, ...]:
     """Return the steps in running order; refuse unknown ones with the list of valid steps."""
     if "offers" in steps and not dry_run:
-        message = "offers is a dry-run step: it counts which offers customers could have and changes nothing"
+        message = ("offers is a dry-run step (POST /jobs/what-if, or reevaluate --dry-run): it counts which offers "
+                   "customers could have and changes nothing")
         raise ValidationError(message, errors={"steps": [message]})
     valid = (*STEPS, "offers") if dry_run else STEPS
     unknown = [s for s in steps if s not in valid]
