@@ -1,13 +1,21 @@
-"""The bulk pass on a local Dask cluster of two workers (PostgreSQL): the same results as in process."""
+"""The bulk pass on a local Dask cluster of two workers (PostgreSQL): the same results as in process,
+each shard read and evaluated by a worker with the rules and models the run sent it."""
 
 from __future__ import annotations
 
+import shutil
+from decimal import Decimal
+
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from decision_server.analytics import reevaluate
+from decision_server.analytics import chunks, offer_reach, reevaluate, segments, shards
+from decision_server.config import DEFAULT_CHANNELS
+from decision_server.db import utcnow
 from decision_server.demo import generator
 from decision_server.jobs import reevaluation
+from decision_server.offers import service as offers_service
 
 distributed = pytest.importorskip("distributed")
 
@@ -34,10 +42,16 @@ def test_a_pass_on_two_dask_workers_equals_the_pass_in_process(database, databas
     from decision_server.scoring.serving import ModelSet
 
     generator.load(database, generator.DemoSpec(customers=500, seed=12))
+    with database.session(write=True) as session:
+        offers_service.load_demo_catalog(session, channels=DEFAULT_CHANNELS, words=offers_service.vocabulary(None))
     models = ModelSet(trained_models)
-    local = reevaluate.run(database, revision, models, chunk=100, dry_run=True)
-    on_dask = reevaluate.run(database, revision, models, chunk=100, dry_run=True, dask_address=cluster)
+    trial = offer_reach.trial(database, revision, channels=["app", "sms"])
+    local = reevaluate.run(database, revision, models, steps=(*reevaluate.STEPS, "offers"), chunk=100, dry_run=True,
+                           offers=trial)
+    on_dask = reevaluate.run(database, revision, models, steps=(*reevaluate.STEPS, "offers"), chunk=100, dry_run=True,
+                             offers=trial, dask_address=cluster)
     assert _comparable(on_dask) == _comparable(local) and local["customers"] == 500 and local["written"] == 500
+    assert sum(o["eligible_before"] for c in local["offers"]["channels"] for o in c["offers"]) > 0
 
     row = reevaluation.run(database, revision, models, steps=["rfm", "stages", "segments"], chunk=100, dask_address=cluster)
     assert row["status"] == "succeeded" and row["result"]["pass"]["written"] == 500
@@ -47,3 +61,31 @@ def test_a_pass_on_two_dask_workers_equals_the_pass_in_process(database, databas
     assert again["written"] == 0 and _state(database) == written
     with database.connection() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM stage_transitions")).scalar() == 500
+
+
+def test_a_worker_evaluates_with_what_the_run_sent_not_its_own_disk(database, revision, trained_models, tmp_path, client, auth):
+    from decision_server.scoring.serving import ModelSet
+
+    generator.load(database, generator.DemoSpec(customers=300, seed=13))
+    made = client.post("/api/v1/segments", json={"name": "frequent", "condition": "frequency >= 12"}, headers=auth("admin"))
+    assert made.status_code == 201, made.get_json()
+    copied = tmp_path / "models"
+    shutil.copytree(trained_models, copied)
+    models = ModelSet(copied)
+    with database.connection() as conn:
+        active = segments.active_segments(conn)
+        ids = np.array(conn.execute(sa.text("SELECT id FROM customers ORDER BY id")).scalars().all(), dtype=np.int64)
+    moment = utcnow()
+    compiled = {row.id: segments.COMPILED.get(row, revision) for row in active}
+    common = {"steps": reevaluate.STEPS, "moment": moment, "as_of": None, "cuts": {"recency": [], "frequency": [],
+              "monetary": []}, "run_id": None, "margin": Decimal("0.30"), "dry_run": True}
+    here = reevaluate.evaluate(chunks.read_chunk(database, ids, moment, list(compiled)), revision, models,
+                               compiled=compiled, **common)
+    spec = shards.work(revision, models, segments=active, **common)
+    shutil.rmtree(copied)  # the worker has only what the run sent
+    there = shards.evaluate_on_worker(chunks.read_chunk(database, ids, moment, list(compiled)), spec).evaluated
+    assert there.tally == here.tally and here.tally.written == 300
+    for name in here.new:
+        assert list(there.new[name]) == list(here.new[name]), name
+    assert there.wanted == here.wanted and len(here.wanted) == len(active) > 0
+    assert len(shards.served(models)) == 5 and set(spec.model_versions) == set(shards.served(models))

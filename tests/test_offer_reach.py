@@ -137,7 +137,7 @@ def test_the_cli_dry_run_tries_offers_and_shows_the_run(base, app, auth, databas
     dry = subprocess.run([cli, "reevaluate", "--dry-run", "--only", "offers", "--channel", "sms", "--intent", "browse"],
                          env=env, capture_output=True, text=True, check=False)
     assert dry.returncode == 0, dry.stderr
-    run_id = int(re.search(r"^run (\d+) succeeded", dry.stdout, re.M).group(1))
+    run_id = int(re.search(r"^run (\d+) succeeded", dry.stdout, re.MULTILINE).group(1))
     shown = subprocess.run([cli, "jobs", "show", str(run_id), "--json"], env=env, capture_output=True, text=True, check=False)
     assert shown.returncode == 0, shown.stderr
     recorded = json.loads(shown.stdout)
@@ -147,7 +147,7 @@ def test_the_cli_dry_run_tries_offers_and_shows_the_run(base, app, auth, databas
               for o in _what_if(base, auth, steps=["offers"], channels=["sms"], intent="browse")["sms"]["offers"]}
     assert by_cli == by_api and sum(by_cli.values()) > 0
     for code, count in by_cli.items():  # the summary names every offer with its reach
-        assert re.search(rf"^\s+{code}\s+eligible for\s+{count:,} -> {count:,}", dry.stdout, re.M), (code, dry.stdout)
+        assert re.search(rf"^\s+{code}\s+eligible for\s+{count:,} -> {count:,}", dry.stdout, re.MULTILINE), (code, dry.stdout)
     refused = subprocess.run([cli, "reevaluate", "--only", "offers"], env=env, capture_output=True, text=True, check=False)
     assert refused.returncode == 2 and "dry-run step" in refused.stderr
     missing = subprocess.run([cli, "jobs", "show", "9999"], env=env, capture_output=True, text=True, check=False)

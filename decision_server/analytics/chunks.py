@@ -58,15 +58,18 @@ class Chunk:
     members: dict[int, set[int]]  # segment id -> current members in the chunk
     stamps: dict[int, Any]  # updated_at of each state row as read (the driver's raw value)
     reader_peak_mb: float | None = None  # the reading process's peak resident memory (Linux)
+    evaluated: Any = None  # reevaluate.Evaluated, when a Dask worker evaluated the chunk too (analytics/shards.py)
 
 
 @contextlib.contextmanager
-def readers(database: Database, chunks: int, dask_address: str | None = None) -> Iterator[tuple[Callable[..., Any], int]]:
+def readers(database: Database, chunks: int, dask_address: str | None = None,
+            work: Any = None) -> Iterator[tuple[Callable[..., Any], int]]:
     """Yield a function that starts reading a chunk and returns its future (with .result()), and how
-    many chunks to keep reading ahead."""
+    many chunks to keep reading ahead. On Dask, `work` (shards.Work) has the workers evaluate the
+    chunks they read as well."""
     url = database.engine.url.render_as_string(hide_password=False)
     if dask_address:
-        yield from _dask_readers(dask_address, url)
+        yield from _dask_readers(dask_address, url, work)
         return
     if chunks <= 1 or database.engine.url.database in (None, "", ":memory:"):
         def now(*args: Any) -> concurrent.futures.Future:
@@ -81,8 +84,8 @@ def readers(database: Database, chunks: int, dask_address: str | None = None) ->
         yield (lambda *args: pool.submit(_read_in_worker, *args)), READERS
 
 
-def _dask_readers(address: str, url: str) -> Iterator[tuple[Callable[..., Any], int]]:
-    """Read chunks on a Dask cluster: each chunk is one task, its SQL run by a worker near the database."""
+def _dask_readers(address: str, url: str, work: Any = None) -> Iterator[tuple[Callable[..., Any], int]]:
+    """Read (and evaluate) chunks on a Dask cluster: each chunk is one task, run by a worker near the database."""
     try:
         from distributed import Client
     except ImportError:
@@ -90,18 +93,26 @@ def _dask_readers(address: str, url: str) -> Iterator[tuple[Callable[..., Any], 
     with Client(address, set_as_default=False) as client:
         log.info("bulk pass: reading on the Dask cluster at %s (%d workers)", address, len(client.scheduler_info()["workers"]))
         workers = len(client.scheduler_info()["workers"])
-        yield (lambda *args: client.submit(_read_on_dask, url, *args, pure=False)), max(READERS, workers)
+        shared = client.scatter(work, broadcast=True) if work is not None else None  # sent to each worker once
+        yield (lambda *args: client.submit(_read_on_dask, url, *args, work=shared, pure=False)), max(READERS, workers)
 
 
 _dask_databases: dict[str, Database] = {}
 
 
-def _read_on_dask(url: str, ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int], loyalty: bool = False) -> Chunk:
-    """A Dask task: read one chunk with this worker's engine for `url` (opened once per worker)."""
+def _read_on_dask(url: str, ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int], loyalty: bool = False,
+                  work: Any = None) -> Chunk:
+    """A Dask task: read one chunk with this worker's engine for `url` (opened once per worker), and
+    evaluate it when the run sent its `work`."""
     database = _dask_databases.get(url)
     if database is None:
         database = _dask_databases[url] = Database(url)
-    return read_chunk(database, ids, as_of, segment_ids, loyalty)
+    chunk = read_chunk(database, ids, as_of, segment_ids, loyalty)
+    if work is None:
+        return chunk
+    from decision_server.analytics import shards
+
+    return shards.evaluate_on_worker(chunk, work)
 
 
 _worker_database: Database | None = None

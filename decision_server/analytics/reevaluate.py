@@ -7,11 +7,12 @@ everything:
 1. Before the pass, the RFM cut points of the whole base. As of now they come from the state
    rows, which every event keeps current (transaction_count, total_spend_cents,
    last_purchase_at: exactly RFM's values); as of a past moment, from the transactions.
-2. Two reader processes (or a Dask cluster's workers) compute the next chunks' aggregates with
-   set-based SQL (features/bulk.py: one statement per event table) and read their state rows,
-   while the main process evaluates and writes the current one (analytics/chunks.py). At most
-   three chunks are held at once.
-3. The main process scores the chunk with every model (one batched onnxruntime call), places
+2. Two reader processes compute the next chunks' aggregates with set-based SQL
+   (features/bulk.py: one statement per event table) and read their state rows, while the main
+   process evaluates and writes the current one (analytics/chunks.py). At most three chunks are
+   held at once. On a Dask cluster, each chunk is a shard that a worker reads and evaluates
+   (step 3, analytics/shards.py); the main process only writes.
+3. The main process (`evaluate`) scores the chunk with every model (one batched onnxruntime call), places
    RFM against the cut points (scored from the recomputed aggregates; a state row that
    disagrees with its events is counted as `state_drift` and logged), names RFM segments,
    computes value, stage and journey with the vectorized rules, historical CLV in exact cents,
@@ -42,7 +43,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from decision_server import fastsql
-from decision_server.analytics import clv, offer_reach, rfm, segments, value
+from decision_server.analytics import clv, offer_reach, rfm, segments, shards, value
 from decision_server.analytics.chunks import Chunk, readers, stamps
 from decision_server.analytics.lifecycle import DEFAULT_RULE, journey_inputs
 from decision_server.analytics.records import (
@@ -129,8 +130,8 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
     the revision would make them. `on_chunk(conn, checkpoint)` runs inside each chunk's write
     transaction (a job records its checkpoint there, so a chunk and its checkpoint commit
     together); `resume` continues such a run after the checkpoint's last customer, with the same
-    RFM cut points and counts. With `dask_address` the chunks are read by the tasks of a Dask
-    cluster instead of two local processes (the same function, so the same results).
+    RFM cut points and counts. With `dask_address` the chunks are read and evaluated by the tasks
+    of a Dask cluster instead of two local processes (the same functions, so the same results).
     `customers` (ids) re-evaluates only those: RFM places them against the newest run's cut points
     (quintiles are the whole base's), as the event path does; the chunks still read by id range.
     The "offers" step (dry runs only) tries the `offers` trial's offers and adds `offers` to the
@@ -181,8 +182,11 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
     checkpoint = Checkpoint(after_id=resume.after_id if resume else 0, done=done, tally=tally.dump(), total=total,
                             rfm={"id": run_id, "cuts": cuts, "buyers": buyers} if "rfm" in steps else None)
     update = _Statements(database)
-    with readers(database, len(chunks), dask_address) as (read, depth):
-        with_loyalty = "offers" in steps
+    with_loyalty = "offers" in steps
+    work = shards.work(revision, models, steps=tuple(steps), moment=moment, as_of=as_of, cuts=cuts, run_id=run_id,
+                       segments=active, margin=margin, dry_run=dry_run, offers=offers if with_loyalty else None) \
+        if dask_address else None
+    with readers(database, len(chunks), dask_address, work) as (read, depth):
         ahead = [read(ids, moment, list(compiled), with_loyalty) for ids in chunks[:depth]]
         for index in range(len(chunks)):
             current = ahead.pop(0).result()
@@ -195,9 +199,16 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
                 if on_chunk is not None:
                     on_chunk(conn, dataclasses.replace(checkpoint, tally=tally.dump()))
 
-            _evaluate(database, current, revision, models, steps=steps, now=moment, as_of=as_of, moment=moment,
-                      cuts=cuts, run_id=run_id, compiled=compiled, margin=margin, source=source, tally=tally,
-                      update=update, dry_run=dry_run, commit=commit, offers=offers if with_loyalty else None)
+            evaluated = current.evaluated or evaluate(
+                current, revision, models, steps=steps, moment=moment, as_of=as_of, cuts=cuts, run_id=run_id,
+                compiled=compiled, margin=margin, dry_run=dry_run, offers=offers if with_loyalty else None)
+            tally.add(evaluated.tally)
+            if dry_run:
+                with database.connection(write=True) as conn:
+                    commit(conn)
+            else:
+                _write(database, current, evaluated, revision=revision, now=moment, source=source, tally=tally,
+                       update=update, commit=commit)
             if current.reader_peak_mb is not None:
                 tally.reader_peak_mb = max(tally.reader_peak_mb, current.reader_peak_mb)
             if progress is not None:
@@ -282,6 +293,17 @@ class _Tally:
         fields = {**data, "moves": {(a, b): n for a, b, n in data.get("moves", [])}}
         return cls(**{k: v for k, v in fields.items() if k in {f.name for f in dataclasses.fields(cls)}})
 
+    def add(self, other: _Tally) -> None:
+        """Add another tally's counts (a chunk's) to this one."""
+        for f in dataclasses.fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if f.name == "reader_peak_mb":
+                self.reader_peak_mb = max(mine, theirs)
+            elif isinstance(mine, dict):
+                _add_counts(mine, theirs)
+            else:
+                setattr(self, f.name, mine + theirs)
+
     def count(self, which: str, field: str, values: Any) -> None:
         """Add customers by value of `field` to the before or after distribution."""
         bucket = getattr(self, which).setdefault(field, {})
@@ -290,11 +312,35 @@ class _Tally:
             bucket[key] = bucket.get(key, 0) + 1
 
 
-def _evaluate(database: Database, chunk: Chunk, revision: Any, models: Any, *, steps: Sequence[str], now: dt.datetime,
-              as_of: dt.datetime | None, moment: dt.datetime, cuts: dict[str, list[float]], run_id: int | None,
-              compiled: dict[int, Any], margin: Decimal, source: str, tally: _Tally, update: _Statements,
-              dry_run: bool, commit: Callable[[Connection], None], offers: offer_reach.Trial | None = None) -> None:
+def _add_counts(into: dict[Any, Any], more: dict[Any, Any]) -> None:
+    """Add nested counts: numbers are summed, dicts merged key by key."""
+    for key, count in more.items():
+        if isinstance(count, dict):
+            _add_counts(into.setdefault(key, {}), count)
+        else:
+            into[key] = into.get(key, 0) + count
+
+
+@dataclasses.dataclass
+class Evaluated:
+    """One chunk evaluated, nothing written yet: the state as it would be, what changed, the chunk's counts."""
+
+    new: dict[str, np.ndarray]  # _WRITTEN columns, aligned to the chunk's ids
+    changed: np.ndarray  # bool: a written column differs
+    moved: np.ndarray  # bool: the stage differs
+    rule_ids: np.ndarray | None  # the lifecycle rule that decided each stage
+    wanted: dict[int, set[int]]  # segment id -> customers of the chunk inside it
+    tally: _Tally
+
+
+def evaluate(chunk: Chunk, revision: Any, models: Any, *, steps: Sequence[str], moment: dt.datetime,
+             as_of: dt.datetime | None, cuts: dict[str, list[float]], run_id: int | None, compiled: dict[int, Any],
+             margin: Decimal, dry_run: bool, offers: offer_reach.Trial | None = None) -> Evaluated:
+    """Evaluate one chunk as read (no database): scores, RFM, CLV, stage, value, journey, segments;
+    in a dry run, its before and after counts and offer reach too. It runs where the chunk was read
+    when that is a Dask worker (analytics/shards.py), else in the pass's process."""
     ids, agg, state = chunk.ids, chunk.features.aggregates, chunk.state
+    tally, now = _Tally(), moment
     n = len(ids)
     new = {k: state[k].copy() for k in _WRITTEN}
     scores = models.score_batch(chunk.features.values) if ("stages" in steps or compiled or offers) else {}
@@ -369,11 +415,7 @@ def _evaluate(database: Database, chunk: Chunk, revision: Any, models: Any, *, s
         _what_if(chunk, new, changed, moved, wanted, tally)
         if offers is not None:
             offer_reach.count(offers, revision, chunk, scores, new, agg, moment, tally.offers)
-        with database.connection(write=True) as conn:
-            commit(conn)
-        return
-    _write(database, chunk, new, changed, moved, rule_ids, wanted, revision=revision, now=now, source=source, tally=tally,
-           update=update, commit=commit)
+    return Evaluated(new, changed, moved, rule_ids, wanted, tally)
 
 
 def _what_if(chunk: Chunk, new: dict[str, np.ndarray], changed: np.ndarray, moved: np.ndarray,
@@ -392,10 +434,11 @@ def _what_if(chunk: Chunk, new: dict[str, np.ndarray], changed: np.ndarray, move
     tally.written += int(changed.sum())
 
 
-def _write(database: Database, chunk: Chunk, new: dict[str, np.ndarray], changed: np.ndarray, moved: np.ndarray,
-           rule_ids: np.ndarray | None, wanted: dict[int, set[int]], *, revision: Any, now: dt.datetime, source: str,
+def _write(database: Database, chunk: Chunk, evaluated: Evaluated, *, revision: Any, now: dt.datetime, source: str,
            tally: _Tally, update: _Statements, commit: Callable[[Connection], None]) -> None:
     ids, state = chunk.ids, chunk.state
+    new, changed, moved, rule_ids, wanted = (evaluated.new, evaluated.changed, evaluated.moved, evaluated.rule_ids,
+                                             evaluated.wanted)
     lo, hi = int(ids[0]), int(ids[-1])
     with database.connection(write=True) as conn:
         absent = ids[~chunk.has_row & changed]

@@ -121,6 +121,7 @@ class ModelSet:
         now = now or utcnow()
         self.feature_names = feature_names
         self.models_dir = models_dir
+        self.max_age_days = max_age_days
         self.loaded_at = now
         self.statuses: dict[str, ModelStatus] = {}
         protos: dict[str, onnx.ModelProto] = {}
