@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from decision_server.demo import generator
+from decision_server.jobs import reevaluation
 from decision_server.jobs.records import BulkRunRecord
 
 _runs = BulkRunRecord.__table__
@@ -99,3 +100,28 @@ def test_what_if_a_draft_rule_change_reports_its_effect_and_writes_nothing(clien
                          headers=auth("editor"))
     assert broken.status_code == 422 and broken.get_json()["code"] == "rule_file_invalid"
     assert "lifecycle.yaml" in broken.get_json()["message"]
+
+
+def test_the_loyalty_review_and_expiry_endpoints_start_recorded_runs(client, auth, demo, app):
+    from decision_server.loyalty.demo import start_program
+
+    start_program(demo, app.extensions["rulebook"].current, days=60)
+    with demo.connection() as conn:
+        members = conn.exec_driver_sql("SELECT count(*) FROM loyalty_members").scalar()
+    assert members > 0
+    review = client.post("/api/v1/loyalty/review", headers=auth("editor"))
+    assert review.status_code == 202 and review.get_json()["steps"] == ["tiers"], review.get_json()
+    run = _wait(client, auth("editor"), review.get_json()["id"])
+    assert run["status"] == "succeeded" and run["source"] == "api"
+    assert run["result"]["tiers"]["members"] == members
+    expiry = client.post("/api/v1/loyalty/expire", headers=auth("editor")).get_json()
+    assert expiry["steps"] == ["expiry"]
+    done = _wait(client, auth("editor"), expiry["id"])
+    assert done["status"] == "succeeded" and done["result"]["expiry"]["changed"] == 0  # as shipped, points never expire
+    now = dt.datetime.now(dt.UTC)
+    with demo.connection(write=True) as conn:  # the nightly run is going: one run at a time
+        conn.execute(sa.insert(_runs).values(job="reevaluate", steps=list(reevaluation.STEPS), dry_run=False,
+                                             source="schedule", status="running", as_of=now, started_at=now,
+                                             heartbeat_at=now, runner="nightly-host:9", done=1, total=300, resumes=0))
+    busy = client.post("/api/v1/loyalty/review", headers=auth("editor"))
+    assert busy.status_code == 409 and busy.get_json()["code"] == "job_running"

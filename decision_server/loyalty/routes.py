@@ -13,7 +13,8 @@ from flask.views import MethodView
 
 from decision_server.auth.roles import Permission, requires
 from decision_server.db import utcnow
-from decision_server.loyalty import bulk, ledger, rewards, schemas, service, tiers
+from decision_server.jobs.schemas import RunSchema
+from decision_server.loyalty import ledger, rewards, schemas, service, tiers
 from decision_server.schemas import ErrorSchema, PageQuery, page_response
 from decision_server.web import Blueprint, transaction
 
@@ -356,16 +357,33 @@ class Statistics(MethodView):
 @blp.route("/review")
 class Review(MethodView):
     @requires(Permission.LOYALTY_MANAGE)
-    @blp.response(200, schemas.LoyaltyRunSchema)
+    @blp.response(202, RunSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="a re-evaluation run holds the job's lease (`job_running`)")
     def post(self):
-        """Run the tier review over every member now (upgrades, and downgrades as loyalty_policy.yaml allows)."""
-        return bulk.review_tiers(current_app.extensions["database"], _revision())
+        """Start the tier review over every member now (upgrades, and downgrades as loyalty_policy.yaml allows).
+
+        It runs as the re-evaluation job with the tiers step: answered at once with the run (202),
+        followed at /jobs/runs/{id}, refused (409) while another run (the nightly one) is going.
+        """
+        return _start_job("tiers")
 
 
 @blp.route("/expire")
 class Expire(MethodView):
     @requires(Permission.LOYALTY_MANAGE)
-    @blp.response(200, schemas.LoyaltyRunSchema)
+    @blp.response(202, RunSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="a re-evaluation run holds the job's lease (`job_running`)")
     def post(self):
-        """Expire every member's points past their expiry date now."""
-        return bulk.expire_points(current_app.extensions["database"])
+        """Start expiring every member's points past their expiry date now (the re-evaluation job's expiry step).
+
+        Answered at once with the run (202); follow it at /jobs/runs/{id}.
+        """
+        return _start_job("expiry")
+
+
+def _start_job(step: str) -> dict:
+    """Run one loyalty step of the re-evaluation job now, in the background, with its lease and record."""
+    from decision_server.jobs import reevaluation
+
+    return reevaluation.start(current_app.extensions["database"], _revision(), current_app.extensions["models"].current,
+                              steps=[step], source="api")

@@ -288,11 +288,3 @@ class LoyaltyStatisticsSchema(ma.Schema):
 
 class LoyaltyStatisticsQuery(_Strict):
     since = Timestamp(metadata={"description": "tier changes and movements since (default: 30 days ago)"})
-
-
-class LoyaltyRunSchema(ma.Schema):
-    members = fields.Integer(metadata={"description": "members looked at"})
-    changed = fields.Integer(metadata={"description": "tier changes, or members whose points expired"})
-    points = fields.Integer(metadata={"description": "points expired (expiry runs)"})
-    transitions = fields.List(fields.Dict(), metadata={"description": "tier changes by from → to"})
-    seconds = fields.Float()
