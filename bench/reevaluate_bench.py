@@ -11,7 +11,10 @@ For each database, a copy of a generated demo base (--sqlite-from FILE, --postgr
   merged graph the server runs) in batches of 100,000; evaluate the lifecycle, value and journey
   rules with the vectorized backend; write a narrow (customer_id, stage) table (executemany on
   SQLite, COPY on PostgreSQL). Their sum is the floor the job is compared with;
-- linearity: with --small-from (a base 10x smaller, same generator), the first run there too.
+- linearity: with --small-from (a base 10x smaller, same generator), the first run there too;
+- what-if: with --what-if, a dry run of every what-if step with offer reach (every active offer on
+  every customer, on the three channels, before and after) against the same dry run without it:
+  the difference is what trying the offers costs.
 
     .venv/bin/python bench/reevaluate_bench.py --sqlite-from 1m.db --small-from 100k.db --models DIR
     .venv/bin/python bench/reevaluate_bench.py --databases postgresql --postgres-from ds_bench_1m --models DIR --dask
@@ -55,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--postgres-from", metavar="DATABASE", help="the PostgreSQL demo database to copy (TEMPLATE)")
     parser.add_argument("--models", type=Path, required=True, help="trained models folder (the job scores with them)")
     parser.add_argument("--dask", action="store_true", help="also run on a local two-worker Dask cluster (PostgreSQL)")
+    parser.add_argument("--what-if", action="store_true", help="also time a what-if with and without offer reach")
     return parser.parse_args(argv)
 
 
@@ -96,6 +100,27 @@ def job(url: str, revision, models, dask_address: str | None = None) -> dict:
                 "rss_main_mb": chunks.peak_memory_mb(), "rss_reader_mb": row["result"]["pass"]["reader_peak_mb"]}
     finally:
         database.dispose()
+
+
+def what_if(url: str, revision, models) -> dict:
+    """A dry run of every what-if step, with offer reach on every channel, then without it."""
+    from decision_server.analytics import offer_reach
+    from decision_server.config import DEFAULT_CHANNELS
+
+    database = Database(url)
+    out = {}
+    try:
+        for label, steps in (("what_if_s", reevaluation.WHAT_IF_STEPS),
+                             ("what_if_no_offers_s", tuple(s for s in reevaluation.WHAT_IF_STEPS if s != "offers"))):
+            trial = offer_reach.trial(database, revision, channels=list(DEFAULT_CHANNELS)) if "offers" in steps else None
+            row = reevaluation.run(database, revision, models, steps=steps, dry_run=True, source="bench", offers=trial)
+            out[label] = (row["finished_at"] - row["started_at"]).total_seconds()
+            if trial is not None:
+                out["offers_tried"] = len(trial.offers) * len(trial.channels)
+        out["offers_s"] = out["what_if_s"] - out["what_if_no_offers_s"]
+    finally:
+        database.dispose()
+    return out
 
 
 def floors(url: str, revision, models) -> dict:
@@ -177,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             first = job(url, revision, models)
             print(f"  {dialect}: nightly run", flush=True)
             nightly = job(url, revision, models)
+            if args.what_if:
+                print(f"  {dialect}: what-if with and without offer reach", flush=True)
+                row.update(what_if(url, revision, models))
             print(f"  {dialect}: floors", flush=True)
             row.update(floors(url, revision, models))
         row.update(customers=first["customers"], first_s=first["s"], written=first["written"], nightly_s=nightly["s"],
@@ -203,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         ("floor s", "floor_s", ",.1f"), ("first/floor", "ratio_first", ""), ("nightly/floor", "ratio_nightly", ""),
         ("10x base", "linearity", ""), ("peak MB main / reader", "rss", ""),
     ])
+    if any("what_if_s" in r for r in results):
+        print()
+        harness.print_table([r for r in results if "what_if_s" in r], [
+            ("database", "database", ""), ("what-if s", "what_if_s", ",.1f"), ("without offers s", "what_if_no_offers_s", ",.1f"),
+            ("offer reach s", "offers_s", ",.1f"), ("offers x channels", "offers_tried", ",.0f"),
+        ])
     path = harness.write_results("reevaluate_bench", {"args": harness.public_args(args), "results": results})
     print(f"\n{harness.MACHINE_NOTE}\nresults: {path.relative_to(harness.REPO)}; {time.perf_counter() - started:.0f} s in all")
     revision.close()

@@ -53,7 +53,7 @@ class Config:
     scheduler_lease_seconds: float = 30.0
     # A failed scheduled job is retried after this, then 4x, then 16x as long (three retries).
     job_retry_seconds: float = 60.0
-    # A Dask scheduler (tcp://host:8786): bulk passes read their chunks on its workers; none: two local processes.
+    # A Dask scheduler (tcp://host:8786): bulk passes read and evaluate their chunks on its workers; none: two local processes.
     dask_scheduler_address: str | None = None
 
     @classmethod

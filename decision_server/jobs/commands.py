@@ -21,7 +21,7 @@ from decision_server.cli import Context, _progress, _require_migrated, pass_cont
 @click.option("--chunk", default=50_000, show_default=True, type=click.IntRange(100, 1_000_000),
               help="Customers per chunk (one transaction each); memory grows with it, not with the base.")
 @click.option("--dask", "dask_address", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS",
-              help="Read the chunks on this Dask cluster (tcp://host:8786) [env DASK_SCHEDULER_ADDRESS; default: two local processes].")
+              help="Read and evaluate the chunks on this Dask cluster (tcp://host:8786); this process writes [env DASK_SCHEDULER_ADDRESS; default: two local reader processes].")
 @click.option("--customers", "customers_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Only the customers in this file: one customer id (yours, as in the API) per line.")
 @click.option("--segment", metavar="NAME", help="Only the members of this segment.")
