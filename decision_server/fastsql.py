@@ -50,18 +50,22 @@ def _result_converter(type_: Any, sqlite: bool):
 class Prepared:
     """One statement compiled for one engine, with its value conversions."""
 
-    def __init__(self, engine: Engine, statement: sa.sql.ClauseElement):
-        compiled = statement.compile(dialect=engine.dialect)
+    def __init__(self, engine: Engine, statement: sa.sql.ClauseElement, *, expand: bool = False):
+        """`expand`: the statement runs once with its own values, and an `IN` list among them becomes
+        one bound parameter per item (an expanding parameter cannot be compiled once for any list)."""
+        compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True} if expand else {})
         self.sql = compiled.string
         sqlite = engine.dialect.name == "sqlite"
         self.positional = tuple(compiled.positiontup) if compiled.positiontup is not None else None
         # Literals in the statement keep their values; named parameters come from each call.
-        self.defaults = {name: bind.value for bind, name in compiled.bind_names.items()}
+        self.defaults = {name: bind.value for bind, name in compiled.bind_names.items() if not bind.expanding}
         self.binders = {}
         for bind, name in compiled.bind_names.items():
             converter = _bind_converter(bind.type, sqlite)
-            if converter is not None:
+            if converter is not None and not bind.expanding:
                 self.binders[name] = converter
+        if expand:  # the items of IN lists, each its own parameter now (id_3_1, id_3_2, ...)
+            self.defaults.update({k: v for k, v in compiled.params.items() if k not in self.defaults})
         columns = getattr(statement, "selected_columns", None) or ()
         self.names = tuple(c.name for c in columns)
         self.readers = tuple((i, f) for i, c in enumerate(columns) if (f := _result_converter(c.type, sqlite)) is not None)
@@ -133,7 +137,7 @@ def raw_rows(conn: Any, statement: sa.Select) -> list[tuple]:
 
 def raw_slices(conn: Any, statement: sa.Select, size: int | None) -> Iterator[list[tuple]]:
     """Like raw_rows, `size` rows at a time (all at once for None), so a long result is never all in memory."""
-    prepared = Prepared(conn.engine, statement)
+    prepared = Prepared(conn.engine, statement, expand=True)
     cur = conn.connection.driver_connection.cursor()
     try:
         cur.execute(prepared.sql, prepared.params({}))

@@ -52,6 +52,23 @@ def test_state_row_and_sql_give_the_same_features(database):
         assert (from_sql[:, FEATURE_NAMES.index(name)] > 0).sum() > 50, name
 
 
+def test_a_sparse_chunk_reads_its_customers_only_and_gets_the_same_features(database):
+    generator.load(database, generator.DemoSpec(customers=400, seed=8))
+    as_of = utcnow()
+    ids, from_sql = _bulk(database, as_of)
+    some = np.sort(np.random.default_rng(3).choice(ids, size=60, replace=False))  # spread over the whole range
+    assert len(some) * 2 < some[-1] - some[0] + 1
+    with database.connection() as conn:
+        sparse = bulk.features(conn, some, as_of)
+        dense = bulk.features(conn, ids, as_of)  # one chunk: the whole range
+    at = np.searchsorted(ids, some)
+    _assert_same(from_sql[at], sparse.values, some)
+    assert sparse.aggregates.keys() == dense.aggregates.keys()
+    for name, column in sparse.aggregates.items():  # the exact cents and the times too
+        assert np.array_equal(column, dense.aggregates[name][at], equal_nan=True), name
+    assert (sparse.aggregates["purchases"] > 0).sum() > 20
+
+
 def test_event_path_keeps_the_state_row_features_exact(database):
     generator.load(database, generator.DemoSpec(customers=60, seed=3))
     now = utcnow()

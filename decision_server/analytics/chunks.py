@@ -156,15 +156,14 @@ def read_chunk(database: Database, ids: np.ndarray, as_of: dt.datetime, segment_
     `loyalty` adds the LOYALTY columns to the state: tier and spendable points (balance less
     points still pending at `as_of`), None for customers who are not members, as decisions see them.
     """
-    lo, hi = int(ids[0]), int(ids[-1])
     with database.connection() as conn:
-        seen = dict(fastsql.raw_rows(conn, stamps(lo, hi)))
+        seen = dict(fastsql.raw_rows(conn, stamps(ids)))
         features = bulk.features(conn, ids, as_of)
         rows = conn.execute(sa.select(_st.c.customer_id, *(_st.c[k] for k in STATE))
-                            .where(_st.c.customer_id.between(lo, hi))).all()
+                            .where(bulk.of(_st.c.customer_id, ids))).all()
         members = {sid: set(conn.execute(sa.select(_m.c.customer_id).where(
-            _m.c.segment_id == sid, _m.c.customer_id.between(lo, hi))).scalars()) for sid in segment_ids}
-        enrolled = conn.execute(_loyalty(lo, hi), {"now": as_of}).all() if loyalty else []
+            _m.c.segment_id == sid, bulk.of(_m.c.customer_id, ids))).scalars()) for sid in segment_ids}
+        enrolled = conn.execute(_loyalty(ids), {"now": as_of}).all() if loyalty else []
     n = len(ids)
     state = {k: np.full(n, None, dtype=object) for k in STATE + (LOYALTY if loyalty else ())}
     has_row = _place(ids, rows, STATE, state)
@@ -187,18 +186,18 @@ def _place(ids: np.ndarray, rows: Sequence[Any], names: Sequence[str], state: di
     return found_at
 
 
-def _loyalty(lo: int, hi: int) -> sa.Select:
+def _loyalty(ids: np.ndarray) -> sa.Select:
     """Members in an id range: tier and the points they can spend (pending points are not spendable yet)."""
     pending = (sa.select(_ll.c.customer_id, sa.func.sum(_ll.c.points).label("points"))
-               .where(_ll.c.customer_id.between(lo, hi), _ll.c.points > 0,
+               .where(bulk.of(_ll.c.customer_id, ids), _ll.c.points > 0,
                       _ll.c.available_at > sa.bindparam("now", type_=UtcDateTime()))
                .group_by(_ll.c.customer_id).subquery())
     spendable = _lm.c.balance - sa.func.coalesce(pending.c.points, 0)
     return (sa.select(_lm.c.customer_id, _lm.c.tier, sa.case((spendable > 0, spendable), else_=0))
             .outerjoin(pending, pending.c.customer_id == _lm.c.customer_id)
-            .where(_lm.c.customer_id.between(lo, hi)))
+            .where(bulk.of(_lm.c.customer_id, ids)))
 
 
-def stamps(lo: int, hi: int) -> sa.Select:
-    """The state rows' updated_at in an id range (compared before a chunk is written)."""
-    return sa.select(_st.c.customer_id, _st.c.updated_at).where(_st.c.customer_id.between(lo, hi))
+def stamps(ids: np.ndarray) -> sa.Select:
+    """The state rows' updated_at of customers `ids` (compared before a chunk is written)."""
+    return sa.select(_st.c.customer_id, _st.c.updated_at).where(bulk.of(_st.c.customer_id, ids))

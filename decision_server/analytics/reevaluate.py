@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 
 STEPS = ("rfm", "stages", "segments")
 DRY_RUN_STEPS = (*STEPS, "offers")  # offer reach changes nothing: it is only counted
+# Some customers (a segment, a list) are read by their ids when sparse (bulk.of): this many at a
+# time keeps each statement's bound parameters under SQLite's limit (32,766).
+SUBSET_CHUNK = 10_000
 _st = CustomerStateRecord.__table__
 _tr = StageTransitionRecord.__table__
 _runs = RfmRunRecord.__table__
@@ -153,7 +156,8 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
         if customers is not None:  # some customers: in id order, after the checkpoint
             wanted = np.unique(np.asarray(customers, dtype=np.int64))
             wanted = wanted[wanted > (resume.after_id if resume else 0)]
-            chunks = [wanted[i : i + chunk] for i in range(0, len(wanted), chunk)]
+            size = min(chunk, SUBSET_CHUNK)
+            chunks = [wanted[i : i + size] for i in range(0, len(wanted), size)]
         else:
             chunks = list(bulk.customer_ids(conn, moment, chunk=chunk, after=resume.after_id if resume else 0))
         if resume is not None and resume.rfm is not None:
@@ -439,7 +443,6 @@ def _write(database: Database, chunk: Chunk, evaluated: Evaluated, *, revision: 
     ids, state = chunk.ids, chunk.state
     new, changed, moved, rule_ids, wanted = (evaluated.new, evaluated.changed, evaluated.moved, evaluated.rule_ids,
                                              evaluated.wanted)
-    lo, hi = int(ids[0]), int(ids[-1])
     with database.connection(write=True) as conn:
         absent = ids[~chunk.has_row & changed]
         if len(absent):  # customers with no events yet have no state row: make them, so changes have a home
@@ -448,7 +451,7 @@ def _write(database: Database, chunk: Chunk, evaluated: Evaluated, *, revision: 
         # The rows are locked until this transaction ends (PostgreSQL; SQLite's writer holds the whole
         # database), so an event for one of these customers waits for the chunk rather than being overwritten.
         seen = chunk.stamps
-        locked = fastsql.raw_rows(conn, stamps(lo, hi).with_for_update())
+        locked = fastsql.raw_rows(conn, stamps(ids).with_for_update())
         newer = {cid for cid, stamp in locked if cid in seen and seen[cid] != stamp}
         fresh = ~np.isin(ids, np.fromiter(newer, dtype=np.int64, count=len(newer)))
         tally.skipped += int((changed & ~fresh).sum())

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -55,7 +56,7 @@ def _sum_if(condition, value) -> sa.ColumnElement:
     return sa.func.sum(value).filter(condition)
 
 
-def _purchase_query(w: Windows, lo: int, hi: int):
+def _purchase_query(w: Windows, ids: np.ndarray):
     t = TransactionRecord
     occ = t.occurred_at
     in3, in12 = occ >= w.start_3m, occ >= w.start_12m
@@ -79,12 +80,12 @@ def _purchase_query(w: Windows, lo: int, hi: int):
             # The equality first: it fails fast for most rows (SQLite evaluates AND left to right).
             *(_count_if(sa.and_(t.category == c, in12, bought)).label(f"category_{c}_12m") for c in CATEGORIES),
         )
-        .where(t.customer_id.between(lo, hi), occ <= w.as_of)
+        .where(of(t.customer_id, ids), occ <= w.as_of)
         .group_by(t.customer_id)
     )
 
 
-def _touch_query(w: Windows, lo: int, hi: int):
+def _touch_query(w: Windows, ids: np.ndarray):
     tp = TouchpointRecord
     occ = tp.occurred_at
     in3 = occ >= w.start_3m
@@ -97,7 +98,7 @@ def _touch_query(w: Windows, lo: int, hi: int):
             *(_count_if(sa.and_(tp.channel == c, in3)).label(f"channel_{c}_3m") for c in TOUCH_CHANNELS),
             *(_count_if(sa.and_(tp.kind == k, in3)).label(f"kind_{k}_3m") for k in TOUCH_KINDS),
         )
-        .where(tp.customer_id.between(lo, hi), occ <= w.as_of)
+        .where(of(tp.customer_id, ids), occ <= w.as_of)
         .group_by(tp.customer_id)
     )
 
@@ -105,6 +106,16 @@ def _touch_query(w: Windows, lo: int, hi: int):
 _MONEY = {"spend", "cost", "uncosted", "spend_3m", "spend_prev_3m", "spend_12m"}
 _CENTS = tuple(f"{m}_cents" for m in sorted(_MONEY))
 _TIMES = {"first_purchase_at", "last_purchase_at", "last_touchpoint_at"}
+
+
+def of(column: Any, ids: np.ndarray) -> Any:
+    """The condition "column is one of `ids`" (sorted): their range when they fill half of it or
+    more (a chunk of the whole base), else the ids themselves too, so a sparse chunk (a segment's
+    members) reads its customers only, not everyone between its first and last."""
+    lo, hi = int(ids[0]), int(ids[-1])
+    if len(ids) * 2 >= hi - lo + 1:
+        return column.between(lo, hi)
+    return column.in_([int(i) for i in ids])  # alone: with the range too, SQLite scans the range
 
 
 def customer_ids(conn: Connection, as_of: dt.datetime, *, chunk: int = CHUNK, after: int = 0) -> Iterator[np.ndarray]:
@@ -127,16 +138,14 @@ def features(conn: Connection, ids: np.ndarray, as_of: dt.datetime) -> FeatureCh
     `uncosted_cents` (amounts sent without a cost) as exact int64 cents, for CLV.
     """
     w = Windows.at(as_of)
-    lo, hi = int(ids[0]), int(ids[-1])
     n = len(ids)
     agg: dict[str, np.ndarray] = {name: np.zeros(n) for name in AGGREGATES}
     for name in _TIMES:
         agg[name] = np.full(n, np.nan)
     for name in _CENTS:
         agg[name] = np.zeros(n, dtype=np.int64)
-    since = sa.select(CustomerRecord.id, CustomerRecord.created_at.label("customer_since")).where(
-        CustomerRecord.id.between(lo, hi))
-    for query in (since, _purchase_query(w, lo, hi), _touch_query(w, lo, hi)):
+    since = sa.select(CustomerRecord.id, CustomerRecord.created_at.label("customer_since")).where(of(CustomerRecord.id, ids))
+    for query in (since, _purchase_query(w, ids), _touch_query(w, ids)):
         # Raw rows: SQLAlchemy's per-value result processing (timestamps) costs a third of a
         # chunk's time, and `_scatter` converts whole columns at once.
         _scatter(agg, ids, [c.name for c in query.selected_columns][1:], fastsql.raw_rows(conn, query))
