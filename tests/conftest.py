@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -162,6 +163,22 @@ def keys(database) -> dict[str, str]:
 def auth(keys):
     """Return the Authorization header for a role: auth("admin")."""
     return lambda role: {"Authorization": f"Bearer {keys[role]}"}
+
+
+@pytest.fixture
+def run_ended(client, auth):
+    """Return a function that follows a job run over the API until it ends and returns it: run_ended(run_id)."""
+
+    def follow(run_id: int, role: str = "analyst") -> dict:
+        deadline = time.monotonic() + 120
+        while True:
+            run = client.get(f"/api/v1/jobs/runs/{run_id}", headers=auth(role)).get_json()
+            if run["status"] != "running":
+                return run
+            assert time.monotonic() < deadline, run
+            time.sleep(0.1)
+
+    return follow
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ change on every customer without writing anything."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 import pytest
 import sqlalchemy as sa
@@ -22,30 +21,20 @@ def demo(database, client):
     return database
 
 
-def _wait(client, headers, run_id) -> dict:
-    deadline = time.monotonic() + 120
-    while True:
-        run = client.get(f"/api/v1/jobs/runs/{run_id}", headers=headers).get_json()
-        if run["status"] != "running":
-            return run
-        assert time.monotonic() < deadline, run
-        time.sleep(0.1)
-
-
 def _stages(database) -> dict:
     with database.connection() as conn:
         return dict(conn.exec_driver_sql("SELECT stage, count(*) FROM customer_state GROUP BY stage").all())
 
 
-def test_run_now_and_follow_it(client, auth, demo):
+def test_run_now_and_follow_it(client, auth, demo, run_ended):
     started = client.post("/api/v1/jobs/reevaluate", json={"steps": ["rfm", "stages"]}, headers=auth("admin"))
     assert started.status_code == 202, started.get_json()
-    run = _wait(client, auth("analyst"), started.get_json()["id"])
+    run = run_ended(started.get_json()["id"])
     assert run["status"] == "succeeded" and run["source"] == "api" and run["steps"] == ["rfm", "stages"]
     assert run["done"] == run["total"] == 300 and run["result"]["pass"]["changed"] == 300 and run["eta_seconds"] is None
     assert sum(_stages(demo).values()) == 300 and None not in _stages(demo)
     again = client.post("/api/v1/jobs/reevaluate", json={"steps": ["stages"]}, headers=auth("admin")).get_json()
-    assert _wait(client, auth("admin"), again["id"])["result"]["pass"]["changed"] == 0
+    assert run_ended(again["id"])["result"]["pass"]["changed"] == 0
     page = client.get("/api/v1/jobs/runs?limit=1", headers=auth("editor")).get_json()
     assert [r["id"] for r in page["items"]] == [again["id"]] and page["next_cursor"]
     rest = client.get(f"/api/v1/jobs/runs?limit=1&cursor={page['next_cursor']}", headers=auth("editor")).get_json()
@@ -53,7 +42,7 @@ def test_run_now_and_follow_it(client, auth, demo):
     assert client.get("/api/v1/jobs/runs?status=failed", headers=auth("admin")).get_json()["items"] == []
 
 
-def test_a_second_runner_gets_409_and_bad_input_422(client, auth, demo):
+def test_a_second_runner_gets_409_and_bad_input_422(client, auth, demo, run_ended):
     now = dt.datetime.now(dt.UTC)
     with demo.connection(write=True) as conn:
         conn.execute(sa.insert(_runs).values(job="reevaluate", steps=["stages"], dry_run=False, source="schedule",
@@ -64,7 +53,7 @@ def test_a_second_runner_gets_409_and_bad_input_422(client, auth, demo):
     assert "other-host:7" in busy.get_json()["message"]
     meanwhile = client.post("/api/v1/jobs/what-if", json={"steps": ["stages"]}, headers=auth("editor"))
     assert meanwhile.status_code == 202  # a dry run writes nothing: it has a lease of its own
-    assert _wait(client, auth("editor"), meanwhile.get_json()["id"])["job"] == "what-if"
+    assert run_ended(meanwhile.get_json()["id"])["job"] == "what-if"
     running = client.get("/api/v1/jobs/runs?status=running", headers=auth("admin")).get_json()["items"]
     assert running[0]["rate"] >= 0 and running[0]["eta_seconds"] is not None
     bad = client.post("/api/v1/jobs/reevaluate", json={"steps": ["stage"], "chunk": 5}, headers=auth("admin"))
@@ -72,9 +61,9 @@ def test_a_second_runner_gets_409_and_bad_input_422(client, auth, demo):
     assert client.get("/api/v1/jobs/runs/999", headers=auth("admin")).status_code == 404
 
 
-def test_what_if_a_draft_rule_change_reports_its_effect_and_writes_nothing(client, auth, demo, rules_dir):
+def test_what_if_a_draft_rule_change_reports_its_effect_and_writes_nothing(client, auth, demo, run_ended, rules_dir):
     first = client.post("/api/v1/jobs/reevaluate", json={}, headers=auth("admin")).get_json()
-    assert _wait(client, auth("admin"), first["id"])["status"] == "succeeded"
+    assert run_ended(first["id"])["status"] == "succeeded"
     before = _stages(demo)
     with demo.connection() as conn:
         transitions = conn.exec_driver_sql("SELECT count(*) FROM stage_transitions").scalar()
@@ -85,7 +74,7 @@ def test_what_if_a_draft_rule_change_reports_its_effect_and_writes_nothing(clien
     asked = client.post("/api/v1/jobs/what-if", json={"files": {"lifecycle.yaml": sooner}, "steps": ["stages", "segments"]},
                         headers=auth("editor"))
     assert asked.status_code == 202, asked.get_json()
-    run = _wait(client, auth("editor"), asked.get_json()["id"])
+    run = run_ended(asked.get_json()["id"])
     assert run["status"] == "succeeded" and run["dry_run"] and run["rule_revision"] != first["rule_revision"]
     result = run["result"]["pass"]
     moves = {(t["from"], t["to"]): t["count"] for t in result["transitions"]}
@@ -102,7 +91,7 @@ def test_what_if_a_draft_rule_change_reports_its_effect_and_writes_nothing(clien
     assert "lifecycle.yaml" in broken.get_json()["message"]
 
 
-def test_the_loyalty_review_and_expiry_endpoints_start_recorded_runs(client, auth, demo, app):
+def test_the_loyalty_review_and_expiry_endpoints_start_recorded_runs(client, auth, demo, run_ended, app):
     from decision_server.loyalty.demo import start_program
 
     start_program(demo, app.extensions["rulebook"].current, days=60)
@@ -111,12 +100,12 @@ def test_the_loyalty_review_and_expiry_endpoints_start_recorded_runs(client, aut
     assert members > 0
     review = client.post("/api/v1/loyalty/review", headers=auth("editor"))
     assert review.status_code == 202 and review.get_json()["steps"] == ["tiers"], review.get_json()
-    run = _wait(client, auth("editor"), review.get_json()["id"])
+    run = run_ended(review.get_json()["id"])
     assert run["status"] == "succeeded" and run["source"] == "api"
     assert run["result"]["tiers"]["members"] == members
     expiry = client.post("/api/v1/loyalty/expire", headers=auth("editor")).get_json()
     assert expiry["steps"] == ["expiry"]
-    done = _wait(client, auth("editor"), expiry["id"])
+    done = run_ended(expiry["id"])
     assert done["status"] == "succeeded" and done["result"]["expiry"]["changed"] == 0  # as shipped, points never expire
     now = dt.datetime.now(dt.UTC)
     with demo.connection(write=True) as conn:  # the nightly run is going: one run at a time

@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
@@ -25,7 +24,7 @@ CHECKED = ("catalog", "offers")  # the contact policy is the moment's, not the w
 
 
 @pytest.fixture
-def base(app, client, auth, database):
+def base(app, client, auth, database, run_ended):
     """120 demo customers, the demo catalog, the recent buyers enrolled, and state brought up to date."""
     generator.load(database, generator.DemoSpec(customers=120, seed=11))
     with database.session(write=True) as session:
@@ -33,26 +32,22 @@ def base(app, client, auth, database):
     app.extensions["catalog"].sync()
     start_program(database, app.extensions["rulebook"].current, days=60)
     run = client.post("/api/v1/jobs/reevaluate", json={"steps": ["rfm", "stages", "segments", "tiers"]}, headers=auth("admin"))
-    assert _wait(client, auth("admin"), run.get_json()["id"])["status"] == "succeeded"
+    assert run_ended(run.get_json()["id"])["status"] == "succeeded"
     return client
 
 
-def _wait(client, headers, run_id) -> dict:
-    deadline = time.monotonic() + 120
-    while True:
-        run = client.get(f"/api/v1/jobs/runs/{run_id}", headers=headers).get_json()
-        if run["status"] != "running":
-            return run
-        assert time.monotonic() < deadline, run
-        time.sleep(0.1)
+@pytest.fixture
+def what_if(base, auth, run_ended):
+    """Return a function that asks a what-if (POST /jobs/what-if) and returns its offer reach by channel."""
 
+    def ask(**body) -> dict:
+        asked = base.post("/api/v1/jobs/what-if", json=body, headers=auth("editor"))
+        assert asked.status_code == 202, asked.get_json()
+        run = run_ended(asked.get_json()["id"])
+        assert run["status"] == "succeeded", run["error"]
+        return {c["channel"]: c for c in run["result"]["pass"]["offers"]["channels"]}
 
-def _what_if(client, auth, **body) -> dict:
-    asked = client.post("/api/v1/jobs/what-if", json=body, headers=auth("editor"))
-    assert asked.status_code == 202, asked.get_json()
-    run = _wait(client, auth("editor"), asked.get_json()["id"])
-    assert run["status"] == "succeeded", run["error"]
-    return {c["channel"]: c for c in run["result"]["pass"]["offers"]["channels"]}
+    return ask
 
 
 def _decisions(client, auth, database, channel: str, intent: str | None) -> dict:
@@ -80,9 +75,9 @@ def _decisions(client, auth, database, channel: str, intent: str | None) -> dict
 
 
 @pytest.mark.parametrize("channel,intent", [("app", None), ("call_centre", "complaint"), ("sms", "browse")])
-def test_offer_reach_counts_what_decisions_decide(base, auth, database, channel, intent):
+def test_offer_reach_counts_what_decisions_decide(base, auth, database, what_if, channel, intent):
     truth = _decisions(base, auth, database, channel, intent)
-    reach = _what_if(base, auth, steps=["stages", "offers"], channels=[channel], intent=intent)[channel]
+    reach = what_if(steps=["stages", "offers"], channels=[channel], intent=intent)[channel]
     assert reach["customers"] == truth["customers"] == 120
     assert reach["no_eligible_offer"] == {"before": truth["none"], "after": truth["none"]}
     assert {o["code"]: o["eligible_before"] for o in reach["offers"]} == {
@@ -93,7 +88,7 @@ def test_offer_reach_counts_what_decisions_decide(base, auth, database, channel,
         assert offer["removed_by_after"] == {rule: n for (code, rule), n in truth["removed"].items() if code == offer["code"]}
 
 
-def test_a_draft_that_widens_an_offer_reports_who_gains_it(base, auth, database, rules_dir):
+def test_a_draft_that_widens_an_offer_reports_who_gains_it(base, auth, database, rules_dir, what_if):
     truth = _decisions(base, auth, database, "app", None)
     text = (rules_dir / "offers.yaml").read_text()
     # DOUBLE_POINTS for every lifecycle stage: the stage rule no longer holds it back
@@ -103,7 +98,7 @@ def test_a_draft_that_widens_an_offer_reports_who_gains_it(base, auth, database,
     gained = truth["only_by"][("DOUBLE_POINTS", "wrong_stage")]
     assert gained > 0  # the demo base has customers only their stage keeps from it
 
-    reach = _what_if(base, auth, files={"offers.yaml": draft}, steps=["offers"],
+    reach = what_if(files={"offers.yaml": draft}, steps=["offers"],
                      channels=["app"])["app"]
     for offer in reach["offers"]:
         assert offer["became_eligible"] == (gained if offer["code"] == "DOUBLE_POINTS" else 0), offer
@@ -114,7 +109,7 @@ def test_a_draft_that_widens_an_offer_reports_who_gains_it(base, auth, database,
     assert reach["no_eligible_offer"]["before"] == truth["none"] >= reach["no_eligible_offer"]["after"]
 
     tighter = text.replace("churn_risk >= 0.6", "churn_risk >= 0.0")  # no selling to anyone with a score
-    both = _what_if(base, auth, files={"offers.yaml": tighter}, steps=["offers"], channels=["app", "sms"])
+    both = what_if(files={"offers.yaml": tighter}, steps=["offers"], channels=["app", "sms"])
     for channel in ("app", "sms"):
         sellers = [o for o in both[channel]["offers"] if o["category"] in ("upsell", "cross_sell")]
         assert sellers and all(o["eligible_after"] == 0 and o["became_ineligible"] == o["eligible_before"] for o in sellers)
@@ -130,7 +125,7 @@ def test_offer_reach_refuses_what_it_cannot_try(base, auth):
     assert real.status_code == 422 and "dry-run step" in real.get_json()["errors"]["steps"][0], real.get_json()
 
 
-def test_the_cli_dry_run_tries_offers_and_shows_the_run(base, app, auth, database_url, rules_dir):
+def test_the_cli_dry_run_tries_offers_and_shows_the_run(base, app, auth, database_url, rules_dir, what_if):
     env = {**os.environ, "DATABASE_URL": database_url, "RULES_DIR": str(rules_dir),
            "MODELS_DIR": str(app.extensions["config"].models_dir)}
     cli = os.path.join(os.path.dirname(sys.executable), "decision-server")
@@ -144,7 +139,7 @@ def test_the_cli_dry_run_tries_offers_and_shows_the_run(base, app, auth, databas
     assert recorded["job"] == "what-if" and recorded["steps"] == ["offers"] and recorded["dry_run"]
     by_cli = {o["code"]: o["eligible_before"] for o in recorded["result"]["pass"]["offers"]["channels"][0]["offers"]}
     by_api = {o["code"]: o["eligible_before"]
-              for o in _what_if(base, auth, steps=["offers"], channels=["sms"], intent="browse")["sms"]["offers"]}
+              for o in what_if(steps=["offers"], channels=["sms"], intent="browse")["sms"]["offers"]}
     assert by_cli == by_api and sum(by_cli.values()) > 0
     for code, count in by_cli.items():  # the summary names every offer with its reach
         assert re.search(rf"^\s+{code}\s+eligible for\s+{count:,} -> {count:,}", dry.stdout, re.MULTILINE), (code, dry.stdout)
