@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from decision_server.analytics import chunks, offer_reach, reevaluate, segments, shards
+from decision_server.analytics import (
+    chunks,
+    evaluation,
+    offer_reach,
+    reevaluate,
+    segments,
+    shards,
+)
 from decision_server.config import DEFAULT_CHANNELS
 from decision_server.db import utcnow
 from decision_server.demo import generator
@@ -79,7 +86,7 @@ def test_a_worker_evaluates_with_what_the_run_sent_not_its_own_disk(database, re
     compiled = {row.id: segments.COMPILED.get(row, revision) for row in active}
     common = {"steps": reevaluate.STEPS, "moment": moment, "as_of": None, "cuts": {"recency": [], "frequency": [],
               "monetary": []}, "run_id": None, "margin": Decimal("0.30"), "dry_run": True}
-    here = reevaluate.evaluate(chunks.read_chunk(database, ids, moment, list(compiled)), revision, models,
+    here = evaluation.evaluate(chunks.read_chunk(database, ids, moment, list(compiled)), revision, models,
                                compiled=compiled, **common)
     spec = shards.work(revision, models, segments=active, **common)
     shutil.rmtree(copied)  # the worker has only what the run sent

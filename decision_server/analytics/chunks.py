@@ -58,7 +58,7 @@ class Chunk:
     members: dict[int, set[int]]  # segment id -> current members in the chunk
     stamps: dict[int, Any]  # updated_at of each state row as read (the driver's raw value)
     reader_peak_mb: float | None = None  # the reading process's peak resident memory (Linux)
-    evaluated: Any = None  # reevaluate.Evaluated, when a Dask worker evaluated the chunk too (analytics/shards.py)
+    evaluated: Any = None  # evaluation.Evaluated, when a Dask worker evaluated the chunk too (analytics/shards.py)
 
 
 @contextlib.contextmanager

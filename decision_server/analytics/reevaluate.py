@@ -12,11 +12,11 @@ everything:
    process evaluates and writes the current one (analytics/chunks.py). At most three chunks are
    held at once. On a Dask cluster, each chunk is a shard that a worker reads and evaluates
    (step 3, analytics/shards.py); the main process only writes.
-3. The main process (`evaluate`) scores the chunk with every model (one batched onnxruntime call), places
+3. The main process scores the chunk with every model (one batched onnxruntime call), places
    RFM against the cut points (scored from the recomputed aggregates; a state row that
    disagrees with its events is counted as `state_drift` and logged), names RFM segments,
    computes value, stage and journey with the vectorized rules, historical CLV in exact cents,
-   and segment memberships.
+   and segment memberships (analytics/evaluation.py: a chunk in, its verdicts out, no database).
 4. One transaction per chunk writes only what changed: the state columns of changed customers,
    their stage transitions (source = bulk) and membership changes. It first locks the chunk's
    state rows; a customer whose row an event rewrote after the chunk was read is left as the
@@ -43,9 +43,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from decision_server import fastsql
-from decision_server.analytics import clv, offer_reach, rfm, segments, shards, value
+from decision_server.analytics import offer_reach, rfm, segments, shards
 from decision_server.analytics.chunks import Chunk, readers, stamps
-from decision_server.analytics.lifecycle import DEFAULT_RULE, journey_inputs
+from decision_server.analytics.evaluation import WRITTEN, Evaluated, Tally, evaluate
+from decision_server.analytics.lifecycle import DEFAULT_RULE
 from decision_server.analytics.records import (
     RfmRunRecord,
     SegmentCountRecord,
@@ -57,7 +58,6 @@ from decision_server.customers.state import refresh_state
 from decision_server.db import Database, upsert, utcnow
 from decision_server.errors import ValidationError
 from decision_server.features import bulk
-from decision_server.features.definition import FEATURE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,6 @@ _st = CustomerStateRecord.__table__
 _tr = StageTransitionRecord.__table__
 _runs = RfmRunRecord.__table__
 _m = segments.SegmentMemberRecord.__table__
-# State columns the pass writes where they changed (it reads these and more: chunks.STATE).
-_WRITTEN = ("stage", "stage_since", "rfm_r", "rfm_f", "rfm_m", "rfm_segment", "rfm_run_id", "value_score",
-            "value_segment", "journey_stage")
 
 
 @dataclasses.dataclass
@@ -90,10 +87,6 @@ class Progress:
     @property
     def eta_seconds(self) -> float | None:
         return (self.total - self.done) / self.rate if self.rate > 0 else None
-
-
-def _numbers(values: np.ndarray) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def _cut_points(conn: Connection, as_of: dt.datetime | None) -> tuple[dict[str, list[float]], int]:
@@ -182,7 +175,7 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
             run_id = conn.execute(sa.insert(_runs).values(
                 as_of=moment, buyers=buyers, cuts=cuts, segments={}, rule_revision=revision.id, source=source,
                 seconds=0.0, created_at=now).returning(_runs.c.id)).scalar_one()
-    tally = _Tally.load(resume.tally) if resume else _Tally()
+    tally = Tally.load(resume.tally) if resume else Tally()
     checkpoint = Checkpoint(after_id=resume.after_id if resume else 0, done=done, tally=tally.dump(), total=total,
                             rfm={"id": run_id, "cuts": cuts, "buyers": buyers} if "rfm" in steps else None)
     update = _Statements(database)
@@ -270,176 +263,8 @@ class Checkpoint:
         return cls(int(data["after_id"]), int(data["done"]), data.get("rfm"), data.get("tally") or {}, int(data.get("total", 0)))
 
 
-@dataclasses.dataclass
-class _Tally:
-    moves: dict[tuple[Any, Any], int] = dataclasses.field(default_factory=dict)
-    rfm_segments: dict[str, int] = dataclasses.field(default_factory=dict)
-    clv: dict[str, int] = dataclasses.field(default_factory=lambda: {"revenue_cents": 0, "cost_cents": 0, "profit_cents": 0})
-    revalued: int = 0
-    written: int = 0
-    drift: int = 0
-    skipped: int = 0
-    reader_peak_mb: float = 0.0
-    before: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # dry runs: field -> value -> customers
-    after: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
-    offers: dict[str, Any] = dataclasses.field(default_factory=dict)  # dry runs: offer reach by channel
-
-    def dump(self) -> dict[str, Any]:
-        """As JSON, for a job's checkpoint."""
-        out = dataclasses.asdict(self)
-        out["moves"] = [[a, b, n] for (a, b), n in self.moves.items()]
-        return out
-
-    @classmethod
-    def load(cls, data: dict[str, Any]) -> _Tally:
-        if not data:
-            return cls()
-        fields = {**data, "moves": {(a, b): n for a, b, n in data.get("moves", [])}}
-        return cls(**{k: v for k, v in fields.items() if k in {f.name for f in dataclasses.fields(cls)}})
-
-    def add(self, other: _Tally) -> None:
-        """Add another tally's counts (a chunk's) to this one."""
-        for f in dataclasses.fields(self):
-            mine, theirs = getattr(self, f.name), getattr(other, f.name)
-            if f.name == "reader_peak_mb":
-                self.reader_peak_mb = max(mine, theirs)
-            elif isinstance(mine, dict):
-                _add_counts(mine, theirs)
-            else:
-                setattr(self, f.name, mine + theirs)
-
-    def count(self, which: str, field: str, values: Any) -> None:
-        """Add customers by value of `field` to the before or after distribution."""
-        bucket = getattr(self, which).setdefault(field, {})
-        for v in values:
-            key = "none" if v is None else str(v)
-            bucket[key] = bucket.get(key, 0) + 1
-
-
-def _add_counts(into: dict[Any, Any], more: dict[Any, Any]) -> None:
-    """Add nested counts: numbers are summed, dicts merged key by key."""
-    for key, count in more.items():
-        if isinstance(count, dict):
-            _add_counts(into.setdefault(key, {}), count)
-        else:
-            into[key] = into.get(key, 0) + count
-
-
-@dataclasses.dataclass
-class Evaluated:
-    """One chunk evaluated, nothing written yet: the state as it would be, what changed, the chunk's counts."""
-
-    new: dict[str, np.ndarray]  # _WRITTEN columns, aligned to the chunk's ids
-    changed: np.ndarray  # bool: a written column differs
-    moved: np.ndarray  # bool: the stage differs
-    rule_ids: np.ndarray | None  # the lifecycle rule that decided each stage
-    wanted: dict[int, set[int]]  # segment id -> customers of the chunk inside it
-    tally: _Tally
-
-
-def evaluate(chunk: Chunk, revision: Any, models: Any, *, steps: Sequence[str], moment: dt.datetime,
-             as_of: dt.datetime | None, cuts: dict[str, list[float]], run_id: int | None, compiled: dict[int, Any],
-             margin: Decimal, dry_run: bool, offers: offer_reach.Trial | None = None) -> Evaluated:
-    """Evaluate one chunk as read (no database): scores, RFM, CLV, stage, value, journey, segments;
-    in a dry run, its before and after counts and offer reach too. It runs where the chunk was read
-    when that is a Dask worker (analytics/shards.py), else in the pass's process."""
-    ids, agg, state = chunk.ids, chunk.features.aggregates, chunk.state
-    tally, now = _Tally(), moment
-    n = len(ids)
-    new = {k: state[k].copy() for k in _WRITTEN}
-    scores = models.score_batch(chunk.features.values) if ("stages" in steps or compiled or offers) else {}
-    bought = agg["purchases"] > 0
-    figures = clv.columns(agg, moment, margin)
-    for k in tally.clv:
-        tally.clv[k] += int(figures[k].sum())
-    if as_of is None:  # the state rows gave the cut points: do they agree with the events?
-        with_row = chunk.has_row
-        drift = with_row & ((_numbers(state["transaction_count"]) != agg["purchases"])
-                            | (_numbers(state["total_spend_cents"]) != agg["spend_cents"])
-                            | (np.array([np.nan if v is None else v.timestamp() for v in state["last_purchase_at"]])
-                               != np.where(bought, agg["last_purchase_at"], np.nan)) & bought)
-        tally.drift += int(drift.sum())
-    if "rfm" in steps:
-        r = np.full(n, np.nan)
-        f, m = r.copy(), r.copy()
-        if bought.any() and cuts["recency"]:
-            r[bought] = rfm.place(agg["last_purchase_at"][bought], cuts["recency"])
-            f[bought] = rfm.place(agg["purchases"][bought], cuts["frequency"])
-            m[bought] = rfm.place(agg["spend_cents"][bought], cuts["monetary"])
-        names = np.full(n, None, dtype=object)
-        if bought.any() and cuts["recency"]:
-            names[bought] = rfm.segment_names(revision, r[bought].astype(np.int64), f[bought].astype(np.int64),
-                                              m[bought].astype(np.int64))
-            for name, count in zip(*np.unique(names[bought].astype(str), return_counts=True)):
-                tally.rfm_segments[str(name)] = tally.rfm_segments.get(str(name), 0) + int(count)
-        for key, column in (("rfm_r", r), ("rfm_f", f), ("rfm_m", m)):
-            new[key] = np.array([None if np.isnan(v) else int(v) for v in column], dtype=object)
-        new["rfm_segment"] = names
-    else:
-        r, f, m = (_numbers(state[k]) for k in ("rfm_r", "rfm_f", "rfm_m"))
-    moved = np.zeros(n, dtype=bool)
-    rule_ids = None
-    if "stages" in steps:
-        decided = revision.outcome_columns("lifecycle", {
-            "stage": state["stage"], "transaction_count": agg["purchases"], "churn_risk": scores["churn_risk"],
-            "first_purchase_at": agg["first_purchase_at"], "last_purchase_at": agg["last_purchase_at"],
-        }, ("stage",), now=moment.timestamp())
-        new["stage"], rule_ids = decided["stage"], decided["rule_id"]
-        moved = new["stage"] != state["stage"]
-        new["stage_since"][moved] = now
-        value_scores, value_segments = value.for_columns(
-            revision, transaction_count=agg["purchases"], ltv=scores["ltv"], r=r, f=f, m=m,
-            engagement=scores["engagement_score"])
-        old_scores = _numbers(state["value_score"])
-        revalued = (np.isnan(old_scores) | (np.abs(old_scores - value_scores) >= 0.005)
-                    | (value_segments != state["value_segment"]))
-        tally.revalued += int(revalued.sum())
-        new["value_score"] = np.where(revalued, value_scores.astype(object), state["value_score"])
-        new["value_segment"] = value_segments
-        new["journey_stage"] = revision.outcome_columns("journey", {
-            name: chunk.features.values[:, FEATURE_NAMES.index(name)].astype(np.float64) for name in journey_inputs(revision)
-        }, ("journey_stage",))["journey_stage"]
-    changed = np.zeros(n, dtype=bool)
-    for k in _WRITTEN:
-        if k not in ("stage_since", "rfm_run_id"):
-            changed |= new[k] != state[k]
-    if run_id is not None:
-        new["rfm_run_id"] = np.where(changed, run_id, state["rfm_run_id"])
-    wanted = {}
-    if compiled:
-        columns: dict[str, Any] = {name: chunk.features.values[:, i].astype(np.float64) for i, name in enumerate(FEATURE_NAMES)}
-        columns.update({k: np.asarray(scores[k], dtype=np.float64) for k in segments.SCORES})
-        for k in segments.STATE_NUMBERS:
-            columns[k] = _numbers(new[k])
-        for k in segments.STATE_TEXT:
-            columns[k] = new[k]
-        for sid, condition in compiled.items():
-            wanted[sid] = {int(c) for c in ids[condition.evaluate_columns("segment", columns, now=moment.timestamp()).fired[0]]}
-    if dry_run:
-        _what_if(chunk, new, changed, moved, wanted, tally)
-        if offers is not None:
-            offer_reach.count(offers, revision, chunk, scores, new, agg, moment, tally.offers)
-    return Evaluated(new, changed, moved, rule_ids, wanted, tally)
-
-
-def _what_if(chunk: Chunk, new: dict[str, np.ndarray], changed: np.ndarray, moved: np.ndarray,
-             wanted: dict[int, set[int]], tally: _Tally) -> None:
-    """Count what a dry run would change: distributions before and after, and the moves."""
-    for field in ("stage", "value_segment", "rfm_segment", "journey_stage"):
-        tally.count("before", field, chunk.state[field])
-        tally.count("after", field, new[field])
-    for sid, inside in wanted.items():
-        for which, members in (("before", chunk.members.get(sid, set())), ("after", inside)):
-            bucket = getattr(tally, which).setdefault("segments", {})
-            bucket[str(sid)] = bucket.get(str(sid), 0) + len(members)
-    for i in np.flatnonzero(moved):
-        key = (chunk.state["stage"][i], new["stage"][i])
-        tally.moves[key] = tally.moves.get(key, 0) + 1
-    tally.written += int(changed.sum())
-
-
 def _write(database: Database, chunk: Chunk, evaluated: Evaluated, *, revision: Any, now: dt.datetime, source: str,
-           tally: _Tally, update: _Statements, commit: Callable[[Connection], None]) -> None:
+           tally: Tally, update: _Statements, commit: Callable[[Connection], None]) -> None:
     ids, state = chunk.ids, chunk.state
     new, changed, moved, rule_ids, wanted = (evaluated.new, evaluated.changed, evaluated.moved, evaluated.rule_ids,
                                              evaluated.wanted)
@@ -459,7 +284,7 @@ def _write(database: Database, chunk: Chunk, evaluated: Evaluated, *, revision: 
         if len(write):
             cursor = conn.connection.driver_connection.cursor()
             update.state.execute_columns(cursor, {"cid": ids[write].tolist(), "updated_at": utcnow(),
-                                                  **{k: [_plain(v) for v in new[k][write]] for k in _WRITTEN}})
+                                                  **{k: [_plain(v) for v in new[k][write]] for k in WRITTEN}})
             stage_moves = write[moved[write]]
             if len(stage_moves):
                 update.transitions.execute_columns(cursor, {
@@ -491,7 +316,7 @@ class _Statements:
 
     def __init__(self, database: Database):
         self.state = fastsql.Prepared(database.engine, sa.update(_st).where(_st.c.customer_id == sa.bindparam("cid")).values(
-            updated_at=sa.bindparam("updated_at"), **{k: sa.bindparam(k) for k in _WRITTEN}))
+            updated_at=sa.bindparam("updated_at"), **{k: sa.bindparam(k) for k in WRITTEN}))
         self.transitions = fastsql.Prepared(database.engine, sa.insert(_tr).values(
             **{k: sa.bindparam(k) for k in ("customer_id", "from_stage", "to_stage", "at", "rule_id", "rule_revision",
                                             "source", "actor", "reason")}))
