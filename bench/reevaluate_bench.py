@@ -68,6 +68,9 @@ def copy_of(args: argparse.Namespace, dialect: str, source: Path | str) -> Itera
     with _copied(args, dialect, source) as url:
         database = Database(url)
         migrate.upgrade(database.engine)
+        if dialect == "postgresql":  # a base loaded moments ago has no planner statistics yet; a live one has
+            with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("ANALYZE")
         database.dispose()
         yield url
 
