@@ -20,13 +20,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import sqlalchemy as sa
 
 from decision_server.analytics.chunks import Chunk
 from decision_server.db import Database
 from decision_server.features.definition import FEATURE_NAMES
-from decision_server.offers.catalog import Offer, to_offer
-from decision_server.offers.records import OfferRecord
+from decision_server.offers.catalog import Offer, active_offers
 from decision_server.rules import vector
 
 RULESET = "offers"
@@ -45,10 +43,8 @@ class Trial:
 
 def trial(database: Database, baseline: Any, *, channels: Sequence[str], intent: str | None = None) -> Trial:
     """Read the active offers now and return the trial of them on `channels` (with `intent`, if any)."""
-    table = OfferRecord.__table__
     with database.connection() as conn:
-        rows = conn.execute(sa.select(table).where(table.c.status == "active").order_by(table.c.id)).all()
-    return Trial(baseline, tuple(to_offer(r._mapping) for r in rows), tuple(channels), intent)
+        return Trial(baseline, active_offers(conn), tuple(channels), intent)
 
 
 def count(trial: Trial, revision: Any, chunk: Chunk, scores: Mapping[str, np.ndarray], new: Mapping[str, np.ndarray],

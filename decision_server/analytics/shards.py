@@ -17,14 +17,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import logging
 import tempfile
 import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)

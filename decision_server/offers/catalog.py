@@ -66,6 +66,12 @@ def to_offer(row: Mapping[str, Any]) -> Offer:
     )
 
 
+def active_offers(conn: Any) -> tuple[Offer, ...]:
+    """Read the active offers, in id order, as decisions see them."""
+    rows = conn.execute(sa.select(_o).where(_o.c.status == "active").order_by(_o.c.id)).all()
+    return tuple(to_offer(r._mapping) for r in rows)
+
+
 def value_offers(offers: tuple[Offer, ...], segment: str | None) -> list[dict[str, Any]]:
     """Return the offers made for a value segment (CVM's value-based offers): those that target it by name.
 
@@ -106,8 +112,7 @@ class Catalog:
             stamp = tuple(conn.execute(_STAMP).one())
             if not force and stamp == self._stamp:
                 return False
-            rows = conn.execute(sa.select(_o).where(_o.c.status == "active").order_by(_o.c.id)).all()
-            self._offers = tuple(to_offer(r._mapping) for r in rows)
+            self._offers = active_offers(conn)
             self._stamp = stamp
         log.info("offer catalog loaded", extra={"active_offers": len(self._offers)})
         return True
