@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from decimal import Decimal, InvalidOperation
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ class Config:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
-        """Read settings from the environment, then apply non-None overrides."""
+        """Read settings from the environment (the table `ENVIRONMENT`), then apply non-None overrides."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {
             "database_url": env.get("DATABASE_URL") or default_database_url(),
@@ -66,48 +66,44 @@ class Config:
             "models_dir": Path(env.get("MODELS_DIR") or "models_onnx"),
             "log_level": env.get("LOG_LEVEL") or "INFO",
         }
-        if env.get("KEY_CACHE_SECONDS"):
-            values["key_cache_seconds"] = float(env["KEY_CACHE_SECONDS"])
-        if env.get("RULES_BACKEND"):
-            values["rules_backend"] = env["RULES_BACKEND"]
-        if env.get("RULES_POLL_SECONDS"):
-            values["rules_poll_seconds"] = float(env["RULES_POLL_SECONDS"])
-        if env.get("MODELS_POLL_SECONDS"):
-            values["models_poll_seconds"] = float(env["MODELS_POLL_SECONDS"])
-        if env.get("MODEL_MAX_AGE_DAYS"):
-            values["model_max_age_days"] = float(env["MODEL_MAX_AGE_DAYS"])
-        if env.get("DECISION_CHANNELS"):
-            values["channels"] = _channels(env["DECISION_CHANNELS"])
-        if env.get("CATALOG_POLL_SECONDS"):
-            values["catalog_poll_seconds"] = float(env["CATALOG_POLL_SECONDS"])
-        if env.get("LEARNING_POLL_SECONDS"):
-            values["learning_poll_seconds"] = float(env["LEARNING_POLL_SECONDS"])
-        if env.get("ADAPTIVE_LEARNING"):
-            values["adaptive_learning"] = _flag("ADAPTIVE_LEARNING", env["ADAPTIVE_LEARNING"])
-        if env.get("LOYALTY_AUTO_ENROLL"):
-            values["loyalty_auto_enroll"] = _flag("LOYALTY_AUTO_ENROLL", env["LOYALTY_AUTO_ENROLL"])
-        if env.get("SCHEDULER"):
-            values["scheduler"] = _flag("SCHEDULER", env["SCHEDULER"])
-        if env.get("SCHEDULES_FILE"):
-            values["schedules_file"] = Path(env["SCHEDULES_FILE"])
-        if env.get("SCHEDULER_LEASE_SECONDS"):
-            values["scheduler_lease_seconds"] = float(env["SCHEDULER_LEASE_SECONDS"])
-        if env.get("JOB_RETRY_SECONDS"):
-            values["job_retry_seconds"] = float(env["JOB_RETRY_SECONDS"])
-        if env.get("DASK_SCHEDULER_ADDRESS"):
-            values["dask_scheduler_address"] = env["DASK_SCHEDULER_ADDRESS"]
-        if env.get("DEFAULT_MARGIN"):
-            values["default_margin"] = _margin(env["DEFAULT_MARGIN"])
+        for field, (name, parse) in ENVIRONMENT.items():
+            if env.get(name):
+                values[field] = parse(name, env[name])
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["rules_dir"] = Path(values["rules_dir"]).resolve()
         values["models_dir"] = Path(values["models_dir"]).resolve()
         return cls(**values)
 
 
+def _number(name: str, text: str) -> float:
+    from decision_server.errors import ConfigError
+
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {text!r}") from None
+    if value < 0 or value != value:
+        raise ConfigError(f"{name} must be 0 or more, not {text}")
+    return value
+
+
+def _count(name: str, text: str) -> int:
+    from decision_server.errors import ConfigError
+
+    value = _number(name, text)
+    if value != int(value):
+        raise ConfigError(f"{name} must be a whole number, not {text}")
+    return int(value)
+
+
+def _text(name: str, text: str) -> str:
+    return text.strip()
+
+
 DEFAULT_CHANNELS = {"app": "card", "call_centre": "script", "sms": "sms"}
 
 
-def _channels(text: str) -> dict[str, str]:
+def _channels(name: str, text: str) -> dict[str, str]:
     """Parse DECISION_CHANNELS, e.g. `app=card,call_centre=script,sms=sms,web=card`."""
     from decision_server.errors import ConfigError
     from decision_server.offers.treatments import KINDS
@@ -136,7 +132,7 @@ def _flag(name: str, text: str) -> bool:
     raise ConfigError(f"{name} must be on or off, not {text!r}")
 
 
-def _margin(text: str) -> Decimal:
+def _margin(name: str, text: str) -> Decimal:
     from decision_server.errors import ConfigError
 
     try:
@@ -146,6 +142,27 @@ def _margin(text: str) -> Decimal:
     if not 0 <= margin <= 1:
         raise ConfigError(f"DEFAULT_MARGIN must be between 0 and 1 (0.30 = 30 %), not {text}")
     return margin
+
+
+# Each optional setting: the Config field, the environment variable that sets it, and how its text is read.
+ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "key_cache_seconds": ("KEY_CACHE_SECONDS", _number),
+    "rules_backend": ("RULES_BACKEND", _text),
+    "rules_poll_seconds": ("RULES_POLL_SECONDS", _number),
+    "models_poll_seconds": ("MODELS_POLL_SECONDS", _number),
+    "model_max_age_days": ("MODEL_MAX_AGE_DAYS", _number),
+    "channels": ("DECISION_CHANNELS", _channels),
+    "catalog_poll_seconds": ("CATALOG_POLL_SECONDS", _number),
+    "learning_poll_seconds": ("LEARNING_POLL_SECONDS", _number),
+    "adaptive_learning": ("ADAPTIVE_LEARNING", _flag),
+    "loyalty_auto_enroll": ("LOYALTY_AUTO_ENROLL", _flag),
+    "scheduler": ("SCHEDULER", _flag),
+    "schedules_file": ("SCHEDULES_FILE", lambda name, text: Path(text)),
+    "scheduler_lease_seconds": ("SCHEDULER_LEASE_SECONDS", _number),
+    "job_retry_seconds": ("JOB_RETRY_SECONDS", _number),
+    "dask_scheduler_address": ("DASK_SCHEDULER_ADDRESS", _text),
+    "default_margin": ("DEFAULT_MARGIN", _margin),
+}
 
 
 def default_database_url() -> str:

@@ -63,3 +63,15 @@ def test_default_margin_is_read_and_checked():
     for bad in ("1.5", "-0.1", "thirty"):
         with pytest.raises(ConfigError, match="DEFAULT_MARGIN"):
             Config.from_env({"DEFAULT_MARGIN": bad})
+
+
+def test_every_setting_in_the_table_is_read_and_bad_text_is_refused_by_name():
+    from decision_server.config import ENVIRONMENT
+
+    config = Config.from_env({"KEY_CACHE_SECONDS": "3", "SCHEDULER": "on", "DECISION_CHANNELS": "web=card"})
+    assert (config.key_cache_seconds, config.scheduler, dict(config.channels)) == (3.0, True, {"web": "card"})
+    fields = {f.name for f in __import__("dataclasses").fields(Config)}
+    assert set(ENVIRONMENT) <= fields
+    for bad in ("soon", "-1"):
+        with pytest.raises(ConfigError, match="RULES_POLL_SECONDS"):
+            Config.from_env({"RULES_POLL_SECONDS": bad})
