@@ -9,27 +9,16 @@ from pathlib import Path
 
 import click
 
+from decision_server.analytics.commands import analytics, run_all
+from decision_server.clicontext import Context, pass_context
+from decision_server.clicontext import progress as _progress
+from decision_server.clicontext import require_migrated as _require_migrated
 from decision_server.config import Config
-
-
-class Context:
-    """What every command needs: the configuration, and a database opened on first use."""
-
-    def __init__(self, config: Config):
-        self.config = config
-        self._database = None
-
-    @property
-    def database(self):
-        """Open the database (once) from the configuration."""
-        if self._database is None:
-            from decision_server.db import Database
-
-            self._database = Database(self.config.database_url)
-        return self._database
-
-
-pass_context = click.make_pass_decorator(Context)
+from decision_server.jobs.commands import jobs, reevaluate_command, scheduler
+from decision_server.loyalty.commands import loyalty, start_demo
+from decision_server.offers.commands import offers as offers_group
+from decision_server.rulebook.commands import rules
+from decision_server.scoring.commands import models, train
 
 
 class _Group(click.Group):
@@ -100,14 +89,6 @@ def init(ctx: Context):
     copied = install_default_rules(ctx.config.rules_dir)
     if copied:
         click.echo(f"wrote the default rules to {ctx.config.rules_dir} ({copied} files); edit them there")
-
-
-def _require_migrated(ctx: Context) -> None:
-    from decision_server import migrate
-
-    engine = ctx.database.engine
-    if migrate.current_revision(engine) != migrate.head_revision(engine):
-        raise click.ClickException("the database is not migrated: run `decision-server init` first")
 
 
 @cli.command()
@@ -187,22 +168,6 @@ def demo_data(ctx: Context, customers: int, seed: int, as_of, months: int, expor
     _require_migrated(ctx)
     counts = generator.load(ctx.database, spec, progress=_progress)
     click.echo(f"demo data loaded: {counts}")
-
-
-def _progress(label: str, done: int, total: int | None) -> None:
-    """Show progress on stderr: a bar on a terminal, a line every ~10% otherwise."""
-    if total:
-        pct = min(100, done * 100 // total)
-        if sys.stderr.isatty():
-            bar = "#" * (pct // 4)
-            end = "\n" if done >= total else ""
-            click.echo(f"\r{label:<14} [{bar:<25}] {pct:3d}% {done:,}/{total:,}", err=True, nl=False)
-            if end:
-                click.echo("", err=True)
-        else:
-            click.echo(f"{label}: {done:,}/{total:,} ({pct}%)", err=True)
-    else:
-        click.echo(f"{label}: {done:,}", err=True)
 
 
 @cli.command("import")
@@ -365,15 +330,7 @@ def main() -> None:
     cli(prog_name="decision-server")
 
 
-# Command groups that live with their domain; imported last because they use Context from here.
-from decision_server.rulebook.commands import rules  # noqa: E402
-from decision_server.analytics.commands import analytics, run_all  # noqa: E402
-from decision_server.jobs.commands import jobs, reevaluate_command, scheduler  # noqa: E402
-from decision_server.loyalty.commands import loyalty, start_demo  # noqa: E402
-from decision_server.scoring.commands import models, train  # noqa: E402
-
-from decision_server.offers.commands import offers as offers_group  # noqa: E402
-
+# Command groups that live with their domain.
 cli.add_command(rules)
 cli.add_command(offers_group)
 cli.add_command(train)

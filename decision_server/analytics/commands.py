@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from decision_server.cli import Context, _require_migrated, pass_context
+from decision_server.clicontext import Context, pass_context
+from decision_server.clicontext import require_migrated as _require_migrated
 
 STEPS = ("rfm", "stages", "segments")
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from decision_server.cli import Context, _progress, _require_migrated, pass_context
+from decision_server.clicontext import Context, pass_context
+from decision_server.clicontext import progress as _progress
+from decision_server.clicontext import require_migrated as _require_migrated
 
 
 @click.command("reevaluate")

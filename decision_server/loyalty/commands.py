@@ -6,7 +6,8 @@ import time
 
 import click
 
-from decision_server.cli import Context, _require_migrated, pass_context
+from decision_server.clicontext import Context, pass_context
+from decision_server.clicontext import require_migrated as _require_migrated
 
 
 @click.group()
@@ -22,7 +23,7 @@ def loyalty():
 
 
 def _progress(label: str):
-    from decision_server.cli import _progress as show
+    from decision_server.clicontext import progress as show
 
     return lambda done, total: show(label, done, total)
 

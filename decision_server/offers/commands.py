@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from decision_server.cli import Context, _require_migrated, pass_context
+from decision_server.clicontext import Context, pass_context
+from decision_server.clicontext import require_migrated as _require_migrated
 
 
 @click.group()

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from decision_server.cli import Context, _require_migrated, pass_context
+from decision_server.clicontext import Context, pass_context
+from decision_server.clicontext import require_migrated as _require_migrated
 
 _DIR = click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 

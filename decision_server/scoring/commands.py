@@ -6,7 +6,8 @@ import json
 
 import click
 
-from decision_server.cli import Context, _require_migrated, pass_context
+from decision_server.clicontext import Context, pass_context
+from decision_server.clicontext import require_migrated as _require_migrated
 from decision_server.scoring.specs import BY_NAME, MODELS
 
 _NAMES = click.Choice([spec.name for spec in MODELS])
