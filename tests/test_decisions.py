@@ -297,5 +297,6 @@ def test_free_context_attributes_reach_the_rules(demo, auth, app, rules_dir):
     assert app.extensions["rulebook"].status()["folder"]["refused"] is None, app.extensions["rulebook"].status()
     plain = by_code(decide(demo, auth, channel="call_centre"))["UPSELL_UNLIMITED"]["factors"]
     pushed = by_code(decide(demo, auth, channel="call_centre", context={"attributes": {"campaign": "black_friday"}}))
-    assert plain["levers"] == 1 and pushed["UPSELL_UNLIMITED"]["factors"]["levers"] == 4
+    # Other levers may fire on the day the suite runs (december_upsell_push is valid in December 2026).
+    assert pushed["UPSELL_UNLIMITED"]["factors"]["levers"] == pytest.approx(plain["levers"] * 4)
     assert "black_friday_upsell" in [w["rule"] for w in pushed["UPSELL_UNLIMITED"]["factors"]["weights"]]
