@@ -97,6 +97,11 @@ def _authenticate() -> None:
         raise Forbidden("this route declares no permission", code="route_not_protected")
     if permission is None:
         return
+    authorize(permission)
+
+
+def authorize(permission: Permission) -> None:
+    """Check the request's bearer key grants `permission` (raise Unauthorized or Forbidden); remember the key in `g`."""
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():

@@ -55,6 +55,8 @@ class Config:
     job_retry_seconds: float = 60.0
     # A Dask scheduler (tcp://host:8786): bulk passes read and evaluate their chunks on its workers; none: two local processes.
     dask_scheduler_address: str | None = None
+    # Where `serve`'s worker processes share their Prometheus metrics (emptied at start); none: a temporary directory.
+    metrics_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
@@ -162,6 +164,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "job_retry_seconds": ("JOB_RETRY_SECONDS", _number),
     "dask_scheduler_address": ("DASK_SCHEDULER_ADDRESS", _text),
     "default_margin": ("DEFAULT_MARGIN", _margin),
+    "metrics_dir": ("PROMETHEUS_MULTIPROC_DIR", lambda name, text: Path(text)),  # prometheus_client's own name
 }
 
 

@@ -11,6 +11,8 @@ import uuid
 
 from flask import Flask, g, request
 
+from decision_server import metrics
+
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -60,13 +62,17 @@ def init_request_logging(app: Flask) -> None:
         response.headers["X-Request-ID"] = request_id
         started = g.get("started")
         principal = g.get("principal")
+        seconds = time.perf_counter() - started if started else None
+        if seconds is not None:  # by the route's template, never its path: ids would be unbounded labels
+            metrics.request_done(request.url_rule.rule if request.url_rule else "unmatched", request.method,
+                                 response.status_code, seconds)
         log.info(
             "request",
             extra={
                 "method": request.method,
                 "path": request.path,
                 "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3) if started else None,
+                "duration_ms": round(seconds * 1000, 3) if seconds is not None else None,
                 "request_id": request_id,
                 "key": principal.name if principal else None,
             },

@@ -32,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from decision_server import metrics
 from decision_server.analytics import reevaluate
 from decision_server.db import Database, utcnow
 from decision_server.errors import Conflict, ValidationError
@@ -147,10 +148,12 @@ def execute(database: Database, revision: Any, models: Any, row: dict[str, Any],
         if not isinstance(exc, LeaseLost):
             _finish(database, run_id, me, status="failed", error=f"{type(exc).__name__}: {exc}")
             log.error("re-evaluation run %d failed: %s", run_id, exc)
+        metrics.job_ended(row["job"], "lost" if isinstance(exc, LeaseLost) else "failed", time.perf_counter() - started)
         raise
     lease.stop()
     _finish(database, run_id, me, status="succeeded", result=result)
     log.info("re-evaluation run %d succeeded in %.1f s", run_id, time.perf_counter() - started)
+    metrics.job_ended(row["job"], "succeeded", time.perf_counter() - started, records=(result.get("pass") or {}).get("customers", 0))
     return get(database, run_id)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from decision_server import metrics
 from decision_server.db import Database, to_utc
 from decision_server.polling import Poller
 from decision_server.rulebook import service
@@ -74,6 +75,7 @@ class Rulebook:
         old, self._current = self._current, revision
         if old is not None and old is not revision:
             old.close()  # the durable host frees its rule sets once in-flight evaluations finish
+        metrics.rules_serving(revision.id, old.id if old is not None else None)
         log.info("rules revision serving", extra={"revision": revision.short_id, "rulesets": len(revision.compiled)})
 
     # -- start, poll, stop --------------------------------------------------------------------
@@ -88,6 +90,7 @@ class Rulebook:
         self._poller.stop()
         with self._lock:
             if self._current is not None:
+                metrics.rules_stopped(self._current.id)
                 self._current.close()
                 self._current = None
 
@@ -141,6 +144,7 @@ class Rulebook:
             revision = self.build(files)
         except RulesInvalid as exc:
             self._disk.refused, self._disk.problems = rev, exc.problems
+            metrics.rules_refused()
             log.error("rule files refused; the last good revision keeps serving",
                       extra={"revision": rev[:12], "problems": [str(p) for p in exc.problems if p.severity == "error"][:20]})
             return False
@@ -165,6 +169,7 @@ class Rulebook:
         try:
             revision = self.build(files)
         except RulesInvalid as exc:
+            metrics.rules_refused()
             log.error("published rule revision does not validate here; keeping the current one",
                       extra={"revision": head.revision[:12], "problems": [str(p) for p in exc.problems][:20]})
             if self._current is None:
