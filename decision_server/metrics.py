@@ -129,14 +129,29 @@ def request_done(route: str, method: str, status: int, seconds: float) -> None:
     _child(HTTP_REQUEST_SECONDS, route, method if method in _METHODS else "other", str(status)).observe(seconds)
 
 
+class _Channel:
+    """One channel's label children, bound once: the hot path only adds."""
+
+    def __init__(self, channel: str):
+        self.results = {result: DECISIONS.labels(channel, result) for result in ("offer", "no_offer", "error")}
+        self.seconds = DECISION_SECONDS.labels(channel)
+        self.selected = OFFERS_SELECTED.labels(channel)
+
+
+_channels: dict[str, _Channel] = {}
+
+
 def decided(channel: str, result: str, seconds: float, *, selected: int = 0, removed: dict[str, int] | None = None) -> None:
     """Count one decision: its result, its time if given, the actions selected and candidates removed by rule set."""
-    _child(DECISIONS, channel, result).inc()
+    bound = _channels.get(channel)
+    if bound is None:
+        bound = _channels[channel] = _Channel(channel)
+    bound.results[result].inc()
     if result == "error":
         return
-    _child(DECISION_SECONDS, channel).observe(seconds)
+    bound.seconds.observe(seconds)
     if selected:
-        _child(OFFERS_SELECTED, channel).inc(selected)
+        bound.selected.inc(selected)
     if removed:
         for ruleset, n in removed.items():
             _child(OFFERS_REMOVED, ruleset).inc(n)
