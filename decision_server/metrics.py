@@ -60,8 +60,9 @@ RULES_REVISION = Gauge(
     "decision_server_rules_revision_info", "1 for the rule revision (first 12 hex digits) a live worker serves, 0 for one "
     "no longer served.", ["revision"], multiprocess_mode="livemax")
 RULES_RELOADS = Counter(
-    "decision_server_rules_reloads", "Rule revisions this server tried to load after start-up or a change, by result: "
-    "loaded, or refused (invalid; the last good revision keeps serving).", ["result"])
+    "decision_server_rules_reloads", "Rule revisions this server tried to load (at start-up, on a change, at each poll "
+    "while a published one does not validate here), by result: loaded, or refused (the last good one keeps serving).",
+    ["result"])
 JOB_SECONDS = Histogram(
     "decision_server_job_duration_seconds", "Bulk job runs (reevaluate, what-if) by status (succeeded, failed, lost: another "
     "runner took the run over), and how long each took in this process.", ["job", "status"], buckets=JOB_BUCKETS)

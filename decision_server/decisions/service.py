@@ -172,14 +172,16 @@ class Decider:
         removals: dict[str, int] = {}
         for offer, result in zip(offers, results):
             removed = _catalog_checks(offer, request.channel, self.channels, stamp)
+            if removed:
+                removals["catalog"] = removals.get("catalog", 0) + 1
             for name, field in (("offers", "check"), ("contact_policy", "policy")):
                 outcomes, fired = result[name].outcome, result[name].fired_ids
-                removed.extend({"ruleset": name, "rule": rule, field: o.get(field), "reason": o.get("reason")}
-                               for rule, o in zip(fired, outcomes))
+                if fired:  # any rule of these sets that fires removes the offer
+                    removals[name] = removals.get(name, 0) + 1
+                    removed.extend({"ruleset": name, "rule": rule, field: o.get(field), "reason": o.get("reason")}
+                                   for rule, o in zip(fired, outcomes))
             model_p = buy * (nbo.get(offer.product_category, 0.0) if offer.product_category else 1.0 / len(CATEGORIES))
             if removed:  # not ranked: no Thompson draw, no factors beyond the model's score
-                for ruleset in {r["ruleset"] for r in removed}:
-                    removals[ruleset] = removals.get(ruleset, 0) + 1
                 candidates.append({"offer_id": offer.id, "code": offer.code, "eligible": False, "removed_by": removed,
                                    "priority": None, "factors": {"model_propensity": round(model_p, 6)}})
                 continue

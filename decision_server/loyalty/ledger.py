@@ -107,7 +107,7 @@ def post(conn: Connection, member: dict[str, Any], *, kind: str, points: int, ke
     conn.execute(_MOVE, {"cid": member["customer_id"], "balance": balance, "earned": member["earned_total"] + earned,
                          "next_expiry": next_expiry, "now": now})
     member.update(balance=balance, earned_total=member["earned_total"] + earned, next_expiry_at=next_expiry)
-    metrics.points_posted(kind, points)  # counted when written: a caller's rollback after this is rare (a failed commit)
+    metrics.points_posted(kind, points)  # counted as written: a transaction rolled back after this still counts (rare)
     return entry
 
 
