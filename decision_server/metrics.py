@@ -33,12 +33,12 @@ JOB_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400
 HTTP_REQUEST_SECONDS = Histogram(
     "decision_server_http_request_duration_seconds", "HTTP requests by route template, method and status, and how long they took.",
     ["route", "method", "status"], buckets=HTTP_BUCKETS)
-DECISIONS = Counter(
-    "decision_server_decisions", "Decisions asked for, by channel and result: offer (one action or more), no_offer, error.",
-    ["channel", "result"])
+# One histogram, not a counter beside it: its _count is the decisions by channel and result, and
+# each operation on the hot path costs a few microseconds.
 DECISION_SECONDS = Histogram(
-    "decision_server_decision_duration_seconds", "Time to make and log a decision that was given (offer or no_offer), by channel.",
-    ["channel"], buckets=DECISION_BUCKETS)
+    "decision_server_decision_duration_seconds", "Decisions by channel and result (offer: one action or more, no_offer, "
+    "error), and the time each took, its log write included; _count is the number of decisions.",
+    ["channel", "result"], buckets=DECISION_BUCKETS)
 OFFERS_SELECTED = Counter(
     "decision_server_offers_selected", "Actions given in decisions (ranked offers), by channel.", ["channel"])
 OFFERS_REMOVED = Counter(
@@ -134,23 +134,23 @@ class _Channel:
     """One channel's label children, bound once: the hot path only adds."""
 
     def __init__(self, channel: str):
-        self.results = {result: DECISIONS.labels(channel, result) for result in ("offer", "no_offer", "error")}
-        self.seconds = DECISION_SECONDS.labels(channel)
+        self.results = {result: DECISION_SECONDS.labels(channel, result) for result in ("offer", "no_offer", "error")}
         self.selected = OFFERS_SELECTED.labels(channel)
+        self.logged = DECISION_LOG_WRITES.labels("ok")
 
 
 _channels: dict[str, _Channel] = {}
 
 
 def decided(channel: str, result: str, seconds: float, *, selected: int = 0, removed: dict[str, int] | None = None) -> None:
-    """Count one decision: its result, its time if given, the actions selected and candidates removed by rule set."""
+    """Count one decision: its result and time, the actions selected, the candidates removed by rule set."""
     bound = _channels.get(channel)
     if bound is None:
         bound = _channels[channel] = _Channel(channel)
-    bound.results[result].inc()
+    bound.results[result].observe(seconds)
     if result == "error":
         return
-    bound.seconds.observe(seconds)
+    bound.logged.inc()  # a decision is given only once its log is written (a failed write is counted where it fails)
     if selected:
         bound.selected.inc(selected)
     if removed:
@@ -158,9 +158,9 @@ def decided(channel: str, result: str, seconds: float, *, selected: int = 0, rem
             _child(OFFERS_REMOVED, ruleset).inc(n)
 
 
-def decision_logged(ok: bool) -> None:
-    """Count one decision log write."""
-    _child(DECISION_LOG_WRITES, "ok" if ok else "failed").inc()
+def decision_log_failed() -> None:
+    """Count one decision log write that failed (the decision answered 503)."""
+    _child(DECISION_LOG_WRITES, "failed").inc()
 
 
 def response_recorded(response: str) -> None:

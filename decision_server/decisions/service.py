@@ -248,10 +248,9 @@ class Decider:
                     self._increment.execute(cur, row)
         except self._database_error as exc:
             # Never answer without a record: the channel gets a 503 and can retry or fall back.
-            metrics.decision_logged(False)
+            metrics.decision_log_failed()
             log.error("decision log write failed", extra={"decision_id": record["id"], "error": type(exc).__name__})
             raise Unavailable("the decision could not be logged (database unavailable); retry", code="decision_log_unavailable") from None
-        metrics.decision_logged(True)
         self.learning.applied((r["offer_id"], r["learning_key"], r["shown"], r["expected"], 0) for r in increments)
 
 
