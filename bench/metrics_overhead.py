@@ -8,7 +8,10 @@ is imported):
              histogram, offers selected and removed, the log write, the inference histogram), --calls of them in 5 loops: µs per decision in the best loop.
   decisions  Decider.decide on a SQLite base of --customers demo customers and the demo catalog,
              --decisions per round, with the metric calls as they are and with them replaced by
-             no-ops, alternating, median of --rounds rounds: µs per decision with and without.
+             no-ops, alternating, median of --rounds rounds: µs per decision with and without; then
+             "in decide": each metric call timed alone where decide makes it (caches cold from the
+             decision's own work), the medians summed (the request histogram of the HTTP layer is
+             not in it: add it from "calls").
 
 Times are this process's CPU time (time.process_time), not the wall clock: on a machine shared
 with other work, waiting for a core would otherwise swamp differences of a few microseconds.
@@ -101,7 +104,19 @@ def time_decisions(args: argparse.Namespace) -> dict[str, float]:
         order = [(with_metrics, real), (without, noop)]
         for sink, calls in (order if i % 2 == 0 else order[::-1]):
             sink.append(run(calls))
-    return {"with": statistics.median(with_metrics), "without": statistics.median(without)}
+    # Each call timed alone where decide makes it (its caches cold from the decision's own work).
+    spent: dict[str, list[float]] = {name: [] for name in real}
+
+    def timed(name: str, function):
+        def call(*a, **k):
+            started = time.perf_counter()
+            function(*a, **k)
+            spent[name].append(time.perf_counter() - started)
+        return call
+
+    run({name: timed(name, function) for name, function in real.items()})
+    in_situ = sum(statistics.median(times) for times in spent.values()) * 1e6
+    return {"with": statistics.median(with_metrics), "without": statistics.median(without), "in_situ_us": in_situ}
 
 
 def child(args: argparse.Namespace) -> None:
@@ -118,7 +133,7 @@ def main() -> None:
         return
     print(f"metric calls of one decision request ({args.calls:,} timed) and Decider.decide ({args.decisions:,} decisions "
           f"x {args.rounds} rounds, {args.customers:,} customers, SQLite), per decision:")
-    print(f"  {'mode':<13} {'calls µs':>9} {'decide µs with':>15} {'without':>9} {'difference':>11}")
+    print(f"  {'mode':<13} {'calls µs':>9} {'in decide µs':>13} {'decide µs with':>15} {'without':>9} {'difference':>11}")
     for mode in ("memory", "multiprocess"):
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         with tempfile.TemporaryDirectory(prefix="metrics-bench-mp-") as shared:
@@ -127,7 +142,8 @@ def main() -> None:
             out = subprocess.run([sys.executable, __file__, "--child", mode, *sys.argv[1:]], env=env, cwd=REPO,
                                  capture_output=True, text=True, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
-        print(f"  {mode:<13} {r['calls_us']:>9.2f} {r['with']:>15.1f} {r['without']:>9.1f} {r['with'] - r['without']:>+11.1f}")
+        print(f"  {mode:<13} {r['calls_us']:>9.2f} {r['in_situ_us']:>13.2f} {r['with']:>15.1f} {r['without']:>9.1f} "
+              f"{r['with'] - r['without']:>+11.1f}")
 
 
 if __name__ == "__main__":
