@@ -11,8 +11,6 @@ import uuid
 
 from flask import Flask, g, request
 
-from decision_server import metrics
-
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -47,7 +45,11 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def init_request_logging(app: Flask) -> None:
-    """Give every request an id (X-Request-ID in and out) and log one line when it ends."""
+    """Give every request an id (X-Request-ID in and out), log one line and count it when it ends."""
+    # Here, not at the top: the CLI imports this module to configure logging before `serve` has set
+    # PROMETHEUS_MULTIPROC_DIR, and prometheus_client picks its mode when first imported.
+    from decision_server import metrics
+
     log = logging.getLogger("decision_server.request")
 
     @app.before_request

@@ -271,22 +271,27 @@ def test_a_two_worker_server_adds_up_both_workers(tmp_path):
         decider = auth_service.create_key(session, name="app", role="channel").secret
     database.dispose()
     shutil.copytree(REPO / "rules", tmp_path / "rules")
-    shared = tmp_path / "metrics"
-    shared.mkdir()
-    (shared / "counter_1.db").write_bytes(b"left by an earlier server")  # must be wiped at start
+    (tmp_path / "tmp").mkdir()
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": url, "RULES_DIR": str(tmp_path / "rules"), "MODELS_DIR": str(tmp_path / "models"),
-           "PROMETHEUS_MULTIPROC_DIR": str(shared), "LOG_LEVEL": "WARNING"}
+    # No PROMETHEUS_MULTIPROC_DIR: serve makes a temporary directory itself (under TMPDIR, to find it here).
+    env = {**{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}, "DATABASE_URL": url,
+           "RULES_DIR": str(tmp_path / "rules"), "MODELS_DIR": str(tmp_path / "models"), "LOG_LEVEL": "WARNING",
+           "TMPDIR": str(tmp_path / "tmp")}
     command = [sys.executable, "-c", "from decision_server.cli import main; main()", "serve", "--port", str(port),
                "--workers", "2", "--threads", "4", "--no-scheduler"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    server_log = tmp_path / "server.log"
+    with open(server_log, "wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def started() -> int:
+        return server_log.read_text().count('"Started worker-')
+
     try:
         deadline = time.monotonic() + 90
-        # Up when both workers have built the app: each writes its live gauges (models, rules) at start.
-        while len(list(shared.glob("gauge_livemax_*.db"))) < 2 or _status(port, "/ready") != 200:
-            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read().decode()[-3000:]
+        while not (shared := next((tmp_path / "tmp").glob("decision-server-metrics-*"), None)) or started() < 2:
+            assert process.poll() is None and time.monotonic() < deadline, server_log.read_text()[-3000:]
             time.sleep(0.2)
-        assert not (shared / "counter_1.db").exists()
+        assert _status(port, "/ready") == 200
 
         # Bursts of 20 on new connections until both workers have decided some (which worker accepts is up to
         # the kernel): then no single worker's own count is the total, and each scrape must add them up.
@@ -306,6 +311,20 @@ def test_a_two_worker_server_adds_up_both_workers(tmp_path):
             assert value(samples, "decision_server_decision_log_writes_total", result="ok") == burst
             assert value(samples, "decision_server_model_fallback", model="churn") == 1
         assert sum(_per_worker(shared, "decision_server_decision_duration_seconds_count").values()) == burst
+
+        # A worker that stops (granian starts another) takes its live gauges along and leaves its counts.
+        [gone, kept] = [path.stem.split("_")[-1] for path in shared.glob("gauge_livemax_*.db")]
+        os.kill(int(gone), signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while started() < 3:  # granian has started another worker in its place
+            assert time.monotonic() < deadline, server_log.read_text()[-3000:]
+            time.sleep(0.2)
+        assert not (shared / f"gauge_livemax_{gone}.db").exists() and (shared / f"gauge_livemax_{kept}.db").exists()
+        assert len(list(shared.glob("gauge_livemax_*.db"))) == 2
+        for _ in range(4):
+            samples = parse(_request(port, "GET", "/metrics", key)[1].decode())
+            assert sum(value(samples, "decision_server_decision_duration_seconds_count", channel="app", result=r)
+                       for r in ("offer", "no_offer", "error")) == burst
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -313,7 +332,7 @@ def test_a_two_worker_server_adds_up_both_workers(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert list(shared.glob("gauge_livemax_*.db")) == []  # the workers marked themselves dead as they stopped
+    assert process.returncode == 0 and not shared.exists(), server_log.read_text()[-3000:]  # removed at exit
 
 
 def _status(port: int, path: str) -> int | None:
