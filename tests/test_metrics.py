@@ -233,6 +233,17 @@ def test_catalog_sync_results(client, auth, database):
 # -- a real server with two workers ------------------------------------------------------------
 
 
+def test_the_command_line_leaves_prometheus_client_unimported_until_serve_sets_its_directory():
+    # prometheus_client picks its multiprocess mode once, at import: were the CLI to import it first,
+    # every worker would count alone (and serve refuses to start).
+    code = ("import sys; from click.testing import CliRunner; from decision_server.cli import cli; "
+            "result = CliRunner().invoke(cli, ['serve', '--help']); assert result.exit_code == 0, result.output; "
+            "print('prometheus_client' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "False"
+
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
