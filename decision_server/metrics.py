@@ -17,7 +17,7 @@ import os
 import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import multiprocess, values
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _MS = 0.001
@@ -85,7 +85,8 @@ LOYALTY_POINTS = Counter(
 
 def multiprocess_dir() -> str | None:
     """Return the directory the worker processes share their values through, or None (one process)."""
-    return os.environ.get(MULTIPROC_DIR_ENV) or None
+    # The mode prometheus_client chose when it was imported, not whatever the environment says since.
+    return (os.environ.get(MULTIPROC_DIR_ENV) or None) if getattr(values.ValueClass, "_multiprocess", False) else None
 
 
 def init_process() -> None:
