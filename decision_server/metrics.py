@@ -64,8 +64,8 @@ RULES_RELOADS = Counter(
     "while a published one does not validate here), by result: loaded, or refused (the last good one keeps serving).",
     ["result"])
 JOB_SECONDS = Histogram(
-    "decision_server_job_duration_seconds", "Bulk job runs (reevaluate, what-if) by status (succeeded, failed, lost: another "
-    "runner took the run over), and how long each took in this process.", ["job", "status"], buckets=JOB_BUCKETS)
+    "decision_server_job_duration_seconds", "Bulk job runs (reevaluate, what-if, retrain, catalog) by status (succeeded, "
+    "failed, lost: another runner took the run over), and how long each took in this process.", ["job", "status"], buckets=JOB_BUCKETS)
 JOB_LAST_SUCCESS = Gauge(
     "decision_server_job_last_success_timestamp_seconds", "When a bulk job's run last succeeded (Unix time).", ["job"],
     multiprocess_mode="mostrecent")

@@ -29,6 +29,7 @@ from decision_server.auth import service as auth_service
 from decision_server.config import DEFAULT_CHANNELS
 from decision_server.db import Database
 from decision_server.demo import generator
+from decision_server.jobs import scheduler
 from decision_server.offers import connectors, service as offers, sync
 from decision_server.scoring.serving import ModelRuntime
 
@@ -216,7 +217,7 @@ def test_a_bulk_run_records_its_duration_time_and_customers(client, auth, databa
     assert time.time() - 60 < value(after, "decision_server_job_last_success_timestamp_seconds", job="reevaluate") <= time.time()
 
 
-def test_catalog_sync_results(client, auth, database):
+def test_catalog_sync_results(client, auth, database, config):
     with socket.socket() as s:  # a port nobody listens on: the upstream is down
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -225,9 +226,12 @@ def test_catalog_sync_results(client, auth, database):
                                     "mapping": MAPPING, "timeout_seconds": 1, "retries": 1})
     before = scrape(client, auth)
     run = sync.run_sync(database, "acme", channels=DEFAULT_CHANNELS, words=offers.vocabulary(None), sleep=lambda s: None)
-    after = scrape(client, auth)
     assert run["status"] == "failed"
-    assert moved(before, after, "decision_server_catalog_syncs_total", connector="acme", status="failed") == 1
+    with pytest.raises(RuntimeError, match="catalog sync of acme failed"):  # the same sync as a scheduled job
+        scheduler.run_now(database, config, "catalog:acme", source="test", wait=True)
+    after = scrape(client, auth)
+    assert moved(before, after, "decision_server_catalog_syncs_total", connector="acme", status="failed") == 2
+    assert moved(before, after, "decision_server_job_duration_seconds_count", job="catalog", status="failed") == 1
 
 
 # -- a real server with two workers ------------------------------------------------------------

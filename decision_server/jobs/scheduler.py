@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 
+from decision_server import metrics
 from decision_server.config import Config
 from decision_server.db import Database, upsert, utcnow
 from decision_server.errors import NotFound, ValidationError
@@ -364,16 +366,19 @@ def _recorded(database: Database, job: str, source: str, work: Callable[[], dict
             raise reevaluation.JobRunning(f"{job} is already running") from None
 
     def body() -> None:
+        started = time.perf_counter()
         lease = reevaluation.Heartbeat(database, run_id, me)
         lease.start()
         try:
             result = work()
         except Exception as exc:
             _end(database, run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+            metrics.job_ended(job.split(":")[0], "failed", time.perf_counter() - started)
             raise
         finally:
             lease.stop()
         _end(database, run_id, status="succeeded", result=result)
+        metrics.job_ended(job.split(":")[0], "succeeded", time.perf_counter() - started)
 
     if not wait:
         def background() -> None:
