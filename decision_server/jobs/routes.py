@@ -16,7 +16,8 @@ from decision_server.web import Blueprint, transaction
 blp = Blueprint("jobs", __name__, url_prefix="/jobs",
                 description="Bulk jobs: re-evaluate every customer now, try a draft rule change on the whole base, follow runs")
 _runs = BulkRunRecord.__table__
-_BUSY = {"schema": ErrorSchema, "description": "a run holds the job's lease (`job_running`): one runner at a time"}
+_BUSY = {"schema": ErrorSchema, "description": "a run holds the job's lease (`job_running`): one runner at a time; "
+                                                "the message and `errors.lease_expires_at` say when its lease expires unless renewed"}
 
 
 def _database():
