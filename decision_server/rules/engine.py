@@ -16,7 +16,7 @@ from decision_server.rules import pyeval, vector
 from decision_server.rules.analysis import analyse
 from decision_server.rules.loader import load_ruleset
 from decision_server.rules.model import Result, RuleSet, make_normalizer
-from decision_server.rules.source import Document, Problem, RulesInvalid, revision_id
+from decision_server.rules.source import DEFAULT_LIMITS, Document, Limits, Problem, RulesInvalid, revision_id
 
 log = logging.getLogger("decision_server.rules")
 
@@ -214,16 +214,18 @@ class Revision:
 
 
 def build_revision(files: Mapping[str, str], *, backend: str = "durable", durable_host=None,
-                   run_cases: bool = True) -> Revision:
+                   run_cases: bool = True, limits: Limits = DEFAULT_LIMITS) -> Revision:
     """Load, check, compile and test a complete set of rule files; raise RulesInvalid with every problem."""
     if backend not in BACKENDS:
         raise ValidationError(f"unknown rules backend '{backend}'", errors={"backend": [f"one of: {', '.join(BACKENDS)}"]})
+    if len(files) > limits.files:
+        raise RulesInvalid([Problem("(rules)", 1, 1, f"{len(files):,} rule files; a revision may hold at most {limits.files} (RULES_MAX_FILES)")])
     problems: list[Problem] = []
     rulesets: dict[str, RuleSet] = {}
     refused: set[str] = set()  # rule files with errors: their cases cannot run and are not reported
     case_docs: dict[str, Document] = {}
     for name in sorted(files):
-        doc = Document(name, files[name])
+        doc = Document(name, files[name], limits)
         if name.endswith(CASES_SUFFIX):
             case_docs[name] = doc
             problems.extend(doc.problems)
