@@ -49,6 +49,7 @@ TEXT = {
     "NUL bytes": ("value.yaml", VALUE_HEAD + "description: a\x00b\n", "not valid YAML"),
     "binary as text": ("value.yaml", random.Random(1).randbytes(64 * 1024).decode("latin-1"), "not valid YAML"),
     "python tag": ("value.yaml", VALUE_HEAD + "rules: !!python/object/apply:os.system [echo hi]\n", "is not allowed"),
+    "lone surrogate": ("value.yaml", VALUE_HEAD + "description: a\ud800b\n", "not valid text: a lone surrogate U+D800"),
     "2 MB scalar": ("value.yaml", VALUE_HEAD + "description: " + "a" * 2_000_000 + "\n", "a rule file may hold at most"),
 }
 BYTES = {
@@ -56,7 +57,7 @@ BYTES = {
     "random binary": ("value.yaml", random.Random(2).randbytes(256 * 1024), "not UTF-8 text"),
     "UTF-16 with BOM": ("value.yaml", "\ufeffruleset: value\nhit: first\n".encode("utf-16"), "UTF-16 text; save it as UTF-8"),
     "Latin-1": ("value.yaml", "ruleset: value\ndescription: caf\xe9 cr\xe8me\n".encode("latin-1"), "not UTF-8 text (byte 0xe9)"),
-    **{name: (file, text.encode("utf-8")) + (says,) for name, (file, text, says) in TEXT.items() if name != "binary as text"},
+    **{name: (file, text.encode("utf-8")) + (says,) for name, (file, text, says) in TEXT.items() if name not in ("binary as text", "lone surrogate")},
 }
 
 
@@ -170,7 +171,8 @@ def one_slot_app(config):
 
 EXPENSIVE = (("/api/v1/rules/validate", {"files": {}}), ("/api/v1/rules/publish", {"message": "m"}), ("/api/v1/rules/test", None),
              ("/api/v1/rules/rollback", {"message": "m"}), ("/api/v1/jobs/what-if", {"steps": ["stages"]}),
-             ("/api/v1/models/churn/promote", {"version": "v1", "reason": "r"}), ("/api/v1/models/churn/rollback", {"reason": "r"}))
+             ("/api/v1/models/churn/promote", {"version": "v1", "reason": "r"}), ("/api/v1/models/churn/rollback", {"reason": "r"}),
+             ("/api/v1/lifecycle/evaluate", None), ("/api/v1/rfm/calculate", {}), ("/api/v1/segments/recompute", None))
 
 
 def assert_busy(response) -> None:
@@ -241,5 +243,7 @@ def test_the_429_is_in_the_openapi_of_each_expensive_operation(client):
                  if isinstance(op, dict) and "429" in op.get("responses", {})}
     assert expensive == {("/api/v1/rules/validate", "post"), ("/api/v1/rules/publish", "post"), ("/api/v1/rules/rollback", "post"),
                          ("/api/v1/rules/test", "post"), ("/api/v1/jobs/what-if", "post"),
-                         ("/api/v1/models/{name}/promote", "post"), ("/api/v1/models/{name}/rollback", "post")}
+                         ("/api/v1/models/{name}/promote", "post"), ("/api/v1/models/{name}/rollback", "post"),
+                         ("/api/v1/lifecycle/evaluate", "post"), ("/api/v1/rfm/calculate", "post"), ("/api/v1/segments", "post"),
+                         ("/api/v1/segments/{name}", "patch"), ("/api/v1/segments/recompute", "post")}
     assert "Retry-After" in spec["paths"]["/api/v1/rules/validate"]["post"]["responses"]["429"]["headers"]
