@@ -148,9 +148,6 @@ def _rules(doc: Document, raw: Any, inputs: dict[str, InputSpec], outputs: dict[
     if not isinstance(raw, list) or not raw:
         doc.problem(("rules",), "rules must be a list of rules, each with id, when and then")
         return []
-    if len(raw) > doc.limits.rules:
-        doc.problem(("rules", doc.limits.rules), f"more than {doc.limits.rules:,} rules in one file (RULES_MAX_RULES); split the rule set")
-        return []
     rules, seen = [], set()
     for index, item in enumerate(raw):
         path = ("rules", index)

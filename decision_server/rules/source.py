@@ -123,44 +123,61 @@ class Document:
 
         This runs before any value is built: an alias (*name) lets 700 bytes expand to gigabytes
         (the "billion laughs"), so anchors, aliases and merge keys are refused outright, and so
-        are nesting and a count of values past the limits.
+        are nesting, values, rules and cases past the limits.
         """
-        limits, depth, values, documents = self.limits, 0, 0, 0
         loader = _LOADER(self.text)
         try:
-            while not loader.check_event(yaml.StreamEndEvent):
-                event = loader.get_event()
-                at = (event.start_mark.line + 1, event.start_mark.column + 1)
-                if isinstance(event, yaml.AliasEvent):
-                    self.problem((), f"aliases (*{event.anchor}) are not allowed in a rule file: write the value out", at=at)
-                    return False
-                if getattr(event, "anchor", None) is not None:
-                    self.problem((), f"anchors (&{event.anchor}) are not allowed in a rule file: write the value out", at=at)
-                    return False
-                if isinstance(event, yaml.DocumentStartEvent):
-                    documents += 1
-                    if documents > 1:
-                        self.problem((), "a rule file holds one YAML document; remove the second '---'", at=at)
-                        return False
-                elif isinstance(event, yaml.ScalarEvent):
-                    values += 1
-                    if event.value == "<<" and event.implicit[0]:
-                        self.problem((), "merge keys (<<) are not allowed in a rule file: write the keys out", at=at)
-                        return False
-                elif isinstance(event, yaml.CollectionStartEvent):
-                    values += 1
-                    depth += 1
-                    if depth > limits.depth:
-                        self.problem((), f"nested more than {limits.depth} levels deep (RULES_MAX_DEPTH)", at=at)
-                        return False
-                elif isinstance(event, yaml.CollectionEndEvent):
-                    depth -= 1
-                if values > limits.values:
-                    self.problem((), f"more than {limits.values:,} values in one file (RULES_MAX_VALUES)", at=at)
-                    return False
+            problem = self._scan(loader)
         finally:
             loader.dispose()
-        return True
+        if problem:
+            self.problem((), problem[0], at=problem[1])
+        return problem is None
+
+    def _scan(self, loader) -> tuple[str, tuple[int, int]] | None:
+        limits, depth, values, documents = self.limits, 0, 0, 0
+        items = {"rules": (limits.rules, "rules in one file (RULES_MAX_RULES); split the rule set"),
+                 "cases": (limits.cases, "cases in one file (RULES_MAX_CASES); split the file")}
+        top_mapping, is_key, key, counting, count = False, True, None, None, 0
+        while not loader.check_event(yaml.StreamEndEvent):
+            event = loader.get_event()
+            at = (event.start_mark.line + 1, event.start_mark.column + 1)
+            if isinstance(event, yaml.AliasEvent):
+                return f"aliases (*{event.anchor}) are not allowed in a rule file: write the value out", at
+            if getattr(event, "anchor", None) is not None:
+                return f"anchors (&{event.anchor}) are not allowed in a rule file: write the value out", at
+            if isinstance(event, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    return "a rule file holds one YAML document; remove the second '---'", at
+                continue
+            if isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+                counting = None if depth < 2 else counting
+                continue
+            if not isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
+                continue
+            values += 1
+            if values > limits.values:
+                return f"more than {limits.values:,} values in one file (RULES_MAX_VALUES)", at
+            if isinstance(event, yaml.ScalarEvent) and event.value == "<<" and event.implicit[0]:
+                return "merge keys (<<) are not allowed in a rule file: write the keys out", at
+            if depth == 0:
+                top_mapping = isinstance(event, yaml.MappingStartEvent)
+            elif depth == 1 and top_mapping:  # a key or a value of the top mapping, in turn
+                if not is_key and key in items and isinstance(event, yaml.SequenceStartEvent):
+                    counting, count = items[key], 0
+                key = event.value if is_key and isinstance(event, yaml.ScalarEvent) else None
+                is_key = not is_key
+            elif depth == 2 and counting:  # one rule of `rules`, one case of `cases`
+                count += 1
+                if count > counting[0]:
+                    return f"more than {counting[0]:,} {counting[1]}", at
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > limits.depth:
+                    return f"nested more than {limits.depth} levels deep (RULES_MAX_DEPTH)", at
+        return None
 
     def _convert(self, loader: yaml.SafeLoader, node: yaml.Node, path: tuple) -> Any:
         self.marks[path] = Mark(node.start_mark.line + 1, node.start_mark.column + 1, getattr(node, "style", None))
