@@ -60,6 +60,7 @@ class Config:
     rules_max_file_bytes: int = 1024 * 1024
     rules_max_depth: int = 20
     rules_max_values: int = 50_000
+    rules_max_total_values: int = 100_000
     rules_max_rules: int = 2_000
     rules_max_cases: int = 2_000
     rules_max_files: int = 200
@@ -73,7 +74,8 @@ class Config:
         from decision_server.rules.source import Limits
 
         return Limits(file_bytes=self.rules_max_file_bytes, depth=self.rules_max_depth, values=self.rules_max_values,
-                      rules=self.rules_max_rules, cases=self.rules_max_cases, files=self.rules_max_files)
+                      total_values=self.rules_max_total_values, rules=self.rules_max_rules, cases=self.rules_max_cases,
+                      files=self.rules_max_files)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
@@ -184,6 +186,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "rules_max_file_bytes": ("RULES_MAX_FILE_BYTES", _count),
     "rules_max_depth": ("RULES_MAX_DEPTH", _count),
     "rules_max_values": ("RULES_MAX_VALUES", _count),
+    "rules_max_total_values": ("RULES_MAX_TOTAL_VALUES", _count),
     "rules_max_rules": ("RULES_MAX_RULES", _count),
     "rules_max_cases": ("RULES_MAX_CASES", _count),
     "rules_max_files": ("RULES_MAX_FILES", _count),

@@ -114,6 +114,19 @@ def test_the_diff_of_a_draft_changing_thousands_of_scattered_lines_is_quick(clie
     assert [line[1:] for line in lines if line.startswith("+") and not line.startswith("+++")] == new.splitlines()[first - 1:-1]
 
 
+def test_a_draft_past_the_values_of_a_revision_is_refused_before_anything_is_built(client, auth):
+    """Six files of 2,000 rules (18,000 values each) are each within the limits; together they pass RULES_MAX_TOTAL_VALUES."""
+    files = {f"extra_{k}.yaml": rules(2_000).replace("ruleset: value", f"ruleset: extra_{k}") for k in range(6)}
+    started = time.perf_counter()
+    response = client.post("/api/v1/rules/publish", json={"files": files, "message": "big"}, headers=auth("editor"))
+    assert time.perf_counter() - started < REFUSED_WITHIN
+    body = response.get_json()
+    assert response.status_code == 422 and body["code"] == "rule_file_invalid"
+    [problem] = body["errors"]["problems"]
+    assert problem["file"] == "extra_5.yaml" and problem["line"] > 1
+    assert problem["message"] == "the files of the revision hold more than 100,000 values in all (RULES_MAX_TOTAL_VALUES)"
+
+
 def test_a_body_past_the_request_limit_is_413(client, auth):
     text = "description: " + "a" * 10_000_000
     response = client.post("/api/v1/rules/validate", json={"files": {"value.yaml": text}}, headers=auth("editor"))

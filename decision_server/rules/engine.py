@@ -224,8 +224,15 @@ def build_revision(files: Mapping[str, str], *, backend: str = "durable", durabl
     rulesets: dict[str, RuleSet] = {}
     refused: set[str] = set()  # rule files with errors: their cases cannot run and are not reported
     case_docs: dict[str, Document] = {}
-    for name in sorted(files):
-        doc = Document(name, files[name], limits)
+    docs: dict[str, Document] = {}
+    remaining = limits.total_values
+    for name in sorted(files):  # every file checked and counted before any is built: building is what costs
+        docs[name] = Document(name, files[name], limits, build=False, remaining=remaining)
+        remaining -= docs[name].value_count
+        if remaining < 0:
+            raise RulesInvalid([p for doc in docs.values() for p in doc.problems])
+    for name, doc in docs.items():
+        doc.build()
         if name.endswith(CASES_SUFFIX):
             case_docs[name] = doc
             problems.extend(doc.problems)

@@ -31,6 +31,7 @@ class Limits:
     file_bytes: int = 1024 * 1024
     depth: int = 20  # lists and mappings inside each other
     values: int = 50_000  # scalars, lists and mappings in one file: what parsing costs
+    total_values: int = 100_000  # in all the files of a revision: what building it costs
     rules: int = 2_000  # per rule file
     cases: int = 2_000  # per cases file
     files: int = 200  # per revision
@@ -84,13 +85,18 @@ class Mark:
 class Document:
     """A parsed YAML file: plain values plus the mark of every value by its path of keys."""
 
-    def __init__(self, name: str, text: str, limits: Limits = DEFAULT_LIMITS):
+    def __init__(self, name: str, text: str, limits: Limits = DEFAULT_LIMITS, *, build: bool = True,
+                 remaining: int | None = None):
+        """Read `text`; with build=False only check and count it (build() later); `remaining`: values the revision has left."""
         self.name = name
         self.text = text
         self.limits = limits
         self.marks: dict[tuple, Mark] = {}
         self.problems: list[Problem] = []
         self.value: Any = None
+        self.value_count = 0  # scalars, lists and mappings, counted before any is built
+        self._remaining = limits.total_values if remaining is None else remaining
+        self._scanned = False
         try:
             size = len(text.encode("utf-8"))
         except UnicodeEncodeError as exc:  # JSON can carry a lone surrogate (\ud800) that no file can hold
@@ -100,15 +106,32 @@ class Document:
         if size > limits.file_bytes:
             self.problem((), f"the file is {size:,} bytes; a rule file may hold at most {limits.file_bytes:,} (RULES_MAX_FILE_BYTES)")
             return
-        try:
-            if not self._guard():
-                return
-            loader = _LOADER(text)
+        self._scanned = self._yaml(self._guard)
+        if build:
+            self.build()
+
+    def build(self) -> None:
+        """Build the values and their marks, unless the file was refused before (build=False defers this)."""
+        if not self._scanned:
+            return
+        self._scanned = False
+
+        def compose() -> bool:
+            loader = _LOADER(self.text)
             try:
                 node = loader.get_single_node()
                 self.value = None if node is None else self._convert(loader, node, ())
             finally:
                 loader.dispose()
+            return True
+
+        self._yaml(compose)
+
+    def _yaml(self, step) -> bool:
+        """Run a step that reads the YAML; a syntax error becomes a problem at its place (and False)."""
+        text = self.text
+        try:
+            return step()
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -117,6 +140,7 @@ class Document:
             at = min(exc.position, len(text))
             line, column = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
             self.problem((), f"not valid YAML: character U+{exc.character:04X}: {exc.reason}", at=(line, column))
+        return False
 
     def _guard(self) -> bool:
         """Scan the YAML events once and refuse what would make building the values costly; True if fine.
@@ -160,6 +184,9 @@ class Document:
             values += 1
             if values > limits.values:
                 return f"more than {limits.values:,} values in one file (RULES_MAX_VALUES)", at
+            if values > self._remaining:
+                self.value_count = values
+                return f"the files of the revision hold more than {limits.total_values:,} values in all (RULES_MAX_TOTAL_VALUES)", at
             if isinstance(event, yaml.ScalarEvent) and event.value == "<<" and event.implicit[0]:
                 return "merge keys (<<) are not allowed in a rule file: write the keys out", at
             if depth == 0:
@@ -177,6 +204,7 @@ class Document:
                 depth += 1
                 if depth > limits.depth:
                     return f"nested more than {limits.depth} levels deep (RULES_MAX_DEPTH)", at
+        self.value_count = values
         return None
 
     def _convert(self, loader: yaml.SafeLoader, node: yaml.Node, path: tuple) -> Any:
