@@ -7,7 +7,10 @@ import os
 from decimal import Decimal, InvalidOperation
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from decision_server.rules.source import Limits
 
 DEFAULT_SQLITE_PATH = Path("var") / "decision-server.db"
 
@@ -64,12 +67,12 @@ class Config:
     rules_max_rules: int = 2_000
     rules_max_cases: int = 2_000
     rules_max_files: int = 200
-    # Expensive requests (validate, publish, test or roll back rules, what-if, promote models) running at once in
-    # one process; past it they get 429 with Retry-After. 0 = no limit.
+    # Expensive requests (validate, publish, test or roll back rules, what-if, promote models, the passes over every
+    # customer) running at once in one process; past it they get 429 with Retry-After. 0 = no limit.
     expensive_concurrency: int = 2
 
     @property
-    def rule_limits(self):
+    def rule_limits(self) -> "Limits":
         """Return the rule-file limits of these settings, for the rules engine."""
         from decision_server.rules.source import Limits
 

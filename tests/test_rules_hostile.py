@@ -10,6 +10,7 @@ import time
 import pytest
 
 from decision_server import create_app
+from decision_server.config import Config
 
 # A second is the bound; each refusal takes milliseconds, so this only fails when a file is parsed in earnest.
 REFUSED_WITHIN = 1.0
@@ -185,6 +186,8 @@ def test_limits_are_settings(config, rules_dir):
         (name, "more than 9 rules in one file (RULES_MAX_RULES); split the rule set") for name in ("offers.yaml", "rfm.yaml")}
     tenth = [n for n, line in enumerate((rules_dir / "rfm.yaml").read_text().splitlines(), 1) if line.startswith("  - id:")][9]
     assert [p.line for p in refused.value.problems if p.file == "rfm.yaml"] == [tenth]
+    from_env = Config.from_env({"RULES_MAX_DEPTH": "5", "RULES_MAX_TOTAL_VALUES": "1000", "EXPENSIVE_CONCURRENCY": "1"})
+    assert (from_env.rule_limits.depth, from_env.rule_limits.total_values, from_env.expensive_concurrency) == (5, 1000, 1)
 
 
 # -- expensive requests: at most EXPENSIVE_CONCURRENCY at once per process, then 429 -------------------------------

@@ -96,7 +96,7 @@ class Document:
         self.value: Any = None
         self.value_count = 0  # scalars, lists and mappings, counted before any is built
         self._remaining = limits.total_values if remaining is None else remaining
-        self._scanned = False
+        self._to_build = False  # checked and counted, values not built yet
         try:
             size = len(text.encode("utf-8"))
         except UnicodeEncodeError as exc:  # JSON can carry a lone surrogate (\ud800) that no file can hold
@@ -106,15 +106,15 @@ class Document:
         if size > limits.file_bytes:
             self.problem((), f"the file is {size:,} bytes; a rule file may hold at most {limits.file_bytes:,} (RULES_MAX_FILE_BYTES)")
             return
-        self._scanned = self._yaml(self._guard)
+        self._to_build = self._yaml(self._guard)
         if build:
             self.build()
 
     def build(self) -> None:
         """Build the values and their marks, unless the file was refused before (build=False defers this)."""
-        if not self._scanned:
+        if not self._to_build:
             return
-        self._scanned = False
+        self._to_build = False
 
         def compose() -> bool:
             loader = _LOADER(self.text)
