@@ -247,17 +247,18 @@ def summaries(revision) -> list[dict]:
     ]
 
 
-def published_revision(database: Any, rules_dir: Path, *, backend: str = "python") -> Any:
+def published_revision(database: Any, rules_dir: Path, *, backend: str = "python", limits: Any = None) -> Any:
     """Build the revision that serves (the newest publication, else the rules folder), for batch work.
 
     Batch jobs and commands run outside a server's Rulebook; close() the result when done.
     """
     from decision_server.rules.engine import build_revision
-    from decision_server.rules.source import read_rules_dir
+    from decision_server.rules.source import DEFAULT_LIMITS, read_rules_dir
 
+    limits = limits or DEFAULT_LIMITS  # the server's settings (Config.rule_limits), which what it published passed
     with database.session() as session:
         current = head(session)
         files = dict(find_revision(session, current.revision).files) if current else None
     if files is None:
-        files = read_rules_dir(rules_dir)
-    return build_revision(files, backend=backend, run_cases=False)
+        files = read_rules_dir(rules_dir, limits)
+    return build_revision(files, backend=backend, run_cases=False, limits=limits)

@@ -48,12 +48,13 @@ class Revision:
     """A complete, validated set of rule files, ready to evaluate; immutable once built."""
 
     def __init__(self, files: Mapping[str, str], rulesets: dict[str, RuleSet], warnings: list[Problem],
-                 cases: dict[str, list], backend: str, durable_host=None):
+                 cases: dict[str, list], backend: str, durable_host=None, limits: Limits | None = None):
         self.files = dict(files)
         self.id = revision_id(files)
         self.warnings = warnings
         self.cases = cases
         self.backend = backend
+        self.limits = limits or DEFAULT_LIMITS  # what it was built within: copies of it (a bulk job's workers) are too
         self.compiled = {name: CompiledRuleSet(rs) for name, rs in rulesets.items()}
         self._lock = threading.Lock()
         self._closed = False
@@ -214,8 +215,9 @@ class Revision:
 
 
 def build_revision(files: Mapping[str, str], *, backend: str = "durable", durable_host=None,
-                   run_cases: bool = True, limits: Limits = DEFAULT_LIMITS) -> Revision:
+                   run_cases: bool = True, limits: Limits | None = None) -> Revision:
     """Load, check, compile and test a complete set of rule files; raise RulesInvalid with every problem."""
+    limits = limits or DEFAULT_LIMITS
     if backend not in BACKENDS:
         raise ValidationError(f"unknown rules backend '{backend}'", errors={"backend": [f"one of: {', '.join(BACKENDS)}"]})
     if len(files) > limits.files:
@@ -255,7 +257,7 @@ def build_revision(files: Mapping[str, str], *, backend: str = "durable", durabl
         cases[name] = parsed
     if any(p.severity == "error" for p in problems):
         raise RulesInvalid(problems)
-    revision = Revision(files, rulesets, problems, cases, backend, durable_host if backend == "durable" else None)
+    revision = Revision(files, rulesets, problems, cases, backend, durable_host if backend == "durable" else None, limits)
     if run_cases:
         failures = cases_module.failures(revision)
         if failures:
