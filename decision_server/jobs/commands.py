@@ -64,7 +64,7 @@ def reevaluate_command(ctx: Context, only: tuple[str, ...], dry_run: bool, chann
         if not only:  # tiers and expiry run for every member only
             steps = tuple(s for s in steps if s in ("rfm", "stages", "segments"))
         click.echo(f"{len(customers):,} customers" + (f" of segment {segment}" if segment else f" from {customers_file}"))
-    revision = published_revision(ctx.database, ctx.config.rules_dir)
+    revision = published_revision(ctx.database, ctx.config.rules_dir, limits=ctx.config.rule_limits)
     models = ModelSet(ctx.config.models_dir, max_age_days=ctx.config.model_max_age_days)
     click.echo(f"re-evaluating every customer: {', '.join(steps)}" + (" (dry run: nothing is written)" if dry_run else ""))
     try:

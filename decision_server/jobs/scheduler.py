@@ -309,7 +309,7 @@ def run_now(database: Database, config: Config, name: str, *, source: str, wait:
         raise NotFound(f"no schedule {name}", errors={"name": [name]})
     if row.job == "retrain":
         return _recorded(database, "retrain", source, lambda: _retrain(database, config), wait=wait)
-    revision = published_revision(database, config.rules_dir)
+    revision = published_revision(database, config.rules_dir, limits=config.rule_limits)
     models = ModelSet(config.models_dir, max_age_days=config.model_max_age_days)
     steps = row.steps or list(reevaluation.STEPS)
     if not wait:
@@ -341,7 +341,7 @@ def _catalog(database: Database, config: Config, connector: str, *, source: str,
     from decision_server.rulebook.service import published_revision
 
     def work() -> dict[str, Any]:
-        revision = published_revision(database, config.rules_dir)
+        revision = published_revision(database, config.rules_dir, limits=config.rule_limits)
         try:
             words = service.vocabulary(revision)
         finally:
