@@ -43,7 +43,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         app.extensions["scheduler"].start_thread()
 
     init_request_logging(app)
-    init_api(app, _blueprints())
+    init_api(app, _blueprints(), expensive_concurrency=config.expensive_concurrency)
     app.add_url_rule("/health", "health", _health)
     app.add_url_rule("/ready", "ready", _ready)
     app.add_url_rule("/metrics", "metrics", _metrics)
@@ -63,7 +63,8 @@ def _start_rulebook(config: Config, database: Database):
     current, head = migrate.current_revision(database.engine), migrate.head_revision(database.engine)
     if current != head:
         raise ConfigError(f"the database is at schema revision {current}, expected {head}: run `decision-server init`")
-    rulebook = Rulebook(database, config.rules_dir, backend=config.rules_backend, poll_seconds=config.rules_poll_seconds)
+    rulebook = Rulebook(database, config.rules_dir, backend=config.rules_backend, poll_seconds=config.rules_poll_seconds,
+                        limits=config.rule_limits)
     rulebook.start()
     return rulebook
 

@@ -25,6 +25,7 @@ from decision_server.schemas import (
     page_of,
     page_response,
 )
+from decision_server.throttle import expensive
 from decision_server.web import Blueprint, transaction
 
 blp = Blueprint("segments", __name__, url_prefix="/segments",
@@ -120,6 +121,7 @@ class Segments(MethodView):
         return {"items": [{**r._mapping, "members": counts.get(r.id, 0)} for r in rows], "inputs": segments.vocabulary(_rules())}
 
     @requires(Permission.ANALYTICS_WRITE)
+    @expensive
     @blp.arguments(SegmentInSchema)
     @blp.response(201, SegmentSchema)
     def post(self, body):
@@ -147,6 +149,7 @@ class Segment(MethodView):
             return _with_count(session, _find(session, name))
 
     @requires(Permission.ANALYTICS_WRITE)
+    @expensive
     @blp.arguments(SegmentPatchSchema)
     @blp.response(200, SegmentSchema)
     def patch(self, body, name):
@@ -209,6 +212,7 @@ class Counts(MethodView):
 @blp.route("/recompute")
 class Recompute(MethodView):
     @requires(Permission.ANALYTICS_WRITE)
+    @expensive
     @blp.response(200, RecomputeSchema)
     def post(self):
         """Recompute every customer's membership of every active segment, and record the sizes."""
