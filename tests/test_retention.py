@@ -257,3 +257,12 @@ def test_the_migration_moves_the_log_over_and_back(make_database_url, backend):
         migrate.check(database.engine)
     finally:
         database.dispose()
+
+
+def test_an_offer_made_only_in_removed_decisions_still_cannot_be_deleted(shop, client, auth, database):
+    old = shop.decide(DecisionRequest("ANA", "app", {}, 1), now=midnight(200) + dt.timedelta(hours=1))
+    offer_id = old["actions"][0]["offer"]["id"]
+    assert retention.purge(database, days=90).decisions == 1
+    refused = client.delete(f"/api/v1/offers/{offer_id}", headers=auth("editor"))
+    assert refused.status_code == 409 and refused.get_json()["code"] == "offer_in_use"
+    assert {s["offer_id"]: s["actions"] for s in statistics(client, auth)} == {offer_id: 1}
