@@ -122,6 +122,8 @@ def listing(conn: Connection, *, limit: int, before: str | None = None, customer
     select = sa.select(*columns).order_by(_d.c.id.desc()).limit(limit + 1)
     if before is not None:
         select = select.where(_d.c.id < before)
+        if window := decided_window(before):  # older than the cursor: PostgreSQL skips the newer days
+            select = select.where(_d.c.decided_at <= window[1])
     if customer_id is not None:
         select = select.where(_d.c.external_id == customer_id)
     if channel is not None:
@@ -152,25 +154,19 @@ def offer_statistics(conn: Connection, *, since: dt.datetime | None = None) -> l
     The log's rows plus the days retention removed (decision_offer_days), so purging changes
     nothing; of a removed day, `since` counts the whole day it falls on.
     """
-    made = sa.select(_a.c.offer_id, sa.func.count()).group_by(_a.c.offer_id)
-    answered = sa.select(_r.c.offer_id, _r.c.response, sa.func.count()).group_by(_r.c.offer_id, _r.c.response)
+    made = sa.select(_a.c.offer_id, sa.func.count(), *(sa.literal(0) for _ in RESPONSES)).group_by(_a.c.offer_id)
+    answered = sa.select(_r.c.offer_id, sa.literal(0), *(sa.func.count().filter(_r.c.response == r) for r in RESPONSES)).group_by(_r.c.offer_id)
     removed = sa.select(_days.c.offer_id, *(sa.func.sum(_days.c[c]) for c in ("actions", *RESPONSES))).group_by(_days.c.offer_id)
     if since is not None:
         made = made.where(_a.c.decided_at >= since)
         answered = answered.where(_r.c.responded_at >= since)
         removed = removed.where(_days.c.day >= to_utc(since).date())
     stats: dict[int, dict[str, Any]] = {}
-
-    def of(offer_id: int) -> dict[str, Any]:
-        return stats.setdefault(offer_id, {"offer_id": offer_id, "actions": 0, **{r: 0 for r in RESPONSES}})
-
-    for offer_id, n in conn.execute(made).all():
-        of(offer_id)["actions"] += n
-    for offer_id, response, n in conn.execute(answered).all():
-        of(offer_id)[response] += n
-    for offer_id, *counts in conn.execute(removed).all():
+    # One statement, so one snapshot: a purge committing in between cannot count a day twice or not at all.
+    for offer_id, *counts in conn.execute(sa.union_all(made, answered, removed)).all():
+        row = stats.setdefault(offer_id, {"offer_id": offer_id, "actions": 0, **{r: 0 for r in RESPONSES}})
         for name, n in zip(("actions", *RESPONSES), counts):
-            of(offer_id)[name] += int(n)
+            row[name] += int(n)
     for s in stats.values():
         s["acceptance_rate"] = round(s["accepted"] / s["actions"], 6) if s["actions"] else None
     return [stats[k] for k in sorted(stats)]
