@@ -143,6 +143,50 @@ def run_case(label: str, url: str, template: dict, decisions: int, batch: int, p
         database.dispose()
 
 
+def partition_overhead(url: str, models_dir: Path, seconds: float) -> list[dict]:
+    """Decision latency on PostgreSQL with plain log tables, the migration's partitions, and 90 days' worth."""
+    from decision_server.decisions import retention
+
+    app = _app(url, models_dir)
+    database, decider = app.extensions["database"], app.extensions["decider"]
+    out = []
+    try:
+        with database.session(write=True) as session:
+            from decision_server.offers import service as offers
+
+            offers.load_demo_catalog(session, channels=app.extensions["config"].channels, words=offers.vocabulary(None))
+        app.extensions["catalog"].sync()
+        with database.connection() as conn:
+            fresh = len(retention.partitions(conn))
+        _latencies(decider, count=300)
+        out.append({"case": f"partitioned, {fresh} partitions", **_summary(_latencies(decider, seconds=seconds))})
+        now = dt.datetime.now(dt.timezone.utc)
+        for back in range(1, 91):
+            retention.ensure_partitions(database, now=now - dt.timedelta(days=back), ahead=0)
+        with database.connection() as conn:
+            full = len(retention.partitions(conn))
+        _latencies(decider, count=300)
+        out.append({"case": f"partitioned, {full} partitions", **_summary(_latencies(decider, seconds=seconds))})
+        with database.connection() as conn:  # the same tables, plain: what the log was before migration 0014
+            for table in retention.TABLES:
+                conn.exec_driver_sql(f"CREATE TABLE {table}_plain (LIKE {table} INCLUDING ALL)")
+                conn.exec_driver_sql(f"INSERT INTO {table}_plain SELECT * FROM {table}")
+                conn.exec_driver_sql(f"ALTER TABLE {table} RENAME TO {table}_parted")
+                conn.exec_driver_sql(f"ALTER TABLE {table}_plain RENAME TO {table}")
+        database.engine.dispose()  # prepared statements name the old tables
+        _latencies(decider, count=300)
+        out.append({"case": "plain tables", **_summary(_latencies(decider, seconds=seconds))})
+    finally:
+        app.extensions["rulebook"].stop()
+        app.extensions["models"].stop()
+        app.extensions["catalog"].stop()
+        app.extensions["decider"].learning.stop()
+        database.dispose()
+    for row in out:
+        print(f"  {row['case']}: n {row['n']:,}, p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms", flush=True)
+    return out
+
+
 def _template(url: str, models_dir: Path) -> dict:
     """A real decision's row (its candidates, models, profile), to copy old decisions from."""
     import sqlalchemy as sa
@@ -175,6 +219,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5_000, help="decisions per delete transaction (default 5,000)")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--overhead-seconds", type=float, default=10.0,
+                        help="per case of decision latency with plain and partitioned tables (PostgreSQL; 0: skip)")
     args = parser.parse_args()
     models_dir = Path(tempfile.mkdtemp(prefix="ds-retention-models-"))  # empty: every model falls back
     rows = []
@@ -192,6 +238,11 @@ def main() -> None:
             with harness.scratch_database(pg, name="ds_bench_retention", customers=200) as dataset:
                 template = _template(dataset.url, models_dir)
                 rows.append(run_case(label, dataset.url, template, args.decisions, args.batch_size, partitioned, models_dir))
+        overhead = []
+        if args.overhead_seconds and any(pg for _, pg, _ in cases):
+            print("decision latency, plain and partitioned log tables (PostgreSQL):", flush=True)
+            with harness.scratch_database(args.postgres_url, name="ds_bench_retention", customers=200) as dataset:
+                overhead = partition_overhead(dataset.url, models_dir, args.overhead_seconds)
     finally:
         shutil.rmtree(models_dir, ignore_errors=True)
     table = [{"case": r["case"], "purge_s": r["purge_s"], "rate": r["rate"], "dropped": r["days_dropped"], "batches": r["batches"],
@@ -204,8 +255,13 @@ def main() -> None:
                                 ("n alone", "n_alone", ",.0f"), ("p50 alone", "p50_alone", ".2f"), ("p99 alone", "p99_alone", ".2f"),
                                 ("max alone", "max_alone", ".1f"), ("n during", "n_during", ",.0f"), ("p50 during", "p50_during", ".2f"),
                                 ("p99 during", "p99_during", ".2f"), ("max during", "max_during", ".1f")])
+    if overhead:
+        print("\ndecision latency in ms on PostgreSQL (whole Decider.decide), by log table layout")
+        harness.print_table(overhead, [("layout", "case", ""), ("n", "n", ",.0f"), ("p50", "p50_ms", ".2f"), ("p90", "p90_ms", ".2f"),
+                                       ("p99", "p99_ms", ".2f"), ("max", "max_ms", ".1f")])
     print(harness.MACHINE_NOTE)
-    harness.write_results("retention_bench", {"args": harness.public_args(args), "rows": rows, "environment": harness.environment()})
+    harness.write_results("retention_bench", {"args": harness.public_args(args), "rows": rows, "overhead": overhead,
+                                              "environment": harness.environment()})
 
 
 if __name__ == "__main__":

@@ -202,7 +202,7 @@ def test_a_decision_made_during_a_purge_is_neither_held_up_nor_lost(shop, databa
         slowest = max(slowest, time.perf_counter() - started)
         during += bool(batches) and purge.is_alive()
     purge.join()
-    assert done["result"].decisions == 3_000 and done["result"].actions == 3_000 and len(batches) == 30
+    assert done["result"].decisions == 3_000 and done["result"].actions == 3_000 and len(batches) >= 30
     assert during >= 1  # decisions were made while batches were being deleted
     assert slowest < 2.0  # never waits for more than a batch (a generous bound)
     with database.connection() as conn:

@@ -36,7 +36,11 @@ log = logging.getLogger("decision_server.decisions.retention")
 RESPONSES = ("accepted", "declined", "ignored", "clicked")
 TABLES = ("decisions", "decision_actions", "decision_responses")
 AHEAD_DAYS = 7  # partitions made ahead: a week of the job not running before a day lands in the default partition
-BATCH = 5_000  # decisions per delete transaction: ~50-100 ms on SQLite, the longest a decision waits for the purge
+# Decisions per delete transaction: at most BATCH, sized to take about BATCH_SECONDS, the longest
+# a decision waits for the purge on SQLite (one writer at a time). 5,000 took 0.7 s there.
+BATCH = 5_000
+BATCH_SECONDS = 0.1
+FIRST_BATCH, MIN_BATCH = 500, 50
 # DDL on a log table waits this long for its lock, then gives up until the next try: decisions
 # queue behind a waiting ALTER TABLE, so it must never wait long.
 LOCK_TIMEOUT = "1s"
@@ -71,11 +75,13 @@ def cutoff(days: int, now: dt.datetime) -> dt.datetime:
 
 
 def purge(database: Database, *, days: int, now: dt.datetime | None = None, batch_size: int = BATCH, dry_run: bool = False,
-          pause_seconds: float = 0.005, progress: Callable[[Purge], None] | None = None) -> Purge:
+          batch_seconds: float = BATCH_SECONDS, pause_seconds: float = 0.005, progress: Callable[[Purge], None] | None = None) -> Purge:
     """Remove the decisions (with actions and responses) older than `days` days, rolling their counts up; 0 keeps all.
 
-    On PostgreSQL, first make the partitions of the days ahead. `pause_seconds` between batches
-    lets waiting decision writers in before the next batch takes the write lock.
+    On PostgreSQL, first make the partitions of the days ahead. Batches hold at most `batch_size`
+    decisions and are sized to take about `batch_seconds`; after each, the purge waits
+    `pause_seconds`, and on SQLite as long as the batch took, so that the decision writers
+    queued on the write lock get in before the next batch takes it.
     """
     started = time.perf_counter()
     now = now or utcnow()
@@ -98,18 +104,23 @@ def purge(database: Database, *, days: int, now: dt.datetime | None = None, batc
         return result
     if postgresql:
         _drop_days(database, result, progress)
+    size = min(batch_size, FIRST_BATCH)
     while True:
+        began = time.perf_counter()
         with database.connection(write=True) as conn:
-            removed = _delete_batch(conn, result, batch_size)
+            removed = _delete_batch(conn, result, size)
+        took = time.perf_counter() - began
         if not removed:
             break
         result.batches += 1
-        log.info("decision log purge: %d decisions removed before %s (batch %d)", result.decisions, result.cutoff.date(), result.batches)
+        log.info("decision log purge: %d decisions removed before %s (batch %d of %d in %.0f ms)", result.decisions,
+                 result.cutoff.date(), result.batches, removed, took * 1000)
         if progress:
             progress(result)
-        if removed < batch_size:
+        if removed < size:
             break
-        time.sleep(pause_seconds)
+        size = min(batch_size, max(MIN_BATCH, int(size * batch_seconds / max(took, 1e-3))))
+        time.sleep(pause_seconds if postgresql else max(pause_seconds, took))
     result.seconds = time.perf_counter() - started
     log.info("decision log purged before %s: %d decisions, %d actions, %d responses, %d days dropped whole, in %.1f s",
              result.cutoff.date(), result.decisions, result.actions, result.responses, len(result.days_dropped), result.seconds)
@@ -152,24 +163,29 @@ def _roll_up(conn: Connection, actions: sa.Table, responses: sa.Table, where_act
     return sum(n for *_, n in made), sum(n for *_, n in answered)
 
 
-def _delete_batch(conn: Connection, result: Purge, batch_size: int) -> int:
-    """Remove the oldest `batch_size` decisions before the cutoff with their actions and responses; return how many."""
+def _delete_batch(conn: Connection, result: Purge, size: int) -> int:
+    """Remove the oldest `size` decisions before the cutoff (and any of the same time) with their actions and responses."""
     old = _d.c.decided_at < result.cutoff
-    ids = list(conn.execute(sa.select(_d.c.id).where(old).order_by(_d.c.decided_at).limit(batch_size)).scalars())
-    if not ids:
+    last = conn.execute(sa.select(_d.c.decided_at).where(old).order_by(_d.c.decided_at).offset(size - 1).limit(1)).scalar()
+    batch = sa.and_(old, _d.c.decided_at <= last) if last is not None else old
+    # The decisions locked first: on PostgreSQL a response holds its decision (log.respond), so this
+    # waits for one being written, and none can be written for these any more; the responses read
+    # next include every response there is. (SQLite has one writer at a time.)
+    locked = conn.execute(sa.select(_d.c.id).where(batch).with_for_update()).scalars().all()
+    if not locked:
         return 0
-    # The decisions first: on PostgreSQL the delete waits for a response holding one of them
-    # (log.respond locks its decision), and the responses read after it include that response.
-    conn.execute(sa.delete(_d).where(_d.c.id.in_(ids), old))
-    of_actions = (_a.c.decision_id.in_(ids), _a.c.decided_at < result.cutoff)
-    of_responses = (_r.c.decision_id.in_(ids), _r.c.decided_at < result.cutoff)
+    ids = sa.select(_d.c.id).where(batch)
+    upper = last if last is not None else result.cutoff
+    of_actions = (_a.c.decision_id.in_(ids), _a.c.decided_at <= upper, _a.c.decided_at < result.cutoff)
+    of_responses = (_r.c.decision_id.in_(ids), _r.c.decided_at <= upper, _r.c.decided_at < result.cutoff)
     actions, responses = _roll_up(conn, _a, _r, of_actions, of_responses)
     conn.execute(sa.delete(_r).where(*of_responses))
     conn.execute(sa.delete(_a).where(*of_actions))
-    result.decisions += len(ids)
+    removed = conn.execute(sa.delete(_d).where(batch)).rowcount
+    result.decisions += removed
     result.actions += actions
     result.responses += responses
-    return len(ids)
+    return removed
 
 
 # PostgreSQL partitions. Their names and bounds are made here from dates, never from input, so
