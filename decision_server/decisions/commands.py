@@ -18,7 +18,8 @@ def decisions():
               help="Keep this many days (default: DECISION_LOG_RETENTION_DAYS, 90; 0 keeps everything).")
 @click.option("--dry-run", is_flag=True, help="Count what would go; remove nothing.")
 @click.option("--batch-size", type=click.IntRange(min=1, max=50_000), default=5_000, show_default=True,
-              help="Decisions deleted per transaction (SQLite, and PostgreSQL's default partition).")
+              help="At most this many decisions deleted per transaction (sized to take ~0.1 s; SQLite, and PostgreSQL's "
+                   "default partition).")
 @pass_context
 def purge(ctx: Context, days: int | None, dry_run: bool, batch_size: int):
     """Remove the decisions (actions, responses) older than the retention; offer statistics and learning stay as they were.

@@ -4,8 +4,8 @@ On PostgreSQL the log tables are partitioned by UTC day (migration 0014): a day 
 detached from all three tables in one short transaction, rolled up into decision_offer_days and
 dropped, whatever its size. Partitions are made a week ahead, so decisions land in their day's
 partition; what the default partition holds (a day that had no partition in time, rows older
-than the migration partitioned) and every row on SQLite is deleted in batches of a few thousand
-decisions, one transaction each, so a decision waits for one batch at most.
+than the migration partitioned) and every row on SQLite is deleted in batches of about 0.1 s,
+one transaction each, so a decision waits for one batch at most.
 
 The cutoff is a UTC midnight: the day `days` ago and every day after it are kept.
 """
