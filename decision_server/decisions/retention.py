@@ -106,8 +106,8 @@ def purge(database: Database, *, days: int, now: dt.datetime | None = None, batc
         _drop_days(database, result, progress)
     size = min(batch_size, FIRST_BATCH)
     while True:
-        began = time.perf_counter()
         with database.connection(write=True) as conn:
+            began = time.perf_counter()  # once the write lock is ours: waiting for it is not the batch's cost
             removed = _delete_batch(conn, result, size)
         took = time.perf_counter() - began
         if not removed:
