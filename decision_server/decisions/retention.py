@@ -165,23 +165,27 @@ def _roll_up(conn: Connection, actions: sa.Table, responses: sa.Table, where_act
 
 def _delete_batch(conn: Connection, result: Purge, size: int) -> int:
     """Remove the oldest `size` decisions before the cutoff (and any of the same time) with their actions and responses."""
-    old = _d.c.decided_at < result.cutoff
-    last = conn.execute(sa.select(_d.c.decided_at).where(old).order_by(_d.c.decided_at).offset(size - 1).limit(1)).scalar()
-    batch = sa.and_(old, _d.c.decided_at <= last) if last is not None else old
+    last = conn.execute(sa.select(_d.c.decided_at).where(_d.c.decided_at < result.cutoff).order_by(_d.c.decided_at)
+                        .offset(size - 1).limit(1)).scalar()
+
+    def batch(table: sa.Table) -> sa.ColumnElement:
+        # One bound only: given two upper bounds, SQLite ranges the index on one and filters by the
+        # other, and took the cutoff, walking every old row for each batch.
+        return table.c.decided_at <= last if last is not None else table.c.decided_at < result.cutoff
+
     # The decisions locked first: on PostgreSQL a response holds its decision (log.respond), so this
     # waits for one being written, and none can be written for these any more; the responses read
     # next include every response there is. (SQLite has one writer at a time.)
-    locked = conn.execute(sa.select(_d.c.id).where(batch).with_for_update()).scalars().all()
+    locked = conn.execute(sa.select(_d.c.id).where(batch(_d)).with_for_update()).scalars().all()
     if not locked:
         return 0
-    ids = sa.select(_d.c.id).where(batch)
-    upper = last if last is not None else result.cutoff
-    of_actions = (_a.c.decision_id.in_(ids), _a.c.decided_at <= upper, _a.c.decided_at < result.cutoff)
-    of_responses = (_r.c.decision_id.in_(ids), _r.c.decided_at <= upper, _r.c.decided_at < result.cutoff)
+    ids = sa.select(_d.c.id).where(batch(_d))
+    of_actions = (_a.c.decision_id.in_(ids), batch(_a))
+    of_responses = (_r.c.decision_id.in_(ids), batch(_r))
     actions, responses = _roll_up(conn, _a, _r, of_actions, of_responses)
     conn.execute(sa.delete(_r).where(*of_responses))
     conn.execute(sa.delete(_a).where(*of_actions))
-    removed = conn.execute(sa.delete(_d).where(batch)).rowcount
+    removed = conn.execute(sa.delete(_d).where(batch(_d))).rowcount
     result.decisions += removed
     result.actions += actions
     result.responses += responses
