@@ -143,8 +143,25 @@ def run_case(label: str, url: str, template: dict, decisions: int, batch: int, p
         database.dispose()
 
 
+def _contact_read_ms(database, n: int = 2000) -> float:
+    """p50 of the decision path's read of one customer's last 30 days of actions and declines (the contact policy's)."""
+    from decision_server import fastsql
+    from decision_server.decisions.service import HISTORY, READ_CONTACTS
+
+    statement = fastsql.Prepared(database.engine, READ_CONTACTS)
+    since = dt.datetime.now(dt.timezone.utc) - HISTORY
+    times = []
+    with fastsql.cursor(database.engine) as cur:
+        for i in range(n):
+            started = time.perf_counter()
+            statement.rows(cur, {"external_id": f"P-{i}", "since": since})
+            times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return times[len(times) // 2]
+
+
 def partition_overhead(url: str, models_dir: Path, seconds: float) -> list[dict]:
-    """Decision latency on PostgreSQL with plain log tables, the migration's partitions, and 90 days' worth."""
+    """Decision latency on PostgreSQL with plain log tables, the migration's partitions, and 90 days' worth (custom and generic plans)."""
     from decision_server.decisions import retention
 
     app = _app(url, models_dir)
@@ -159,14 +176,27 @@ def partition_overhead(url: str, models_dir: Path, seconds: float) -> list[dict]
         with database.connection() as conn:
             fresh = len(retention.partitions(conn))
         _latencies(decider, count=300)
-        out.append({"case": f"partitioned, {fresh} partitions", **_summary(_latencies(decider, seconds=seconds))})
+        out.append({"case": f"partitioned, {fresh} partitions", **_summary(_latencies(decider, seconds=seconds)),
+                    "contacts_ms": _contact_read_ms(database)})
         now = dt.datetime.now(dt.timezone.utc)
         for back in range(1, 91):
             retention.ensure_partitions(database, now=now - dt.timedelta(days=back), ahead=0)
         with database.connection() as conn:
             full = len(retention.partitions(conn))
         _latencies(decider, count=300)
-        out.append({"case": f"partitioned, {full} partitions", **_summary(_latencies(decider, seconds=seconds))})
+        out.append({"case": f"partitioned, {full} partitions", **_summary(_latencies(decider, seconds=seconds)),
+                    "contacts_ms": _contact_read_ms(database)})
+        with database.connection() as conn:  # plans made once per statement, pruned when they run
+            conn.exec_driver_sql("SELECT set_config('plan_cache_mode', 'force_generic_plan', false)")
+            name = conn.exec_driver_sql("SELECT current_database()").scalar_one()
+            conn.exec_driver_sql(f'ALTER DATABASE "{name}" SET plan_cache_mode = force_generic_plan')
+        database.engine.dispose()
+        _latencies(decider, count=300)
+        out.append({"case": f"partitioned, {full} partitions, generic plans", **_summary(_latencies(decider, seconds=seconds)),
+                    "contacts_ms": _contact_read_ms(database)})
+        with database.connection() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{name}" RESET plan_cache_mode')
+        database.engine.dispose()
         with database.connection() as conn:  # the same tables, plain: what the log was before migration 0014
             for table in retention.TABLES:
                 conn.exec_driver_sql(f"CREATE TABLE {table}_plain (LIKE {table} INCLUDING ALL)")
@@ -175,7 +205,7 @@ def partition_overhead(url: str, models_dir: Path, seconds: float) -> list[dict]
                 conn.exec_driver_sql(f"ALTER TABLE {table}_plain RENAME TO {table}")
         database.engine.dispose()  # prepared statements name the old tables
         _latencies(decider, count=300)
-        out.append({"case": "plain tables", **_summary(_latencies(decider, seconds=seconds))})
+        out.append({"case": "plain tables", **_summary(_latencies(decider, seconds=seconds)), "contacts_ms": _contact_read_ms(database)})
     finally:
         app.extensions["rulebook"].stop()
         app.extensions["models"].stop()
@@ -183,7 +213,8 @@ def partition_overhead(url: str, models_dir: Path, seconds: float) -> list[dict]
         app.extensions["decider"].learning.stop()
         database.dispose()
     for row in out:
-        print(f"  {row['case']}: n {row['n']:,}, p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms", flush=True)
+        print(f"  {row['case']}: n {row['n']:,}, p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, "
+              f"contact read p50 {row['contacts_ms']:.3f} ms", flush=True)
     return out
 
 
@@ -258,7 +289,8 @@ def main() -> None:
     if overhead:
         print("\ndecision latency in ms on PostgreSQL (whole Decider.decide), by log table layout")
         harness.print_table(overhead, [("layout", "case", ""), ("n", "n", ",.0f"), ("p50", "p50_ms", ".2f"), ("p90", "p90_ms", ".2f"),
-                                       ("p99", "p99_ms", ".2f"), ("max", "max_ms", ".1f")])
+                                       ("p99", "p99_ms", ".2f"), ("max", "max_ms", ".1f"),
+                                       ("contact read p50", "contacts_ms", ".3f")])
     print(harness.MACHINE_NOTE)
     harness.write_results("retention_bench", {"args": harness.public_args(args), "rows": rows, "overhead": overhead,
                                               "environment": harness.environment()})
