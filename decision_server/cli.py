@@ -17,6 +17,7 @@ from decision_server.clicontext import Context, pass_context
 from decision_server.clicontext import progress as _progress
 from decision_server.clicontext import require_migrated as _require_migrated
 from decision_server.config import Config
+from decision_server.decisions.commands import decisions
 from decision_server.jobs.commands import jobs, reevaluate_command, scheduler
 from decision_server.loyalty.commands import loyalty, start_demo
 from decision_server.offers.commands import offers as offers_group
@@ -371,3 +372,4 @@ cli.add_command(loyalty)
 cli.add_command(reevaluate_command)
 cli.add_command(jobs)
 cli.add_command(scheduler)
+cli.add_command(decisions)

@@ -56,6 +56,8 @@ class Config:
     scheduler_lease_seconds: float = 30.0
     # A failed scheduled job is retried after this, then 4x, then 16x as long (three retries).
     job_retry_seconds: float = 60.0
+    # Days of decisions kept (with their actions and responses); the decision-log-retention job removes older days. 0 = keep all.
+    decision_log_retention_days: int = 90
     # A Dask scheduler (tcp://host:8786): bulk passes read and evaluate their chunks on its workers; none: two local processes.
     dask_scheduler_address: str | None = None
     # Rule files past these limits are refused before they are built (a hostile file costs a fraction of a second);
@@ -188,6 +190,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "scheduler_lease_seconds": ("SCHEDULER_LEASE_SECONDS", _number),
     "job_retry_seconds": ("JOB_RETRY_SECONDS", _number),
     "dask_scheduler_address": ("DASK_SCHEDULER_ADDRESS", _text),
+    "decision_log_retention_days": ("DECISION_LOG_RETENTION_DAYS", _count),
     "default_margin": ("DEFAULT_MARGIN", _margin),
     "rules_max_file_bytes": ("RULES_MAX_FILE_BYTES", _count),
     "rules_max_depth": ("RULES_MAX_DEPTH", _count),

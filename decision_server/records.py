@@ -14,6 +14,7 @@ from decision_server.decisions.records import (
     DecisionActionRecord,
     DecisionRecord,
     DecisionResponseRecord,
+    OfferDayRecord,
     OfferLearningRecord,
 )
 from decision_server.jobs.records import BulkRunRecord, LeaseRecord, ScheduleRecord
@@ -42,6 +43,7 @@ __all__ = [
     "DecisionActionRecord",
     "DecisionRecord",
     "DecisionResponseRecord",
+    "OfferDayRecord",
     "OfferLearningRecord",
     "LedgerEntryRecord",
     "MemberRecord",

@@ -31,7 +31,7 @@ CLI = os.path.join(os.path.dirname(sys.executable), "decision-server")
 def test_the_shipped_schedules_and_editing_them_over_the_api(client, auth):
     listed = client.get("/api/v1/jobs/schedules", headers=auth("analyst")).get_json()
     by_name = {s["name"]: s for s in listed["items"]}
-    assert set(by_name) == {"nightly", "hourly-stages", "points-expiry", "weekly-retrain"} and listed["leader"] is None
+    assert set(by_name) == {"nightly", "hourly-stages", "points-expiry", "weekly-retrain", "decision-log-retention"} and listed["leader"] is None
     assert by_name["nightly"]["cron"] == "30 2 * * *" and by_name["hourly-stages"]["steps"] == ["stages", "segments"]
     assert by_name["nightly"]["updated_by"] == "file"
     bad = client.patch("/api/v1/jobs/schedules/nightly", json={"cron": "61 2 * * *"}, headers=auth("admin"))

@@ -3,29 +3,53 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from decision_server.db import upsert, utcnow
+from decision_server.db import to_utc, upsert, utcnow
 from decision_server.decisions.learning import Learning
 from decision_server.decisions.records import (
     DecisionActionRecord,
     DecisionRecord,
     DecisionResponseRecord,
+    OfferDayRecord,
 )
 from decision_server.errors import Conflict, NotFound, ValidationError
 
 RESPONSES = ("accepted", "declined", "ignored", "clicked")
 _d, _a, _r = DecisionRecord.__table__, DecisionActionRecord.__table__, DecisionResponseRecord.__table__
+_days = OfferDayRecord.__table__
 # A response stamped slightly before its decision is a channel clock running behind, not an error.
 CLOCK_SKEW = dt.timedelta(minutes=5)
+# How far decided_at may be from the milliseconds an id starts with (float rounding of the stamp).
+_ID_SLACK = dt.timedelta(seconds=1)
+_ID = re.compile(r"[0-9a-f]{32}")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
-def _decision(conn: Connection, decision_id: str):
-    row = conn.execute(sa.select(_d.c.id, _d.c.external_id, _d.c.decided_at).where(_d.c.id == decision_id)).first()
+def decided_window(decision_id: str) -> tuple[dt.datetime, dt.datetime] | None:
+    """Return the span decided_at of the decision with this id lies in (its id starts with it), or None for no id of ours."""
+    if not _ID.fullmatch(decision_id):
+        return None
+    try:
+        at = _EPOCH + dt.timedelta(milliseconds=int(decision_id[:12], 16))
+        return at - _ID_SLACK, at + _ID_SLACK
+    except OverflowError:  # past the year 9999: no decision of ours
+        return None
+
+
+def _decision(conn: Connection, decision_id: str, *, lock: bool = False):
+    window, row = decided_window(decision_id), None
+    if window is not None:
+        # decided_at bounded by the id: PostgreSQL reads one day's partition, not every day's.
+        select = sa.select(_d.c.id, _d.c.external_id, _d.c.decided_at).where(_d.c.id == decision_id, _d.c.decided_at.between(*window))
+        if lock:  # a response holds its decision, so retention cannot remove it under the response (no foreign key does)
+            select = select.with_for_update(key_share=True)
+        row = conn.execute(select).first()
     if row is None:
         message = f"no decision with id {decision_id!r}"
         raise NotFound(message, code="decision_not_found", errors={"decision_id": [message]})
@@ -41,9 +65,9 @@ def respond(conn: Connection, learning: Learning, decision_id: str, *, response:
     Pass the increment to `Learning.applied` once the transaction has committed.
     """
     now = now or utcnow()
-    decision = _decision(conn, decision_id)
-    actions = conn.execute(sa.select(_a.c.rank, _a.c.offer_id, _a.c.learning_key).where(_a.c.decision_id == decision_id)
-                           .order_by(_a.c.rank)).all()
+    decision = _decision(conn, decision_id, lock=True)
+    actions = conn.execute(sa.select(_a.c.rank, _a.c.offer_id, _a.c.learning_key).where(
+        _a.c.decision_id == decision_id, _a.c.decided_at == decision.decided_at).order_by(_a.c.rank)).all()
     if not actions:
         message = "the decision made no action, so there is nothing to respond to"
         raise Conflict(message, code="decision_has_no_actions", errors={"decision_id": [message]})
@@ -61,16 +85,17 @@ def respond(conn: Connection, learning: Learning, decision_id: str, *, response:
     if occurred_at < decision.decided_at - CLOCK_SKEW:
         message = f"is before the decision was made ({decision.decided_at.isoformat()})"
         raise ValidationError(f"occurred_at {message}", errors={"occurred_at": [message]})
-    row = {"decision_id": decision_id, "rank": action.rank, "external_id": decision.external_id, "offer_id": action.offer_id,
-           "response": response, "responded_at": occurred_at, "recorded_at": now, "attributes": dict(attributes or {})}
+    row = {"decision_id": decision_id, "rank": action.rank, "response": response, "decided_at": decision.decided_at,
+           "external_id": decision.external_id, "offer_id": action.offer_id, "responded_at": occurred_at, "recorded_at": now,
+           "attributes": dict(attributes or {})}
     inserted = conn.execute(upsert(conn, _r).values(**row).on_conflict_do_nothing(
-        index_elements=[_r.c.decision_id, _r.c.rank, _r.c.response]).returning(_r.c.id)).first()
+        index_elements=[_r.c.decision_id, _r.c.rank, _r.c.response, _r.c.decided_at]).returning(_r.c.decision_id)).first()
     counted = None
     if inserted is not None and response == "accepted":
         learning.record_accepted(conn, action.offer_id, action.learning_key)
         counted = (action.offer_id, action.learning_key, 0, 0.0, 1)
     stored = conn.execute(sa.select(_r).where(_r.c.decision_id == decision_id, _r.c.rank == action.rank,
-                                              _r.c.response == response)).one()
+                                              _r.c.response == response, _r.c.decided_at == decision.decided_at)).one()
     return _response(stored._mapping), inserted is not None, counted
 
 
@@ -80,10 +105,11 @@ def _response(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def get(conn: Connection, decision_id: str) -> dict[str, Any]:
     """Return one decision with its actions and responses."""
-    _decision(conn, decision_id)
-    row = conn.execute(sa.select(_d).where(_d.c.id == decision_id)).one()._mapping
-    actions = conn.execute(sa.select(_a).where(_a.c.decision_id == decision_id).order_by(_a.c.rank)).all()
-    responses = conn.execute(sa.select(_r).where(_r.c.decision_id == decision_id).order_by(_r.c.id)).all()
+    at = _decision(conn, decision_id).decided_at
+    row = conn.execute(sa.select(_d).where(_d.c.id == decision_id, _d.c.decided_at == at)).one()._mapping
+    actions = conn.execute(sa.select(_a).where(_a.c.decision_id == decision_id, _a.c.decided_at == at).order_by(_a.c.rank)).all()
+    responses = conn.execute(sa.select(_r).where(_r.c.decision_id == decision_id, _r.c.decided_at == at)
+                             .order_by(_r.c.recorded_at, _r.c.rank, _r.c.response)).all()
     return {**_summary(row, [a._mapping for a in actions]), "context": row["context"], "models": row["models"],
             "candidates": row["candidates"], "responses": [_response(r._mapping) for r in responses]}
 
@@ -96,6 +122,8 @@ def listing(conn: Connection, *, limit: int, before: str | None = None, customer
     select = sa.select(*columns).order_by(_d.c.id.desc()).limit(limit + 1)
     if before is not None:
         select = select.where(_d.c.id < before)
+        if window := decided_window(before):  # older than the cursor: PostgreSQL skips the newer days
+            select = select.where(_d.c.decided_at <= window[1])
     if customer_id is not None:
         select = select.where(_d.c.external_id == customer_id)
     if channel is not None:
@@ -108,7 +136,8 @@ def listing(conn: Connection, *, limit: int, before: str | None = None, customer
     if not rows:
         return []
     actions: dict[str, list] = {}
-    for a in conn.execute(sa.select(_a).where(_a.c.decision_id.in_([r["id"] for r in rows])).order_by(_a.c.rank)).all():
+    span = _a.c.decided_at.between(min(r["decided_at"] for r in rows), max(r["decided_at"] for r in rows))  # the pages' partitions
+    for a in conn.execute(sa.select(_a).where(_a.c.decision_id.in_([r["id"] for r in rows]), span).order_by(_a.c.rank)).all():
         actions.setdefault(a.decision_id, []).append(a._mapping)
     return [_summary(r, actions.get(r["id"], [])) for r in rows]
 
@@ -120,17 +149,24 @@ def _summary(row: Mapping[str, Any], actions: list) -> dict[str, Any]:
 
 
 def offer_statistics(conn: Connection, *, since: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Return per offer: actions made, responses by kind, acceptance rate (optionally since a time)."""
-    made = sa.select(_a.c.offer_id, sa.func.count()).group_by(_a.c.offer_id)
-    answered = sa.select(_r.c.offer_id, _r.c.response, sa.func.count()).group_by(_r.c.offer_id, _r.c.response)
+    """Return per offer: actions made, responses by kind, acceptance rate (optionally since a time).
+
+    The log's rows plus the days retention removed (decision_offer_days), so purging changes
+    nothing; of a removed day, `since` counts the whole day it falls on.
+    """
+    made = sa.select(_a.c.offer_id, sa.func.count(), *(sa.literal(0) for _ in RESPONSES)).group_by(_a.c.offer_id)
+    answered = sa.select(_r.c.offer_id, sa.literal(0), *(sa.func.count().filter(_r.c.response == r) for r in RESPONSES)).group_by(_r.c.offer_id)
+    removed = sa.select(_days.c.offer_id, *(sa.func.sum(_days.c[c]) for c in ("actions", *RESPONSES))).group_by(_days.c.offer_id)
     if since is not None:
         made = made.where(_a.c.decided_at >= since)
         answered = answered.where(_r.c.responded_at >= since)
+        removed = removed.where(_days.c.day >= to_utc(since).date())
     stats: dict[int, dict[str, Any]] = {}
-    for offer_id, n in conn.execute(made).all():
-        stats[offer_id] = {"offer_id": offer_id, "actions": n, **{r: 0 for r in RESPONSES}}
-    for offer_id, response, n in conn.execute(answered).all():
-        stats.setdefault(offer_id, {"offer_id": offer_id, "actions": 0, **{r: 0 for r in RESPONSES}})[response] = n
+    # One statement, so one snapshot: a purge committing in between cannot count a day twice or not at all.
+    for offer_id, *counts in conn.execute(sa.union_all(made, answered, removed)).all():
+        row = stats.setdefault(offer_id, {"offer_id": offer_id, "actions": 0, **{r: 0 for r in RESPONSES}})
+        for name, n in zip(("actions", *RESPONSES), counts):
+            row[name] += int(n)
     for s in stats.values():
         s["acceptance_rate"] = round(s["accepted"] / s["actions"], 6) if s["actions"] else None
     return [stats[k] for k in sorted(stats)]

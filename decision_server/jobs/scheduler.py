@@ -39,7 +39,7 @@ from decision_server.jobs.records import BulkRunRecord, LeaseRecord, ScheduleRec
 
 log = logging.getLogger(__name__)
 
-JOBS = ("reevaluate", "retrain")
+JOBS = ("reevaluate", "retrain", "retention")
 LEASE_NAME = "scheduler"
 RETRIES = 3
 SHIPPED_FILE = Path(__file__).with_name("schedules.yaml")
@@ -311,6 +311,11 @@ def run_now(database: Database, config: Config, name: str, *, source: str, wait:
         raise NotFound(f"no schedule {name}", errors={"name": [name]})
     if row.job == "retrain":
         return _recorded(database, "retrain", source, lambda: _retrain(database, config), wait=wait)
+    if row.job == "retention":
+        from decision_server.decisions import retention
+
+        return _recorded(database, "retention", source, lambda: retention.purge(
+            database, days=config.decision_log_retention_days).as_dict(), wait=wait)
     revision = published_revision(database, config.rules_dir, limits=config.rule_limits)
     models = ModelSet(config.models_dir, max_age_days=config.model_max_age_days)
     steps = row.steps or list(reevaluation.STEPS)

@@ -78,7 +78,7 @@ class ScheduleSchema(ma.Schema):
     """When the scheduler runs a job, and when it runs next."""
 
     name = fields.String()
-    job = fields.String(metadata={"description": "reevaluate or retrain"})
+    job = fields.String(metadata={"description": "reevaluate, retrain or retention"})
     cron = fields.String(allow_none=True, metadata={"description": "minute hour day month weekday, UTC"})
     interval_seconds = fields.Float(allow_none=True)
     steps = fields.List(fields.String(), allow_none=True)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from decision_server.db import dialect_of, utcnow
-from decision_server.decisions.records import DecisionActionRecord
+from decision_server.decisions.records import DecisionActionRecord, OfferDayRecord
 from decision_server.errors import Conflict, NotFound, ValidationError
 from decision_server.features.definition import CATEGORIES
 from decision_server.offers import treatments
@@ -108,6 +108,8 @@ def delete(session: Session, offer_id: int) -> None:
     """Delete an offer never made to anyone; one with decisions behind it can only be retired."""
     get(session, offer_id)
     used = session.execute(sa.select(DecisionActionRecord.offer_id).where(DecisionActionRecord.offer_id == offer_id).limit(1)).first()
+    # Or made in decisions retention has removed since: their statistics still name the offer.
+    used = used or session.execute(sa.select(OfferDayRecord.offer_id).where(OfferDayRecord.offer_id == offer_id).limit(1)).first()
     if used:
         message = f"offer {offer_id} was made in decisions; retire it (status: retired) so their log stays readable"
         raise Conflict(message, code="offer_in_use", errors={"id": [message]})
