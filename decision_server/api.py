@@ -9,9 +9,11 @@ import swagger_ui_bundle
 from flask import Flask, current_app, g, jsonify, request, send_from_directory
 from flask_smorest import Api as _SmorestApi
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from decision_server.auth import service as auth_service
 from decision_server.auth.roles import Permission, role_allows
+from decision_server.db import MAX_ID
 from decision_server.errors import DecisionServerError, Forbidden, Unauthorized
 from decision_server.schemas import ErrorSchema
 
@@ -29,6 +31,16 @@ _HTTP_CODES = {
 }
 
 
+class IdConverter(IntegerConverter):
+    """`<id:name>`: a database id, 1 to 2^63-1; any other number matches no route (404), never a 500.
+
+    flask-smorest documents it from `min` and `max` as an integer parameter with those bounds.
+    """
+
+    def __init__(self, map, *args, **kwargs):
+        super().__init__(map, min=1, max=MAX_ID)
+
+
 class Api(_SmorestApi):
     """flask-smorest's Api with our error payload in the spec and in every response."""
 
@@ -44,12 +56,15 @@ class Api(_SmorestApi):
             message = "the request has invalid fields: " + ", ".join(sorted(errors)) if errors else message
         elif status == 400 and "JSON" in str(errors):
             return _render(400, "invalid_json", "the request body is not valid JSON", errors)
-        return _render(status, _HTTP_CODES.get(status, "http_error"), str(message), errors)
+        # werkzeug's own headers (a 405's `Allow`), but not its text/html content type.
+        headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
+        return _render(status, _HTTP_CODES.get(status, "http_error"), str(message), errors, headers)
 
 
-def _render(status: int, code: str, message: str, errors: dict[str, Any] | None = None):
+def _render(status: int, code: str, message: str, errors: dict[str, Any] | None = None, headers=()):
     response = jsonify({"code": code, "status": status, "message": message, "errors": errors or {}})
     response.status_code = status
+    response.headers.extend(headers)
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="decision-server"'
     return response
@@ -129,6 +144,14 @@ def check_routes_protected(app: Flask) -> None:
         raise RuntimeError("routes without a declared permission: " + ", ".join(missing))
 
 
+def check_ids_converted(app: Flask) -> None:
+    """Fail at start-up if an /api/v1 route takes a number in its path without the `id` converter."""
+    loose = [rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith(API_PREFIX + "/")
+             and any(type(c) is not IdConverter and isinstance(c, IntegerConverter) for c in rule._converters.values())]
+    if loose:
+        raise RuntimeError("routes with <int:...> instead of <id:...>: " + ", ".join(loose))
+
+
 def init_api(app: Flask, blueprints: list) -> Api:
     """Attach flask-smorest, the blueprints, authentication and error rendering to `app`."""
     app.config.update(
@@ -151,6 +174,7 @@ def init_api(app: Flask, blueprints: list) -> Api:
                      "`Authorization: Bearer <key>`; create keys with `decision-server keys create`."},
         },
     )
+    app.url_map.converters["id"] = IdConverter  # before the blueprints add their rules
     api = Api(app)
     for blueprint in blueprints:
         api.register_blueprint(blueprint, url_prefix=API_PREFIX + blueprint.url_prefix)
@@ -175,4 +199,5 @@ def init_api(app: Flask, blueprints: list) -> Api:
         return _render(500, "internal_error", f"unexpected error; request id {g.get('request_id')}")
 
     check_routes_protected(app)
+    check_ids_converted(app)
     return api

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
+from typing import Any
 
 import flask_smorest
 from flask import current_app
-from webargs.flaskparser import FlaskParser
+from webargs import core
+from webargs.flaskparser import FlaskParser, abort
 from sqlalchemy.orm import Session
+
+# `\ud800`-`\udfff` escapes: only a body with one can hold a lone surrogate (raw UTF-8 cannot).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 @contextlib.contextmanager
@@ -18,6 +24,32 @@ def transaction(*, write: bool = False) -> Iterator[Session]:
         yield session
 
 
+def lone_surrogate(value: Any, path: str = "") -> str | None:
+    """Return the dotted path of the first string (or key) in a JSON document with a lone surrogate."""
+    if isinstance(value, str):
+        return (path or "body") if any("\ud800" <= ch <= "\udfff" for ch in value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        where = f"{path}.{key}" if path else str(key)
+        found = lone_surrogate(key, where) if isinstance(key, str) else None
+        found = found or lone_surrogate(item, where)
+        if found:
+            return found
+    return None
+
+
+class JsonParser(FlaskParser):
+    """webargs' parser, refusing a JSON string with a lone surrogate: no database can store one (422)."""
+
+    def _raw_load_json(self, req) -> Any:
+        document = super()._raw_load_json(req)
+        if document is not core.missing and _SURROGATE_ESCAPE.search(req.get_data(cache=True)):
+            where = lone_surrogate(document)
+            if where is not None:
+                abort(422, messages={"json": {where: ["not valid Unicode: a lone surrogate (\\ud800-\\udfff escape)"]}})
+        return document
+
+
 class Blueprint(flask_smorest.Blueprint):
     """flask-smorest's Blueprint, but every schema decides about unknown fields (we RAISE).
 
@@ -25,4 +57,4 @@ class Blueprint(flask_smorest.Blueprint):
     return everything instead of an error.
     """
 
-    ARGUMENTS_PARSER = FlaskParser(unknown=None)
+    ARGUMENTS_PARSER = JsonParser(unknown=None)

@@ -25,6 +25,7 @@ from decision_server.schemas import (
     page_of,
     page_response,
 )
+from decision_server.validation import ONE_LINE_RE, ONE_LINE_RULE
 from decision_server.web import Blueprint, transaction
 
 blp = Blueprint("segments", __name__, url_prefix="/segments",
@@ -35,18 +36,20 @@ _m = SegmentMemberRecord.__table__
 _n = SegmentCountRecord.__table__
 _c = CustomerRecord.__table__
 _NAME_RULE = ma.validate.Regexp(segments.NAME, error="lower-case letters, digits and _, starting with a letter, at most 64")
+# In the schema as well as in compile_condition, so that the OpenAPI spec states it.
+_CONDITION_RULE = [ma.validate.Length(min=1), ma.validate.Regexp(ONE_LINE_RE, error=f"must be {ONE_LINE_RULE}")]
 
 
 class SegmentInSchema(ma.Schema):
     name = fields.String(required=True, validate=_NAME_RULE, metadata={"example": "growth_at_risk"})
     description = Text(500, load_default="")
-    condition = Text(2000, required=True, validate=ma.validate.Length(min=1),
+    condition = Text(2000, required=True, validate=_CONDITION_RULE,
                      metadata={"example": 'stage == "growth" and churn_risk >= 0.6'})
 
 
 class SegmentPatchSchema(ma.Schema):
     description = Text(500)
-    condition = Text(2000, validate=ma.validate.Length(min=1))
+    condition = Text(2000, validate=_CONDITION_RULE)
     active = fields.Boolean()
 
 

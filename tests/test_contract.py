@@ -1,0 +1,93 @@
+"""The API keeps its OpenAPI contract: the problems fuzzing found, one test each, then schemathesis over the spec."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from decision_server.api import IdConverter
+from decision_server.db import MAX_ID
+
+API = "/api/v1"
+
+
+def _id_routes(app) -> list[tuple[str, str]]:
+    """Every (method, rule) of the API whose path holds a database id."""
+    return [(method, rule.rule) for rule in app.url_map.iter_rules() if rule.rule.startswith(API)
+            and any(isinstance(c, IdConverter) for c in rule._converters.values())
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"})]
+
+
+def test_every_numeric_path_id_goes_through_the_id_converter_and_the_spec_states_its_range(app):
+    routes = _id_routes(app)
+    assert {rule for _, rule in routes} >= {f"{API}/offers/<id:offer_id>", f"{API}/loyalty/tiers/<id:tier_id>",
+                                            f"{API}/loyalty/rewards/<id:reward_id>", f"{API}/loyalty/redemptions/<id:redemption_id>/cancel",
+                                            f"{API}/keys/<id:key_id>", f"{API}/jobs/runs/<id:run_id>"}
+    spec = app.test_client().get(f"{API}/openapi.json").get_json()
+    integers = {(path, p["name"]): p["schema"] for path, item in spec["paths"].items()
+                for p in item.get("parameters", []) if p["in"] == "path" and p["schema"]["type"] == "integer"}
+    assert set(integers) == {(re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule), re.search(r"<id:(\w+)>", rule).group(1)) for _, rule in routes}
+    assert all(schema == {"type": "integer", "minimum": 1, "maximum": MAX_ID} for schema in integers.values())
+
+
+@pytest.mark.parametrize("number", [2**63, 2**64, 10**30, 0])
+def test_an_id_the_database_cannot_hold_is_a_404_on_every_route(client, auth, app, number):
+    for method, rule in _id_routes(app):
+        path = rule.split("<id:")[0] + str(number) + rule.split(">", 1)[1]
+        response = client.open(path, method=method, json={}, headers=auth("admin"))
+        assert response.status_code == 404, (method, path, response.get_json())
+        assert response.get_json()["code"] == "not_found"
+
+
+def test_the_largest_id_is_looked_up_and_not_found(client, auth):
+    response = client.get(f"{API}/offers/{MAX_ID}", headers=auth("admin"))
+    assert response.status_code == 404 and response.get_json()["code"] == "offer_not_found"
+
+
+def test_touchpoints_filter_by_kind(client, auth):
+    headers = auth("admin")
+    client.post(f"{API}/customers", json={"external_id": "K-1"}, headers=headers)
+    for n, kind in enumerate(["app_open", "complaint", "app_open"]):
+        body = {"customer_id": "K-1", "occurred_at": f"2026-01-0{n + 1}T10:00:00Z", "channel": "app", "kind": kind}
+        assert client.post(f"{API}/touchpoints", json=body, headers=headers).status_code == 201
+    response = client.get(f"{API}/customers/K-1/touchpoints?kind=app_open", headers=headers)
+    assert response.status_code == 200, response.get_json()
+    assert [t["kind"] for t in response.get_json()["items"]] == ["app_open", "app_open"]
+    complaints = client.get(f"{API}/customers/K-1/touchpoints?kind=complaint&channel=app", headers=headers).get_json()
+    assert [t["occurred_at"][:10] for t in complaints["items"]] == ["2026-01-02"]
+
+
+@pytest.mark.parametrize("condition", ["frequency >= 4\x01", "frequency\x7f >= 1", "frequency >= 4\x85", "frequency >= 1\u2028",
+                                       "frequency >= 1 \ud800", "stage == '\udfff'", "frequency >= 1\r", "\x00"])
+def test_a_segment_condition_with_control_characters_or_lone_surrogates_is_refused(client, auth, condition):
+    response = client.post(f"{API}/segments", json={"name": "odd", "condition": condition}, headers=auth("editor"))
+    assert response.status_code == 422, response.get_json()
+    assert list(response.get_json()["errors"]) == ["condition"]
+    assert client.get(f"{API}/segments/odd", headers=auth("editor")).status_code == 404
+
+
+def test_a_lone_surrogate_anywhere_in_a_body_is_refused_naming_the_field(client, auth):
+    headers = {**auth("admin"), "Content-Type": "application/json"}
+    body = '{"items": [{"customer_id": "C1", "occurred_at": "2026-01-01T00:00:00Z", "channel": "app", "kind": "x", "payload": {"note": "a\\ud800b"}}]}'
+    response = client.post(f"{API}/touchpoints/batch", data=body, headers=headers)
+    assert response.status_code == 422 and response.get_json()["errors"] == {"items.0.payload.note": [
+        "not valid Unicode: a lone surrogate (\\ud800-\\udfff escape)"]}
+    response = client.post(f"{API}/customers", data='{"external_id": "C1", "attributes": {"\\udc00": 1}}', headers=headers)
+    assert response.status_code == 422 and list(response.get_json()["errors"]) == ["attributes.\udc00"]
+    # A pair of surrogates is one character (here an emoji), and is stored.
+    response = client.post(f"{API}/customers", data='{"external_id": "C2", "first_name": "Ana \\ud83d\\ude00"}', headers=headers)
+    assert response.status_code == 201 and response.get_json()["first_name"] == "Ana \U0001f600"
+
+
+@pytest.mark.parametrize("method,path,allowed", [
+    ("PUT", "/offers", {"GET", "POST"}),
+    ("DELETE", "/customers", {"GET", "POST"}),
+    ("POST", "/offers/1", {"GET", "PATCH", "DELETE"}),
+    ("GET", "/loyalty/review", {"POST"}),
+])
+def test_a_405_names_the_allowed_methods(client, auth, method, path, allowed):
+    response = client.open(API + path, method=method, headers=auth("admin"))
+    assert response.status_code == 405 and response.get_json()["code"] == "method_not_allowed"
+    assert response.is_json
+    assert allowed <= {m.strip() for m in response.headers["Allow"].split(",")}
