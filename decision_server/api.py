@@ -5,17 +5,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import marshmallow as ma
 import swagger_ui_bundle
 from flask import Flask, current_app, g, jsonify, request, send_from_directory
 from flask_smorest import Api as _SmorestApi
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import BaseConverter, IntegerConverter
 
 from decision_server.auth import service as auth_service
 from decision_server.auth.roles import Permission, role_allows
 from decision_server.db import MAX_ID
 from decision_server.errors import DecisionServerError, Forbidden, Unauthorized
-from decision_server.schemas import ErrorSchema
+from decision_server.schemas import ErrorSchema, Timestamp
 
 API_PREFIX = "/api/v1"
 log = logging.getLogger("decision_server.api")
@@ -39,6 +40,16 @@ class IdConverter(IntegerConverter):
 
     def __init__(self, map, *args, **kwargs):
         super().__init__(map, min=1, max=MAX_ID)
+
+
+class RevisionConverter(BaseConverter):
+    """`<revision:name>`: a rule revision's hash or its first 6 or more hex digits; anything else is a 404."""
+
+    regex = "[0-9a-fA-F]{6,64}"
+
+
+def _revision_parameter(converter: RevisionConverter) -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^{converter.regex}$"}
 
 
 class Api(_SmorestApi):
@@ -144,6 +155,20 @@ def check_routes_protected(app: Flask) -> None:
         raise RuntimeError("routes without a declared permission: " + ", ".join(missing))
 
 
+def _validator_properties(self, field, ret, **kwargs) -> dict[str, Any]:
+    """State what apispec leaves out: a Range's open ends (OpenAPI 3.0 `exclusiveMinimum`), a NoneOf (`not`)."""
+    found: dict[str, Any] = {}
+    for validator in field.validators:
+        if isinstance(validator, ma.validate.NoneOf):
+            found["not"] = {"enum": list(validator.iterable)}
+        if isinstance(validator, ma.validate.Range) and ret.get("type") in ("number", "integer"):
+            if validator.min is not None and not validator.min_inclusive:
+                found["exclusiveMinimum"] = True
+            if validator.max is not None and not validator.max_inclusive:
+                found["exclusiveMaximum"] = True
+    return found
+
+
 def check_ids_converted(app: Flask) -> None:
     """Fail at start-up if an /api/v1 route takes a number in its path without the `id` converter."""
     loose = [rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith(API_PREFIX + "/")
@@ -175,7 +200,11 @@ def init_api(app: Flask, blueprints: list) -> Api:
         },
     )
     app.url_map.converters["id"] = IdConverter  # before the blueprints add their rules
+    app.url_map.converters["revision"] = RevisionConverter
     api = Api(app)
+    api.register_converter(RevisionConverter, _revision_parameter)
+    api.ma_plugin.converter.add_attribute_function(_validator_properties)
+    api.register_field(Timestamp, "string", None)  # its pattern says what it takes (schemas.Timestamp)
     for blueprint in blueprints:
         api.register_blueprint(blueprint, url_prefix=API_PREFIX + blueprint.url_prefix)
 

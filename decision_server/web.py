@@ -58,3 +58,13 @@ class Blueprint(flask_smorest.Blueprint):
     """
 
     ARGUMENTS_PARSER = JsonParser(unknown=None)
+
+    def arguments(self, schema, *, location: str = "json", required: bool | None = None, **kwargs):
+        """As flask-smorest's, but a body is documented as required only when the schema requires a field.
+
+        A request without a body loads as `{}`, which a schema with no required field accepts.
+        """
+        if required is None:
+            fields = (schema() if isinstance(schema, type) else schema).fields.values()
+            required = location != "json" or any(field.required for field in fields)
+        return super().arguments(schema, location=location, required=required, **kwargs)

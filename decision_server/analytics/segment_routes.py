@@ -19,6 +19,7 @@ from decision_server.customers.records import CustomerRecord
 from decision_server.db import utcnow
 from decision_server.errors import Conflict, NotFound
 from decision_server.schemas import (
+    Pattern,
     JsonDocument,
     PageQuery,
     Text,
@@ -35,9 +36,9 @@ _s = SegmentRecord.__table__
 _m = SegmentMemberRecord.__table__
 _n = SegmentCountRecord.__table__
 _c = CustomerRecord.__table__
-_NAME_RULE = ma.validate.Regexp(segments.NAME, error="lower-case letters, digits and _, starting with a letter, at most 64")
+_NAME_RULE = Pattern(segments.NAME, error="lower-case letters, digits and _, starting with a letter, at most 64")
 # In the schema as well as in compile_condition, so that the OpenAPI spec states it.
-_CONDITION_RULE = [ma.validate.Length(min=1), ma.validate.Regexp(ONE_LINE_RE, error=f"must be {ONE_LINE_RULE}")]
+_CONDITION_RULE = [ma.validate.Length(min=1), Pattern(ONE_LINE_RE, error=f"must be {ONE_LINE_RULE}")]
 
 
 class SegmentInSchema(ma.Schema):

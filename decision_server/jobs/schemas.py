@@ -16,8 +16,8 @@ class StartSchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    # "offers" passes here so that the job can say it is a what-if step (a clearer 422 than "not one of")
-    steps = fields.List(fields.String(validate=ma.validate.OneOf((*STEPS, "offers"))), load_default=list(STEPS),
+    steps = fields.List(fields.String(validate=ma.validate.OneOf(STEPS, error="must be one of: {choices} (offers is a dry-run "
+                                                                  "step: POST /jobs/what-if)")), load_default=list(STEPS),
                         validate=ma.validate.Length(min=1), metadata={"example": ["stages", "segments"]})
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields
 
-from decision_server.schemas import PageQuery, Text, Timestamp, page_of
+from decision_server.schemas import PageQuery, Pattern, Text, Timestamp, page_of
 
-_NAME = ma.validate.Regexp(r"^[a-z][a-z0-9_]{0,31}$", error="lower-case letters, digits and _, starting with a letter; at most 32")
-_CODE = ma.validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", error="letters, digits, _ . -; at most 64, starting with a letter or digit")
-_KEY = ma.validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$", error="letters, digits, _ . : -; at most 80, starting with a letter or digit")
+_NAME = Pattern(r"^[a-z][a-z0-9_]{0,31}$", error="lower-case letters, digits and _, starting with a letter; at most 32")
+_CODE = Pattern(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", error="letters, digits, _ . -; at most 64, starting with a letter or digit")
+_KEY = Pattern(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$", error="letters, digits, _ . : -; at most 80, starting with a letter or digit")
 MAX_POINTS = 10_000_000  # one movement; far above any real purchase, well inside every integer type
 
 
