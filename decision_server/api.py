@@ -10,7 +10,7 @@ import swagger_ui_bundle
 from flask import Flask, current_app, g, jsonify, request, send_from_directory
 from flask_smorest import Api as _SmorestApi
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import BaseConverter, IntegerConverter
+from werkzeug.routing import BaseConverter, IntegerConverter, UnicodeConverter
 
 from decision_server.auth import service as auth_service
 from decision_server.auth.roles import Permission, role_allows
@@ -40,6 +40,18 @@ class IdConverter(IntegerConverter):
 
     def __init__(self, map, *args, **kwargs):
         super().__init__(map, min=1, max=MAX_ID)
+
+
+class StringConverter(UnicodeConverter):
+    """`<string:name>` without NUL characters (PostgreSQL cannot compare text with one): a NUL is a 404."""
+
+    def __init__(self, map, *args, **kwargs):
+        super().__init__(map, *args, **kwargs)
+        self.regex = self.regex.replace("[^/]", "[^/\\x00]")
+
+
+def _string_parameter(converter: StringConverter) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "pattern": "^[^/\\x00]+$"}
 
 
 class RevisionConverter(BaseConverter):
@@ -156,8 +168,13 @@ def check_routes_protected(app: Flask) -> None:
 
 
 def _validator_properties(self, field, ret, **kwargs) -> dict[str, Any]:
-    """State what apispec leaves out: a Range's open ends (OpenAPI 3.0 `exclusiveMinimum`), a NoneOf (`not`)."""
+    """State what apispec leaves out: a Range's open ends (OpenAPI 3.0 `exclusiveMinimum`), a NoneOf (`not`).
+
+    And that no string holds a NUL (web.JsonParser refuses one anywhere), where no pattern says more.
+    """
     found: dict[str, Any] = {}
+    if ret.get("type") == "string" and "pattern" not in ret and "enum" not in ret:
+        found["pattern"] = "^[^\\x00]*$"
     for validator in field.validators:
         if isinstance(validator, ma.validate.NoneOf):
             found["not"] = {"enum": list(validator.iterable)}
@@ -201,8 +218,10 @@ def init_api(app: Flask, blueprints: list) -> Api:
     )
     app.url_map.converters["id"] = IdConverter  # before the blueprints add their rules
     app.url_map.converters["revision"] = RevisionConverter
+    app.url_map.converters["string"] = app.url_map.converters["default"] = StringConverter
     api = Api(app)
     api.register_converter(RevisionConverter, _revision_parameter)
+    api.register_converter(StringConverter, _string_parameter)
     api.ma_plugin.converter.add_attribute_function(_validator_properties)
     api.register_field(Timestamp, "string", None)  # its pattern says what it takes (schemas.Timestamp)
     for blueprint in blueprints:

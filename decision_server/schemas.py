@@ -79,9 +79,10 @@ class Money(fields.Field):
     """An exact amount with at most two decimals, sent as a string or number, kept as cents."""
 
     def __init__(self, *, allow_negative: bool = False, **kwargs):
-        kwargs.setdefault("metadata", {}).update(
-            {"type": "string", "format": "decimal", "example": "19.99"}
-        )
+        self.pattern = validation.SIGNED_MONEY_RE if allow_negative else validation.MONEY_RE
+        kwargs.setdefault("metadata", {}).update({"type": "string", "format": "decimal", "example": "19.99"})
+        if not kwargs.get("dump_only"):  # what a client may send; sums and refunds in answers go beyond it
+            kwargs["metadata"]["pattern"] = self.pattern.pattern
         super().__init__(**kwargs)
         self.allow_negative = allow_negative
 
@@ -92,6 +93,9 @@ class Money(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise ma.ValidationError("must be a number or a decimal string")
+        if isinstance(value, str) and not self.pattern.fullmatch(value):
+            sign = "" if self.allow_negative is False else "an optional - and "
+            raise ma.ValidationError(f"must be {sign}digits with at most two decimals, at most {validation.MAX_AMOUNT}, e.g. 19.99")
         try:
             return validation.parse_money_cents(value, allow_negative=self.allow_negative)
         except ValueError as exc:
@@ -155,6 +159,7 @@ class Consent(fields.Dict):
 
     def __init__(self, *, allow_none_values: bool = False, **kwargs):
         super().__init__(keys=Code(), values=StrictBoolean(allow_none=allow_none_values), **kwargs)
+        self.metadata.setdefault("description", f"channel → true or false; each key is a {validation.CODE_RULE}")
 
 
 # A cursor is the keyset position of a page's last row, spelt so that the spec's pattern says

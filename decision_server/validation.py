@@ -22,6 +22,9 @@ ONE_LINE_RULE = "one line of printable characters (no control characters or line
 
 # A single purchase above this is a data error, not a sale (and keeps cents within 64 bits).
 MAX_AMOUNT = Decimal("100000000.00")
+# An amount sent as a string, exactly as the spec's pattern states it: at most MAX_AMOUNT, two decimals.
+MONEY_RE = re.compile(r"^(?:100000000(?:\.0{1,2})?|[0-9]{1,8}(?:\.[0-9]{1,2})?)$")
+SIGNED_MONEY_RE = re.compile(r"^-?(?:100000000(?:\.0{1,2})?|[0-9]{1,8}(?:\.[0-9]{1,2})?)$")
 EARLIEST = dt.datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = dt.datetime(2100, 1, 1, tzinfo=UTC)
 # A time over the API, exactly: a real date in the years 1970-2099 (Feb 29 in leap years only),

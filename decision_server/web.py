@@ -13,8 +13,11 @@ from webargs import core
 from webargs.flaskparser import FlaskParser, abort
 from sqlalchemy.orm import Session
 
-# `\ud800`-`\udfff` escapes: only a body with one can hold a lone surrogate (raw UTF-8 cannot).
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# `\ud800`-`\udfff` and `\u0000` escapes: only a body with one can hold a lone surrogate or a NUL
+# (raw UTF-8 cannot encode a surrogate, and JSON refuses a raw control character in a string).
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
+LONE_SURROGATE = "not valid Unicode: a lone surrogate (\\ud800-\\udfff escape)"
+NUL = "must not contain NUL characters"
 
 
 @contextlib.contextmanager
@@ -24,30 +27,48 @@ def transaction(*, write: bool = False) -> Iterator[Session]:
         yield session
 
 
-def lone_surrogate(value: Any, path: str = "") -> str | None:
-    """Return the dotted path of the first string (or key) in a JSON document with a lone surrogate."""
+def _problem(text: str) -> str | None:
+    if "\x00" in text:
+        return NUL  # PostgreSQL cannot store one in text, and no client means one
+    return LONE_SURROGATE if any("\ud800" <= ch <= "\udfff" for ch in text) else None
+
+
+def bad_character(value: Any, path: str = "") -> tuple[str, str] | None:
+    """Return (dotted path, reason) of the first string or key in a JSON document with a NUL or a lone surrogate."""
     if isinstance(value, str):
-        return (path or "body") if any("\ud800" <= ch <= "\udfff" for ch in value) else None
+        problem = _problem(value)
+        return (path or "body", problem) if problem else None
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
         where = f"{path}.{key}" if path else str(key)
-        found = lone_surrogate(key, where) if isinstance(key, str) else None
-        found = found or lone_surrogate(item, where)
+        found = bad_character(key, where) if isinstance(key, str) else None
+        found = found or bad_character(item, where)
         if found:
             return found
     return None
 
 
 class JsonParser(FlaskParser):
-    """webargs' parser, refusing a JSON string with a lone surrogate: no database can store one (422)."""
+    """webargs' parser, refusing a string with a NUL or a lone surrogate in a body or a query (422, naming it).
+
+    No database can store a lone surrogate and PostgreSQL no NUL in text; refusing them here keeps
+    every field, checked or not, from reaching the database with one.
+    """
 
     def _raw_load_json(self, req) -> Any:
         document = super()._raw_load_json(req)
-        if document is not core.missing and _SURROGATE_ESCAPE.search(req.get_data(cache=True)):
-            where = lone_surrogate(document)
-            if where is not None:
-                abort(422, messages={"json": {where: ["not valid Unicode: a lone surrogate (\\ud800-\\udfff escape)"]}})
+        if document is not core.missing and _SUSPECT_ESCAPE.search(req.get_data(cache=True)):
+            found = bad_character(document)
+            if found is not None:
+                abort(422, messages={"json": {found[0]: [found[1]]}})
         return document
+
+    def load_querystring(self, req, schema) -> Any:
+        for name, value in req.args.items(multi=True):
+            problem = _problem(name) or _problem(value)
+            if problem:
+                abort(422, messages={"query": {name: [problem]}})
+        return super().load_querystring(req, schema)
 
 
 class Blueprint(flask_smorest.Blueprint):

@@ -19,9 +19,10 @@ from decision_server.customers.records import CustomerRecord
 from decision_server.db import utcnow
 from decision_server.errors import Conflict, NotFound
 from decision_server.schemas import (
-    Pattern,
     JsonDocument,
     PageQuery,
+    Pattern,
+    StrictBoolean,
     Text,
     page_of,
     page_response,
@@ -51,7 +52,7 @@ class SegmentInSchema(ma.Schema):
 class SegmentPatchSchema(ma.Schema):
     description = Text(500)
     condition = Text(2000, validate=_CONDITION_RULE)
-    active = fields.Boolean()
+    active = StrictBoolean()
 
 
 class SegmentSchema(ma.Schema):

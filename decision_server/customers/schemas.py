@@ -42,8 +42,8 @@ class CustomerStateSchema(ma.Schema):
     """Aggregates kept up to date as transactions and touchpoints arrive."""
 
     transaction_count = fields.Integer()
-    total_spend = Money(attribute="total_spend_cents")
-    total_cost = Money(attribute="total_cost_cents")
+    total_spend = Money(attribute="total_spend_cents", dump_only=True)
+    total_cost = Money(attribute="total_cost_cents", dump_only=True)
     first_purchase_at = fields.DateTime(allow_none=True)
     last_purchase_at = fields.DateTime(allow_none=True)
     touchpoint_count = fields.Integer()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields
 
+from decision_server.db import MAX_ID
 from decision_server.schemas import PageQuery, Pattern, Text, Timestamp, page_of
 
 _NAME = Pattern(r"^[a-z][a-z0-9_]{0,31}$", error="lower-case letters, digits and _, starting with a letter; at most 32")
@@ -116,7 +117,7 @@ LoyaltyMemberPageSchema = page_of(LoyaltyMemberSchema, "LoyaltyMemberPage")
 
 class LoyaltyMemberQuery(PageQuery):
     tier = fields.String(validate=_NAME)
-    min_balance = fields.Integer(strict=False, validate=ma.validate.Range(0, None))
+    min_balance = fields.Integer(strict=False, validate=ma.validate.Range(0, MAX_ID))  # a BIGINT column
 
 
 class LedgerEntrySchema(ma.Schema):
@@ -239,7 +240,7 @@ class RewardQuery(PageQuery):
     status = fields.String(validate=ma.validate.OneOf(REWARD_STATUSES))
     tier = fields.String(validate=_NAME, metadata={"description": "rewards this tier may redeem"})
     available = fields.Boolean(metadata={"description": "true: only rewards valid now and in stock"})
-    max_points = fields.Integer(validate=ma.validate.Range(0, None), metadata={"description": "costing at most this"})
+    max_points = fields.Integer(validate=ma.validate.Range(0, MAX_ID), metadata={"description": "costing at most this"})
 
 
 class RedeemInSchema(_Strict):
