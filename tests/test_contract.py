@@ -29,7 +29,7 @@ REPO = TESTS.parent
 # The findings argued to be the tool's mistakes, each with why, and the operations left out, each with why.
 BASELINE = TESTS / "contract_baseline.json"
 # Enough cases per operation and phase to find what fuzzing found by hand, within CI's few minutes.
-MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "15"))
+MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "10"))
 SEED = 17  # a fixed seed: the same cases on every run, so a failure reproduces and CI does not flicker
 
 
@@ -220,7 +220,10 @@ def test_schemathesis_finds_no_server_error_and_no_contract_violation(served):
     command = [str(Path(sys.executable).parent / "schemathesis"), "run", f"{served['base']}{API}/openapi.json",
                "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful", "--mode", "all",
                "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--generation-database", "none",
-               "--header", f"Authorization: Bearer {served['key']}", "--workers", "2", "--request-timeout", "20",
+               "--header", f"Authorization: Bearer {served['key']}", "--request-timeout", "20",
+               # One worker: on Python 3.11, hypothesis' ast.parse in two threads at once raises "AST constructor
+               # recursion depth mismatch" (CPython gh-106905), a tool error that fails the run at random.
+               "--workers", "1",
                "--baseline", str(folder / "baseline.json"), "--no-color", "--report", "junit", "--report-dir", str(folder / "report")]
     # Schemathesis reads (and with CONTRACT_BASELINE_UPDATE=1 rewrites) a copy: the file's `why`s and exclusions are ours.
     (folder / "baseline.json").write_text(json.dumps({"format_version": 1, "entries": _baseline()["entries"]}))
