@@ -111,6 +111,23 @@ def test_a_nul_character_is_refused_in_a_body_a_query_and_a_path(client, auth):
     assert client.get(f"{API}/customers/C%00D/touchpoints", headers=headers).status_code == 404
 
 
+def test_the_spec_says_which_bodies_are_required_and_booleans_are_json_booleans(client, auth, app):
+    spec = app.test_client().get(f"{API}/openapi.json").get_json()["paths"]
+    assert spec[f"{API}/offers"]["post"]["requestBody"]["required"] is True
+    assert spec[f"{API}/offers/{{offer_id}}"]["patch"]["requestBody"]["required"] is False
+    assert spec[f"{API}/jobs/reevaluate"]["post"]["requestBody"]["required"] is False
+    response = client.post(f"{API}/rules/validate", json={"files": {}, "replace_all": 0}, headers=auth("admin"))
+    assert response.status_code == 422 and list(response.get_json()["errors"]) == ["replace_all"]
+
+
+def test_clv_of_a_customer_without_purchases_matches_its_schema(client, auth, app):
+    client.post(f"{API}/customers", json={"external_id": "V-1"}, headers=auth("admin"))
+    response = client.get(f"{API}/customers/V-1/clv?as_of=1970-01-01T00:00:00Z", headers=auth("admin"))  # before they joined
+    assert response.status_code == 200 and response.get_json()["historical"] is None
+    schemas = app.test_client().get(f"{API}/openapi.json").get_json()["components"]["schemas"]
+    assert schemas["Clv"]["properties"]["historical"]["nullable"] is True
+
+
 @pytest.mark.parametrize("method,path,allowed", [
     ("PUT", "/offers", {"GET", "POST"}),
     ("DELETE", "/customers", {"GET", "POST"}),
