@@ -15,7 +15,7 @@ WRITERS = {"ingest", "admin"}
 ADMIN = {"admin"}
 RULE_READERS = {"analyst", "editor", "admin"}
 RULE_EDITORS = {"editor", "admin"}
-REVISION = "/api/v1/rules/revisions/<string:revision>"
+REVISION = "/api/v1/rules/revisions/<revision:revision>"
 CUSTOMER = "/api/v1/customers/<string:customer_id>"
 MODEL = "/api/v1/models/<string:name>"
 SEGMENT = "/api/v1/segments/<string:name>"
@@ -225,13 +225,13 @@ def test_every_route_is_in_the_matrix(app):
     assert set(_api_routes(app)) == set(MATRIX)
 
 
-@pytest.mark.parametrize("method,rule", sorted(MATRIX), ids=lambda v: v.replace("<string:customer_id>", "{id}").replace("<string:revision>", "{rev}"))
+@pytest.mark.parametrize("method,rule", sorted(MATRIX), ids=lambda v: v.replace("<string:customer_id>", "{id}").replace("<revision:revision>", "{rev}"))
 def test_route_enforces_its_roles(client, auth, method, rule, models_dir, app):
     assert client.post("/api/v1/customers", json={"external_id": "C1"}, headers=auth("admin")).status_code == 201
     victim = client.post("/api/v1/keys", json={"name": "victim", "role": "channel"}, headers=auth("admin"))
     revision = client.get("/api/v1/rules", headers=auth("admin")).get_json()["revision"]
     path = (rule.replace("<string:customer_id>", "C1").replace("<id:key_id>", str(victim.get_json()["id"])).replace("<id:offer_id>", "1")
-            .replace("<string:revision>", revision)
+            .replace("<revision:revision>", revision)
             .replace("<string:name>", "seg" if rule.startswith(SEGMENT) else "churn"))
 
     app.extensions["models"].sync()
