@@ -66,7 +66,7 @@ def _document(name: str, description: str, condition: str, rules: Any) -> str:
 
 def compile_condition(name: str, description: str, condition: str, rules: Any) -> Any:
     """Check and compile a condition; raise ValidationError naming the column and reason."""
-    if not ONE_LINE_RE.fullmatch(condition):
+    if not ONE_LINE_RE.fullmatch(condition) or any("\ud800" <= ch <= "\udfff" for ch in condition):
         _refuse(f"must be {ONE_LINE_RULE}")
     text = _document(name, description, condition, rules)
     try:
