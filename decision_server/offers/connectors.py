@@ -84,7 +84,11 @@ def check(data: Mapping[str, Any]) -> None:
 def _url_problem(url: Any) -> str | None:
     if not isinstance(url, str) or not 1 <= len(url) <= 2000:
         return "an http:// or https:// URL of at most 2000 characters"
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.hostname  # noqa: B018 - a bracketed host that is no IP address raises here, or in urlsplit
+    except ValueError:
+        return "an http:// or https:// URL with a valid host"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "an http:// or https:// URL with a host"
     if parts.username is not None or parts.password is not None:

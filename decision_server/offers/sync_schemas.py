@@ -54,8 +54,10 @@ class ConnectorInSchema(_Common):
 
     name = fields.String(required=True, validate=_NAME, metadata={
         "description": "also the external_system of the offers it brings in", "example": "acme_catalog"})
-    url = fields.String(required=True, validate=ma.validate.Length(1, 2000))
-    mapping = fields.Dict(keys=fields.String(), values=fields.String(validate=_PATH), required=True)
+    # The same descriptions and examples as _Common's, so that a client (and the spec's example request) has them.
+    url = fields.String(required=True, validate=ma.validate.Length(1, 2000), metadata=_Common._declared_fields["url"].metadata)
+    mapping = fields.Dict(keys=fields.String(), values=fields.String(validate=_PATH), required=True,
+                          metadata=_Common._declared_fields["mapping"].metadata)
 
 
 class ConnectorPatchSchema(_Common):
