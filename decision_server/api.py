@@ -17,6 +17,7 @@ from decision_server.auth.roles import Permission, role_allows
 from decision_server.db import MAX_ID
 from decision_server.errors import DecisionServerError, Forbidden, Unauthorized
 from decision_server.schemas import ErrorSchema, Timestamp
+from decision_server.throttle import Slots
 
 API_PREFIX = "/api/v1"
 log = logging.getLogger("decision_server.api")
@@ -112,13 +113,19 @@ def _flatten(messages: dict[str, Any]) -> dict[str, list[str]]:
     return flat
 
 
-def required_permission(app: Flask, endpoint: str | None, method: str) -> tuple[bool, Permission | None]:
-    """Return (declared, permission) for a route method; undeclared routes are refused."""
+def _handler(app: Flask, endpoint: str | None, method: str):
+    """Return the view method that answers `method` on `endpoint`, or None."""
     view = app.view_functions.get(endpoint) if endpoint else None
     view_class = getattr(view, "view_class", None)
     handler = getattr(view_class, method.lower(), None) if view_class else view
     if method == "HEAD" and handler is None and view_class:
         handler = getattr(view_class, "get", None)
+    return handler
+
+
+def required_permission(app: Flask, endpoint: str | None, method: str) -> tuple[bool, Permission | None]:
+    """Return (declared, permission) for a route method; undeclared routes are refused."""
+    handler = _handler(app, endpoint, method)
     if handler is None or not hasattr(handler, "required_permission"):
         return False, None
     return True, handler.required_permission
@@ -135,6 +142,11 @@ def _authenticate() -> None:
         raise Forbidden("this route declares no permission", code="route_not_protected")
     if permission is None:
         return
+    authorize(permission)
+
+
+def authorize(permission: Permission) -> None:
+    """Check the request's bearer key grants `permission` (raise Unauthorized or Forbidden); remember the key in `g`."""
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
@@ -151,6 +163,19 @@ def _authenticate() -> None:
         raise Forbidden(
             f"role {principal.role.value!r} may not do {permission.value!r}", code="forbidden"
         )
+
+
+def _take_slot() -> None:
+    """Run an expensive view (marked @expensive) only while one of the process's slots is free."""
+    if not getattr(_handler(current_app, request.endpoint, request.method), "expensive", False):
+        return
+    current_app.extensions["expensive_slots"].acquire()
+    g.expensive_slot = True
+
+
+def _give_slot(_error: BaseException | None) -> None:
+    if g.pop("expensive_slot", False):
+        current_app.extensions["expensive_slots"].release()
 
 
 def check_routes_protected(app: Flask) -> None:
@@ -194,7 +219,7 @@ def check_ids_converted(app: Flask) -> None:
         raise RuntimeError("routes with <int:...> instead of <id:...>: " + ", ".join(loose))
 
 
-def init_api(app: Flask, blueprints: list) -> Api:
+def init_api(app: Flask, blueprints: list, *, expensive_concurrency: int = 0) -> Api:
     """Attach flask-smorest, the blueprints, authentication and error rendering to `app`."""
     app.config.update(
         API_TITLE="decision-server",
@@ -232,12 +257,18 @@ def init_api(app: Flask, blueprints: list) -> Api:
         return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename, max_age=86400)
 
     app.before_request(_authenticate)
+    app.extensions["expensive_slots"] = Slots(expensive_concurrency)
+    app.before_request(_take_slot)  # after authentication: an unknown key never holds a slot
+    app.teardown_request(_give_slot)
 
     @app.errorhandler(DecisionServerError)
     def _domain_error(error: DecisionServerError):
         if error.status >= 500:
             log.error("server error", extra={"code": error.code, "detail": error.message})
-        return _render(error.status, error.code, error.message, error.errors)
+        response = _render(error.status, error.code, error.message, error.errors)
+        if error.retry_after is not None:
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

@@ -6,9 +6,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, current_app, jsonify
+from flask import Flask, Response, current_app, jsonify
 
-from decision_server import migrate
+from decision_server import metrics, migrate
 from decision_server.auth.service import KeyCache
 from decision_server.config import Config
 from decision_server.db import Database
@@ -43,9 +43,11 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         app.extensions["scheduler"].start_thread()
 
     init_request_logging(app)
-    init_api(app, _blueprints())
+    init_api(app, _blueprints(), expensive_concurrency=config.expensive_concurrency)
     app.add_url_rule("/health", "health", _health)
     app.add_url_rule("/ready", "ready", _ready)
+    app.add_url_rule("/metrics", "metrics", _metrics)
+    metrics.init_process()
     log.info("app created", extra={"database": app.extensions["database"].engine.url.render_as_string(hide_password=True)})
     return app
 
@@ -61,7 +63,8 @@ def _start_rulebook(config: Config, database: Database):
     current, head = migrate.current_revision(database.engine), migrate.head_revision(database.engine)
     if current != head:
         raise ConfigError(f"the database is at schema revision {current}, expected {head}: run `decision-server init`")
-    rulebook = Rulebook(database, config.rules_dir, backend=config.rules_backend, poll_seconds=config.rules_poll_seconds)
+    rulebook = Rulebook(database, config.rules_dir, backend=config.rules_backend, poll_seconds=config.rules_poll_seconds,
+                        limits=config.rule_limits)
     rulebook.start()
     return rulebook
 
@@ -121,7 +124,7 @@ def _health():
 
 
 def _ready():
-    """Answer 200 when the database is reachable and migrated; 503 with the reasons otherwise."""
+    """Answer 200 when the database is migrated and rules and models are loaded; 503 with the reasons otherwise."""
     database: Database = current_app.extensions["database"]
     checks: dict[str, str] = {}
     try:
@@ -132,7 +135,10 @@ def _ready():
         checks["database"] = f"unreachable: {type(exc).__name__}"
     status = current_app.extensions["rulebook"].status()
     checks["rules"] = "ok" if status["revision"] else "no rule revision serving"
-    models = current_app.extensions["models"].current.models
+    runtime = current_app.extensions["models"]
+    # Whether a model set was loaded, not `runtime.current` (which would load one now, on a probe).
+    checks["models"] = "ok" if runtime.loaded else "models not loaded"
+    models = runtime.current.models if runtime.loaded else {}
     ready = all(value == "ok" for value in checks.values())
     # A model that falls back does not make a server unready either: decisions go on with its rule.
     # A refused edit of the rules folder does not make a server unready: it keeps serving the last
@@ -142,3 +148,12 @@ def _ready():
     response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks, "rules": rules, "models": models})
     response.status_code = 200 if ready else 503
     return response
+
+
+def _metrics():
+    """Answer the Prometheus scrape (all worker processes) for a key that may read metrics."""
+    from decision_server.api import authorize
+    from decision_server.auth.roles import Permission
+
+    authorize(Permission.METRICS_READ)
+    return Response(metrics.render(), mimetype=None, content_type=metrics.CONTENT_TYPE_LATEST)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -101,8 +104,27 @@ def init(ctx: Context):
 @pass_context
 def serve(ctx: Context, host: str, port: int, workers: int, threads: int, scheduler: bool):
     """Serve the API with granian (HTTP/1.1 keep-alive; chosen by bench/servers.py)."""
+    share_metrics(ctx.config)
     _require_migrated(ctx)
     serve_forever(dataclasses.replace(ctx.config, scheduler=scheduler), host=host, port=port, workers=workers, threads=threads)
+
+
+def share_metrics(config: Config) -> Path:
+    """Point PROMETHEUS_MULTIPROC_DIR at the directory the workers share their metrics in; return it.
+
+    The configured one (PROMETHEUS_MULTIPROC_DIR), or a temporary one removed at exit. Call it
+    before anything imports prometheus_client: the library picks its multiprocess mode at import.
+    """
+    if config.metrics_dir is not None:
+        directory = Path(config.metrics_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+    elif os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # made by an earlier call (quickstart, then serve_forever)
+        directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="decision-server-metrics-"))
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    return directory
 
 
 # granian's own lines (start-up, workers, errors) as JSON on stderr like the app's. granian
@@ -121,6 +143,13 @@ def serve_forever(config: Config, *, host: str, port: int, workers: int, threads
     from granian.constants import Interfaces
     from granian.server import Server
 
+    metrics_dir = share_metrics(config)
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None and not getattr(values.ValueClass, "_multiprocess", False):
+        raise RuntimeError("prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set: call share_metrics first")
+    # A scrape adds up every file there: an earlier server's counts (or quickstart's own) must go.
+    for stale in metrics_dir.glob("*.db"):
+        stale.unlink()
     os.environ.update(
         DATABASE_URL=config.database_url,
         RULES_DIR=str(config.rules_dir),
@@ -270,6 +299,8 @@ def keys_revoke(ctx: Context, key_id: int):
 @pass_context
 def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: bool):
     """Migrate, write the default rules if there are none, load demo data into an empty database, train the models that have no version, create a demo admin key, and serve."""
+    if not no_serve:
+        share_metrics(ctx.config)  # before the steps below import prometheus_client
     from decision_server import migrate
     from decision_server.auth import service
     from decision_server.demo import generator

@@ -7,7 +7,10 @@ import os
 from decimal import Decimal, InvalidOperation
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from decision_server.rules.source import Limits
 
 DEFAULT_SQLITE_PATH = Path("var") / "decision-server.db"
 
@@ -55,6 +58,30 @@ class Config:
     job_retry_seconds: float = 60.0
     # A Dask scheduler (tcp://host:8786): bulk passes read and evaluate their chunks on its workers; none: two local processes.
     dask_scheduler_address: str | None = None
+    # Rule files past these limits are refused before they are built (a hostile file costs a fraction of a second);
+    # the shipped files are a few KiB, five levels deep, with a dozen rules or cases each.
+    rules_max_file_bytes: int = 1024 * 1024
+    rules_max_depth: int = 20
+    rules_max_values: int = 50_000
+    rules_max_total_values: int = 100_000
+    rules_max_rules: int = 2_000
+    rules_max_cases: int = 2_000
+    rules_max_files: int = 200
+    # Expensive requests (validate, publish, test or roll back rules, what-if, promote models, the passes over every
+    # customer) running at once in one process; past it they get 429 with Retry-After. 0 = no limit.
+    expensive_concurrency: int = 2
+
+    # Where `serve`'s worker processes share their Prometheus metrics (emptied at start); none: a temporary directory.
+    metrics_dir: Path | None = None
+
+    @property
+    def rule_limits(self) -> "Limits":
+        """Return the rule-file limits of these settings, for the rules engine."""
+        from decision_server.rules.source import Limits
+
+        return Limits(file_bytes=self.rules_max_file_bytes, depth=self.rules_max_depth, values=self.rules_max_values,
+                      total_values=self.rules_max_total_values, rules=self.rules_max_rules, cases=self.rules_max_cases,
+                      files=self.rules_max_files)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
@@ -162,6 +189,15 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "job_retry_seconds": ("JOB_RETRY_SECONDS", _number),
     "dask_scheduler_address": ("DASK_SCHEDULER_ADDRESS", _text),
     "default_margin": ("DEFAULT_MARGIN", _margin),
+    "rules_max_file_bytes": ("RULES_MAX_FILE_BYTES", _count),
+    "rules_max_depth": ("RULES_MAX_DEPTH", _count),
+    "rules_max_values": ("RULES_MAX_VALUES", _count),
+    "rules_max_total_values": ("RULES_MAX_TOTAL_VALUES", _count),
+    "rules_max_rules": ("RULES_MAX_RULES", _count),
+    "rules_max_cases": ("RULES_MAX_CASES", _count),
+    "rules_max_files": ("RULES_MAX_FILES", _count),
+    "expensive_concurrency": ("EXPENSIVE_CONCURRENCY", _count),
+    "metrics_dir": ("PROMETHEUS_MULTIPROC_DIR", lambda name, text: Path(text)),  # prometheus_client's own name
 }
 
 

@@ -10,6 +10,7 @@ class DecisionServerError(Exception):
 
     status = 500
     code = "internal_error"
+    retry_after: int | None = None  # seconds, sent as the Retry-After header when set
 
     def __init__(self, message: str, *, errors: dict[str, Any] | None = None, code: str | None = None):
         super().__init__(message)
@@ -75,3 +76,14 @@ class Unavailable(DecisionServerError):
 
     status = 503
     code = "unavailable"
+
+
+class Busy(DecisionServerError):
+    """The server runs as many expensive requests as it may at once; retry in `retry_after` seconds."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int, errors: dict[str, Any] | None = None):
+        super().__init__(message, errors=errors)
+        self.retry_after = retry_after

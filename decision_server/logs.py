@@ -45,7 +45,11 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def init_request_logging(app: Flask) -> None:
-    """Give every request an id (X-Request-ID in and out) and log one line when it ends."""
+    """Give every request an id (X-Request-ID in and out), log one line and count it when it ends."""
+    # Here, not at the top: the CLI imports this module to configure logging before `serve` has set
+    # PROMETHEUS_MULTIPROC_DIR, and prometheus_client picks its mode when first imported.
+    from decision_server import metrics
+
     log = logging.getLogger("decision_server.request")
 
     @app.before_request
@@ -60,13 +64,17 @@ def init_request_logging(app: Flask) -> None:
         response.headers["X-Request-ID"] = request_id
         started = g.get("started")
         principal = g.get("principal")
+        seconds = time.perf_counter() - started if started else None
+        if seconds is not None:  # by the route's template, never its path: ids would be unbounded labels
+            metrics.request_done(request.url_rule.rule if request.url_rule else "unmatched", request.method,
+                                 response.status_code, seconds)
         log.info(
             "request",
             extra={
                 "method": request.method,
                 "path": request.path,
                 "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3) if started else None,
+                "duration_ms": round(seconds * 1000, 3) if seconds is not None else None,
                 "request_id": request_id,
                 "key": principal.name if principal else None,
             },

@@ -1,13 +1,16 @@
-"""The re-evaluation job: one runner at a time, runs recorded, a killed run resumed without losing
-or repeating a change."""
+"""The re-evaluation job: one runner at a time, runs recorded, a killed run taken over at once and
+resumed without losing or repeating a change, rates counting running time only."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ from decision_server.analytics.records import StageTransitionRecord
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.demo import generator
 from decision_server.errors import ValidationError
-from decision_server.jobs import reevaluation
+from decision_server.jobs import reevaluation, runners
 from decision_server.jobs.records import BulkRunRecord
 from decision_server.scoring.serving import ModelSet
 
@@ -53,21 +56,70 @@ def test_unknown_steps_are_refused_with_the_valid_ones(demo, revision):
         reevaluation.run(demo, revision, ModelSet(Path("/nonexistent")), steps=["stage"])
 
 
-def test_a_second_runner_is_refused_while_the_first_is_alive(demo, revision):
-    now = dt.datetime.now(dt.UTC)
-    with demo.connection(write=True) as conn:
+def _running(database, runner: str, *, started_at: dt.datetime, heartbeat_at: dt.datetime | None = None) -> None:
+    """A running run of the re-evaluation held by `runner`, as its process would have written it."""
+    with database.connection(write=True) as conn:
         conn.execute(sa.insert(_runs).values(job="reevaluate", steps=["stages"], dry_run=False, source="cli", status="running",
-                                             as_of=now, started_at=now, heartbeat_at=now, runner="elsewhere:1", done=5,
-                                             total=600, resumes=0))
-    with pytest.raises(reevaluation.JobRunning, match="running on elsewhere:1"):
+                                             as_of=started_at, started_at=started_at, heartbeat_at=heartbeat_at or started_at,
+                                             runner=runner, done=5, total=600, resumes=0))
+
+
+def test_a_second_runner_is_refused_while_the_first_is_alive(demo, revision, database_url, rules_dir, tmp_path):
+    now = dt.datetime.now(dt.UTC)
+    elsewhere = f"elsewhere:1:{runners.place()}:7"  # this container's place, but another host: its pids mean nothing here
+    _running(demo, elsewhere, started_at=now - dt.timedelta(seconds=50), heartbeat_at=now - dt.timedelta(seconds=20))
+    expires = (now - dt.timedelta(seconds=20) + reevaluation.LEASE).isoformat(timespec="seconds").replace("+00:00", "Z")
+    with pytest.raises(reevaluation.JobRunning, match=f"running on {elsewhere}") as refused:
         reevaluation.run(demo, revision, ModelSet(Path("/nonexistent")), steps=["stages"])
+    left = (reevaluation.LEASE - dt.timedelta(seconds=20)).total_seconds()
+    assert f"its lease expires at {expires} (" in refused.value.message and refused.value.errors["lease_expires_at"] == [expires]
+    assert abs(float(refused.value.message.split(f"{expires} (")[1].split(" s from now")[0]) - left) <= 2
+    env = {**os.environ, "DATABASE_URL": database_url, "RULES_DIR": str(rules_dir), "MODELS_DIR": str(tmp_path / "none")}
+    cli = subprocess.run([os.path.join(os.path.dirname(sys.executable), "decision-server"), "reevaluate", "--only", "stages"],
+                         env=env, capture_output=True, text=True, check=False)
+    assert cli.returncode == 1 and f"its lease expires at {expires} (" in cli.stderr and f"lease_expires_at: {expires}" in cli.stderr
     with demo.connection(write=True) as conn:  # the runner stops answering: its lease runs out
         conn.execute(sa.update(_runs).values(heartbeat_at=now - reevaluation.LEASE - dt.timedelta(seconds=1)))
     row = reevaluation.run(demo, revision, ModelSet(Path("/nonexistent")), steps=["stages"])
     assert row["status"] == "succeeded" and row["id"] == 2
     with demo.connection() as conn:
         first = conn.execute(sa.select(_runs.c.status, _runs.c.error).where(_runs.c.id == 1)).one()
-    assert first.status == "interrupted" and "elsewhere:1 stopped answering" in first.error
+    assert first.status == "interrupted" and f"{elsewhere} stopped answering" in first.error
+
+
+def test_a_holder_on_this_host_is_taken_over_at_once_only_when_its_process_is_gone(demo, revision, caplog):
+    here, models = f"{socket.gethostname()}:{{pid}}:{runners.place()}:1", ModelSet(Path("/nonexistent"))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.5)
+        _running(demo, here.format(pid=other.pid), started_at=dt.datetime.now(dt.UTC))  # it runs the run
+        with pytest.raises(reevaluation.JobRunning, match="lease expires at"):
+            reevaluation.run(demo, revision, models, steps=["stages"])
+        with demo.connection(write=True) as conn:  # the pid names a process started after the holder took the lease: pid reused
+            conn.execute(sa.update(_runs).values(started_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)))
+        with caplog.at_level(logging.WARNING, logger="decision_server.jobs.reevaluation"):
+            assert reevaluation.run(demo, revision, models, steps=["stages"])["status"] == "succeeded"
+        assert f"the process of runner {here.format(pid=other.pid)} is gone; taken over at once" in caplog.text
+    finally:
+        other.kill()
+        other.wait()
+    _running(demo, here.format(pid=other.pid), started_at=dt.datetime.now(dt.UTC))  # killed and reaped: gone
+    assert reevaluation.run(demo, revision, models, steps=["stages"])["status"] == "succeeded"
+    _running(demo, runners.runner_name() + ":1", started_at=dt.datetime.now(dt.UTC))  # this process, no thread running it
+    assert reevaluation.run(demo, revision, models, steps=["stages"])["status"] == "succeeded"
+    with demo.connection() as conn:
+        assert [r.status for r in conn.execute(sa.select(_runs.c.status).order_by(_runs.c.id))] == ["interrupted", "succeeded"] * 3
+
+    refused = []
+
+    def start_again(status):  # a run of this process is alive while it reports: a second start here is refused
+        try:
+            reevaluation.run(demo, revision, models, steps=["stages"])
+        except reevaluation.JobRunning as exc:
+            refused.append(exc.message)
+
+    reevaluation.run(demo, revision, models, steps=["stages"], progress=start_again)
+    assert refused and "lease expires at" in refused[0]
 
 
 KILLED_MID_RUN = textwrap.dedent("""
@@ -90,7 +142,7 @@ KILLED_MID_RUN = textwrap.dedent("""
 """)
 
 
-def test_a_killed_run_resumes_after_its_last_chunk_without_repeating_a_change(demo, revision, database_url, rules_dir, tmp_path):
+def test_a_killed_run_is_taken_over_at_once_and_resumes_after_its_last_chunk(demo, revision, database_url, rules_dir, tmp_path, caplog):
     script = tmp_path / "killed.py"
     script.write_text(KILLED_MID_RUN)
     done = subprocess.run([sys.executable, str(script), database_url, str(rules_dir)], capture_output=True, text=True, timeout=300, check=False,
@@ -101,12 +153,16 @@ def test_a_killed_run_resumes_after_its_last_chunk_without_repeating_a_change(de
     assert killed.status == "running" and killed.done == 200 and killed.checkpoint["pass"]["after_id"] > 0
     assert _count(demo, _tr) == 200  # exactly the committed chunks' transitions
 
-    with pytest.raises(reevaluation.JobRunning):  # its lease has not run out yet
-        reevaluation.run(demo, revision, ModelSet(Path("/nonexistent")), chunk=100)
-    with demo.connection(write=True) as conn:
-        conn.execute(sa.update(_runs).values(heartbeat_at=killed.heartbeat_at - reevaluation.LEASE - dt.timedelta(seconds=1)))
-    row = reevaluation.run(demo, revision, ModelSet(Path("/nonexistent")), chunk=100)
+    time.sleep(3)  # nobody runs the run meanwhile: this time is not running time
+    with caplog.at_level(logging.WARNING, logger="decision_server.jobs.reevaluation"):  # its lease has not run out: no waiting for it
+        row = reevaluation.run(demo, revision, ModelSet(Path("/nonexistent")), chunk=100)
+    assert f"the process of runner {killed.runner} is gone; taken over at once" in caplog.text
     assert (row["id"], row["status"], row["resumes"], row["done"]) == (killed.id, "succeeded", 1, 600)
+    assert row["resumed_at"] - killed.heartbeat_at < reevaluation.LEASE
+    wall = (row["finished_at"] - row["started_at"]).total_seconds()
+    ran = (killed.heartbeat_at - killed.started_at + row["finished_at"] - row["resumed_at"]).total_seconds()
+    assert row["running_seconds"] == pytest.approx(ran) and row["running_seconds"] <= wall - 3  # up to its last heartbeat, then again
+    assert row["rate"] == pytest.approx(600 / row["running_seconds"]) and row["rate"] > 600 / wall
     assert row["result"]["pass"]["changed"] == 600  # counts carried over from the killed part
     assert _count(demo, _tr) == 600 and _count(demo, _st, _st.c.stage.is_(None)) == 0
     with demo.connection() as conn:  # no customer has two transitions: nothing was done twice

@@ -1,15 +1,20 @@
-"""The jobs API: run the re-evaluation now, follow it, refuse a second runner, try a draft rule
-change on every customer without writing anything."""
+"""The jobs API: run the re-evaluation now, follow it, refuse a second runner (saying when its lease
+expires) or take over a dead one at once, try a draft rule change on every customer without writing anything."""
 
 from __future__ import annotations
 
 import datetime as dt
+import socket
+import subprocess
+import sys
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 
+from decision_server.cli import cli
 from decision_server.demo import generator
-from decision_server.jobs import reevaluation
+from decision_server.jobs import reevaluation, runners
 from decision_server.jobs.records import BulkRunRecord
 
 _runs = BulkRunRecord.__table__
@@ -49,8 +54,10 @@ def test_a_second_runner_gets_409_and_bad_input_422(client, auth, demo, run_ende
                                              status="running", as_of=now, started_at=now, heartbeat_at=now,
                                              runner="other-host:7", done=10, total=300, resumes=0))
     busy = client.post("/api/v1/jobs/reevaluate", json={}, headers=auth("admin"))
+    expires = (now + reevaluation.LEASE).isoformat(timespec="seconds").replace("+00:00", "Z")
     assert busy.status_code == 409 and busy.get_json()["code"] == "job_running"
-    assert "other-host:7" in busy.get_json()["message"]
+    assert "other-host:7" in busy.get_json()["message"] and f"its lease expires at {expires} (" in busy.get_json()["message"]
+    assert busy.get_json()["errors"]["lease_expires_at"] == [expires]
     meanwhile = client.post("/api/v1/jobs/what-if", json={"steps": ["stages"]}, headers=auth("editor"))
     assert meanwhile.status_code == 202  # a dry run writes nothing: it has a lease of its own
     assert run_ended(meanwhile.get_json()["id"])["job"] == "what-if"
@@ -114,3 +121,40 @@ def test_the_loyalty_review_and_expiry_endpoints_start_recorded_runs(client, aut
                                              heartbeat_at=now, runner="nightly-host:9", done=1, total=300, resumes=0))
     busy = client.post("/api/v1/loyalty/review", headers=auth("editor"))
     assert busy.status_code == 409 and busy.get_json()["code"] == "job_running"
+
+
+def test_a_dead_runner_of_this_host_is_taken_over_at_once(client, auth, demo, run_ended):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid names no process any more
+    now = dt.datetime.now(dt.UTC)
+    with demo.connection(write=True) as conn:
+        conn.execute(sa.insert(_runs).values(job="reevaluate", steps=["stages"], dry_run=False, source="api", status="running",
+                                             as_of=now, started_at=now, heartbeat_at=now, done=10, total=300, resumes=0,
+                                             runner=f"{socket.gethostname()}:{dead.pid}:{runners.place()}:3"))
+    started = client.post("/api/v1/jobs/reevaluate", json={"steps": ["stages"]}, headers=auth("admin"))
+    assert started.status_code == 202, started.get_json()
+    assert run_ended(started.get_json()["id"])["status"] == "succeeded"
+    with demo.connection() as conn:
+        first = conn.execute(sa.select(_runs.c.status, _runs.c.error).order_by(_runs.c.id)).first()
+    assert first.status == "interrupted" and f"{dead.pid}" in first.error and "is gone" in first.error
+
+
+def test_rate_and_time_left_count_running_time_only(client, auth, demo, database_url):
+    now = dt.datetime.now(dt.UTC)
+    with demo.connection(write=True) as conn:  # ran 20 s, nobody ran it for an hour, resumed 10 s ago: 300 done in 30 s
+        run_id = conn.execute(sa.insert(_runs).values(
+            job="reevaluate", steps=["stages"], dry_run=False, source="api", status="running", as_of=now - dt.timedelta(hours=1),
+            started_at=now - dt.timedelta(hours=1), heartbeat_at=now, resumed_at=now - dt.timedelta(seconds=10),
+            prior_seconds=20.0, done=300, total=600, resumes=1, runner="other-host:7").returning(_runs.c.id)).scalar_one()
+    run = client.get(f"/api/v1/jobs/runs/{run_id}", headers=auth("analyst")).get_json()
+    assert run["running_seconds"] == pytest.approx(30, abs=2) and run["rate"] == pytest.approx(10, rel=0.1)
+    assert run["eta_seconds"] == pytest.approx(30, rel=0.1)
+    shown = CliRunner().invoke(cli, ["--database-url", database_url, "jobs", "show", str(run_id)])
+    assert shown.exit_code == 0 and "300 of 600 (10/s over 30 s of running, about 30 s left)" in shown.output, shown.output
+    with demo.connection(write=True) as conn:  # it ends 10 s later: 600 in 40 s of running, over an hour from start to end
+        conn.execute(sa.update(_runs).values(status="succeeded", done=600, finished_at=now + dt.timedelta(seconds=10),
+                                             result={"pass": {"customers": 600, "written": 600, "changed": 5, "transitions": []}}))
+    ended = client.get(f"/api/v1/jobs/runs/{run_id}", headers=auth("analyst")).get_json()
+    assert ended["running_seconds"] == pytest.approx(40) and ended["rate"] == pytest.approx(15) and ended["eta_seconds"] is None
+    summary = CliRunner().invoke(cli, ["--database-url", database_url, "jobs", "show", str(run_id)]).output
+    assert "succeeded in 40.0 s of running (resumed 1x; 3610.0 s from start to end)" in summary and "(15/s)" in summary, summary

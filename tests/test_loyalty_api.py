@@ -10,6 +10,26 @@ import pytest
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
+@pytest.fixture(autouse=True)
+def no_seasonal_campaign(rules_dir):
+    """Take December's double points out of this module's copy of the rules.
+
+    These tests check the tier multiplier and the always-on earning rules on purchases made now;
+    a campaign valid on the day the suite runs would double every figure. The rule's own cases
+    (rules/earning.cases.yaml) check the campaign on its dates.
+    """
+    rule = ("  - id: december_double_points\n    description: Double points on every purchase in December.\n"
+            "    when: true\n    then: {multiplier: 2}\n    valid_from: 2026-12-01\n    valid_to: 2027-01-01\n")
+    cases = rules_dir / "earning.cases.yaml"
+    earning = rules_dir / "earning.yaml"
+    assert rule in earning.read_text(), "rules/earning.yaml changed: update this fixture"
+    earning.write_text(earning.read_text().replace(rule, ""))
+    text = cases.read_text()
+    start = text.index("  - name: December doubles the points, in the app too")
+    end = text.index("  - name: December is over on the first of January")
+    cases.write_text(text[:start] + text[end:])
+
+
 def _at(days_ago: float = 0) -> str:
     return (NOW - dt.timedelta(days=days_ago)).isoformat()
 

@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -106,6 +107,15 @@ def test_first_command_serves_demo_customers_on_a_fresh_copy(tmp_path):
             time.sleep(0.5)
         assert scored["models"]["churn"]["fallback"] and "missing" in scored["models"]["churn"]["reason"]
         assert 0 <= scored["scores"]["churn_risk"] <= 1 and not scored["models"]["ltv"]["fallback"]
+
+        # /metrics adds up both workers; quickstart's own counting before it served (the loyalty demo) is not in it.
+        request = urllib.request.Request(f"{base}/metrics", headers={"Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            samples = {(s.name, frozenset(s.labels.items())): s.value
+                       for family in text_string_to_metric_families(response.read().decode()) for s in family.samples}
+        route = {"route": "/api/v1/customers/<string:customer_id>", "method": "GET", "status": "200"}
+        assert samples[("decision_server_http_request_duration_seconds_count", frozenset(route.items()))] == 1
+        assert samples.get(("decision_server_loyalty_points_total", frozenset({"kind": "earn"}.items())), 0) == 0
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

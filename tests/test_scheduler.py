@@ -1,20 +1,26 @@
 """The scheduler: schedules from the file and the API, exactly one of several scheduler processes
-runs the jobs (another takes over when it is killed mid-job), failures retried with backoff."""
+runs the jobs (another takes over when it is killed mid-job, at once on the same host), failures
+retried with backoff."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 import sqlalchemy as sa
 
+from decision_server.config import Config
 from decision_server.demo import generator
-from decision_server.jobs import scheduler
+from decision_server.jobs import runners, scheduler
 from decision_server.jobs.records import BulkRunRecord, LeaseRecord
 
 _runs = BulkRunRecord.__table__
@@ -142,3 +148,41 @@ def test_a_failing_job_is_recorded_and_retried_with_backoff(database, database_u
         finally:
             proc.terminate()
             proc.wait(timeout=60)
+
+
+def test_a_dead_leader_of_this_host_is_replaced_at_once_a_live_or_distant_one_is_not(database, database_url, tmp_path, caplog):
+    schedules = tmp_path / "schedules.yaml"
+    schedules.write_text("schedules: {}\n")
+    config = Config.from_env({"DATABASE_URL": database_url, "SCHEDULES_FILE": str(schedules), "SCHEDULER_LEASE_SECONDS": "600"})
+    here = f"{socket.gethostname()}:{{pid}}:{runners.place()}"
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    time.sleep(0.5)
+    runner, thread = scheduler.Scheduler(database, config), None
+
+    def held_by(holder):  # renewed just now, for ten minutes
+        with database.connection(write=True) as conn:
+            conn.execute(sa.delete(_leases))
+            conn.execute(sa.insert(_leases).values(name="scheduler", holder=holder, expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)))
+
+    try:
+        for holder in (f"elsewhere:{dead.pid}:{runners.place()}", here.format(pid=alive.pid)):
+            held_by(holder)
+            runner.step()
+            assert not runner.leading, holder
+        held_by(here.format(pid=dead.pid))
+        leading = threading.Event()
+        with caplog.at_level(logging.WARNING, logger="decision_server.jobs.scheduler"):
+            thread = threading.Thread(target=runner.run_forever, kwargs={"on_change": lambda now: now and leading.set()}, daemon=True)
+            thread.start()
+            assert leading.wait(30)  # at its first step, not after the ten minutes
+        with database.connection() as conn:
+            assert conn.execute(sa.select(_leases.c.holder)).scalar() == runner.me
+        assert f"the process of {here.format(pid=dead.pid)}, which held the lease, is gone" in caplog.text
+    finally:
+        runner.stop()  # its loop stands down and releases the lease
+        if thread is not None:
+            thread.join(30)
+        alive.kill()
+        alive.wait()

@@ -20,7 +20,7 @@ def run_all(ctx: Context, steps: tuple[str, ...] = STEPS, echo=click.echo) -> No
         eta = f", about {p.eta_seconds:.0f} s left" if p.eta_seconds else ""
         echo(f"  {p.done:,} of {p.total:,} customers ({p.rate:,.0f}/s{eta})")
 
-    revision = published_revision(ctx.database, ctx.config.rules_dir)
+    revision = published_revision(ctx.database, ctx.config.rules_dir, limits=ctx.config.rule_limits)
     try:
         models = ModelSet(ctx.config.models_dir, max_age_days=ctx.config.model_max_age_days)
         fallbacks = [name for name, m in models.models.items() if m["fallback"]]

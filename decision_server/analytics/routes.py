@@ -30,6 +30,7 @@ from decision_server.schemas import (
     page_of,
     page_response,
 )
+from decision_server.throttle import expensive
 from decision_server.validation import cents_to_decimal
 from decision_server.web import Blueprint, transaction
 
@@ -234,6 +235,7 @@ class Transitions(MethodView):
 @lifecycle_blp.route("/evaluate")
 class Evaluate(MethodView):
     @requires(Permission.ANALYTICS_WRITE)
+    @expensive
     @lifecycle_blp.response(200, EvaluateResultSchema)
     def post(self):
         """Re-evaluate every customer's stage and value now (what the nightly run does); returns the changes by from → to."""
@@ -247,6 +249,7 @@ class Evaluate(MethodView):
 @rfm_blp.route("/calculate")
 class RfmCalculate(MethodView):
     @requires(Permission.ANALYTICS_WRITE)
+    @expensive
     @rfm_blp.arguments(RfmCalculateSchema)
     @rfm_blp.response(200, RfmRunSchema)
     def post(self, body):

@@ -27,6 +27,7 @@ from decision_server.schemas import (
     page_of,
     page_response,
 )
+from decision_server.throttle import expensive
 from decision_server.validation import ONE_LINE_RE, ONE_LINE_RULE
 from decision_server.web import Blueprint, transaction
 
@@ -125,6 +126,7 @@ class Segments(MethodView):
         return {"items": [{**r._mapping, "members": counts.get(r.id, 0)} for r in rows], "inputs": segments.vocabulary(_rules())}
 
     @requires(Permission.ANALYTICS_WRITE)
+    @expensive
     @blp.arguments(SegmentInSchema)
     @blp.response(201, SegmentSchema)
     def post(self, body):
@@ -152,6 +154,7 @@ class Segment(MethodView):
             return _with_count(session, _find(session, name))
 
     @requires(Permission.ANALYTICS_WRITE)
+    @expensive
     @blp.arguments(SegmentPatchSchema)
     @blp.response(200, SegmentSchema)
     def patch(self, body, name):
@@ -214,6 +217,7 @@ class Counts(MethodView):
 @blp.route("/recompute")
 class Recompute(MethodView):
     @requires(Permission.ANALYTICS_WRITE)
+    @expensive
     @blp.response(200, RecomputeSchema)
     def post(self):
         """Recompute every customer's membership of every active segment, and record the sizes."""

@@ -56,6 +56,7 @@ class Work:
     models_at: dt.datetime  # the moment the pass's models were checked for age: the workers check the same
     offers: Any = None  # an offer_reach.Trial without its revision (baseline_files instead)
     baseline_files: dict[str, str] | None = None
+    limits: Any = None  # the rules.source.Limits the revision was built within
 
 
 def work(revision: Any, models: Any, *, steps: tuple[str, ...], moment: dt.datetime, as_of: dt.datetime | None,
@@ -73,7 +74,7 @@ def work(revision: Any, models: Any, *, steps: tuple[str, ...], moment: dt.datet
         models=bundle, model_versions=served(models),
         max_age_days=float(getattr(models, "max_age_days", 180.0)), models_at=getattr(models, "loaded_at", moment),
         offers=dataclasses.replace(offers, baseline=None) if offers else None,
-        baseline_files=dict(offers.baseline.files) if offers else None)
+        baseline_files=dict(offers.baseline.files) if offers else None, limits=revision.limits)
 
 
 def served(models: Any) -> dict[str, str]:
@@ -109,10 +110,11 @@ class _Built:
         from decision_server.scoring.serving import ModelSet
 
         self.key = spec.key
-        self.revision = build_revision(spec.files, backend="python", run_cases=False)
+        self.revision = build_revision(spec.files, backend="python", run_cases=False, limits=spec.limits)
         if self.revision.id != spec.revision_id:
             raise RuntimeError(f"the worker built revision {self.revision.short_id}, not {spec.revision_id[:12]}")
-        self.baseline = build_revision(spec.baseline_files, backend="python", run_cases=False) if spec.baseline_files else None
+        self.baseline = (build_revision(spec.baseline_files, backend="python", run_cases=False, limits=spec.limits)
+                         if spec.baseline_files else None)
         self._folder = tempfile.TemporaryDirectory(prefix="decision-server-models-")
         for path, content in spec.models.items():
             target = Path(self._folder.name) / path

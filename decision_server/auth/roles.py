@@ -27,6 +27,7 @@ class Permission(str, enum.Enum):
     LOYALTY_ADJUST = "loyalty:adjust"  # correct a balance by hand (admin: it is money to the customer)
     JOBS_READ = "jobs:read"  # list bulk job runs and follow their progress
     JOBS_RUN = "jobs:run"  # start the re-evaluation of every customer (admin: it writes everyone)
+    METRICS_READ = "metrics:read"  # scrape GET /metrics (Prometheus): counts and timings, no customer data
 
 
 class Role(str, enum.Enum):
@@ -40,7 +41,7 @@ class Role(str, enum.Enum):
 
 
 _READ_ALL = {Permission.CUSTOMERS_READ, Permission.RULES_READ, Permission.MODELS_READ, Permission.OFFERS_READ,
-             Permission.DECISIONS_READ, Permission.LOYALTY_READ, Permission.JOBS_READ}
+             Permission.DECISIONS_READ, Permission.LOYALTY_READ, Permission.JOBS_READ, Permission.METRICS_READ}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.CHANNEL: frozenset({Permission.CUSTOMERS_READ, Permission.OFFERS_READ, Permission.DECISIONS_WRITE,

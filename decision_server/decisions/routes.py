@@ -8,6 +8,7 @@ import orjson
 from flask import Response, current_app
 from flask.views import MethodView
 
+from decision_server import metrics
 from decision_server.auth.roles import Permission, requires
 from decision_server.decisions import log
 from decision_server.decisions.schemas import (
@@ -95,6 +96,8 @@ class Responses(MethodView):
             stored, created, counted = log.respond(session.connection(), learning, decision_id, **body)
         if counted:
             learning.applied([counted])
+        if created:
+            metrics.response_recorded(stored["response"])
         return stored, 201 if created else 200
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from decision_server import fastsql
+from decision_server import fastsql, metrics
 from decision_server.analytics.requirements import missing, require
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import Database, UtcDateTime, to_utc, utcnow
@@ -107,6 +107,20 @@ class Decider:
     def decide(self, request: DecisionRequest, *, now: dt.datetime | None = None) -> dict[str, Any]:
         """Answer one request and log it; raise Unavailable when the log cannot be written."""
         started = time.perf_counter()
+        # Only configured channels become labels (the route refuses others; a direct caller may not).
+        channel = request.channel if request.channel in self.channels else "unknown"
+        try:
+            answer, removed = self._decide(request, now, started)
+        except Exception:
+            metrics.decided(channel, "error", time.perf_counter() - started)
+            raise
+        selected = len(answer["actions"])
+        metrics.decided(channel, "offer" if selected else "no_offer", time.perf_counter() - started, selected=selected,
+                        removed=removed)
+        return answer
+
+    def _decide(self, request: DecisionRequest, now: dt.datetime | None, started: float) -> tuple[dict[str, Any], dict[str, int]]:
+        """Make and log the decision; return the answer and how many candidates each rule set removed."""
         now = to_utc(now) if now is not None else utcnow()
         stamp = now.timestamp()
         revision, model_set, offers = self.rulebook.current, self.models.current, self.catalog.offers
@@ -155,12 +169,17 @@ class Decider:
         key = profile["value_segment"] or ("prospect" if prospect else "unknown")
         buy, nbo = float(values.get("propensity_to_buy") or 0.0), values.get("nbo") or {}
         candidates, eligible = [], []
+        removals: dict[str, int] = {}
         for offer, result in zip(offers, results):
             removed = _catalog_checks(offer, request.channel, self.channels, stamp)
+            if removed:
+                removals["catalog"] = removals.get("catalog", 0) + 1
             for name, field in (("offers", "check"), ("contact_policy", "policy")):
                 outcomes, fired = result[name].outcome, result[name].fired_ids
-                removed.extend({"ruleset": name, "rule": rule, field: o.get(field), "reason": o.get("reason")}
-                               for rule, o in zip(fired, outcomes))
+                if fired:  # any rule of these sets that fires removes the offer
+                    removals[name] = removals.get(name, 0) + 1
+                    removed.extend({"ruleset": name, "rule": rule, field: o.get(field), "reason": o.get("reason")}
+                                   for rule, o in zip(fired, outcomes))
             model_p = buy * (nbo.get(offer.product_category, 0.0) if offer.product_category else 1.0 / len(CATEGORIES))
             if removed:  # not ranked: no Thompson draw, no factors beyond the model's score
                 candidates.append({"offer_id": offer.id, "code": offer.code, "eligible": False, "removed_by": removed,
@@ -215,7 +234,7 @@ class Decider:
             "decision_id": decision_id, "decided_at": now, "customer_id": request.customer_id, "prospect": prospect,
             "channel": request.channel, "actions": actions, "customer": profile, "scores": _public_scores(values),
             "revision": revision.id, "models": models, "explanation": candidates, "latency_us": latency_us,
-        }
+        }, removals
 
     def _log(self, record: dict[str, Any], action_rows: list[dict[str, Any]]) -> None:
         """Write the decision, its actions and the learning counters in one transaction, or fail loudly."""
@@ -229,6 +248,7 @@ class Decider:
                     self._increment.execute(cur, row)
         except self._database_error as exc:
             # Never answer without a record: the channel gets a 503 and can retry or fall back.
+            metrics.decision_log_failed()
             log.error("decision log write failed", extra={"decision_id": record["id"], "error": type(exc).__name__})
             raise Unavailable("the decision could not be logged (database unavailable); retry", code="decision_log_unavailable") from None
         self.learning.applied((r["offer_id"], r["learning_key"], r["shown"], r["expected"], 0) for r in increments)

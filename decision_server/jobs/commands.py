@@ -64,7 +64,7 @@ def reevaluate_command(ctx: Context, only: tuple[str, ...], dry_run: bool, chann
         if not only:  # tiers and expiry run for every member only
             steps = tuple(s for s in steps if s in ("rfm", "stages", "segments"))
         click.echo(f"{len(customers):,} customers" + (f" of segment {segment}" if segment else f" from {customers_file}"))
-    revision = published_revision(ctx.database, ctx.config.rules_dir)
+    revision = published_revision(ctx.database, ctx.config.rules_dir, limits=ctx.config.rule_limits)
     models = ModelSet(ctx.config.models_dir, max_age_days=ctx.config.model_max_age_days)
     click.echo(f"re-evaluating every customer: {', '.join(steps)}" + (" (dry run: nothing is written)" if dry_run else ""))
     try:
@@ -118,8 +118,9 @@ def _members(ctx: Context, name: str) -> list[int]:
 def summary(row: dict) -> str:
     """Say what a finished run did, in a few lines."""
     result = row["result"] or {}
-    lines = [f"run {row['id']} {row['status']} in {(row['finished_at'] - row['started_at']).total_seconds():.1f} s"
-             + (f" (resumed {row['resumes']}x)" if row["resumes"] else "")]
+    wall = (row["finished_at"] - row["started_at"]).total_seconds()
+    lines = [f"run {row['id']} {row['status']} in {row['running_seconds']:.1f} s"
+             + (f" of running (resumed {row['resumes']}x; {wall:.1f} s from start to end)" if row["resumes"] else "")]
     if "pass" in result:
         p = result["pass"]
         verb = "would change" if row["dry_run"] else "changed"
@@ -168,7 +169,9 @@ def show(ctx: Context, run_id: int, as_json: bool):
     if as_json:
         click.echo(json.dumps(row, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v), indent=2))
     elif row["status"] == "running":
-        click.echo(f"run {run_id} running on {row['runner']}: {row['phase'] or 'start'} {row['done']:,} of {row['total']:,}")
+        left = f", about {row['eta_seconds']:.0f} s left" if row["eta_seconds"] is not None else ""
+        click.echo(f"run {run_id} running on {row['runner']}: {row['phase'] or 'start'} {row['done']:,} of {row['total']:,} "
+                   f"({row['rate']:,.0f}/s over {row['running_seconds']:.0f} s of running{left})")
     else:
         click.echo(summary(row) + (f"\n  error: {row['error']}" if row["error"] else ""))
 

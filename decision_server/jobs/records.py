@@ -37,7 +37,7 @@ class BulkRunRecord(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
-    runner: Mapped[str] = mapped_column(sa.String(100))  # host:pid of the process running it
+    runner: Mapped[str] = mapped_column(sa.String(100))  # host:pid:place:thread of the runner (jobs/runners.py)
     rule_revision: Mapped[str | None] = mapped_column(sa.String(64))
     done: Mapped[int] = mapped_column(sa.Integer, default=0)
     total: Mapped[int] = mapped_column(sa.Integer, default=0)
@@ -46,6 +46,10 @@ class BulkRunRecord(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(Json)
     error: Mapped[str | None] = mapped_column(sa.Text)
     resumes: Mapped[int] = mapped_column(sa.Integer, default=0)
+    # Running time only: the current runner's part runs from resumed_at (or started_at); the runners
+    # before it ran prior_seconds in all, each counted up to its last heartbeat, not while nobody ran it.
+    resumed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    prior_seconds: Mapped[float] = mapped_column(sa.Float, default=0.0, server_default="0")
 
 
 class ScheduleRecord(Base):

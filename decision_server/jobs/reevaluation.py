@@ -6,14 +6,17 @@ Time moves stages even when customers do nothing, so this runs on a schedule as 
 - **One runner.** A run holds the job's lease while it is `running` and its heartbeat is recent
   (a thread renews it every LEASE / 4). The database allows one running run per job (a unique
   partial index), so of two processes or machines starting at once, one gets the lease and the
-  other is refused (`job_running`, 409).
+  other is refused (`job_running`, 409) with the time the lease expires unless renewed. A runner
+  whose process is gone from this host (jobs/runners.py) is taken over at once, without waiting.
 - **Resumable.** Each chunk of the pass commits together with the run's checkpoint (the last
-  customer done, the counts so far, the RFM cut points). A run whose runner died (heartbeat older
-  than LEASE) or failed is resumed by the next start with the same steps: it continues after the
-  last committed chunk, so no change is lost or made twice. A runner that lost its lease (it was
-  presumed dead and another took over) stops at its next chunk, whose transaction rolls back.
+  customer done, the counts so far, the RFM cut points). A run whose runner died (its process gone,
+  or its heartbeat older than LEASE) or failed is resumed by the next start with the same steps: it
+  continues after the last committed chunk, so no change is lost or made twice. A runner that lost
+  its lease (it was presumed dead and another took over) stops at its next chunk, whose transaction
+  rolls back.
 - **Recorded.** Every run is a row of `bulk_runs`: steps, status, start, heartbeat, end, progress
-  (done, total, phase), result counts and the error of a failed run.
+  (done, total, phase), result counts and the error of a failed run. Its rate and time left count
+  running time only: the time between a dead runner's last heartbeat and the resume is left out.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import dataclasses
 import datetime as dt
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,9 +34,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from decision_server import metrics
 from decision_server.analytics import reevaluate
 from decision_server.db import Database, utcnow
 from decision_server.errors import Conflict, ValidationError
+from decision_server.jobs import runners
 from decision_server.jobs.records import BulkRunRecord
 
 log = logging.getLogger(__name__)
@@ -67,7 +71,7 @@ class Status:
     phase: str
     done: int
     total: int
-    seconds: float
+    seconds: float  # running seconds of the run, a resumed run's earlier runners included
 
 
 def check_steps(steps: Sequence[str], *, dry_run: bool = False) -> tuple[str, ...]:
@@ -82,10 +86,6 @@ def check_steps(steps: Sequence[str], *, dry_run: bool = False) -> tuple[str, ..
         message = f"unknown step {', '.join(unknown)}; the steps are {', '.join(valid)}"
         raise ValidationError(message, errors={"steps": [message]})
     return tuple(s for s in valid if s in steps) or STEPS
-
-
-def runner_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] = STEPS, dry_run: bool = False,
@@ -139,18 +139,23 @@ def execute(database: Database, revision: Any, models: Any, row: dict[str, Any],
     lease = Heartbeat(database, run_id, me)
     lease.start()
     try:
-        result = _phases(database, revision, models, row, steps=tuple(row["steps"]), dry_run=row["dry_run"], margin=margin,
-                         chunk=chunk, me=me, lease=lease, started=started, progress=progress, dask_address=dask_address,
-                         customers=customers, offers=offers)
-    except BaseException as exc:
+        try:
+            result = _phases(database, revision, models, row, steps=tuple(row["steps"]), dry_run=row["dry_run"], margin=margin,
+                             chunk=chunk, me=me, lease=lease, started=started, progress=progress, dask_address=dask_address,
+                             customers=customers, offers=offers)
+        except BaseException as exc:
+            lease.stop()
+            if not isinstance(exc, LeaseLost):
+                _finish(database, run_id, me, status="failed", error=f"{type(exc).__name__}: {exc}")
+                log.error("re-evaluation run %d failed: %s", run_id, exc)
+            metrics.job_ended(row["job"], "lost" if isinstance(exc, LeaseLost) else "failed", time.perf_counter() - started)
+            raise
         lease.stop()
-        if not isinstance(exc, LeaseLost):
-            _finish(database, run_id, me, status="failed", error=f"{type(exc).__name__}: {exc}")
-            log.error("re-evaluation run %d failed: %s", run_id, exc)
-        raise
-    lease.stop()
-    _finish(database, run_id, me, status="succeeded", result=result)
+        _finish(database, run_id, me, status="succeeded", result=result)
+    finally:
+        runners.release(me)  # held since claim: from now on a start here may take the run over
     log.info("re-evaluation run %d succeeded in %.1f s", run_id, time.perf_counter() - started)
+    metrics.job_ended(row["job"], "succeeded", time.perf_counter() - started, records=(result.get("pass") or {}).get("customers", 0))
     return get(database, run_id)
 
 
@@ -169,12 +174,12 @@ def _phases(database: Database, revision: Any, models: Any, row: dict[str, Any],
 
     def report(phase: str, done: int, total: int) -> None:
         lease.check()
-        seconds = time.perf_counter() - started
+        seconds = row["prior_seconds"] + time.perf_counter() - started  # done counts the runners before this one too
         rate = done / seconds if seconds > 0 else 0.0
         left = f"{(total - done) / rate:.0f} s left" if rate and total > done else "done"
         log.info("re-evaluation run %d: %s %d of %d (%.0f/s, %s)", run_id, phase, done, total, rate, left)
         if progress is not None:
-            progress(Status(run_id, phase, done, total, time.perf_counter() - started))
+            progress(Status(run_id, phase, done, total, seconds))
 
     if pass_steps and "pass" not in result:
         resume = reevaluate.Checkpoint.load(saved["pass"]) if saved.get("pass") else None
@@ -212,37 +217,54 @@ def claim(database: Database, steps: Sequence[str], *, dry_run: bool, source: st
           resume: bool = True, subset: int | None = None) -> dict[str, Any]:
     """Take the job's lease: resume an unfinished run with the same steps, or start a new one."""
     steps = check_steps(steps, dry_run=dry_run)
-    me = runner_name() + f":{threading.get_ident() % 100_000}"  # threads of one server are different runners
+    me = runners.runner_name() + f":{threading.get_ident() % 100_000}"  # threads of one server are different runners
     now = utcnow()
     with database.connection(write=True) as conn:
         job = WHAT_IF if dry_run else JOB
         running = conn.execute(sa.select(_runs).where(_runs.c.job == job, _runs.c.status == "running")
                                .with_for_update()).first()
         if running is not None:
-            if now - running.heartbeat_at < LEASE:
-                raise JobRunning(f"run {running.id} is running on {running.runner} ({running.done:,} of "
-                                 f"{running.total:,} done in phase {running.phase or 'start'}); try again when it ends",
-                                 errors={"run": [str(running.id)]})
-            conn.execute(sa.update(_runs).where(_runs.c.id == running.id).values(
-                status="interrupted", error=f"runner {running.runner} stopped answering after {running.heartbeat_at.isoformat()}"))
-            log.warning("re-evaluation run %d: runner %s stopped answering; the run can be resumed", running.id, running.runner)
+            interrupt(conn, running, now=now)
         latest = conn.execute(sa.select(_runs).where(_runs.c.job == job).order_by(_runs.c.id.desc()).limit(1)).first()
         if (resume and not dry_run and latest is not None and latest.status in ("interrupted", "failed")
                 and tuple(latest.steps) == steps and not latest.dry_run and latest.checkpoint
                 and not latest.checkpoint.get("subset")):
             conn.execute(sa.update(_runs).where(_runs.c.id == latest.id).values(
-                status="running", runner=me, heartbeat_at=now, error=None, resumes=latest.resumes + 1))
+                status="running", runner=me, heartbeat_at=now, finished_at=None, error=None, resumes=latest.resumes + 1,
+                resumed_at=now, prior_seconds=running_seconds(latest._mapping)))
             log.info("re-evaluation run %d resumed by %s after %s", latest.id, me, (latest.checkpoint or {}).get("pass", {}).get("after_id"))
+            runners.hold(me)
             return dict(conn.execute(sa.select(_runs).where(_runs.c.id == latest.id)).one()._mapping)
         try:
             run_id = conn.execute(sa.insert(_runs).values(
                 job=job, steps=list(steps), dry_run=dry_run, source=source, status="running", as_of=now, started_at=now,
-                heartbeat_at=now, runner=me, rule_revision=revision, done=0, total=0, resumes=0,
+                heartbeat_at=now, runner=me, rule_revision=revision, done=0, total=0, resumes=0, prior_seconds=0.0,
                 checkpoint={"subset": subset} if subset is not None else None,
             ).returning(_runs.c.id)).scalar_one()
         except sa.exc.IntegrityError:  # another runner inserted its run first: the index allows one
             raise JobRunning("another runner has just started the job and is running it; try again when it ends") from None
+        runners.hold(me)
         return dict(conn.execute(sa.select(_runs).where(_runs.c.id == run_id)).one()._mapping)
+
+
+def interrupt(conn: Connection, running: Any, *, now: dt.datetime) -> None:
+    """Mark a running run interrupted if its runner is dead (its process gone, or its lease expired); else raise JobRunning."""
+    expires = running.heartbeat_at + LEASE
+    if now < expires and not runners.gone(running.runner, alive_at=running.resumed_at or running.started_at):
+        left = (expires - now).total_seconds()
+        at = expires.isoformat(timespec="seconds").replace("+00:00", "Z")
+        raise JobRunning(f"run {running.id} is running on {running.runner} ({running.done:,} of {running.total:,} done in "
+                         f"phase {running.phase or 'start'}); its lease expires at {at} ({left:.0f} s from now) unless "
+                         f"its runner renews it: try again when the run ends or its lease expires",
+                         errors={"run": [str(running.id)], "lease_expires_at": [at]})
+    if now < expires:
+        why = f"the process of runner {running.runner} is gone (last heartbeat {running.heartbeat_at.isoformat()})"
+        log.warning("run %d of %s: the process of runner %s is gone; taken over at once", running.id, running.job, running.runner)
+    else:
+        why = f"runner {running.runner} stopped answering after {running.heartbeat_at.isoformat()}"
+        log.warning("run %d of %s: runner %s stopped answering; the run can be resumed", running.id, running.job, running.runner)
+    conn.execute(sa.update(_runs).where(_runs.c.id == running.id, _runs.c.status == "running").values(
+        status="interrupted", error=why))
 
 
 def _owned(conn: Connection, run_id: int, me: str, **values: Any) -> None:
@@ -313,10 +335,21 @@ def get(database: Database, run_id: int) -> dict[str, Any]:
     return with_rate(dict(row._mapping))
 
 
+def running_seconds(row: Any) -> float:
+    """Seconds a run has been running: its earlier runners' time and the current runner's, not the time between."""
+    if row["finished_at"] is not None:
+        end = row["finished_at"]
+    elif row["status"] == "running":
+        end = utcnow()
+    else:  # interrupted: its runner was last seen at its heartbeat
+        end = row["heartbeat_at"]
+    own = (end - (row["resumed_at"] or row["started_at"])).total_seconds()
+    return (row["prior_seconds"] or 0.0) + max(own, 0.0)
+
+
 def with_rate(row: dict[str, Any]) -> dict[str, Any]:
-    """Add customers per second and seconds left to a run's row (from its start and progress)."""
-    end = row["finished_at"] or utcnow()
-    seconds = max((end - row["started_at"]).total_seconds(), 1e-9)
-    rate = row["done"] / seconds if row["done"] else 0.0
+    """Add running seconds, customers per running second and seconds left to a run's row."""
+    seconds = running_seconds(row)
+    rate = row["done"] / seconds if row["done"] and seconds > 0 else 0.0
     left = (row["total"] - row["done"]) / rate if rate and row["status"] == "running" else None
-    return {**row, "rate": rate, "eta_seconds": left}
+    return {**row, "running_seconds": seconds, "rate": rate, "eta_seconds": left}

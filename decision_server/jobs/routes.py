@@ -11,12 +11,14 @@ from decision_server.errors import ValidationError
 from decision_server.jobs import reevaluation, schemas
 from decision_server.jobs.records import BulkRunRecord
 from decision_server.schemas import ErrorSchema, page_response
+from decision_server.throttle import expensive
 from decision_server.web import Blueprint, transaction
 
 blp = Blueprint("jobs", __name__, url_prefix="/jobs",
                 description="Bulk jobs: re-evaluate every customer now, try a draft rule change on the whole base, follow runs")
 _runs = BulkRunRecord.__table__
-_BUSY = {"schema": ErrorSchema, "description": "a run holds the job's lease (`job_running`): one runner at a time"}
+_BUSY = {"schema": ErrorSchema, "description": "a run holds the job's lease (`job_running`): one runner at a time; "
+                                                "the message and `errors.lease_expires_at` say when its lease expires unless renewed"}
 
 
 def _database():
@@ -47,6 +49,7 @@ class Reevaluate(MethodView):
 @blp.route("/what-if")
 class WhatIf(MethodView):
     @requires(Permission.RULES_WRITE)
+    @expensive
     @blp.arguments(schemas.WhatIfSchema)
     @blp.response(202, schemas.RunSchema)
     @blp.alt_response(409, **_BUSY)
@@ -72,7 +75,8 @@ class WhatIf(MethodView):
             message = f"unknown channel {', '.join(unknown)}; the channels are {', '.join(config.channels)}"
             raise ValidationError(message, errors={"channels": [message]})
         current = current_app.extensions["rulebook"].current
-        draft = build_revision(service.draft_files(current, body), backend="python", run_cases=False)
+        draft = build_revision(service.draft_files(current, body), backend="python", run_cases=False,
+                               limits=current_app.extensions["rulebook"].limits)
         try:
             trial = offer_reach.trial(_database(), current, channels=channels, intent=body["intent"]) \
                 if "offers" in body["steps"] else None

@@ -6,7 +6,8 @@
 - **One runner.** Every process may run a Scheduler (its own `decision-server scheduler start`, or
   each server process with SCHEDULER=on); they compete for the `scheduler` lease (a row of
   `job_leases`). The holder renews it every third of SCHEDULER_LEASE_SECONDS and runs
-  APScheduler; the others stand by and take over when it expires (its holder died). A bulk run
+  APScheduler; the others stand by and take over when it expires (its holder died), or at once
+  when its holder's process is gone from their host (jobs/runners.py). A bulk run
   has its own lease too (jobs/reevaluation.py), so even a leader that was presumed dead while
   still running cannot run the same job twice at once.
 - **Persistent.** APScheduler's jobs, with their next run times and pending retries, are in the
@@ -21,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,11 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 
+from decision_server import metrics
 from decision_server.config import Config
 from decision_server.db import Database, upsert, utcnow
 from decision_server.errors import NotFound, ValidationError
-from decision_server.jobs import reevaluation
+from decision_server.jobs import reevaluation, runners
 from decision_server.jobs.records import BulkRunRecord, LeaseRecord, ScheduleRecord
 
 log = logging.getLogger(__name__)
@@ -162,7 +165,7 @@ class Scheduler:
 
     def __init__(self, database: Database, config: Config):
         self.database, self.config = database, config
-        self.me = reevaluation.runner_name()
+        self.me = runners.runner_name()
         self.lease = dt.timedelta(seconds=config.scheduler_lease_seconds)
         self._aps: Any = None
         self._stop = threading.Event()
@@ -223,9 +226,14 @@ class Scheduler:
         with self.database.connection(write=True) as conn:
             conn.execute(upsert(conn, _leases).values(name=LEASE_NAME, holder=None, expires_at=now)
                          .on_conflict_do_nothing(index_elements=["name"]))
-            taken = conn.execute(sa.update(_leases).where(
-                _leases.c.name == LEASE_NAME, sa.or_(_leases.c.holder == self.me, _leases.c.expires_at < now)
-            ).values(holder=self.me, expires_at=now + self.lease))
+            free = sa.or_(_leases.c.holder == self.me, _leases.c.expires_at < now)
+            held = conn.execute(sa.select(_leases).where(_leases.c.name == LEASE_NAME)).one()
+            if held.holder not in (None, self.me) and held.expires_at >= now \
+                    and runners.gone(held.holder, alive_at=held.expires_at - self.lease):  # it renewed then, so was alive
+                log.warning("scheduler: the process of %s, which held the lease, is gone; taking over at once", held.holder)
+                free = sa.or_(free, _leases.c.holder == held.holder)  # unless it changed hands meanwhile
+            taken = conn.execute(sa.update(_leases).where(_leases.c.name == LEASE_NAME, free)
+                                 .values(holder=self.me, expires_at=now + self.lease))
             return taken.rowcount == 1
 
     def _release(self) -> None:
@@ -303,7 +311,7 @@ def run_now(database: Database, config: Config, name: str, *, source: str, wait:
         raise NotFound(f"no schedule {name}", errors={"name": [name]})
     if row.job == "retrain":
         return _recorded(database, "retrain", source, lambda: _retrain(database, config), wait=wait)
-    revision = published_revision(database, config.rules_dir)
+    revision = published_revision(database, config.rules_dir, limits=config.rule_limits)
     models = ModelSet(config.models_dir, max_age_days=config.model_max_age_days)
     steps = row.steps or list(reevaluation.STEPS)
     if not wait:
@@ -335,7 +343,7 @@ def _catalog(database: Database, config: Config, connector: str, *, source: str,
     from decision_server.rulebook.service import published_revision
 
     def work() -> dict[str, Any]:
-        revision = published_revision(database, config.rules_dir)
+        revision = published_revision(database, config.rules_dir, limits=config.rule_limits)
         try:
             words = service.vocabulary(revision)
         finally:
@@ -351,29 +359,36 @@ def _catalog(database: Database, config: Config, connector: str, *, source: str,
 def _recorded(database: Database, job: str, source: str, work: Callable[[], dict[str, Any]], *, wait: bool) -> dict[str, Any]:
     """Run `work` as a recorded run of `job` (one at a time, like every job); return the run."""
     now = utcnow()
-    me = reevaluation.runner_name()
+    me = runners.runner_name()
     with database.connection(write=True) as conn:
-        conn.execute(sa.update(_runs).where(  # a runner that stopped answering holds nothing any more
-            _runs.c.job == job, _runs.c.status == "running", _runs.c.heartbeat_at < now - reevaluation.LEASE,
-        ).values(status="interrupted", error="its runner stopped answering"))
+        running = conn.execute(sa.select(_runs).where(_runs.c.job == job, _runs.c.status == "running").with_for_update()).first()
+        if running is not None:  # a runner that died holds nothing any more; a live one refuses
+            reevaluation.interrupt(conn, running, now=now)
         try:
             run_id = conn.execute(sa.insert(_runs).values(
                 job=job, steps=[], dry_run=False, source=source, status="running", as_of=now, started_at=now, heartbeat_at=now,
-                runner=me, done=0, total=1, resumes=0).returning(_runs.c.id)).scalar_one()
+                runner=me, done=0, total=1, resumes=0, prior_seconds=0.0).returning(_runs.c.id)).scalar_one()
         except sa.exc.IntegrityError:
             raise reevaluation.JobRunning(f"{job} is already running") from None
+        runners.hold(me)
 
     def body() -> None:
+        started = time.perf_counter()
         lease = reevaluation.Heartbeat(database, run_id, me)
         lease.start()
         try:
-            result = work()
-        except Exception as exc:
-            _end(database, run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
-            raise
+            try:
+                result = work()
+            except Exception as exc:
+                _end(database, run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+                metrics.job_ended(job.split(":")[0], "failed", time.perf_counter() - started)
+                raise
+            finally:
+                lease.stop()
+            _end(database, run_id, status="succeeded", result=result)
+            metrics.job_ended(job.split(":")[0], "succeeded", time.perf_counter() - started)
         finally:
-            lease.stop()
-        _end(database, run_id, status="succeeded", result=result)
+            runners.release(me)  # held since the insert: from now on a start here may take the run over
 
     if not wait:
         def background() -> None:

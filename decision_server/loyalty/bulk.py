@@ -18,6 +18,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from decision_server import metrics
 from decision_server.analytics.requirements import require
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import Database, UtcDateTime, utcnow
@@ -93,6 +94,7 @@ def expire_points(database: Database, *, now: dt.datetime | None = None, chunk: 
             changed += len(entries)
             members += len(rows)
             after = ids[-1]
+        metrics.points_posted("expire", sum(e["points"] for e in entries))  # the chunk has committed
         if progress:
             progress(members, total)
     return {"members": members, "changed": changed, "points": points, "transitions": [],

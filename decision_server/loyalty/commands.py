@@ -31,7 +31,7 @@ def _progress(label: str):
 def _revision(ctx: Context):
     from decision_server.rulebook.service import published_revision
 
-    return published_revision(ctx.database, ctx.config.rules_dir)
+    return published_revision(ctx.database, ctx.config.rules_dir, limits=ctx.config.rule_limits)
 
 
 def _transitions(result: dict) -> str:

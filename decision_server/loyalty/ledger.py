@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from decision_server import metrics
 from decision_server.db import UtcDateTime, utcnow
 from decision_server.errors import Conflict
 from decision_server.loyalty.records import LedgerEntryRecord, MemberRecord
@@ -106,6 +107,7 @@ def post(conn: Connection, member: dict[str, Any], *, kind: str, points: int, ke
     conn.execute(_MOVE, {"cid": member["customer_id"], "balance": balance, "earned": member["earned_total"] + earned,
                          "next_expiry": next_expiry, "now": now})
     member.update(balance=balance, earned_total=member["earned_total"] + earned, next_expiry_at=next_expiry)
+    metrics.points_posted(kind, points)  # counted as written: a transaction rolled back after this still counts (rare)
     return entry
 
 

@@ -37,7 +37,7 @@ def sync_(ctx: Context, name: str):
     from decision_server.rulebook.service import published_revision
 
     _require_migrated(ctx)
-    revision = published_revision(ctx.database, ctx.config.rules_dir)
+    revision = published_revision(ctx.database, ctx.config.rules_dir, limits=ctx.config.rule_limits)
     try:
         words = service.vocabulary(revision)
     finally:

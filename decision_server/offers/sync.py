@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from decision_server import metrics
 from decision_server.db import Database, utcnow
 from decision_server.errors import Conflict, ValidationError
 from decision_server.offers import connectors, service, upstream
@@ -82,6 +83,7 @@ def run_sync(database: Database, connector_name: str, *, channels: Mapping[str, 
         run["failures"] = [{**f, "reason": f["reason"].replace(secret, "***")} for f in run["failures"]]
     with database.connection(write=True) as conn:
         run["id"] = conn.execute(sa.insert(_r).values(**run).returning(_r.c.id)).scalar_one()
+    metrics.catalog_synced(connector_name, run["status"], {k: run[k] for k in ("created", "updated", "unchanged", "retired", "failed")})
     # Not the counts as top-level extras: `created` is a LogRecord attribute of its own.
     log.log(logging.WARNING if run["status"] == "failed" else logging.INFO, "catalog sync finished", extra={"connector": connector_name, "sync_status": run["status"], "error": run["error"],
                                              "counts": {k: run[k] for k in ("created", "updated", "unchanged", "retired",

@@ -36,8 +36,9 @@ def _build(ctx: Context, directory: Path | None, *, run_cases: bool):
 
     folder = _folder(ctx, directory)
     try:
-        files = read_rules_dir(folder)
-        return build_revision(files, backend=ctx.config.rules_backend, durable_host=_host(ctx), run_cases=run_cases)
+        files = read_rules_dir(folder, ctx.config.rule_limits)
+        return build_revision(files, backend=ctx.config.rules_backend, durable_host=_host(ctx), run_cases=run_cases,
+                              limits=ctx.config.rule_limits)
     except RulesInvalid as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
@@ -121,9 +122,11 @@ def publish(ctx: Context, directory: Path | None, message: str, author: str):
 
     _require_migrated(ctx)
     _build(ctx, directory, run_cases=True).close()  # the same check as `rules check`, with its messages
-    rulebook = Rulebook(ctx.database, _folder(ctx, directory), backend=ctx.config.rules_backend, poll_seconds=0)
+    rulebook = Rulebook(ctx.database, _folder(ctx, directory), backend=ctx.config.rules_backend, poll_seconds=0,
+                        limits=ctx.config.rule_limits)
     try:
-        head, changed = rulebook.publish(read_rules_dir(_folder(ctx, directory)), author=author, message=message, source="cli")
+        files = read_rules_dir(_folder(ctx, directory), ctx.config.rule_limits)
+        head, changed = rulebook.publish(files, author=author, message=message, source="cli")
     finally:
         rulebook.stop()
     if changed:
@@ -143,7 +146,8 @@ def rollback(ctx: Context, revision: str | None, message: str, author: str):
     from decision_server.rulebook.runtime import Rulebook
 
     _require_migrated(ctx)
-    rulebook = Rulebook(ctx.database, ctx.config.rules_dir, backend=ctx.config.rules_backend, poll_seconds=0)
+    rulebook = Rulebook(ctx.database, ctx.config.rules_dir, backend=ctx.config.rules_backend, poll_seconds=0,
+                        limits=ctx.config.rule_limits)
     try:
         head, changed = service.rollback(rulebook, revision=revision, author=author, message=message, source="cli")
     finally:
@@ -173,7 +177,7 @@ def diff(ctx: Context, old: str | None, new: str | None):
             new_record = service.find_revision(session, new)
             new_files, new_label = dict(new_record.files), new_record.revision[:12]
         else:
-            new_files, new_label = read_rules_dir(ctx.config.rules_dir), "folder"
+            new_files, new_label = read_rules_dir(ctx.config.rules_dir, ctx.config.rule_limits), "folder"
     text = service.diff_files(old_files, new_files, old_label=old_label, new_label=new_label)
     click.echo(text.rstrip("\n") if text else f"no difference between {old_label} and {new_label}")
 

@@ -8,6 +8,7 @@ from flask.views import MethodView
 from decision_server.auth.roles import Permission, requires
 from decision_server.rulebook import schemas, service
 from decision_server.schemas import page_response
+from decision_server.throttle import expensive
 from decision_server.web import Blueprint, transaction
 
 blp = Blueprint("rules", __name__, url_prefix="/rules", description="Rule revisions: validate, publish, roll back, test")
@@ -83,6 +84,7 @@ class Publications(MethodView):
 @blp.route("/validate")
 class Validate(MethodView):
     @requires(Permission.RULES_READ)
+    @expensive
     @blp.arguments(schemas.DraftSchema)
     @blp.response(200, schemas.ValidationResultSchema)
     def post(self, body):
@@ -93,6 +95,7 @@ class Validate(MethodView):
 @blp.route("/publish")
 class Publish(MethodView):
     @requires(Permission.RULES_WRITE)
+    @expensive
     @blp.arguments(schemas.PublishSchema)
     @blp.response(200, schemas.PublishResultSchema)
     def post(self, body):
@@ -105,6 +108,7 @@ class Publish(MethodView):
 @blp.route("/rollback")
 class Rollback(MethodView):
     @requires(Permission.RULES_WRITE)
+    @expensive
     @blp.arguments(schemas.RollbackSchema)
     @blp.response(200, schemas.PublishResultSchema)
     def post(self, body):
@@ -117,6 +121,7 @@ class Rollback(MethodView):
 @blp.route("/test")
 class Test(MethodView):
     @requires(Permission.RULES_READ)
+    @expensive
     @blp.response(200, schemas.TestRunSchema)
     def post(self):
         """Run every case of the serving revision on every backend."""

@@ -18,13 +18,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from decision_server import metrics
 from decision_server.db import Database, to_utc
 from decision_server.polling import Poller
 from decision_server.rulebook import service
 from decision_server.rules.engine import Revision, build_revision
-from decision_server.rules.source import Problem, RulesInvalid, read_rules_dir, revision_id
+from decision_server.rules.source import DEFAULT_LIMITS, Limits, Problem, RulesInvalid, read_rules_dir, revision_id
 
 log = logging.getLogger("decision_server.rules")
+UNREADABLE = "unreadable"  # the folder's `refused` when its files cannot even be read as rule files (too large, not UTF-8)
 
 
 @dataclasses.dataclass
@@ -40,10 +42,12 @@ class DiskState:
 class Rulebook:
     """Holds the serving Revision of one process and converges it on the published one."""
 
-    def __init__(self, database: Database, rules_dir: Path, *, backend: str = "durable", poll_seconds: float = 2.0):
+    def __init__(self, database: Database, rules_dir: Path, *, backend: str = "durable", poll_seconds: float = 2.0,
+                 limits: Limits = DEFAULT_LIMITS):
         self.database = database
         self.rules_dir = Path(rules_dir)
         self.backend = backend
+        self.limits = limits
         self.poll_seconds = poll_seconds
         self._host = None
         if backend == "durable":
@@ -68,12 +72,13 @@ class Rulebook:
 
     def build(self, files: Mapping[str, str]) -> Revision:
         """Validate and compile a complete set of files (cases included); raise RulesInvalid."""
-        return build_revision(files, backend=self.backend, durable_host=self._host)
+        return build_revision(files, backend=self.backend, durable_host=self._host, limits=self.limits)
 
     def _serve(self, revision: Revision) -> None:
         old, self._current = self._current, revision
         if old is not None and old is not revision:
             old.close()  # the durable host frees its rule sets once in-flight evaluations finish
+        metrics.rules_serving(revision.id, old.id if old is not None else None)
         log.info("rules revision serving", extra={"revision": revision.short_id, "rulesets": len(revision.compiled)})
 
     # -- start, poll, stop --------------------------------------------------------------------
@@ -88,6 +93,7 @@ class Rulebook:
         self._poller.stop()
         with self._lock:
             if self._current is not None:
+                metrics.rules_stopped(self._current.id)
                 self._current.close()
                 self._current = None
 
@@ -125,8 +131,14 @@ class Rulebook:
         if not entries:
             return None, changed, 0.0
         try:
-            files = read_rules_dir(self.rules_dir)
-        except (RulesInvalid, OSError) as exc:
+            files = read_rules_dir(self.rules_dir, self.limits)
+        except RulesInvalid as exc:
+            if changed:  # once per edit, not every poll; the folder's problems say why until it changes
+                log.error("rule files refused; the last good revision keeps serving",
+                          extra={"problems": [str(p) for p in exc.problems][:20]})
+                self._disk = DiskState(signature, self._disk.revision, UNREADABLE, exc.problems)
+            return None, changed, 0.0
+        except OSError as exc:
             log.error("rules folder unreadable", extra={"error": str(exc)})
             return None, changed, 0.0
         self._disk.signature = signature
@@ -141,6 +153,7 @@ class Rulebook:
             revision = self.build(files)
         except RulesInvalid as exc:
             self._disk.refused, self._disk.problems = rev, exc.problems
+            metrics.rules_refused()
             log.error("rule files refused; the last good revision keeps serving",
                       extra={"revision": rev[:12], "problems": [str(p) for p in exc.problems if p.severity == "error"][:20]})
             return False
@@ -165,6 +178,7 @@ class Rulebook:
         try:
             revision = self.build(files)
         except RulesInvalid as exc:
+            metrics.rules_refused()
             log.error("published rule revision does not validate here; keeping the current one",
                       extra={"revision": head.revision[:12], "problems": [str(p) for p in exc.problems][:20]})
             if self._current is None:

@@ -145,12 +145,31 @@ def diff_files(old: Mapping[str, str], new: Mapping[str, str], *, old_label: str
         b = new.get(name, "").splitlines(keepends=True)
         if a == b:
             continue
-        chunks.extend(difflib.unified_diff(
-            a, b,
-            fromfile=f"{old_label}/{name}" if name in old else "/dev/null",
-            tofile=f"{new_label}/{name}" if name in new else "/dev/null",
-        ))
+        chunks.extend(_file_diff(a, b, f"{old_label}/{name}" if name in old else "/dev/null",
+                                 f"{new_label}/{name}" if name in new else "/dev/null"))
     return "".join(line if line.endswith("\n") else line + "\n" for line in chunks)
+
+
+# Lines before × lines after of the changed part of a file past which it is not matched line by line:
+# difflib grows faster than that product (1,000 × 1,000 scattered changes: 0.06 s; 2,000: 0.25 s; 5,000: 4 s).
+_DIFF_BUDGET = 1_000_000
+
+
+def _file_diff(a: list[str], b: list[str], fromfile: str, tofile: str) -> list[str]:
+    """Diff one file's lines; a change too large to match line by line is shown as one hunk replacing it."""
+    prefix = 0
+    while prefix < min(len(a), len(b)) and a[prefix] == b[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < min(len(a), len(b)) - prefix and a[-1 - suffix] == b[-1 - suffix]:
+        suffix += 1
+    if (len(a) - prefix - suffix) * (len(b) - prefix - suffix) <= _DIFF_BUDGET:
+        return list(difflib.unified_diff(a, b, fromfile=fromfile, tofile=tofile))
+    start, a_end, b_end = max(prefix - 3, 0), min(len(a) - suffix + 3, len(a)), min(len(b) - suffix + 3, len(b))
+    span = lambda end: f"{start + 1 if end > start else start},{end - start}"  # noqa: E731
+    return ([f"--- {fromfile}\n", f"+++ {tofile}\n", f"@@ -{span(a_end)} +{span(b_end)} @@\n"]
+            + [" " + line for line in a[start:prefix]] + ["-" + line for line in a[prefix:len(a) - suffix]]
+            + ["+" + line for line in b[prefix:len(b) - suffix]] + [" " + line for line in a[len(a) - suffix:a_end]])
 
 
 # -- drafts, validation and reports (used by the API and the CLI) ------------------------------
@@ -228,17 +247,18 @@ def summaries(revision) -> list[dict]:
     ]
 
 
-def published_revision(database: Any, rules_dir: Path, *, backend: str = "python") -> Any:
+def published_revision(database: Any, rules_dir: Path, *, backend: str = "python", limits: Any = None) -> Any:
     """Build the revision that serves (the newest publication, else the rules folder), for batch work.
 
     Batch jobs and commands run outside a server's Rulebook; close() the result when done.
     """
     from decision_server.rules.engine import build_revision
-    from decision_server.rules.source import read_rules_dir
+    from decision_server.rules.source import DEFAULT_LIMITS, read_rules_dir
 
+    limits = limits or DEFAULT_LIMITS  # the server's settings (Config.rule_limits), which what it published passed
     with database.session() as session:
         current = head(session)
         files = dict(find_revision(session, current.revision).files) if current else None
     if files is None:
-        files = read_rules_dir(rules_dir)
-    return build_revision(files, backend=backend, run_cases=False)
+        files = read_rules_dir(rules_dir, limits)
+    return build_revision(files, backend=backend, run_cases=False, limits=limits)

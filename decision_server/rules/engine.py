@@ -16,7 +16,7 @@ from decision_server.rules import pyeval, vector
 from decision_server.rules.analysis import analyse
 from decision_server.rules.loader import load_ruleset
 from decision_server.rules.model import Result, RuleSet, make_normalizer
-from decision_server.rules.source import Document, Problem, RulesInvalid, revision_id
+from decision_server.rules.source import DEFAULT_LIMITS, Document, Limits, Problem, RulesInvalid, revision_id
 
 log = logging.getLogger("decision_server.rules")
 
@@ -48,12 +48,13 @@ class Revision:
     """A complete, validated set of rule files, ready to evaluate; immutable once built."""
 
     def __init__(self, files: Mapping[str, str], rulesets: dict[str, RuleSet], warnings: list[Problem],
-                 cases: dict[str, list], backend: str, durable_host=None):
+                 cases: dict[str, list], backend: str, durable_host=None, limits: Limits | None = None):
         self.files = dict(files)
         self.id = revision_id(files)
         self.warnings = warnings
         self.cases = cases
         self.backend = backend
+        self.limits = limits or DEFAULT_LIMITS  # what it was built within: copies of it (a bulk job's workers) are too
         self.compiled = {name: CompiledRuleSet(rs) for name, rs in rulesets.items()}
         self._lock = threading.Lock()
         self._closed = False
@@ -214,16 +215,26 @@ class Revision:
 
 
 def build_revision(files: Mapping[str, str], *, backend: str = "durable", durable_host=None,
-                   run_cases: bool = True) -> Revision:
+                   run_cases: bool = True, limits: Limits | None = None) -> Revision:
     """Load, check, compile and test a complete set of rule files; raise RulesInvalid with every problem."""
+    limits = limits or DEFAULT_LIMITS
     if backend not in BACKENDS:
         raise ValidationError(f"unknown rules backend '{backend}'", errors={"backend": [f"one of: {', '.join(BACKENDS)}"]})
+    if len(files) > limits.files:
+        raise RulesInvalid([Problem("(rules)", 1, 1, f"{len(files):,} rule files; a revision may hold at most {limits.files} (RULES_MAX_FILES)")])
     problems: list[Problem] = []
     rulesets: dict[str, RuleSet] = {}
     refused: set[str] = set()  # rule files with errors: their cases cannot run and are not reported
     case_docs: dict[str, Document] = {}
-    for name in sorted(files):
-        doc = Document(name, files[name])
+    docs: dict[str, Document] = {}
+    remaining = limits.total_values
+    for name in sorted(files):  # every file checked and counted before any is built: building is what costs
+        docs[name] = Document(name, files[name], limits, build=False, remaining=remaining)
+        remaining -= docs[name].value_count
+        if remaining < 0:
+            raise RulesInvalid([p for doc in docs.values() for p in doc.problems])
+    for name, doc in docs.items():
+        doc.build()
         if name.endswith(CASES_SUFFIX):
             case_docs[name] = doc
             problems.extend(doc.problems)
@@ -246,7 +257,7 @@ def build_revision(files: Mapping[str, str], *, backend: str = "durable", durabl
         cases[name] = parsed
     if any(p.severity == "error" for p in problems):
         raise RulesInvalid(problems)
-    revision = Revision(files, rulesets, problems, cases, backend, durable_host if backend == "durable" else None)
+    revision = Revision(files, rulesets, problems, cases, backend, durable_host if backend == "durable" else None, limits)
     if run_cases:
         failures = cases_module.failures(revision)
         if failures:

@@ -19,6 +19,7 @@ from decision_server.features.definition import as_dict
 from decision_server.schemas import JsonDocument, Pattern, Text
 from decision_server.scoring import store
 from decision_server.scoring.specs import BY_NAME, MODELS
+from decision_server.throttle import expensive
 from decision_server.web import Blueprint, transaction
 
 blp = Blueprint("models", __name__, url_prefix="/models", description="ML models: cards, versions, promote, roll back")
@@ -150,6 +151,7 @@ def _changed(entry: dict[str, Any], name: str) -> dict[str, Any]:
 @blp.route("/<string:name>/promote")
 class Promote(MethodView):
     @requires(Permission.MODELS_WRITE)
+    @expensive
     @blp.arguments(ModelPromoteSchema)
     @blp.response(200, ModelChangeSchema)
     def post(self, body, name):
@@ -162,6 +164,7 @@ class Promote(MethodView):
 @blp.route("/<string:name>/rollback")
 class Rollback(MethodView):
     @requires(Permission.MODELS_WRITE)
+    @expensive
     @blp.arguments(ModelRollbackSchema)
     @blp.response(200, ModelChangeSchema)
     def post(self, body, name):

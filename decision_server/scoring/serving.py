@@ -14,12 +14,14 @@ import datetime as dt
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
+from decision_server import metrics
 from decision_server.db import utcnow
 from decision_server.features.definition import FEATURE_NAMES
 from decision_server.polling import Poller
@@ -170,6 +172,7 @@ class ModelSet:
 
     def score(self, x: np.ndarray) -> Scores:
         """Score one customer (x: float32 of shape (1, n_features)) with every model."""
+        started = time.perf_counter()
         values: dict[str, Any] = {}
         for session, outputs, served, picked in self._runners:
             raw = session.run(outputs, {INPUT: x if picked is None else np.ascontiguousarray(x[:, picked])})
@@ -182,6 +185,7 @@ class ModelSet:
                     values[spec.score] = {name: float(p) for name, p in zip(classes, out[0])}
         for spec in self._fallbacks:
             values[spec.score] = _one(spec, spec.fallback(x))
+        metrics.scored(time.perf_counter() - started)
         return Scores(values, self._models)
 
     def score_batch(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -232,6 +236,11 @@ class ModelRuntime:
             current = self._current
         return current
 
+    @property
+    def loaded(self) -> bool:
+        """Whether a model set has been loaded (what /ready reports; `current` would load one)."""
+        return self._current is not None
+
     def start(self) -> None:
         """Load the models now and follow changes in the background (unless poll_seconds is 0)."""
         self.sync()
@@ -265,5 +274,6 @@ class ModelRuntime:
                 return False
             fresh = ModelSet(self.models_dir, max_age_days=self.max_age_days)
             self._current, self._fingerprint = fresh, fingerprint
+        metrics.models_loaded({name: status.fallback for name, status in fresh.statuses.items()})
         log.info("models loaded", extra={"models": {n: (s["version"] if not s["fallback"] else "fallback") for n, s in fresh.models.items()}})
         return True
