@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import marshmallow as ma
 import swagger_ui_bundle
 from flask import Flask, current_app, g, jsonify, request, send_from_directory
 from flask_smorest import Api as _SmorestApi
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter, IntegerConverter, UnicodeConverter
 
 from decision_server.auth import service as auth_service
 from decision_server.auth.roles import Permission, role_allows
+from decision_server.db import MAX_ID
 from decision_server.errors import DecisionServerError, Forbidden, Unauthorized
-from decision_server.schemas import ErrorSchema
+from decision_server.schemas import ErrorSchema, Timestamp
 from decision_server.throttle import Slots
 
 API_PREFIX = "/api/v1"
@@ -28,6 +31,38 @@ _HTTP_CODES = {
     422: "validation_error",
     429: "too_many_requests",
 }
+
+
+class IdConverter(IntegerConverter):
+    """`<id:name>`: a database id, 1 to 2^63-1; any other number matches no route (404), never a 500.
+
+    flask-smorest documents it from `min` and `max` as an integer parameter with those bounds.
+    """
+
+    def __init__(self, map, *args, **kwargs):
+        super().__init__(map, min=1, max=MAX_ID)
+
+
+class StringConverter(UnicodeConverter):
+    """`<string:name>` without NUL characters (PostgreSQL cannot compare text with one): a NUL is a 404."""
+
+    def __init__(self, map, *args, **kwargs):
+        super().__init__(map, *args, **kwargs)
+        self.regex = self.regex.replace("[^/]", "[^/\\x00]")
+
+
+def _string_parameter(converter: StringConverter) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "pattern": "^[^/\\x00]+$"}
+
+
+class RevisionConverter(BaseConverter):
+    """`<revision:name>`: a rule revision's hash or its first 6 or more hex digits; anything else is a 404."""
+
+    regex = "[0-9a-fA-F]{6,64}"
+
+
+def _revision_parameter(converter: RevisionConverter) -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^{converter.regex}$"}
 
 
 class Api(_SmorestApi):
@@ -45,12 +80,15 @@ class Api(_SmorestApi):
             message = "the request has invalid fields: " + ", ".join(sorted(errors)) if errors else message
         elif status == 400 and "JSON" in str(errors):
             return _render(400, "invalid_json", "the request body is not valid JSON", errors)
-        return _render(status, _HTTP_CODES.get(status, "http_error"), str(message), errors)
+        # werkzeug's own headers (a 405's `Allow`), but not its text/html content type.
+        headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
+        return _render(status, _HTTP_CODES.get(status, "http_error"), str(message), errors, headers)
 
 
-def _render(status: int, code: str, message: str, errors: dict[str, Any] | None = None):
+def _render(status: int, code: str, message: str, errors: dict[str, Any] | None = None, headers=()):
     response = jsonify({"code": code, "status": status, "message": message, "errors": errors or {}})
     response.status_code = status
+    response.headers.extend(headers)
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="decision-server"'
     return response
@@ -154,6 +192,33 @@ def check_routes_protected(app: Flask) -> None:
         raise RuntimeError("routes without a declared permission: " + ", ".join(missing))
 
 
+def _validator_properties(self, field, ret, **kwargs) -> dict[str, Any]:
+    """State what apispec leaves out: a Range's open ends (OpenAPI 3.0 `exclusiveMinimum`), a NoneOf (`not`).
+
+    And that no string holds a NUL (web.JsonParser refuses one anywhere), where no pattern says more.
+    """
+    found: dict[str, Any] = {}
+    if ret.get("type") == "string" and "pattern" not in ret and "enum" not in ret:
+        found["pattern"] = "^[^\\x00]*$"
+    for validator in field.validators:
+        if isinstance(validator, ma.validate.NoneOf):
+            found["not"] = {"enum": list(validator.iterable)}
+        if isinstance(validator, ma.validate.Range) and ret.get("type") in ("number", "integer"):
+            if validator.min is not None and not validator.min_inclusive:
+                found["exclusiveMinimum"] = True
+            if validator.max is not None and not validator.max_inclusive:
+                found["exclusiveMaximum"] = True
+    return found
+
+
+def check_ids_converted(app: Flask) -> None:
+    """Fail at start-up if an /api/v1 route takes a number in its path without the `id` converter."""
+    loose = [rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith(API_PREFIX + "/")
+             and any(type(c) is not IdConverter and isinstance(c, IntegerConverter) for c in rule._converters.values())]
+    if loose:
+        raise RuntimeError("routes with <int:...> instead of <id:...>: " + ", ".join(loose))
+
+
 def init_api(app: Flask, blueprints: list, *, expensive_concurrency: int = 0) -> Api:
     """Attach flask-smorest, the blueprints, authentication and error rendering to `app`."""
     app.config.update(
@@ -176,7 +241,14 @@ def init_api(app: Flask, blueprints: list, *, expensive_concurrency: int = 0) ->
                      "`Authorization: Bearer <key>`; create keys with `decision-server keys create`."},
         },
     )
+    app.url_map.converters["id"] = IdConverter  # before the blueprints add their rules
+    app.url_map.converters["revision"] = RevisionConverter
+    app.url_map.converters["string"] = app.url_map.converters["default"] = StringConverter
     api = Api(app)
+    api.register_converter(RevisionConverter, _revision_parameter)
+    api.register_converter(StringConverter, _string_parameter)
+    api.ma_plugin.converter.add_attribute_function(_validator_properties)
+    api.register_field(Timestamp, "string", None)  # its pattern says what it takes (schemas.Timestamp)
     for blueprint in blueprints:
         api.register_blueprint(blueprint, url_prefix=API_PREFIX + blueprint.url_prefix)
 
@@ -206,4 +278,5 @@ def init_api(app: Flask, blueprints: list, *, expensive_concurrency: int = 0) ->
         return _render(500, "internal_error", f"unexpected error; request id {g.get('request_id')}")
 
     check_routes_protected(app)
+    check_ids_converted(app)
     return api

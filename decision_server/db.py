@@ -28,6 +28,8 @@ UTC = dt.timezone.utc
 
 # Integer ids: BIGINT on PostgreSQL, INTEGER on SQLite (only INTEGER PRIMARY KEY is a rowid alias).
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# The largest id a BigId column holds on both (SQLite's INTEGER is 64-bit signed too).
+MAX_ID = 2**63 - 1
 # JSON documents: JSONB on PostgreSQL (indexable, compact), JSON text on SQLite.
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
 

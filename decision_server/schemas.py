@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
+import re
 from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields
 
 from decision_server import validation
+from decision_server.db import to_utc
+
+
+class Pattern(ma.validate.Regexp):
+    """marshmallow's Regexp, matched against the whole value as the OpenAPI `pattern` is.
+
+    Python's `$` also matches before a final newline, so `Regexp("^a$")` takes "a\\n" that the
+    spec's pattern (an ECMA regex) refuses.
+    """
+
+    def __call__(self, value):
+        if self.regex.fullmatch(value) is None:
+            raise ma.ValidationError(self._format_error(value))
+        return value
 
 
 class _Checked(fields.String):
-    """A string checked by one of the validation functions."""
+    """A string checked by one of the validation functions; `pattern` is its rule in the spec."""
 
     check = staticmethod(lambda value: None)
+    pattern: Any = None
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if self.pattern is not None:
+            self.metadata.setdefault("pattern", self.pattern.pattern)
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -31,12 +49,14 @@ class ExternalId(_Checked):
     """An id that the business owns (customer, transaction, touchpoint)."""
 
     check = staticmethod(validation.check_external_id)
+    pattern = validation.EXTERNAL_ID_RE
 
 
 class Code(_Checked):
     """A lowercase identifier: channel, kind, category."""
 
     check = staticmethod(validation.check_code)
+    pattern = validation.CODE_RE
 
 
 class Text(fields.String):
@@ -59,9 +79,10 @@ class Money(fields.Field):
     """An exact amount with at most two decimals, sent as a string or number, kept as cents."""
 
     def __init__(self, *, allow_negative: bool = False, **kwargs):
-        kwargs.setdefault("metadata", {}).update(
-            {"type": "string", "format": "decimal", "example": "19.99"}
-        )
+        self.pattern = validation.SIGNED_MONEY_RE if allow_negative else validation.MONEY_RE
+        kwargs.setdefault("metadata", {}).update({"type": "string", "format": "decimal", "example": "19.99"})
+        if not kwargs.get("dump_only"):  # what a client may send; sums and refunds in answers go beyond it
+            kwargs["metadata"]["pattern"] = self.pattern.pattern
         super().__init__(**kwargs)
         self.allow_negative = allow_negative
 
@@ -72,6 +93,9 @@ class Money(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise ma.ValidationError("must be a number or a decimal string")
+        if isinstance(value, str) and not self.pattern.fullmatch(value):
+            sign = "" if self.allow_negative is False else "an optional - and "
+            raise ma.ValidationError(f"must be {sign}digits with at most two decimals, at most {validation.MAX_AMOUNT}, e.g. 19.99")
         try:
             return validation.parse_money_cents(value, allow_negative=self.allow_negative)
         except ValueError as exc:
@@ -79,11 +103,20 @@ class Money(fields.Field):
 
 
 class Timestamp(fields.DateTime):
-    """An ISO 8601 time between 1970 and 2100; a time without an offset is UTC."""
+    """An ISO 8601 time in the years 1970 to 2099; a time without an offset is UTC.
+
+    Documented by its pattern, not `format: date-time`: RFC 3339 wants an offset and seconds that
+    this API has never required, and the format cannot state the years.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.metadata.setdefault("pattern", validation.TIMESTAMP_RE.pattern)
+        self.metadata.setdefault("x-format", "date-time")
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str):
-            raise ma.ValidationError("must be an ISO 8601 date-time string")
+        if not isinstance(value, str) or not validation.TIMESTAMP_RE.fullmatch(value):
+            raise ma.ValidationError(f"must be {validation.TIMESTAMP_RULE}")
         try:
             return validation.parse_timestamp(value)
         except ValueError as exc:
@@ -126,33 +159,42 @@ class Consent(fields.Dict):
 
     def __init__(self, *, allow_none_values: bool = False, **kwargs):
         super().__init__(keys=Code(), values=StrictBoolean(allow_none=allow_none_values), **kwargs)
+        self.metadata.setdefault("description", f"channel → true or false; each key is a {validation.CODE_RULE}")
+
+
+# A cursor is the keyset position of a page's last row, spelt so that the spec's pattern says
+# exactly which strings are cursors: an id, or microseconds since 1970 and an id for lists in time
+# order. Any string of that form is a position to continue after, whether or not a row has it.
+ID_CURSOR = re.compile(r"^[0-9]{1,18}$")
+TIMED_CURSOR = re.compile(r"^[0-9]{1,16}\.[0-9]{1,18}$")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 
 def encode_cursor(*position: Any) -> str:
-    """Turn the sort position of the last row of a page into an opaque cursor."""
-    text = json.dumps([p.isoformat() if isinstance(p, dt.datetime) else p for p in position])
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    """Turn the sort position of the last row of a page, (id) or (time, id), into a cursor."""
+    *when, last = position
+    return ".".join([*(str((to_utc(t) - _EPOCH) // _MICROSECOND) for t in when), str(last)])
 
 
-def decode_cursor(cursor: str) -> list[Any]:
+def decode_cursor(cursor: str, *, timed: bool = False) -> list[Any]:
     """Turn a cursor back into the sort position to continue after."""
-    try:
-        position = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(position, list) or not position or len(position) > 3:
-            raise ValueError
-        last = position[-1]
-        if not isinstance(last, int) or isinstance(last, bool) or not 0 <= last < 2**63:
-            raise ValueError
-        return [dt.datetime.fromisoformat(p) if isinstance(p, str) else p for p in position]
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise ma.ValidationError("not a cursor returned by this API") from None
+    if not (TIMED_CURSOR if timed else ID_CURSOR).fullmatch(cursor):
+        raise ma.ValidationError("not a cursor returned by this API")
+    *when, last = cursor.split(".")
+    return [*(_EPOCH + int(t) * _MICROSECOND for t in when), int(last)]
 
 
 class Cursor(fields.String):
-    """The `next_cursor` of a previous page."""
+    """The `next_cursor` of a previous page; `timed` for the lists in time order."""
+
+    def __init__(self, *, timed: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.timed = timed
+        self.metadata.setdefault("pattern", (TIMED_CURSOR if timed else ID_CURSOR).pattern)
 
     def _deserialize(self, value, attr, data, **kwargs):
-        return decode_cursor(super()._deserialize(value, attr, data, **kwargs))
+        return decode_cursor(super()._deserialize(value, attr, data, **kwargs), timed=self.timed)
 
 
 class PageQuery(ma.Schema):

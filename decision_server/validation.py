@@ -14,23 +14,43 @@ EXTERNAL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 EXTERNAL_ID_RULE = "1-64 characters: letters, digits and . _ : @ -, starting with a letter or digit"
 CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 CODE_RULE = "lowercase identifier: a-z, 0-9 and _, starting with a letter, at most 32 characters"
+# One line of printable text (a rule condition): no control characters (C0, DEL, C1), line or
+# paragraph separators, or the non-characters U+FFFE/U+FFFF, all of which the YAML reader under the
+# rule language refuses (so does it lone surrogates, which web.JsonParser refuses in any request).
+# Spelt with escapes so that the OpenAPI pattern is the same regex.
+ONE_LINE_RE = re.compile(r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff]*$")
+ONE_LINE_RULE = "one line of printable characters (no control characters or line separators)"
 
 # A single purchase above this is a data error, not a sale (and keeps cents within 64 bits).
 MAX_AMOUNT = Decimal("100000000.00")
+# An amount sent as a string, exactly as the spec's pattern states it: at most MAX_AMOUNT, two decimals.
+MONEY_RE = re.compile(r"^(?:100000000(?:\.0{1,2})?|[0-9]{1,8}(?:\.[0-9]{1,2})?)$")
+SIGNED_MONEY_RE = re.compile(r"^-?(?:100000000(?:\.0{1,2})?|[0-9]{1,8}(?:\.[0-9]{1,2})?)$")
 EARLIEST = dt.datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = dt.datetime(2100, 1, 1, tzinfo=UTC)
+# A time over the API, exactly: a real date in the years 1970-2099 (Feb 29 in leap years only),
+# optionally a time (seconds and up to 6 decimals optional), optionally an offset. One regex that
+# the spec publishes as the field's pattern and the server matches first, so that any string the
+# spec allows parses. (The bulk importer reads any ISO 8601 time Python reads, in the same years.)
+_YEAR = r"(?:19[7-9][0-9]|20[0-9]{2})"
+_LEAP = r"(?:19(?:7[26]|8[048]|9[26])|20(?:[02468][048]|[13579][26]))"
+_DATE = (rf"(?:{_YEAR}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
+         rf"|{_LEAP}-02-29)")
+_TIME = r"[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
+TIMESTAMP_RE = re.compile(rf"^{_DATE}(?:{_TIME})?$")
+TIMESTAMP_RULE = "an ISO 8601 date or date-time in the years 1970 to 2099, e.g. 2026-03-01T12:30:00Z"
 MAX_JSON_DEPTH = 5
 MAX_JSON_KEYS = 100
 
 
 def check_external_id(value: str) -> str | None:
     """Return a message when `value` is not a valid external id."""
-    return None if EXTERNAL_ID_RE.match(value) else f"invalid id: {EXTERNAL_ID_RULE}"
+    return None if EXTERNAL_ID_RE.fullmatch(value) else f"invalid id: {EXTERNAL_ID_RULE}"
 
 
 def check_code(value: str) -> str | None:
     """Return a message when `value` is not a valid channel/kind/category code."""
-    return None if CODE_RE.match(value) else f"invalid code: {CODE_RULE}"
+    return None if CODE_RE.fullmatch(value) else f"invalid code: {CODE_RULE}"
 
 
 def check_text(value: str, max_len: int) -> str | None:
@@ -70,19 +90,22 @@ def cents_to_decimal(cents: int | None) -> Decimal | None:
 
 
 def parse_timestamp(value: Any) -> dt.datetime:
-    """Parse an ISO 8601 time (naive means UTC) within 1970-2100; raise ValueError with a reason."""
+    """Parse an ISO 8601 time (naive means UTC) written in the years 1970-2099; raise ValueError with a reason.
+
+    The year is checked as written, before the offset is applied, so that the spec can state the
+    rule as a pattern (TIMESTAMP_YEARS): 2099-12-31T23:00:00-05:00 is in 2100 UTC, and accepted.
+    """
     if isinstance(value, dt.datetime):
         parsed = value
     else:
-        text = str(value).strip()
+        text = str(value).strip().upper()  # RFC 3339 allows a lower-case t and z
         try:
             parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             raise ValueError("not an ISO 8601 date-time, e.g. 2026-03-01T12:30:00Z") from None
-    parsed = to_utc(parsed)
-    if not EARLIEST <= parsed < LATEST:
-        raise ValueError("must be between 1970 and 2100")
-    return parsed
+    if not EARLIEST.year <= parsed.year < LATEST.year:
+        raise ValueError(f"must be in the years {EARLIEST.year} to {LATEST.year - 1}")
+    return to_utc(parsed)
 
 
 # How far ahead of the server's clock an event's time may be (a till whose clock runs fast).

@@ -15,20 +15,20 @@ WRITERS = {"ingest", "admin"}
 ADMIN = {"admin"}
 RULE_READERS = {"analyst", "editor", "admin"}
 RULE_EDITORS = {"editor", "admin"}
-REVISION = "/api/v1/rules/revisions/<string:revision>"
+REVISION = "/api/v1/rules/revisions/<revision:revision>"
 CUSTOMER = "/api/v1/customers/<string:customer_id>"
 MODEL = "/api/v1/models/<string:name>"
 SEGMENT = "/api/v1/segments/<string:name>"
-OFFER = "/api/v1/offers/<int:offer_id>"
+OFFER = "/api/v1/offers/<id:offer_id>"
 CONNECTOR = "/api/v1/catalog/connectors/<string:name>"
 OFFER_READERS = {"channel", "analyst", "editor", "admin"}
 DECIDERS = {"channel", "admin"}
 DECISION = "/api/v1/decisions/<string:decision_id>"
 LOYALTY = "/api/v1/loyalty"
 LOYAL_MEMBER = LOYALTY + "/members/<string:customer_id>"
-TIER = LOYALTY + "/tiers/<int:tier_id>"
-REWARD = LOYALTY + "/rewards/<int:reward_id>"
-REDEMPTION = LOYALTY + "/redemptions/<int:redemption_id>"
+TIER = LOYALTY + "/tiers/<id:tier_id>"
+REWARD = LOYALTY + "/rewards/<id:reward_id>"
+REDEMPTION = LOYALTY + "/redemptions/<id:redemption_id>"
 JOBS = "/api/v1/jobs"
 ONE_OFFER = {"id": 1, "code": "ONE", "name": "One", "category": "loyalty", "business_value": 1,
              "treatments": {"app": {"title": "One", "body": "One offer"}}}
@@ -49,7 +49,7 @@ MATRIX = {
     ("GET", CUSTOMER + "/touchpoints"): ALL,
     ("GET", "/api/v1/keys"): ADMIN,
     ("POST", "/api/v1/keys"): ADMIN,
-    ("DELETE", "/api/v1/keys/<int:key_id>"): ADMIN,
+    ("DELETE", "/api/v1/keys/<id:key_id>"): ADMIN,
     ("GET", "/api/v1/rules"): RULE_READERS,
     ("GET", "/api/v1/rules/revisions"): RULE_READERS,
     ("GET", REVISION): RULE_READERS,
@@ -134,7 +134,7 @@ MATRIX = {
     ("POST", JOBS + "/reevaluate"): ADMIN,
     ("POST", JOBS + "/what-if"): RULE_EDITORS,
     ("GET", JOBS + "/runs"): RULE_READERS,
-    ("GET", JOBS + "/runs/<int:run_id>"): RULE_READERS,
+    ("GET", JOBS + "/runs/<id:run_id>"): RULE_READERS,
     ("GET", JOBS + "/schedules"): RULE_READERS,
     ("PATCH", JOBS + "/schedules/<string:name>"): ADMIN,
     ("POST", JOBS + "/schedules/<string:name>/run"): ADMIN,
@@ -192,7 +192,7 @@ def _loyalty_path(client, auth, rule, path, n):
     client.post(LOYALTY + "/members/C1/earn", json={"points": 1000, "reason": "setup", "idempotency_key": "setup"}, headers=admin)
     client.post(LOYALTY + "/rewards", json={"code": "ONE", "name": "One", "points_cost": 1}, headers=admin)
     redeemed = client.post(LOYALTY + "/members/C1/redemptions", json={"reward_id": 1, "idempotency_key": "setup"}, headers=admin)
-    path = path.replace("<int:redemption_id>", str(redeemed.get_json()["id"])).replace("<int:reward_id>", "1").replace("<int:tier_id>", "1")
+    path = path.replace("<id:redemption_id>", str(redeemed.get_json()["id"])).replace("<id:reward_id>", "1").replace("<id:tier_id>", "1")
     spares = next(_SPARES)
     if rule == TIER:
         spare = client.post(LOYALTY + "/tiers", json={"name": f"spare{spares}", "rank": 50 + spares, "multiplier": 1}, headers=admin)
@@ -225,13 +225,13 @@ def test_every_route_is_in_the_matrix(app):
     assert set(_api_routes(app)) == set(MATRIX)
 
 
-@pytest.mark.parametrize("method,rule", sorted(MATRIX), ids=lambda v: v.replace("<string:customer_id>", "{id}").replace("<string:revision>", "{rev}"))
+@pytest.mark.parametrize("method,rule", sorted(MATRIX), ids=lambda v: v.replace("<string:customer_id>", "{id}").replace("<revision:revision>", "{rev}"))
 def test_route_enforces_its_roles(client, auth, method, rule, models_dir, app):
     assert client.post("/api/v1/customers", json={"external_id": "C1"}, headers=auth("admin")).status_code == 201
     victim = client.post("/api/v1/keys", json={"name": "victim", "role": "channel"}, headers=auth("admin"))
     revision = client.get("/api/v1/rules", headers=auth("admin")).get_json()["revision"]
-    path = (rule.replace("<string:customer_id>", "C1").replace("<int:key_id>", str(victim.get_json()["id"])).replace("<int:offer_id>", "1")
-            .replace("<string:revision>", revision)
+    path = (rule.replace("<string:customer_id>", "C1").replace("<id:key_id>", str(victim.get_json()["id"])).replace("<id:offer_id>", "1")
+            .replace("<revision:revision>", revision)
             .replace("<string:name>", "seg" if rule.startswith(SEGMENT) else "churn"))
 
     app.extensions["models"].sync()
@@ -259,10 +259,10 @@ def test_route_enforces_its_roles(client, auth, method, rule, models_dir, app):
             _runs_settled(app)
             if "<string:name>" in rule:
                 where = rule.replace("<string:name>", "hourly-stages")
-            if "<int:run_id>" in rule:
+            if "<id:run_id>" in rule:
                 started = client.post(JOBS + "/reevaluate", json={"steps": ["stages"]}, headers=auth("admin")).get_json()
                 _runs_settled(app)
-                where = rule.replace("<int:run_id>", str(started["id"]))
+                where = rule.replace("<id:run_id>", str(started["id"]))
         response = client.open(where, method=method, json=body(n), headers=headers)
         if rule.startswith(JOBS):
             _runs_settled(app)

@@ -194,7 +194,7 @@ def test_touchpoints_are_idempotent_and_counted(client, admin):
         ({"channel": None}, "channel"),
         ({"kind": "App Open"}, "kind"),
         ({"payload": "text"}, "payload"),
-        ({"payload": {"x": "\u0000"}}, "payload"),
+        ({"payload": {"x": "\u0000"}}, "payload.x"),  # the NUL is named where it is
         ({"occurred_at": ""}, "occurred_at"),
     ],
 )

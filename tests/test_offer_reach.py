@@ -122,7 +122,7 @@ def test_offer_reach_refuses_what_it_cannot_try(base, auth):
     assert unknown.status_code == 422 and "channels" in unknown.get_json()["errors"], unknown.get_json()
     assert "app" in unknown.get_json()["message"]
     real = base.post("/api/v1/jobs/reevaluate", json={"steps": ["offers"]}, headers=auth("admin"))
-    assert real.status_code == 422 and "dry-run step" in real.get_json()["errors"]["steps"][0], real.get_json()
+    assert real.status_code == 422 and "dry-run step" in real.get_json()["errors"]["steps.0"][0], real.get_json()
 
 
 def test_the_cli_dry_run_tries_offers_and_shows_the_run(base, app, auth, database_url, rules_dir, what_if):

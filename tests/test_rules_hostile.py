@@ -11,6 +11,7 @@ import pytest
 
 from decision_server import create_app
 from decision_server.config import Config
+from decision_server.web import bad_character
 
 # A second is the bound; each refusal takes milliseconds, so this only fails when a file is parsed in earnest.
 REFUSED_WITHIN = 1.0
@@ -83,6 +84,10 @@ def test_hostile_files_through_the_api_are_refused_within_a_second(app, client, 
                 continue
             if len(text) > 1024 * 1024:  # past the API's own cap on a file (RULES_MAX_FILE_BYTES is the same)
                 assert response.status_code == 422 and body["code"] == "validation_error", (name, path, body)
+                continue
+            refused = bad_character({"files": {file: text}})
+            if refused:  # the API's JSON parser refuses a NUL or a lone surrogate in any request, naming the file
+                assert response.status_code == 422 and body["errors"] == {refused[0]: [refused[1]]}, (name, path, body)
                 continue
             if path == "validate":
                 assert response.status_code == 200 and body["valid"] is False, (name, body)

@@ -49,7 +49,7 @@ class ClvQuerySchema(ma.Schema):
 class ClvSchema(ma.Schema):
     customer_id = fields.String()
     as_of = fields.DateTime()
-    historical = JsonDocument()
+    historical = JsonDocument(allow_none=True, metadata={"description": "null: no purchase before as_of"})
     predicted = JsonDocument(metadata={"description": "{ltv_12m, model: {version, fallback, reason}}"})
 
 

@@ -22,6 +22,7 @@ from decision_server.customers.records import CustomerRecord, CustomerStateRecor
 from decision_server.customers.service import get_customer
 from decision_server.db import utcnow
 from decision_server.schemas import (
+    Pattern,
     JsonDocument,
     PageQuery,
     Text,
@@ -337,7 +338,7 @@ class ValueOffersQuery(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    segment = fields.String(validate=ma.validate.Regexp(r"^[a-z][a-z0-9_]{0,31}$"), metadata={"description": "one segment (default: every segment the value rules give)", "example": "high"})
+    segment = fields.String(validate=Pattern(r"^[a-z][a-z0-9_]{0,31}$"), metadata={"description": "one segment (default: every segment the value rules give)", "example": "high"})
 
 
 class ValueOffersSchema(ma.Schema):

@@ -21,11 +21,14 @@ from decision_server.errors import Conflict, NotFound
 from decision_server.schemas import (
     JsonDocument,
     PageQuery,
+    Pattern,
+    StrictBoolean,
     Text,
     page_of,
     page_response,
 )
 from decision_server.throttle import expensive
+from decision_server.validation import ONE_LINE_RE, ONE_LINE_RULE
 from decision_server.web import Blueprint, transaction
 
 blp = Blueprint("segments", __name__, url_prefix="/segments",
@@ -35,20 +38,22 @@ _s = SegmentRecord.__table__
 _m = SegmentMemberRecord.__table__
 _n = SegmentCountRecord.__table__
 _c = CustomerRecord.__table__
-_NAME_RULE = ma.validate.Regexp(segments.NAME, error="lower-case letters, digits and _, starting with a letter, at most 64")
+_NAME_RULE = Pattern(segments.NAME, error="lower-case letters, digits and _, starting with a letter, at most 64")
+# In the schema as well as in compile_condition, so that the OpenAPI spec states it.
+_CONDITION_RULE = [ma.validate.Length(min=1), Pattern(ONE_LINE_RE, error=f"must be {ONE_LINE_RULE}")]
 
 
 class SegmentInSchema(ma.Schema):
     name = fields.String(required=True, validate=_NAME_RULE, metadata={"example": "growth_at_risk"})
     description = Text(500, load_default="")
-    condition = Text(2000, required=True, validate=ma.validate.Length(min=1),
+    condition = Text(2000, required=True, validate=_CONDITION_RULE,
                      metadata={"example": 'stage == "growth" and churn_risk >= 0.6'})
 
 
 class SegmentPatchSchema(ma.Schema):
     description = Text(500)
-    condition = Text(2000, validate=ma.validate.Length(min=1))
-    active = fields.Boolean()
+    condition = Text(2000, validate=_CONDITION_RULE)
+    active = StrictBoolean()
 
 
 class SegmentSchema(ma.Schema):

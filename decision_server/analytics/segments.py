@@ -31,6 +31,7 @@ from decision_server.features import bulk
 from decision_server.features.definition import FEATURE_NAMES, FEATURES
 from decision_server.rules.engine import build_revision
 from decision_server.rules.source import RulesInvalid
+from decision_server.validation import ONE_LINE_RE, ONE_LINE_RULE
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 SCORES = {"churn_risk": "Churn model score, 0–1", "propensity_to_buy": "Propensity to buy in 30 days, 0–1",
@@ -65,8 +66,8 @@ def _document(name: str, description: str, condition: str, rules: Any) -> str:
 
 def compile_condition(name: str, description: str, condition: str, rules: Any) -> Any:
     """Check and compile a condition; raise ValidationError naming the column and reason."""
-    if "\n" in condition or "\r" in condition:
-        _refuse("must be one line")
+    if not ONE_LINE_RE.fullmatch(condition) or any("\ud800" <= ch <= "\udfff" for ch in condition):
+        _refuse(f"must be {ONE_LINE_RULE}")
     text = _document(name, description, condition, rules)
     try:
         return build_revision({"segment.yaml": text}, backend="python", run_cases=False)

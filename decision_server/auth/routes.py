@@ -32,7 +32,7 @@ class Keys(MethodView):
         return {**vars(new.record), "key": new.secret}
 
 
-@blp.route("/<int:key_id>")
+@blp.route("/<id:key_id>")
 class Key(MethodView):
     @requires(Permission.KEYS_MANAGE)
     @blp.response(200, schemas.KeySchema)

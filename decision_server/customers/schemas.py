@@ -7,7 +7,7 @@ import re
 import marshmallow as ma
 from marshmallow import fields
 
-from decision_server.schemas import Code, Consent, EventTime, ExternalId, JsonDocument, Money, PageQuery, Text, Timestamp, page_of
+from decision_server.schemas import Code, Consent, EventTime, ExternalId, JsonDocument, Money, PageQuery, Pattern, Text, Timestamp, page_of
 
 PHONE_RE = re.compile(r"^\+?[0-9][0-9 ()-]{2,31}$")
 
@@ -18,7 +18,7 @@ class _CustomerFields(ma.Schema):
     email = fields.Email(allow_none=True, validate=ma.validate.Length(max=254))
     phone = fields.String(
         allow_none=True,
-        validate=ma.validate.Regexp(PHONE_RE, error="digits, spaces, ( ) - and an optional leading +"),
+        validate=Pattern(PHONE_RE, error="digits, spaces, ( ) - and an optional leading +"),
     )
     consent = Consent(metadata={"example": {"sms": True, "app": True, "call_centre": False}})
     attributes = JsonDocument(metadata={"example": {"plan": "prepaid", "region": "north"}})
@@ -42,8 +42,8 @@ class CustomerStateSchema(ma.Schema):
     """Aggregates kept up to date as transactions and touchpoints arrive."""
 
     transaction_count = fields.Integer()
-    total_spend = Money(attribute="total_spend_cents")
-    total_cost = Money(attribute="total_cost_cents")
+    total_spend = Money(attribute="total_spend_cents", dump_only=True)
+    total_cost = Money(attribute="total_cost_cents", dump_only=True)
     first_purchase_at = fields.DateTime(allow_none=True)
     last_purchase_at = fields.DateTime(allow_none=True)
     touchpoint_count = fields.Integer()

@@ -8,6 +8,7 @@ from marshmallow import fields
 from decision_server.decisions.log import RESPONSES
 from decision_server.decisions.service import MAX_ACTIONS
 from decision_server.schemas import (
+    Pattern,
     Code,
     EventTime,
     ExternalId,
@@ -126,7 +127,7 @@ class DecisionPageSchema(ma.Schema):
 
 class DecisionQuery(_Strict):
     limit = PageQuery._declared_fields["limit"]
-    cursor = fields.String(validate=ma.validate.Regexp(r"^[0-9a-f]{32}$", error="not a cursor returned by this API"),
+    cursor = fields.String(validate=Pattern(r"^[0-9a-f]{32}$", error="not a cursor returned by this API"),
                            metadata={"description": "next_cursor of the previous page"})
     customer_id = ExternalId()
     channel = Code()

@@ -126,6 +126,7 @@ def _load(session: Session, kind: EventKind, external_ids: list[str]) -> dict[st
 def list_events(
     session: Session,
     kind: EventKind,
+    /,  # positional only: `kind` is also a touchpoint filter that arrives in **equal
     *,
     customer_external_id: str,
     limit: int,

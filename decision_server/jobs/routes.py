@@ -105,7 +105,7 @@ class Runs(MethodView):
         return page_response(rows, query["limit"])
 
 
-@blp.route("/runs/<int:run_id>")
+@blp.route("/runs/<id:run_id>")
 class Run(MethodView):
     @requires(Permission.JOBS_READ)
     @blp.response(200, schemas.RunSchema)

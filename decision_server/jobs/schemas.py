@@ -7,7 +7,7 @@ from marshmallow import fields
 
 from decision_server.jobs.reevaluation import STEPS, WHAT_IF_STEPS
 from decision_server.rulebook.schemas import DraftSchema
-from decision_server.schemas import JsonDocument, PageQuery, Timestamp, page_of
+from decision_server.schemas import JsonDocument, PageQuery, StrictBoolean, Timestamp, page_of
 
 
 class StartSchema(ma.Schema):
@@ -16,8 +16,8 @@ class StartSchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    # "offers" passes here so that the job can say it is a what-if step (a clearer 422 than "not one of")
-    steps = fields.List(fields.String(validate=ma.validate.OneOf((*STEPS, "offers"))), load_default=list(STEPS),
+    steps = fields.List(fields.String(validate=ma.validate.OneOf(STEPS, error="must be one of: {choices} (offers is a dry-run "
+                                                                  "step: POST /jobs/what-if)")), load_default=list(STEPS),
                         validate=ma.validate.Length(min=1), metadata={"example": ["stages", "segments"]})
 
 
@@ -102,7 +102,8 @@ class SchedulePatchSchema(ma.Schema):
         unknown = ma.RAISE
 
     cron = fields.String(allow_none=True, validate=ma.validate.Length(max=100))
-    interval_seconds = fields.Float(allow_none=True, validate=ma.validate.Range(min=1))
+    # At most a year: a longer interval is a typo, and APScheduler's timedelta overflows on huge ones.
+    interval_seconds = fields.Float(allow_none=True, validate=ma.validate.Range(1, 366 * 86400))
     steps = fields.List(fields.String(validate=ma.validate.OneOf(STEPS)), allow_none=True)
-    enabled = fields.Boolean()
+    enabled = StrictBoolean()
     description = fields.String(validate=ma.validate.Length(max=500))

@@ -50,7 +50,7 @@ class Tiers(MethodView):
             return tiers.create_tier(session.connection(), body, _revision())
 
 
-@blp.route("/tiers/<int:tier_id>")
+@blp.route("/tiers/<id:tier_id>")
 class Tier(MethodView):
     @requires(Permission.LOYALTY_READ)
     @blp.response(200, schemas.TierSchema)
@@ -263,7 +263,7 @@ class Redemptions(MethodView):
         return page_response(rows, limit)
 
 
-@blp.route("/redemptions/<int:redemption_id>")
+@blp.route("/redemptions/<id:redemption_id>")
 class Redemption(MethodView):
     @requires(Permission.LOYALTY_READ)
     @blp.response(200, schemas.RedemptionSchema)
@@ -273,7 +273,7 @@ class Redemption(MethodView):
             return rewards.redemption(session.connection(), redemption_id)
 
 
-@blp.route("/redemptions/<int:redemption_id>/cancel")
+@blp.route("/redemptions/<id:redemption_id>/cancel")
 class CancelRedemption(MethodView):
     @requires(Permission.LOYALTY_WRITE)
     @blp.arguments(schemas.CancelInSchema)
@@ -313,7 +313,7 @@ class Rewards(MethodView):
             return rewards.create(session.connection(), body)
 
 
-@blp.route("/rewards/<int:reward_id>")
+@blp.route("/rewards/<id:reward_id>")
 class Reward(MethodView):
     @requires(Permission.LOYALTY_READ)
     @blp.response(200, schemas.RewardSchema)

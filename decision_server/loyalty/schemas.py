@@ -5,11 +5,12 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields
 
-from decision_server.schemas import PageQuery, Text, Timestamp, page_of
+from decision_server.db import MAX_ID
+from decision_server.schemas import PageQuery, Pattern, Text, Timestamp, page_of
 
-_NAME = ma.validate.Regexp(r"^[a-z][a-z0-9_]{0,31}$", error="lower-case letters, digits and _, starting with a letter; at most 32")
-_CODE = ma.validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", error="letters, digits, _ . -; at most 64, starting with a letter or digit")
-_KEY = ma.validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$", error="letters, digits, _ . : -; at most 80, starting with a letter or digit")
+_NAME = Pattern(r"^[a-z][a-z0-9_]{0,31}$", error="lower-case letters, digits and _, starting with a letter; at most 32")
+_CODE = Pattern(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", error="letters, digits, _ . -; at most 64, starting with a letter or digit")
+_KEY = Pattern(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$", error="letters, digits, _ . : -; at most 80, starting with a letter or digit")
 MAX_POINTS = 10_000_000  # one movement; far above any real purchase, well inside every integer type
 
 
@@ -116,7 +117,7 @@ LoyaltyMemberPageSchema = page_of(LoyaltyMemberSchema, "LoyaltyMemberPage")
 
 class LoyaltyMemberQuery(PageQuery):
     tier = fields.String(validate=_NAME)
-    min_balance = fields.Integer(strict=False, validate=ma.validate.Range(0, None))
+    min_balance = fields.Integer(strict=False, validate=ma.validate.Range(0, MAX_ID))  # a BIGINT column
 
 
 class LedgerEntrySchema(ma.Schema):
@@ -239,7 +240,7 @@ class RewardQuery(PageQuery):
     status = fields.String(validate=ma.validate.OneOf(REWARD_STATUSES))
     tier = fields.String(validate=_NAME, metadata={"description": "rewards this tier may redeem"})
     available = fields.Boolean(metadata={"description": "true: only rewards valid now and in stock"})
-    max_points = fields.Integer(validate=ma.validate.Range(0, None), metadata={"description": "costing at most this"})
+    max_points = fields.Integer(validate=ma.validate.Range(0, MAX_ID), metadata={"description": "costing at most this"})
 
 
 class RedeemInSchema(_Strict):

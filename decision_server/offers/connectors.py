@@ -47,7 +47,7 @@ def check(data: Mapping[str, Any]) -> None:
     def bad(field: str, message: str) -> None:
         errors.setdefault(field, []).append(message)
 
-    if not isinstance(data.get("name"), str) or not NAME.match(data["name"]):
+    if not isinstance(data.get("name"), str) or not NAME.fullmatch(data["name"]):
         bad("name", "lower-case letters, digits and _, starting with a letter, at most 32")
     problem = _url_problem(data.get("url"))
     if problem:
@@ -60,18 +60,18 @@ def check(data: Mapping[str, Any]) -> None:
     header, env = data.get("auth_header"), data.get("auth_env")
     if (header is None) != (env is None):
         bad("auth_env" if env is None else "auth_header", "auth_header and auth_env go together: both or neither")
-    if header is not None and (not isinstance(header, str) or not HEADER.match(header)):
+    if header is not None and (not isinstance(header, str) or not HEADER.fullmatch(header)):
         bad("auth_header", "an HTTP header name, e.g. Authorization or X-Api-Key")
-    if env is not None and (not isinstance(env, str) or not ENV_NAME.match(env)):
+    if env is not None and (not isinstance(env, str) or not ENV_NAME.fullmatch(env)):
         bad("auth_env", "the NAME of an environment variable holding the secret (e.g. CATALOG_TOKEN), never the secret")
     items_path = data.get("items_path")
-    if not isinstance(items_path, str) or (items_path and not PATH.match(items_path)):
+    if not isinstance(items_path, str) or (items_path and not PATH.fullmatch(items_path)):
         bad("items_path", "a dotted path such as data.items, or empty for a body that is the list")
     next_path = data.get("next_path")
-    if next_path is not None and (not isinstance(next_path, str) or not PATH.match(next_path)):
+    if next_path is not None and (not isinstance(next_path, str) or not PATH.fullmatch(next_path)):
         bad("next_path", "a dotted path such as links.next, or null for one page")
     schedule = data.get("schedule")
-    if schedule is not None and (not isinstance(schedule, str) or not CRON.match(schedule)):
+    if schedule is not None and (not isinstance(schedule, str) or not CRON.fullmatch(schedule)):
         bad("schedule", "a cron expression of five fields, e.g. 0 * * * *, or null")
     if not isinstance(data.get("enabled"), bool):
         bad("enabled", "true or false")
@@ -84,7 +84,11 @@ def check(data: Mapping[str, Any]) -> None:
 def _url_problem(url: Any) -> str | None:
     if not isinstance(url, str) or not 1 <= len(url) <= 2000:
         return "an http:// or https:// URL of at most 2000 characters"
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.hostname  # noqa: B018 - a bracketed host that is no IP address raises here, or in urlsplit
+    except ValueError:
+        return "an http:// or https:// URL with a valid host"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "an http:// or https:// URL with a host"
     if parts.username is not None or parts.password is not None:
@@ -100,9 +104,9 @@ def _check_mapping(mapping: Any, bad) -> None:
         if field not in mapping:
             bad(f"mapping.{field}", "required: every offer needs one")
     for field, path in mapping.items():
-        if field not in MAPPABLE and not _TREATMENT_KEY.match(str(field)):
+        if field not in MAPPABLE and not _TREATMENT_KEY.fullmatch(str(field)):
             bad(f"mapping.{field}", f"not an offer field; use {', '.join(sorted(MAPPABLE))} or treatments.<channel>.<field>")
-        elif not isinstance(path, str) or not PATH.match(path):
+        elif not isinstance(path, str) or not PATH.fullmatch(path):
             bad(f"mapping.{field}", "a dotted path in an upstream item, e.g. title or pricing.value")
 
 

@@ -55,7 +55,7 @@ class Offers(MethodView):
         return offer
 
 
-@blp.route("/<int:offer_id>")
+@blp.route("/<id:offer_id>")
 class Offer(MethodView):
     @requires(Permission.OFFERS_READ)
     @blp.response(200, OfferSchema)

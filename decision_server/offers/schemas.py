@@ -5,11 +5,11 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields
 
-from decision_server.schemas import JsonDocument, PageQuery, Text, Timestamp, page_of
+from decision_server.schemas import JsonDocument, PageQuery, Pattern, Text, Timestamp, page_of
 
 STATUSES = ("draft", "active", "paused", "retired")
-_CODE = ma.validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", error="letters, digits, _ . -; at most 64, starting with a letter or digit")
-_NAME = ma.validate.Regexp(r"^[a-z][a-z0-9_]{0,31}$", error="lower-case letters, digits and _, starting with a letter")
+_CODE = Pattern(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", error="letters, digits, _ . -; at most 64, starting with a letter or digit")
+_NAME = Pattern(r"^[a-z][a-z0-9_]{0,31}$", error="lower-case letters, digits and _, starting with a letter")
 
 
 class _Common(ma.Schema):

@@ -7,10 +7,10 @@ from marshmallow import fields
 
 from decision_server.offers import connectors
 from decision_server.offers.sync import STATUSES
-from decision_server.schemas import JsonDocument, PageQuery, StrictBoolean, page_of
+from decision_server.schemas import Cursor, JsonDocument, PageQuery, Pattern, StrictBoolean, page_of
 
-_NAME = ma.validate.Regexp(connectors.NAME, error="lower-case letters, digits and _, starting with a letter, at most 32")
-_PATH = ma.validate.Regexp(connectors.PATH, error="a dotted path such as data.items or pricing.value")
+_NAME = Pattern(connectors.NAME, error="lower-case letters, digits and _, starting with a letter, at most 32")
+_PATH = Pattern(connectors.PATH, error="a dotted path such as data.items or pricing.value")
 
 
 class _Common(ma.Schema):
@@ -54,8 +54,10 @@ class ConnectorInSchema(_Common):
 
     name = fields.String(required=True, validate=_NAME, metadata={
         "description": "also the external_system of the offers it brings in", "example": "acme_catalog"})
-    url = fields.String(required=True, validate=ma.validate.Length(1, 2000))
-    mapping = fields.Dict(keys=fields.String(), values=fields.String(validate=_PATH), required=True)
+    # The same descriptions and examples as _Common's, so that a client (and the spec's example request) has them.
+    url = fields.String(required=True, validate=ma.validate.Length(1, 2000), metadata=_Common._declared_fields["url"].metadata)
+    mapping = fields.Dict(keys=fields.String(), values=fields.String(validate=_PATH), required=True,
+                          metadata=_Common._declared_fields["mapping"].metadata)
 
 
 class ConnectorPatchSchema(_Common):
@@ -107,5 +109,7 @@ SyncRunPageSchema = page_of(SyncRunSchema, "SyncRunPage")
 
 
 class SyncRunQuery(PageQuery):
+    cursor = Cursor(timed=True, metadata={"description": "next_cursor of the previous page"})
+
     connector = fields.String(validate=_NAME)
     status = fields.String(validate=ma.validate.OneOf(STATUSES))

@@ -50,7 +50,7 @@ class Revisions(MethodView):
         return _newest_first(query, service.list_revisions, lambda r: (r.id,))
 
 
-@blp.route("/revisions/<string:revision>")
+@blp.route("/revisions/<revision:revision>")
 class Revision(MethodView):
     @requires(Permission.RULES_READ)
     @blp.response(200, schemas.RevisionSchema)
@@ -60,7 +60,7 @@ class Revision(MethodView):
             return service.find_revision(session, revision)
 
 
-@blp.route("/revisions/<string:revision>/diff")
+@blp.route("/revisions/<revision:revision>/diff")
 class RevisionDiff(MethodView):
     @requires(Permission.RULES_READ)
     @blp.arguments(schemas.DiffQuerySchema, location="query")

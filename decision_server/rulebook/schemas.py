@@ -8,16 +8,23 @@ import marshmallow as ma
 from marshmallow import fields
 
 from decision_server.rules.engine import BACKENDS
-from decision_server.schemas import JsonDocument, PageQuery, Text, Timestamp, page_of
+from decision_server.schemas import JsonDocument, PageQuery, Pattern, StrictBoolean, Text, Timestamp, page_of
 
 FILE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}(\.cases)?\.yaml$")
 MAX_FILE_CHARS = 1024 * 1024
 
+# A revision is its hash or its first 6 or more hex digits (as api.RevisionConverter in a path).
+_REVISION = Pattern(r"^[0-9a-fA-F]{6,64}$", error="must be 6 to 64 hexadecimal characters")
+
 
 class _FileName(fields.String):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.metadata.setdefault("pattern", FILE_NAME.pattern)
+
     def _deserialize(self, value, attr, data, **kwargs):
         name = super()._deserialize(value, attr, data, **kwargs)
-        if not FILE_NAME.match(name):
+        if not FILE_NAME.fullmatch(name):
             raise ma.ValidationError("a rule file name is lower-case letters, digits and _, ending in .yaml or .cases.yaml")
         return name
 
@@ -28,7 +35,7 @@ class DraftSchema(ma.Schema):
     files = fields.Dict(keys=_FileName(), values=fields.String(validate=ma.validate.Length(max=MAX_FILE_CHARS)),
                         load_default=dict, metadata={"example": {"value.yaml": "ruleset: value\n…"}})
     remove = fields.List(_FileName(), load_default=list, validate=ma.validate.Length(max=200))
-    replace_all = fields.Boolean(load_default=False, metadata={
+    replace_all = StrictBoolean(load_default=False, metadata={
         "description": "true: `files` is the complete revision; false: it changes the serving one"})
 
 
@@ -41,7 +48,7 @@ class PublishSchema(DraftSchema):
 class RollbackSchema(ma.Schema):
     """Which revision to go back to (default: the one before the current), and why."""
 
-    revision = fields.String(validate=ma.validate.Length(min=6, max=64))
+    revision = fields.String(validate=_REVISION)
     message = Text(500, load_default="rollback")
 
 
@@ -101,7 +108,7 @@ class DiffQuerySchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    against = fields.String(validate=ma.validate.Length(min=6, max=64))
+    against = fields.String(validate=_REVISION)
 
 
 class DiffSchema(ma.Schema):

@@ -16,7 +16,7 @@ from decision_server.db import utcnow
 from decision_server.errors import NotFound
 from decision_server.features import online
 from decision_server.features.definition import as_dict
-from decision_server.schemas import JsonDocument, Text
+from decision_server.schemas import JsonDocument, Pattern, Text
 from decision_server.scoring import store
 from decision_server.scoring.specs import BY_NAME, MODELS
 from decision_server.throttle import expensive
@@ -61,7 +61,7 @@ class ModelDetailSchema(ModelStatusSchema):
 
 
 class ModelPromoteSchema(ma.Schema):
-    version = fields.String(required=True, validate=ma.validate.Regexp(store.VERSION, error="a version looks like 20261121-231500"))
+    version = fields.String(required=True, validate=Pattern(store.VERSION, error="a version looks like 20261121-231500"))
     reason = Text(500, load_default="")
 
 

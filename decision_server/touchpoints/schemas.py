@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields
 
-from decision_server.schemas import Code, EventTime, ExternalId, JsonDocument, PageQuery, Timestamp, page_of
+from decision_server.schemas import Code, Cursor, EventTime, ExternalId, JsonDocument, PageQuery, Timestamp, page_of
 
 MAX_BATCH = 1000
 
@@ -52,6 +52,8 @@ class TouchpointBatchResultSchema(ma.Schema):
 
 class TouchpointQuerySchema(PageQuery):
     """Filters for a customer's interactions, newest first."""
+
+    cursor = Cursor(timed=True, metadata={"description": "next_cursor of the previous page"})
 
     occurred_from = Timestamp()
     occurred_to = Timestamp()

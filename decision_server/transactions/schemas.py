@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields
 
-from decision_server.schemas import Code, EventTime, ExternalId, Money, PageQuery, Text, Timestamp, page_of
+from decision_server.schemas import Code, Cursor, EventTime, ExternalId, Money, PageQuery, Text, Timestamp, page_of
 
 MAX_BATCH = 1000
 
@@ -40,8 +40,8 @@ class TransactionSchema(ma.Schema):
     id = fields.String(attribute="external_id")
     customer_id = fields.String(attribute="customer_external_id")
     occurred_at = fields.DateTime()
-    amount = Money(attribute="amount_cents")
-    cost = Money(attribute="cost_cents", allow_none=True)
+    amount = Money(attribute="amount_cents", dump_only=True)
+    cost = Money(attribute="cost_cents", allow_none=True, dump_only=True)
     product = fields.String(allow_none=True)
     category = fields.String(allow_none=True)
     channel = fields.String(allow_none=True)
@@ -60,6 +60,8 @@ class TransactionBatchResultSchema(ma.Schema):
 
 class TransactionQuerySchema(PageQuery):
     """Filters for a customer's purchases, newest first."""
+
+    cursor = Cursor(timed=True, metadata={"description": "next_cursor of the previous page"})
 
     occurred_from = Timestamp()
     occurred_to = Timestamp()
