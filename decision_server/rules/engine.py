@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -222,6 +223,11 @@ def build_revision(files: Mapping[str, str], *, backend: str = "durable", durabl
         raise ValidationError(f"unknown rules backend '{backend}'", errors={"backend": [f"one of: {', '.join(BACKENDS)}"]})
     if len(files) > limits.files:
         raise RulesInvalid([Problem("(rules)", 1, 1, f"{len(files):,} rule files; a revision may hold at most {limits.files} (RULES_MAX_FILES)")])
+    host = durable_host if backend == "durable" else None
+    key = (revision_id(files), backend, host is not None, limits)
+    known = _checked.recall(key, run_cases)
+    if known is not None:  # these exact files passed before within these limits: only compile them (and register them on this host)
+        return Revision(files, known.rulesets, list(known.warnings), dict(known.cases), backend, host, limits)
     problems: list[Problem] = []
     rulesets: dict[str, RuleSet] = {}
     refused: set[str] = set()  # rule files with errors: their cases cannot run and are not reported
@@ -257,10 +263,57 @@ def build_revision(files: Mapping[str, str], *, backend: str = "durable", durabl
         cases[name] = parsed
     if any(p.severity == "error" for p in problems):
         raise RulesInvalid(problems)
-    revision = Revision(files, rulesets, problems, cases, backend, durable_host if backend == "durable" else None, limits)
+    revision = Revision(files, rulesets, problems, cases, backend, host, limits)
     if run_cases:
         failures = cases_module.failures(revision)
         if failures:
             revision.close()
             raise RulesInvalid(failures)
+    _checked.remember(key, _Checked(rulesets, tuple(problems), cases, run_cases))
     return revision
+
+
+class _Checked:
+    """What building a set of files proved: its rule sets, warnings and cases, and whether the cases ran and passed."""
+
+    __slots__ = ("rulesets", "warnings", "cases", "cases_passed")
+
+    def __init__(self, rulesets: dict[str, RuleSet], warnings: tuple[Problem, ...], cases: dict[str, list], cases_passed: bool):
+        self.rulesets, self.warnings, self.cases, self.cases_passed = rulesets, warnings, cases, cases_passed
+
+
+class _CheckedFiles:
+    """The last few file sets that built, by (content hash, backend, on a durable host, limits).
+
+    Loading, checking and running the cases is a pure function of the files' text (cases carry their
+    own `now`), and the RuleSets it yields are frozen, so building the same files again (every app a
+    process creates on the same folder, a rollback, the test suite's hundreds of apps) need only
+    compile them into a new Revision, which owns its own engine rule sets as before. Refused files are
+    not kept: a bad edit is checked afresh every time it is built.
+    """
+
+    def __init__(self, size: int):
+        self._size = size
+        self._entries: OrderedDict[tuple, _Checked] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def recall(self, key: tuple, run_cases: bool) -> _Checked | None:
+        with self._lock:
+            known = self._entries.get(key)
+            if known is None or (run_cases and not known.cases_passed):
+                return None
+            self._entries.move_to_end(key)
+            return known
+
+    def remember(self, key: tuple, checked: _Checked) -> None:
+        with self._lock:
+            known = self._entries.get(key)
+            if known is not None and known.cases_passed and not checked.cases_passed:
+                checked = known
+            self._entries[key] = checked
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+_checked = _CheckedFiles(16)
