@@ -12,8 +12,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import compose, helper
-from skl2onnx import to_onnx
-from skl2onnx.common.data_types import FloatTensorType
 
 from decision_server.features.definition import FEATURES
 from decision_server.scoring.specs import ModelSpec
@@ -29,6 +27,10 @@ def score_output(task: str) -> str:
 
 def export(spec: ModelSpec, pipeline: Any) -> tuple[bytes, list[dict[str, Any]]]:
     """Convert a fitted pipeline to ONNX (float32 input `features`, no zipmap); return bytes and outputs."""
+    # Imported here: skl2onnx brings scikit-learn (1.5 s), which serving and the CLI's start never need.
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
     options = None if spec.task == "regression" else {id(pipeline.steps[-1][1]): {"zipmap": False}}
     model = to_onnx(
         pipeline, initial_types=[(INPUT, FloatTensorType([None, len(FEATURES)]))],

@@ -23,8 +23,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
-from sklearn.pipeline import Pipeline
 
 from decision_server.features.bulk import Labels
 from decision_server.features.definition import CATEGORIES, FEATURE_NAMES
@@ -55,18 +53,25 @@ class ModelSpec:
     scale: float = 1.0  # binary scores are probability × scale (engagement: 0–100)
     classes: tuple[str, ...] = ()
 
-    def pipeline(self, seed: int) -> Pipeline:
+    def pipeline(self, seed: int):
         """Return the untrained scikit-learn pipeline of this model."""
+        from sklearn.pipeline import Pipeline  # the training stack, never imported by serving or the CLI's start
+
         return Pipeline([("model", self.estimator(seed))])
 
 
 def _classifier(trees: int, depth: int = 3) -> Callable[[int], Any]:
-    return lambda seed: GradientBoostingClassifier(
-        n_estimators=trees, max_depth=depth, learning_rate=0.1, subsample=0.8, random_state=seed
-    )
+    def make(seed: int) -> Any:
+        from sklearn.ensemble import GradientBoostingClassifier
+
+        return GradientBoostingClassifier(n_estimators=trees, max_depth=depth, learning_rate=0.1, subsample=0.8, random_state=seed)
+
+    return make
 
 
 def _regressor(seed: int) -> Any:
+    from sklearn.ensemble import GradientBoostingRegressor
+
     return GradientBoostingRegressor(
         n_estimators=150, max_depth=3, learning_rate=0.05, subsample=0.8, loss="huber", random_state=seed
     )
