@@ -22,6 +22,12 @@ from decision_server.loyalty.tiers import DEFAULT_TIERS
 from decision_server.records import metadata
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.hookimpl(trylast=True)  # after pytest has grouped the tests by database
+def pytest_collection_modifyitems(items):
+    """Run the slow end-to-end tests first: under xdist they then run beside the rest instead of after it."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 # The maintenance database; each test run creates (and drops) its own database next to it.
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -33,6 +39,9 @@ def _create_postgres_database() -> tuple[str, str]:
     try:
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
+            # A throw-away database need not wait for its WAL to reach the disk at each commit (3 ms
+            # each on this box, ~100 a test); commits stay atomic and isolated, only a crash loses them.
+            conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     except psycopg.OperationalError as exc:
         pytest.fail(
             f"PostgreSQL is required for the test suite and is not reachable at {POSTGRES_URL} "
@@ -82,11 +91,17 @@ def database(database_url):
     yield db
     with db.engine.begin() as conn:
         tables = [t.name for t in metadata.sorted_tables]
-        if db.dialect == "postgresql":
-            conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
-        else:
-            for table in reversed(tables):
-                conn.exec_driver_sql(f"DELETE FROM {table}")
+        # DELETE, children first, not TRUNCATE: TRUNCATE gives every table and index a new file
+        # (0.9 s a test on this box, a third of the suite); DELETE on a test's few rows takes 30 ms.
+        for table in reversed(tables):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+        if db.dialect == "postgresql":  # and the ids start at 1 again, as after TRUNCATE ... RESTART IDENTITY
+            owned = conn.execute(sa.text(
+                "SELECT DISTINCT s.oid::regclass::text FROM pg_class s JOIN pg_depend d ON d.objid = s.oid "
+                "JOIN pg_class t ON t.oid = d.refobjid WHERE s.relkind = 'S' AND t.relname = ANY(:tables)"
+            ), {"tables": tables}).scalars().all()
+            for sequence in owned:
+                conn.exec_driver_sql(f"ALTER SEQUENCE {sequence} RESTART")
         if sa.inspect(conn).has_table("apscheduler_jobs"):  # the scheduler's job store (not our metadata)
             conn.exec_driver_sql("DELETE FROM apscheduler_jobs")
         # Back to a freshly migrated database: migration 0011 defines the four default tiers.
