@@ -226,7 +226,7 @@ def build_revision(files: Mapping[str, str], *, backend: str = "durable", durabl
     host = durable_host if backend == "durable" else None
     key = (revision_id(files), backend, host is not None, limits)
     known = _checked.recall(key, run_cases)
-    if known is not None:  # these exact files passed before within these limits: only compile them (and register them on this host)
+    if known is not None:  # these files passed before within these limits: only compile them (registered on this host)
         return Revision(files, known.rulesets, list(known.warnings), dict(known.cases), backend, host, limits)
     problems: list[Problem] = []
     rulesets: dict[str, RuleSet] = {}
