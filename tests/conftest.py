@@ -22,14 +22,14 @@ from decision_server.loyalty.tiers import DEFAULT_TIERS
 from decision_server.records import metadata
 
 REPO = Path(__file__).resolve().parent.parent
+# The maintenance database; each test run creates (and drops) its own database next to it.
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.hookimpl(trylast=True)  # after pytest has grouped the tests by database
 def pytest_collection_modifyitems(items):
     """Run the slow end-to-end tests first: under xdist they then run beside the rest instead of after it."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-# The maintenance database; each test run creates (and drops) its own database next to it.
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def _create_postgres_database() -> tuple[str, str]:
