@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install bench clean
+.PHONY: run test lint install bench clean
 
 ## First command: install, migrate SQLite, load demo data, create a demo key, serve.
 run: install
@@ -15,6 +15,11 @@ run: install
 ## Second command: the whole test suite, on SQLite and PostgreSQL.
 test: install
 	$(BIN)/python -m pytest
+
+## Lint and format check (CI runs it before the tests); `$(BIN)/ruff format .` formats.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 install: $(VENV)/.installed
 

@@ -47,10 +47,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--customers", type=int, default=100_000, help="demo customers (default 100000; the goal is for 1000000)")
     parser.add_argument("--databases", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"])
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
-    parser.add_argument("--postgres-from", metavar="DATABASE",
-                        help="copy this PostgreSQL demo database (CREATE DATABASE ... TEMPLATE) instead of generating one")
-    parser.add_argument("--sqlite-from", type=Path, help="copy this SQLite demo database instead of generating one (it is not changed)")
-    parser.add_argument("--models", type=Path, help="models folder to score with (default: none, every model falls back to its rule)")
+    parser.add_argument(
+        "--postgres-from",
+        metavar="DATABASE",
+        help="copy this PostgreSQL demo database (CREATE DATABASE ... TEMPLATE) instead of generating one",
+    )
+    parser.add_argument(
+        "--sqlite-from", type=Path, help="copy this SQLite demo database instead of generating one (it is not changed)"
+    )
+    parser.add_argument(
+        "--models", type=Path, help="models folder to score with (default: none, every model falls back to its rule)"
+    )
     return parser.parse_args(argv)
 
 
@@ -67,8 +74,13 @@ def pandas_floor(url: str, as_of, margin: Decimal) -> tuple[dict[str, float], pd
     tx["occurred_at"] = pd.to_datetime(tx["occurred_at"], utc=True)
     tx = tx[tx["occurred_at"] <= pd.Timestamp(as_of)]
     tx["uncosted"] = np.where(tx["cost_cents"].isna(), tx["amount_cents"], 0)
-    per = tx.groupby("customer_id").agg(last=("occurred_at", "max"), n=("amount_cents", "size"),
-                                        spend=("amount_cents", "sum"), known=("cost_cents", "sum"), uncosted=("uncosted", "sum"))
+    per = tx.groupby("customer_id").agg(
+        last=("occurred_at", "max"),
+        n=("amount_cents", "size"),
+        spend=("amount_cents", "sum"),
+        known=("cost_cents", "sum"),
+        uncosted=("uncosted", "sum"),
+    )
     n = len(per)
     for score, column in (("r", "last"), ("f", "n"), ("m", "spend")):
         below = per[column].rank(method="min") - 1
@@ -90,17 +102,30 @@ def run_one(url: str, dialect: str, revision, models) -> dict:
     second = reevaluate.run(database, revision, models, margin=margin)
     out["rss_main_mb"] = chunks.peak_memory_mb() or 0.0
     out["rss_reader_mb"] = max(first["reader_peak_mb"] or 0.0, second["reader_peak_mb"] or 0.0)
-    out.update(first_s=first["seconds"], first_written=first["written"], second_s=second["seconds"],
-               second_written=second["written"], customers=first["customers"], buyers=first["buyers"])
+    out.update(
+        first_s=first["seconds"],
+        first_written=first["written"],
+        second_s=second["seconds"],
+        second_written=second["written"],
+        customers=first["customers"],
+        buyers=first["buyers"],
+    )
     floor_times, per = pandas_floor(url, as_of, margin)
     out["floor_read_s"], out["floor_compute_s"] = floor_times["read"], floor_times["compute"]
     # Same numbers, checked before anything is reported.
     with database.connection() as conn:
-        ours = pd.DataFrame(conn.exec_driver_sql(
-            "SELECT customer_id, rfm_r, rfm_f, rfm_m FROM customer_state WHERE rfm_r IS NOT NULL").all(),
-            columns=["customer_id", "r", "f", "m"]).set_index("customer_id").sort_index()
+        ours = (
+            pd.DataFrame(
+                conn.exec_driver_sql("SELECT customer_id, rfm_r, rfm_f, rfm_m FROM customer_state WHERE rfm_r IS NOT NULL").all(),
+                columns=["customer_id", "r", "f", "m"],
+            )
+            .set_index("customer_id")
+            .sort_index()
+        )
     joined = per[["r", "f", "m"]].join(ours.add_suffix("_ours"))
-    out["rfm_mismatches"] = int((joined[["r", "f", "m"]].to_numpy() != joined[["r_ours", "f_ours", "m_ours"]].to_numpy()).any(axis=1).sum())
+    out["rfm_mismatches"] = int(
+        (joined[["r", "f", "m"]].to_numpy() != joined[["r_ours", "f_ours", "m_ours"]].to_numpy()).any(axis=1).sum()
+    )
     out["rfm_mismatches"] += abs(len(ours) - len(per))
     floor_clv = {"revenue_cents": int(per["spend"].sum()), "cost_cents": int(per["cost"].sum())}
     out["clv_mismatches"] = sum(first["clv"][k] != v for k, v in floor_clv.items())
@@ -136,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             harness._pg_admin(args.postgres_url, 'DROP DATABASE IF EXISTS "ds_bench_analytics" WITH (FORCE)')
             harness._pg_admin(args.postgres_url, f'CREATE DATABASE "ds_bench_analytics" TEMPLATE "{args.postgres_from}"')
             try:
-                results.append(run_one(harness._with_database(args.postgres_url, "ds_bench_analytics"), dialect, revision, models))
+                results.append(
+                    run_one(harness._with_database(args.postgres_url, "ds_bench_analytics"), dialect, revision, models)
+                )
             finally:
                 harness._pg_admin(args.postgres_url, 'DROP DATABASE IF EXISTS "ds_bench_analytics" WITH (FORCE)')
             continue
@@ -146,25 +173,42 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copyfile(args.sqlite_from, copy)
                 results.append(run_one(f"sqlite:///{copy}", dialect, revision, models))
             continue
-        with harness.scratch_database(args.postgres_url if dialect == "postgresql" else None,
-                                      name="ds_bench_analytics", customers=args.customers) as dataset:
+        with harness.scratch_database(
+            args.postgres_url if dialect == "postgresql" else None, name="ds_bench_analytics", customers=args.customers
+        ) as dataset:
             results.append(run_one(dataset.url, dialect, revision, models))
     for row in results:
         floor = row["floor_read_s"] + row["floor_compute_s"]
-        row["floor_s"], row["ratio_first"], row["ratio_second"] = floor, harness.ratio(row["first_s"], floor), harness.ratio(row["second_s"], floor)
+        row["floor_s"], row["ratio_first"], row["ratio_second"] = (
+            floor,
+            harness.ratio(row["first_s"], floor),
+            harness.ratio(row["second_s"], floor),
+        )
         row["per_m_first"] = row["first_s"] * 1e6 / max(row["customers"], 1)
         row["per_m_second"] = row["second_s"] * 1e6 / max(row["customers"], 1)
         row["rss"] = f"{row['rss_main_mb']:,.0f} / {row['rss_reader_mb']:,.0f}"
     print()
-    harness.print_table(results, [
-        ("database", "database", ""), ("customers", "customers", ",.0f"), ("buyers", "buyers", ",.0f"),
-        ("first pass s", "first_s", ",.2f"), ("rows written", "first_written", ",.0f"),
-        ("nightly pass s", "second_s", ",.2f"), ("rows written ", "second_written", ",.0f"),
-        ("floor read s", "floor_read_s", ",.2f"), ("floor compute s", "floor_compute_s", ",.2f"),
-        ("first/floor", "ratio_first", ""), ("nightly/floor", "ratio_second", ""),
-        ("first, s per 1M", "per_m_first", ",.1f"), ("nightly, s per 1M", "per_m_second", ",.1f"),
-        ("peak MB main / reader", "rss", ""), ("RFM wrong", "rfm_mismatches", ",.0f"), ("CLV wrong", "clv_mismatches", ",.0f"),
-    ])
+    harness.print_table(
+        results,
+        [
+            ("database", "database", ""),
+            ("customers", "customers", ",.0f"),
+            ("buyers", "buyers", ",.0f"),
+            ("first pass s", "first_s", ",.2f"),
+            ("rows written", "first_written", ",.0f"),
+            ("nightly pass s", "second_s", ",.2f"),
+            ("rows written ", "second_written", ",.0f"),
+            ("floor read s", "floor_read_s", ",.2f"),
+            ("floor compute s", "floor_compute_s", ",.2f"),
+            ("first/floor", "ratio_first", ""),
+            ("nightly/floor", "ratio_second", ""),
+            ("first, s per 1M", "per_m_first", ",.1f"),
+            ("nightly, s per 1M", "per_m_second", ",.1f"),
+            ("peak MB main / reader", "rss", ""),
+            ("RFM wrong", "rfm_mismatches", ",.0f"),
+            ("CLV wrong", "clv_mismatches", ",.0f"),
+        ],
+    )
     path = harness.write_results("analytics_bench", {"args": harness.public_args(args), "results": results})
     print(f"\n{harness.MACHINE_NOTE}\nresults: {path.relative_to(harness.REPO)}; {time.perf_counter() - started:.0f} s in all")
     revision.close()

@@ -28,26 +28,31 @@ import harness
 SCRATCH_DATABASE = "ds_bench_api_latency"
 DEFAULT_POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # The same row the endpoint reads: the customer joined to its state row, by external id.
-ROW_SQL = (
-    "SELECT * FROM customers c LEFT JOIN customer_state s ON s.customer_id = c.id "
-    "WHERE c.external_id = {param}"
-)
+ROW_SQL = "SELECT * FROM customers c LEFT JOIN customer_state s ON s.customer_id = c.id WHERE c.external_id = {param}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Read the command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--databases", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"])
-    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES, help=f"PostgreSQL server (scratch database {SCRATCH_DATABASE} is created and dropped); default {DEFAULT_POSTGRES} or env BENCH_POSTGRES_URL")
+    parser.add_argument(
+        "--postgres-url",
+        default=DEFAULT_POSTGRES,
+        help=f"PostgreSQL server (scratch database {SCRATCH_DATABASE} is created and dropped); default {DEFAULT_POSTGRES} or env BENCH_POSTGRES_URL",
+    )
     parser.add_argument("--customers", type=int, default=10_000, help="demo customers to load (default 10000)")
     parser.add_argument("--threads", type=int, default=4, help="granian blocking threads per worker (default 4)")
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop request rate, req/s (default 200)")
-    parser.add_argument("--rate-connections", type=int, default=16, help="connections the open-loop run spreads its requests over (default 16)")
+    parser.add_argument(
+        "--rate-connections", type=int, default=16, help="connections the open-loop run spreads its requests over (default 16)"
+    )
     parser.add_argument("--connections", type=int, default=8, help="saturation concurrency (default 8)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per HTTP run (default 10)")
     parser.add_argument("--samples", type=int, default=3000, help="sequential calls per in-process baseline (default 3000)")
     parser.add_argument("--clients", type=int, default=2, help="load-generator processes (default 2)")
-    parser.add_argument("--profile", action="store_true", help="also cProfile the in-process app call and print the top functions")
+    parser.add_argument(
+        "--profile", action="store_true", help="also cProfile the in-process app call and print the top functions"
+    )
     return parser.parse_args(argv)
 
 
@@ -94,8 +99,14 @@ def app_call(dataset: harness.Dataset):
     """Return a function calling GET /api/v1/customers/{id} on the app in process, and the app's database."""
     from decision_server.app import create_app
 
-    app = create_app({"database_url": dataset.url, "log_level": "WARNING",
-                      "rules_dir": harness.REPO / "rules", "models_dir": harness.REPO / "models_onnx"})
+    app = create_app(
+        {
+            "database_url": dataset.url,
+            "log_level": "WARNING",
+            "rules_dir": harness.REPO / "rules",
+            "models_dir": harness.REPO / "models_onnx",
+        }
+    )
     client = app.test_client()
     headers = {"Authorization": f"Bearer {dataset.api_key}"}
 
@@ -145,7 +156,9 @@ def over_http(args: argparse.Namespace, dataset: harness.Dataset, log_dir: Path)
     rows = []
     with harness.serving(spec, dataset, log_dir) as server:
         # a short discarded burst first: pools, caches and both workers warm before anything counts
-        harness.run_load(harness.Load(server.port, harness.customer_endpoint(dataset), args.connections, 1.0, processes=args.clients))
+        harness.run_load(
+            harness.Load(server.port, harness.customer_endpoint(dataset), args.connections, 1.0, processes=args.clients)
+        )
         for endpoint in (harness.health_endpoint(), harness.customer_endpoint(dataset)):
             for load in (
                 harness.Load(server.port, endpoint, args.rate_connections, args.duration, rate=args.rate, processes=args.clients),
@@ -153,7 +166,10 @@ def over_http(args: argparse.Namespace, dataset: harness.Dataset, log_dir: Path)
             ):
                 result = harness.run_load(load, server)
                 rows.append({"measurement": f"granian GET {endpoint.name}", **result})
-                print(f"  {rows[-1]['measurement']:<34} {result['mode']:<12} p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms  {result['req_per_s']:7,.0f} req/s  non-200 {result['non_200']}", flush=True)
+                print(
+                    f"  {rows[-1]['measurement']:<34} {result['mode']:<12} p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms  {result['req_per_s']:7,.0f} req/s  non-200 {result['non_200']}",
+                    flush=True,
+                )
         problems = server.log_problems()
     for line in problems[:5]:
         print(f"  server output: {line[:200]}")
@@ -164,8 +180,10 @@ def bench_database(args: argparse.Namespace, postgres_url: str | None) -> list[d
     """Set up one database, measure the baselines and then the server; return all rows."""
     label = "PostgreSQL" if postgres_url else "SQLite"
     print(f"\n{label}: setting up {args.customers:,} demo customers...", flush=True)
-    with harness.scratch_database(postgres_url, name=SCRATCH_DATABASE, customers=args.customers) as dataset, \
-            tempfile.TemporaryDirectory(prefix="ds-bench-logs-") as log_dir:
+    with (
+        harness.scratch_database(postgres_url, name=SCRATCH_DATABASE, customers=args.customers) as dataset,
+        tempfile.TemporaryDirectory(prefix="ds-bench-logs-") as log_dir,
+    ):
         rows = in_process_baselines(args, dataset)
         for row in rows:
             print(f"  {row['measurement']:<47} p50 {row['p50_ms']:6.3f} ms  p99 {row['p99_ms']:6.3f} ms", flush=True)
@@ -189,27 +207,42 @@ def ratios_for(rows: list[dict[str, Any]], rate: float) -> list[dict[str, Any]]:
         ]
         for base in filter(None, baselines):
             if target:
-                ratios.append({
-                    "database": database, "customer_at": at_rate, "baseline": f"{base['measurement']} ({base['mode']})",
-                    "p50": harness.ratio(target["p50_ms"], base["p50_ms"]),
-                    "p99": harness.ratio(target["p99_ms"], base["p99_ms"]),
-                    "p50_minus_baseline_ms": target["p50_ms"] - base["p50_ms"],
-                })
+                ratios.append(
+                    {
+                        "database": database,
+                        "customer_at": at_rate,
+                        "baseline": f"{base['measurement']} ({base['mode']})",
+                        "p50": harness.ratio(target["p50_ms"], base["p50_ms"]),
+                        "p99": harness.ratio(target["p99_ms"], base["p99_ms"]),
+                        "p50_minus_baseline_ms": target["p50_ms"] - base["p50_ms"],
+                    }
+                )
     return ratios
 
 
 def print_report(rows: list[dict[str, Any]], ratios: list[dict[str, Any]]) -> None:
     """Print the latency table and the ratios."""
     print(f"\nGET /api/v1/customers/{{id}} latency on granian; {harness.MACHINE_NOTE}")
-    harness.print_table(rows, [
-        ("database", "database", ""), ("measurement", "measurement", ""), ("load", "mode", ""),
-        ("p50 ms", "p50_ms", ".3f"), ("p90 ms", "p90_ms", ".3f"), ("p99 ms", "p99_ms", ".3f"),
-        ("max ms", "max_ms", ".1f"), ("req/s", "req_per_s", ",.0f"), ("non-200", "non_200", ""),
-        ("server CPU µs/req", "server_cpu_us_per_req", ",.0f"),
-    ])
+    harness.print_table(
+        rows,
+        [
+            ("database", "database", ""),
+            ("measurement", "measurement", ""),
+            ("load", "mode", ""),
+            ("p50 ms", "p50_ms", ".3f"),
+            ("p90 ms", "p90_ms", ".3f"),
+            ("p99 ms", "p99_ms", ".3f"),
+            ("max ms", "max_ms", ".1f"),
+            ("req/s", "req_per_s", ",.0f"),
+            ("non-200", "non_200", ""),
+            ("server CPU µs/req", "server_cpu_us_per_req", ",.0f"),
+        ],
+    )
     print("\nRatios: customer endpoint at the fixed rate vs each baseline (p50 difference in ms)")
     for r in ratios:
-        print(f"  {r['database']:<10} vs {r['baseline']:<54} p50 {r['p50']:>7}  p99 {r['p99']:>7}  (+{r['p50_minus_baseline_ms']:.2f} ms)")
+        print(
+            f"  {r['database']:<10} vs {r['baseline']:<54} p50 {r['p50']:>7}  p99 {r['p99']:>7}  (+{r['p50_minus_baseline_ms']:.2f} ms)"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

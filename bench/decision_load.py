@@ -66,25 +66,76 @@ GOALS = {"throughput": 1000.0, "p99_ms": 10.0, "server_p50_ms": 0.5}
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Read the command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", help=f"PostgreSQL server to use (a scratch database {SCRATCH_DATABASE} is created and dropped); default: SQLite in a temp dir")
-    parser.add_argument("--synchronous-commit", choices=["on", "off"], default="on", help="PostgreSQL only: the servers' synchronous_commit (default on, PostgreSQL's default: every commit waits for the WAL flush; off is the durability SQLite's WAL + synchronous=NORMAL gives)")
+    parser.add_argument(
+        "--database-url",
+        help=f"PostgreSQL server to use (a scratch database {SCRATCH_DATABASE} is created and dropped); default: SQLite in a temp dir",
+    )
+    parser.add_argument(
+        "--synchronous-commit",
+        choices=["on", "off"],
+        default="on",
+        help="PostgreSQL only: the servers' synchronous_commit (default on, PostgreSQL's default: every commit waits for the WAL flush; off is the durability SQLite's WAL + synchronous=NORMAL gives)",
+    )
     parser.add_argument("--customers", type=int, default=10_000, help="demo customers to load (default 10000)")
-    parser.add_argument("--backends", nargs="+", choices=["durable", "python"], default=["durable", "python"], help="RULES_BACKEND values to serve with, one server each (default: both)")
-    parser.add_argument("--no-train", action="store_true", help="do not train the models: every model serves its fallback rule (saves ~20 s at 10k customers)")
-    parser.add_argument("--no-analytics", action="store_true", help="skip the bulk analytics (customers then have no stage or value segment)")
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=["durable", "python"],
+        default=["durable", "python"],
+        help="RULES_BACKEND values to serve with, one server each (default: both)",
+    )
+    parser.add_argument(
+        "--no-train",
+        action="store_true",
+        help="do not train the models: every model serves its fallback rule (saves ~20 s at 10k customers)",
+    )
+    parser.add_argument(
+        "--no-analytics", action="store_true", help="skip the bulk analytics (customers then have no stage or value segment)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="granian worker processes (default 2)")
     parser.add_argument("--threads", type=int, default=4, help="granian blocking threads per worker (default 4)")
-    parser.add_argument("--connections", type=int, nargs="+", default=[2, 8, 32], help="saturation concurrency levels, closed loop (default 2 8 32); the best req/s is the saturation figure")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        nargs="+",
+        default=[2, 8, 32],
+        help="saturation concurrency levels, closed loop (default 2 8 32); the best req/s is the saturation figure",
+    )
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop request rate, req/s (default 200; 0 to skip)")
-    parser.add_argument("--rate-connections", type=int, default=16, help="connections the open-loop run spreads its requests over (default 16)")
+    parser.add_argument(
+        "--rate-connections", type=int, default=16, help="connections the open-loop run spreads its requests over (default 16)"
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per run (default 10)")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load discarded before each saturation run (default 1)")
+    parser.add_argument(
+        "--warmup", type=float, default=1.0, help="seconds of load discarded before each saturation run (default 1)"
+    )
     parser.add_argument("--clients", type=int, default=2, help="load-generator processes (default 2)")
-    parser.add_argument("--keep-log", action="store_true", help="do not empty the decision log and learning counters before each decision run (they then accumulate: most customers soon hit the contact policy's limits)")
-    parser.add_argument("--unknown-share", type=float, default=0.02, help="share of decisions for unknown customer ids, the prospect path (default 0.02)")
-    parser.add_argument("--rounds", type=int, default=1, help="rounds over the backends, order reversed every other round; the tables show medians (default 1)")
-    parser.add_argument("--samples", type=int, default=2000, help="sequential decisions per in-process measurement after the HTTP runs (default 2000; 0 to skip)")
-    parser.add_argument("--profile", action="store_true", help="also cProfile Decider.decide in process and print the top functions")
+    parser.add_argument(
+        "--keep-log",
+        action="store_true",
+        help="do not empty the decision log and learning counters before each decision run (they then accumulate: most customers soon hit the contact policy's limits)",
+    )
+    parser.add_argument(
+        "--unknown-share",
+        type=float,
+        default=0.02,
+        help="share of decisions for unknown customer ids, the prospect path (default 0.02)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="rounds over the backends, order reversed every other round; the tables show medians (default 1)",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=2000,
+        help="sequential decisions per in-process measurement after the HTTP runs (default 2000; 0 to skip)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also cProfile Decider.decide in process and print the top functions"
+    )
     return parser.parse_args(argv)
 
 
@@ -117,8 +168,15 @@ def decision_body(rng: random.Random, customers: int, unknown_share: float) -> d
 
 def decision_endpoint(dataset: harness.Dataset, key: str, unknown_share: float) -> DecisionEndpoint:
     """Return the decision endpoint with a channel key, Server-Timing collected, 201 as success."""
-    return DecisionEndpoint("POST /decisions", "/api/v1/decisions", dataset.customers, key, ok_status=201,
-                            server_timing="decision", unknown_share=unknown_share)
+    return DecisionEndpoint(
+        "POST /decisions",
+        "/api/v1/decisions",
+        dataset.customers,
+        key,
+        ok_status=201,
+        server_timing="decision",
+        unknown_share=unknown_share,
+    )
 
 
 # --- set-up ------------------------------------------------------------------------------------
@@ -201,8 +259,12 @@ def reset_log(url: str) -> None:
 
 def server_env(backend: str, models_dir: Path, database_url: str) -> dict[str, str]:
     """Return the settings a decision server gets on top of the harness's."""
-    return {"RULES_BACKEND": backend, "MODELS_DIR": str(models_dir), "RULES_DIR": str(harness.REPO / "rules"),
-            "DATABASE_URL": database_url}
+    return {
+        "RULES_BACKEND": backend,
+        "MODELS_DIR": str(models_dir),
+        "RULES_DIR": str(harness.REPO / "rules"),
+        "DATABASE_URL": database_url,
+    }
 
 
 def database_label(args: argparse.Namespace, dataset: harness.Dataset) -> str:
@@ -234,8 +296,10 @@ def get_json(port: int, path: str) -> tuple[int, dict[str, Any]]:
 def sanity_check(port: int, endpoint: DecisionEndpoint) -> tuple[Counter[str], list[str]]:
     """Send a known and an unknown customer's decision; return the statuses and any problem found."""
     problems, statuses = [], Counter()
-    for body in ({"customer_id": DEMO_ID.format(1), "channel": "app", "context": {"intent": "browse"}, "actions": 1},
-                 {"customer_id": "BENCH-SANITY", "channel": "sms", "context": {"intent": "browse"}, "actions": 1}):
+    for body in (
+        {"customer_id": DEMO_ID.format(1), "channel": "app", "context": {"intent": "browse"}, "actions": 1},
+        {"customer_id": "BENCH-SANITY", "channel": "sms", "context": {"intent": "browse"}, "actions": 1},
+    ):
         conn = http.client.HTTPConnection(harness.HOST, port, timeout=10)
         try:
             conn.request("POST", endpoint.path, body=json.dumps(body), headers=endpoint.headers())
@@ -265,8 +329,9 @@ def loads_for(args: argparse.Namespace, port: int, endpoint: harness.Endpoint) -
     return loads
 
 
-def bench_backend(args: argparse.Namespace, dataset: harness.Dataset, key: str, models_dir: Path, backend: str,
-                  log_dir: Path, round_: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def bench_backend(
+    args: argparse.Namespace, dataset: harness.Dataset, key: str, models_dir: Path, backend: str, log_dir: Path, round_: int
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Serve with one rules backend, run every load, stop; return one row per run and the server's check."""
     spec = harness.ServerSpec("granian", "granian", workers=args.workers, threads=args.threads)
     decisions = decision_endpoint(dataset, key, args.unknown_share)
@@ -274,10 +339,16 @@ def bench_backend(args: argparse.Namespace, dataset: harness.Dataset, key: str, 
     sent: Counter[str] = Counter()
     logged = 0
     with harness.serving(spec, dataset, log_dir, server_env(backend, models_dir, serving_url(args, dataset))) as server:
-        print(f"\n{backend} backend, {database_label(args, dataset)} (round {round_}): {' '.join(spec.command(server.port))}", flush=True)
+        print(
+            f"\n{backend} backend, {database_label(args, dataset)} (round {round_}): {' '.join(spec.command(server.port))}",
+            flush=True,
+        )
         status, ready = get_json(server.port, "/ready")
         fallbacks = sorted(name for name, m in (ready.get("models") or {}).items() if m.get("fallback"))
-        print(f"  /ready {status}: rules {ready.get('rules', {}).get('revision')}, models falling back: {', '.join(fallbacks) or 'none'}", flush=True)
+        print(
+            f"  /ready {status}: rules {ready.get('rules', {}).get('revision')}, models falling back: {', '.join(fallbacks) or 'none'}",
+            flush=True,
+        )
         before = log_counts(dataset.url)[0]
         statuses, problems = sanity_check(server.port, decisions)
         sent.update(statuses)
@@ -293,32 +364,48 @@ def bench_backend(args: argparse.Namespace, dataset: harness.Dataset, key: str, 
                     reset_log(dataset.url)
                 counts = log_counts(dataset.url)
                 database_cpu = postgres_cpu_seconds(SCRATCH_DATABASE) if dataset.dialect == "postgresql" else None
-                row = {"backend": backend, "database": database_label(args, dataset), "round": round_, **harness.run_load(load, server)}
+                row = {
+                    "backend": backend,
+                    "database": database_label(args, dataset),
+                    "round": round_,
+                    **harness.run_load(load, server),
+                }
                 if database_cpu is not None:
                     row["database_cpu_s"] = postgres_cpu_seconds(SCRATCH_DATABASE) - database_cpu
                     row["database_cpu_us_per_req"] = row["database_cpu_s"] / max(sum(row["sent_statuses"].values()), 1) * 1e6
                 row["others_cpu_pct"] = others_cpu_pct(row)
                 if endpoint is decisions:
-                    written, actions = (now - then for now, then in zip(log_counts(dataset.url), counts))
+                    written, actions = (now - then for now, then in zip(log_counts(dataset.url), counts, strict=True))
                     row["logged"], row["with_action_pct"] = written, 100 * actions / written if written else None
                     row["not_logged"] = row["sent_statuses"].get("201", 0) - written
                     sent.update(row["sent_statuses"])
                     logged += written
                 rows.append(row)
-                print(f"  {row['endpoint']:<16} {row['mode']:<13} {row['req_per_s']:>7,.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
-                      f"p99 {row['p99_ms']:7.2f} ms{decision_part(row)}  errors {row['non_200']}  others' CPU {row['others_cpu_pct']:.0f} %",
-                      flush=True)
+                print(
+                    f"  {row['endpoint']:<16} {row['mode']:<13} {row['req_per_s']:>7,.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
+                    f"p99 {row['p99_ms']:7.2f} ms{decision_part(row)}  errors {row['non_200']}  others' CPU {row['others_cpu_pct']:.0f} %",
+                    flush=True,
+                )
         log_problems = server.log_problems()
     check = {
-        "backend": backend, "database": database_label(args, dataset), "round": round_, "models_fallback": fallbacks,
-        "rules_revision": ready.get("rules", {}).get("revision"), "sanity_problems": problems,
-        "sent_201": sent.get("201", 0), "sent_other": {k: v for k, v in sent.items() if k != "201"},
-        "rows_written": logged, "server_log_problems": log_problems[:20],
+        "backend": backend,
+        "database": database_label(args, dataset),
+        "round": round_,
+        "models_fallback": fallbacks,
+        "rules_revision": ready.get("rules", {}).get("revision"),
+        "sanity_problems": problems,
+        "sent_201": sent.get("201", 0),
+        "sent_other": {k: v for k, v in sent.items() if k != "201"},
+        "rows_written": logged,
+        "server_log_problems": log_problems[:20],
     }
     check["dropped"] = check["sent_201"] - check["rows_written"]
     verdict = "OK" if check["dropped"] == 0 else "MISMATCH"
-    print(f"  decision log: {check['rows_written']:,} rows written for {check['sent_201']:,} answers 201 ({verdict}); "
-          f"other answers: {check['sent_other'] or 'none'}", flush=True)
+    print(
+        f"  decision log: {check['rows_written']:,} rows written for {check['sent_201']:,} answers 201 ({verdict}); "
+        f"other answers: {check['sent_other'] or 'none'}",
+        flush=True,
+    )
     if log_problems:
         print(f"  {len(log_problems)} problem lines in the server output, first ones:")
         for line in log_problems[:5]:
@@ -331,8 +418,10 @@ def decision_part(row: dict[str, Any]) -> str:
     if row.get("server_p50_ms") is None:
         return ""
     lost = f", {row['not_logged']} NOT LOGGED" if row["not_logged"] else ""
-    return (f"  server p50 {row['server_p50_ms']:5.2f} p99 {row['server_p99_ms']:6.2f} ms  "
-            f"{row['logged']:,} logged{lost}, {row['with_action_pct']:.0f} % with an action")
+    return (
+        f"  server p50 {row['server_p50_ms']:5.2f} p99 {row['server_p99_ms']:6.2f} ms  "
+        f"{row['logged']:,} logged{lost}, {row['with_action_pct']:.0f} % with an action"
+    )
 
 
 def postgres_cpu_seconds(database: str) -> float:
@@ -365,7 +454,9 @@ def others_cpu_pct(row: dict[str, Any]) -> float:
 # --- in process ----------------------------------------------------------------------------------
 
 
-def in_process(args: argparse.Namespace, dataset: harness.Dataset, key: str, models_dir: Path, backend: str) -> list[dict[str, Any]]:
+def in_process(
+    args: argparse.Namespace, dataset: harness.Dataset, key: str, models_dir: Path, backend: str
+) -> list[dict[str, Any]]:
     """Time decisions in a forked child (no HTTP, nothing left behind in this process)."""
     if not args.keep_log:
         reset_log(dataset.url)
@@ -374,13 +465,21 @@ def in_process(args: argparse.Namespace, dataset: harness.Dataset, key: str, mod
         return pool.apply(_in_process_child, (args, dataset, key, models_dir, backend))
 
 
-def _in_process_child(args: argparse.Namespace, dataset: harness.Dataset, key: str, models_dir: Path, backend: str) -> list[dict[str, Any]]:
+def _in_process_child(
+    args: argparse.Namespace, dataset: harness.Dataset, key: str, models_dir: Path, backend: str
+) -> list[dict[str, Any]]:
     from decision_server.app import create_app
     from decision_server.config import Config
     from decision_server.decisions.service import DecisionRequest
 
-    config = Config.from_env({}, database_url=serving_url(args, dataset), rules_dir=harness.REPO / "rules", models_dir=models_dir,
-                             log_level="WARNING", rules_backend=backend)
+    config = Config.from_env(
+        {},
+        database_url=serving_url(args, dataset),
+        rules_dir=harness.REPO / "rules",
+        models_dir=models_dir,
+        log_level="WARNING",
+        rules_backend=backend,
+    )
     app = create_app(config)
     decider = app.extensions["decider"]
     client = app.test_client()
@@ -394,7 +493,9 @@ def _in_process_child(args: argparse.Namespace, dataset: harness.Dataset, key: s
     views: list[float] = []
 
     def post() -> None:
-        response = client.post("/api/v1/decisions", json=decision_body(rng, dataset.customers, args.unknown_share), headers=headers)
+        response = client.post(
+            "/api/v1/decisions", json=decision_body(rng, dataset.customers, args.unknown_share), headers=headers
+        )
         assert response.status_code == 201, (response.status_code, response.data[:300])
         view_ms = harness.server_timing_ms(response.headers.get("Server-Timing"), "decision")
         if view_ms is not None:  # a missing header shows as fewer requests in the table
@@ -411,11 +512,25 @@ def _in_process_child(args: argparse.Namespace, dataset: harness.Dataset, key: s
                 call()
                 latencies.append(time.perf_counter() - began)
             latencies.sort()
-            rows.append({"backend": backend, "database": database_label(args, dataset), "measurement": f"{name} (in process)",
-                         "requests": args.samples, **harness.latency_summary(latencies)})
-        measured = sorted(views[-args.samples:])
-        rows.append({"backend": backend, "database": database_label(args, dataset), "measurement": "  its Server-Timing (the view)",
-                     "requests": len(measured), **harness.latency_summary(measured)})
+            rows.append(
+                {
+                    "backend": backend,
+                    "database": database_label(args, dataset),
+                    "measurement": f"{name} (in process)",
+                    "requests": args.samples,
+                    **harness.latency_summary(latencies),
+                }
+            )
+        measured = sorted(views[-args.samples :])
+        rows.append(
+            {
+                "backend": backend,
+                "database": database_label(args, dataset),
+                "measurement": "  its Server-Timing (the view)",
+                "requests": len(measured),
+                **harness.latency_summary(measured),
+            }
+        )
         if args.profile:
             profiler = cProfile.Profile()
             profiler.enable()
@@ -440,8 +555,21 @@ def _in_process_child(args: argparse.Namespace, dataset: harness.Dataset, key: s
 
 
 MEDIAN_FIELDS = (
-    "req_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "server_p50_ms", "server_p90_ms", "server_p99_ms",
-    "server_max_ms", "with_action_pct", "server_cpu_us_per_req", "database_cpu_us_per_req", "client_cpu_s", "machine_idle_pct", "others_cpu_pct",
+    "req_per_s",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "max_ms",
+    "server_p50_ms",
+    "server_p90_ms",
+    "server_p99_ms",
+    "server_max_ms",
+    "with_action_pct",
+    "server_cpu_us_per_req",
+    "database_cpu_us_per_req",
+    "client_cpu_s",
+    "machine_idle_pct",
+    "others_cpu_pct",
 )
 
 
@@ -458,18 +586,27 @@ def summarize(rows: list[dict[str, Any]], rate: float) -> list[dict[str, Any]]:
             best = max(saturation, key=lambda r: r["req_per_s"]) if saturation else {}
             fixed = next((r for r in runs if r["mode"] == at_rate), {})
             errors = sum(sum(r["errors"].values()) for r in runs)
-            lines.append({
-                "endpoint": endpoint, "backend": backend, "database": runs[0]["database"],
-                "sat_req_per_s": best.get("req_per_s"), "sat_connections": best.get("connections"),
-                "sat_p99_ms": best.get("p99_ms"), "sat_server_p50_ms": best.get("server_p50_ms"),
-                "rate_p50_ms": fixed.get("p50_ms"), "rate_p99_ms": fixed.get("p99_ms"),
-                "rate_server_p50_ms": fixed.get("server_p50_ms"), "rate_server_p99_ms": fixed.get("server_p99_ms"),
-                # at saturation: at the fixed rate the pollers' and idle workers' CPU weighs on every request
-                "sat_cpu_us_per_req": best.get("server_cpu_us_per_req"), "sat_db_cpu_us_per_req": best.get("database_cpu_us_per_req"),
-                "rate_with_action_pct": fixed.get("with_action_pct"),
-                "vs_health": harness.ratio(best.get("req_per_s"), health_best) if endpoint != "/health" else "1.00x",
-                "errors": errors,
-            })
+            lines.append(
+                {
+                    "endpoint": endpoint,
+                    "backend": backend,
+                    "database": runs[0]["database"],
+                    "sat_req_per_s": best.get("req_per_s"),
+                    "sat_connections": best.get("connections"),
+                    "sat_p99_ms": best.get("p99_ms"),
+                    "sat_server_p50_ms": best.get("server_p50_ms"),
+                    "rate_p50_ms": fixed.get("p50_ms"),
+                    "rate_p99_ms": fixed.get("p99_ms"),
+                    "rate_server_p50_ms": fixed.get("server_p50_ms"),
+                    "rate_server_p99_ms": fixed.get("server_p99_ms"),
+                    # at saturation: at the fixed rate the pollers' and idle workers' CPU weighs on every request
+                    "sat_cpu_us_per_req": best.get("server_cpu_us_per_req"),
+                    "sat_db_cpu_us_per_req": best.get("database_cpu_us_per_req"),
+                    "rate_with_action_pct": fixed.get("with_action_pct"),
+                    "vs_health": harness.ratio(best.get("req_per_s"), health_best) if endpoint != "/health" else "1.00x",
+                    "errors": errors,
+                }
+            )
     return lines
 
 
@@ -485,56 +622,123 @@ def goals(summary: list[dict[str, Any]], checks: list[dict[str, Any]], rate: flo
         dropped = sum(c["dropped"] for c in mine)
         others = sum(sum(c["sent_other"].values()) for c in mine)
         for goal, measured, passed in (
-            (f"≥ {GOALS['throughput']:,.0f} decisions/s at saturation", line["sat_req_per_s"],
-             line["sat_req_per_s"] is not None and line["sat_req_per_s"] >= GOALS["throughput"]),
-            (f"p99 ≤ {GOALS['p99_ms']:g} ms at {rate:g} req/s", line["rate_p99_ms"],
-             line["rate_p99_ms"] is not None and line["rate_p99_ms"] <= GOALS["p99_ms"]),
-            (f"server-side p50 ≤ {GOALS['server_p50_ms']:g} ms at {rate:g} req/s", line["rate_server_p50_ms"],
-             line["rate_server_p50_ms"] is not None and line["rate_server_p50_ms"] <= GOALS["server_p50_ms"]),
+            (
+                f"≥ {GOALS['throughput']:,.0f} decisions/s at saturation",
+                line["sat_req_per_s"],
+                line["sat_req_per_s"] is not None and line["sat_req_per_s"] >= GOALS["throughput"],
+            ),
+            (
+                f"p99 ≤ {GOALS['p99_ms']:g} ms at {rate:g} req/s",
+                line["rate_p99_ms"],
+                line["rate_p99_ms"] is not None and line["rate_p99_ms"] <= GOALS["p99_ms"],
+            ),
+            (
+                f"server-side p50 ≤ {GOALS['server_p50_ms']:g} ms at {rate:g} req/s",
+                line["rate_server_p50_ms"],
+                line["rate_server_p50_ms"] is not None and line["rate_server_p50_ms"] <= GOALS["server_p50_ms"],
+            ),
             ("every answer 201 and logged", f"{others} other, {dropped} not logged of {sent:,}", others == 0 and dropped == 0),
         ):
             shown = measured if isinstance(measured, str) else harness.fmt(measured, ",.0f" if "decisions/s" in goal else ".2f")
-            out.append({"database": database, "backend": backend, "goal": goal, "measured": shown, "result": "PASS" if passed else "FAIL"})
+            out.append(
+                {
+                    "database": database,
+                    "backend": backend,
+                    "goal": goal,
+                    "measured": shown,
+                    "result": "PASS" if passed else "FAIL",
+                }
+            )
     return out
 
 
-def print_report(rows: list[dict[str, Any]], summary: list[dict[str, Any]], goal_rows: list[dict[str, Any]],
-                 in_process_rows: list[dict[str, Any]], rate: float) -> None:
+def print_report(
+    rows: list[dict[str, Any]],
+    summary: list[dict[str, Any]],
+    goal_rows: list[dict[str, Any]],
+    in_process_rows: list[dict[str, Any]],
+    rate: float,
+) -> None:
     """Print every run, the summary, the in-process figures and the goals."""
     rounds = rows[0].get("rounds", 1)
     what = f"medians of {rounds} rounds" if rounds > 1 else "one round"
     print(f"\nAll runs ({rows[0]['database']}, granian, {what}); {harness.MACHINE_NOTE}")
-    harness.print_table(rows, [
-        ("backend", "backend", ""), ("endpoint", "endpoint", ""), ("load", "mode", ""),
-        ("req/s", "req_per_s", ",.0f"), ("p50 ms", "p50_ms", ".2f"), ("p90 ms", "p90_ms", ".2f"),
-        ("p99 ms", "p99_ms", ".2f"), ("max ms", "max_ms", ".1f"),
-        ("server p50", "server_p50_ms", ".2f"), ("server p99", "server_p99_ms", ".2f"),
-        ("errors", "non_200", ""), ("action %", "with_action_pct", ".0f"), ("server CPU µs/req", "server_cpu_us_per_req", ",.0f"),
-        *([("db CPU µs/req", "database_cpu_us_per_req", ",.0f")] if rows[0]["database"].startswith("postgresql") else []),
-        ("client CPU s", "client_cpu_s", ".1f"), ("idle %", "machine_idle_pct", ".0f"), ("others' CPU %", "others_cpu_pct", ".0f"),
-    ])
-    print(f"\nSummary: saturation = best req/s over the concurrency levels; latencies at {rate:g} req/s (open loop, from the "
-          "scheduled send); server = Server-Timing (the view: decide + log write + JSON); ratio = req/s vs the same server's /health")
-    harness.print_table(summary, [
-        ("endpoint", "endpoint", ""), ("backend", "backend", ""), ("database", "database", ""),
-        ("sat req/s", "sat_req_per_s", ",.0f"), ("at conns", "sat_connections", ""),
-        (f"p50 @{rate:g}", "rate_p50_ms", ".2f"), (f"p99 @{rate:g}", "rate_p99_ms", ".2f"),
-        ("server p50", "rate_server_p50_ms", ".3f"), ("server p99", "rate_server_p99_ms", ".3f"),
-        ("server p50 @sat", "sat_server_p50_ms", ".3f"), ("CPU µs/req @sat", "sat_cpu_us_per_req", ",.0f"),
-        *([("db CPU µs/req @sat", "sat_db_cpu_us_per_req", ",.0f")] if summary[0]["database"].startswith("postgresql") else []),
-        ("action % @rate", "rate_with_action_pct", ".0f"),
-        ("vs /health", "vs_health", ""), ("errors", "errors", ""),
-    ])
+    harness.print_table(
+        rows,
+        [
+            ("backend", "backend", ""),
+            ("endpoint", "endpoint", ""),
+            ("load", "mode", ""),
+            ("req/s", "req_per_s", ",.0f"),
+            ("p50 ms", "p50_ms", ".2f"),
+            ("p90 ms", "p90_ms", ".2f"),
+            ("p99 ms", "p99_ms", ".2f"),
+            ("max ms", "max_ms", ".1f"),
+            ("server p50", "server_p50_ms", ".2f"),
+            ("server p99", "server_p99_ms", ".2f"),
+            ("errors", "non_200", ""),
+            ("action %", "with_action_pct", ".0f"),
+            ("server CPU µs/req", "server_cpu_us_per_req", ",.0f"),
+            *([("db CPU µs/req", "database_cpu_us_per_req", ",.0f")] if rows[0]["database"].startswith("postgresql") else []),
+            ("client CPU s", "client_cpu_s", ".1f"),
+            ("idle %", "machine_idle_pct", ".0f"),
+            ("others' CPU %", "others_cpu_pct", ".0f"),
+        ],
+    )
+    print(
+        f"\nSummary: saturation = best req/s over the concurrency levels; latencies at {rate:g} req/s (open loop, from the "
+        "scheduled send); server = Server-Timing (the view: decide + log write + JSON); ratio = req/s vs the same server's /health"
+    )
+    harness.print_table(
+        summary,
+        [
+            ("endpoint", "endpoint", ""),
+            ("backend", "backend", ""),
+            ("database", "database", ""),
+            ("sat req/s", "sat_req_per_s", ",.0f"),
+            ("at conns", "sat_connections", ""),
+            (f"p50 @{rate:g}", "rate_p50_ms", ".2f"),
+            (f"p99 @{rate:g}", "rate_p99_ms", ".2f"),
+            ("server p50", "rate_server_p50_ms", ".3f"),
+            ("server p99", "rate_server_p99_ms", ".3f"),
+            ("server p50 @sat", "sat_server_p50_ms", ".3f"),
+            ("CPU µs/req @sat", "sat_cpu_us_per_req", ",.0f"),
+            *(
+                [("db CPU µs/req @sat", "sat_db_cpu_us_per_req", ",.0f")]
+                if summary[0]["database"].startswith("postgresql")
+                else []
+            ),
+            ("action % @rate", "rate_with_action_pct", ".0f"),
+            ("vs /health", "vs_health", ""),
+            ("errors", "errors", ""),
+        ],
+    )
     if in_process_rows:
         print("\nIn process, sequential, no HTTP (a forked child; the log written on every decision)")
-        harness.print_table(in_process_rows, [
-            ("backend", "backend", ""), ("database", "database", ""), ("measurement", "measurement", ""),
-            ("calls", "requests", ","), ("p50 ms", "p50_ms", ".3f"), ("p90 ms", "p90_ms", ".3f"), ("p99 ms", "p99_ms", ".3f"), ("max ms", "max_ms", ".1f"),
-        ])
+        harness.print_table(
+            in_process_rows,
+            [
+                ("backend", "backend", ""),
+                ("database", "database", ""),
+                ("measurement", "measurement", ""),
+                ("calls", "requests", ","),
+                ("p50 ms", "p50_ms", ".3f"),
+                ("p90 ms", "p90_ms", ".3f"),
+                ("p99 ms", "p99_ms", ".3f"),
+                ("max ms", "max_ms", ".1f"),
+            ],
+        )
     print("\nGoals (the issue's, applied to every database)")
-    harness.print_table(goal_rows, [
-        ("database", "database", ""), ("backend", "backend", ""), ("goal", "goal", ""), ("measured", "measured", ""), ("result", "result", ""),
-    ])
+    harness.print_table(
+        goal_rows,
+        [
+            ("database", "database", ""),
+            ("backend", "backend", ""),
+            ("goal", "goal", ""),
+            ("measured", "measured", ""),
+            ("result", "result", ""),
+        ],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -546,9 +750,11 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
     in_process_rows: list[dict[str, Any]] = []
-    with harness.scratch_database(args.database_url, name=SCRATCH_DATABASE, customers=args.customers) as dataset, \
-            tempfile.TemporaryDirectory(prefix="ds-bench-logs-") as log_dir, \
-            tempfile.TemporaryDirectory(prefix="ds-bench-models-") as models_tmp:
+    with (
+        harness.scratch_database(args.database_url, name=SCRATCH_DATABASE, customers=args.customers) as dataset,
+        tempfile.TemporaryDirectory(prefix="ds-bench-logs-") as log_dir,
+        tempfile.TemporaryDirectory(prefix="ds-bench-models-") as models_tmp,
+    ):
         models_dir = Path(models_tmp)
         setup = prepare(args, dataset, models_dir)
         key = setup.pop("channel_key")
@@ -565,8 +771,16 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(merged, args.rate)
     goal_rows = goals(summary, checks, args.rate)
     print_report(merged, summary, goal_rows, in_process_rows, args.rate)
-    payload = {"args": harness.public_args(args), "setup": setup, "summary": summary, "goals": goal_rows,
-               "checks": checks, "in_process": in_process_rows, "runs": merged, "rows": rows}
+    payload = {
+        "args": harness.public_args(args),
+        "setup": setup,
+        "summary": summary,
+        "goals": goal_rows,
+        "checks": checks,
+        "in_process": in_process_rows,
+        "runs": merged,
+        "rows": rows,
+    }
     path = harness.write_results(f"decision-load-{database_label(args, dataset).replace(' ', '-')}", payload)
     print(f"\nwritten {path}")
     lost = any(c["dropped"] or c["sent_other"] or c["sanity_problems"] for c in checks)

@@ -88,10 +88,10 @@ BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:  # imported from the tests
     sys.path.insert(0, str(BENCH))
 
-import harness
+import harness  # noqa: E402
 
-from decision_server import migrate
-from decision_server.db import Database
+from decision_server import migrate  # noqa: E402
+from decision_server.db import Database  # noqa: E402
 
 # Hidden truth: base acceptance rate per offer code and value segment (one number: every segment).
 TRUE_RATES: dict[str, dict[str, float] | float] = {
@@ -153,9 +153,21 @@ class Visit:
     retry: bool
 
 
-def prepare(workdir: Path, *, customers: int, decisions: int, days: float, seed: int, values: str = "flat",
-            taste: float = TASTE, noise: float = NOISE, train: bool = False, exploration: float | None = None,
-            prior_strength: float | None = None, echo=print) -> World:
+def prepare(
+    workdir: Path,
+    *,
+    customers: int,
+    decisions: int,
+    days: float,
+    seed: int,
+    values: str = "flat",
+    taste: float = TASTE,
+    noise: float = NOISE,
+    train: bool = False,
+    exploration: float | None = None,
+    prior_strength: float | None = None,
+    echo=print,
+) -> World:
     """Build the scratch database once (demo data, catalog, analytics, optional models), the truth and the visits."""
     from decision_server.analytics import reevaluate
     from decision_server.config import DEFAULT_CHANNELS
@@ -176,16 +188,22 @@ def prepare(workdir: Path, *, customers: int, decisions: int, days: float, seed:
         migrate.upgrade(database.engine)
         generator.load(database, generator.DemoSpec(customers=customers, seed=seed, as_of=HISTORY_END))
         with database.session(write=True) as session:
-            offer_service.load_demo_catalog(session, channels=DEFAULT_CHANNELS, words=offer_service.vocabulary(None),
-                                            now=START - dt.timedelta(days=1))
+            offer_service.load_demo_catalog(
+                session, channels=DEFAULT_CHANNELS, words=offer_service.vocabulary(None), now=START - dt.timedelta(days=1)
+            )
         offers_table = OfferRecord.__table__
         with database.connection(write=True) as conn:
-            rows = conn.execute(sa.select(offers_table.c.id, offers_table.c.code, offers_table.c.business_value,
-                                          offers_table.c.product_category).order_by(offers_table.c.id)).all()
+            rows = conn.execute(
+                sa.select(
+                    offers_table.c.id, offers_table.c.code, offers_table.c.business_value, offers_table.c.product_category
+                ).order_by(offers_table.c.id)
+            ).all()
             if values == "flat":
                 conn.execute(sa.update(offers_table).values(business_value=1.0))
-        offers = {r.id: {"code": r.code, "business_value": float(r.business_value), "product_category": r.product_category}
-                  for r in rows}
+        offers = {
+            r.id: {"code": r.code, "business_value": float(r.business_value), "product_category": r.product_category}
+            for r in rows
+        }
         if train:
             from decision_server.scoring import training
 
@@ -204,8 +222,23 @@ def prepare(workdir: Path, *, customers: int, decisions: int, days: float, seed:
     slot = {offer_id: i for i, offer_id in enumerate(sorted(offers))}
     rates, knowable = _true_rates(offers, slot, segment, categories, taste=taste, noise=noise, seed=seed)
     visits = draw_visits(len(ids), decisions=decisions, days=days, seed=seed)
-    return World(workdir, base_db, rules_dir, models_dir, values, ids, segment, stage, offers, rates, knowable, slot, visits,
-                 prior_strength=20.0 if prior_strength is None else prior_strength, setup_s=time.perf_counter() - started)
+    return World(
+        workdir,
+        base_db,
+        rules_dir,
+        models_dir,
+        values,
+        ids,
+        segment,
+        stage,
+        offers,
+        rates,
+        knowable,
+        slot,
+        visits,
+        prior_strength=20.0 if prior_strength is None else prior_strength,
+        setup_s=time.perf_counter() - started,
+    )
 
 
 def _override_learning(rules_dir: Path, exploration: float | None, prior_strength: float | None) -> None:
@@ -230,14 +263,23 @@ def _customers(database: Database) -> tuple[list[str], list[str], list[str], lis
 
     c, s, t = CustomerRecord.__table__, CustomerStateRecord.__table__, TransactionRecord.__table__
     with database.connection() as conn:
-        people = conn.execute(sa.select(c.c.id, c.c.external_id, s.c.value_segment, s.c.stage)
-                              .select_from(c.outerjoin(s, s.c.customer_id == c.c.id)).order_by(c.c.id)).all()
-        bought = conn.execute(sa.select(t.c.customer_id, t.c.category, sa.func.count()).group_by(t.c.customer_id, t.c.category)).all()
+        people = conn.execute(
+            sa.select(c.c.id, c.c.external_id, s.c.value_segment, s.c.stage)
+            .select_from(c.outerjoin(s, s.c.customer_id == c.c.id))
+            .order_by(c.c.id)
+        ).all()
+        bought = conn.execute(
+            sa.select(t.c.customer_id, t.c.category, sa.func.count()).group_by(t.c.customer_id, t.c.category)
+        ).all()
     counts: dict[int, dict[str, int]] = defaultdict(dict)
     for customer_id, category, n in bought:
         counts[customer_id][category] = n
-    return ([p.external_id for p in people], [p.value_segment or "low" for p in people],
-            [p.stage or "unknown" for p in people], [counts.get(p.id, {}) for p in people])
+    return (
+        [p.external_id for p in people],
+        [p.value_segment or "low" for p in people],
+        [p.stage or "unknown" for p in people],
+        [counts.get(p.id, {}) for p in people],
+    )
 
 
 def _true_rates(offers, slot, segment, categories, *, taste: float, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -269,11 +311,20 @@ def draw_visits(customers: int, *, decisions: int, days: float, seed: int) -> li
     weights = [rng.lognormvariate(0, 0.8) for _ in range(customers)]
     who = rng.choices(range(customers), weights=weights, k=decisions)
     seconds = sorted(rng.uniform(0, days * 86400) for _ in range(decisions))
-    names, shares = zip(*CHANNELS)
+    names, shares = zip(*CHANNELS, strict=True)
     visits = []
     for i in range(decisions):
-        visits.append(Visit(START + dt.timedelta(seconds=seconds[i]), who[i], rng.choices(names, weights=shares)[0],
-                            rng.random(), rng.random(), 60 + rng.expovariate(1 / MEAN_DELAY_S), rng.random() < RETRY_SHARE))
+        visits.append(
+            Visit(
+                START + dt.timedelta(seconds=seconds[i]),
+                who[i],
+                rng.choices(names, weights=shares)[0],
+                rng.random(),
+                rng.random(),
+                60 + rng.expovariate(1 / MEAN_DELAY_S),
+                rng.random() < RETRY_SHARE,
+            )
+        )
     return visits
 
 
@@ -313,15 +364,30 @@ def run_policy(world: World, *, adaptive: bool, seed: int, echo=print) -> dict[s
     name = "adaptive" if adaptive else "rules_only"
     path = world.workdir / f"{name}.db"
     shutil.copyfile(world.base_db, path)
-    config = Config(database_url=f"sqlite:///{path}", rules_dir=world.rules_dir, models_dir=world.models_dir,
-                    log_level="WARNING", rules_backend="python", rules_poll_seconds=0, models_poll_seconds=0,
-                    catalog_poll_seconds=0, learning_poll_seconds=0, adaptive_learning=adaptive)
+    config = Config(
+        database_url=f"sqlite:///{path}",
+        rules_dir=world.rules_dir,
+        models_dir=world.models_dir,
+        log_level="WARNING",
+        rules_backend="python",
+        rules_poll_seconds=0,
+        models_poll_seconds=0,
+        catalog_poll_seconds=0,
+        learning_poll_seconds=0,
+        adaptive_learning=adaptive,
+    )
     app = create_app(config)
     database = app.extensions["database"]
     learning = Learning(database, enabled=adaptive, poll_seconds=0, seed=seed)
     learning.start()
-    decider = Decider(database, rulebook=app.extensions["rulebook"], models=app.extensions["models"],
-                      catalog=app.extensions["catalog"], learning=learning, channels=config.channels)
+    decider = Decider(
+        database,
+        rulebook=app.extensions["rulebook"],
+        models=app.extensions["models"],
+        catalog=app.extensions["catalog"],
+        learning=learning,
+        channels=config.channels,
+    )
     pending: list[tuple[dt.datetime, int, str, str, bool]] = []
     outcomes: list[Outcome] = []
     posted = retried = double = 0
@@ -332,8 +398,9 @@ def run_policy(world: World, *, adaptive: bool, seed: int, echo=print) -> dict[s
             at, _seq, decision_id, response, retry = heapq.heappop(pending)
             for attempt in range(2 if retry else 1):
                 with database.connection(write=True) as conn:
-                    _stored, created, counted = log.respond(conn, learning, decision_id, response=response,
-                                                            occurred_at=at, now=at)
+                    _stored, created, counted = log.respond(
+                        conn, learning, decision_id, response=response, occurred_at=at, now=at
+                    )
                 if counted:
                     learning.applied([counted])
                 posted += created
@@ -355,9 +422,21 @@ def run_policy(world: World, *, adaptive: bool, seed: int, echo=print) -> dict[s
         p_top = row[world.slot[top]]
         accepted = visit.accept_u < p_top
         known = max(eligible, key=lambda o: world.knowable[visit.customer, world.slot[o]])
-        outcomes.append(Outcome(True, len(eligible), world.offers[top]["code"], p_top, accepted, sum(p) / len(p), max(p),
-                                p_top * world.offers[top]["business_value"], sum(v) / len(v), max(v),
-                                row[world.slot[known]]))
+        outcomes.append(
+            Outcome(
+                True,
+                len(eligible),
+                world.offers[top]["code"],
+                p_top,
+                accepted,
+                sum(p) / len(p),
+                max(p),
+                p_top * world.offers[top]["business_value"],
+                sum(v) / len(v),
+                max(v),
+                row[world.slot[known]],
+            )
+        )
         response = "accepted" if accepted else "declined" if visit.kind_u < DECLINE_SHARE else "ignored"
         heapq.heappush(pending, (visit.at + dt.timedelta(seconds=visit.delay_s), i, answer["decision_id"], response, visit.retry))
         if (i + 1) % max(1, len(world.visits) // 5) == 0:
@@ -365,7 +444,11 @@ def run_policy(world: World, *, adaptive: bool, seed: int, echo=print) -> dict[s
     post(None)
     seconds = time.perf_counter() - started
 
-    actions_t, responses_t, learning_t = DecisionActionRecord.__table__, DecisionResponseRecord.__table__, OfferLearningRecord.__table__
+    actions_t, responses_t, learning_t = (
+        DecisionActionRecord.__table__,
+        DecisionResponseRecord.__table__,
+        OfferLearningRecord.__table__,
+    )
     with database.connection() as conn:
         actions = conn.execute(sa.select(sa.func.count()).select_from(actions_t)).scalar_one()
         responses = dict(conn.execute(sa.select(responses_t.c.response, sa.func.count()).group_by(responses_t.c.response)).all())
@@ -376,9 +459,17 @@ def run_policy(world: World, *, adaptive: bool, seed: int, echo=print) -> dict[s
     for key in ("catalog", "models", "rulebook"):
         app.extensions[key].stop()
     database.dispose()
-    checks = {"decisions": len(outcomes), "actions": actions, "answered_decisions": answered,
-              "responses": sum(responses.values()), "by_response": responses, "posted": posted, "retries": retried,
-              "retries_recorded_twice": double, "acceptances_counted_by_learning": int(counted)}
+    checks = {
+        "decisions": len(outcomes),
+        "actions": actions,
+        "answered_decisions": answered,
+        "responses": sum(responses.values()),
+        "by_response": responses,
+        "posted": posted,
+        "retries": retried,
+        "retries_recorded_twice": double,
+        "acceptances_counted_by_learning": int(counted),
+    }
     return {"name": name, "outcomes": outcomes, "checks": checks, "seconds": seconds, "learned": learned}
 
 
@@ -390,10 +481,17 @@ def _learned(world: World, learning: Any) -> list[dict[str, Any]]:
             counts, _ = learning.counts(offer_id, segment)
             if not counts.shown:
                 continue
-            rows.append({"offer": world.offers[offer_id]["code"], "segment": segment, "shown": counts.shown,
-                         "accepted": counts.accepted, "observed_rate": counts.accepted / counts.shown,
-                         "model_rate": counts.expected / counts.shown,
-                         "multiplier": _multiplier(learning, offer_id, segment, world.prior_strength)})
+            rows.append(
+                {
+                    "offer": world.offers[offer_id]["code"],
+                    "segment": segment,
+                    "shown": counts.shown,
+                    "accepted": counts.accepted,
+                    "observed_rate": counts.accepted / counts.shown,
+                    "model_rate": counts.expected / counts.shown,
+                    "multiplier": _multiplier(learning, offer_id, segment, world.prior_strength),
+                }
+            )
     return rows
 
 
@@ -415,15 +513,26 @@ def windows(runs: dict[str, dict[str, Any]], count: int, *, contested: bool = Fa
         lo, hi = n * w // count, n * (w + 1) // count
         a = [o for o in adaptive[lo:hi] if o.acted and (not contested or o.eligible > 1)]
         r = [o for o in rules[lo:hi] if o.acted and (not contested or o.eligible > 1)]
-        rows.append({
-            "window": w + 1, "decisions": f"{lo + 1}-{hi}", "acted": len(a), "rules_acted": len(r),
-            "adaptive": _mean(o.p_top for o in a), "rules_only": _mean(o.p_top for o in r),
-            "random": _mean(o.p_random for o in a), "oracle": _mean(o.p_oracle for o in a),
-            "rules_oracle": _mean(o.p_oracle for o in r), "knowable": _mean(o.p_knowable for o in a),
-            "adaptive_realized": _mean(o.accepted for o in a), "rules_only_realized": _mean(o.accepted for o in r),
-            "adaptive_value": _mean(o.v_top for o in a), "rules_only_value": _mean(o.v_top for o in r),
-            "random_value": _mean(o.v_random for o in a), "oracle_value": _mean(o.v_oracle for o in a),
-        })
+        rows.append(
+            {
+                "window": w + 1,
+                "decisions": f"{lo + 1}-{hi}",
+                "acted": len(a),
+                "rules_acted": len(r),
+                "adaptive": _mean(o.p_top for o in a),
+                "rules_only": _mean(o.p_top for o in r),
+                "random": _mean(o.p_random for o in a),
+                "oracle": _mean(o.p_oracle for o in a),
+                "rules_oracle": _mean(o.p_oracle for o in r),
+                "knowable": _mean(o.p_knowable for o in a),
+                "adaptive_realized": _mean(o.accepted for o in a),
+                "rules_only_realized": _mean(o.accepted for o in r),
+                "adaptive_value": _mean(o.v_top for o in a),
+                "rules_only_value": _mean(o.v_top for o in r),
+                "random_value": _mean(o.v_random for o in a),
+                "oracle_value": _mean(o.v_oracle for o in a),
+            }
+        )
     return rows
 
 
@@ -464,12 +573,21 @@ def shown_by_segment(world: World, runs: dict[str, dict[str, Any]], last_share: 
     rows = []
     for name in ("adaptive", "rules_only"):
         for segment in SEGMENTS:
-            made = Counter(o.offer for i, o in enumerate(runs[name]["outcomes"][start:], start=start)
-                           if o.acted and o.eligible > 1 and world.segment[world.visits[i].customer] == segment)
+            made = Counter(
+                o.offer
+                for i, o in enumerate(runs[name]["outcomes"][start:], start=start)
+                if o.acted and o.eligible > 1 and world.segment[world.visits[i].customer] == segment
+            )
             total = sum(made.values())
             if total:
-                rows.append({"policy": name, "segment": segment, "decisions": total,
-                             "shown": ", ".join(f"{code} {100 * k / total:.0f}%" for code, k in made.most_common(4))})
+                rows.append(
+                    {
+                        "policy": name,
+                        "segment": segment,
+                        "decisions": total,
+                        "shown": ", ".join(f"{code} {100 * k / total:.0f}%" for code, k in made.most_common(4)),
+                    }
+                )
     return rows
 
 
@@ -478,7 +596,7 @@ def by_channel(world: World, runs: dict[str, dict[str, Any]]) -> list[dict[str, 
     half = len(world.visits) // 2
     sums: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for name in ("adaptive", "rules_only"):
-        for visit, o in zip(world.visits[half:], runs[name]["outcomes"][half:]):
+        for visit, o in zip(world.visits[half:], runs[name]["outcomes"][half:], strict=True):
             if o.acted and o.eligible > 1:
                 cell = sums[(visit.channel, world.segment[visit.customer])]
                 cell[name].append(o.p_top)
@@ -487,9 +605,18 @@ def by_channel(world: World, runs: dict[str, dict[str, Any]]) -> list[dict[str, 
     for (channel, segment), cell in sorted(sums.items(), key=lambda kv: (kv[0][0], SEGMENTS.index(kv[0][1]))):
         adaptive, oracle = _mean(cell["adaptive"]), _mean(cell["adaptive_oracle"])
         rules, rules_oracle = _mean(cell["rules_only"]), _mean(cell["rules_only_oracle"])
-        rows.append({"channel": channel, "segment": segment, "decisions": len(cell["adaptive"]), "adaptive": adaptive,
-                     "oracle": oracle, "adaptive_vs_oracle": _ratio(adaptive, oracle), "rules_only": rules,
-                     "rules_only_vs_its_oracle": _ratio(rules, rules_oracle)})
+        rows.append(
+            {
+                "channel": channel,
+                "segment": segment,
+                "decisions": len(cell["adaptive"]),
+                "adaptive": adaptive,
+                "oracle": oracle,
+                "adaptive_vs_oracle": _ratio(adaptive, oracle),
+                "rules_only": rules,
+                "rules_only_vs_its_oracle": _ratio(rules, rules_oracle),
+            }
+        )
     return rows
 
 
@@ -499,87 +626,196 @@ def _pct(value: float | None) -> str:
 
 def print_report(world: World, runs: dict[str, dict[str, Any]], rows, contested_rows, result: dict[str, Any]) -> None:
     print("\nexpected acceptance rate of the top action (mean true p), per window of decisions that made an action:")
-    table = [{**r, **{k: _pct(r[k]) for k in ("adaptive", "rules_only", "random", "oracle", "adaptive_realized",
-                                               "rules_only_realized")},
-              "vs_oracle": harness.ratio(r["adaptive"], r["oracle"])} for r in rows]
-    harness.print_table(table, [("window", "window", ""), ("decisions", "decisions", ""), ("acted", "acted", ",.0f"),
-                                ("adaptive", "adaptive", ""), ("rules-only", "rules_only", ""), ("random", "random", ""),
-                                ("oracle", "oracle", ""), ("adaptive/oracle", "vs_oracle", ""),
-                                ("realized adaptive", "adaptive_realized", ""), ("realized rules-only", "rules_only_realized", "")])
+    table = [
+        {
+            **r,
+            **{k: _pct(r[k]) for k in ("adaptive", "rules_only", "random", "oracle", "adaptive_realized", "rules_only_realized")},
+            "vs_oracle": harness.ratio(r["adaptive"], r["oracle"]),
+        }
+        for r in rows
+    ]
+    harness.print_table(
+        table,
+        [
+            ("window", "window", ""),
+            ("decisions", "decisions", ""),
+            ("acted", "acted", ",.0f"),
+            ("adaptive", "adaptive", ""),
+            ("rules-only", "rules_only", ""),
+            ("random", "random", ""),
+            ("oracle", "oracle", ""),
+            ("adaptive/oracle", "vs_oracle", ""),
+            ("realized adaptive", "adaptive_realized", ""),
+            ("realized rules-only", "rules_only_realized", ""),
+        ],
+    )
     print("\ncontested decisions only (two or more eligible offers), expected acceptance:")
-    table = [{**r, **{k: _pct(r[k]) for k in ("adaptive", "rules_only", "random", "oracle", "knowable")},
-              "vs_oracle": harness.ratio(r["adaptive"], r["oracle"]), "vs_knowable": harness.ratio(r["adaptive"], r["knowable"])}
-             for r in contested_rows]
-    harness.print_table(table, [("window", "window", ""), ("acted", "acted", ",.0f"), ("adaptive", "adaptive", ""),
-                                ("rules-only", "rules_only", ""), ("random", "random", ""), ("oracle", "oracle", ""),
-                                ("adaptive/oracle", "vs_oracle", ""), ("knowable", "knowable", ""),
-                                ("adaptive/knowable", "vs_knowable", "")])
+    table = [
+        {
+            **r,
+            **{k: _pct(r[k]) for k in ("adaptive", "rules_only", "random", "oracle", "knowable")},
+            "vs_oracle": harness.ratio(r["adaptive"], r["oracle"]),
+            "vs_knowable": harness.ratio(r["adaptive"], r["knowable"]),
+        }
+        for r in contested_rows
+    ]
+    harness.print_table(
+        table,
+        [
+            ("window", "window", ""),
+            ("acted", "acted", ",.0f"),
+            ("adaptive", "adaptive", ""),
+            ("rules-only", "rules_only", ""),
+            ("random", "random", ""),
+            ("oracle", "oracle", ""),
+            ("adaptive/oracle", "vs_oracle", ""),
+            ("knowable", "knowable", ""),
+            ("adaptive/knowable", "vs_knowable", ""),
+        ],
+    )
     if world.values == "catalog":
         print("\nexpected value per decision (true p × business value of the top action):")
-        harness.print_table(rows, [("window", "window", ""), ("adaptive", "adaptive_value", ".3f"),
-                                   ("rules-only", "rules_only_value", ".3f"), ("random", "random_value", ".3f"),
-                                   ("oracle (max p × value)", "oracle_value", ".3f")])
+        harness.print_table(
+            rows,
+            [
+                ("window", "window", ""),
+                ("adaptive", "adaptive_value", ".3f"),
+                ("rules-only", "rules_only_value", ".3f"),
+                ("random", "random_value", ".3f"),
+                ("oracle (max p × value)", "oracle_value", ".3f"),
+            ],
+        )
     print(f"\nwhat was made in the last {100 // len(rows)}% of the run, contested decisions, per value segment:")
-    harness.print_table(result["shown"], [("policy", "policy", ""), ("segment", "segment", ""),
-                                          ("decisions", "decisions", ",.0f"), ("offers made (share)", "shown", "")])
+    harness.print_table(
+        result["shown"],
+        [
+            ("policy", "policy", ""),
+            ("segment", "segment", ""),
+            ("decisions", "decisions", ",.0f"),
+            ("offers made (share)", "shown", ""),
+        ],
+    )
     print("\nsecond half of the run, contested decisions, per channel and value segment (each run against its own oracle):")
     table = [{**r, **{k: _pct(r[k]) for k in ("adaptive", "oracle", "rules_only")}} for r in result["channels"]]
-    harness.print_table(table, [("channel", "channel", ""), ("segment", "segment", ""), ("decisions", "decisions", ",.0f"),
-                                ("adaptive", "adaptive", ""), ("oracle", "oracle", ""),
-                                ("adaptive/oracle", "adaptive_vs_oracle", ".3f"), ("rules-only", "rules_only", ""),
-                                ("rules-only/its oracle", "rules_only_vs_its_oracle", ".3f")])
+    harness.print_table(
+        table,
+        [
+            ("channel", "channel", ""),
+            ("segment", "segment", ""),
+            ("decisions", "decisions", ",.0f"),
+            ("adaptive", "adaptive", ""),
+            ("oracle", "oracle", ""),
+            ("adaptive/oracle", "adaptive_vs_oracle", ".3f"),
+            ("rules-only", "rules_only", ""),
+            ("rules-only/its oracle", "rules_only_vs_its_oracle", ".3f"),
+        ],
+    )
     print("\nwhat the adaptive run learned (per offer and value segment):")
-    learned = [{**r, "truth": _pct(r["true_rate"]), "observed": _pct(r["observed_rate"]), "model": _pct(r["model_rate"])}
-               for r in result["learned"]]
-    harness.print_table(learned, [("offer", "offer", ""), ("segment", "segment", ""), ("shown", "shown", ",.0f"),
-                                  ("accepted", "accepted", ",.0f"), ("observed", "observed", ""),
-                                  ("true p of those shown", "truth", ""), ("model's p", "model", ""),
-                                  ("multiplier θ", "multiplier", ".2f")])
+    learned = [
+        {**r, "truth": _pct(r["true_rate"]), "observed": _pct(r["observed_rate"]), "model": _pct(r["model_rate"])}
+        for r in result["learned"]
+    ]
+    harness.print_table(
+        learned,
+        [
+            ("offer", "offer", ""),
+            ("segment", "segment", ""),
+            ("shown", "shown", ",.0f"),
+            ("accepted", "accepted", ",.0f"),
+            ("observed", "observed", ""),
+            ("true p of those shown", "truth", ""),
+            ("model's p", "model", ""),
+            ("multiplier θ", "multiplier", ".2f"),
+        ],
+    )
     s = result["summary"]
-    print(f"\nlast window, expected acceptance: adaptive {_pct(s['last_window']['adaptive'])}, "
-          f"rules-only {_pct(s['last_window']['rules_only'])}, random {_pct(s['last_window']['random'])}, "
-          f"oracle {_pct(s['last_window']['oracle'])}")
-    print(f"  adaptive / oracle {s['adaptive_vs_oracle']:.3f}; adaptive / random {s['adaptive_vs_random']:.2f}x; "
-          f"adaptive / rules-only {s['adaptive_vs_rules_only']:.2f}x (rules-only / its own oracle {s['rules_only_vs_its_oracle']:.3f})")
-    print(f"  contested only: adaptive / oracle {s['contested_adaptive_vs_oracle']:.3f}; adaptive / random "
-          f"{s['contested_adaptive_vs_random']:.2f}x; adaptive / rules-only {s['contested_adaptive_vs_rules_only']:.2f}x")
+    print(
+        f"\nlast window, expected acceptance: adaptive {_pct(s['last_window']['adaptive'])}, "
+        f"rules-only {_pct(s['last_window']['rules_only'])}, random {_pct(s['last_window']['random'])}, "
+        f"oracle {_pct(s['last_window']['oracle'])}"
+    )
+    print(
+        f"  adaptive / oracle {s['adaptive_vs_oracle']:.3f}; adaptive / random {s['adaptive_vs_random']:.2f}x; "
+        f"adaptive / rules-only {s['adaptive_vs_rules_only']:.2f}x (rules-only / its own oracle {s['rules_only_vs_its_oracle']:.3f})"
+    )
+    print(
+        f"  contested only: adaptive / oracle {s['contested_adaptive_vs_oracle']:.3f}; adaptive / random "
+        f"{s['contested_adaptive_vs_random']:.2f}x; adaptive / rules-only {s['contested_adaptive_vs_rules_only']:.2f}x"
+    )
     if world.values == "catalog":
-        print(f"  value: adaptive / value oracle {s['value_adaptive_vs_oracle']:.3f}; adaptive / rules-only "
-              f"{s['value_adaptive_vs_rules_only']:.2f}x")
+        print(
+            f"  value: adaptive / value oracle {s['value_adaptive_vs_oracle']:.3f}; adaptive / rules-only "
+            f"{s['value_adaptive_vs_rules_only']:.2f}x"
+        )
     for name in ("adaptive", "rules_only"):
         c = runs[name]["checks"]
-        print(f"  {name}: {c['decisions']:,} decisions, {c['actions']:,} actions, {c['responses']:,} responses "
-              f"({', '.join(f'{k} {v:,}' for k, v in sorted(c['by_response'].items()))}) on {c['answered_decisions']:,} "
-              f"decisions; {c['retries']:,} retries, {c['retries_recorded_twice']} recorded twice; "
-              f"acceptances counted by learning {c['acceptances_counted_by_learning']:,}; {runs[name]['seconds']:.0f} s")
+        print(
+            f"  {name}: {c['decisions']:,} decisions, {c['actions']:,} actions, {c['responses']:,} responses "
+            f"({', '.join(f'{k} {v:,}' for k, v in sorted(c['by_response'].items()))}) on {c['answered_decisions']:,} "
+            f"decisions; {c['retries']:,} retries, {c['retries_recorded_twice']} recorded twice; "
+            f"acceptances counted by learning {c['acceptances_counted_by_learning']:,}; {runs[name]['seconds']:.0f} s"
+        )
 
 
 # --- main -------------------------------------------------------------------------------------
 
 
-def simulate(*, customers: int, decisions: int, days: float, seed: int, windows_count: int = 10, values: str = "flat",
-             taste: float = TASTE, noise: float = NOISE, train: bool = False, exploration: float | None = None,
-             prior_strength: float | None = None, echo=print) -> dict[str, Any]:
+def simulate(
+    *,
+    customers: int,
+    decisions: int,
+    days: float,
+    seed: int,
+    windows_count: int = 10,
+    values: str = "flat",
+    taste: float = TASTE,
+    noise: float = NOISE,
+    train: bool = False,
+    exploration: float | None = None,
+    prior_strength: float | None = None,
+    echo=print,
+) -> dict[str, Any]:
     """Prepare the world, run both policies, and return the figures (the runs' outcomes included)."""
     workdir = Path(tempfile.mkdtemp(prefix="ds-simulation-"))
     try:
-        world = prepare(workdir, customers=customers, decisions=decisions, days=days, seed=seed, values=values, taste=taste,
-                        noise=noise, train=train, exploration=exploration, prior_strength=prior_strength, echo=echo)
-        echo(f"  world ready in {world.setup_s:.1f} s: {len(world.customers):,} customers "
-             f"({', '.join(f'{k} {v:,}' for k, v in Counter(world.segment).most_common())}), {len(world.visits):,} visits")
+        world = prepare(
+            workdir,
+            customers=customers,
+            decisions=decisions,
+            days=days,
+            seed=seed,
+            values=values,
+            taste=taste,
+            noise=noise,
+            train=train,
+            exploration=exploration,
+            prior_strength=prior_strength,
+            echo=echo,
+        )
+        echo(
+            f"  world ready in {world.setup_s:.1f} s: {len(world.customers):,} customers "
+            f"({', '.join(f'{k} {v:,}' for k, v in Counter(world.segment).most_common())}), {len(world.visits):,} visits"
+        )
         runs = {name: run_policy(world, adaptive=name == "adaptive", seed=seed, echo=echo) for name in ("adaptive", "rules_only")}
         rows = windows(runs, windows_count)
         contested_rows = windows(runs, windows_count, contested=True)
         learned = runs["adaptive"]["learned"]
         truth: dict[tuple[str, str], list[float]] = defaultdict(list)  # true p of the customers each offer was shown to
-        for visit, o in zip(world.visits, runs["adaptive"]["outcomes"]):
+        for visit, o in zip(world.visits, runs["adaptive"]["outcomes"], strict=True):
             if o.acted:
                 truth[(o.offer, world.segment[visit.customer])].append(o.p_top)
         for row in learned:
             row["true_rate"] = _mean(truth[(row["offer"], row["segment"])])
-        return {"world": world, "runs": runs, "windows": rows, "contested_windows": contested_rows, "learned": learned,
-                "shown": shown_by_segment(world, runs, 1 / windows_count), "channels": by_channel(world, runs),
-                "summary": summary(rows, contested_rows)}
+        return {
+            "world": world,
+            "runs": runs,
+            "windows": rows,
+            "contested_windows": contested_rows,
+            "learned": learned,
+            "shown": shown_by_segment(world, runs, 1 / windows_count),
+            "channels": by_channel(world, runs),
+            "summary": summary(rows, contested_rows),
+        }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -591,20 +827,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--days", type=float, default=None, help="virtual days the visits spread over (default 28; --quick 14)")
     parser.add_argument("--seed", type=int, default=42, help="demo data, truth, visits, responses and sampling seed (default 42)")
     parser.add_argument("--windows", type=int, default=10, help="windows of decisions in the report (default 10)")
-    parser.add_argument("--values", choices=("flat", "catalog"), default="flat",
-                        help="flat: every business value 1, so the server ranks by acceptance (default); catalog: the demo values")
-    parser.add_argument("--taste", type=float, default=TASTE,
-                        help=f"how much of the model's personal category signal is real, 0-1 (default {TASTE})")
+    parser.add_argument(
+        "--values",
+        choices=("flat", "catalog"),
+        default="flat",
+        help="flat: every business value 1, so the server ranks by acceptance (default); catalog: the demo values",
+    )
+    parser.add_argument(
+        "--taste",
+        type=float,
+        default=TASTE,
+        help=f"how much of the model's personal category signal is real, 0-1 (default {TASTE})",
+    )
     parser.add_argument("--noise", type=float, default=NOISE, help=f"σ of the per-customer log-normal noise (default {NOISE})")
-    parser.add_argument("--exploration", type=float, default=None,
-                        help="set every exploration of the scratch learning.yaml to this (default: as shipped)")
-    parser.add_argument("--prior-strength", type=float, default=None,
-                        help="set every prior_strength of the scratch learning.yaml to this (default: as shipped)")
-    parser.add_argument("--train", action="store_true", help="train the five models first (about a minute) instead of serving their fallbacks")
+    parser.add_argument(
+        "--exploration",
+        type=float,
+        default=None,
+        help="set every exploration of the scratch learning.yaml to this (default: as shipped)",
+    )
+    parser.add_argument(
+        "--prior-strength",
+        type=float,
+        default=None,
+        help="set every prior_strength of the scratch learning.yaml to this (default: as shipped)",
+    )
+    parser.add_argument(
+        "--train", action="store_true", help="train the five models first (about a minute) instead of serving their fallbacks"
+    )
     parser.add_argument("--quick", action="store_true", help="a smaller run (about 15 s)")
     args = parser.parse_args(argv)
     defaults = (1_500, 6_000, 14.0) if args.quick else (5_000, 20_000, 28.0)
-    for name, default in zip(("customers", "decisions", "days"), defaults):
+    for name, default in zip(("customers", "decisions", "days"), defaults, strict=True):
         if getattr(args, name) is None:
             setattr(args, name, default)
     return args
@@ -616,23 +870,50 @@ def main(argv: list[str] | None = None) -> int:
     from decision_server.logs import configure_logging
 
     configure_logging("WARNING")
-    print(f"decision simulation: {args.customers:,} customers, {args.decisions:,} decisions over {args.days:g} days, "
-          f"values {args.values}, taste {args.taste:g}, noise {args.noise:g}, seed {args.seed}, code {harness.CODE_AT_START}")
-    result = simulate(customers=args.customers, decisions=args.decisions, days=args.days, seed=args.seed,
-                      windows_count=args.windows, values=args.values, taste=args.taste, noise=args.noise, train=args.train,
-                      exploration=args.exploration, prior_strength=args.prior_strength)
+    print(
+        f"decision simulation: {args.customers:,} customers, {args.decisions:,} decisions over {args.days:g} days, "
+        f"values {args.values}, taste {args.taste:g}, noise {args.noise:g}, seed {args.seed}, code {harness.CODE_AT_START}"
+    )
+    result = simulate(
+        customers=args.customers,
+        decisions=args.decisions,
+        days=args.days,
+        seed=args.seed,
+        windows_count=args.windows,
+        values=args.values,
+        taste=args.taste,
+        noise=args.noise,
+        train=args.train,
+        exploration=args.exploration,
+        prior_strength=args.prior_strength,
+    )
     print_report(result["world"], result["runs"], result["windows"], result["contested_windows"], result)
     elapsed = time.perf_counter() - started
     world = result["world"]
-    path = harness.write_results("decision_simulation", {
-        "args": vars(args), "seconds": elapsed, "setup_s": world.setup_s,
-        "truth": {"true_rates": TRUE_RATES, "taste": args.taste, "noise": args.noise, "decline_share": DECLINE_SHARE,
-                  "retry_share": RETRY_SHARE, "channels": dict(CHANNELS)},
-        "windows": result["windows"], "contested_windows": result["contested_windows"], "summary": result["summary"],
-        "learned": result["learned"], "shown": result["shown"], "channels": result["channels"],
-        "checks": {name: run["checks"] for name, run in result["runs"].items()},
-        "run_seconds": {name: run["seconds"] for name, run in result["runs"].items()},
-    })
+    path = harness.write_results(
+        "decision_simulation",
+        {
+            "args": vars(args),
+            "seconds": elapsed,
+            "setup_s": world.setup_s,
+            "truth": {
+                "true_rates": TRUE_RATES,
+                "taste": args.taste,
+                "noise": args.noise,
+                "decline_share": DECLINE_SHARE,
+                "retry_share": RETRY_SHARE,
+                "channels": dict(CHANNELS),
+            },
+            "windows": result["windows"],
+            "contested_windows": result["contested_windows"],
+            "summary": result["summary"],
+            "learned": result["learned"],
+            "shown": result["shown"],
+            "channels": result["channels"],
+            "checks": {name: run["checks"] for name, run in result["runs"].items()},
+            "run_seconds": {name: run["seconds"] for name, run in result["runs"].items()},
+        },
+    )
     print(f"\nresults: {path.relative_to(harness.REPO)}; {elapsed:.0f} s in all")
     return 0
 

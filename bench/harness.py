@@ -149,18 +149,35 @@ class ServerSpec:
         """Return the command line that serves decision_server.wsgi on 127.0.0.1:`port`."""
         if self.kind == "granian":
             return [
-                str(VENV_BIN / "granian"), "--interface", "wsgi", "--factory",
-                "--host", HOST, "--port", str(port), "--workers", str(self.workers),
-                "--blocking-threads", str(self.threads),
-                "--no-access-log", "--log-level", "warning",
+                str(VENV_BIN / "granian"),
+                "--interface",
+                "wsgi",
+                "--factory",
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--workers",
+                str(self.workers),
+                "--blocking-threads",
+                str(self.threads),
+                "--no-access-log",
+                "--log-level",
+                "warning",
                 "decision_server.wsgi:application",
             ]
         worker = ["-k", "gthread", "--threads", str(self.threads), "--keep-alive", "5"]
         if self.kind == "gunicorn-sync":
             worker = ["-k", "sync"]
         return [
-            str(VENV_BIN / "gunicorn"), "-w", str(self.workers), *worker,
-            "-b", f"{HOST}:{port}", "--log-level", "warning",
+            str(VENV_BIN / "gunicorn"),
+            "-w",
+            str(self.workers),
+            *worker,
+            "-b",
+            f"{HOST}:{port}",
+            "--log-level",
+            "warning",
             "decision_server.wsgi:application()",
         ]
 
@@ -197,7 +214,11 @@ class RunningServer:
         }
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            spec.command(self.port), cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            spec.command(self.port),
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: we stop exactly what we started
         )
 
@@ -241,8 +262,7 @@ class RunningServer:
         self._log.flush()
         words = ("error", "traceback", "exception", "critical", "warning", "timeout")
         return [
-            line for line in self.log_path.read_text(errors="replace").splitlines()
-            if any(word in line.lower() for word in words)
+            line for line in self.log_path.read_text(errors="replace").splitlines() if any(word in line.lower() for word in words)
         ]
 
     def stop(self) -> None:
@@ -353,8 +373,9 @@ class _Recorder:
         self.sent: Counter[str] = Counter()  # the status of every request sent, priming and warm-up included
 
 
-def _send(conn: http.client.HTTPConnection, endpoint: Endpoint, rng: random.Random,
-          rec: _Recorder | None = None, count: bool = True) -> str:
+def _send(
+    conn: http.client.HTTPConnection, endpoint: Endpoint, rng: random.Random, rec: _Recorder | None = None, count: bool = True
+) -> str:
     """Send one request on a persistent connection and read the whole response; return the status.
 
     With `rec`, every status goes to rec.sent, and when `count` is true the endpoint's
@@ -474,7 +495,7 @@ def run_load(load: Load, server: RunningServer | None = None) -> dict[str, Any]:
     with ctx.Pool(processes) as pool:
         parts = pool.starmap(_client_process, [(load, start_at, i) for i in range(processes)])
     server_cpu = server.cpu_seconds() - cpu_before if server else None
-    busy, idle = (now - before for now, before in zip(machine_cpu_times(), (busy_before, idle_before)))
+    busy, idle = (now - before for now, before in zip(machine_cpu_times(), (busy_before, idle_before), strict=True))
     latencies = sorted(lat for part in parts for lat in part["latencies"])
     statuses: Counter[str] = Counter()
     sent: Counter[str] = Counter()
@@ -563,12 +584,10 @@ def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]])
     """Print rows as an aligned text table; columns are (header, key, format spec or "")."""
     cells = [[h for h, _, _ in columns]]
     for row in rows:
-        cells.append([
-            (fmt(row.get(key), spec) if spec else str(row.get(key, ""))) for _, key, spec in columns
-        ])
+        cells.append([(fmt(row.get(key), spec) if spec else str(row.get(key, ""))) for _, key, spec in columns])
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     for n, line in enumerate(cells):
-        print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+        print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))))
         if n == 0:
             print("  " + "  ".join("-" * w for w in widths))
 
@@ -580,6 +599,7 @@ def ratio(a: float | None, b: float | None) -> str:
 
 def code_version() -> str:
     """Return the git commit of the app code, with "+dirty" when decision_server/ has local changes."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
@@ -596,8 +616,10 @@ def environment() -> dict[str, Any]:
 
     code_now = code_version()
     if code_now != CODE_AT_START:  # other people commit while we measure: say so loudly
-        print(f"WARNING: the app code changed during the run ({CODE_AT_START} -> {code_now}); "
-              "servers started before and after the change ran different code")
+        print(
+            f"WARNING: the app code changed during the run ({CODE_AT_START} -> {code_now}); "
+            "servers started before and after the change ran different code"
+        )
     return {
         "code": CODE_AT_START if code_now == CODE_AT_START else f"{CODE_AT_START} -> {code_now}",
         "cpus": os.cpu_count(),

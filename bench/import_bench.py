@@ -32,8 +32,14 @@ from decision_server.db import UTC, Database
 from decision_server.ingest import importer
 
 DEFAULT_POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-PRODUCTS = [("Data 10GB", "data_bundle"), ("Data 50GB", "data_bundle"), ("Top-up", "top_up"),
-            ("Handset X", "device"), ("Roaming week", "roaming"), ("Music+", "subscription")]
+PRODUCTS = [
+    ("Data 10GB", "data_bundle"),
+    ("Data 50GB", "data_bundle"),
+    ("Top-up", "top_up"),
+    ("Handset X", "device"),
+    ("Roaming week", "roaming"),
+    ("Music+", "subscription"),
+]
 CHANNELS = ["app", "web", "store", "call_centre"]
 START = dt.datetime(2024, 1, 1, tzinfo=UTC)
 TRANSACTION_COLUMNS = "external_id, customer_id, occurred_at, amount_cents, cost_cents, product, category, channel, ingested_at"
@@ -47,7 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="sqlite")
     parser.add_argument("--batch-size", type=int, default=20_000, help="rows per transaction (default 20000)")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES, help="server for scratch databases (created and dropped)")
-    parser.add_argument("--rerun", action="store_true", help="also time a second import of the same file (all rows already present)")
+    parser.add_argument(
+        "--rerun", action="store_true", help="also time a second import of the same file (all rows already present)"
+    )
     parser.add_argument("--seed", type=int, default=7)
     return parser.parse_args(argv)
 
@@ -74,14 +82,33 @@ def write_files(args: argparse.Namespace, directory: Path) -> tuple[Path, Path]:
         out = csv.writer(f)
         out.writerow(["external_id", "first_name", "last_name", "email", "created_at", "consent_sms", "plan"])
         for n in range(1, args.customers + 1):
-            out.writerow([f"C{n:07d}", "Ana", "Øvergaard", f"c{n}@example.com", "2023-06-01T09:00:00Z",
-                          "true" if n % 3 else "false", "prepaid" if n % 2 else "postpaid"])
+            out.writerow(
+                [
+                    f"C{n:07d}",
+                    "Ana",
+                    "Øvergaard",
+                    f"c{n}@example.com",
+                    "2023-06-01T09:00:00Z",
+                    "true" if n % 3 else "false",
+                    "prepaid" if n % 2 else "postpaid",
+                ]
+            )
     with open(transactions, "w", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
         out.writerow(["external_id", "customer_id", "occurred_at", "amount", "cost", "product", "category", "channel"])
         for tid, customer, when, amount, cost, product, category, channel in transaction_rows(args):
-            out.writerow([tid, f"C{customer:07d}", when.strftime("%Y-%m-%dT%H:%M:%SZ"), f"{amount / 100:.2f}",
-                          "" if cost is None else f"{cost / 100:.2f}", product, category, channel])
+            out.writerow(
+                [
+                    tid,
+                    f"C{customer:07d}",
+                    when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    f"{amount / 100:.2f}",
+                    "" if cost is None else f"{cost / 100:.2f}",
+                    product,
+                    category,
+                    channel,
+                ]
+            )
     return customers, transactions
 
 
@@ -150,8 +177,17 @@ def run_baseline(database: Database, args: argparse.Namespace) -> float:
         seconds = 0.0
         while True:
             batch = [
-                (tid, customer, when if postgres else when.replace(tzinfo=None).isoformat(" ", "microseconds"),
-                 amount, cost, product, category, channel, ingested)
+                (
+                    tid,
+                    customer,
+                    when if postgres else when.replace(tzinfo=None).isoformat(" ", "microseconds"),
+                    amount,
+                    cost,
+                    product,
+                    category,
+                    channel,
+                    ingested,
+                )
                 for tid, customer, when, amount, cost, product, category, channel in _take(rows, args.batch_size)
             ]
             if not batch:
@@ -168,7 +204,7 @@ def run_baseline(database: Database, args: argparse.Namespace) -> float:
 
 
 def _take(rows: Iterator[tuple], n: int) -> list[tuple]:
-    return [row for _, row in zip(range(n), rows)]
+    return [row for _, row in zip(range(n), rows, strict=True)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,8 +216,10 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         customers, transactions = write_files(args, directory)
         size = transactions.stat().st_size / 1e6
-        print(f"generated {args.customers:,} customers and {args.rows:,} transactions ({size:.0f} MB) "
-              f"in {time.perf_counter() - started:.1f} s; {os.cpu_count()} CPUs")
+        print(
+            f"generated {args.customers:,} customers and {args.rows:,} transactions ({size:.0f} MB) "
+            f"in {time.perf_counter() - started:.1f} s; {os.cpu_count()} CPUs"
+        )
         results = []
         for backend in backends:
             print(f"\n{backend}")
@@ -194,8 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{'backend':<11} {'importer s':>10} {'rows/s':>9} {'baseline s':>10} {'rows/s':>9} {'ratio':>6}")
         for backend, measured, baseline in results:
             seconds = measured["import"]
-            print(f"{backend:<11} {seconds:>10.1f} {args.rows / seconds:>9,.0f} {baseline:>10.1f} "
-                  f"{args.rows / baseline:>9,.0f} {seconds / baseline:>5.1f}x")
+            print(
+                f"{backend:<11} {seconds:>10.1f} {args.rows / seconds:>9,.0f} {baseline:>10.1f} "
+                f"{args.rows / baseline:>9,.0f} {seconds / baseline:>5.1f}x"
+            )
             if "rerun" in measured:
                 print(f"{'  re-run':<11} {measured['rerun']:>10.1f} {args.rows / measured['rerun']:>9,.0f}")
         return 0

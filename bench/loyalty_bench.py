@@ -88,18 +88,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Read the command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--databases", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"])
-    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES, help=f"PostgreSQL server (scratch databases {SCRATCH_HTTP} and {SCRATCH_BULK} are created and dropped; default {DEFAULT_POSTGRES})")
-    parser.add_argument("--parts", nargs="+", choices=["http", "bulk"], default=["http", "bulk"], help="what to measure (default both)")
-    parser.add_argument("--quick", action="store_true", help="100k members, 3 s runs, 1 s warm-up bursts (about 2-3 minutes in all)")
-    parser.add_argument("--customers", type=int, default=10_000, help="demo customers (all members) for the HTTP part (default 10000)")
-    parser.add_argument("--members", type=int, default=None, help="members for the bulk part (default 1000000; 100000 with --quick)")
-    parser.add_argument("--connections", type=int, nargs="+", default=[8, 32], help="concurrent client connections, closed loop (default 8 32)")
+    parser.add_argument(
+        "--postgres-url",
+        default=DEFAULT_POSTGRES,
+        help=f"PostgreSQL server (scratch databases {SCRATCH_HTTP} and {SCRATCH_BULK} are created and dropped; default {DEFAULT_POSTGRES})",
+    )
+    parser.add_argument(
+        "--parts", nargs="+", choices=["http", "bulk"], default=["http", "bulk"], help="what to measure (default both)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="100k members, 3 s runs, 1 s warm-up bursts (about 2-3 minutes in all)"
+    )
+    parser.add_argument(
+        "--customers", type=int, default=10_000, help="demo customers (all members) for the HTTP part (default 10000)"
+    )
+    parser.add_argument(
+        "--members", type=int, default=None, help="members for the bulk part (default 1000000; 100000 with --quick)"
+    )
+    parser.add_argument(
+        "--connections", type=int, nargs="+", default=[8, 32], help="concurrent client connections, closed loop (default 8 32)"
+    )
     parser.add_argument("--duration", type=float, default=None, help="seconds measured per run (default 5; 3 with --quick)")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load discarded at the start of each run (default 1)")
+    parser.add_argument(
+        "--warmup", type=float, default=1.0, help="seconds of load discarded at the start of each run (default 1)"
+    )
     parser.add_argument("--clients", type=int, default=2, help="load-generator (and baseline) processes (default 2)")
     parser.add_argument("--workers", type=int, default=2, help="granian worker processes (default 2)")
     parser.add_argument("--threads", type=int, default=4, help="granian blocking threads per worker (default 4)")
-    parser.add_argument("--chunk", type=int, default=None, help="members per transaction in the bulk runs (default: the code's own, loyalty.bulk.CHUNK)")
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        default=None,
+        help="members per transaction in the bulk runs (default: the code's own, loyalty.bulk.CHUNK)",
+    )
     args = parser.parse_args(argv)
     if args.members is None:
         args.members = 100_000 if args.quick else 1_000_000
@@ -130,9 +151,13 @@ class LoyaltyEndpoint(harness.Endpoint):
         if self.kind == "purchase":
             occurred = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=rng.uniform(0, 60))
             body: dict[str, Any] = {
-                "external_id": unique, "customer_id": customer, "occurred_at": occurred.isoformat(),
-                "amount": f"{rng.randint(100, 20_000) / 100:.2f}", "category": rng.choice(CATEGORIES),
-                "channel": rng.choice(PURCHASE_CHANNELS)}
+                "external_id": unique,
+                "customer_id": customer,
+                "occurred_at": occurred.isoformat(),
+                "amount": f"{rng.randint(100, 20_000) / 100:.2f}",
+                "category": rng.choice(CATEGORIES),
+                "channel": rng.choice(PURCHASE_CHANNELS),
+            }
             return "POST", self.path, json.dumps(body).encode()
         path = self.path.format(customer=customer)
         if self.kind == "earn":
@@ -150,9 +175,18 @@ def endpoints(customers: int, keys: dict[str, str], reward_id: int) -> list[Loya
     """Return the three measured requests (the run id is set per run)."""
     return [
         LoyaltyEndpoint("purchase (earns)", "/api/v1/transactions", customers, keys["ingest"], ok_status=201, kind="purchase"),
-        LoyaltyEndpoint("earn", "/api/v1/loyalty/members/{customer}/earn", customers, keys["channel"], ok_status=201, kind="earn"),
-        LoyaltyEndpoint("redeem", "/api/v1/loyalty/members/{customer}/redemptions", customers, keys["channel"], ok_status=201,
-                        kind="redeem", reward_id=reward_id),
+        LoyaltyEndpoint(
+            "earn", "/api/v1/loyalty/members/{customer}/earn", customers, keys["channel"], ok_status=201, kind="earn"
+        ),
+        LoyaltyEndpoint(
+            "redeem",
+            "/api/v1/loyalty/members/{customer}/redemptions",
+            customers,
+            keys["channel"],
+            ok_status=201,
+            kind="redeem",
+            reward_id=reward_id,
+        ),
     ]
 
 
@@ -172,18 +206,26 @@ def prepare_http(url: str) -> tuple[dict[str, str], int, int]:
     try:
         with database.connection(write=True) as conn:
             conn.exec_driver_sql("DELETE FROM loyalty_members")  # none: the demo load does not enrol
-            members = conn.execute(_sql(
-                "INSERT INTO loyalty_members (customer_id, tier, tier_since, enrolled_at, enrolled_via, balance, "
-                "earned_total, next_expiry_at, below_since, updated_at) "
-                "SELECT id, 'bronze', :now, :now, 'import', :points, 0, NULL, NULL, :now FROM customers"),
-                {"now": _bind_time(database.dialect, now), "points": SEED_POINTS}).rowcount
-            conn.execute(_sql(
-                "INSERT INTO loyalty_ledger (customer_id, kind, points, balance_after, idempotency_key, occurred_at, "
-                "available_at, expires_at, actor, details, created_at) "
-                "SELECT customer_id, 'adjust', :points, :points, 'bench:seed', :now, :now, NULL, 'bench', '{}', :now "
-                "FROM loyalty_members"), {"now": _bind_time(database.dialect, now), "points": SEED_POINTS})
-            reward = rewards.create(conn, {"code": "BENCH_UNLIMITED", "name": "Bench reward", "points_cost": REWARD_COST,
-                                           "stock": None})
+            members = conn.execute(
+                _sql(
+                    "INSERT INTO loyalty_members (customer_id, tier, tier_since, enrolled_at, enrolled_via, balance, "
+                    "earned_total, next_expiry_at, below_since, updated_at) "
+                    "SELECT id, 'bronze', :now, :now, 'import', :points, 0, NULL, NULL, :now FROM customers"
+                ),
+                {"now": _bind_time(database.dialect, now), "points": SEED_POINTS},
+            ).rowcount
+            conn.execute(
+                _sql(
+                    "INSERT INTO loyalty_ledger (customer_id, kind, points, balance_after, idempotency_key, occurred_at, "
+                    "available_at, expires_at, actor, details, created_at) "
+                    "SELECT customer_id, 'adjust', :points, :points, 'bench:seed', :now, :now, NULL, 'bench', '{}', :now "
+                    "FROM loyalty_members"
+                ),
+                {"now": _bind_time(database.dialect, now), "points": SEED_POINTS},
+            )
+            reward = rewards.create(
+                conn, {"code": "BENCH_UNLIMITED", "name": "Bench reward", "points_cost": REWARD_COST, "stock": None}
+            )
         with database.session(write=True) as session:
             made = {role: keys.create_key(session, name=f"bench-{role}", role=role).secret for role in ("channel", "ingest")}
         harness._settle(database)
@@ -241,8 +283,10 @@ def row_counts(url: str) -> dict[str, int]:
     database = Database(url)
     try:
         with database.connection() as conn:
-            return {table: conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
-                    for table in ("loyalty_ledger", "transactions", "loyalty_redemptions", "loyalty_tier_changes")}
+            return {
+                table: conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
+                for table in ("loyalty_ledger", "transactions", "loyalty_redemptions", "loyalty_tier_changes")
+            }
     finally:
         database.dispose()
 
@@ -273,20 +317,25 @@ def create_baseline_table(dialect: str, target: str) -> None:
     if dialect == "sqlite":
         conn = sqlite3.connect(target, isolation_level=None, timeout=30)
         conn.execute(f"DROP TABLE IF EXISTS {BASELINE_TABLE}")
-        conn.execute(f"CREATE TABLE {BASELINE_TABLE} (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, "
-                     "points INTEGER NOT NULL, at TEXT NOT NULL)")
+        conn.execute(
+            f"CREATE TABLE {BASELINE_TABLE} (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, "
+            "points INTEGER NOT NULL, at TEXT NOT NULL)"
+        )
         conn.close()
     else:
         import psycopg
 
         with psycopg.connect(target, autocommit=True) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {BASELINE_TABLE}")
-            conn.execute(f"CREATE TABLE {BASELINE_TABLE} (id bigserial PRIMARY KEY, customer_id bigint NOT NULL, "
-                         "points bigint NOT NULL, at timestamptz NOT NULL)")
+            conn.execute(
+                f"CREATE TABLE {BASELINE_TABLE} (id bigserial PRIMARY KEY, customer_id bigint NOT NULL, "
+                "points bigint NOT NULL, at timestamptz NOT NULL)"
+            )
 
 
-def _insert_thread(dialect: str, target: str, start_at: float, warmup: float, duration: float, seed: int,
-                   out: dict[str, Any]) -> None:
+def _insert_thread(
+    dialect: str, target: str, start_at: float, warmup: float, duration: float, seed: int, out: dict[str, Any]
+) -> None:
     rng = random.Random(seed)
     latencies: list[float] = []
     errors: Counter[str] = Counter()
@@ -300,7 +349,9 @@ def _insert_thread(dialect: str, target: str, start_at: float, warmup: float, du
 
         def one() -> None:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute(sql, (rng.randint(1, 10_000), rng.randint(1, 500), dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")))
+            conn.execute(
+                sql, (rng.randint(1, 10_000), rng.randint(1, 500), dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f"))
+            )
             conn.execute("COMMIT")
     else:
         import psycopg
@@ -341,12 +392,15 @@ def _process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _insert_process(dialect: str, target: str, threads: int, start_at: float, warmup: float, duration: float,
-                    index: int) -> dict[str, Any]:
+def _insert_process(
+    dialect: str, target: str, threads: int, start_at: float, warmup: float, duration: float, index: int
+) -> dict[str, Any]:
     cpu_before = time.process_time()
     outs: list[dict[str, Any]] = [{} for _ in range(threads)]
-    workers = [threading.Thread(target=_insert_thread, args=(dialect, target, start_at, warmup, duration, index * 1000 + k, outs[k]))
-               for k in range(threads)]
+    workers = [
+        threading.Thread(target=_insert_thread, args=(dialect, target, start_at, warmup, duration, index * 1000 + k, outs[k]))
+        for k in range(threads)
+    ]
     for w in workers:
         w.start()
     for w in workers:
@@ -354,33 +408,52 @@ def _insert_process(dialect: str, target: str, threads: int, start_at: float, wa
     errors: Counter[str] = Counter()
     for o in outs:
         errors.update(o.get("errors", {}))
-    return {"latencies": [lat for o in outs for lat in o.get("latencies", [])], "errors": dict(errors),
-            "total": sum(o.get("total", 0) for o in outs), "cpu": time.process_time() - cpu_before,
-            "database_cpu": sum(o.get("database_cpu", 0.0) for o in outs)}
+    return {
+        "latencies": [lat for o in outs for lat in o.get("latencies", [])],
+        "errors": dict(errors),
+        "total": sum(o.get("total", 0) for o in outs),
+        "cpu": time.process_time() - cpu_before,
+        "database_cpu": sum(o.get("database_cpu", 0.0) for o in outs),
+    }
 
 
-def insert_baseline(dialect: str, target: str, connections: int, duration: float, warmup: float,
-                    processes: int) -> dict[str, Any]:
+def insert_baseline(
+    dialect: str, target: str, connections: int, duration: float, warmup: float, processes: int
+) -> dict[str, Any]:
     """Run `connections` clients doing INSERT + COMMIT for `duration` s; return rows/s, latencies, CPU."""
     processes = min(processes, connections)
     ctx = multiprocessing.get_context("fork")
     busy_before, idle_before = harness.machine_cpu_times()
     start_at = time.monotonic() + 1.0
     with ctx.Pool(processes) as pool:
-        parts = pool.starmap(_insert_process, [
-            (dialect, target, harness._share(connections, processes, i), start_at, warmup, duration, i) for i in range(processes)])
-    busy, idle = (now - before for now, before in zip(harness.machine_cpu_times(), (busy_before, idle_before)))
+        parts = pool.starmap(
+            _insert_process,
+            [
+                (dialect, target, harness._share(connections, processes, i), start_at, warmup, duration, i)
+                for i in range(processes)
+            ],
+        )
+    busy, idle = (now - before for now, before in zip(harness.machine_cpu_times(), (busy_before, idle_before), strict=True))
     latencies = sorted(lat for p in parts for lat in p["latencies"])
     errors: Counter[str] = Counter()
     for p in parts:
         errors.update(p["errors"])
     row = {
-        "endpoint": "plain INSERT + COMMIT", "mode": f"{connections} conns", "connections": connections,
-        "duration_s": duration, "requests": len(latencies), "req_per_s": len(latencies) / duration,
-        "errors": dict(errors), "non_200": ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "0",
-        "rows_written": sum(p["total"] for p in parts), "client_cpu_s": sum(p["cpu"] for p in parts),
-        "machine_busy_s": busy, "machine_idle_pct": 100 * idle / (busy + idle) if busy + idle else None,
-        "server_cpu_s": None, "server_cpu_us_per_req": None, **harness.latency_summary(latencies),
+        "endpoint": "plain INSERT + COMMIT",
+        "mode": f"{connections} conns",
+        "connections": connections,
+        "duration_s": duration,
+        "requests": len(latencies),
+        "req_per_s": len(latencies) / duration,
+        "errors": dict(errors),
+        "non_200": ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "0",
+        "rows_written": sum(p["total"] for p in parts),
+        "client_cpu_s": sum(p["cpu"] for p in parts),
+        "machine_busy_s": busy,
+        "machine_idle_pct": 100 * idle / (busy + idle) if busy + idle else None,
+        "server_cpu_s": None,
+        "server_cpu_us_per_req": None,
+        **harness.latency_summary(latencies),
     }
     if dialect != "sqlite":  # each connection's backend, read by its thread before it closed
         row["database_cpu_s"] = sum(p["database_cpu"] for p in parts)
@@ -415,7 +488,9 @@ def driver_target(dataset_url: str, dialect: str) -> str:
 # --- HTTP part ---------------------------------------------------------------------------------------
 
 
-def http_part(args: argparse.Namespace, dialect: str, log_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+def http_part(
+    args: argparse.Namespace, dialect: str, log_dir: Path
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
     """Serve, run each request at each concurrency, check after each run, then the INSERT baseline."""
     rows: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
@@ -424,8 +499,10 @@ def http_part(args: argparse.Namespace, dialect: str, log_dir: Path) -> tuple[li
     print(f"\n== {dialect}: HTTP, {args.customers:,} demo customers, all members ==", flush=True)
     with harness.scratch_database(postgres, name=SCRATCH_HTTP, customers=args.customers) as dataset:
         keys, reward_id, members = prepare_http(dataset.url)
-        print(f"  {members:,} members enrolled with {SEED_POINTS:,} points each; reward {reward_id} costs {REWARD_COST} points, unlimited stock",
-              flush=True)
+        print(
+            f"  {members:,} members enrolled with {SEED_POINTS:,} points each; reward {reward_id} costs {REWARD_COST} points, unlimited stock",
+            flush=True,
+        )
         spec = harness.ServerSpec("granian", "granian", workers=args.workers, threads=args.threads)
         scratch = SCRATCH_HTTP if dialect == "postgresql" else None
         with harness.serving(spec, dataset, log_dir) as server:
@@ -434,7 +511,9 @@ def http_part(args: argparse.Namespace, dialect: str, log_dir: Path) -> tuple[li
                 # a short discarded burst: pools, caches and both workers warm before anything counts
                 burst_endpoint = dataclasses.replace(endpoint, run=f"w{random.getrandbits(32):08x}")
                 before = row_counts(dataset.url)
-                burst = harness.run_load(harness.Load(server.port, burst_endpoint, 8, 1.0 if args.quick else 2.0, processes=args.clients))
+                burst = harness.run_load(
+                    harness.Load(server.port, burst_endpoint, 8, 1.0 if args.quick else 2.0, processes=args.clients)
+                )
                 for problem in written_check(endpoint, before, row_counts(dataset.url), burst["sent_statuses"].get("201", 0)):
                     problems.append(f"{dialect} {endpoint.name} warm-up: {problem}")
                 if set(burst["sent_statuses"]) - {"201"}:
@@ -443,8 +522,15 @@ def http_part(args: argparse.Namespace, dialect: str, log_dir: Path) -> tuple[li
                     measured = dataclasses.replace(endpoint, run=f"r{random.getrandbits(32):08x}")
                     before = row_counts(dataset.url)
                     database_cpu = postgres_cpu_seconds(scratch) if scratch else None
-                    row = {"database": dialect, **harness.run_load(
-                        harness.Load(server.port, measured, connections, args.duration, warmup=args.warmup, processes=args.clients), server)}
+                    row = {
+                        "database": dialect,
+                        **harness.run_load(
+                            harness.Load(
+                                server.port, measured, connections, args.duration, warmup=args.warmup, processes=args.clients
+                            ),
+                            server,
+                        ),
+                    }
                     if database_cpu is not None:
                         row["database_cpu_s"] = postgres_cpu_seconds(scratch) - database_cpu
                         row["database_cpu_us_per_req"] = row["database_cpu_s"] / max(sum(row["sent_statuses"].values()), 1) * 1e6
@@ -463,10 +549,13 @@ def http_part(args: argparse.Namespace, dialect: str, log_dir: Path) -> tuple[li
                     problems += [f"{dialect} {endpoint.name} {connections} conns: {p}" for p in row["not_written"]]
                     if check["violations"]:
                         problems.append(f"{dialect} after {check['after']}: ledger invariant broken: {check}")
-                    print(f"  {row['endpoint']:<17} {row['mode']:<9} {row['req_per_s']:>7,.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
-                          f"p99 {row['p99_ms']:7.2f} ms  errors {row['non_200']}  {sent_201:,} × 201 written: "
-                          f"{'OK' if not row['not_written'] else 'NO'}  invariant on {check['members']:,} members: "
-                          f"{check['violations']} violations  others' CPU {row['others_cpu_pct']:.0f} %", flush=True)
+                    print(
+                        f"  {row['endpoint']:<17} {row['mode']:<9} {row['req_per_s']:>7,.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
+                        f"p99 {row['p99_ms']:7.2f} ms  errors {row['non_200']}  {sent_201:,} × 201 written: "
+                        f"{'OK' if not row['not_written'] else 'NO'}  invariant on {check['members']:,} members: "
+                        f"{check['violations']} violations  others' CPU {row['others_cpu_pct']:.0f} %",
+                        flush=True,
+                    )
             log_problems = server.log_problems()
         if log_problems:
             print(f"  {len(log_problems)} problem lines in the server output, first ones:")
@@ -481,8 +570,11 @@ def http_part(args: argparse.Namespace, dialect: str, log_dir: Path) -> tuple[li
             rows.append(row)
             if row["errors"]:
                 problems.append(f"{dialect} baseline {connections} conns: errors {row['errors']}")
-            print(f"  {row['endpoint']:<17} {row['mode']:<9} {row['req_per_s']:>7,.0f} rows/s p50 {row['p50_ms']:6.2f} ms  "
-                  f"p99 {row['p99_ms']:7.2f} ms  errors {row['non_200']}  others' CPU {row['others_cpu_pct']:.0f} %", flush=True)
+            print(
+                f"  {row['endpoint']:<17} {row['mode']:<9} {row['req_per_s']:>7,.0f} rows/s p50 {row['p50_ms']:6.2f} ms  "
+                f"p99 {row['p99_ms']:7.2f} ms  errors {row['non_200']}  others' CPU {row['others_cpu_pct']:.0f} %",
+                flush=True,
+            )
         in_table = baseline_rows_in_table(dialect, target)
         if in_table != inserted:
             problems.append(f"{dialect} baseline: {in_table:,} rows in the table for {inserted:,} committed")
@@ -533,8 +625,10 @@ class _Sql:
     def insert(self, table: str, columns: str, select: str, where: str = "1 = 1") -> str:
         """INSERT INTO table (columns) SELECT select FROM i = 1 .. :n WHERE where."""
         if self.dialect == "sqlite":
-            return (f"WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < :n) "
-                    f"INSERT INTO {table} ({columns}) SELECT {select} FROM g WHERE {where}")
+            return (
+                f"WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < :n) "
+                f"INSERT INTO {table} ({columns}) SELECT {select} FROM g WHERE {where}"
+            )
         return f"INSERT INTO {table} ({columns}) SELECT {select} FROM generate_series(1, :n) AS g(i) WHERE {where}"
 
     def external_id(self) -> str:
@@ -543,10 +637,14 @@ class _Sql:
 
 # What the data is built to give (i = customer id, 1 .. n):
 BUCKET = "(i % 20)"
-RECENT = (f"(CASE WHEN {BUCKET} = 0 THEN 12000 + i % 1000 WHEN {BUCKET} IN (1, 2) THEN 5000 + i % 1000 "
-          f"WHEN {BUCKET} BETWEEN 3 AND 7 THEN 1500 + i % 1000 ELSE 100 + i % 800 END)")  # points earned in 12 months
-QUALIFIED = (f"(CASE WHEN {BUCKET} = 0 THEN 'platinum' WHEN {BUCKET} IN (1, 2) THEN 'gold' "
-             f"WHEN {BUCKET} BETWEEN 3 AND 7 THEN 'silver' ELSE 'bronze' END)")
+RECENT = (
+    f"(CASE WHEN {BUCKET} = 0 THEN 12000 + i % 1000 WHEN {BUCKET} IN (1, 2) THEN 5000 + i % 1000 "
+    f"WHEN {BUCKET} BETWEEN 3 AND 7 THEN 1500 + i % 1000 ELSE 100 + i % 800 END)"
+)  # points earned in 12 months
+QUALIFIED = (
+    f"(CASE WHEN {BUCKET} = 0 THEN 'platinum' WHEN {BUCKET} IN (1, 2) THEN 'gold' "
+    f"WHEN {BUCKET} BETWEEN 3 AND 7 THEN 'silver' ELSE 'bronze' END)"
+)
 EXPIRING = "(i % 10 IN (1, 2, 3))"  # 30 %: an old lot past its expiry
 OLD = "(200 + i % 300)"
 SPENT = "(i % 10 = 1)"  # 10 %: redeemed 100 of the old lot
@@ -559,36 +657,71 @@ def populate(database: Any, n: int, now: dt.datetime) -> dict[str, float]:
     q = _Sql(database.dialect)
     params = {"n": n, "now": now.strftime("%Y-%m-%d %H:%M:%S") if database.dialect == "sqlite" else now}
     balance = f"({RECENT} + CASE WHEN {EXPIRING} THEN {OLD} ELSE 0 END - CASE WHEN {SPENT} THEN 100 ELSE 0 END)"
-    next_expiry = f"(CASE WHEN {EXPIRING} THEN {q.shift('-70')} WHEN {BUCKET} = 0 THEN NULL ELSE {q.shift(f'730 - {RECENT_AGE}')} END)"
-    ledger_columns = ("customer_id, kind, points, balance_after, idempotency_key, occurred_at, available_at, expires_at, "
-                      "actor, details, created_at")
+    next_expiry = (
+        f"(CASE WHEN {EXPIRING} THEN {q.shift('-70')} WHEN {BUCKET} = 0 THEN NULL ELSE {q.shift(f'730 - {RECENT_AGE}')} END)"
+    )
+    ledger_columns = (
+        "customer_id, kind, points, balance_after, idempotency_key, occurred_at, available_at, expires_at, "
+        "actor, details, created_at"
+    )
     statements = [
-        ("customers", q.insert(
-            "customers", "id, external_id, consent, attributes, created_at, updated_at",
-            f"i, {q.external_id()}, '{{}}', '{{}}', {q.shift('-(i % 2000 + 1)')}, {q.shift('0')}")),
-        ("customer_state", q.insert(
-            "customer_state", "customer_id, transaction_count, total_spend_cents, total_cost_cents, touchpoint_count, "
-            "stage, value_segment, updated_at",
-            f"i, 0, 0, 0, 0, 'growth', CASE WHEN i % 3 = 0 THEN 'high' ELSE 'medium' END, {q.shift('0')}")),
-        ("loyalty_members", q.insert(
-            "loyalty_members", "customer_id, tier, tier_since, enrolled_at, enrolled_via, balance, earned_total, "
-            "next_expiry_at, below_since, updated_at",
-            f"i, {STORED}, {q.shift('-400')}, {q.shift('-(i % 2000 + 1)')}, 'import', {balance}, "
-            f"{RECENT} + CASE WHEN {EXPIRING} THEN {OLD} ELSE 0 END, {next_expiry}, "
-            f"CASE WHEN i % 40 = 9 THEN {q.shift('-100')} ELSE NULL END, {q.shift('0')}")),
-        ("ledger: old lots", q.insert(
-            "loyalty_ledger", ledger_columns,
-            f"i, 'earn', {OLD}, {OLD}, 'seed:old', {q.shift('-800')}, {q.shift('-800')}, {q.shift('-70')}, 'bench', '{{}}', "
-            f"{q.shift('-800')}", EXPIRING)),
-        ("ledger: redemptions", q.insert(
-            "loyalty_ledger", ledger_columns,
-            f"i, 'redeem', -100, {OLD} - 100, 'seed:redeem', {q.shift('-400')}, NULL, NULL, 'bench', '{{}}', {q.shift('-400')}",
-            SPENT)),
-        ("ledger: recent lots", q.insert(
-            "loyalty_ledger", ledger_columns,
-            f"i, 'earn', {RECENT}, {balance}, 'seed:recent', {q.shift(f'-{RECENT_AGE}')}, {q.shift(f'-{RECENT_AGE}')}, "
-            f"CASE WHEN {BUCKET} = 0 THEN NULL ELSE {q.shift(f'730 - {RECENT_AGE}')} END, 'bench', '{{}}', "
-            f"{q.shift(f'-{RECENT_AGE}')}")),
+        (
+            "customers",
+            q.insert(
+                "customers",
+                "id, external_id, consent, attributes, created_at, updated_at",
+                f"i, {q.external_id()}, '{{}}', '{{}}', {q.shift('-(i % 2000 + 1)')}, {q.shift('0')}",
+            ),
+        ),
+        (
+            "customer_state",
+            q.insert(
+                "customer_state",
+                "customer_id, transaction_count, total_spend_cents, total_cost_cents, touchpoint_count, "
+                "stage, value_segment, updated_at",
+                f"i, 0, 0, 0, 0, 'growth', CASE WHEN i % 3 = 0 THEN 'high' ELSE 'medium' END, {q.shift('0')}",
+            ),
+        ),
+        (
+            "loyalty_members",
+            q.insert(
+                "loyalty_members",
+                "customer_id, tier, tier_since, enrolled_at, enrolled_via, balance, earned_total, "
+                "next_expiry_at, below_since, updated_at",
+                f"i, {STORED}, {q.shift('-400')}, {q.shift('-(i % 2000 + 1)')}, 'import', {balance}, "
+                f"{RECENT} + CASE WHEN {EXPIRING} THEN {OLD} ELSE 0 END, {next_expiry}, "
+                f"CASE WHEN i % 40 = 9 THEN {q.shift('-100')} ELSE NULL END, {q.shift('0')}",
+            ),
+        ),
+        (
+            "ledger: old lots",
+            q.insert(
+                "loyalty_ledger",
+                ledger_columns,
+                f"i, 'earn', {OLD}, {OLD}, 'seed:old', {q.shift('-800')}, {q.shift('-800')}, {q.shift('-70')}, 'bench', '{{}}', "
+                f"{q.shift('-800')}",
+                EXPIRING,
+            ),
+        ),
+        (
+            "ledger: redemptions",
+            q.insert(
+                "loyalty_ledger",
+                ledger_columns,
+                f"i, 'redeem', -100, {OLD} - 100, 'seed:redeem', {q.shift('-400')}, NULL, NULL, 'bench', '{{}}', {q.shift('-400')}",
+                SPENT,
+            ),
+        ),
+        (
+            "ledger: recent lots",
+            q.insert(
+                "loyalty_ledger",
+                ledger_columns,
+                f"i, 'earn', {RECENT}, {balance}, 'seed:recent', {q.shift(f'-{RECENT_AGE}')}, {q.shift(f'-{RECENT_AGE}')}, "
+                f"CASE WHEN {BUCKET} = 0 THEN NULL ELSE {q.shift(f'730 - {RECENT_AGE}')} END, 'bench', '{{}}', "
+                f"{q.shift(f'-{RECENT_AGE}')}",
+            ),
+        ),
     ]
     times = {}
     for name, sql in statements:
@@ -609,9 +742,13 @@ def expected(n: int) -> dict[str, int]:
     i = np.arange(1, n + 1, dtype=np.int64)
     expiring = np.isin(i % 10, (1, 2, 3))
     due = np.where(expiring, 200 + i % 300 - np.where(i % 10 == 1, 100, 0), 0)
-    return {"expired_members": int(expiring.sum()), "expired_points": int(due.sum()),
-            "tier_changes": int(np.isin(i % 40, (5, 9)).sum()), "below_since_set": int((i % 40 == 19).sum()),
-            "ledger_rows": int(n + expiring.sum() + (i % 10 == 1).sum())}
+    return {
+        "expired_members": int(expiring.sum()),
+        "expired_points": int(due.sum()),
+        "tier_changes": int(np.isin(i % 40, (5, 9)).sum()),
+        "below_since_set": int((i % 40 == 19).sum()),
+        "ledger_rows": int(n + expiring.sum() + (i % 10 == 1).sum()),
+    }
 
 
 BALANCE_CHECK_SQL = """
@@ -681,15 +818,19 @@ def bulk_floor(database: Any, n: int) -> dict[str, float]:
         conn.execute("PRAGMA synchronous=NORMAL")
         started = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(f"INSERT INTO {BASELINE_TABLE} (customer_id, points, at) SELECT customer_id, balance, updated_at FROM loyalty_members")
+        conn.execute(
+            f"INSERT INTO {BASELINE_TABLE} (customer_id, points, at) SELECT customer_id, balance, updated_at FROM loyalty_members"
+        )
         conn.execute("COMMIT")
         out["insert_select_s"] = time.perf_counter() - started
         conn.execute(f"DELETE FROM {BASELINE_TABLE}")
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         started = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(f"INSERT INTO {BASELINE_TABLE} (customer_id, points, at) VALUES (?, ?, ?)",
-                         ((i, i % 500, stamp) for i in range(1, n + 1)))
+        conn.executemany(
+            f"INSERT INTO {BASELINE_TABLE} (customer_id, points, at) VALUES (?, ?, ?)",
+            ((i, i % 500, stamp) for i in range(1, n + 1)),
+        )
         conn.execute("COMMIT")
         out["executemany_s"] = time.perf_counter() - started
         out["rows"] = conn.execute(f"SELECT count(*) FROM {BASELINE_TABLE}").fetchone()[0]
@@ -699,7 +840,9 @@ def bulk_floor(database: Any, n: int) -> dict[str, float]:
 
         with psycopg.connect(target) as conn:
             started = time.perf_counter()
-            conn.execute(f"INSERT INTO {BASELINE_TABLE} (customer_id, points, at) SELECT customer_id, balance, updated_at FROM loyalty_members")
+            conn.execute(
+                f"INSERT INTO {BASELINE_TABLE} (customer_id, points, at) SELECT customer_id, balance, updated_at FROM loyalty_members"
+            )
             conn.commit()
             out["insert_select_s"] = time.perf_counter() - started
             conn.execute(f"TRUNCATE {BASELINE_TABLE}")
@@ -707,8 +850,10 @@ def bulk_floor(database: Any, n: int) -> dict[str, float]:
             stamp = dt.datetime.now(dt.UTC)
             started = time.perf_counter()
             with conn.cursor() as cur:
-                cur.executemany(f"INSERT INTO {BASELINE_TABLE} (customer_id, points, at) VALUES (%s, %s, %s)",
-                                ((i, i % 500, stamp) for i in range(1, n + 1)))
+                cur.executemany(
+                    f"INSERT INTO {BASELINE_TABLE} (customer_id, points, at) VALUES (%s, %s, %s)",
+                    ((i, i % 500, stamp) for i in range(1, n + 1)),
+                )
             conn.commit()
             out["executemany_s"] = time.perf_counter() - started
             out["rows"] = conn.execute(f"SELECT count(*) FROM {BASELINE_TABLE}").fetchone()[0]
@@ -737,8 +882,11 @@ def bulk_part(args: argparse.Namespace, dialect: str) -> tuple[list[dict[str, An
                 ledger_rows = conn.exec_driver_sql("SELECT count(*) FROM loyalty_ledger").scalar_one()
                 setup["tiers"] = dict(conn.exec_driver_sql("SELECT tier, count(*) FROM loyalty_members GROUP BY tier").all())
             setup["ledger_rows"] = ledger_rows
-            print(f"  populated in {setup['setup_s']:.1f} s ({', '.join(f'{k} {v:.1f} s' for k, v in times.items())}); "
-                  f"{ledger_rows:,} ledger rows; tiers {setup['tiers']}", flush=True)
+            print(
+                f"  populated in {setup['setup_s']:.1f} s ({', '.join(f'{k} {v:.1f} s' for k, v in times.items())}); "
+                f"{ledger_rows:,} ledger rows; tiers {setup['tiers']}",
+                flush=True,
+            )
             if ledger_rows != want["ledger_rows"]:
                 problems.append(f"{dialect} bulk: {ledger_rows:,} ledger rows written, {want['ledger_rows']:,} expected")
         finally:
@@ -748,10 +896,19 @@ def bulk_part(args: argparse.Namespace, dialect: str) -> tuple[list[dict[str, An
         for step, label in (("expire", "expire_points"), ("expire", "expire_points, nothing due"), ("review", "review_tiers")):
             out = run_step(url, step, args.chunk)
             result = out["result"]
-            row = {"database": dialect, "step": label, "members": n, "looked_at": result["members"], "changed": result["changed"],
-                   "points": result["points"], "seconds": out["seconds"], "members_per_s": n / out["seconds"],
-                   "rss_start_mb": out["rss_start_mb"], "peak_rss_mb": out["peak_rss_mb"],
-                   "rss_growth_mb": out["peak_rss_mb"] - out["rss_start_mb"]}
+            row = {
+                "database": dialect,
+                "step": label,
+                "members": n,
+                "looked_at": result["members"],
+                "changed": result["changed"],
+                "points": result["points"],
+                "seconds": out["seconds"],
+                "members_per_s": n / out["seconds"],
+                "rss_start_mb": out["rss_start_mb"],
+                "peak_rss_mb": out["peak_rss_mb"],
+                "rss_growth_mb": out["peak_rss_mb"] - out["rss_start_mb"],
+            }
             if label == "expire_points":
                 wanted = (want["expired_members"], want["expired_members"], want["expired_points"])
                 got = (result["members"], result["changed"], result["points"])
@@ -768,12 +925,18 @@ def bulk_part(args: argparse.Namespace, dialect: str) -> tuple[list[dict[str, An
                 if bad:
                     row["check"] += f"; {bad:,} members with balance != ledger sum or < 0"
             elif label.startswith("expire_points,"):
-                row["check"] = "OK" if (result["members"], result["changed"]) == (0, 0) else f"got {result['members']} looked at, {result['changed']} changed; expected 0"
+                row["check"] = (
+                    "OK"
+                    if (result["members"], result["changed"]) == (0, 0)
+                    else f"got {result['members']} looked at, {result['changed']} changed; expected 0"
+                )
             else:
                 database = Database(url)
                 try:
                     with database.connection() as conn:
-                        below = conn.exec_driver_sql("SELECT count(*) FROM loyalty_members WHERE below_since IS NOT NULL").scalar_one()
+                        below = conn.exec_driver_sql(
+                            "SELECT count(*) FROM loyalty_members WHERE below_since IS NOT NULL"
+                        ).scalar_one()
                 finally:
                     database.dispose()
                 row["transitions"] = result.get("transitions")
@@ -783,20 +946,33 @@ def bulk_part(args: argparse.Namespace, dialect: str) -> tuple[list[dict[str, An
             if row["check"] != "OK":
                 problems.append(f"{dialect} bulk {label}: {row['check']}")
             steps.append(row)
-            print(f"  {label:<28} {row['seconds']:7.2f} s  {row['members_per_s']:>9,.0f} members/s  changed {row['changed']:,}  "
-                  f"points {row['points']:,}  peak RSS {row['peak_rss_mb']:.0f} MB (+{row['rss_growth_mb']:.0f})  check {row['check']}",
-                  flush=True)
+            print(
+                f"  {label:<28} {row['seconds']:7.2f} s  {row['members_per_s']:>9,.0f} members/s  changed {row['changed']:,}  "
+                f"points {row['points']:,}  peak RSS {row['peak_rss_mb']:.0f} MB (+{row['rss_growth_mb']:.0f})  check {row['check']}",
+                flush=True,
+            )
 
         database = Database(url)
         try:
             floor = bulk_floor(database, n)
         finally:
             database.dispose()
-        print(f"  plain INSERT ... SELECT of {n:,} rows {floor['insert_select_s']:.2f} s; executemany of {n:,} rows "
-              f"{floor['executemany_s']:.2f} s", flush=True)
+        print(
+            f"  plain INSERT ... SELECT of {n:,} rows {floor['insert_select_s']:.2f} s; executemany of {n:,} rows "
+            f"{floor['executemany_s']:.2f} s",
+            flush=True,
+        )
         for label, key in (("plain INSERT ... SELECT", "insert_select_s"), ("plain executemany", "executemany_s")):
-            steps.append({"database": dialect, "step": f"{label} of {n:,} rows", "members": n, "seconds": floor[key],
-                          "members_per_s": n / floor[key], "check": "OK" if floor["rows"] == n or key == "insert_select_s" else f"{floor['rows']:,} rows"})
+            steps.append(
+                {
+                    "database": dialect,
+                    "step": f"{label} of {n:,} rows",
+                    "members": n,
+                    "seconds": floor[key],
+                    "members_per_s": n / floor[key],
+                    "check": "OK" if floor["rows"] == n or key == "insert_select_s" else f"{floor['rows']:,} rows",
+                }
+            )
         for row in steps:
             row["vs_insert_select"] = harness.ratio(row["seconds"], floor["insert_select_s"])
             row["vs_executemany"] = harness.ratio(row["seconds"], floor["executemany_s"])
@@ -811,8 +987,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the parts on each database, print the tables, save the results; 1 if anything was wrong."""
     args = parse_args(argv)
     started = time.perf_counter()
-    print(f"loyalty_bench.py at {harness.CODE_AT_START}: {', '.join(args.databases)}; parts {', '.join(args.parts)}; "
-          f"{args.customers:,} customers over HTTP, {args.members:,} members in bulk; {harness.MACHINE_NOTE}", flush=True)
+    print(
+        f"loyalty_bench.py at {harness.CODE_AT_START}: {', '.join(args.databases)}; parts {', '.join(args.parts)}; "
+        f"{args.customers:,} customers over HTTP, {args.members:,} members in bulk; {harness.MACHINE_NOTE}",
+        flush=True,
+    )
     http_rows: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
     bulk_rows: list[dict[str, Any]] = []
@@ -835,41 +1014,87 @@ def main(argv: list[str] | None = None) -> int:
                 problems += found
 
     if http_rows:
-        print(f"\nHTTP, granian {args.workers} workers × {args.threads} threads, closed loops of {args.duration:g} s; "
-              "vs INSERT = req/s against the plain INSERT + COMMIT at the same concurrency, same database, same run")
-        harness.print_table(http_rows, [
-            ("database", "database", ""), ("request", "endpoint", ""), ("load", "mode", ""), ("req/s", "req_per_s", ",.0f"),
-            ("vs INSERT", "vs_insert", ""), ("p50 ms", "p50_ms", ".2f"), ("p99 ms", "p99_ms", ".2f"), ("max ms", "max_ms", ".1f"),
-            ("not 201", "non_200", ""), ("server CPU µs/req", "server_cpu_us_per_req", ",.0f"),
-            ("db CPU µs/req", "database_cpu_us_per_req", ",.0f"), ("tier changes", "tier_changes", ",.0f"),
-            ("others' CPU %", "others_cpu_pct", ".0f"),
-        ])
-        print("\nLedger invariant after each run (every member: balance == SUM(points), balance >= 0, newest balance_after == balance)")
-        harness.print_table(checks, [
-            ("database", "database", ""), ("after", "after", ""), ("members", "members", ",.0f"),
-            ("balance != sum", "balance_not_sum", ",.0f"), ("balance < 0", "negative", ",.0f"),
-            ("newest entry != balance", "last_entry_not_balance", ",.0f"),
-        ])
+        print(
+            f"\nHTTP, granian {args.workers} workers × {args.threads} threads, closed loops of {args.duration:g} s; "
+            "vs INSERT = req/s against the plain INSERT + COMMIT at the same concurrency, same database, same run"
+        )
+        harness.print_table(
+            http_rows,
+            [
+                ("database", "database", ""),
+                ("request", "endpoint", ""),
+                ("load", "mode", ""),
+                ("req/s", "req_per_s", ",.0f"),
+                ("vs INSERT", "vs_insert", ""),
+                ("p50 ms", "p50_ms", ".2f"),
+                ("p99 ms", "p99_ms", ".2f"),
+                ("max ms", "max_ms", ".1f"),
+                ("not 201", "non_200", ""),
+                ("server CPU µs/req", "server_cpu_us_per_req", ",.0f"),
+                ("db CPU µs/req", "database_cpu_us_per_req", ",.0f"),
+                ("tier changes", "tier_changes", ",.0f"),
+                ("others' CPU %", "others_cpu_pct", ".0f"),
+            ],
+        )
+        print(
+            "\nLedger invariant after each run (every member: balance == SUM(points), balance >= 0, newest balance_after == balance)"
+        )
+        harness.print_table(
+            checks,
+            [
+                ("database", "database", ""),
+                ("after", "after", ""),
+                ("members", "members", ",.0f"),
+                ("balance != sum", "balance_not_sum", ",.0f"),
+                ("balance < 0", "negative", ",.0f"),
+                ("newest entry != balance", "last_entry_not_balance", ",.0f"),
+            ],
+        )
     if bulk_rows:
-        print("\nBulk, each job in a fresh process; vs = seconds against the plain baselines on the same database in the same run")
-        harness.print_table(bulk_rows, [
-            ("database", "database", ""), ("step", "step", ""), ("seconds", "seconds", ",.2f"), ("members/s", "members_per_s", ",.0f"),
-            ("vs INSERT..SELECT", "vs_insert_select", ""), ("vs executemany", "vs_executemany", ""),
-            ("changed", "changed", ",.0f"), ("points", "points", ",.0f"), ("peak RSS MB", "peak_rss_mb", ",.0f"),
-            ("RSS growth MB", "rss_growth_mb", ",.0f"), ("check", "check", ""),
-        ])
-    print("\nGoal: the issue asks for the figures against a plain INSERT baseline measured in the same run (no target set); "
-          "every answer 201, the ledger invariant intact, the bulk results as the data was built to give.")
+        print(
+            "\nBulk, each job in a fresh process; vs = seconds against the plain baselines on the same database in the same run"
+        )
+        harness.print_table(
+            bulk_rows,
+            [
+                ("database", "database", ""),
+                ("step", "step", ""),
+                ("seconds", "seconds", ",.2f"),
+                ("members/s", "members_per_s", ",.0f"),
+                ("vs INSERT..SELECT", "vs_insert_select", ""),
+                ("vs executemany", "vs_executemany", ""),
+                ("changed", "changed", ",.0f"),
+                ("points", "points", ",.0f"),
+                ("peak RSS MB", "peak_rss_mb", ",.0f"),
+                ("RSS growth MB", "rss_growth_mb", ",.0f"),
+                ("check", "check", ""),
+            ],
+        )
+    print(
+        "\nGoal: the issue asks for the figures against a plain INSERT baseline measured in the same run (no target set); "
+        "every answer 201, the ledger invariant intact, the bulk results as the data was built to give."
+    )
     if problems:
         print(f"PROBLEMS ({len(problems)}):")
         for problem in problems:
             print(f"  {problem}")
     else:
         print("No problem: every answer 201 and written once, no invariant violation, bulk results as expected.")
-    path = harness.write_results("loyalty_bench", {"args": harness.public_args(args), "http": http_rows, "invariant": checks,
-                                                   "bulk": bulk_rows, "bulk_setup": setups, "problems": problems})
-    print(f"\n{harness.MACHINE_NOTE}\ncode {harness.CODE_AT_START}; results: {path.relative_to(harness.REPO)}; "
-          f"{time.perf_counter() - started:.0f} s in all")
+    path = harness.write_results(
+        "loyalty_bench",
+        {
+            "args": harness.public_args(args),
+            "http": http_rows,
+            "invariant": checks,
+            "bulk": bulk_rows,
+            "bulk_setup": setups,
+            "problems": problems,
+        },
+    )
+    print(
+        f"\n{harness.MACHINE_NOTE}\ncode {harness.CODE_AT_START}; results: {path.relative_to(harness.REPO)}; "
+        f"{time.perf_counter() - started:.0f} s in all"
+    )
     return 1 if problems else 0
 
 

@@ -66,10 +66,10 @@ def time_calls(n: int) -> float:
 def time_decisions(args: argparse.Namespace) -> dict[str, float]:
     """Return µs per decision through Decider.decide, with the metrics and with no-op metric calls."""
     from decision_server import create_app, metrics, migrate
-    from decision_server.config import Config, DEFAULT_CHANNELS
+    from decision_server.config import DEFAULT_CHANNELS, Config
     from decision_server.db import Database
-    from decision_server.demo import generator
     from decision_server.decisions.service import DecisionRequest
+    from decision_server.demo import generator
     from decision_server.offers import service as offers
 
     folder = Path(tempfile.mkdtemp(prefix="metrics-bench-"))
@@ -80,13 +80,25 @@ def time_decisions(args: argparse.Namespace) -> dict[str, float]:
     with database.session(write=True) as session:
         offers.load_demo_catalog(session, channels=DEFAULT_CHANNELS, words=offers.vocabulary(None))
     database.dispose()
-    app = create_app(Config(database_url=url, rules_dir=REPO / "rules", models_dir=REPO / "models_onnx", log_level="WARNING",
-                            rules_backend="python", rules_poll_seconds=0, models_poll_seconds=0, catalog_poll_seconds=0,
-                            learning_poll_seconds=0))
+    app = create_app(
+        Config(
+            database_url=url,
+            rules_dir=REPO / "rules",
+            models_dir=REPO / "models_onnx",
+            log_level="WARNING",
+            rules_backend="python",
+            rules_poll_seconds=0,
+            models_poll_seconds=0,
+            catalog_poll_seconds=0,
+            learning_poll_seconds=0,
+        )
+    )
     decider = app.extensions["decider"]
     rng = random.Random(5)
-    requests = [DecisionRequest(f"DEMO-{rng.randint(1, args.customers):06d}", rng.choice(list(DEFAULT_CHANNELS)))
-                for _ in range(args.decisions)]
+    requests = [
+        DecisionRequest(f"DEMO-{rng.randint(1, args.customers):06d}", rng.choice(list(DEFAULT_CHANNELS)))
+        for _ in range(args.decisions)
+    ]
     real = {name: getattr(metrics, name) for name in ("decided", "scored")}
     noop = {name: (lambda *a, **k: None) for name in real}
 
@@ -102,7 +114,7 @@ def time_decisions(args: argparse.Namespace) -> dict[str, float]:
     with_metrics, without = [], []
     for i in range(args.rounds):
         order = [(with_metrics, real), (without, noop)]
-        for sink, calls in (order if i % 2 == 0 else order[::-1]):
+        for sink, calls in order if i % 2 == 0 else order[::-1]:
             sink.append(run(calls))
     # Each call timed alone where decide makes it (its caches cold from the decision's own work).
     spent: dict[str, list[float]] = {name: [] for name in real}
@@ -112,6 +124,7 @@ def time_decisions(args: argparse.Namespace) -> dict[str, float]:
             started = time.perf_counter()
             function(*a, **k)
             spent[name].append(time.perf_counter() - started)
+
         return call
 
     run({name: timed(name, function) for name, function in real.items()})
@@ -131,19 +144,29 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    print(f"metric calls of one decision request ({args.calls:,} timed) and Decider.decide ({args.decisions:,} decisions "
-          f"x {args.rounds} rounds, {args.customers:,} customers, SQLite), per decision:")
+    print(
+        f"metric calls of one decision request ({args.calls:,} timed) and Decider.decide ({args.decisions:,} decisions "
+        f"x {args.rounds} rounds, {args.customers:,} customers, SQLite), per decision:"
+    )
     print(f"  {'mode':<13} {'calls µs':>9} {'in decide µs':>13} {'decide µs with':>15} {'without':>9} {'difference':>11}")
     for mode in ("memory", "multiprocess"):
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         with tempfile.TemporaryDirectory(prefix="metrics-bench-mp-") as shared:
             if mode == "multiprocess":
                 env["PROMETHEUS_MULTIPROC_DIR"] = shared
-            out = subprocess.run([sys.executable, __file__, "--child", mode, *sys.argv[1:]], env=env, cwd=REPO,
-                                 capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", mode, *sys.argv[1:]],
+                env=env,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
         r = json.loads(out.strip().splitlines()[-1])
-        print(f"  {mode:<13} {r['calls_us']:>9.2f} {r['in_situ_us']:>13.2f} {r['with']:>15.1f} {r['without']:>9.1f} "
-              f"{r['with'] - r['without']:>+11.1f}")
+        print(
+            f"  {mode:<13} {r['calls_us']:>9.2f} {r['in_situ_us']:>13.2f} {r['with']:>15.1f} {r['without']:>9.1f} "
+            f"{r['with'] - r['without']:>+11.1f}"
+        )
 
 
 if __name__ == "__main__":

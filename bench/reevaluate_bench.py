@@ -96,11 +96,22 @@ def job(url: str, revision, models, dask_address: str | None = None) -> dict:
         reset_peak = Path("/proc/self/clear_refs")
         with contextlib.suppress(OSError):
             reset_peak.write_text("5")
-        row = reevaluation.run(database, revision, models, source="bench", dask_address=dask_address,
-                               progress=lambda s: s.done % 200_000 == 0 and print(f"    {s.phase} {s.done:,}/{s.total:,}", flush=True))
+        row = reevaluation.run(
+            database,
+            revision,
+            models,
+            source="bench",
+            dask_address=dask_address,
+            progress=lambda s: s.done % 200_000 == 0 and print(f"    {s.phase} {s.done:,}/{s.total:,}", flush=True),
+        )
         seconds = (row["finished_at"] - row["started_at"]).total_seconds()
-        return {"s": seconds, "written": row["result"]["pass"]["written"], "customers": row["result"]["pass"]["customers"],
-                "rss_main_mb": chunks.peak_memory_mb(), "rss_reader_mb": row["result"]["pass"]["reader_peak_mb"]}
+        return {
+            "s": seconds,
+            "written": row["result"]["pass"]["written"],
+            "customers": row["result"]["pass"]["customers"],
+            "rss_main_mb": chunks.peak_memory_mb(),
+            "rss_reader_mb": row["result"]["pass"]["reader_peak_mb"],
+        }
     finally:
         database.dispose()
 
@@ -113,8 +124,10 @@ def what_if(url: str, revision, models) -> dict:
     database = Database(url)
     out = {}
     try:
-        for label, steps in (("what_if_s", reevaluation.WHAT_IF_STEPS),
-                             ("what_if_no_offers_s", tuple(s for s in reevaluation.WHAT_IF_STEPS if s != "offers"))):
+        for label, steps in (
+            ("what_if_s", reevaluation.WHAT_IF_STEPS),
+            ("what_if_no_offers_s", tuple(s for s in reevaluation.WHAT_IF_STEPS if s != "offers")),
+        ):
             trial = offer_reach.trial(database, revision, channels=list(DEFAULT_CHANNELS)) if "offers" in steps else None
             row = reevaluation.run(database, revision, models, steps=steps, dry_run=True, source="bench", offers=trial)
             out[label] = (row["finished_at"] - row["started_at"]).total_seconds()
@@ -137,7 +150,7 @@ def floors(url: str, revision, models) -> dict:
     for ids in _chunks(database, now):
         with database.connection(write=True) as conn:
             chunk = bulk.features(conn, ids, now)
-            rows = [(int(c), *map(float, row)) for c, row in zip(chunk.ids, chunk.values)]
+            rows = [(int(c), *map(float, row)) for c, row in zip(chunk.ids, chunk.values, strict=True)]
             marks = ", ".join(["?" if database.dialect == "sqlite" else "%s"] * (len(FEATURE_NAMES) + 1))
             conn.connection.driver_connection.cursor().executemany(f"INSERT INTO bench_features VALUES ({marks})", rows)
     out = {}
@@ -156,12 +169,26 @@ def floors(url: str, revision, models) -> dict:
     churn = models.score_batch(x)["churn_risk"]  # the rules' input (not timed: the floor's scoring is above)
     t0 = time.perf_counter()
     named = {n: x[:, i].astype(np.float64) for i, n in enumerate(FEATURE_NAMES)}
-    stage = revision.outcome_columns("lifecycle", {
-        "stage": np.full(len(x), None, dtype=object), "transaction_count": named["frequency"], "churn_risk": churn,
-        "first_purchase_at": now.timestamp() - named["first_purchase_days"] * 86400,
-        "last_purchase_at": now.timestamp() - named["recency_days"] * 86400}, ("stage",))["stage"]
-    value.for_columns(revision, transaction_count=named["frequency"], ltv=named["monetary"], r=named["frequency"] % 5 + 1,
-                      f=named["frequency"] % 5 + 1, m=named["frequency"] % 5 + 1, engagement=named["touchpoints_3m"])
+    stage = revision.outcome_columns(
+        "lifecycle",
+        {
+            "stage": np.full(len(x), None, dtype=object),
+            "transaction_count": named["frequency"],
+            "churn_risk": churn,
+            "first_purchase_at": now.timestamp() - named["first_purchase_days"] * 86400,
+            "last_purchase_at": now.timestamp() - named["recency_days"] * 86400,
+        },
+        ("stage",),
+    )["stage"]
+    value.for_columns(
+        revision,
+        transaction_count=named["frequency"],
+        ltv=named["monetary"],
+        r=named["frequency"] % 5 + 1,
+        f=named["frequency"] % 5 + 1,
+        m=named["frequency"] % 5 + 1,
+        engagement=named["touchpoints_3m"],
+    )
     revision.outcome_columns("journey", {n: named[n] for n in lifecycle.journey_inputs(revision)}, ("journey_stage",))
     out["rules_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -171,10 +198,10 @@ def floors(url: str, revision, models) -> dict:
         driver = conn.connection.driver_connection
         if database.dialect == "postgresql":
             with driver.cursor().copy("COPY bench_stage (customer_id, stage) FROM STDIN") as copy:
-                for row in zip(ids.tolist(), stage.tolist()):
+                for row in zip(ids.tolist(), stage.tolist(), strict=True):
                     copy.write_row(row)
         else:
-            driver.cursor().executemany("INSERT INTO bench_stage VALUES (?, ?)", zip(ids.tolist(), stage.tolist()))
+            driver.cursor().executemany("INSERT INTO bench_stage VALUES (?, ?)", zip(ids.tolist(), stage.tolist(), strict=True))
     out["write_s"] = time.perf_counter() - t0
     out["floor_s"] = out["read_s"] + out["score_s"] + out["rules_s"] + out["write_s"]
     database.dispose()
@@ -210,12 +237,21 @@ def main(argv: list[str] | None = None) -> int:
                 row.update(what_if(url, revision, models))
             print(f"  {dialect}: floors", flush=True)
             row.update(floors(url, revision, models))
-        row.update(customers=first["customers"], first_s=first["s"], written=first["written"], nightly_s=nightly["s"],
-                   nightly_written=nightly["written"], rss=f"{first['rss_main_mb'] or 0:,.0f} / {first['rss_reader_mb'] or 0:,.0f}")
+        row.update(
+            customers=first["customers"],
+            first_s=first["s"],
+            written=first["written"],
+            nightly_s=nightly["s"],
+            nightly_written=nightly["written"],
+            rss=f"{first['rss_main_mb'] or 0:,.0f} / {first['rss_reader_mb'] or 0:,.0f}",
+        )
         if args.dask and dialect == "postgresql":
             from distributed import LocalCluster
 
-            with copy_of(args, dialect, source) as url, LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+            with (
+                copy_of(args, dialect, source) as url,
+                LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+            ):
                 print(f"  {dialect}: first run on a local two-worker Dask cluster", flush=True)
                 row["dask_first_s"] = job(url, revision, models, cluster.scheduler_address)["s"]
         if dialect == "sqlite" and args.small_from:
@@ -224,22 +260,44 @@ def main(argv: list[str] | None = None) -> int:
                 small = job(url, revision, models)
             row["small_customers"], row["small_first_s"] = small["customers"], small["s"]
             row["linearity"] = f"{row['first_s'] / small['s']:.1f}x for {first['customers'] / small['customers']:.0f}x"
-        row["ratio_first"], row["ratio_nightly"] = harness.ratio(row["first_s"], row["floor_s"]), harness.ratio(row["nightly_s"], row["floor_s"])
+        row["ratio_first"], row["ratio_nightly"] = (
+            harness.ratio(row["first_s"], row["floor_s"]),
+            harness.ratio(row["nightly_s"], row["floor_s"]),
+        )
         results.append(row)
     print()
-    harness.print_table(results, [
-        ("database", "database", ""), ("customers", "customers", ",.0f"), ("first s", "first_s", ",.1f"),
-        ("written", "written", ",.0f"), ("nightly s", "nightly_s", ",.1f"), ("on Dask s", "dask_first_s", ",.1f"),
-        ("floor: read", "read_s", ",.1f"), ("score", "score_s", ",.1f"), ("rules", "rules_s", ",.1f"), ("write", "write_s", ",.1f"),
-        ("floor s", "floor_s", ",.1f"), ("first/floor", "ratio_first", ""), ("nightly/floor", "ratio_nightly", ""),
-        ("10x base", "linearity", ""), ("peak MB main / reader", "rss", ""),
-    ])
+    harness.print_table(
+        results,
+        [
+            ("database", "database", ""),
+            ("customers", "customers", ",.0f"),
+            ("first s", "first_s", ",.1f"),
+            ("written", "written", ",.0f"),
+            ("nightly s", "nightly_s", ",.1f"),
+            ("on Dask s", "dask_first_s", ",.1f"),
+            ("floor: read", "read_s", ",.1f"),
+            ("score", "score_s", ",.1f"),
+            ("rules", "rules_s", ",.1f"),
+            ("write", "write_s", ",.1f"),
+            ("floor s", "floor_s", ",.1f"),
+            ("first/floor", "ratio_first", ""),
+            ("nightly/floor", "ratio_nightly", ""),
+            ("10x base", "linearity", ""),
+            ("peak MB main / reader", "rss", ""),
+        ],
+    )
     if any("what_if_s" in r for r in results):
         print()
-        harness.print_table([r for r in results if "what_if_s" in r], [
-            ("database", "database", ""), ("what-if s", "what_if_s", ",.1f"), ("without offers s", "what_if_no_offers_s", ",.1f"),
-            ("offer reach s", "offers_s", ",.1f"), ("offers x channels", "offers_tried", ",.0f"),
-        ])
+        harness.print_table(
+            [r for r in results if "what_if_s" in r],
+            [
+                ("database", "database", ""),
+                ("what-if s", "what_if_s", ",.1f"),
+                ("without offers s", "what_if_no_offers_s", ",.1f"),
+                ("offer reach s", "offers_s", ",.1f"),
+                ("offers x channels", "offers_tried", ",.0f"),
+            ],
+        )
     path = harness.write_results("reevaluate_bench", {"args": harness.public_args(args), "results": results})
     print(f"\n{harness.MACHINE_NOTE}\nresults: {path.relative_to(harness.REPO)}; {time.perf_counter() - started:.0f} s in all")
     revision.close()

@@ -34,9 +34,17 @@ def _app(url: str, models_dir: Path):
     from decision_server import create_app
     from decision_server.config import Config
 
-    config = Config(database_url=url, rules_dir=harness.REPO / "rules", models_dir=models_dir, log_level="WARNING",
-                    rules_backend="python", rules_poll_seconds=0, models_poll_seconds=0, catalog_poll_seconds=0,
-                    learning_poll_seconds=0)
+    config = Config(
+        database_url=url,
+        rules_dir=harness.REPO / "rules",
+        models_dir=models_dir,
+        log_level="WARNING",
+        rules_backend="python",
+        rules_poll_seconds=0,
+        models_poll_seconds=0,
+        catalog_poll_seconds=0,
+        learning_poll_seconds=0,
+    )
     return create_app(config)
 
 
@@ -47,7 +55,7 @@ def _load_old(database, template: dict, decisions: int, *, partitioned: bool) ->
     from decision_server.decisions import retention
     from decision_server.decisions.records import DecisionActionRecord, DecisionRecord, DecisionResponseRecord
 
-    start = retention.cutoff(OLDEST, dt.datetime.now(dt.timezone.utc))
+    start = retention.cutoff(OLDEST, dt.datetime.now(dt.UTC))
     if partitioned:
         for day in range(DAYS):
             retention.ensure_partitions(database, now=start + dt.timedelta(days=day), ahead=0)
@@ -61,22 +69,48 @@ def _load_old(database, template: dict, decisions: int, *, partitioned: bool) ->
             decision_id = f"{int(at.timestamp() * 1000):012x}{i:020x}"
             rows.append({**template, "id": decision_id, "external_id": f"OLD-{i % 5000}", "decided_at": at})
             for rank in (1, 2):
-                actions.append({"decision_id": decision_id, "rank": rank, "external_id": f"OLD-{i % 5000}", "offer_id": (i + rank) % 8,
-                                "channel": "app", "decided_at": at, "priority": 0.5, "propensity": 0.1, "learning_key": "medium"})
+                actions.append(
+                    {
+                        "decision_id": decision_id,
+                        "rank": rank,
+                        "external_id": f"OLD-{i % 5000}",
+                        "offer_id": (i + rank) % 8,
+                        "channel": "app",
+                        "decided_at": at,
+                        "priority": 0.5,
+                        "propensity": 0.1,
+                        "learning_key": "medium",
+                    }
+                )
             if i % 10 == 0:
-                responses.append({"decision_id": decision_id, "rank": 1, "response": ("accepted", "declined", "ignored")[i % 3],
-                                  "decided_at": at, "external_id": f"OLD-{i % 5000}", "offer_id": (i + 1) % 8,
-                                  "responded_at": at + dt.timedelta(hours=2), "recorded_at": at + dt.timedelta(hours=2), "attributes": {}})
+                responses.append(
+                    {
+                        "decision_id": decision_id,
+                        "rank": 1,
+                        "response": ("accepted", "declined", "ignored")[i % 3],
+                        "decided_at": at,
+                        "external_id": f"OLD-{i % 5000}",
+                        "offer_id": (i + 1) % 8,
+                        "responded_at": at + dt.timedelta(hours=2),
+                        "recorded_at": at + dt.timedelta(hours=2),
+                        "attributes": {},
+                    }
+                )
         with database.connection(write=True) as conn:
             conn.execute(sa.insert(DecisionRecord.__table__), rows)
             conn.execute(sa.insert(DecisionActionRecord.__table__), actions)
             conn.execute(sa.insert(DecisionResponseRecord.__table__), responses)
     harness._settle(database)
-    print(f"  {decisions:,} old decisions ({2 * decisions:,} actions, {decisions // 10:,} responses) written in "
-          f"{time.perf_counter() - started:.0f} s" + (" into day partitions" if partitioned else ""), flush=True)
+    print(
+        f"  {decisions:,} old decisions ({2 * decisions:,} actions, {decisions // 10:,} responses) written in "
+        f"{time.perf_counter() - started:.0f} s" + (" into day partitions" if partitioned else ""),
+        flush=True,
+    )
 
 
-def _latencies(decider, seconds: float | None = None, count: int | None = None, while_alive: threading.Thread | None = None) -> list[float]:
+def _latencies(
+    decider, seconds: float | None = None, count: int | None = None, while_alive: threading.Thread | None = None
+) -> list[float]:
     from decision_server.decisions.service import DecisionRequest
 
     out: list[float] = []
@@ -124,17 +158,29 @@ def run_case(label: str, url: str, template: dict, decisions: int, batch: int, p
         seconds = time.perf_counter() - started
         result = box["r"]
         with database.connection() as conn:
-            left = conn.execute(sa.select(sa.func.count()).where(DecisionRecord.__table__.c.decided_at < result.cutoff)).scalar_one()
+            left = conn.execute(
+                sa.select(sa.func.count()).where(DecisionRecord.__table__.c.decided_at < result.cutoff)
+            ).scalar_one()
             after = log.offer_statistics(conn)
         made = {s["offer_id"]: s["actions"] for s in after}
         grown = {s["offer_id"]: s["actions"] for s in before}
         # The decisions made during the purge add actions; the old ones' counts must all still be there.
         assert left == 0 and result.decisions == decisions, (left, result.decisions)
         assert all(made.get(o, 0) >= n for o, n in grown.items()) and sum(made.values()) - sum(grown.values()) >= 0
-        print(f"  {label}: purged {result.decisions:,} decisions in {seconds:.1f} s ({result.decisions / seconds:,.0f}/s), "
-              f"{len(result.days_dropped)} days dropped, {result.batches} batches", flush=True)
-        return {"case": label, "purge_s": seconds, "rate": result.decisions / seconds, "days_dropped": len(result.days_dropped),
-                "batches": result.batches, "alone": _summary(alone), "during": _summary(during)}
+        print(
+            f"  {label}: purged {result.decisions:,} decisions in {seconds:.1f} s ({result.decisions / seconds:,.0f}/s), "
+            f"{len(result.days_dropped)} days dropped, {result.batches} batches",
+            flush=True,
+        )
+        return {
+            "case": label,
+            "purge_s": seconds,
+            "rate": result.decisions / seconds,
+            "days_dropped": len(result.days_dropped),
+            "batches": result.batches,
+            "alone": _summary(alone),
+            "during": _summary(during),
+        }
     finally:
         app.extensions["rulebook"].stop()
         app.extensions["models"].stop()
@@ -149,7 +195,7 @@ def _contact_read_ms(database, n: int = 2000) -> float:
     from decision_server.decisions.service import HISTORY, READ_CONTACTS
 
     statement = fastsql.Prepared(database.engine, READ_CONTACTS)
-    since = dt.datetime.now(dt.timezone.utc) - HISTORY
+    since = dt.datetime.now(dt.UTC) - HISTORY
     times = []
     with fastsql.cursor(database.engine) as cur:
         for i in range(n):
@@ -176,24 +222,39 @@ def partition_overhead(url: str, models_dir: Path, seconds: float) -> list[dict]
         with database.connection() as conn:
             fresh = len(retention.partitions(conn))
         _latencies(decider, count=300)
-        out.append({"case": f"partitioned, {fresh} partitions", **_summary(_latencies(decider, seconds=seconds)),
-                    "contacts_ms": _contact_read_ms(database)})
-        now = dt.datetime.now(dt.timezone.utc)
+        out.append(
+            {
+                "case": f"partitioned, {fresh} partitions",
+                **_summary(_latencies(decider, seconds=seconds)),
+                "contacts_ms": _contact_read_ms(database),
+            }
+        )
+        now = dt.datetime.now(dt.UTC)
         for back in range(1, 91):
             retention.ensure_partitions(database, now=now - dt.timedelta(days=back), ahead=0)
         with database.connection() as conn:
             full = len(retention.partitions(conn))
         _latencies(decider, count=300)
-        out.append({"case": f"partitioned, {full} partitions", **_summary(_latencies(decider, seconds=seconds)),
-                    "contacts_ms": _contact_read_ms(database)})
+        out.append(
+            {
+                "case": f"partitioned, {full} partitions",
+                **_summary(_latencies(decider, seconds=seconds)),
+                "contacts_ms": _contact_read_ms(database),
+            }
+        )
         with database.connection() as conn:  # plans made once per statement, pruned when they run
             conn.exec_driver_sql("SELECT set_config('plan_cache_mode', 'force_generic_plan', false)")
             name = conn.exec_driver_sql("SELECT current_database()").scalar_one()
             conn.exec_driver_sql(f'ALTER DATABASE "{name}" SET plan_cache_mode = force_generic_plan')
         database.engine.dispose()
         _latencies(decider, count=300)
-        out.append({"case": f"partitioned, {full} partitions, generic plans", **_summary(_latencies(decider, seconds=seconds)),
-                    "contacts_ms": _contact_read_ms(database)})
+        out.append(
+            {
+                "case": f"partitioned, {full} partitions, generic plans",
+                **_summary(_latencies(decider, seconds=seconds)),
+                "contacts_ms": _contact_read_ms(database),
+            }
+        )
         with database.connection() as conn:
             conn.exec_driver_sql(f'ALTER DATABASE "{name}" RESET plan_cache_mode')
         database.engine.dispose()
@@ -205,7 +266,9 @@ def partition_overhead(url: str, models_dir: Path, seconds: float) -> list[dict]
                 conn.exec_driver_sql(f"ALTER TABLE {table}_plain RENAME TO {table}")
         database.engine.dispose()  # prepared statements name the old tables
         _latencies(decider, count=300)
-        out.append({"case": "plain tables", **_summary(_latencies(decider, seconds=seconds)), "contacts_ms": _contact_read_ms(database)})
+        out.append(
+            {"case": "plain tables", **_summary(_latencies(decider, seconds=seconds)), "contacts_ms": _contact_read_ms(database)}
+        )
     finally:
         app.extensions["rulebook"].stop()
         app.extensions["models"].stop()
@@ -213,8 +276,11 @@ def partition_overhead(url: str, models_dir: Path, seconds: float) -> list[dict]
         app.extensions["decider"].learning.stop()
         database.dispose()
     for row in out:
-        print(f"  {row['case']}: n {row['n']:,}, p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, "
-              f"contact read p50 {row['contacts_ms']:.3f} ms", flush=True)
+        print(
+            f"  {row['case']}: n {row['n']:,}, p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, "
+            f"contact read p50 {row['contacts_ms']:.3f} ms",
+            flush=True,
+        )
     return out
 
 
@@ -234,7 +300,11 @@ def _template(url: str, models_dir: Path) -> dict:
         app.extensions["catalog"].sync()
         answer = app.extensions["decider"].decide(DecisionRequest("TEMPLATE", "app", {"intent": "browse"}, 2))
         with database.connection() as conn:
-            row = dict(conn.execute(sa.select(DecisionRecord.__table__).where(DecisionRecord.__table__.c.id == answer["decision_id"])).one()._mapping)
+            row = dict(
+                conn.execute(sa.select(DecisionRecord.__table__).where(DecisionRecord.__table__.c.id == answer["decision_id"]))
+                .one()
+                ._mapping
+            )
         return {k: v for k, v in row.items() if k not in ("id", "external_id", "decided_at")}
     finally:
         app.extensions["rulebook"].stop()
@@ -250,8 +320,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5_000, help="decisions per delete transaction (default 5,000)")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test")
-    parser.add_argument("--overhead-seconds", type=float, default=10.0,
-                        help="per case of decision latency with plain and partitioned tables (PostgreSQL; 0: skip)")
+    parser.add_argument(
+        "--overhead-seconds",
+        type=float,
+        default=10.0,
+        help="per case of decision latency with plain and partitioned tables (PostgreSQL; 0: skip)",
+    )
     args = parser.parse_args()
     models_dir = Path(tempfile.mkdtemp(prefix="ds-retention-models-"))  # empty: every model falls back
     rows = []
@@ -276,24 +350,62 @@ def main() -> None:
                 overhead = partition_overhead(dataset.url, models_dir, args.overhead_seconds)
     finally:
         shutil.rmtree(models_dir, ignore_errors=True)
-    table = [{"case": r["case"], "purge_s": r["purge_s"], "rate": r["rate"], "dropped": r["days_dropped"], "batches": r["batches"],
-              "n_alone": r["alone"]["n"], "p50_alone": r["alone"]["p50_ms"], "p99_alone": r["alone"]["p99_ms"],
-              "max_alone": r["alone"]["max_ms"], "n_during": r["during"]["n"], "p50_during": r["during"]["p50_ms"],
-              "p99_during": r["during"]["p99_ms"], "max_during": r["during"]["max_ms"]} for r in rows]
+    table = [
+        {
+            "case": r["case"],
+            "purge_s": r["purge_s"],
+            "rate": r["rate"],
+            "dropped": r["days_dropped"],
+            "batches": r["batches"],
+            "n_alone": r["alone"]["n"],
+            "p50_alone": r["alone"]["p50_ms"],
+            "p99_alone": r["alone"]["p99_ms"],
+            "max_alone": r["alone"]["max_ms"],
+            "n_during": r["during"]["n"],
+            "p50_during": r["during"]["p50_ms"],
+            "p99_during": r["during"]["p99_ms"],
+            "max_during": r["during"]["max_ms"],
+        }
+        for r in rows
+    ]
     print(f"\n{args.decisions:,} old decisions, batches of {args.batch_size:,}; decision latency in ms (whole Decider.decide)")
-    harness.print_table(table, [("case", "case", ""), ("purge s", "purge_s", ",.1f"), ("decisions/s", "rate", ",.0f"),
-                                ("days dropped", "dropped", ""), ("batches", "batches", ""),
-                                ("n alone", "n_alone", ",.0f"), ("p50 alone", "p50_alone", ".2f"), ("p99 alone", "p99_alone", ".2f"),
-                                ("max alone", "max_alone", ".1f"), ("n during", "n_during", ",.0f"), ("p50 during", "p50_during", ".2f"),
-                                ("p99 during", "p99_during", ".2f"), ("max during", "max_during", ".1f")])
+    harness.print_table(
+        table,
+        [
+            ("case", "case", ""),
+            ("purge s", "purge_s", ",.1f"),
+            ("decisions/s", "rate", ",.0f"),
+            ("days dropped", "dropped", ""),
+            ("batches", "batches", ""),
+            ("n alone", "n_alone", ",.0f"),
+            ("p50 alone", "p50_alone", ".2f"),
+            ("p99 alone", "p99_alone", ".2f"),
+            ("max alone", "max_alone", ".1f"),
+            ("n during", "n_during", ",.0f"),
+            ("p50 during", "p50_during", ".2f"),
+            ("p99 during", "p99_during", ".2f"),
+            ("max during", "max_during", ".1f"),
+        ],
+    )
     if overhead:
         print("\ndecision latency in ms on PostgreSQL (whole Decider.decide), by log table layout")
-        harness.print_table(overhead, [("layout", "case", ""), ("n", "n", ",.0f"), ("p50", "p50_ms", ".2f"), ("p90", "p90_ms", ".2f"),
-                                       ("p99", "p99_ms", ".2f"), ("max", "max_ms", ".1f"),
-                                       ("contact read p50", "contacts_ms", ".3f")])
+        harness.print_table(
+            overhead,
+            [
+                ("layout", "case", ""),
+                ("n", "n", ",.0f"),
+                ("p50", "p50_ms", ".2f"),
+                ("p90", "p90_ms", ".2f"),
+                ("p99", "p99_ms", ".2f"),
+                ("max", "max_ms", ".1f"),
+                ("contact read p50", "contacts_ms", ".3f"),
+            ],
+        )
     print(harness.MACHINE_NOTE)
-    harness.write_results("retention_bench", {"args": harness.public_args(args), "rows": rows, "overhead": overhead,
-                                              "environment": harness.environment()})
+    harness.write_results(
+        "retention_bench",
+        {"args": harness.public_args(args), "rows": rows, "overhead": overhead, "environment": harness.environment()},
+    )
 
 
 if __name__ == "__main__":

@@ -63,9 +63,9 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
+import harness
 import numpy as np
 
-import harness
 from decision_server.rules.durable_host import DurableHost
 from decision_server.rules.engine import Revision, build_revision
 from decision_server.rules.model import normalize, to_epoch
@@ -82,8 +82,10 @@ EVALS_PER_DECISION = len(CUSTOMER_SETS) + OFFERS_PER_DECISION * len(OFFER_SETS)
 GOAL_RATIO = 2.0  # compiled within 2x of hand-written
 GOAL_DURABLE_MS = 0.5  # durable p50 per decision
 GOAL_VECTOR_S = 3.0  # seconds per million customers, all customer-level rule sets
-MACHINE_NOTE = (f"{os.cpu_count()} CPUs, shared with whatever else runs: absolute figures move between runs; "
-                "compare the ratios within one run.")
+MACHINE_NOTE = (
+    f"{os.cpu_count()} CPUs, shared with whatever else runs: absolute figures move between runs; "
+    "compare the ratios within one run."
+)
 QUICK = {"sample": 2_000, "rows": 100_000, "soak": 50_000, "repeat": 1, "rounds": 1}
 FULL = {"sample": 10_000, "rows": 1_000_000, "soak": 1_000_000, "repeat": 3, "rounds": 3}
 
@@ -91,15 +93,28 @@ FULL = {"sample": 10_000, "rows": 1_000_000, "soak": 1_000_000, "repeat": 3, "ro
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Read the command line; options left out take the --quick or the full-run default."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", choices=["latency", "vector", "soak"], default=["latency", "vector", "soak"],
-                        help="which parts to run (default: all)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke run: --sample {QUICK['sample']} --rows {QUICK['rows']} --soak {QUICK['soak']} --repeat 1 --rounds 1")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=["latency", "vector", "soak"],
+        default=["latency", "vector", "soak"],
+        help="which parts to run (default: all)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: --sample {QUICK['sample']} --rows {QUICK['rows']} --soak {QUICK['soak']} --repeat 1 --rounds 1",
+    )
     parser.add_argument("--sample", type=int, help=f"customers (= decisions) for the latency part (default {FULL['sample']})")
-    parser.add_argument("--rounds", type=int, help=f"rounds of the latency timings, order reversed every other round, "
-                        f"medians shown (default {FULL['rounds']})")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help=f"rounds of the latency timings, order reversed every other round, medians shown (default {FULL['rounds']})",
+    )
     parser.add_argument("--rows", type=int, help=f"customers for the vectorized part (default {FULL['rows']})")
-    parser.add_argument("--repeat", type=int, help=f"runs per vectorized rule set, the median is shown (default {FULL['repeat']})")
+    parser.add_argument(
+        "--repeat", type=int, help=f"runs per vectorized rule set, the median is shown (default {FULL['repeat']})"
+    )
     parser.add_argument("--soak", type=int, help=f"durable rule-set evaluations in the soak (default {FULL['soak']})")
     parser.add_argument("--threads", type=int, default=8, help="soak threads (default 8)")
     parser.add_argument("--no-zen", action="store_true", help="leave zen-engine out of the latency part")
@@ -141,8 +156,16 @@ OFFER_CATALOGUE = (  # (id, category, target stages, target value segments, poin
     ("save_discount", "retention", ("retention", "win_back", "churn_risk"), None, None),
     ("lounge_pass", "vip", None, None, 2000.0),
 )
-INTEGER_FACTS = {"transaction_count", "touchpoints_30d", "channel_contacts_1d", "channel_contacts_7d",
-                 "offer_contacts_30d", "offer_declines_30d", "points_earned_12m", "points_balance"}
+INTEGER_FACTS = {
+    "transaction_count",
+    "touchpoints_30d",
+    "channel_contacts_1d",
+    "channel_contacts_7d",
+    "offer_contacts_30d",
+    "offer_declines_30d",
+    "points_earned_12m",
+    "points_balance",
+}
 
 
 def _objects(rng: np.random.Generator, n: int, choices: tuple, p: list[float]) -> np.ndarray:
@@ -237,28 +260,41 @@ def make_sample(rev: Revision, n: int, seed: int) -> Sample:
     picks = np.argsort(rng.random((n, len(OFFER_CATALOGUE))), axis=1)[:, :OFFERS_PER_DECISION].tolist()
     contacts = rng.poisson(1.0, (n, OFFERS_PER_DECISION)).tolist()
     declines = rng.poisson(0.3, (n, OFFERS_PER_DECISION)).tolist()
-    last_contact = np.where(rng.random((n, OFFERS_PER_DECISION)) < 0.35,
-                            np.floor(NOW - rng.uniform(0, 20, (n, OFFERS_PER_DECISION)) * DAY), np.nan).tolist()
+    last_contact = np.where(
+        rng.random((n, OFFERS_PER_DECISION)) < 0.35, np.floor(NOW - rng.uniform(0, 20, (n, OFFERS_PER_DECISION)) * DAY), np.nan
+    ).tolist()
     offers = []
     for i, facts in enumerate(customers):
         stage = rev.evaluate("lifecycle", facts, now=NOW, backend="python").outcome["stage"]
         base = {
-            "stage": stage, "value_segment": facts["value_segment"], "tier": facts["tier"],
-            "points_balance": facts["points_balance"], "transaction_count": facts["transaction_count"],
-            "last_purchase_at": facts["last_purchase_at"], "churn_risk": facts["churn_risk"],
-            "channel": channels[i], "intent": intents[i], "consent": consents[i],
-            "channel_contacts_1d": day1[i], "channel_contacts_7d": week[i],
+            "stage": stage,
+            "value_segment": facts["value_segment"],
+            "tier": facts["tier"],
+            "points_balance": facts["points_balance"],
+            "transaction_count": facts["transaction_count"],
+            "last_purchase_at": facts["last_purchase_at"],
+            "churn_risk": facts["churn_risk"],
+            "channel": channels[i],
+            "intent": intents[i],
+            "consent": consents[i],
+            "channel_contacts_1d": day1[i],
+            "channel_contacts_7d": week[i],
         }
         row = []
         for k, pick in enumerate(picks[i]):
             _, category, stages, segments, cost = OFFER_CATALOGUE[pick]
-            row.append({
-                **base, "offer.category": category,
-                "offer.target_stages": None if stages is None else list(stages),
-                "offer.target_segments": None if segments is None else list(segments),
-                "offer.points_cost": cost, "offer_contacts_30d": contacts[i][k], "offer_declines_30d": declines[i][k],
-                "last_offer_contact_at": _cell(last_contact[i][k], False),
-            })
+            row.append(
+                {
+                    **base,
+                    "offer.category": category,
+                    "offer.target_stages": None if stages is None else list(stages),
+                    "offer.target_segments": None if segments is None else list(segments),
+                    "offer.points_cost": cost,
+                    "offer_contacts_30d": contacts[i][k],
+                    "offer_declines_30d": declines[i][k],
+                    "last_offer_contact_at": _cell(last_contact[i][k], False),
+                }
+            )
         offers.append(row)
     return Sample(customers, offers)
 
@@ -309,14 +345,23 @@ def hand_value(v: tuple, now: float) -> list[int]:
 
 def hand_tiers(v: tuple, now: float) -> list[int]:
     earned, spend, since = v
-    if earned is not None and earned >= 10000 or (
-            spend is not None and spend >= 6000 and since is not None and (now - since) // DAY >= 730):
+    if (
+        earned is not None
+        and earned >= 10000
+        or (spend is not None and spend >= 6000 and since is not None and (now - since) // DAY >= 730)
+    ):
         return [0]
-    if earned is not None and earned >= 4000 or (
-            spend is not None and spend >= 2500 and since is not None and (now - since) // DAY >= 365):
+    if (
+        earned is not None
+        and earned >= 4000
+        or (spend is not None and spend >= 2500 and since is not None and (now - since) // DAY >= 365)
+    ):
         return [1]
-    if earned is not None and earned >= 1000 or (
-            spend is not None and spend >= 750 and since is not None and (now - since) // DAY >= 180):
+    if (
+        earned is not None
+        and earned >= 1000
+        or (spend is not None and spend >= 750 and since is not None and (now - since) // DAY >= 180)
+    ):
         return [2]
     return [3]
 
@@ -406,8 +451,13 @@ def hand_arbitration(v: tuple, now: float) -> list[int]:
 
 
 HAND = {
-    "lifecycle": hand_lifecycle, "value": hand_value, "tiers": hand_tiers, "segments": hand_segments,
-    "offers": hand_offers, "contact_policy": hand_contact_policy, "arbitration": hand_arbitration,
+    "lifecycle": hand_lifecycle,
+    "value": hand_value,
+    "tiers": hand_tiers,
+    "segments": hand_segments,
+    "offers": hand_offers,
+    "contact_policy": hand_contact_policy,
+    "arbitration": hand_arbitration,
 }
 
 
@@ -426,9 +476,17 @@ def _days(field: str) -> str:
 ZEN_TABLES: dict[str, tuple[list[str], list[tuple[str | None, dict[int, str]]]]] = {
     "lifecycle": (
         ["transaction_count", _days("last_purchase_at"), "churn_risk", "stage", _days("first_purchase_at")],
-        [("prospect", {0: "$ == null or $ == 0"}), ("lapsed", {1: ">= 120"}), ("lapsed", {1: ">= 30", 2: ">= 0.85"}),
-         ("silent", {1: ">= 60"}), ("won_back", {3: '"win_back", "churn_risk"'}), ("first_purchases", {0: "< 3"}),
-         ("loyal", {0: ">= 10", 4: ">= 365"}), ("growing", {0: ">= 3"}), (None, {})],
+        [
+            ("prospect", {0: "$ == null or $ == 0"}),
+            ("lapsed", {1: ">= 120"}),
+            ("lapsed", {1: ">= 30", 2: ">= 0.85"}),
+            ("silent", {1: ">= 60"}),
+            ("won_back", {3: '"win_back", "churn_risk"'}),
+            ("first_purchases", {0: "< 3"}),
+            ("loyal", {0: ">= 10", 4: ">= 365"}),
+            ("growing", {0: ">= 3"}),
+            (None, {}),
+        ],
     ),
     "value": (
         ["value_score"],
@@ -436,47 +494,95 @@ ZEN_TABLES: dict[str, tuple[list[str], list[tuple[str | None, dict[int, str]]]]]
     ),
     "tiers": (
         ["points_earned_12m", "spend_12m", _days("customer_since")],
-        [("platinum", {0: ">= 10000"}), ("platinum", {1: ">= 6000", 2: ">= 730"}),
-         ("gold", {0: ">= 4000"}), ("gold", {1: ">= 2500", 2: ">= 365"}),
-         ("silver", {0: ">= 1000"}), ("silver", {1: ">= 750", 2: ">= 180"}), ("bronze", {})],
+        [
+            ("platinum", {0: ">= 10000"}),
+            ("platinum", {1: ">= 6000", 2: ">= 730"}),
+            ("gold", {0: ">= 4000"}),
+            ("gold", {1: ">= 2500", 2: ">= 365"}),
+            ("silver", {0: ">= 1000"}),
+            ("silver", {1: ">= 750", 2: ">= 180"}),
+            ("bronze", {}),
+        ],
     ),
     "segments": (
-        ["tier", "value_segment", "churn_risk", _days("first_purchase_at"), _days("last_purchase_at"),
-         "touchpoints_30d", "spend_12m"],
-        [("vip", {0: '"platinum"'}), ("vip", {0: '"gold"', 1: '"high"'}), ("high_value_at_risk", {1: '"high"', 2: ">= 0.6"}),
-         ("new_customers", {3: "< 30"}), ("dormant", {4: ">= 180"}), ("engaged", {5: ">= 5"}), ("big_spenders", {6: ">= 1000"})],
+        [
+            "tier",
+            "value_segment",
+            "churn_risk",
+            _days("first_purchase_at"),
+            _days("last_purchase_at"),
+            "touchpoints_30d",
+            "spend_12m",
+        ],
+        [
+            ("vip", {0: '"platinum"'}),
+            ("vip", {0: '"gold"', 1: '"high"'}),
+            ("high_value_at_risk", {1: '"high"', 2: ">= 0.6"}),
+            ("new_customers", {3: "< 30"}),
+            ("dormant", {4: ">= 180"}),
+            ("engaged", {5: ">= 5"}),
+            ("big_spenders", {6: ">= 1000"}),
+        ],
     ),
     "offers": (
-        ["offer_category", "tier", "value_segment", "channel", "intent", "churn_risk", _days("last_purchase_at"),
-         "transaction_count", ""],
-        [("wrong_stage", {8: "stage != null and offer_target_stages != null and not (stage in offer_target_stages)"}),
-         ("wrong_segment", {8: "value_segment != null and offer_target_segments != null "
-                               "and not (value_segment in offer_target_segments)"}),
-         ("vip_needs_status", {0: '"vip"', 1: '$ == null or $ == "bronze" or $ == "silver"', 2: '$ == null or $ != "high"'}),
-         ("not_enough_points", {8: "offer_points_cost != null and offer_points_cost > (points_balance ?? 0)"}),
-         ("save_offer_by_agent_only", {0: '"retention"', 3: '$ == null or $ != "call_centre"'}),
-         ("vip_not_by_sms", {0: '"vip"', 3: '"sms"'}),
-         ("no_selling_on_complaint", {0: '"upsell", "cross_sell"', 4: '"complaint", "billing", "cancel"'}),
-         ("no_selling_at_risk", {0: '"upsell", "cross_sell"', 5: ">= 0.6"}),
-         ("no_win_back_for_recent_buyer", {0: '"win_back"', 6: "< 30"}),
-         ("welcome_only_before_first_purchase", {0: '"welcome"', 7: "> 0"})],
+        [
+            "offer_category",
+            "tier",
+            "value_segment",
+            "channel",
+            "intent",
+            "churn_risk",
+            _days("last_purchase_at"),
+            "transaction_count",
+            "",
+        ],
+        [
+            ("wrong_stage", {8: "stage != null and offer_target_stages != null and not (stage in offer_target_stages)"}),
+            (
+                "wrong_segment",
+                {8: "value_segment != null and offer_target_segments != null and not (value_segment in offer_target_segments)"},
+            ),
+            ("vip_needs_status", {0: '"vip"', 1: '$ == null or $ == "bronze" or $ == "silver"', 2: '$ == null or $ != "high"'}),
+            ("not_enough_points", {8: "offer_points_cost != null and offer_points_cost > (points_balance ?? 0)"}),
+            ("save_offer_by_agent_only", {0: '"retention"', 3: '$ == null or $ != "call_centre"'}),
+            ("vip_not_by_sms", {0: '"vip"', 3: '"sms"'}),
+            ("no_selling_on_complaint", {0: '"upsell", "cross_sell"', 4: '"complaint", "billing", "cancel"'}),
+            ("no_selling_at_risk", {0: '"upsell", "cross_sell"', 5: ">= 0.6"}),
+            ("no_win_back_for_recent_buyer", {0: '"win_back"', 6: "< 30"}),
+            ("welcome_only_before_first_purchase", {0: '"welcome"', 7: "> 0"}),
+        ],
     ),
     "contact_policy": (
-        ["channel", "consent", "channel_contacts_1d", "channel_contacts_7d", "offer_contacts_30d", "offer_declines_30d",
-         _days("last_offer_contact_at")],
-        [("sms_needs_consent", {0: '"sms"', 1: "$ == null or $ == false"}), ("app_opt_out", {0: '"app"', 1: "$ == false"}),
-         ("sms_daily_limit", {0: '"sms"', 2: ">= 1"}), ("sms_weekly_limit", {0: '"sms"', 3: ">= 3"}),
-         ("app_daily_limit", {0: '"app"', 2: ">= 5"}), ("offer_monthly_limit", {4: ">= 4"}),
-         ("declined_twice", {5: ">= 2"}), ("cool_down", {6: "< 2", 0: '$ == null or $ != "call_centre"'})],
+        [
+            "channel",
+            "consent",
+            "channel_contacts_1d",
+            "channel_contacts_7d",
+            "offer_contacts_30d",
+            "offer_declines_30d",
+            _days("last_offer_contact_at"),
+        ],
+        [
+            ("sms_needs_consent", {0: '"sms"', 1: "$ == null or $ == false"}),
+            ("app_opt_out", {0: '"app"', 1: "$ == false"}),
+            ("sms_daily_limit", {0: '"sms"', 2: ">= 1"}),
+            ("sms_weekly_limit", {0: '"sms"', 3: ">= 3"}),
+            ("app_daily_limit", {0: '"app"', 2: ">= 5"}),
+            ("offer_monthly_limit", {4: ">= 4"}),
+            ("declined_twice", {5: ">= 2"}),
+            ("cool_down", {6: "< 2", 0: '$ == null or $ != "call_centre"'}),
+        ],
     ),
     "arbitration": (
         ["channel", "intent", "value_segment", "churn_risk", "offer_category", "now"],
-        [("save_when_cancelling", {0: '"call_centre"', 1: '"cancel"', 4: '"retention", "win_back"'}),
-         ("upgrade_when_asking", {1: '"upgrade"', 4: '"upsell"'}),
-         ("sell_while_browsing", {0: '"app"', 1: '"browse"', 4: '"upsell", "cross_sell"'}),
-         ("vip_for_high_value", {2: '"high"', 4: '"vip"'}),
-         ("save_customers_at_risk", {3: ">= 0.6", 4: '"retention", "win_back"'}),
-         ("december_upsell_push", {4: '"upsell"', 5: f"[{DECEMBER[0]:.0f}..{DECEMBER[1]:.0f})"})],
+        [
+            ("save_when_cancelling", {0: '"call_centre"', 1: '"cancel"', 4: '"retention", "win_back"'}),
+            ("upgrade_when_asking", {1: '"upgrade"', 4: '"upsell"'}),
+            ("sell_while_browsing", {0: '"app"', 1: '"browse"', 4: '"upsell", "cross_sell"'}),
+            ("vip_for_high_value", {2: '"high"', 4: '"vip"'}),
+            ("save_customers_at_risk", {3: ">= 0.6", 4: '"retention", "win_back"'}),
+            ("december_upsell_push", {4: '"upsell"', 5: f"[{DECEMBER[0]:.0f}..{DECEMBER[1]:.0f})"}),
+        ],
     ),
 }
 
@@ -487,7 +593,9 @@ def zen_content(rev: Revision, name: str) -> str:
     then = {rule.id: rule.then for rule in rs.rules}
     fields, rows = ZEN_TABLES[name]
     out_fields = ["rule", *rs.outputs]
-    inputs = [{"id": f"in{i}", "type": "expression", "field": field, "name": field or "condition"} for i, field in enumerate(fields)]
+    inputs = [
+        {"id": f"in{i}", "type": "expression", "field": field, "name": field or "condition"} for i, field in enumerate(fields)
+    ]
     outputs = [{"id": f"out{i}", "type": "expression", "field": field, "name": field} for i, field in enumerate(out_fields)]
     rules = []
     for n, (rule_id, cells) in enumerate(rows):
@@ -501,8 +609,10 @@ def zen_content(rev: Revision, name: str) -> str:
         {"id": "table", "type": "decisionTableNode", "name": name, "position": {"x": 300, "y": 0}, "content": table},
         {"id": "response", "type": "outputNode", "name": "Response", "position": {"x": 600, "y": 0}},
     ]
-    edges = [{"id": "e1", "type": "edge", "sourceId": "request", "targetId": "table"},
-             {"id": "e2", "type": "edge", "sourceId": "table", "targetId": "response"}]
+    edges = [
+        {"id": "e1", "type": "edge", "sourceId": "request", "targetId": "table"},
+        {"id": "e2", "type": "edge", "sourceId": "table", "targetId": "response"},
+    ]
     return json.dumps({"contentType": "application/vnd.gorules.decision", "nodes": nodes, "edges": edges})
 
 
@@ -519,7 +629,10 @@ class Zen:
 
     def context(self, name: str, values: tuple) -> dict[str, Any]:
         """Return zen's input for a normalized values tuple (lists as lists, plus `now`)."""
-        ctx = {zname: list(value) if isinstance(value, tuple) else value for (_, zname), value in zip(self.inputs[name], values)}
+        ctx = {
+            zname: list(value) if isinstance(value, tuple) else value
+            for (_, zname), value in zip(self.inputs[name], values, strict=True)
+        }
         ctx["now"] = NOW
         return ctx
 
@@ -627,7 +740,7 @@ def paired_loops(a: Callable, b: Callable, items: list, rounds: int) -> dict[str
     with no_gc():
         for r in range(rounds):
             for k, start in enumerate(range(0, len(items) - CHUNK + 1, CHUNK)):
-                chunk = items[start:start + CHUNK]
+                chunk = items[start : start + CHUNK]
                 if (k + r) % 2:
                     y, x = b(chunk)[0], a(chunk)[0]
                 else:
@@ -724,7 +837,7 @@ def run_rounds(jobs: list[tuple[str, str, Callable, list]], overhead: int, round
     """Time every job once per round, in reverse order every other round; keep each figure's median."""
     seen: dict[tuple, list[dict]] = {}
     for r in range(rounds):
-        for backend, name, loop, items in (jobs if r % 2 == 0 else jobs[::-1]):
+        for backend, name, loop, items in jobs if r % 2 == 0 else jobs[::-1]:
             seen.setdefault((backend, name), []).append(timed(loop, items, overhead, warmup))
     return {key: {field: statistics.median(s[field] for s in runs) for field in runs[0]} for key, runs in seen.items()}
 
@@ -759,8 +872,14 @@ def check_agreement(rev: Revision, sample: Sample, values: dict, zen: Zen | None
                     shown.add((backend, name))
                     print(f"  DISAGREEMENT {backend} vs compiled on {name}: {fired} != {want}\n    facts: {facts!r}")
         n = len(sample.customers)
-        rows.append({"ruleset": name, "inputs": n, **{k: f"{v:,}/{n:,}" for k, v in agree.items()},
-                     "all_agree": all(v == n for k, v in agree.items() if zen or k != "zen-engine")})
+        rows.append(
+            {
+                "ruleset": name,
+                "inputs": n,
+                **{k: f"{v:,}/{n:,}" for k, v in agree.items()},
+                "all_agree": all(v == n for k, v in agree.items() if zen or k != "zen-engine"),
+            }
+        )
         if not zen:
             rows[-1]["zen-engine"] = "-"
     return rows
@@ -773,31 +892,49 @@ def latency_part(rev: Revision, args: argparse.Namespace) -> dict[str, Any]:
     values = {name: [normalize(rev.compiled[name].ruleset, f) for f in sample.inputs(name)] for name in ALL_SETS}
     zen = None if args.no_zen else Zen(rev)
     zen_ctx = {name: [zen.context(name, v) for v in values[name]] for name in ALL_SETS} if zen else {}
-    print(f"  {args.sample:,} customers, {args.sample * OFFERS_PER_DECISION:,} offer inputs generated "
-          f"in {time.perf_counter() - started:.1f} s")
+    print(
+        f"  {args.sample:,} customers, {args.sample * OFFERS_PER_DECISION:,} offer inputs generated "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
 
     print("\nagreement with the compiled backend (fired rule ids), every sample input:")
     agreement = check_agreement(rev, sample, values, zen, zen_ctx)
-    harness.print_table(agreement, [("rule set", "ruleset", ""), ("durable", "durable", ""), ("python", "python", ""),
-                                    ("hand-written", "hand-written", ""), ("zen-engine", "zen-engine", "")])
+    harness.print_table(
+        agreement,
+        [
+            ("rule set", "ruleset", ""),
+            ("durable", "durable", ""),
+            ("python", "python", ""),
+            ("hand-written", "hand-written", ""),
+            ("zen-engine", "zen-engine", ""),
+        ],
+    )
 
     if hasattr(rev, "evaluate_many"):
         m = min(2_000, len(sample.offers))
         agree, total = 0, 0
         for name in OFFER_SETS:
             ids = [rule.id for rule in rev.compiled[name].ruleset.rules]
-            for i, offers in enumerate(sample.offers[:m]):
+            for offers in sample.offers[:m]:
                 skip = rev.compiled[name].skip(NOW)
-                want = [[ids[k] for k in rev.compiled[name].evaluate_python(normalize(rev.compiled[name].ruleset, f), NOW, skip)]
-                        for f in offers]
+                want = [
+                    [ids[k] for k in rev.compiled[name].evaluate_python(normalize(rev.compiled[name].ruleset, f), NOW, skip)]
+                    for f in offers
+                ]
                 got = [r.fired_ids for r in rev.evaluate_many(name, offers, now=NOW, backend="durable")]
-                agree += sum(g == w for g, w in zip(got, want))
+                agree += sum(g == w for g, w in zip(got, want, strict=True))
                 total += len(offers)
                 if got != want and agree + len(offers) > total - len(offers):  # first disagreement only
                     print(f"  DISAGREEMENT durable evaluate_many vs compiled on {name}: {got} != {want}\n    rows: {offers!r}")
         print(f"  durable evaluate_many (8 offers per call), offer-level sets, first {m:,} customers: {agree:,}/{total:,} agree")
-        agreement.append({"ruleset": "evaluate_many, offer sets", "inputs": total, "durable": f"{agree:,}/{total:,}",
-                          "all_agree": agree == total})
+        agreement.append(
+            {
+                "ruleset": "evaluate_many, offer sets",
+                "inputs": total,
+                "durable": f"{agree:,}/{total:,}",
+                "all_agree": agree == total,
+            }
+        )
 
     overhead = timer_overhead()
     evaluate = rev.evaluate
@@ -817,13 +954,18 @@ def latency_part(rev: Revision, args: argparse.Namespace) -> dict[str, Any]:
             jobs.append(("zen-engine", name, partial(loop_zen, zen.engine.evaluate, name), zen_ctx[name]))
             if name in ("lifecycle", "value"):  # the other zen entry point, for reference
                 jobs.append(("zen ZenDecision", name, partial(loop_zen_decision, zen.decisions[name]), zen_ctx[name]))
-    print(f"\ntiming each rule set over {args.sample:,} inputs per backend, {args.rounds} round(s) "
-          f"(timer overhead {overhead} ns subtracted)...", flush=True)
+    print(
+        f"\ntiming each rule set over {args.sample:,} inputs per backend, {args.rounds} round(s) "
+        f"(timer overhead {overhead} ns subtracted)...",
+        flush=True,
+    )
     per_set: dict[str, dict[str, dict]] = {backend: {} for backend in BACKENDS}
     for (backend, name), stats in run_rounds(jobs, overhead, args.rounds, 300).items():
         per_set[backend][name] = stats
 
-    print(f"\nper rule-set evaluation, µs: p50 / p99 ({args.sample:,} inputs each; offer-level sets: one of the 8 offers per customer)")
+    print(
+        f"\nper rule-set evaluation, µs: p50 / p99 ({args.sample:,} inputs each; offer-level sets: one of the 8 offers per customer)"
+    )
     table = []
     for backend in BACKENDS:
         if not per_set[backend]:
@@ -838,9 +980,17 @@ def latency_part(rev: Revision, args: argparse.Namespace) -> dict[str, Any]:
     ratios = []
     for backend in BACKENDS:
         if per_set[backend] and backend != "hand-written":
-            ratios.append({"backend": backend, **{
-                name: harness.ratio(per_set[backend][name]["p50_us"], per_set["hand-written"][name]["p50_us"])
-                if name in per_set[backend] else "-" for name in ALL_SETS}})
+            ratios.append(
+                {
+                    "backend": backend,
+                    **{
+                        name: harness.ratio(per_set[backend][name]["p50_us"], per_set["hand-written"][name]["p50_us"])
+                        if name in per_set[backend]
+                        else "-"
+                        for name in ALL_SETS
+                    },
+                }
+            )
     harness.print_table(ratios, [("backend", "backend", "")] + [(name, name, "") for name in ALL_SETS])
 
     # Calls well under a µs are near the clock's overhead and jitter, and the machine's speed drifts:
@@ -848,19 +998,27 @@ def latency_part(rev: Revision, args: argparse.Namespace) -> dict[str, Any]:
     batch = {}
     for name in ALL_SETS:
         skip = rev.compiled[name].skip(NOW)
-        batch[name] = paired_loops(partial(batch_raw, rev.compiled[name].evaluate_python, skip=skip),
-                                   partial(batch_hand, HAND[name]), values[name], args.rounds)
-    print(f"\ncompiled raw vs hand-written, loops of {CHUNK} calls timed whole (no clock per call), alternating on the "
-          "same inputs; medians of mean ns per call and of the paired ratios:")
-    rows = [{"backend": "compiled raw", **{name: f"{batch[name]['a_ns']:.0f}" for name in ALL_SETS}},
-            {"backend": "hand-written", **{name: f"{batch[name]['b_ns']:.0f}" for name in ALL_SETS}},
-            {"backend": "ratio", **{name: f"{batch[name]['ratio']:.2f}x" for name in ALL_SETS}}]
+        batch[name] = paired_loops(
+            partial(batch_raw, rev.compiled[name].evaluate_python, skip=skip),
+            partial(batch_hand, HAND[name]),
+            values[name],
+            args.rounds,
+        )
+    print(
+        f"\ncompiled raw vs hand-written, loops of {CHUNK} calls timed whole (no clock per call), alternating on the "
+        "same inputs; medians of mean ns per call and of the paired ratios:"
+    )
+    rows = [
+        {"backend": "compiled raw", **{name: f"{batch[name]['a_ns']:.0f}" for name in ALL_SETS}},
+        {"backend": "hand-written", **{name: f"{batch[name]['b_ns']:.0f}" for name in ALL_SETS}},
+        {"backend": "ratio", **{name: f"{batch[name]['ratio']:.2f}x" for name in ALL_SETS}},
+    ]
     harness.print_table(rows, [("", "backend", "")] + [(name, name, "") for name in ALL_SETS])
 
     # one decision: 4 customer-level sets + 3 offer-level sets x 8 offers
     n = args.sample
     skips = {name: rev.compiled[name].skip(NOW) for name in ALL_SETS}
-    rev_rows = list(zip(sample.customers, sample.offers))
+    rev_rows = list(zip(sample.customers, sample.offers, strict=True))
     raw_rows, durable_rows, hand_rows, zen_rows = [], [], [], []
     for i in range(n):
         raw, durable, hand, zcalls = [], [], [], []
@@ -878,8 +1036,10 @@ def latency_part(rev: Revision, args: argparse.Namespace) -> dict[str, Any]:
         durable_rows.append(durable)
         hand_rows.append(hand)
         zen_rows.append(zcalls)
-    print(f"\ntiming {n:,} decisions per backend ({EVALS_PER_DECISION} rule-set evaluations each), "
-          f"{args.rounds} round(s)...", flush=True)
+    print(
+        f"\ntiming {n:,} decisions per backend ({EVALS_PER_DECISION} rule-set evaluations each), {args.rounds} round(s)...",
+        flush=True,
+    )
     jobs = [
         ("durable", "", partial(decide_rev, evaluate, backend="durable"), rev_rows),
         ("durable raw", "", decide_raw, durable_rows),
@@ -889,8 +1049,10 @@ def latency_part(rev: Revision, args: argparse.Namespace) -> dict[str, Any]:
     ]
     if hasattr(rev, "evaluate_many"):
         for backend in ("durable", "python"):
-            jobs.insert(1 if backend == "durable" else 4, (f"{backend} evaluate_many", "",
-                        partial(decide_many, evaluate, rev.evaluate_many, backend=backend), rev_rows))
+            jobs.insert(
+                1 if backend == "durable" else 4,
+                (f"{backend} evaluate_many", "", partial(decide_many, evaluate, rev.evaluate_many, backend=backend), rev_rows),
+            )
     if hasattr(rev, "evaluate_group"):
         for backend in ("durable", "python"):
             jobs.append((f"{backend} grouped", "", partial(decide_group, rev, backend=backend), rev_rows))
@@ -898,21 +1060,39 @@ def latency_part(rev: Revision, args: argparse.Namespace) -> dict[str, Any]:
         jobs.append(("zen-engine", "", partial(decide_zen, zen.engine.evaluate), zen_rows))
     per_decision = {backend: stats for (backend, _), stats in run_rounds(jobs, overhead, args.rounds, 50).items()}
     floor = per_decision["hand-written"]
-    decision_table = [{
-        "backend": backend, **stats, "per_eval_us": stats["p50_us"] / EVALS_PER_DECISION,
-        "vs_hand": harness.ratio(stats["p50_us"], floor["p50_us"]),
-        "vs_raw": harness.ratio(stats["p50_us"], per_decision["compiled raw"]["p50_us"]),
-        "per_s": 1e6 / stats["mean_us"],
-    } for backend, stats in per_decision.items()]
+    decision_table = [
+        {
+            "backend": backend,
+            **stats,
+            "per_eval_us": stats["p50_us"] / EVALS_PER_DECISION,
+            "vs_hand": harness.ratio(stats["p50_us"], floor["p50_us"]),
+            "vs_raw": harness.ratio(stats["p50_us"], per_decision["compiled raw"]["p50_us"]),
+            "per_s": 1e6 / stats["mean_us"],
+        }
+        for backend, stats in per_decision.items()
+    ]
     print(f"\nper decision ({EVALS_PER_DECISION} rule-set evaluations), µs; one thread:")
-    harness.print_table(decision_table, [
-        ("backend", "backend", ""), ("p50 µs", "p50_us", ",.1f"), ("p99 µs", "p99_us", ",.1f"),
-        ("mean µs", "mean_us", ",.1f"), ("p50/eval µs", "per_eval_us", ",.2f"), ("decisions/s", "per_s", ",.0f"),
-        ("p50 vs hand", "vs_hand", ""), ("p50 vs compiled raw", "vs_raw", ""),
-    ])
-    return {"agreement": agreement, "per_ruleset": per_set, "per_decision": per_decision,
-            "compiled_vs_hand_whole_loops": batch,
-            "timer_overhead_ns": overhead, "sample": n}
+    harness.print_table(
+        decision_table,
+        [
+            ("backend", "backend", ""),
+            ("p50 µs", "p50_us", ",.1f"),
+            ("p99 µs", "p99_us", ",.1f"),
+            ("mean µs", "mean_us", ",.1f"),
+            ("p50/eval µs", "per_eval_us", ",.2f"),
+            ("decisions/s", "per_s", ",.0f"),
+            ("p50 vs hand", "vs_hand", ""),
+            ("p50 vs compiled raw", "vs_raw", ""),
+        ],
+    )
+    return {
+        "agreement": agreement,
+        "per_ruleset": per_set,
+        "per_decision": per_decision,
+        "compiled_vs_hand_whole_loops": batch,
+        "timer_overhead_ns": overhead,
+        "sample": n,
+    }
 
 
 # --- part 2: vectorized ----------------------------------------------------------------------
@@ -924,15 +1104,19 @@ def numpy_lifecycle_value(cols: dict[str, np.ndarray]) -> tuple[np.ndarray, np.n
     with np.errstate(invalid="ignore"):
         silent = np.floor((NOW - cols["last_purchase_at"]) / DAY)
         tenure = np.floor((NOW - cols["first_purchase_at"]) / DAY)
-        lifecycle = np.select([
-            np.isnan(count) | (count == 0),
-            (silent >= 120) | ((churn >= 0.85) & (silent >= 30)),
-            silent >= 60,
-            (stage == "win_back") | (stage == "churn_risk"),
-            count < 3,
-            (count >= 10) & (tenure >= 365),
-            count >= 3,
-        ], range(7), default=-1)
+        lifecycle = np.select(
+            [
+                np.isnan(count) | (count == 0),
+                (silent >= 120) | ((churn >= 0.85) & (silent >= 30)),
+                silent >= 60,
+                (stage == "win_back") | (stage == "churn_risk"),
+                count < 3,
+                (count >= 10) & (tenure >= 365),
+                count >= 3,
+            ],
+            range(7),
+            default=-1,
+        )
         score = cols["value_score"]
         value = np.select([score >= 70, (score >= 40) & (score < 70), score < 40], range(3), default=-1)
     return lifecycle, value
@@ -944,7 +1128,7 @@ def _tuples(rev: Revision, name: str, cols: dict[str, np.ndarray], m: int) -> li
     for input_name in rev.compiled[name].ruleset.inputs:
         column = cols[input_name][:m].tolist()
         lists.append([None if v is None or v != v else v for v in column])
-    return list(zip(*lists))
+    return list(zip(*lists, strict=True))
 
 
 def vector_part(rev: Revision, args: argparse.Namespace) -> dict[str, Any]:
@@ -999,26 +1183,75 @@ def vector_part(rev: Revision, args: argparse.Namespace) -> dict[str, Any]:
 
     total = sum(seconds.values())
     scale = 1e6 / args.rows
-    table = [{"what": f"evaluate_columns {name}", "s": s, "per_m": s * scale, "rows_s": args.rows / s,
-              "agree": f"{per_row_agree[name]:,}/{m:,}"} for name, s in seconds.items()]
+    table = [
+        {
+            "what": f"evaluate_columns {name}",
+            "s": s,
+            "per_m": s * scale,
+            "rows_s": args.rows / s,
+            "agree": f"{per_row_agree[name]:,}/{m:,}",
+        }
+        for name, s in seconds.items()
+    ]
     table.append({"what": "evaluate_columns, all four", "s": total, "per_m": total * scale, "rows_s": args.rows / total})
     lv = seconds["lifecycle"] + seconds["value"]
-    table.append({"what": "evaluate_columns lifecycle+value", "s": lv, "per_m": lv * scale, "rows_s": args.rows / lv,
-                  "vs": harness.ratio(lv, numpy_seconds)})
-    table.append({"what": "baseline: np.select lifecycle+value", "s": numpy_seconds, "per_m": numpy_seconds * scale,
-                  "rows_s": args.rows / numpy_seconds, "agree": f"{numpy_agree:,}/{2 * args.rows:,}"})
+    table.append(
+        {
+            "what": "evaluate_columns lifecycle+value",
+            "s": lv,
+            "per_m": lv * scale,
+            "rows_s": args.rows / lv,
+            "vs": harness.ratio(lv, numpy_seconds),
+        }
+    )
+    table.append(
+        {
+            "what": "baseline: np.select lifecycle+value",
+            "s": numpy_seconds,
+            "per_m": numpy_seconds * scale,
+            "rows_s": args.rows / numpy_seconds,
+            "agree": f"{numpy_agree:,}/{2 * args.rows:,}",
+        }
+    )
     row_total = sum(per_row_seconds.values())
     for name, s in per_row_seconds.items():
         table.append({"what": f"compiled per row {name} (extrapolated)", "s": s, "per_m": s * scale, "rows_s": args.rows / s})
-    table.append({"what": "compiled per row, all four (extrapolated)", "s": row_total, "per_m": row_total * scale,
-                  "rows_s": args.rows / row_total, "vs": harness.ratio(row_total, total)})
-    print(f"\nvectorized backend over {args.rows:,} customers (per-row figures: {m:,} rows timed, scaled to {args.rows:,}; "
-          f"'agree' = rows equal to the vectorized result):")
-    harness.print_table(table, [("", "what", ""), ("seconds", "s", ",.2f"), ("s per 1M", "per_m", ",.2f"),
-                                ("rows/s", "rows_s", ",.0f"), ("ratio", "vs", ""), ("agree", "agree", "")])
-    return {"rows": args.rows, "repeat": args.repeat, "seconds": seconds, "total_s": total, "per_million_s": total * scale,
-            "numpy_lifecycle_value_s": numpy_seconds, "numpy_agree": numpy_agree,
-            "per_row_extrapolated_s": per_row_seconds, "per_row_rows_timed": m, "per_row_agree": per_row_agree}
+    table.append(
+        {
+            "what": "compiled per row, all four (extrapolated)",
+            "s": row_total,
+            "per_m": row_total * scale,
+            "rows_s": args.rows / row_total,
+            "vs": harness.ratio(row_total, total),
+        }
+    )
+    print(
+        f"\nvectorized backend over {args.rows:,} customers (per-row figures: {m:,} rows timed, scaled to {args.rows:,}; "
+        f"'agree' = rows equal to the vectorized result):"
+    )
+    harness.print_table(
+        table,
+        [
+            ("", "what", ""),
+            ("seconds", "s", ",.2f"),
+            ("s per 1M", "per_m", ",.2f"),
+            ("rows/s", "rows_s", ",.0f"),
+            ("ratio", "vs", ""),
+            ("agree", "agree", ""),
+        ],
+    )
+    return {
+        "rows": args.rows,
+        "repeat": args.repeat,
+        "seconds": seconds,
+        "total_s": total,
+        "per_million_s": total * scale,
+        "numpy_lifecycle_value_s": numpy_seconds,
+        "numpy_agree": numpy_agree,
+        "per_row_extrapolated_s": per_row_seconds,
+        "per_row_rows_timed": m,
+        "per_row_agree": per_row_agree,
+    }
 
 
 # --- part 3: durable soak (in a child process) ----------------------------------------------------
@@ -1050,14 +1283,38 @@ EDGE_INPUTS: list[tuple[str, dict[str, Any], str]] = [
     ("lifecycle", {"transaction_count": 5, "last_purchase_at": NOW - 120 * DAY, "stage": "growth"}, "exactly 120 days"),
     ("arbitration", {"intent": 'can"cel\\', "channel": "call_centre", "offer.category": "retention"}, "quote, backslash"),
     ("arbitration", {"intent": "cancel\x00", "channel": "call_centre", "offer.category": "retention"}, "NUL in text"),
-    ("arbitration", {"intent": "browse\u2028\U0001F600", "channel": "app", "offer.category": "upsell"}, "unicode"),
-    ("offers", {"stage": "growth", "offer.target_stages": [], "offer.target_segments": ["high\x00"],
-                "value_segment": "high"}, "empty list, NUL in list"),
-    ("contact_policy", {"channel": "sms", "consent": False, "channel_contacts_1d": 1, "channel_contacts_7d": 3,
-                        "offer_contacts_30d": 4, "offer_declines_30d": 2, "last_offer_contact_at": NOW - 2 * DAY + 1},
-     "every threshold exactly"),
-    ("segments", {"tier": "gold", "value_segment": "high", "churn_risk": 0.6, "first_purchase_at": NOW - 30 * DAY + 1,
-                  "last_purchase_at": NOW - 180 * DAY, "touchpoints_30d": 5, "spend_12m": 1000}, "every threshold exactly"),
+    ("arbitration", {"intent": "browse\u2028\U0001f600", "channel": "app", "offer.category": "upsell"}, "unicode"),
+    (
+        "offers",
+        {"stage": "growth", "offer.target_stages": [], "offer.target_segments": ["high\x00"], "value_segment": "high"},
+        "empty list, NUL in list",
+    ),
+    (
+        "contact_policy",
+        {
+            "channel": "sms",
+            "consent": False,
+            "channel_contacts_1d": 1,
+            "channel_contacts_7d": 3,
+            "offer_contacts_30d": 4,
+            "offer_declines_30d": 2,
+            "last_offer_contact_at": NOW - 2 * DAY + 1,
+        },
+        "every threshold exactly",
+    ),
+    (
+        "segments",
+        {
+            "tier": "gold",
+            "value_segment": "high",
+            "churn_risk": 0.6,
+            "first_purchase_at": NOW - 30 * DAY + 1,
+            "last_purchase_at": NOW - 180 * DAY,
+            "touchpoints_30d": 5,
+            "spend_12m": 1000,
+        },
+        "every threshold exactly",
+    ),
 ]
 
 
@@ -1076,8 +1333,15 @@ def edge_probe(rev: Revision) -> list[dict[str, Any]]:
                     got[backend] = rev.evaluate(name, facts, now=NOW, backend=backend).fired_ids
             except Exception as exc:  # an exception is a result here: it is what the probe reports
                 got[backend] = f"{type(exc).__name__}: {exc}"
-        rows.append({"ruleset": name, "facts": repr(facts), "note": note, **{k: str(v) for k, v in got.items()},
-                     "agree": got["durable"] == got["python"] == got["vector"]})
+        rows.append(
+            {
+                "ruleset": name,
+                "facts": repr(facts),
+                "note": note,
+                **{k: str(v) for k, v in got.items()},
+                "agree": got["durable"] == got["python"] == got["vector"],
+            }
+        )
     return rows
 
 
@@ -1091,11 +1355,17 @@ def soak_child(args: argparse.Namespace) -> int:
     expected = [rev.evaluate(name, facts, now=NOW, backend="python").fired_ids for name, facts in items]
     # batches of 8 inputs of one rule set for evaluate_many: 8 customers, or one customer's 8 offers
     sets, group = len(CUSTOMER_SETS), OFFERS_PER_DECISION
-    batches = [(name, [c * sets + si for c in range(first, first + group)])
-               for si, name in enumerate(CUSTOMER_SETS) for first in range(0, len(sample.customers) - group + 1, group)]
+    batches = [
+        (name, [c * sets + si for c in range(first, first + group)])
+        for si, name in enumerate(CUSTOMER_SETS)
+        for first in range(0, len(sample.customers) - group + 1, group)
+    ]
     offset, width = len(sample.customers) * sets, group * len(OFFER_SETS)
-    batches += [(name, [offset + c * width + k * len(OFFER_SETS) + si for k in range(group)])
-                for c in range(len(sample.offers)) for si, name in enumerate(OFFER_SETS)]
+    batches += [
+        (name, [offset + c * width + k * len(OFFER_SETS) + si for k in range(group)])
+        for c in range(len(sample.offers))
+        for si, name in enumerate(OFFER_SETS)
+    ]
     assert all(items[i][0] == name for name, indexes in batches for i in indexes)
     many = hasattr(rev, "evaluate_many")  # batched durable sessions, when this revision of the engine has them
     for name, facts in items[:2_000]:  # warm-up
@@ -1122,7 +1392,7 @@ def soak_child(args: argparse.Namespace) -> int:
             except Exception as exc:  # counted and reported; the soak goes on
                 errors.append(f"{name} (evaluate_many): {type(exc).__name__}: {exc}")
             else:
-                for index, result in zip(indexes, results):
+                for index, result in zip(indexes, results, strict=True):
                     check(name, index, result.fired_ids)
             done[k] += len(indexes)
 
@@ -1164,13 +1434,26 @@ def soak_child(args: argparse.Namespace) -> int:
     rev.close()
     gc.collect()
     result = {
-        "evaluations": sum(done), "threads": threads, "distinct_inputs": len(items), "seconds": elapsed,
+        "evaluations": sum(done),
+        "threads": threads,
+        "distinct_inputs": len(items),
+        "seconds": elapsed,
         "via_evaluate_many": sum(done[1::2]) if many else 0,
-        "per_s": sum(done) / elapsed, "wrong": len(wrong), "wrong_examples": wrong[:5], "errors": len(errors),
-        "error_examples": errors[:5], "rss_kb": {"start": before["VmRSS"], "after_warmup": warm["VmRSS"],
-                                                 "end": end["VmRSS"], "after_close": rss_kb()["VmRSS"], "peak": end["VmHWM"]},
+        "per_s": sum(done) / elapsed,
+        "wrong": len(wrong),
+        "wrong_examples": wrong[:5],
+        "errors": len(errors),
+        "error_examples": errors[:5],
+        "rss_kb": {
+            "start": before["VmRSS"],
+            "after_warmup": warm["VmRSS"],
+            "end": end["VmRSS"],
+            "after_close": rss_kb()["VmRSS"],
+            "peak": end["VmHWM"],
+        },
         "rss_samples": samples[:: max(1, len(samples) // 40)] + samples[-1:],
-        "rulesets_registered_before_close": registered, "rulesets_registered_after_close": len(host.names()),
+        "rulesets_registered_before_close": registered,
+        "rulesets_registered_after_close": len(host.names()),
     }
     print("SOAK-RESULT " + json.dumps(result), flush=True)
     rev, _ = load_revision()
@@ -1182,13 +1465,27 @@ def soak_child(args: argparse.Namespace) -> int:
 
 def soak_part(args: argparse.Namespace) -> dict[str, Any]:
     """Run the soak in a child process, so that a crash is reported instead of ending this run."""
-    command = [sys.executable, os.path.abspath(__file__), "--soak-child", "--soak", str(args.soak),
-               "--threads", str(args.threads), "--seed", str(args.seed)]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--soak-child",
+        "--soak",
+        str(args.soak),
+        "--threads",
+        str(args.threads),
+        "--seed",
+        str(args.seed),
+    ]
     print(f"  child: {' '.join(command[1:])}", flush=True)
     proc = subprocess.run(command, stdout=subprocess.PIPE, text=True, timeout=max(900, args.soak / 500))
-    status = "exit 0" if proc.returncode == 0 else (
-        f"killed by {signal.Signals(-proc.returncode).name}" if proc.returncode < 0 else f"exit {proc.returncode}")
-    lines = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in proc.stdout.splitlines() if line.startswith(("SOAK-", "EDGE-"))}
+    status = (
+        "exit 0"
+        if proc.returncode == 0
+        else (f"killed by {signal.Signals(-proc.returncode).name}" if proc.returncode < 0 else f"exit {proc.returncode}")
+    )
+    lines = {
+        line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in proc.stdout.splitlines() if line.startswith(("SOAK-", "EDGE-"))
+    }
     soak = json.loads(lines["SOAK-RESULT"]) if "SOAK-RESULT" in lines else None
     probe = json.loads(lines["EDGE-RESULT"]) if "EDGE-RESULT" in lines else None
     if soak is None:
@@ -1198,33 +1495,77 @@ def soak_part(args: argparse.Namespace) -> dict[str, Any]:
     # RSS once a tenth of the evaluations are done (threads started, allocator settled) vs the end
     settled = next((r for _, c, r in soak["rss_samples"] if c >= soak["evaluations"] / 10), soak["rss_kb"]["end"]) / 1024
     growth = mb["end"] - settled
-    print(f"\ndurable soak: {soak['evaluations']:,} rule-set evaluations, {soak['threads']} threads, "
-          f"{soak['distinct_inputs']:,} distinct inputs ({soak.get('via_evaluate_many', 0):,} evaluations through evaluate_many "
-          "in batches of 8, on half the threads), each compared with the compiled backend:")
-    harness.print_table([{
-        "evals": soak["evaluations"], "s": soak["seconds"], "per_s": soak["per_s"], "wrong": soak["wrong"],
-        "errors": soak["errors"], "status": status, "start": mb["start"], "warm": mb["after_warmup"], "end": mb["end"],
-        "settled": settled, "growth": growth, "closed": mb["after_close"], "peak": mb["peak"],
-    }], [("evaluations", "evals", ",.0f"), ("seconds", "s", ",.1f"), ("evals/s", "per_s", ",.0f"), ("wrong", "wrong", ",.0f"),
-         ("exceptions", "errors", ",.0f"), ("child", "status", ""), ("RSS MB start", "start", ",.1f"),
-         ("after warm-up", "warm", ",.1f"), ("at 10%", "settled", ",.1f"), ("end", "end", ",.1f"),
-         ("10%->end", "growth", "+,.1f"),
-         ("after close", "closed", ",.1f"), ("peak", "peak", ",.1f")])
-    print("  RSS over time (s, evaluations, MB): "
-          + ", ".join(f"({t:g}, {c:,}, {r / 1024:.1f})" for t, c, r in soak["rss_samples"][:: max(1, len(soak["rss_samples"]) // 8)]))
-    print(f"  rule sets registered with the host: {soak['rulesets_registered_before_close']} before close, "
-          f"{soak['rulesets_registered_after_close']} after")
+    print(
+        f"\ndurable soak: {soak['evaluations']:,} rule-set evaluations, {soak['threads']} threads, "
+        f"{soak['distinct_inputs']:,} distinct inputs ({soak.get('via_evaluate_many', 0):,} evaluations through evaluate_many "
+        "in batches of 8, on half the threads), each compared with the compiled backend:"
+    )
+    harness.print_table(
+        [
+            {
+                "evals": soak["evaluations"],
+                "s": soak["seconds"],
+                "per_s": soak["per_s"],
+                "wrong": soak["wrong"],
+                "errors": soak["errors"],
+                "status": status,
+                "start": mb["start"],
+                "warm": mb["after_warmup"],
+                "end": mb["end"],
+                "settled": settled,
+                "growth": growth,
+                "closed": mb["after_close"],
+                "peak": mb["peak"],
+            }
+        ],
+        [
+            ("evaluations", "evals", ",.0f"),
+            ("seconds", "s", ",.1f"),
+            ("evals/s", "per_s", ",.0f"),
+            ("wrong", "wrong", ",.0f"),
+            ("exceptions", "errors", ",.0f"),
+            ("child", "status", ""),
+            ("RSS MB start", "start", ",.1f"),
+            ("after warm-up", "warm", ",.1f"),
+            ("at 10%", "settled", ",.1f"),
+            ("end", "end", ",.1f"),
+            ("10%->end", "growth", "+,.1f"),
+            ("after close", "closed", ",.1f"),
+            ("peak", "peak", ",.1f"),
+        ],
+    )
+    print(
+        "  RSS over time (s, evaluations, MB): "
+        + ", ".join(
+            f"({t:g}, {c:,}, {r / 1024:.1f})" for t, c, r in soak["rss_samples"][:: max(1, len(soak["rss_samples"]) // 8)]
+        )
+    )
+    print(
+        f"  rule sets registered with the host: {soak['rulesets_registered_before_close']} before close, "
+        f"{soak['rulesets_registered_after_close']} after"
+    )
     for example in soak["wrong_examples"]:
         print(f"  WRONG: {example}")
     for example in soak["error_examples"]:
         print(f"  EXCEPTION: {example}")
     if probe is not None:
         bad = [row for row in probe if not row["agree"]]
-        print(f"\nedge-input probe (not part of the soak's count): {len(probe) - len(bad)}/{len(probe)} inputs agree "
-              "on durable, python and vector")
+        print(
+            f"\nedge-input probe (not part of the soak's count): {len(probe) - len(bad)}/{len(probe)} inputs agree "
+            "on durable, python and vector"
+        )
         if bad:
-            harness.print_table(bad, [("rule set", "ruleset", ""), ("input", "facts", ""), ("note", "note", ""),
-                                      ("durable", "durable", ""), ("python", "python", ""), ("vector", "vector", "")])
+            harness.print_table(
+                bad,
+                [
+                    ("rule set", "ruleset", ""),
+                    ("input", "facts", ""),
+                    ("note", "note", ""),
+                    ("durable", "durable", ""),
+                    ("python", "python", ""),
+                    ("vector", "vector", ""),
+                ],
+            )
     else:
         print(f"\nedge-input probe: the child died during it ({status}): a crash on one of EDGE_INPUTS")
     return {"status": status, "crashed": proc.returncode != 0, "soak": soak, "edge_probe": probe}
@@ -1242,26 +1583,48 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         hand = decision["hand-written"]["p50_us"]
         for backend in ("compiled raw", "python", "python grouped"):
             value = decision[backend]["p50_us"] / hand
-            rows.append({"goal": f"{backend} / hand-written, p50 per decision", "target": f"<= {GOAL_RATIO:g}x",
-                         "measured": f"{value:.2f}x", "met": "yes" if value <= GOAL_RATIO else "NO"})
+            rows.append(
+                {
+                    "goal": f"{backend} / hand-written, p50 per decision",
+                    "target": f"<= {GOAL_RATIO:g}x",
+                    "measured": f"{value:.2f}x",
+                    "met": "yes" if value <= GOAL_RATIO else "NO",
+                }
+            )
         for backend in ("durable", "durable evaluate_many", "durable grouped"):
             if backend in decision:
                 durable = decision[backend]["p50_us"] / 1e3
-                rows.append({"goal": f"{backend} p50 per decision", "target": f"<= {GOAL_DURABLE_MS:g} ms",
-                             "measured": f"{durable:.2f} ms ({durable * 1e3 / EVALS_PER_DECISION:.0f} µs per rule set)",
-                             "met": "yes" if durable <= GOAL_DURABLE_MS else "NO"})
+                rows.append(
+                    {
+                        "goal": f"{backend} p50 per decision",
+                        "target": f"<= {GOAL_DURABLE_MS:g} ms",
+                        "measured": f"{durable:.2f} ms ({durable * 1e3 / EVALS_PER_DECISION:.0f} µs per rule set)",
+                        "met": "yes" if durable <= GOAL_DURABLE_MS else "NO",
+                    }
+                )
     vector = results.get("vector")
     if vector:
-        rows.append({"goal": "vectorized, 4 customer rule sets per 1M customers", "target": f"<= {GOAL_VECTOR_S:g} s",
-                     "measured": f"{vector['per_million_s']:.2f} s" + ("" if vector["rows"] == 1_000_000 else f" (scaled from {vector['rows']:,})"),
-                     "met": "yes" if vector["per_million_s"] <= GOAL_VECTOR_S else "NO"})
+        rows.append(
+            {
+                "goal": "vectorized, 4 customer rule sets per 1M customers",
+                "target": f"<= {GOAL_VECTOR_S:g} s",
+                "measured": f"{vector['per_million_s']:.2f} s"
+                + ("" if vector["rows"] == 1_000_000 else f" (scaled from {vector['rows']:,})"),
+                "met": "yes" if vector["per_million_s"] <= GOAL_VECTOR_S else "NO",
+            }
+        )
     soak = results.get("soak")
     if soak:
         detail = soak.get("soak") or {}
         ok = not soak["crashed"] and detail.get("wrong") == 0 and detail.get("errors") == 0
-        rows.append({"goal": "durable soak: wrong results, exceptions, crashes", "target": "0 / 0 / 0",
-                     "measured": f"{detail.get('wrong', '-')} / {detail.get('errors', '-')} / {0 if not soak['crashed'] else 1}",
-                     "met": "yes" if ok else "NO"})
+        rows.append(
+            {
+                "goal": "durable soak: wrong results, exceptions, crashes",
+                "target": "0 / 0 / 0",
+                "measured": f"{detail.get('wrong', '-')} / {detail.get('errors', '-')} / {0 if not soak['crashed'] else 1}",
+                "met": "yes" if ok else "NO",
+            }
+        )
     return rows
 
 
@@ -1271,8 +1634,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.soak_child:
         return soak_child(args)
     started = time.perf_counter()
-    print(f"rules bench: {', '.join(args.parts)}; now = 2026-12-10T12:00Z; seed {args.seed}; {os.cpu_count()} CPUs; "
-          f"code {harness.CODE_AT_START}")
+    print(
+        f"rules bench: {', '.join(args.parts)}; now = 2026-12-10T12:00Z; seed {args.seed}; {os.cpu_count()} CPUs; "
+        f"code {harness.CODE_AT_START}"
+    )
     results: dict[str, Any] = {}
     if "latency" in args.parts or "vector" in args.parts:
         t0 = time.perf_counter()
@@ -1292,7 +1657,9 @@ def main(argv: list[str] | None = None) -> int:
         results["soak"] = soak_part(args)
     summary = goals(results)
     print("\ngoals:")
-    harness.print_table(summary, [("goal", "goal", ""), ("target", "target", ""), ("measured", "measured", ""), ("met", "met", "")])
+    harness.print_table(
+        summary, [("goal", "goal", ""), ("target", "target", ""), ("measured", "measured", ""), ("met", "met", "")]
+    )
     from importlib.metadata import version
 
     versions = {name: version(name) for name in ("durable_rules", "zen-engine", "numpy")}

@@ -52,7 +52,9 @@ def hostile() -> dict[str, tuple[str, str]]:
     """Return name → (file name, text) of the hostile files."""
     laughs = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     laughs += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
-    rules = lambda n: HEAD + "rules:\n" + "".join(f"- {{id: r{i}, when: value_score > {i}, then: {{value_segment: x}}}}\n" for i in range(n))
+    rules = lambda n: (
+        HEAD + "rules:\n" + "".join(f"- {{id: r{i}, when: value_score > {i}, then: {{value_segment: x}}}}\n" for i in range(n))
+    )
     return {
         "billion laughs (9x9 aliases, 489 B)": ("value.yaml", "\n".join(laughs) + "\n"),
         "merge key": ("value.yaml", HEAD + "rules:\n- <<: {id: a}\n  when: true\n"),
@@ -77,8 +79,15 @@ def main() -> None:
     for name, (file, text) in hostile().items():
         started = time.perf_counter()
         try:
-            child = subprocess.run([sys.executable, "-c", CHILD, str(REPO / "rules"), file, str(args.memory_mb)], input=text,
-                                   capture_output=True, text=True, timeout=args.timeout, env=env, cwd=args.code)
+            child = subprocess.run(
+                [sys.executable, "-c", CHILD, str(REPO / "rules"), file, str(args.memory_mb)],
+                input=text,
+                capture_output=True,
+                text=True,
+                timeout=args.timeout,
+                env=env,
+                cwd=args.code,
+            )
         except subprocess.TimeoutExpired:
             print(f"{name:38} {time.perf_counter() - started:8.2f} {'?':>8}  timed out")
             continue

@@ -110,30 +110,59 @@ def main(argv: list[str] | None = None) -> int:
     floor = next(r for r in single if r["what"] == "raw onnxruntime, merged graph")
     for row in single:
         row["x_floor"] = harness.ratio(row["p50_us"], floor["p50_us"])
-    harness.print_table(single, [("", "what", ""), ("p50 µs", "p50_us", ",.1f"), ("p99 µs", "p99_us", ",.1f"),
-                                 ("mean µs", "mean_us", ",.1f"), ("p50 vs floor", "x_floor", "")])
+    harness.print_table(
+        single,
+        [
+            ("", "what", ""),
+            ("p50 µs", "p50_us", ",.1f"),
+            ("p99 µs", "p99_us", ",.1f"),
+            ("mean µs", "mean_us", ",.1f"),
+            ("p50 vs floor", "x_floor", ""),
+        ],
+    )
     print(f"\n== batch: {args.rows:,} rows in chunks of {args.batch:,}, 1 intra-op thread")
-    harness.print_table(batch, [("", "what", ""), ("seconds", "s", ",.2f"), ("rows/s", "rows_per_s", ",.0f"),
-                                ("s per 1M", "per_m", ",.2f")])
+    harness.print_table(
+        batch, [("", "what", ""), ("seconds", "s", ",.2f"), ("rows/s", "rows_per_s", ",.0f"), ("s per 1M", "per_m", ",.2f")]
+    )
     ours = next(r for r in single if r["what"].startswith("ours"))
     ours_batch, floor_batch = batch[0], batch[1]
     summary = [
-        {"goal": "serving overhead vs raw onnxruntime (p50)", "target": f"<= {GOALS['overhead']}x",
-         "measured": f"{ours['p50_us'] / floor['p50_us']:.2f}x", "met": ours["p50_us"] / floor["p50_us"] <= GOALS["overhead"]},
-        {"goal": "all five models, one customer, p50", "target": f"< {GOALS['p50_us']:.0f} µs",
-         "measured": f"{ours['p50_us']:.1f} µs", "met": ours["p50_us"] < GOALS["p50_us"]},
-        {"goal": "1M customers scored", "target": f"< {GOALS['batch_1m_s']:.0f} s",
-         "measured": f"{ours_batch['per_m']:.1f} s", "met": ours_batch["per_m"] < GOALS["batch_1m_s"]},
-        {"goal": "batch overhead vs raw onnxruntime", "target": "(reported)",
-         "measured": f"{ours_batch['s'] / floor_batch['s']:.2f}x", "met": "-"},
+        {
+            "goal": "serving overhead vs raw onnxruntime (p50)",
+            "target": f"<= {GOALS['overhead']}x",
+            "measured": f"{ours['p50_us'] / floor['p50_us']:.2f}x",
+            "met": ours["p50_us"] / floor["p50_us"] <= GOALS["overhead"],
+        },
+        {
+            "goal": "all five models, one customer, p50",
+            "target": f"< {GOALS['p50_us']:.0f} µs",
+            "measured": f"{ours['p50_us']:.1f} µs",
+            "met": ours["p50_us"] < GOALS["p50_us"],
+        },
+        {
+            "goal": "1M customers scored",
+            "target": f"< {GOALS['batch_1m_s']:.0f} s",
+            "measured": f"{ours_batch['per_m']:.1f} s",
+            "met": ours_batch["per_m"] < GOALS["batch_1m_s"],
+        },
+        {
+            "goal": "batch overhead vs raw onnxruntime",
+            "target": "(reported)",
+            "measured": f"{ours_batch['s'] / floor_batch['s']:.2f}x",
+            "met": "-",
+        },
     ]
     print("\ngoals:")
-    harness.print_table(summary, [("goal", "goal", ""), ("target", "target", ""), ("measured", "measured", ""), ("met", "met", "")])
+    harness.print_table(
+        summary, [("goal", "goal", ""), ("target", "target", ""), ("measured", "measured", ""), ("met", "met", "")]
+    )
     from importlib.metadata import version
 
     versions = {name: version(name) for name in ("onnxruntime", "onnx", "skl2onnx", "scikit-learn", "numpy")}
-    path = harness.write_results("scoring_bench", {"args": vars(args), "versions": versions, "train_s": train_s,
-                                                   "single": single, "batch": batch, "goals": summary})
+    path = harness.write_results(
+        "scoring_bench",
+        {"args": vars(args), "versions": versions, "train_s": train_s, "single": single, "batch": batch, "goals": summary},
+    )
     print(f"\n{harness.MACHINE_NOTE}\nresults: {path.relative_to(harness.REPO)}; {time.perf_counter() - started:.0f} s in all")
     return 0
 
@@ -183,8 +212,10 @@ def batch_part(models: ModelSet, sample: np.ndarray, args) -> list[dict]:
     x = np.ascontiguousarray(np.tile(sample, (reps, 1))[: args.rows], dtype=np.float32)
     merged, outputs, _, _ = models._runners[0]
     out = []
-    for what, fn in (("ours: ModelSet.score_batch", lambda chunk: models.score_batch(chunk)),
-                     ("raw onnxruntime, merged graph", lambda chunk: merged.run(outputs, {INPUT: chunk}))):
+    for what, fn in (
+        ("ours: ModelSet.score_batch", lambda chunk: models.score_batch(chunk)),
+        ("raw onnxruntime, merged graph", lambda chunk: merged.run(outputs, {INPUT: chunk})),
+    ):
         fn(x[: args.batch])  # warm
         t0 = time.perf_counter()
         for start in range(0, len(x), args.batch):

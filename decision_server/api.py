@@ -160,9 +160,7 @@ def authorize(permission: Permission) -> None:
         cache.put(secret, principal)
     g.principal = principal
     if not role_allows(principal.role, permission):
-        raise Forbidden(
-            f"role {principal.role.value!r} may not do {permission.value!r}", code="forbidden"
-        )
+        raise Forbidden(f"role {principal.role.value!r} may not do {permission.value!r}", code="forbidden")
 
 
 def _take_slot() -> None:
@@ -213,8 +211,12 @@ def _validator_properties(self, field, ret, **kwargs) -> dict[str, Any]:
 
 def check_ids_converted(app: Flask) -> None:
     """Fail at start-up if an /api/v1 route takes a number in its path without the `id` converter."""
-    loose = [rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith(API_PREFIX + "/")
-             and any(type(c) is not IdConverter and isinstance(c, IntegerConverter) for c in rule._converters.values())]
+    loose = [
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith(API_PREFIX + "/")
+        and any(type(c) is not IdConverter and isinstance(c, IntegerConverter) for c in rule._converters.values())
+    ]
     if loose:
         raise RuntimeError("routes with <int:...> instead of <id:...>: " + ", ".join(loose))
 
@@ -232,13 +234,11 @@ def init_api(app: Flask, blueprints: list, *, expensive_concurrency: int = 0) ->
         OPENAPI_SWAGGER_UI_URL=f"{API_PREFIX}/docs-assets/",
         API_SPEC_OPTIONS={
             "security": [{"bearerAuth": []}],
-            "components": {
-                "securitySchemes": {
-                    "bearerAuth": {"type": "http", "scheme": "bearer", "description": "an API key"}
-                }
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "description": "an API key"}}},
+            "info": {
+                "description": "Real-time next-best-action decisioning. Every call needs "
+                "`Authorization: Bearer <key>`; create keys with `decision-server keys create`."
             },
-            "info": {"description": "Real-time next-best-action decisioning. Every call needs "
-                     "`Authorization: Bearer <key>`; create keys with `decision-server keys create`."},
         },
     )
     app.url_map.converters["id"] = IdConverter  # before the blueprints add their rules

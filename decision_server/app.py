@@ -54,17 +54,21 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
 
 def _start_rulebook(config: Config, database: Database):
     """Load and check every rule file before serving (fail fast), then follow new revisions."""
-    from decision_server.rulebook.runtime import Rulebook
-
     from decision_server.errors import ConfigError
+    from decision_server.rulebook.runtime import Rulebook
 
     if config.rules_backend not in ("durable", "python"):
         raise ConfigError(f"RULES_BACKEND must be durable or python, not {config.rules_backend!r}")
     current, head = migrate.current_revision(database.engine), migrate.head_revision(database.engine)
     if current != head:
         raise ConfigError(f"the database is at schema revision {current}, expected {head}: run `decision-server init`")
-    rulebook = Rulebook(database, config.rules_dir, backend=config.rules_backend, poll_seconds=config.rules_poll_seconds,
-                        limits=config.rule_limits)
+    rulebook = Rulebook(
+        database,
+        config.rules_dir,
+        backend=config.rules_backend,
+        poll_seconds=config.rules_poll_seconds,
+        limits=config.rule_limits,
+    )
     rulebook.start()
     return rulebook
 
@@ -94,8 +98,14 @@ def _decider(config: Config, app: Flask):
 
     learning = Learning(app.extensions["database"], enabled=config.adaptive_learning, poll_seconds=config.learning_poll_seconds)
     learning.start()
-    return Decider(app.extensions["database"], rulebook=app.extensions["rulebook"], models=app.extensions["models"],
-                   catalog=app.extensions["catalog"], learning=learning, channels=config.channels)
+    return Decider(
+        app.extensions["database"],
+        rulebook=app.extensions["rulebook"],
+        models=app.extensions["models"],
+        catalog=app.extensions["catalog"],
+        learning=learning,
+        channels=config.channels,
+    )
 
 
 def _blueprints() -> list:
@@ -115,7 +125,26 @@ def _blueprints() -> list:
     from decision_server.touchpoints.routes import blp as touchpoints
     from decision_server.transactions.routes import blp as transactions
 
-    return [customers, scores, per_customer, transactions, touchpoints, lifecycle_blp, rfm_blp, value_blp, clv_blp, segments, offers, catalog_sync, decisions, loyalty, jobs, rules, models, keys]
+    return [
+        customers,
+        scores,
+        per_customer,
+        transactions,
+        touchpoints,
+        lifecycle_blp,
+        rfm_blp,
+        value_blp,
+        clv_blp,
+        segments,
+        offers,
+        catalog_sync,
+        decisions,
+        loyalty,
+        jobs,
+        rules,
+        models,
+        keys,
+    ]
 
 
 def _health():
@@ -143,8 +172,11 @@ def _ready():
     # A model that falls back does not make a server unready either: decisions go on with its rule.
     # A refused edit of the rules folder does not make a server unready: it keeps serving the last
     # good revision, and taking every server out of the load balancer over a typo would be worse.
-    rules = {"revision": status["revision"], "folder_refused": status["folder"]["refused"],
-             "folder_problems": status["folder"]["problems"][:5]}
+    rules = {
+        "revision": status["revision"],
+        "folder_refused": status["folder"]["refused"],
+        "folder_problems": status["folder"]["problems"][:5],
+    }
     response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks, "rules": rules, "models": models})
     response.status_code = 200 if ready else 503
     return response

@@ -39,10 +39,24 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--database-url", envvar="DATABASE_URL", help="Database URL [env DATABASE_URL; default sqlite:///./var/decision-server.db].")
-@click.option("--rules-dir", envvar="RULES_DIR", type=click.Path(path_type=Path), help="Rule files [env RULES_DIR; default ./rules].")
-@click.option("--models-dir", envvar="MODELS_DIR", type=click.Path(path_type=Path), help="ONNX models [env MODELS_DIR; default ./models_onnx].")
-@click.option("--log-level", envvar="LOG_LEVEL", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False), help="Log level [env LOG_LEVEL; default INFO].")
+@click.option(
+    "--database-url", envvar="DATABASE_URL", help="Database URL [env DATABASE_URL; default sqlite:///./var/decision-server.db]."
+)
+@click.option(
+    "--rules-dir", envvar="RULES_DIR", type=click.Path(path_type=Path), help="Rule files [env RULES_DIR; default ./rules]."
+)
+@click.option(
+    "--models-dir",
+    envvar="MODELS_DIR",
+    type=click.Path(path_type=Path),
+    help="ONNX models [env MODELS_DIR; default ./models_onnx].",
+)
+@click.option(
+    "--log-level",
+    envvar="LOG_LEVEL",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Log level [env LOG_LEVEL; default INFO].",
+)
 @click.version_option(package_name="decision-server")
 @click.pass_context
 def cli(ctx, database_url, rules_dir, models_dir, log_level):
@@ -67,9 +81,7 @@ def cli(ctx, database_url, rules_dir, models_dir, log_level):
     """
     from decision_server.logs import configure_logging
 
-    config = Config.from_env(
-        database_url=database_url, rules_dir=rules_dir, models_dir=models_dir, log_level=log_level
-    )
+    config = Config.from_env(database_url=database_url, rules_dir=rules_dir, models_dir=models_dir, log_level=log_level)
     configure_logging("WARNING" if ctx.invoked_subcommand != "serve" else config.log_level)
     ctx.obj = Context(config)
 
@@ -98,10 +110,16 @@ def init(ctx: Context):
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Worker processes (one per core is a good start).")
+@click.option(
+    "--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Worker processes (one per core is a good start)."
+)
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 256), help="Request threads per worker.")
-@click.option("--scheduler/--no-scheduler", default=True, show_default=True,
-              help="Run the job scheduler in the server (one process of all runs the jobs); off when `decision-server scheduler start` runs elsewhere.")
+@click.option(
+    "--scheduler/--no-scheduler",
+    default=True,
+    show_default=True,
+    help="Run the job scheduler in the server (one process of all runs the jobs); off when `decision-server scheduler start` runs elsewhere.",
+)
 @pass_context
 def serve(ctx: Context, host: str, port: int, workers: int, threads: int, scheduler: bool):
     """Serve the API with granian (HTTP/1.1 keep-alive; chosen by bench/servers.py)."""
@@ -181,7 +199,12 @@ def serve_forever(config: Config, *, host: str, port: int, workers: int, threads
 @click.option("--seed", default=42, show_default=True, help="Same seed, same data.")
 @click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Last day of the history [default: yesterday].")
 @click.option("--months", default=24, show_default=True, type=click.IntRange(1, 120), help="Length of the history.")
-@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path), help="Write CSV files here instead of loading the database.")
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write CSV files here instead of loading the database.",
+)
 @pass_context
 def demo_data(ctx: Context, customers: int, seed: int, as_of, months: int, export_dir: Path | None):
     """Generate a realistic synthetic customer base (purchases, touchpoints, churners, VIPs).
@@ -204,8 +227,15 @@ def demo_data(ctx: Context, customers: int, seed: int, as_of, months: int, expor
 @click.argument("kind", type=click.Choice(["customers", "transactions", "touchpoints"]))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), help="Default: from the file extension.")
-@click.option("--batch-size", default=20_000, show_default=True, type=click.IntRange(100, 1_000_000), help="Rows per database transaction.")
-@click.option("--errors", "errors_file", type=click.Path(dir_okay=False, path_type=Path), help="Also write every bad row (line, field, reason) to this CSV.")
+@click.option(
+    "--batch-size", default=20_000, show_default=True, type=click.IntRange(100, 1_000_000), help="Rows per database transaction."
+)
+@click.option(
+    "--errors",
+    "errors_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write every bad row (line, field, reason) to this CSV.",
+)
 @pass_context
 def import_(ctx: Context, kind: str, file: Path, fmt: str | None, batch_size: int, errors_file: Path | None):
     """Load customers, transactions or touchpoints from a CSV or Parquet FILE.
@@ -225,9 +255,7 @@ def import_(ctx: Context, kind: str, file: Path, fmt: str | None, batch_size: in
     from decision_server.ingest import importer
 
     _require_migrated(ctx)
-    report = importer.import_file(
-        ctx.database, kind, file, fmt=fmt, batch_size=batch_size, progress=_progress
-    )
+    report = importer.import_file(ctx.database, kind, file, fmt=fmt, batch_size=batch_size, progress=_progress)
     for error in report.errors[:20]:
         click.echo(f"{file}:{error.line}: {error.field}: {error.reason}", err=True)
     if len(report.errors) > 20:
@@ -247,7 +275,9 @@ def keys():
 
 @keys.command("create")
 @click.option("--name", required=True, help="Who or what uses the key, e.g. mobile-app.")
-@click.option("--role", required=True, type=click.Choice(["channel", "analyst", "editor", "ingest", "admin"]), help="What the key may do.")
+@click.option(
+    "--role", required=True, type=click.Choice(["channel", "analyst", "editor", "ingest", "admin"]), help="What the key may do."
+)
 @pass_context
 def keys_create(ctx: Context, name: str, role: str):
     """Create a key; the key itself is the last line of the output and is not shown again."""
@@ -295,7 +325,13 @@ def keys_revoke(ctx: Context, key_id: int):
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--customers", default=10_000, show_default=True, type=click.IntRange(1, 10_000_000), help="Demo customers to load into an empty database.")
+@click.option(
+    "--customers",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(1, 10_000_000),
+    help="Demo customers to load into an empty database.",
+)
 @click.option("--no-serve", is_flag=True, help="Prepare everything but do not start the server.")
 @pass_context
 def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: bool):
@@ -322,17 +358,25 @@ def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: boo
     run_all(ctx)
     start_demo(ctx, 60, unless_members=True)  # the loyalty program on the demo base
     with ctx.database.session(write=True) as session:
-        added = offers.load_demo_catalog(session, channels=ctx.config.channels, words=offers.vocabulary(None)) if offers.is_empty(session) else 0
+        added = (
+            offers.load_demo_catalog(session, channels=ctx.config.channels, words=offers.vocabulary(None))
+            if offers.is_empty(session)
+            else 0
+        )
         new = service.create_key(session, name="quickstart-demo", role="admin")
-    click.echo(f"demo offer catalog: {added} offers added" if added else "offer catalog already has offers; demo catalog not added")
+    click.echo(
+        f"demo offer catalog: {added} offers added" if added else "offer catalog already has offers; demo catalog not added"
+    )
     base = f"http://{host}:{port}"
     click.echo("")
     click.echo(f"  API:      {base}/api/v1/")
     click.echo(f"  Docs:     {base}/api/v1/docs")
     click.echo(f"  Try:      curl -H 'Authorization: Bearer {new.secret}' {base}/api/v1/customers/DEMO-000001")
     click.echo(f"            curl -H 'Authorization: Bearer {new.secret}' {base}/api/v1/customers/DEMO-000001/scores")
-    click.echo(f"            curl -H 'Authorization: Bearer {new.secret}' -H 'Content-Type: application/json' "
-               f"-d '{{\"customer_id\": \"DEMO-000001\", \"channel\": \"app\"}}' {base}/api/v1/decisions")
+    click.echo(
+        f"            curl -H 'Authorization: Bearer {new.secret}' -H 'Content-Type: application/json' "
+        f'-d \'{{"customer_id": "DEMO-000001", "channel": "app"}}\' {base}/api/v1/decisions'
+    )
     click.echo(f"            curl -H 'Authorization: Bearer {new.secret}' {base}/api/v1/loyalty/members/DEMO-000001")
     click.echo(f"  Demo admin API key (shown once): {new.secret}")
     click.echo("")

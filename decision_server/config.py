@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from decimal import Decimal, InvalidOperation
 from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,16 +77,22 @@ class Config:
     metrics_dir: Path | None = None
 
     @property
-    def rule_limits(self) -> "Limits":
+    def rule_limits(self) -> Limits:
         """Return the rule-file limits of these settings, for the rules engine."""
         from decision_server.rules.source import Limits
 
-        return Limits(file_bytes=self.rules_max_file_bytes, depth=self.rules_max_depth, values=self.rules_max_values,
-                      total_values=self.rules_max_total_values, rules=self.rules_max_rules, cases=self.rules_max_cases,
-                      files=self.rules_max_files)
+        return Limits(
+            file_bytes=self.rules_max_file_bytes,
+            depth=self.rules_max_depth,
+            values=self.rules_max_values,
+            total_values=self.rules_max_total_values,
+            rules=self.rules_max_rules,
+            cases=self.rules_max_cases,
+            files=self.rules_max_files,
+        )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Read settings from the environment (the table `ENVIRONMENT`), then apply non-None overrides."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {

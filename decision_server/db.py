@@ -24,7 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Session
 
 from decision_server.errors import ConfigError
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # Integer ids: BIGINT on PostgreSQL, INTEGER on SQLite (only INTEGER PRIMARY KEY is a rowid alias).
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -94,10 +94,7 @@ def normalize_url(url: str | URL) -> URL:
         if parsed.drivername not in ("sqlite", "sqlite+pysqlite"):
             raise ConfigError(f"unsupported SQLite driver {parsed.drivername!r}; use sqlite:///PATH")
         return parsed
-    raise ConfigError(
-        f"unsupported database {backend!r} in DATABASE_URL; use sqlite:///PATH or "
-        "postgresql://user@host:port/db"
-    )
+    raise ConfigError(f"unsupported database {backend!r} in DATABASE_URL; use sqlite:///PATH or postgresql://user@host:port/db")
 
 
 def create_engine(url: str | URL) -> Engine:

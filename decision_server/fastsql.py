@@ -112,9 +112,9 @@ class Prepared:
             return
         lists = [c if isinstance(c, list) else itertools.repeat(c, rows) for c in lists]
         if self.positional is not None:
-            cursor.executemany(self.sql, zip(*lists))
+            cursor.executemany(self.sql, zip(*lists, strict=True))
         else:
-            cursor.executemany(self.sql, [dict(zip(names, values)) for values in zip(*lists)])
+            cursor.executemany(self.sql, [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)])
 
     def execute(self, cursor: Any, values: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> None:
         """Run an INSERT or UPDATE for one row, or for each of several."""

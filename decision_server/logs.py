@@ -20,8 +20,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -66,8 +65,9 @@ def init_request_logging(app: Flask) -> None:
         principal = g.get("principal")
         seconds = time.perf_counter() - started if started else None
         if seconds is not None:  # by the route's template, never its path: ids would be unbounded labels
-            metrics.request_done(request.url_rule.rule if request.url_rule else "unmatched", request.method,
-                                 response.status_code, seconds)
+            metrics.request_done(
+                request.url_rule.rule if request.url_rule else "unmatched", request.method, response.status_code, seconds
+            )
         log.info(
             "request",
             extra={

@@ -16,71 +16,160 @@ import multiprocessing.util
 import os
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess, values
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _MS = 0.001
 # Fine below a millisecond: a decision's p50 is ~0.5 ms, and a coarse first bucket would hide it.
-DECISION_BUCKETS = (0.1 * _MS, 0.2 * _MS, 0.3 * _MS, 0.4 * _MS, 0.5 * _MS, 0.75 * _MS, 1 * _MS, 2 * _MS, 5 * _MS,
-                    10 * _MS, 25 * _MS, 50 * _MS, 100 * _MS, 250 * _MS, 1.0)
-INFERENCE_BUCKETS = (0.02 * _MS, 0.05 * _MS, 0.1 * _MS, 0.2 * _MS, 0.3 * _MS, 0.5 * _MS, 1 * _MS, 2 * _MS, 5 * _MS,
-                     10 * _MS, 50 * _MS)
-HTTP_BUCKETS = (0.5 * _MS, 1 * _MS, 2.5 * _MS, 5 * _MS, 10 * _MS, 25 * _MS, 50 * _MS, 100 * _MS, 250 * _MS, 0.5, 1.0,
-                2.5, 5.0, 10.0, 30.0)
+DECISION_BUCKETS = (
+    0.1 * _MS,
+    0.2 * _MS,
+    0.3 * _MS,
+    0.4 * _MS,
+    0.5 * _MS,
+    0.75 * _MS,
+    1 * _MS,
+    2 * _MS,
+    5 * _MS,
+    10 * _MS,
+    25 * _MS,
+    50 * _MS,
+    100 * _MS,
+    250 * _MS,
+    1.0,
+)
+INFERENCE_BUCKETS = (
+    0.02 * _MS,
+    0.05 * _MS,
+    0.1 * _MS,
+    0.2 * _MS,
+    0.3 * _MS,
+    0.5 * _MS,
+    1 * _MS,
+    2 * _MS,
+    5 * _MS,
+    10 * _MS,
+    50 * _MS,
+)
+HTTP_BUCKETS = (
+    0.5 * _MS,
+    1 * _MS,
+    2.5 * _MS,
+    5 * _MS,
+    10 * _MS,
+    25 * _MS,
+    50 * _MS,
+    100 * _MS,
+    250 * _MS,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 JOB_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0)
 
 HTTP_REQUEST_SECONDS = Histogram(
-    "decision_server_http_request_duration_seconds", "HTTP requests by route template, method and status, and how long they took.",
-    ["route", "method", "status"], buckets=HTTP_BUCKETS)
+    "decision_server_http_request_duration_seconds",
+    "HTTP requests by route template, method and status, and how long they took.",
+    ["route", "method", "status"],
+    buckets=HTTP_BUCKETS,
+)
 # One histogram, not a counter beside it: its _count is the decisions by channel and result, and
 # each operation on the hot path costs a few microseconds.
 DECISION_SECONDS = Histogram(
-    "decision_server_decision_duration_seconds", "Decisions by channel and result (offer: one action or more, no_offer, "
+    "decision_server_decision_duration_seconds",
+    "Decisions by channel and result (offer: one action or more, no_offer, "
     "error), and the time each took, its log write included; _count is the number of decisions.",
-    ["channel", "result"], buckets=DECISION_BUCKETS)
+    ["channel", "result"],
+    buckets=DECISION_BUCKETS,
+)
 OFFERS_SELECTED = Counter(
-    "decision_server_offers_selected", "Actions given in decisions (ranked offers), by channel.", ["channel"])
+    "decision_server_offers_selected", "Actions given in decisions (ranked offers), by channel.", ["channel"]
+)
 OFFERS_REMOVED = Counter(
-    "decision_server_offers_removed", "Candidate offers removed from decisions, by the rule set that removed them "
-    "(catalog, offers, contact_policy); one candidate removed by two rule sets counts in both.", ["ruleset"])
+    "decision_server_offers_removed",
+    "Candidate offers removed from decisions, by the rule set that removed them "
+    "(catalog, offers, contact_policy); one candidate removed by two rule sets counts in both.",
+    ["ruleset"],
+)
 RESPONSES = Counter(
-    "decision_server_responses", "Responses to decisions recorded (retries of the same response not counted), by response.",
-    ["response"])
+    "decision_server_responses",
+    "Responses to decisions recorded (retries of the same response not counted), by response.",
+    ["response"],
+)
 DECISION_LOG_WRITES = Counter(
-    "decision_server_decision_log_writes", "Decision log writes, by result: ok, or failed (the decision answered 503).",
-    ["result"])
+    "decision_server_decision_log_writes",
+    "Decision log writes, by result: ok, or failed (the decision answered 503).",
+    ["result"],
+)
 MODEL_FALLBACK = Gauge(
-    "decision_server_model_fallback", "1 while a model serves its rule-based fallback (missing, broken, stale), 0 while it "
-    "serves itself; the highest of the live workers.", ["model"], multiprocess_mode="livemax")
+    "decision_server_model_fallback",
+    "1 while a model serves its rule-based fallback (missing, broken, stale), 0 while it "
+    "serves itself; the highest of the live workers.",
+    ["model"],
+    multiprocess_mode="livemax",
+)
 MODEL_INFERENCE_SECONDS = Histogram(
-    "decision_server_model_inference_seconds", "Time to score one customer with every model (onnxruntime and fallbacks).",
-    buckets=INFERENCE_BUCKETS)
+    "decision_server_model_inference_seconds",
+    "Time to score one customer with every model (onnxruntime and fallbacks).",
+    buckets=INFERENCE_BUCKETS,
+)
 RULES_REVISION = Gauge(
-    "decision_server_rules_revision_info", "1 for the rule revision (first 12 hex digits) a live worker serves, 0 for one "
-    "no longer served.", ["revision"], multiprocess_mode="livemax")
+    "decision_server_rules_revision_info",
+    "1 for the rule revision (first 12 hex digits) a live worker serves, 0 for one no longer served.",
+    ["revision"],
+    multiprocess_mode="livemax",
+)
 RULES_RELOADS = Counter(
-    "decision_server_rules_reloads", "Rule revisions this server tried to load (at start-up, on a change, at each poll "
+    "decision_server_rules_reloads",
+    "Rule revisions this server tried to load (at start-up, on a change, at each poll "
     "while a published one does not validate here), by result: loaded, or refused (the last good one keeps serving).",
-    ["result"])
+    ["result"],
+)
 JOB_SECONDS = Histogram(
-    "decision_server_job_duration_seconds", "Bulk job runs (reevaluate, what-if, retrain, catalog) by status (succeeded, "
-    "failed, lost: another runner took the run over), and how long each took in this process.", ["job", "status"], buckets=JOB_BUCKETS)
+    "decision_server_job_duration_seconds",
+    "Bulk job runs (reevaluate, what-if, retrain, catalog) by status (succeeded, "
+    "failed, lost: another runner took the run over), and how long each took in this process.",
+    ["job", "status"],
+    buckets=JOB_BUCKETS,
+)
 JOB_LAST_SUCCESS = Gauge(
-    "decision_server_job_last_success_timestamp_seconds", "When a bulk job's run last succeeded (Unix time).", ["job"],
-    multiprocess_mode="mostrecent")
+    "decision_server_job_last_success_timestamp_seconds",
+    "When a bulk job's run last succeeded (Unix time).",
+    ["job"],
+    multiprocess_mode="mostrecent",
+)
 JOB_RECORDS = Counter(
-    "decision_server_job_records", "Customers re-evaluated by bulk job runs that succeeded (a resumed run counts its "
-    "whole pass).", ["job"])
+    "decision_server_job_records",
+    "Customers re-evaluated by bulk job runs that succeeded (a resumed run counts its whole pass).",
+    ["job"],
+)
 CATALOG_SYNCS = Counter(
-    "decision_server_catalog_syncs", "Catalog sync runs by connector and status (succeeded, partial, failed).",
-    ["connector", "status"])
+    "decision_server_catalog_syncs",
+    "Catalog sync runs by connector and status (succeeded, partial, failed).",
+    ["connector", "status"],
+)
 CATALOG_SYNC_OFFERS = Counter(
-    "decision_server_catalog_sync_offers", "Offers a catalog sync created, updated, left unchanged, retired or failed on.",
-    ["connector", "change"])
+    "decision_server_catalog_sync_offers",
+    "Offers a catalog sync created, updated, left unchanged, retired or failed on.",
+    ["connector", "change"],
+)
 LOYALTY_POINTS = Counter(
-    "decision_server_loyalty_points", "Loyalty points posted to the ledger (absolute), by kind: earn, redeem, expire, adjust, "
-    "reverse, refund.", ["kind"])
+    "decision_server_loyalty_points",
+    "Loyalty points posted to the ledger (absolute), by kind: earn, redeem, expire, adjust, reverse, refund.",
+    ["kind"],
+)
 
 
 def multiprocess_dir() -> str | None:

@@ -95,7 +95,9 @@ class Money(fields.Field):
             raise ma.ValidationError("must be a number or a decimal string")
         if isinstance(value, str) and not self.pattern.fullmatch(value):
             sign = "" if self.allow_negative is False else "an optional - and "
-            raise ma.ValidationError(f"must be {sign}digits with at most two decimals, at most {validation.MAX_AMOUNT}, e.g. 19.99")
+            raise ma.ValidationError(
+                f"must be {sign}digits with at most two decimals, at most {validation.MAX_AMOUNT}, e.g. 19.99"
+            )
         try:
             return validation.parse_money_cents(value, allow_negative=self.allow_negative)
         except ValueError as exc:
@@ -167,7 +169,7 @@ class Consent(fields.Dict):
 # order. Any string of that form is a position to continue after, whether or not a row has it.
 ID_CURSOR = re.compile(r"^[0-9]{1,18}$")
 TIMED_CURSOR = re.compile(r"^[0-9]{1,16}\.[0-9]{1,18}$")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
 
 
@@ -203,9 +205,7 @@ class PageQuery(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    limit = fields.Integer(
-        load_default=50, validate=ma.validate.Range(1, 500), metadata={"description": "rows per page"}
-    )
+    limit = fields.Integer(load_default=50, validate=ma.validate.Range(1, 500), metadata={"description": "rows per page"})
     cursor = Cursor(metadata={"description": "next_cursor of the previous page"})
 
 

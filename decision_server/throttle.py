@@ -18,7 +18,7 @@ def expensive(view):
         doc = view._apidoc = {}
     doc.setdefault("manual_doc", {}).setdefault("responses", {})["429"] = {
         "description": "as many expensive requests as this server runs at once are running (`too_many_requests`); "
-                       "retry after the seconds in Retry-After",
+        "retry after the seconds in Retry-After",
         "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
@@ -35,8 +35,10 @@ class Slots:
     def acquire(self) -> None:
         """Take a slot without waiting, or raise Busy: a request never queues behind an expensive one."""
         if self._semaphore is not None and not self._semaphore.acquire(blocking=False):
-            raise Busy(f"{self.size} expensive request(s) are running in this server; retry in {RETRY_AFTER_SECONDS} s",
-                       retry_after=RETRY_AFTER_SECONDS)
+            raise Busy(
+                f"{self.size} expensive request(s) are running in this server; retry in {RETRY_AFTER_SECONDS} s",
+                retry_after=RETRY_AFTER_SECONDS,
+            )
 
     def release(self) -> None:
         """Give back a slot taken by acquire()."""

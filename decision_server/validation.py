@@ -34,8 +34,10 @@ LATEST = dt.datetime(2100, 1, 1, tzinfo=UTC)
 # spec allows parses. (The bulk importer reads any ISO 8601 time Python reads, in the same years.)
 _YEAR = r"(?:19[7-9][0-9]|20[0-9]{2})"
 _LEAP = r"(?:19(?:7[26]|8[048]|9[26])|20(?:[02468][048]|[13579][26]))"
-_DATE = (rf"(?:{_YEAR}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
-         rf"|{_LEAP}-02-29)")
+_DATE = (
+    rf"(?:{_YEAR}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
+    rf"|{_LEAP}-02-29)"
+)
 _TIME = r"[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
 TIMESTAMP_RE = re.compile(rf"^{_DATE}(?:{_TIME})?$")
 TIMESTAMP_RULE = "an ISO 8601 date or date-time in the years 1970 to 2099, e.g. 2026-03-01T12:30:00Z"
@@ -120,7 +122,9 @@ def parse_event_time(value: Any) -> dt.datetime:
     """
     parsed = parse_timestamp(value)
     if parsed > utcnow() + CLOCK_SKEW:
-        raise ValueError(f"is in the future; send the time it happened (clocks may differ by up to {CLOCK_SKEW.seconds // 60} minutes)")
+        raise ValueError(
+            f"is in the future; send the time it happened (clocks may differ by up to {CLOCK_SKEW.seconds // 60} minutes)"
+        )
     return parsed
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import flask_smorest
 from flask import current_app
+from sqlalchemy.orm import Session
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort
-from sqlalchemy.orm import Session
 
 # `\ud800`-`\udfff` and `\u0000` escapes: only a body with one can hold a lone surrogate or a NUL
 # (raw UTF-8 cannot encode a surrogate, and JSON refuses a raw control character in a string).

@@ -44,8 +44,7 @@ def _create_postgres_database() -> tuple[str, str]:
             conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     except psycopg.OperationalError as exc:
         pytest.fail(
-            f"PostgreSQL is required for the test suite and is not reachable at {POSTGRES_URL} "
-            f"(set TEST_POSTGRES_URL): {exc}",
+            f"PostgreSQL is required for the test suite and is not reachable at {POSTGRES_URL} (set TEST_POSTGRES_URL): {exc}",
             pytrace=False,
         )
     return conninfo, admin.set(database=name).render_as_string(hide_password=False)
@@ -96,10 +95,17 @@ def database(database_url):
         for table in reversed(tables):
             conn.exec_driver_sql(f"DELETE FROM {table}")
         if db.dialect == "postgresql":  # and the ids start at 1 again, as after TRUNCATE ... RESTART IDENTITY
-            owned = conn.execute(sa.text(
-                "SELECT DISTINCT s.oid::regclass::text FROM pg_class s JOIN pg_depend d ON d.objid = s.oid "
-                "JOIN pg_class t ON t.oid = d.refobjid WHERE s.relkind = 'S' AND t.relname = ANY(:tables)"
-            ), {"tables": tables}).scalars().all()
+            owned = (
+                conn.execute(
+                    sa.text(
+                        "SELECT DISTINCT s.oid::regclass::text FROM pg_class s JOIN pg_depend d ON d.objid = s.oid "
+                        "JOIN pg_class t ON t.oid = d.refobjid WHERE s.relkind = 'S' AND t.relname = ANY(:tables)"
+                    ),
+                    {"tables": tables},
+                )
+                .scalars()
+                .all()
+            )
             for sequence in owned:
                 conn.exec_driver_sql(f"ALTER SEQUENCE {sequence} RESTART")
         if sa.inspect(conn).has_table("apscheduler_jobs"):  # the scheduler's job store (not our metadata)

@@ -30,8 +30,14 @@ TIER = LOYALTY + "/tiers/<id:tier_id>"
 REWARD = LOYALTY + "/rewards/<id:reward_id>"
 REDEMPTION = LOYALTY + "/redemptions/<id:redemption_id>"
 JOBS = "/api/v1/jobs"
-ONE_OFFER = {"id": 1, "code": "ONE", "name": "One", "category": "loyalty", "business_value": 1,
-             "treatments": {"app": {"title": "One", "body": "One offer"}}}
+ONE_OFFER = {
+    "id": 1,
+    "code": "ONE",
+    "name": "One",
+    "category": "loyalty",
+    "business_value": 1,
+    "treatments": {"app": {"title": "One", "body": "One offer"}},
+}
 
 # (method, rule) -> roles allowed. Written out by hand on purpose: the expectation must not be
 # derived from the code under test. A new route fails test_every_route_is_in_the_matrix until
@@ -143,8 +149,12 @@ MATRIX = {
 TX = {"customer_id": "C1", "occurred_at": "2026-01-01T10:00:00Z", "amount": "10.00"}
 TP = {"customer_id": "C1", "occurred_at": "2026-01-01T10:00:00Z", "channel": "app", "kind": "app_open"}
 # A connector whose secret is not set: a sync of it fails at once (a recorded run, 200) without any request.
-CONNECTOR_BODY = {"url": "http://127.0.0.1:9/offers", "auth_header": "X-Api-Key", "auth_env": "DS_TEST_UNSET_SECRET",
-                  "mapping": {"external_id": "id", "code": "code", "name": "name"}}
+CONNECTOR_BODY = {
+    "url": "http://127.0.0.1:9/offers",
+    "auth_header": "X-Api-Key",
+    "auth_env": "DS_TEST_UNSET_SECRET",
+    "mapping": {"external_id": "id", "code": "code", "name": "name"},
+}
 BODIES = {
     ("POST", "/api/v1/customers"): lambda n: {"external_id": f"NEW-{n}"},
     ("POST", JOBS + "/reevaluate"): lambda n: {"steps": ["stages"]},
@@ -192,13 +202,21 @@ def _loyalty_path(client, auth, rule, path, n):
     client.post(LOYALTY + "/members/C1/earn", json={"points": 1000, "reason": "setup", "idempotency_key": "setup"}, headers=admin)
     client.post(LOYALTY + "/rewards", json={"code": "ONE", "name": "One", "points_cost": 1}, headers=admin)
     redeemed = client.post(LOYALTY + "/members/C1/redemptions", json={"reward_id": 1, "idempotency_key": "setup"}, headers=admin)
-    path = path.replace("<id:redemption_id>", str(redeemed.get_json()["id"])).replace("<id:reward_id>", "1").replace("<id:tier_id>", "1")
+    path = (
+        path.replace("<id:redemption_id>", str(redeemed.get_json()["id"]))
+        .replace("<id:reward_id>", "1")
+        .replace("<id:tier_id>", "1")
+    )
     spares = next(_SPARES)
     if rule == TIER:
-        spare = client.post(LOYALTY + "/tiers", json={"name": f"spare{spares}", "rank": 50 + spares, "multiplier": 1}, headers=admin)
+        spare = client.post(
+            LOYALTY + "/tiers", json={"name": f"spare{spares}", "rank": 50 + spares, "multiplier": 1}, headers=admin
+        )
         path = LOYALTY + f"/tiers/{spare.get_json()['id']}"
     if rule == REWARD:
-        spare = client.post(LOYALTY + "/rewards", json={"code": f"SPARE{spares}", "name": "Spare", "points_cost": 1}, headers=admin)
+        spare = client.post(
+            LOYALTY + "/rewards", json={"code": f"SPARE{spares}", "name": "Spare", "points_cost": 1}, headers=admin
+        )
         path = LOYALTY + f"/rewards/{spare.get_json()['id']}"
     return path
 
@@ -225,14 +243,20 @@ def test_every_route_is_in_the_matrix(app):
     assert set(_api_routes(app)) == set(MATRIX)
 
 
-@pytest.mark.parametrize("method,rule", sorted(MATRIX), ids=lambda v: v.replace("<string:customer_id>", "{id}").replace("<revision:revision>", "{rev}"))
+@pytest.mark.parametrize(
+    "method,rule", sorted(MATRIX), ids=lambda v: v.replace("<string:customer_id>", "{id}").replace("<revision:revision>", "{rev}")
+)
 def test_route_enforces_its_roles(client, auth, method, rule, models_dir, app):
     assert client.post("/api/v1/customers", json={"external_id": "C1"}, headers=auth("admin")).status_code == 201
     victim = client.post("/api/v1/keys", json={"name": "victim", "role": "channel"}, headers=auth("admin"))
     revision = client.get("/api/v1/rules", headers=auth("admin")).get_json()["revision"]
-    path = (rule.replace("<string:customer_id>", "C1").replace("<id:key_id>", str(victim.get_json()["id"])).replace("<id:offer_id>", "1")
-            .replace("<revision:revision>", revision)
-            .replace("<string:name>", "seg" if rule.startswith(SEGMENT) else "churn"))
+    path = (
+        rule.replace("<string:customer_id>", "C1")
+        .replace("<id:key_id>", str(victim.get_json()["id"]))
+        .replace("<id:offer_id>", "1")
+        .replace("<revision:revision>", revision)
+        .replace("<string:name>", "seg" if rule.startswith(SEGMENT) else "churn")
+    )
 
     app.extensions["models"].sync()
     if rule.startswith(DECISION):  # a decision that made one action, to read and respond to
@@ -285,8 +309,10 @@ def test_missing_key_error_is_json_with_a_code(client):
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert response.get_json() == {
-        "code": "missing_api_key", "status": 401,
-        "message": "send an API key as `Authorization: Bearer <key>`", "errors": {},
+        "code": "missing_api_key",
+        "status": 401,
+        "message": "send an API key as `Authorization: Bearer <key>`",
+        "errors": {},
     }
 
 

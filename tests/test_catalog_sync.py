@@ -30,8 +30,14 @@ from decision_server.offers.schemas import OfferInSchema
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 SECRET = "Bearer s3cr3t-token-value"
-MAPPING = {"external_id": "id", "code": "sku", "name": "title", "category": "kind", "business_value": "price.margin",
-           "treatments.sms.text": "sms"}
+MAPPING = {
+    "external_id": "id",
+    "code": "sku",
+    "name": "title",
+    "category": "kind",
+    "business_value": "price.margin",
+    "treatments.sms.text": "sms",
+}
 
 
 @dataclasses.dataclass
@@ -58,8 +64,11 @@ class Upstream:
                 owner.requests.append((self.path, dict(self.headers)))
                 queue = owner.replies.get(self.path) or [Reply(status=404, body={"error": "no such page"})]
                 reply = queue.pop(0) if len(queue) > 1 else queue[0]
-                body = reply.body if isinstance(reply.body, bytes) else (
-                    reply.body.encode() if isinstance(reply.body, str) else json.dumps(reply.body).encode())
+                body = (
+                    reply.body
+                    if isinstance(reply.body, bytes)
+                    else (reply.body.encode() if isinstance(reply.body, str) else json.dumps(reply.body).encode())
+                )
                 time.sleep(reply.delay)
                 try:
                     self.send_response(reply.status)
@@ -100,20 +109,32 @@ def upstream_api():
 
 def item(n: int, **changes) -> dict[str, Any]:
     """An upstream item as the test catalog API sends it."""
-    return {"id": n, "sku": f"ACME{n}", "title": f"Offer {n}", "kind": "upsell", "price": {"margin": 5 + n},
-            "sms": f"Hi {{first_name}}, offer {n} is yours", **changes}
+    return {
+        "id": n,
+        "sku": f"ACME{n}",
+        "title": f"Offer {n}",
+        "kind": "upsell",
+        "price": {"margin": 5 + n},
+        "sms": f"Hi {{first_name}}, offer {n} is yours",
+        **changes,
+    }
 
 
 def make_connector(database, url: str = "", **fields) -> dict[str, Any]:
-    body = {"name": "acme", "url": url, "items_path": "items", "mapping": MAPPING, "timeout_seconds": 2, "retries": 2,
-            **fields}
+    body = {"name": "acme", "url": url, "items_path": "items", "mapping": MAPPING, "timeout_seconds": 2, "retries": 2, **fields}
     with database.session(write=True) as session:
         return connectors.create(session, body)
 
 
 def run(database, sleeps: list | None = None, name: str = "acme", **kwargs) -> dict[str, Any]:
-    return sync.run_sync(database, name, channels=DEFAULT_CHANNELS, words=service.vocabulary(None),
-                         sleep=(sleeps if sleeps is not None else []).append, **kwargs)
+    return sync.run_sync(
+        database,
+        name,
+        channels=DEFAULT_CHANNELS,
+        words=service.vocabulary(None),
+        sleep=(sleeps if sleeps is not None else []).append,
+        **kwargs,
+    )
 
 
 def offers(database) -> list[dict[str, Any]]:
@@ -144,7 +165,13 @@ def test_a_sync_creates_the_offers_and_a_rerun_changes_nothing(database, upstrea
 
     later = T0 + dt.timedelta(hours=1)
     again = run(database, now=later)
-    assert (again["status"], again["created"], again["updated"], again["unchanged"], again["attempts"]) == ("succeeded", 0, 0, 3, 1)
+    assert (again["status"], again["created"], again["updated"], again["unchanged"], again["attempts"]) == (
+        "succeeded",
+        0,
+        0,
+        3,
+        1,
+    )
     second = by_external_id(database)
     assert all(second[k]["updated_at"] == first[k]["updated_at"] and second[k]["last_synced_at"] == later for k in second)
 
@@ -156,7 +183,9 @@ def test_a_sync_creates_the_offers_and_a_rerun_changes_nothing(database, upstrea
 
 def test_pages_are_followed_through_the_next_link(database, upstream_api):
     url = upstream_api.serve("/v2/offers", {"data": {"items": [item(1), item(2)]}, "links": {"next": "/v2/offers?page=2"}})
-    upstream_api.serve("/v2/offers?page=2", {"data": {"items": [item(3)]}, "links": {"next": f"{upstream_api.base}/v2/offers?page=3"}})
+    upstream_api.serve(
+        "/v2/offers?page=2", {"data": {"items": [item(3)]}, "links": {"next": f"{upstream_api.base}/v2/offers?page=3"}}
+    )
     upstream_api.serve("/v2/offers?page=3", {"data": {"items": [item(4)]}, "links": {"next": None}})
     make_connector(database, url, items_path="data.items", next_path="links.next")
     report = run(database)
@@ -164,8 +193,9 @@ def test_pages_are_followed_through_the_next_link(database, upstream_api):
 
 
 def test_5xx_and_429_are_retried_with_growing_jittered_backoff(database, upstream_api):
-    url = upstream_api.serve("/offers", Reply(status=500), Reply(status=503), Reply(status=429, headers={"Retry-After": "7"}),
-                             {"items": [item(1)]})
+    url = upstream_api.serve(
+        "/offers", Reply(status=500), Reply(status=503), Reply(status=429, headers={"Retry-After": "7"}), {"items": [item(1)]}
+    )
     make_connector(database, url, retries=3)
     sleeps: list[float] = []
     report = run(database, sleeps)
@@ -211,17 +241,21 @@ def test_a_connection_cut_mid_body_is_retried(database, upstream_api):
     assert (report["status"], report["created"], report["attempts"]) == ("succeeded", 1, 2)
 
 
-@pytest.mark.parametrize("reply,expected", [
-    (Reply(body="this is not json"), "page 1 is not JSON"),
-    (Reply(body="<html><body>Maintenance</body></html>", headers={"Content-Type": "text/html"}), "it starts '<html>"),
-    (Reply(body='{"items": [{"id": 1, "sku": "A'), "page 1 is not JSON"),
-    (Reply(body=b"\xff\xfe\x00garbage"), "page 1 is not JSON"),
-    (Reply(body={"items": {"id": 1}}), "`items` is an object, not a list"),
-    (Reply(body={"data": []}), "page 1 has no `items`"),
-    (Reply(body=[item(1)]), "page 1 has no `items`"),
-    (Reply(body={"items": [item(1), "two", 3]}), "item 1 is a string, not an object"),
-    (Reply(status=301, headers={"Location": "https://elsewhere.example.com/"}), "redirects are not followed"),
-], ids=["text", "html", "truncated", "binary", "not-a-list", "no-items", "bare-list", "not-objects", "redirect"])
+@pytest.mark.parametrize(
+    "reply,expected",
+    [
+        (Reply(body="this is not json"), "page 1 is not JSON"),
+        (Reply(body="<html><body>Maintenance</body></html>", headers={"Content-Type": "text/html"}), "it starts '<html>"),
+        (Reply(body='{"items": [{"id": 1, "sku": "A'), "page 1 is not JSON"),
+        (Reply(body=b"\xff\xfe\x00garbage"), "page 1 is not JSON"),
+        (Reply(body={"items": {"id": 1}}), "`items` is an object, not a list"),
+        (Reply(body={"data": []}), "page 1 has no `items`"),
+        (Reply(body=[item(1)]), "page 1 has no `items`"),
+        (Reply(body={"items": [item(1), "two", 3]}), "item 1 is a string, not an object"),
+        (Reply(status=301, headers={"Location": "https://elsewhere.example.com/"}), "redirects are not followed"),
+    ],
+    ids=["text", "html", "truncated", "binary", "not-a-list", "no-items", "bare-list", "not-objects", "redirect"],
+)
 def test_garbage_is_refused_and_writes_nothing(database, upstream_api, reply, expected):
     seeded(database, upstream_api)
     before = offers(database)
@@ -243,11 +277,14 @@ def test_a_failure_on_page_two_writes_nothing_from_page_one(database, upstream_a
     assert offers(database) == before
 
 
-@pytest.mark.parametrize("next_link,expected", [
-    ("http://example.com/offers/2", "leads to another site"),
-    ("/offers", "repeats an earlier page"),
-    (42, "is a number, not a URL"),
-])
+@pytest.mark.parametrize(
+    "next_link,expected",
+    [
+        ("http://example.com/offers/2", "leads to another site"),
+        ("/offers", "repeats an earlier page"),
+        (42, "is a number, not a URL"),
+    ],
+)
 def test_bad_next_links_are_refused(database, upstream_api, next_link, expected):
     url = upstream_api.serve("/offers", {"items": [item(1)], "next": next_link})
     make_connector(database, url, next_path="next")
@@ -263,14 +300,27 @@ def test_a_catalog_over_the_size_limit_is_refused(database, upstream_api, monkey
 
 
 def test_bad_items_are_reported_with_reasons_and_good_ones_written(database, upstream_api):
-    bad = [item(2, kind="upsel"), item(3, sms="x" * 161), {k: v for k, v in item(4).items() if k != "sku"},
-           item(5), item(5, title="twin"), {"title": "no id"}, item(6, price={"margin": "lots"})]
+    bad = [
+        item(2, kind="upsel"),
+        item(3, sms="x" * 161),
+        {k: v for k, v in item(4).items() if k != "sku"},
+        item(5),
+        item(5, title="twin"),
+        {"title": "no id"},
+        item(6, price={"margin": "lots"}),
+    ]
     make_connector(database, upstream_api.serve("/offers", {"items": [item(1), *bad, item(7)]}))
     report = run(database)
     assert (report["status"], report["created"], report["failed"]) == ("partial", 2, 7)
     reasons = {(f["external_id"], f["reason"].split(": ", 1)[1].split(":")[0]) for f in report["failures"]}
-    assert reasons == {("2", "category"), ("3", "treatments.sms.text"), ("4", "code"), ("5", "the external id appears 2 times in the catalog; none of them was written"),
-                       (None, "no external id (text or whole number) at `id`"), ("6", "business_value")}
+    assert reasons == {
+        ("2", "category"),
+        ("3", "treatments.sms.text"),
+        ("4", "code"),
+        ("5", "the external id appears 2 times in the catalog; none of them was written"),
+        (None, "no external id (text or whole number) at `id`"),
+        ("6", "business_value"),
+    }
     assert set(by_external_id(database)) == {"1", "7"}
 
 
@@ -295,8 +345,9 @@ def test_two_synced_offers_may_swap_their_codes(database, upstream_api):
 def test_offers_gone_upstream_are_retired_not_deleted_and_come_back(database, upstream_api):
     seeded(database, upstream_api, n=5)
     with database.session(write=True) as session:  # tagged with the system by hand: not the upstream's to retire
-        body = OfferInSchema().load({"code": "MINE", "name": "Mine", "category": "loyalty", "business_value": 1,
-                                     "external_system": "acme"})
+        body = OfferInSchema().load(
+            {"code": "MINE", "name": "Mine", "category": "loyalty", "business_value": 1, "external_system": "acme"}
+        )
         service.create(session, body, channels=DEFAULT_CHANNELS, words=service.vocabulary(None))
     upstream_api.serve("/offers", {"items": [item(i) for i in range(1, 5)]})
     report = run(database)
@@ -313,8 +364,13 @@ def test_offers_gone_upstream_are_retired_not_deleted_and_come_back(database, up
 def test_a_paused_synced_offer_stays_paused(database, upstream_api):
     seeded(database, upstream_api)
     with database.session(write=True) as session:
-        service.update(session, by_external_id(database)["1"]["id"], {"status": "paused"},
-                       channels=DEFAULT_CHANNELS, words=service.vocabulary(None))
+        service.update(
+            session,
+            by_external_id(database)["1"]["id"],
+            {"status": "paused"},
+            channels=DEFAULT_CHANNELS,
+            words=service.vocabulary(None),
+        )
     assert run(database)["unchanged"] == 3
     assert by_external_id(database)["1"]["status"] == "paused"
 
@@ -370,13 +426,17 @@ def test_the_secret_is_sent_but_never_stored_returned_or_logged(database, upstre
     assert good["status"] == "succeeded" and upstream_api.requests[0][1]["Authorization"] == SECRET
     assert bad["status"] == "failed" and "***" in bad["error"]
     with database.connection() as conn:
-        stored = [str(tuple(r)) for t in (CatalogConnectorRecord, CatalogSyncRunRecord) for r in conn.execute(sa.select(t.__table__))]
+        stored = [
+            str(tuple(r)) for t in (CatalogConnectorRecord, CatalogSyncRunRecord) for r in conn.execute(sa.select(t.__table__))
+        ]
     assert "catalog sync finished" in lines.getvalue()
     assert not any(SECRET in text or "s3cr3t" in text for text in (*stored, repr(good), repr(bad), lines.getvalue()))
 
 
 def test_a_missing_secret_fails_the_run_before_any_request(database, upstream_api):
-    make_connector(database, upstream_api.serve("/offers", {"items": [item(1)]}), auth_header="X-Api-Key", auth_env="NO_SUCH_VARIABLE_XYZ")
+    make_connector(
+        database, upstream_api.serve("/offers", {"items": [item(1)]}), auth_header="X-Api-Key", auth_env="NO_SUCH_VARIABLE_XYZ"
+    )
     report = run(database)
     assert (report["status"], report["attempts"], upstream_api.requests) == ("failed", 0, [])
     assert "NO_SUCH_VARIABLE_XYZ" in report["error"] and "not set" in report["error"]
@@ -390,28 +450,31 @@ def test_unknown_and_disabled_connectors_are_the_callers_mistake(database, upstr
         run(database)
 
 
-@pytest.mark.parametrize("change,field", [
-    ({"name": "Acme"}, "name"),
-    ({"url": "ftp://catalog.example.com/"}, "url"),
-    ({"url": "https://user:pw@catalog.example.com/"}, "url"),
-    ({"mapping": {"external_id": "id", "name": "title"}}, "mapping.code"),
-    ({"mapping": {**MAPPING, "id": "id"}}, "mapping.id"),
-    ({"mapping": {**MAPPING, "external_system": "src"}}, "mapping.external_system"),
-    ({"mapping": {**MAPPING, "colour": "c"}}, "mapping.colour"),
-    ({"mapping": {**MAPPING, "name": "a..b"}}, "mapping.name"),
-    ({"items_path": "data items"}, "items_path"),
-    ({"timeout_seconds": 0}, "timeout_seconds"),
-    ({"timeout_seconds": 121}, "timeout_seconds"),
-    ({"retries": 11}, "retries"),
-    ({"retries": 1.5}, "retries"),
-    ({"max_retire_fraction": 1.5}, "max_retire_fraction"),
-    ({"auth_header": "Authorization"}, "auth_env"),
-    ({"auth_env": "TOKEN"}, "auth_header"),
-    ({"auth_header": "Authorization", "auth_env": "Bearer abc.def"}, "auth_env"),
-    ({"defaults": {"business_value": -1}}, "defaults.business_value"),
-    ({"defaults": {"code": "X"}}, "defaults.code"),
-    ({"schedule": "every hour"}, "schedule"),
-])
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        ({"name": "Acme"}, "name"),
+        ({"url": "ftp://catalog.example.com/"}, "url"),
+        ({"url": "https://user:pw@catalog.example.com/"}, "url"),
+        ({"mapping": {"external_id": "id", "name": "title"}}, "mapping.code"),
+        ({"mapping": {**MAPPING, "id": "id"}}, "mapping.id"),
+        ({"mapping": {**MAPPING, "external_system": "src"}}, "mapping.external_system"),
+        ({"mapping": {**MAPPING, "colour": "c"}}, "mapping.colour"),
+        ({"mapping": {**MAPPING, "name": "a..b"}}, "mapping.name"),
+        ({"items_path": "data items"}, "items_path"),
+        ({"timeout_seconds": 0}, "timeout_seconds"),
+        ({"timeout_seconds": 121}, "timeout_seconds"),
+        ({"retries": 11}, "retries"),
+        ({"retries": 1.5}, "retries"),
+        ({"max_retire_fraction": 1.5}, "max_retire_fraction"),
+        ({"auth_header": "Authorization"}, "auth_env"),
+        ({"auth_env": "TOKEN"}, "auth_header"),
+        ({"auth_header": "Authorization", "auth_env": "Bearer abc.def"}, "auth_env"),
+        ({"defaults": {"business_value": -1}}, "defaults.business_value"),
+        ({"defaults": {"code": "X"}}, "defaults.code"),
+        ({"schedule": "every hour"}, "schedule"),
+    ],
+)
 def test_a_bad_connector_is_refused_naming_the_field(database, change, field):
     with pytest.raises(ValidationError) as caught:
         make_connector(database, **{"url": "https://catalog.example.com/offers", **change})
@@ -420,7 +483,9 @@ def test_a_bad_connector_is_refused_naming_the_field(database, change, field):
 
 def test_the_cli_syncs_and_exits_1_when_the_run_failed(database, upstream_api, rules_dir):
     make_connector(database, upstream_api.serve("/offers", {"items": [item(1), item(2, kind="nope")]}), retries=0)
-    context = Context(Config.from_env(database_url=database.engine.url.render_as_string(hide_password=False), rules_dir=rules_dir))
+    context = Context(
+        Config.from_env(database_url=database.engine.url.render_as_string(hide_password=False), rules_dir=rules_dir)
+    )
     result = CliRunner().invoke(commands.offers, ["sync", "acme"], obj=context)
     assert result.exit_code == 0, result.output
     assert "partial" in result.output and "created 1" in result.output and "2: item 1: category" in result.output
@@ -444,8 +509,12 @@ def test_connectors_are_created_read_changed_and_deleted_over_the_api(client, au
     admin = auth("admin")
     created = client.post(CONNECTORS, json=connector_body(), headers=admin)
     assert created.status_code == 201, created.get_json()
-    assert {k: created.get_json()[k] for k in ("retries", "timeout_seconds", "max_retire_fraction", "enabled")} == \
-        {"retries": 3, "timeout_seconds": 10, "max_retire_fraction": 0.2, "enabled": True}
+    assert {k: created.get_json()[k] for k in ("retries", "timeout_seconds", "max_retire_fraction", "enabled")} == {
+        "retries": 3,
+        "timeout_seconds": 10,
+        "max_retire_fraction": 0.2,
+        "enabled": True,
+    }
     again = client.post(CONNECTORS, json=connector_body(), headers=admin)
     assert again.status_code == 409 and again.get_json()["code"] == "connector_exists"
     assert [c["name"] for c in client.get(CONNECTORS, headers=auth("editor")).get_json()] == ["acme"]
@@ -462,17 +531,20 @@ def test_connectors_are_created_read_changed_and_deleted_over_the_api(client, au
     assert client.get(f"{CONNECTORS}/acme", headers=admin).status_code == 404
 
 
-@pytest.mark.parametrize("change,field", [
-    ({"name": "Bad-Name"}, "name"),
-    ({"url": "file:///etc/passwd"}, "url"),
-    ({"mapping": {"external_id": "id", "name": "title"}}, "mapping.code"),
-    ({"mapping": {**MAPPING, "treatments.sms": "sms"}}, "mapping.treatments.sms"),
-    ({"timeout_seconds": 500}, "timeout_seconds"),
-    ({"retries": "3"}, "retries"),
-    ({"auth_header": "Authorization"}, "auth_env"),
-    ({"defaults": {"category": 5}}, "defaults.category"),
-    ({"colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        ({"name": "Bad-Name"}, "name"),
+        ({"url": "file:///etc/passwd"}, "url"),
+        ({"mapping": {"external_id": "id", "name": "title"}}, "mapping.code"),
+        ({"mapping": {**MAPPING, "treatments.sms": "sms"}}, "mapping.treatments.sms"),
+        ({"timeout_seconds": 500}, "timeout_seconds"),
+        ({"retries": "3"}, "retries"),
+        ({"auth_header": "Authorization"}, "auth_env"),
+        ({"defaults": {"category": 5}}, "defaults.category"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
 def test_a_bad_connector_is_a_422_naming_the_field(client, auth, change, field):
     response = client.post(CONNECTORS, json=connector_body(**change), headers=auth("admin"))
     assert response.status_code == 422, response.get_json()
@@ -508,8 +580,11 @@ def test_a_sync_over_the_api_serves_the_new_offers_and_is_listed(client, auth, a
         bad = client.get(f"{runs}?{query}", headers=auth("analyst"))
         assert bad.status_code == 422 and f"query.{field}" in bad.get_json()["errors"], bad.get_json()
 
-    responses += [client.get(f"{CONNECTORS}/acme", headers=auth("admin")), client.get(CONNECTORS, headers=auth("admin")),
-                  client.get(runs, headers=auth("admin"))]
+    responses += [
+        client.get(f"{CONNECTORS}/acme", headers=auth("admin")),
+        client.get(CONNECTORS, headers=auth("admin")),
+        client.get(runs, headers=auth("admin")),
+    ]
     assert responses[-1].get_json()["items"][0]["error"].startswith("page 1: HTTP 503")
     assert not any("s3cr3t" in r.get_data(as_text=True) for r in responses)
 

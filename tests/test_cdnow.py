@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from conftest import REPO
 
 from decision_server import migrate
 from decision_server.analytics import clv, rfm
@@ -24,14 +25,13 @@ from decision_server.ingest import importer
 from decision_server.rules.engine import build_revision
 from decision_server.rules.source import read_rules_dir
 
-from conftest import REPO
-
 
 @pytest.fixture(scope="module")
 def cdnow() -> pd.DataFrame:
     path = distribution("Lifetimes").locate_file("lifetimes/datasets/CDNOW_master.txt")
-    frame = pd.read_csv(path, sep=r"\s+", skiprows=1, names=["customer", "date", "cds", "dollars"],
-                        dtype={"customer": str, "date": str})
+    frame = pd.read_csv(
+        path, sep=r"\s+", skiprows=1, names=["customer", "date", "cds", "dollars"], dtype={"customer": str, "date": str}
+    )
     frame["cents"] = (frame["dollars"] * 100).round().astype(np.int64)
     # Some purchases are stamped in New York time (UTC-5 in winter): the same instant either way.
     frame["at"] = pd.to_datetime(frame["date"], format="%Y%m%d", utc=True) + pd.Timedelta(hours=15)
@@ -65,8 +65,9 @@ def loaded(request, cdnow, make_database_url, tmp_path_factory):
 def _load(database, tmp_path, frame: pd.DataFrame) -> None:
     customers = tmp_path / "customers.csv"
     first = frame.groupby("customer")["at"].min()
-    customers.write_text("external_id,created_at\n" + "".join(
-        f"CD-{c},{at.strftime('%Y-%m-%dT%H:%M:%SZ')}\n" for c, at in first.items()))
+    customers.write_text(
+        "external_id,created_at\n" + "".join(f"CD-{c},{at.strftime('%Y-%m-%dT%H:%M:%SZ')}\n" for c, at in first.items())
+    )
     lines = ["external_id,customer_id,occurred_at,amount\n"]
     for i, row in enumerate(frame.itertuples()):
         if i % 2:  # half the rows with an offset: 15:00Z is 10:00-05:00
@@ -106,10 +107,19 @@ def test_rfm_scores_match_pandas_on_cdnow(loaded, cdnow, revision):
     run = rfm.calculate(database, revision, as_of=as_of)
     expected = _pandas_scores(cdnow, pd.Timestamp(as_of))
     with database.connection() as conn:
-        stored = pd.DataFrame(conn.execute(sa.text(
-            "SELECT substr(c.external_id, 4) AS customer, s.rfm_r AS r, s.rfm_f AS f, s.rfm_m AS m, s.rfm_segment AS segment "
-            "FROM customers c JOIN customer_state s ON s.customer_id = c.id WHERE s.rfm_r IS NOT NULL"
-        )).all(), columns=["customer", "r", "f", "m", "segment"]).set_index("customer").sort_index()
+        stored = (
+            pd.DataFrame(
+                conn.execute(
+                    sa.text(
+                        "SELECT substr(c.external_id, 4) AS customer, s.rfm_r AS r, s.rfm_f AS f, s.rfm_m AS m, s.rfm_segment AS segment "
+                        "FROM customers c JOIN customer_state s ON s.customer_id = c.id WHERE s.rfm_r IS NOT NULL"
+                    )
+                ).all(),
+                columns=["customer", "r", "f", "m", "segment"],
+            )
+            .set_index("customer")
+            .sort_index()
+        )
     assert run.buyers == len(expected) == len(stored) > 20_000
     joined = expected.join(stored.add_suffix("_ours"))
     for score in ("r", "f", "m"):
@@ -119,7 +129,8 @@ def test_rfm_scores_match_pandas_on_cdnow(loaded, cdnow, revision):
     # Ties share a score: every buyer with one purchase has the same f.
     assert joined.loc[joined["n"] == 1, "f_ours"].nunique() == 1
     assert sum(run.segments.values()) == run.buyers and set(run.segments) <= set(
-        revision.rulesets["rfm"].outputs["rfm_segment"].values)
+        revision.rulesets["rfm"].outputs["rfm_segment"].values
+    )
     # Customers who had not bought by then have no scores.
     with database.connection() as conn:
         unscored = conn.execute(sa.text("SELECT count(*) FROM customer_state WHERE rfm_r IS NULL")).scalar()
@@ -133,7 +144,7 @@ def test_cut_points_place_a_value_exactly_as_the_run_scored_it():
     below = pd.Series(values).rank(method="min").to_numpy() - 1
     expected = (1 + np.floor(5 * below / len(values))).clip(max=5)
     assert (rfm.place(values, cuts) == expected).all()
-    assert all(rfm.place_one(v, cuts) == e for v, e in zip(values[:50], expected[:50]))
+    assert all(rfm.place_one(v, cuts) == e for v, e in zip(values[:50], expected[:50], strict=True))
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 11])
@@ -163,11 +174,24 @@ def test_historical_clv_matches_pandas_on_cdnow(loaded, cdnow, margin):
         revenue = int(row["revenue"])
         cost = int((Decimal(revenue) * keep).quantize(Decimal(1), rounding=ROUND_HALF_UP))
         tenure = int((pd.Timestamp(as_of) - since[customer]).total_seconds() // 86_400)
-        expected = (revenue, cost, revenue - cost, int(row["orders"]),
-                    int((Decimal(revenue) / int(row["orders"])).quantize(Decimal(1), rounding=ROUND_HALF_UP)),
-                    tenure, (row["last"] - row["first"]).days)
-        assert (got.revenue_cents, got.cost_cents, got.profit_cents, got.orders, got.average_order_cents,
-                got.tenure_days, got.lifespan_days) == expected, customer
+        expected = (
+            revenue,
+            cost,
+            revenue - cost,
+            int(row["orders"]),
+            int((Decimal(revenue) / int(row["orders"])).quantize(Decimal(1), rounding=ROUND_HALF_UP)),
+            tenure,
+            (row["last"] - row["first"]).days,
+        )
+        assert (
+            got.revenue_cents,
+            got.cost_cents,
+            got.profit_cents,
+            got.orders,
+            got.average_order_cents,
+            got.tenure_days,
+            got.lifespan_days,
+        ) == expected, customer
         assert got.purchase_frequency == pytest.approx(int(row["orders"]) * 30 / max(tenure, 1), rel=1e-12)
     # Customers who existed but had not bought: zeros, not missing rows.
     quiet = [ours[c] for c in existing if c not in per.index]

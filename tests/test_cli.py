@@ -14,8 +14,16 @@ def test_help_lists_and_explains_every_command():
     assert result.exit_code == 0
     for command in ("init", "serve", "demo-data", "import", "keys", "quickstart", "train", "models", "offers", "decisions"):
         assert command in result.output
-    for command in (["serve"], ["import"], ["keys", "create"], ["demo-data"], ["train"], ["models"], ["models", "evaluate"],
-                    ["decisions", "purge"]):
+    for command in (
+        ["serve"],
+        ["import"],
+        ["keys", "create"],
+        ["demo-data"],
+        ["train"],
+        ["models"],
+        ["models", "evaluate"],
+        ["decisions", "purge"],
+    ):
         sub = CliRunner().invoke(cli, [*command, "--help"])
         assert sub.exit_code == 0 and len(sub.output.splitlines()) > 5
 

@@ -55,8 +55,10 @@ def test_the_cli_and_the_server_start_without_the_training_stack(tmp_path):
     import sys
 
     # scikit-learn and skl2onnx take seconds to import; only `train` needs them, every CLI call and server paid for them.
-    code = ("import sys, decision_server.cli, decision_server.app as a, decision_server.scoring.serving; a._blueprints(); "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'skl2onnx', 'pandas', 'scipy'}))")
+    code = (
+        "import sys, decision_server.cli, decision_server.app as a, decision_server.scoring.serving; a._blueprints(); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'skl2onnx', 'pandas', 'scipy'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -37,20 +37,34 @@ SEED = 17  # a fixed seed: the same cases on every run, so a failure reproduces 
 
 def _id_routes(app) -> list[tuple[str, str]]:
     """Every (method, rule) of the API whose path holds a database id."""
-    return [(method, rule.rule) for rule in app.url_map.iter_rules() if rule.rule.startswith(API)
-            and any(isinstance(c, IdConverter) for c in rule._converters.values())
-            for method in sorted(rule.methods - {"HEAD", "OPTIONS"})]
+    return [
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith(API) and any(isinstance(c, IdConverter) for c in rule._converters.values())
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"})
+    ]
 
 
 def test_every_numeric_path_id_goes_through_the_id_converter_and_the_spec_states_its_range(app):
     routes = _id_routes(app)
-    assert {rule for _, rule in routes} >= {f"{API}/offers/<id:offer_id>", f"{API}/loyalty/tiers/<id:tier_id>",
-                                            f"{API}/loyalty/rewards/<id:reward_id>", f"{API}/loyalty/redemptions/<id:redemption_id>/cancel",
-                                            f"{API}/keys/<id:key_id>", f"{API}/jobs/runs/<id:run_id>"}
+    assert {rule for _, rule in routes} >= {
+        f"{API}/offers/<id:offer_id>",
+        f"{API}/loyalty/tiers/<id:tier_id>",
+        f"{API}/loyalty/rewards/<id:reward_id>",
+        f"{API}/loyalty/redemptions/<id:redemption_id>/cancel",
+        f"{API}/keys/<id:key_id>",
+        f"{API}/jobs/runs/<id:run_id>",
+    }
     spec = app.test_client().get(f"{API}/openapi.json").get_json()
-    integers = {(path, p["name"]): p["schema"] for path, item in spec["paths"].items()
-                for p in item.get("parameters", []) if p["in"] == "path" and p["schema"]["type"] == "integer"}
-    assert set(integers) == {(re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule), re.search(r"<id:(\w+)>", rule).group(1)) for _, rule in routes}
+    integers = {
+        (path, p["name"]): p["schema"]
+        for path, item in spec["paths"].items()
+        for p in item.get("parameters", [])
+        if p["in"] == "path" and p["schema"]["type"] == "integer"
+    }
+    assert set(integers) == {
+        (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule), re.search(r"<id:(\w+)>", rule).group(1)) for _, rule in routes
+    }
     assert all(schema == {"type": "integer", "minimum": 1, "maximum": MAX_ID} for schema in integers.values())
 
 
@@ -81,8 +95,19 @@ def test_touchpoints_filter_by_kind(client, auth):
     assert [t["occurred_at"][:10] for t in complaints["items"]] == ["2026-01-02"]
 
 
-@pytest.mark.parametrize("condition", ["frequency >= 4\x01", "frequency\x7f >= 1", "frequency >= 4\x85", "frequency >= 1\u2028",
-                                       "frequency >= 1 \ud800", "stage == '\udfff'", "frequency >= 1\r", "\x00"])
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "frequency >= 4\x01",
+        "frequency\x7f >= 1",
+        "frequency >= 4\x85",
+        "frequency >= 1\u2028",
+        "frequency >= 1 \ud800",
+        "stage == '\udfff'",
+        "frequency >= 1\r",
+        "\x00",
+    ],
+)
 def test_a_segment_condition_with_control_characters_or_lone_surrogates_is_refused(client, auth, condition):
     response = client.post(f"{API}/segments", json={"name": "odd", "condition": condition}, headers=auth("editor"))
     assert response.status_code == 422, response.get_json()
@@ -94,8 +119,9 @@ def test_a_lone_surrogate_anywhere_in_a_body_is_refused_naming_the_field(client,
     headers = {**auth("admin"), "Content-Type": "application/json"}
     body = '{"items": [{"customer_id": "C1", "occurred_at": "2026-01-01T00:00:00Z", "channel": "app", "kind": "x", "payload": {"note": "a\\ud800b"}}]}'
     response = client.post(f"{API}/touchpoints/batch", data=body, headers=headers)
-    assert response.status_code == 422 and response.get_json()["errors"] == {"items.0.payload.note": [
-        "not valid Unicode: a lone surrogate (\\ud800-\\udfff escape)"]}
+    assert response.status_code == 422 and response.get_json()["errors"] == {
+        "items.0.payload.note": ["not valid Unicode: a lone surrogate (\\ud800-\\udfff escape)"]
+    }
     response = client.post(f"{API}/customers", data='{"external_id": "C1", "attributes": {"\\udc00": 1}}', headers=headers)
     assert response.status_code == 422 and list(response.get_json()["errors"]) == ["attributes.\udc00"]
     # A pair of surrogates is one character (here an emoji), and is stored.
@@ -105,7 +131,9 @@ def test_a_lone_surrogate_anywhere_in_a_body_is_refused_naming_the_field(client,
 
 def test_a_nul_character_is_refused_in_a_body_a_query_and_a_path(client, auth):
     headers = {**auth("admin"), "Content-Type": "application/json"}
-    response = client.post(f"{API}/loyalty/tiers", data='{"name": "t", "rank": 50, "multiplier": 1, "benefits": ["a\\u0000"]}', headers=headers)
+    response = client.post(
+        f"{API}/loyalty/tiers", data='{"name": "t", "rank": 50, "multiplier": 1, "benefits": ["a\\u0000"]}', headers=headers
+    )
     assert response.status_code == 422 and response.get_json()["errors"] == {"benefits.0": ["must not contain NUL characters"]}
     response = client.get(f"{API}/lifecycle/transitions?from_stage=a%00b", headers=headers)
     assert response.status_code == 422 and list(response.get_json()["errors"]) == ["query.from_stage"]
@@ -137,18 +165,20 @@ def test_a_connector_url_with_a_broken_host_is_a_422(client, auth, url):
     assert response.status_code == 422 and list(response.get_json()["errors"]) == ["url"], response.get_json()
 
 
-@pytest.mark.parametrize("method,path,allowed", [
-    ("PUT", "/offers", {"GET", "POST"}),
-    ("DELETE", "/customers", {"GET", "POST"}),
-    ("POST", "/offers/1", {"GET", "PATCH", "DELETE"}),
-    ("GET", "/loyalty/review", {"POST"}),
-])
+@pytest.mark.parametrize(
+    "method,path,allowed",
+    [
+        ("PUT", "/offers", {"GET", "POST"}),
+        ("DELETE", "/customers", {"GET", "POST"}),
+        ("POST", "/offers/1", {"GET", "PATCH", "DELETE"}),
+        ("GET", "/loyalty/review", {"POST"}),
+    ],
+)
 def test_a_405_names_the_allowed_methods(client, auth, method, path, allowed):
     response = client.open(API + path, method=method, headers=auth("admin"))
     assert response.status_code == 405 and response.get_json()["code"] == "method_not_allowed"
     assert response.is_json
     assert allowed <= {m.strip() for m in response.headers["Allow"].split(",")}
-
 
 
 @pytest.mark.parametrize("query", ["min_balance=1000000000000000000000000000000", "min_balance=-1"])
@@ -167,6 +197,7 @@ def test_a_cursor_is_any_string_of_its_pattern(client, auth):
     for cursor, status in [("0.0", 200), ("9999999999999999.999999999999999999", 200), ("12", 422)]:
         assert client.get(f"{API}/customers/P-1/touchpoints?cursor={cursor}", headers=headers).status_code == status, cursor
 
+
 # --- schemathesis over the whole spec, against the production server on each database ---------
 
 
@@ -181,8 +212,14 @@ def _prepare(url: str, rules_dir: Path, models_dir: Path) -> tuple[str, int]:
     env = {"DATABASE_URL": url, "RULES_DIR": str(rules_dir), "MODELS_DIR": str(models_dir)}
     runner = CliRunner()
     output = ""
-    for command in (["init"], ["demo-data", "--customers", "150", "--seed", "17"], ["analytics", "run"],
-                    ["loyalty", "demo", "--days", "90"], ["offers", "demo"], ["keys", "create", "--name", "contract", "--role", "admin"]):
+    for command in (
+        ["init"],
+        ["demo-data", "--customers", "150", "--seed", "17"],
+        ["analytics", "run"],
+        ["loyalty", "demo", "--days", "90"],
+        ["offers", "demo"],
+        ["keys", "create", "--name", "contract", "--role", "admin"],
+    ):
         result = runner.invoke(cli, command, env=env, catch_exceptions=False)
         assert result.exit_code == 0, (command, result.output)
         output = result.output
@@ -205,9 +242,23 @@ def served(request, make_database_url, tmp_path_factory):
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": url, "RULES_DIR": str(rules_dir), "MODELS_DIR": str(models_dir), "LOG_LEVEL": "WARNING"}
     log = (folder / "server.log").open("w")
-    process = subprocess.Popen([str(Path(sys.executable).parent / "decision-server"), "serve", "--port", str(port),
-                                "--workers", "1", "--threads", "4", "--no-scheduler"],
-                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "decision-server"),
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--threads",
+            "4",
+            "--no-scheduler",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -243,22 +294,50 @@ def test_the_baseline_explains_every_entry():
 def test_schemathesis_finds_no_server_error_and_no_contract_violation(served):
     """Every phase and every check over the whole spec; only the baseline's argued findings may remain."""
     folder = served["folder"]
-    command = [str(Path(sys.executable).parent / "schemathesis"), "run", f"{served['base']}{API}/openapi.json",
-               "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful", "--mode", "all",
-               "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--generation-database", "none",
-               "--header", f"Authorization: Bearer {served['key']}", "--request-timeout", "20",
-               # One worker: on Python 3.11, hypothesis' ast.parse in two threads at once raises "AST constructor
-               # recursion depth mismatch" (CPython gh-106905), a tool error that fails the run at random.
-               "--workers", "1",
-               "--baseline", str(folder / "baseline.json"), "--no-color", "--report", "junit", "--report-dir", str(folder / "report")]
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"),
+        "run",
+        f"{served['base']}{API}/openapi.json",
+        "--checks",
+        "all",
+        "--phases",
+        "examples,coverage,fuzzing,stateful",
+        "--mode",
+        "all",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--generation-database",
+        "none",
+        "--header",
+        f"Authorization: Bearer {served['key']}",
+        "--request-timeout",
+        "20",
+        # One worker: on Python 3.11, hypothesis' ast.parse in two threads at once raises "AST constructor
+        # recursion depth mismatch" (CPython gh-106905), a tool error that fails the run at random.
+        "--workers",
+        "1",
+        "--baseline",
+        str(folder / "baseline.json"),
+        "--no-color",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(folder / "report"),
+    ]
     # Schemathesis reads (and with CONTRACT_BASELINE_UPDATE=1 rewrites) a copy: the file's `why`s and exclusions are ours.
     (folder / "baseline.json").write_text(json.dumps({"format_version": 1, "entries": _baseline()["entries"]}))
     if os.environ.get("CONTRACT_BASELINE_UPDATE"):
         command.append("--baseline-update")
     for excluded in _baseline()["excluded_operations"]:
         command += ["--exclude-by" if "by" in excluded else "--exclude-path-regex", excluded.get("by") or excluded["path_regex"]]
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "contract_hooks", "CONTRACT_ADMIN_KEY_ID": str(served["key_id"]),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "contract_hooks",
+        "CONTRACT_ADMIN_KEY_ID": str(served["key_id"]),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
+    }
     started = time.monotonic()
     run = subprocess.run(command, env=env, cwd=folder, capture_output=True, text=True, timeout=900)
     print(f"schemathesis on {served['backend']}: {time.monotonic() - started:.0f} s, exit {run.returncode}")

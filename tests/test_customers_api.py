@@ -18,8 +18,15 @@ def _create(client, headers, **body):
 
 def test_create_then_get_returns_the_customer_with_an_empty_state(client, admin):
     created = _create(
-        client, admin, external_id="C-1", first_name="Zoë", last_name="Müller", email="zoe@example.com",
-        phone="+44 20 7946 0958", consent={"sms": True, "app": False}, attributes={"plan": "prepaid", "tags": ["a"]},
+        client,
+        admin,
+        external_id="C-1",
+        first_name="Zoë",
+        last_name="Müller",
+        email="zoe@example.com",
+        phone="+44 20 7946 0958",
+        consent={"sms": True, "app": False},
+        attributes={"plan": "prepaid", "tags": ["a"]},
         created_at="2024-05-01T09:30:00+02:00",
     )
     fetched = client.get("/api/v1/customers/C-1", headers=admin).get_json()
@@ -38,7 +45,9 @@ def test_duplicate_external_id_is_a_conflict(client, admin):
 
 
 def test_patch_merges_consent_and_attributes(client, admin):
-    _create(client, admin, external_id="C-1", consent={"sms": True, "app": True}, attributes={"plan": "prepaid", "region": "north"})
+    _create(
+        client, admin, external_id="C-1", consent={"sms": True, "app": True}, attributes={"plan": "prepaid", "region": "north"}
+    )
     response = client.patch(
         "/api/v1/customers/C-1",
         json={"first_name": "Ana", "consent": {"app": False, "sms": None}, "attributes": {"region": None, "vip": True}},
@@ -77,8 +86,24 @@ def test_list_pages_through_every_customer_once(client, admin):
 
 
 def test_list_filters(client, admin):
-    _create(client, admin, external_id="A-1", first_name="Ana", email="ana@x.org", consent={"sms": True}, created_at="2024-01-01T00:00:00Z")
-    _create(client, admin, external_id="B-2", first_name="Ben", email="ben@x.org", consent={"sms": False}, created_at="2025-01-01T00:00:00Z")
+    _create(
+        client,
+        admin,
+        external_id="A-1",
+        first_name="Ana",
+        email="ana@x.org",
+        consent={"sms": True},
+        created_at="2024-01-01T00:00:00Z",
+    )
+    _create(
+        client,
+        admin,
+        external_id="B-2",
+        first_name="Ben",
+        email="ben@x.org",
+        consent={"sms": False},
+        created_at="2025-01-01T00:00:00Z",
+    )
     _create(client, admin, external_id="C-3", first_name="Cy", consent={"app": True}, created_at="2026-01-01T00:00:00Z")
 
     def ids(**query):
@@ -126,7 +151,8 @@ def test_bad_customer_is_422_naming_the_field(client, admin, body, field):
 
 def test_nan_in_attributes_is_refused(client, admin):
     response = client.post(
-        "/api/v1/customers", data='{"external_id": "C-1", "attributes": {"x": NaN}}',
+        "/api/v1/customers",
+        data='{"external_id": "C-1", "attributes": {"x": NaN}}',
         headers={**admin, "Content-Type": "application/json"},
     )
     assert response.status_code in (400, 422)

@@ -39,8 +39,10 @@ def _comparable(result: dict) -> dict:
 
 def _state(database) -> list[tuple]:
     with database.connection() as conn:
-        return conn.exec_driver_sql("SELECT customer_id, stage, rfm_r, rfm_f, rfm_m, rfm_segment, value_score, value_segment, "
-                                    "journey_stage FROM customer_state ORDER BY customer_id").all()
+        return conn.exec_driver_sql(
+            "SELECT customer_id, stage, rfm_r, rfm_f, rfm_m, rfm_segment, value_score, value_segment, "
+            "journey_stage FROM customer_state ORDER BY customer_id"
+        ).all()
 
 
 def test_a_pass_on_two_dask_workers_equals_the_pass_in_process(database, database_url, revision, trained_models, cluster):
@@ -53,10 +55,17 @@ def test_a_pass_on_two_dask_workers_equals_the_pass_in_process(database, databas
         offers_service.load_demo_catalog(session, channels=DEFAULT_CHANNELS, words=offers_service.vocabulary(None))
     models = ModelSet(trained_models)
     trial = offer_reach.trial(database, revision, channels=["app", "sms"])
-    local = reevaluate.run(database, revision, models, steps=(*reevaluate.STEPS, "offers"), chunk=100, dry_run=True,
-                           offers=trial)
-    on_dask = reevaluate.run(database, revision, models, steps=(*reevaluate.STEPS, "offers"), chunk=100, dry_run=True,
-                             offers=trial, dask_address=cluster)
+    local = reevaluate.run(database, revision, models, steps=(*reevaluate.STEPS, "offers"), chunk=100, dry_run=True, offers=trial)
+    on_dask = reevaluate.run(
+        database,
+        revision,
+        models,
+        steps=(*reevaluate.STEPS, "offers"),
+        chunk=100,
+        dry_run=True,
+        offers=trial,
+        dask_address=cluster,
+    )
     assert _comparable(on_dask) == _comparable(local) and local["customers"] == 500 and local["written"] == 500
     assert sum(o["eligible_before"] for c in local["offers"]["channels"] for o in c["offers"]) > 0
 
@@ -84,10 +93,18 @@ def test_a_worker_evaluates_with_what_the_run_sent_not_its_own_disk(database, re
         ids = np.array(conn.execute(sa.text("SELECT id FROM customers ORDER BY id")).scalars().all(), dtype=np.int64)
     moment = utcnow()
     compiled = {row.id: segments.COMPILED.get(row, revision) for row in active}
-    common = {"steps": reevaluate.STEPS, "moment": moment, "as_of": None, "cuts": {"recency": [], "frequency": [],
-              "monetary": []}, "run_id": None, "margin": Decimal("0.30"), "dry_run": True}
-    here = evaluation.evaluate(chunks.read_chunk(database, ids, moment, list(compiled)), revision, models,
-                               compiled=compiled, **common)
+    common = {
+        "steps": reevaluate.STEPS,
+        "moment": moment,
+        "as_of": None,
+        "cuts": {"recency": [], "frequency": [], "monetary": []},
+        "run_id": None,
+        "margin": Decimal("0.30"),
+        "dry_run": True,
+    }
+    here = evaluation.evaluate(
+        chunks.read_chunk(database, ids, moment, list(compiled)), revision, models, compiled=compiled, **common
+    )
     spec = shards.work(revision, models, segments=active, **common)
     shutil.rmtree(copied)  # the worker has only what the run sent
     there = shards.evaluate_on_worker(chunks.read_chunk(database, ids, moment, list(compiled)), spec).evaluated

@@ -37,13 +37,20 @@ def test_sqlite_writers_of_two_processes_take_turns_on_the_writer_lock(tmp_path)
 
     url = f"sqlite:///{tmp_path / 'w.db'}"
     holding, release = tmp_path / "holding", tmp_path / "release"
-    child = subprocess.Popen([sys.executable, "-c", (
-        "import pathlib, sys, time\n"
-        "from decision_server.db import Database, sqlite_writer_lock\n"
-        f"database = Database({url!r})\n"
-        "with sqlite_writer_lock(database.engine):  # the lock alone: no SQLite transaction is open\n"
-        f"    pathlib.Path({str(holding)!r}).write_text('yes')\n"
-        f"    while not pathlib.Path({str(release)!r}).exists(): time.sleep(0.01)\n")])
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import pathlib, sys, time\n"
+                "from decision_server.db import Database, sqlite_writer_lock\n"
+                f"database = Database({url!r})\n"
+                "with sqlite_writer_lock(database.engine):  # the lock alone: no SQLite transaction is open\n"
+                f"    pathlib.Path({str(holding)!r}).write_text('yes')\n"
+                f"    while not pathlib.Path({str(release)!r}).exists(): time.sleep(0.01)\n"
+            ),
+        ]
+    )
     try:
         deadline = time.monotonic() + 30
         while not holding.exists() and time.monotonic() < deadline:

@@ -30,14 +30,21 @@ def demo(app, client, auth, database):
         assert client.post("/api/v1/customers", json=body, headers=auth("admin")).status_code == 201
         for i in range(purchases):
             when = (NOW - dt.timedelta(days=20 - i)).isoformat()
-            tx = {"external_id": f"{external_id}-{i}", "customer_id": external_id, "occurred_at": when, "amount": "25.00",
-                  "category": "data_bundle"}
+            tx = {
+                "external_id": f"{external_id}-{i}",
+                "customer_id": external_id,
+                "occurred_at": when,
+                "amount": "25.00",
+                "category": "data_bundle",
+            }
             assert client.post("/api/v1/transactions", json=tx, headers=auth("admin")).status_code == 201
     return client
 
 
 def decide(client, auth, customer_id="GROW", channel="app", **extra):
-    response = client.post("/api/v1/decisions", json={"customer_id": customer_id, "channel": channel, **extra}, headers=auth("channel"))
+    response = client.post(
+        "/api/v1/decisions", json={"customer_id": customer_id, "channel": channel, **extra}, headers=auth("channel")
+    )
     assert response.status_code == 201, response.get_json()
     return response.get_json()
 
@@ -55,7 +62,9 @@ def test_a_decision_is_ranked_explained_and_logged_on_every_channel(demo, auth, 
         assert [a["offer"]["id"] for a in answer["actions"]] == [c["offer_id"] for c in eligible[:3]]
         for action in answer["actions"]:
             f = action["factors"]
-            assert action["priority"] == pytest.approx(f["propensity"] * f["context_weight"] * f["business_value"] * f["levers"], rel=1e-5)
+            assert action["priority"] == pytest.approx(
+                f["propensity"] * f["context_weight"] * f["business_value"] * f["levers"], rel=1e-5
+            )
             assert action["treatment"]["kind"] == kind
         for candidate in answer["explanation"]:
             assert candidate["eligible"] == (candidate["removed_by"] == [])
@@ -80,7 +89,10 @@ def test_an_unknown_customer_gets_a_prospect_answer(demo, auth):
     answer = decide(demo, auth, customer_id="SOMEONE-NEW", channel="app")
     assert answer["prospect"] is True and answer["customer"]["stage"] == "acquisition"
     assert [a["offer"]["code"] for a in answer["actions"]] == ["WELCOME10"]
-    assert answer["actions"][0]["treatment"]["body"].endswith("there, take 10% off your first data bundle.") or "there" in answer["actions"][0]["treatment"]["body"]
+    assert (
+        answer["actions"][0]["treatment"]["body"].endswith("there, take 10% off your first data bundle.")
+        or "there" in answer["actions"][0]["treatment"]["body"]
+    )
     # By SMS nothing: consent to marketing SMS is unknown for a prospect.
     sms = decide(demo, auth, customer_id="SOMEONE-NEW", channel="sms")
     assert sms["actions"] == [] and "sms_needs_consent" in [r["rule"] for r in by_code(sms)["WELCOME10"]["removed_by"]]
@@ -88,7 +100,9 @@ def test_an_unknown_customer_gets_a_prospect_answer(demo, auth):
 
 def test_sms_needs_consent_and_at_most_one_a_day(demo, auth):
     refused = decide(demo, auth, customer_id="NEW", channel="sms")
-    assert refused["actions"] == [] and all("sms_needs_consent" in [r["rule"] for r in c["removed_by"]] for c in refused["explanation"])
+    assert refused["actions"] == [] and all(
+        "sms_needs_consent" in [r["rule"] for r in c["removed_by"]] for c in refused["explanation"]
+    )
     first = decide(demo, auth, channel="sms")
     assert len(first["actions"]) == 1
     second = decide(demo, auth, channel="sms")
@@ -103,8 +117,12 @@ def test_declines_and_cool_down_change_the_next_decision(demo, auth):
     again = decide(demo, auth, channel="call_centre")
     assert again["actions"][0]["offer"]["id"] == top
     for decision in (first, again):
-        assert demo.post(f"/api/v1/decisions/{decision['decision_id']}/responses", json={"response": "declined"},
-                         headers=auth("channel")).status_code == 201
+        assert (
+            demo.post(
+                f"/api/v1/decisions/{decision['decision_id']}/responses", json={"response": "declined"}, headers=auth("channel")
+            ).status_code
+            == 201
+        )
     after = decide(demo, auth, channel="call_centre")
     removed = {c["offer_id"]: [r["rule"] for r in c["removed_by"]] for c in after["explanation"]}
     assert "declined_twice" in removed[top] and top not in [a["offer"]["id"] for a in after["actions"]]
@@ -136,30 +154,51 @@ def test_responses_are_idempotent_and_checked(demo, auth):
     repeat = demo.post(url, json={"response": "accepted", "offer_id": first_offer}, headers=auth("channel"))
     assert made.status_code == 201 and repeat.status_code == 200 and made.get_json() == repeat.get_json()
     decided = dt.datetime.now(dt.UTC)  # not the module's NOW: the suite may reach this test minutes after import
-    late = demo.post(url, json={"response": "clicked", "offer_id": first_offer, "occurred_at": (decided + dt.timedelta(seconds=1)).isoformat()},
-                     headers=auth("channel"))
+    late = demo.post(
+        url,
+        json={"response": "clicked", "offer_id": first_offer, "occurred_at": (decided + dt.timedelta(seconds=1)).isoformat()},
+        headers=auth("channel"),
+    )
     assert late.status_code == 201
-    early = demo.post(url, json={"response": "ignored", "offer_id": first_offer, "occurred_at": (decided - dt.timedelta(days=1)).isoformat()},
-                      headers=auth("channel"))
+    early = demo.post(
+        url,
+        json={"response": "ignored", "offer_id": first_offer, "occurred_at": (decided - dt.timedelta(days=1)).isoformat()},
+        headers=auth("channel"),
+    )
     assert early.status_code == 422 and "occurred_at" in early.get_json()["errors"]
-    future = demo.post(url, json={"response": "ignored", "offer_id": first_offer, "occurred_at": (decided + dt.timedelta(days=1)).isoformat()},
-                       headers=auth("channel"))
+    future = demo.post(
+        url,
+        json={"response": "ignored", "offer_id": first_offer, "occurred_at": (decided + dt.timedelta(days=1)).isoformat()},
+        headers=auth("channel"),
+    )
     assert future.status_code == 422
     assert demo.post(url, json={"response": "loved"}, headers=auth("channel")).status_code == 422
-    missing = demo.post("/api/v1/decisions/0123456789abcdef0123456789abcdef/responses", json={"response": "accepted"}, headers=auth("channel"))
+    missing = demo.post(
+        "/api/v1/decisions/0123456789abcdef0123456789abcdef/responses", json={"response": "accepted"}, headers=auth("channel")
+    )
     assert missing.status_code == 404 and missing.get_json()["code"] == "decision_not_found"
     responses = demo.get(f"/api/v1/decisions/{answer['decision_id']}", headers=auth("analyst")).get_json()["responses"]
     assert sorted(r["response"] for r in responses) == ["accepted", "clicked"]
-    stats = {s["offer_id"]: s for s in demo.get("/api/v1/decisions/offers/statistics", headers=auth("analyst")).get_json()["items"]}
-    assert stats[first_offer]["accepted"] == 1 and stats[first_offer]["actions"] == 1 and stats[first_offer]["acceptance_rate"] == 1.0
+    stats = {
+        s["offer_id"]: s for s in demo.get("/api/v1/decisions/offers/statistics", headers=auth("analyst")).get_json()["items"]
+    }
+    assert (
+        stats[first_offer]["accepted"] == 1
+        and stats[first_offer]["actions"] == 1
+        and stats[first_offer]["acceptance_rate"] == 1.0
+    )
 
 
 def test_acceptances_move_the_adaptive_propensity(demo, auth, app, database, rules_dir):
     # No exploration, so the propensity is the posterior mean and comparable between decisions.
     path = rules_dir / "learning.yaml"
-    path.write_text(path.read_text().replace("default: {exploration: 1, prior_strength: 20}", "default: {exploration: 0, prior_strength: 5}"))
+    path.write_text(
+        path.read_text().replace("default: {exploration: 1, prior_strength: 20}", "default: {exploration: 0, prior_strength: 5}")
+    )
     cases = rules_dir / "learning.cases.yaml"
-    cases.write_text(cases.read_text().replace("expect: {exploration: 1, prior_strength: 20}", "expect: {exploration: 0, prior_strength: 5}"))
+    cases.write_text(
+        cases.read_text().replace("expect: {exploration: 1, prior_strength: 20}", "expect: {exploration: 0, prior_strength: 5}")
+    )
     app.extensions["rulebook"].sync()
     assert app.extensions["rulebook"].status()["folder"]["refused"] is None
     before = decide(demo, auth, channel="call_centre")["actions"][0]
@@ -169,11 +208,19 @@ def test_acceptances_move_the_adaptive_propensity(demo, auth, app, database, rul
         answer = decide(demo, auth, channel="app")
         if answer["actions"]:
             offer_id, key = answer["actions"][0]["offer"]["id"], answer["actions"][0]["factors"]["learning"]["key"]
-            assert demo.post(f"/api/v1/decisions/{answer['decision_id']}/responses", json={"response": "accepted"},
-                             headers=auth("channel")).status_code == 201
+            assert (
+                demo.post(
+                    f"/api/v1/decisions/{answer['decision_id']}/responses", json={"response": "accepted"}, headers=auth("channel")
+                ).status_code
+                == 201
+            )
     with database.connection() as conn:
-        accepted = conn.execute(sa.select(sa.func.sum(OfferLearningRecord.accepted)).where(OfferLearningRecord.offer_id == offer_id)).scalar()
-        shown = conn.execute(sa.select(sa.func.count()).select_from(DecisionActionRecord).where(DecisionActionRecord.offer_id == offer_id)).scalar()
+        accepted = conn.execute(
+            sa.select(sa.func.sum(OfferLearningRecord.accepted)).where(OfferLearningRecord.offer_id == offer_id)
+        ).scalar()
+        shown = conn.execute(
+            sa.select(sa.func.count()).select_from(DecisionActionRecord).where(DecisionActionRecord.offer_id == offer_id)
+        ).scalar()
     counts = app.extensions["decider"].learning.counts(offer_id, key)
     app.extensions["decider"].learning.sync()
     assert app.extensions["decider"].learning.counts(offer_id, key) == counts  # the database agrees with memory
@@ -188,19 +235,24 @@ def test_acceptances_move_the_adaptive_propensity(demo, auth, app, database, rul
 def test_learning_off_ranks_by_the_model(app, demo, auth):
     app.extensions["decider"].learning.enabled = False
     action = decide(demo, auth)["actions"][0]
-    assert action["factors"]["propensity"] == action["factors"]["model_propensity"] and action["factors"]["learning"] == {"adaptive": False}
+    assert action["factors"]["propensity"] == action["factors"]["model_propensity"] and action["factors"]["learning"] == {
+        "adaptive": False
+    }
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"customer_id": "GROW", "channel": "fax"}, "channel"),
-    ({"customer_id": "GROW", "channel": "app", "actions": 0}, "actions"),
-    ({"customer_id": "GROW", "channel": "app", "actions": 11}, "actions"),
-    ({"channel": "app"}, "customer_id"),
-    ({"customer_id": "bad id!", "channel": "app"}, "customer_id"),
-    ({"customer_id": "GROW", "channel": "app", "colour": "red"}, "colour"),
-    ({"customer_id": "GROW", "channel": "app", "context": {"mood": "happy"}}, "context.mood"),
-    ({"customer_id": "GROW", "channel": "app", "context": {"attributes": {"nested": {"a": 1}}}}, "context.attributes"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"customer_id": "GROW", "channel": "fax"}, "channel"),
+        ({"customer_id": "GROW", "channel": "app", "actions": 0}, "actions"),
+        ({"customer_id": "GROW", "channel": "app", "actions": 11}, "actions"),
+        ({"channel": "app"}, "customer_id"),
+        ({"customer_id": "bad id!", "channel": "app"}, "customer_id"),
+        ({"customer_id": "GROW", "channel": "app", "colour": "red"}, "colour"),
+        ({"customer_id": "GROW", "channel": "app", "context": {"mood": "happy"}}, "context.mood"),
+        ({"customer_id": "GROW", "channel": "app", "context": {"attributes": {"nested": {"a": 1}}}}, "context.attributes"),
+    ],
+)
 def test_bad_requests_name_the_field(demo, auth, body, field):
     response = demo.post("/api/v1/decisions", json=body, headers=auth("channel"))
     assert response.status_code == 422, response.get_json()
@@ -242,8 +294,10 @@ def test_a_decision_that_cannot_be_logged_fails_loudly(demo, auth, database):
 
 
 def test_value_based_offers_and_the_360_view_show_decisions(demo, auth):
-    segments = {s["segment"]: [o["code"] for o in s["offers"]]
-                for s in demo.get("/api/v1/value/offers", headers=auth("analyst")).get_json()["segments"]}
+    segments = {
+        s["segment"]: [o["code"] for o in s["offers"]]
+        for s in demo.get("/api/v1/value/offers", headers=auth("analyst")).get_json()["segments"]
+    }
     assert segments == {"high": ["VIP_EARLY_ACCESS"], "medium": [], "low": []}
     one = demo.get("/api/v1/value/offers?segment=high", headers=auth("channel")).get_json()["segments"]
     assert [s["segment"] for s in one] == ["high"]
@@ -261,7 +315,11 @@ def test_concurrent_decisions_are_all_logged(demo, auth, app, database):
     from decision_server.decisions.service import DecisionRequest
 
     decider = app.extensions["decider"]
-    requests = [DecisionRequest(c, ch, {"intent": "browse"}, 2) for c in ("GROW", "NEW", "ZERO", "NOBODY") for ch in ("app", "call_centre", "sms")] * 10
+    requests = [
+        DecisionRequest(c, ch, {"intent": "browse"}, 2)
+        for c in ("GROW", "NEW", "ZERO", "NOBODY")
+        for ch in ("app", "call_centre", "sms")
+    ] * 10
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(decider.decide, requests))
     assert len({a["decision_id"] for a in answers}) == len(requests)
@@ -287,11 +345,14 @@ def test_a_customer_the_model_scores_zero_is_learnt_apart():
 def test_free_context_attributes_reach_the_rules(demo, auth, app, rules_dir):
     path = rules_dir / "arbitration.yaml"
     text = path.read_text().replace(
-        '  offer.category: {type: string, values: [welcome, onboarding, upsell, cross_sell, loyalty, vip, win_back, retention]}\noutputs:',
-        '  offer.category: {type: string, values: [welcome, onboarding, upsell, cross_sell, loyalty, vip, win_back, retention]}\n'
-        '  context.campaign: {type: string, description: "The campaign the channel says the customer came from"}\noutputs:')
-    text += ('  - id: black_friday_upsell\n    description: Customers who came from the Black Friday mail see upgrades first.\n'
-             '    when: context.campaign == "black_friday" and offer.category == "upsell"\n    then: {factor: lever, weight: 4}\n')
+        "  offer.category: {type: string, values: [welcome, onboarding, upsell, cross_sell, loyalty, vip, win_back, retention]}\noutputs:",
+        "  offer.category: {type: string, values: [welcome, onboarding, upsell, cross_sell, loyalty, vip, win_back, retention]}\n"
+        '  context.campaign: {type: string, description: "The campaign the channel says the customer came from"}\noutputs:',
+    )
+    text += (
+        "  - id: black_friday_upsell\n    description: Customers who came from the Black Friday mail see upgrades first.\n"
+        '    when: context.campaign == "black_friday" and offer.category == "upsell"\n    then: {factor: lever, weight: 4}\n'
+    )
     path.write_text(text)
     app.extensions["rulebook"].sync()
     assert app.extensions["rulebook"].status()["folder"]["refused"] is None, app.extensions["rulebook"].status()

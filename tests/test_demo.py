@@ -46,7 +46,9 @@ def test_loading_twice_changes_nothing(database):
     first = load(database, SPEC)
     load(database, SPEC)
     with database.connection() as conn:
-        counts = [conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar() for t in ("customers", "transactions", "touchpoints")]
+        counts = [
+            conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar() for t in ("customers", "transactions", "touchpoints")
+        ]
         state_total = conn.exec_driver_sql("SELECT sum(transaction_count) FROM customer_state").scalar()
     assert counts == [first["customers"], first["transactions"], first["touchpoints"]]
     assert state_total == first["transactions"]
@@ -68,6 +70,6 @@ def test_cli_export_writes_importable_csv(tmp_path):
 def test_default_history_ends_before_now():
     # Events still ahead would count in the state row but not in features as of now.
     data = generate(DemoSpec(customers=300, seed=2))
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     assert max(t["occurred_at"] for t in data.transactions) < now
     assert max(t["occurred_at"] for t in data.touchpoints) < now

@@ -63,15 +63,8 @@ def random_fact(rnd: random.Random) -> dict:
 def run_isolated(code: str, timeout: float = 60) -> str:
     """Run `code` in a fresh interpreter so that a segfault or hang cannot take pytest down."""
     helpers = "".join(inspect.getsource(f) + "\n" for f in (threshold_rules, expected, random_fact))
-    script = (
-        "import math, random\n"
-        "from decision_server.rules.durable_host import DurableHost\n"
-        + helpers
-        + textwrap.dedent(code)
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=timeout
-    )
+    script = "import math, random\nfrom decision_server.rules.durable_host import DurableHost\n" + helpers + textwrap.dedent(code)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"exit code {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
     return proc.stdout
 
@@ -152,9 +145,7 @@ def test_exponent_floats_in_rules_and_facts(host):
 
 def test_none_nan_and_infinity_are_absent(host):
     # The engine cannot parse NaN or Infinity; such values are dropped, so only $nex holds.
-    host.register(
-        "absent", {"missing": {"$nex": {"f0": 1}}, "low": {"$lt": {"f0": 5}}, "ne": {"$neq": {"f0": 5}}}
-    )
+    host.register("absent", {"missing": {"$nex": {"f0": 1}}, "low": {"$lt": {"f0": 5}}, "ne": {"$neq": {"f0": 5}}})
     for value in (None, float("nan"), float("inf"), float("-inf")):
         assert host.evaluate("absent", {"f0": value}) == {"missing"}
     assert host.evaluate("absent", {"f0": 1}) == {"low", "ne"}
@@ -339,14 +330,10 @@ def test_conditions_follow_engine_semantics(host):
             "exists": {"$ex": {"f3": 1}},
         },
     )
-    assert host.evaluate("ops", {"f0": "growth", "f1": True, "f2": 1, "f3": 2}) == {
-        "text", "flag", "pair", "regex", "exists"
-    }
-    assert host.evaluate("ops", {"f0": "grow", "f1": False, "f2": 9, "f3": 3}) == {
-        "gt-other", "gt-sum", "regex", "exists"
-    }
+    assert host.evaluate("ops", {"f0": "growth", "f1": True, "f2": 1, "f3": 2}) == {"text", "flag", "pair", "regex", "exists"}
+    assert host.evaluate("ops", {"f0": "grow", "f1": False, "f2": 9, "f3": 3}) == {"gt-other", "gt-sum", "regex", "exists"}
     assert host.evaluate("ops", {"f2": 3.0, "f3": 3}) == {"exists"}
-    assert host.evaluate("ops", {"f0": "dé\"cline", "f2": 1}) == frozenset()
+    assert host.evaluate("ops", {"f0": 'dé"cline', "f2": 1}) == frozenset()
 
 
 @pytest.mark.parametrize(

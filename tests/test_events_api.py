@@ -22,12 +22,16 @@ def state(client, headers, customer="C-1"):
 
 
 def test_transaction_updates_the_customer_state_exactly(client, admin):
-    first = client.post("/api/v1/transactions", json=tx(external_id="T-1", cost="5.10", category="data_bundle", channel="app"), headers=admin)
+    first = client.post(
+        "/api/v1/transactions", json=tx(external_id="T-1", cost="5.10", category="data_bundle", channel="app"), headers=admin
+    )
     assert first.status_code == 201
     body = first.get_json()
     assert body["id"] == "T-1" and body["customer_id"] == "C-1" and body["amount"] == "19.99" and body["cost"] == "5.10"
     assert body["status"] == "created"
-    client.post("/api/v1/transactions", json=tx(external_id="T-2", amount=0.1, occurred_at="2026-03-05T10:00:00+01:00"), headers=admin)
+    client.post(
+        "/api/v1/transactions", json=tx(external_id="T-2", amount=0.1, occurred_at="2026-03-05T10:00:00+01:00"), headers=admin
+    )
     client.post("/api/v1/transactions", json=tx(external_id="T-3", amount=0.2, occurred_at="2026-02-01T10:00:00Z"), headers=admin)
     s = state(client, admin)
     # 19.99 + 0.10 + 0.20 must be exactly 20.29: money is never a float.
@@ -68,7 +72,9 @@ def test_batch_is_all_or_nothing(client, admin):
     assert bad.status_code == 422
     assert "items.2.amount" in bad.get_json()["errors"]
     unknown = client.post(
-        "/api/v1/transactions/batch", json={"items": [tx(external_id="T-1"), tx(external_id="T-2", customer_id="GHOST")]}, headers=admin
+        "/api/v1/transactions/batch",
+        json={"items": [tx(external_id="T-1"), tx(external_id="T-2", customer_id="GHOST")]},
+        headers=admin,
     )
     assert unknown.status_code == 422
     assert unknown.get_json()["code"] == "unknown_customer"
@@ -169,8 +175,14 @@ def test_listing_is_newest_first_with_pages_and_filters(client, admin):
 
 
 def test_touchpoints_are_idempotent_and_counted(client, admin):
-    tp = {"customer_id": "C-1", "occurred_at": "2026-03-01T10:00:00Z", "channel": "sms", "kind": "sms_click",
-          "payload": {"campaign": "spring", "text": "¡Hola! 👋"}, "external_id": "P-1"}
+    tp = {
+        "customer_id": "C-1",
+        "occurred_at": "2026-03-01T10:00:00Z",
+        "channel": "sms",
+        "kind": "sms_click",
+        "payload": {"campaign": "spring", "text": "¡Hola! 👋"},
+        "external_id": "P-1",
+    }
     assert client.post("/api/v1/touchpoints", json=tp, headers=admin).status_code == 201
     assert client.post("/api/v1/touchpoints", json=tp, headers=admin).status_code == 200
     changed = client.post("/api/v1/touchpoints", json={**tp, "payload": {}}, headers=admin)
@@ -205,19 +217,22 @@ def test_bad_touchpoint_is_422(client, admin, changes, field):
     assert field in response.get_json()["errors"]
 
 
-@pytest.mark.parametrize("path,body", [
-    ("/api/v1/transactions", lambda at: tx(occurred_at=at)),
-    ("/api/v1/touchpoints", lambda at: {"customer_id": "C-1", "occurred_at": at, "channel": "app", "kind": "app_open"}),
-    ("/api/v1/customers", lambda at: {"external_id": "C-FUTURE", "created_at": at}),
-])
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/api/v1/transactions", lambda at: tx(occurred_at=at)),
+        ("/api/v1/touchpoints", lambda at: {"customer_id": "C-1", "occurred_at": at, "channel": "app", "kind": "app_open"}),
+        ("/api/v1/customers", lambda at: {"external_id": "C-FUTURE", "created_at": at}),
+    ],
+)
 def test_a_time_in_the_future_is_refused(client, admin, path, body):
     import datetime as dt
 
-    tomorrow = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).isoformat()
+    tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
     response = client.post(path, json=body(tomorrow), headers=admin)
     assert response.status_code == 422
     field = "created_at" if path.endswith("customers") else "occurred_at"
     assert "is in the future" in response.get_json()["errors"][field][0]
     # A till whose clock runs a minute fast is fine.
-    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)).isoformat()
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).isoformat()
     assert client.post(path, json=body(soon), headers=admin).status_code == 201

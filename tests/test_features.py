@@ -37,7 +37,7 @@ def _bulk(database, as_of):
 def _assert_same(a, b, ids):
     if not np.array_equal(a, b):
         rows, cols = np.nonzero(a != b)
-        where = [(int(ids[r]), FEATURE_NAMES[c], float(a[r, c]), float(b[r, c])) for r, c in zip(rows[:5], cols[:5])]
+        where = [(int(ids[r]), FEATURE_NAMES[c], float(a[r, c]), float(b[r, c])) for r, c in zip(rows[:5], cols[:5], strict=True)]
         pytest.fail(f"state-row and SQL features differ at (customer, feature, state, sql): {where}")
 
 
@@ -78,18 +78,50 @@ def test_event_path_keeps_the_state_row_features_exact(database):
         # A purchase this month, one last month, one 13 months ago and a touchpoint: each window edge.
         this_month = month_start(month_index(now))
         when = [now - dt.timedelta(seconds=5), this_month - dt.timedelta(seconds=1), month_start(month_index(now) - 12)]
-        ingest.insert_transactions(conn, [
-            {"external_id": f"X-{i}", "customer_id": target, "occurred_at": at, "amount_cents": 1234 + i,
-             "cost_cents": None, "product": "Earbuds", "category": "accessory", "channel": "app", "ingested_at": now}
-            for i, at in enumerate(when)
-        ] + [  # and a refund this month: spend goes down, purchases do not
-            {"external_id": "X-R", "customer_id": target, "occurred_at": now - dt.timedelta(seconds=4), "amount_cents": -500,
-             "cost_cents": None, "product": "Earbuds", "category": "accessory", "channel": "app", "ingested_at": now}
-        ])
-        ingest.insert_touchpoints(conn, [
-            {"external_id": "XT-1", "customer_id": target, "occurred_at": now - dt.timedelta(seconds=3),
-             "channel": "app", "kind": "offer_click", "payload": {}, "ingested_at": now},
-        ])
+        ingest.insert_transactions(
+            conn,
+            [
+                {
+                    "external_id": f"X-{i}",
+                    "customer_id": target,
+                    "occurred_at": at,
+                    "amount_cents": 1234 + i,
+                    "cost_cents": None,
+                    "product": "Earbuds",
+                    "category": "accessory",
+                    "channel": "app",
+                    "ingested_at": now,
+                }
+                for i, at in enumerate(when)
+            ]
+            + [  # and a refund this month: spend goes down, purchases do not
+                {
+                    "external_id": "X-R",
+                    "customer_id": target,
+                    "occurred_at": now - dt.timedelta(seconds=4),
+                    "amount_cents": -500,
+                    "cost_cents": None,
+                    "product": "Earbuds",
+                    "category": "accessory",
+                    "channel": "app",
+                    "ingested_at": now,
+                }
+            ],
+        )
+        ingest.insert_touchpoints(
+            conn,
+            [
+                {
+                    "external_id": "XT-1",
+                    "customer_id": target,
+                    "occurred_at": now - dt.timedelta(seconds=3),
+                    "channel": "app",
+                    "kind": "offer_click",
+                    "payload": {},
+                    "ingested_at": now,
+                },
+            ],
+        )
         refresh_state(conn, customer_ids=[target])
     as_of = utcnow()
     ids_sorted, from_sql = _bulk(database, as_of)
@@ -109,12 +141,23 @@ def test_features_as_of_a_cutoff_ignore_later_events(database):
     # Events after the cut-off, however many, change no feature as of the cut-off...
     with database.connection(write=True) as conn:
         first = min(before)
-        ingest.insert_transactions(conn, [
-            {"external_id": f"LATE-{i}", "customer_id": first, "occurred_at": cutoff + dt.timedelta(days=1 + i),
-             "amount_cents": 10_000, "cost_cents": None, "product": "Phone A15", "category": "device",
-             "channel": "store", "ingested_at": utcnow()}
-            for i in range(3)
-        ])
+        ingest.insert_transactions(
+            conn,
+            [
+                {
+                    "external_id": f"LATE-{i}",
+                    "customer_id": first,
+                    "occurred_at": cutoff + dt.timedelta(days=1 + i),
+                    "amount_cents": 10_000,
+                    "cost_cents": None,
+                    "product": "Phone A15",
+                    "category": "device",
+                    "channel": "store",
+                    "ingested_at": utcnow(),
+                }
+                for i in range(3)
+            ],
+        )
     with database.connection() as conn:
         after = {int(c.ids[i]): c.values[i] for c in bulk.all_features(conn, cutoff) for i in range(len(c.ids))}
         labels_after = bulk.labels(conn, np.array(sorted(before)), cutoff)
@@ -148,7 +191,7 @@ def test_windows_are_calendar_months():
 
 def test_an_unknown_customer_gets_prospect_features():
     row = online.prospect(utcnow())[0]
-    named = dict(zip(FEATURE_NAMES, row))
+    named = dict(zip(FEATURE_NAMES, row, strict=True))
     assert named["has_purchased"] == 0 and named["frequency"] == 0 and named["tenure_days"] == 0
 
 
@@ -162,17 +205,27 @@ def test_upgrading_an_existing_database_builds_the_monthly_buckets(make_database
         return ingest.sqlite_datetime(moment) if backend == "sqlite" else moment
 
     with database.engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO customers (external_id, consent, attributes, created_at, updated_at) "
-                             "VALUES ('OLD-1', '{}', '{}', :at, :at)"), {"at": stamp(recent - dt.timedelta(days=400))})
+        conn.execute(
+            sa.text(
+                "INSERT INTO customers (external_id, consent, attributes, created_at, updated_at) "
+                "VALUES ('OLD-1', '{}', '{}', :at, :at)"
+            ),
+            {"at": stamp(recent - dt.timedelta(days=400))},
+        )
         cid = conn.execute(sa.text("SELECT id FROM customers")).scalar()
-        conn.execute(sa.text("INSERT INTO transactions (external_id, customer_id, occurred_at, amount_cents, category, ingested_at) "
-                             "VALUES ('OLD-T1', :cid, :at, 2500, 'streaming', :at)"), {"cid": cid, "at": stamp(recent)})
+        conn.execute(
+            sa.text(
+                "INSERT INTO transactions (external_id, customer_id, occurred_at, amount_cents, category, ingested_at) "
+                "VALUES ('OLD-T1', :cid, :at, 2500, 'streaming', :at)"
+            ),
+            {"cid": cid, "at": stamp(recent)},
+        )
     migrate.upgrade(database.engine)
     as_of = utcnow()
     with database.connection() as conn:
         features = online.read(conn, external_id="OLD-1", as_of=as_of)
         chunk = bulk.features(conn, np.array([cid]), as_of)
-    named = dict(zip(FEATURE_NAMES, features.values[0]))
+    named = dict(zip(FEATURE_NAMES, features.values[0], strict=True))
     assert named["purchases_3m"] == 1 and named["spend_12m"] == 25.0 and named["category_streaming_12m"] == 1
     assert np.array_equal(features.values, chunk.values)
     database.dispose()

@@ -124,7 +124,9 @@ def test_reimported_customers_are_merged_into_the_stored_ones(database, tmp_path
 
 def test_customer_rows_are_checked_like_the_api(database, tmp_path):
     report = load(
-        database, tmp_path, "customers",
+        database,
+        tmp_path,
+        "customers",
         "external_id,email,phone,consent_sms,created_at,plan\n"
         "C-1,not-an-email,+44 20 7946 0000,true,,a\n"
         "C 2,,,,,\n"
@@ -133,7 +135,11 @@ def test_customer_rows_are_checked_like_the_api(database, tmp_path):
         "C-4,second@example.com,,,,\n",  # a repeated id: the first row wins
     )
     assert [(e.line, e.field) for e in report.errors] == [
-        (2, "email"), (3, "external_id"), (4, "phone"), (4, "created_at"), (4, "consent_sms"),
+        (2, "email"),
+        (3, "external_id"),
+        (4, "phone"),
+        (4, "created_at"),
+        (4, "consent_sms"),
     ]
     assert (report.new, report.existing, report.bad_rows) == (1, 1, 3)
     assert fetch(database, "SELECT external_id, email FROM customers") == [("C-4", "first@example.com")]
@@ -150,7 +156,10 @@ def test_duplicate_event_ids_in_a_file_keep_the_first_row(database, tmp_path):
     )
     report = load(database, tmp_path, "transactions", text, batch_size=3)  # across batches too
     assert (report.new, report.existing) == (2, 2)
-    assert fetch(database, "SELECT external_id, amount_cents FROM transactions ORDER BY external_id") == [("T-1", 100), ("T-2", 300)]
+    assert fetch(database, "SELECT external_id, amount_cents FROM transactions ORDER BY external_id") == [
+        ("T-1", 100),
+        ("T-2", 300),
+    ]
 
 
 def test_state_rows_reflect_the_import(database, tmp_path):
@@ -176,7 +185,9 @@ def test_touchpoints_import_with_payloads(database, tmp_path):
     )
     report = load(database, tmp_path, "touchpoints", text)
     assert [(e.line, e.field, e.reason) for e in report.errors] == [
-        (3, "kind", "required"), (4, "payload", "must be a JSON object"), (5, "payload", "not valid JSON"),
+        (3, "kind", "required"),
+        (4, "payload", "must be a JSON object"),
+        (5, "payload", "not valid JSON"),
     ]
     with database.session() as session:
         from decision_server.customers.service import get_customer
@@ -185,7 +196,8 @@ def test_touchpoints_import_with_payloads(database, tmp_path):
     with database.connection() as conn:
         payloads = conn.execute(sa.text("SELECT external_id, payload FROM touchpoints ORDER BY external_id")).all()
     assert [(x, p if isinstance(p, dict) else json.loads(p)) for x, p in payloads] == [
-        ("P-1", {"screen": "offers"}), ("P-5", {}),
+        ("P-1", {"screen": "offers"}),
+        ("P-5", {}),
     ]
 
 
@@ -193,16 +205,18 @@ def test_parquet_rows_are_numbered_from_one(database, tmp_path):
     load(database, tmp_path, "customers", CUSTOMERS)
     path = tmp_path / "transactions.parquet"
     pq.write_table(
-        pa.table({
-            "external_id": ["T-1", "T-2", "T-3"],
-            "customer_id": ["C-1", "C-1", "C-2"],
-            "occurred_at": pa.array(
-                [dt.datetime(2026, 3, 1, 10, tzinfo=UTC), dt.datetime(2026, 3, 2, 10, tzinfo=UTC), None],
-                pa.timestamp("us", tz="UTC"),
-            ),
-            "amount": [19.99, float("nan"), 5.0],
-            "category": ["data_bundle", None, None],
-        }),
+        pa.table(
+            {
+                "external_id": ["T-1", "T-2", "T-3"],
+                "customer_id": ["C-1", "C-1", "C-2"],
+                "occurred_at": pa.array(
+                    [dt.datetime(2026, 3, 1, 10, tzinfo=UTC), dt.datetime(2026, 3, 2, 10, tzinfo=UTC), None],
+                    pa.timestamp("us", tz="UTC"),
+                ),
+                "amount": [19.99, float("nan"), 5.0],
+                "category": ["data_bundle", None, None],
+            }
+        ),
         path,
     )
     report = importer.import_file(database, "transactions", path)
@@ -213,13 +227,15 @@ def test_parquet_rows_are_numbered_from_one(database, tmp_path):
 def test_parquet_customers_with_typed_columns(database, tmp_path):
     path = tmp_path / "customers.parquet"
     pq.write_table(
-        pa.table({
-            "external_id": [1001, 1002],
-            "consent_sms": [True, None],
-            "score": [7.5, None],
-            "since": pa.array([dt.date(2020, 5, 1), None], pa.date32()),
-            "created_at": pa.array([dt.datetime(2020, 5, 1, 8), None], pa.timestamp("ms")),
-        }),
+        pa.table(
+            {
+                "external_id": [1001, 1002],
+                "consent_sms": [True, None],
+                "score": [7.5, None],
+                "since": pa.array([dt.date(2020, 5, 1), None], pa.date32()),
+                "created_at": pa.array([dt.datetime(2020, 5, 1, 8), None], pa.timestamp("ms")),
+            }
+        ),
         path,
     )
     report = importer.import_file(database, "customers", path)
@@ -248,8 +264,7 @@ def test_bytes_that_are_not_utf8_fail_their_row_only(database, tmp_path):
     load(database, tmp_path, "customers", CUSTOMERS)
     path = tmp_path / "latin1.csv"
     path.write_bytes(
-        "external_id,customer_id,occurred_at,amount,product\n"
-        "T-1,C-1,2026-03-01T10:00:00Z,1.00,Caf\xe9\n".encode("latin-1")
+        "external_id,customer_id,occurred_at,amount,product\nT-1,C-1,2026-03-01T10:00:00Z,1.00,Caf\xe9\n".encode("latin-1")
         + "T-2,C-1,2026-03-01T10:00:00Z,1.00,Café\n".encode()
     )
     report = importer.import_file(database, "transactions", path)
@@ -261,7 +276,11 @@ def test_imported_times_are_stored_like_the_api_stores_them(database, tmp_path, 
     headers = auth("admin")
     client.post("/api/v1/customers", json={"external_id": "C-1"}, headers=headers)
     when = "2026-03-01T12:30:00.250000+02:00"
-    client.post("/api/v1/transactions", json={"external_id": "API", "customer_id": "C-1", "occurred_at": when, "amount": "1"}, headers=headers)
+    client.post(
+        "/api/v1/transactions",
+        json={"external_id": "API", "customer_id": "C-1", "occurred_at": when, "amount": "1"},
+        headers=headers,
+    )
     load(database, tmp_path, "transactions", f"external_id,customer_id,occurred_at,amount\nFILE,C-1,{when},1\n")
     api, imported = fetch(database, "SELECT occurred_at FROM transactions ORDER BY external_id")
     assert api == imported
@@ -288,7 +307,9 @@ def test_cli_reports_bad_lines_and_exits_1(database, tmp_path):
     assert CliRunner().invoke(cli, ["--database-url", url, "import", "customers", str(customers)]).exit_code == 0
 
     errors = tmp_path / "errors.csv"
-    result = CliRunner().invoke(cli, ["--database-url", url, "import", "transactions", str(transactions), "--errors", str(errors)])
+    result = CliRunner().invoke(
+        cli, ["--database-url", url, "import", "transactions", str(transactions), "--errors", str(errors)]
+    )
     assert result.exit_code == 1
     assert f"{transactions}:3: amount: not a number" in result.output
     assert f"{transactions}:5: customer_id: no customer with this id" in result.output
@@ -297,7 +318,10 @@ def test_cli_reports_bad_lines_and_exits_1(database, tmp_path):
 
     refused = CliRunner().invoke(cli, ["--database-url", url, "import", "transactions", str(customers)])
     assert refused.exit_code == 1
-    assert "Error: c.csv cannot be imported as transactions: missing required column(s) customer_id, occurred_at, amount" in refused.output
+    assert (
+        "Error: c.csv cannot be imported as transactions: missing required column(s) customer_id, occurred_at, amount"
+        in refused.output
+    )
     assert "Traceback" not in refused.output
 
 
@@ -305,7 +329,7 @@ def test_an_event_in_the_future_is_a_bad_row(database, tmp_path):
     import datetime as dt
 
     load(database, tmp_path, "customers", CUSTOMERS)
-    tomorrow = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     report = load(database, tmp_path, "transactions", f"external_id,customer_id,occurred_at,amount\nF-1,C-1,{tomorrow},1.00\n")
     assert [(e.line, e.field) for e in report.errors] == [(2, "occurred_at")]
     assert "is in the future" in report.errors[0].reason

@@ -59,9 +59,22 @@ def test_unknown_steps_are_refused_with_the_valid_ones(demo, revision):
 def _running(database, runner: str, *, started_at: dt.datetime, heartbeat_at: dt.datetime | None = None) -> None:
     """A running run of the re-evaluation held by `runner`, as its process would have written it."""
     with database.connection(write=True) as conn:
-        conn.execute(sa.insert(_runs).values(job="reevaluate", steps=["stages"], dry_run=False, source="cli", status="running",
-                                             as_of=started_at, started_at=started_at, heartbeat_at=heartbeat_at or started_at,
-                                             runner=runner, done=5, total=600, resumes=0))
+        conn.execute(
+            sa.insert(_runs).values(
+                job="reevaluate",
+                steps=["stages"],
+                dry_run=False,
+                source="cli",
+                status="running",
+                as_of=started_at,
+                started_at=started_at,
+                heartbeat_at=heartbeat_at or started_at,
+                runner=runner,
+                done=5,
+                total=600,
+                resumes=0,
+            )
+        )
 
 
 def test_a_second_runner_is_refused_while_the_first_is_alive(demo, revision, database_url, rules_dir, tmp_path):
@@ -75,9 +88,16 @@ def test_a_second_runner_is_refused_while_the_first_is_alive(demo, revision, dat
     assert f"its lease expires at {expires} (" in refused.value.message and refused.value.errors["lease_expires_at"] == [expires]
     assert abs(float(refused.value.message.split(f"{expires} (")[1].split(" s from now")[0]) - left) <= 2
     env = {**os.environ, "DATABASE_URL": database_url, "RULES_DIR": str(rules_dir), "MODELS_DIR": str(tmp_path / "none")}
-    cli = subprocess.run([os.path.join(os.path.dirname(sys.executable), "decision-server"), "reevaluate", "--only", "stages"],
-                         env=env, capture_output=True, text=True, check=False)
-    assert cli.returncode == 1 and f"its lease expires at {expires} (" in cli.stderr and f"lease_expires_at: {expires}" in cli.stderr
+    cli = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "decision-server"), "reevaluate", "--only", "stages"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (
+        cli.returncode == 1 and f"its lease expires at {expires} (" in cli.stderr and f"lease_expires_at: {expires}" in cli.stderr
+    )
     with demo.connection(write=True) as conn:  # the runner stops answering: its lease runs out
         conn.execute(sa.update(_runs).values(heartbeat_at=now - reevaluation.LEASE - dt.timedelta(seconds=1)))
     row = reevaluation.run(demo, revision, ModelSet(Path("/nonexistent")), steps=["stages"])
@@ -108,7 +128,10 @@ def test_a_holder_on_this_host_is_taken_over_at_once_only_when_its_process_is_go
     _running(demo, runners.runner_name() + ":1", started_at=dt.datetime.now(dt.UTC))  # this process, no thread running it
     assert reevaluation.run(demo, revision, models, steps=["stages"])["status"] == "succeeded"
     with demo.connection() as conn:
-        assert [r.status for r in conn.execute(sa.select(_runs.c.status).order_by(_runs.c.id))] == ["interrupted", "succeeded"] * 3
+        assert [r.status for r in conn.execute(sa.select(_runs.c.status).order_by(_runs.c.id))] == [
+            "interrupted",
+            "succeeded",
+        ] * 3
 
     refused = []
 
@@ -142,11 +165,19 @@ KILLED_MID_RUN = textwrap.dedent("""
 """)
 
 
-def test_a_killed_run_is_taken_over_at_once_and_resumes_after_its_last_chunk(demo, revision, database_url, rules_dir, tmp_path, caplog):
+def test_a_killed_run_is_taken_over_at_once_and_resumes_after_its_last_chunk(
+    demo, revision, database_url, rules_dir, tmp_path, caplog
+):
     script = tmp_path / "killed.py"
     script.write_text(KILLED_MID_RUN)
-    done = subprocess.run([sys.executable, str(script), database_url, str(rules_dir)], capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    done = subprocess.run(
+        [sys.executable, str(script), database_url, str(rules_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
     assert done.returncode == -9, done.stderr
     with demo.connection() as conn:
         killed = conn.execute(sa.select(_runs)).one()
@@ -154,14 +185,18 @@ def test_a_killed_run_is_taken_over_at_once_and_resumes_after_its_last_chunk(dem
     assert _count(demo, _tr) == 200  # exactly the committed chunks' transitions
 
     time.sleep(3)  # nobody runs the run meanwhile: this time is not running time
-    with caplog.at_level(logging.WARNING, logger="decision_server.jobs.reevaluation"):  # its lease has not run out: no waiting for it
+    with caplog.at_level(
+        logging.WARNING, logger="decision_server.jobs.reevaluation"
+    ):  # its lease has not run out: no waiting for it
         row = reevaluation.run(demo, revision, ModelSet(Path("/nonexistent")), chunk=100)
     assert f"the process of runner {killed.runner} is gone; taken over at once" in caplog.text
     assert (row["id"], row["status"], row["resumes"], row["done"]) == (killed.id, "succeeded", 1, 600)
     assert row["resumed_at"] - killed.heartbeat_at < reevaluation.LEASE
     wall = (row["finished_at"] - row["started_at"]).total_seconds()
     ran = (killed.heartbeat_at - killed.started_at + row["finished_at"] - row["resumed_at"]).total_seconds()
-    assert row["running_seconds"] == pytest.approx(ran) and row["running_seconds"] <= wall - 3  # up to its last heartbeat, then again
+    assert (
+        row["running_seconds"] == pytest.approx(ran) and row["running_seconds"] <= wall - 3
+    )  # up to its last heartbeat, then again
     assert row["rate"] == pytest.approx(600 / row["running_seconds"]) and row["rate"] > 600 / wall
     assert row["result"]["pass"]["changed"] == 600  # counts carried over from the killed part
     assert _count(demo, _tr) == 600 and _count(demo, _st, _st.c.stage.is_(None)) == 0
@@ -171,7 +206,14 @@ def test_a_killed_run_is_taken_over_at_once_and_resumes_after_its_last_chunk(dem
 
 def test_two_processes_started_together_give_one_run(demo, database_url, rules_dir, tmp_path):
     env = {**os.environ, "DATABASE_URL": database_url, "RULES_DIR": str(rules_dir), "MODELS_DIR": str(tmp_path / "none")}
-    command = [os.path.join(os.path.dirname(sys.executable), "decision-server"), "reevaluate", "--chunk", "100", "--only", "stages,segments"]
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "decision-server"),
+        "reevaluate",
+        "--chunk",
+        "100",
+        "--only",
+        "stages,segments",
+    ]
     procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     codes = sorted(p.returncode for p in procs)
@@ -180,7 +222,7 @@ def test_two_processes_started_together_give_one_run(demo, database_url, rules_d
         assert finished == 2 and _count(demo, _tr) == 600
     else:
         assert codes == [0, 1] and finished == 1, outs
-        refused = next(err for (_, err), p in zip(outs, procs) if p.returncode == 1)
+        refused = next(err for (_, err), p in zip(outs, procs, strict=True) if p.returncode == 1)
         assert "running" in refused
     assert _count(demo, _runs, _runs.c.status == "running") == 0 and _count(demo, _tr) == 600
 
@@ -192,15 +234,19 @@ def test_some_customers_only_from_a_file_or_a_segment(demo, revision, database_u
         some = conn.execute(sa.text("SELECT external_id FROM customers ORDER BY id LIMIT 5")).scalars().all()
     listed = tmp_path / "customers.txt"
     listed.write_text("# five of them\n" + "\n".join(some) + "\n\n")
-    first = subprocess.run([cli, "reevaluate", "--customers", str(listed), "--only", "stages"], env=env, capture_output=True,
-                           text=True, check=False)
+    first = subprocess.run(
+        [cli, "reevaluate", "--customers", str(listed), "--only", "stages"], env=env, capture_output=True, text=True, check=False
+    )
     assert first.returncode == 0, first.stderr
     assert "5 customers from" in first.stdout and _count(demo, _tr) == 5 and _count(demo, _st, _st.c.stage.is_not(None)) == 5
-    refused = subprocess.run([cli, "reevaluate", "--customers", str(listed), "--only", "rfm"], env=env, capture_output=True,
-                             text=True, check=False)
+    refused = subprocess.run(
+        [cli, "reevaluate", "--customers", str(listed), "--only", "rfm"], env=env, capture_output=True, text=True, check=False
+    )
     assert refused.returncode == 1 and "run the rfm step for everyone first" in refused.stderr
     listed.write_text("NOBODY-1\n" + some[0] + "\n")
-    unknown = subprocess.run([cli, "reevaluate", "--customers", str(listed)], env=env, capture_output=True, text=True, check=False)
+    unknown = subprocess.run(
+        [cli, "reevaluate", "--customers", str(listed)], env=env, capture_output=True, text=True, check=False
+    )
     assert unknown.returncode == 1 and "1 unknown customer ids, e.g. NOBODY-1" in unknown.stderr
 
     everyone = reevaluation.run(demo, revision, ModelSet(Path("/nonexistent")), steps=["rfm"])  # the cut points to place on
@@ -209,12 +255,16 @@ def test_some_customers_only_from_a_file_or_a_segment(demo, revision, database_u
     created = client.post("/api/v1/segments", json={"name": "frequent", "condition": "frequency >= 12"}, headers=auth("admin"))
     members = created.get_json()["members"]
     assert 0 < members < 600
-    by_segment = subprocess.run([cli, "reevaluate", "--segment", "frequent"], env=env, capture_output=True, text=True, check=False)
+    by_segment = subprocess.run(
+        [cli, "reevaluate", "--segment", "frequent"], env=env, capture_output=True, text=True, check=False
+    )
     assert by_segment.returncode == 0, by_segment.stderr
     assert f"{members} customers of segment frequent" in by_segment.stdout
     with demo.connection() as conn:
         runs = conn.execute(sa.select(_runs.c.steps, _runs.c.done, _runs.c.checkpoint).order_by(_runs.c.id)).all()
-    assert runs[-1].steps == ["rfm", "stages", "segments"] and runs[-1].done == members and runs[-1].checkpoint["subset"] == members
+    assert (
+        runs[-1].steps == ["rfm", "stages", "segments"] and runs[-1].done == members and runs[-1].checkpoint["subset"] == members
+    )
     assert _count(demo, _st, _st.c.rfm_r.is_not(None)) == members  # only the segment's members were placed again
     with demo.connection() as conn:  # against the run over everyone: no new RFM run for some customers
         assert conn.execute(sa.text("SELECT max(id) FROM rfm_runs")).scalar() == everyone["result"]["pass"]["rfm"]["id"]

@@ -50,9 +50,22 @@ def test_run_now_and_follow_it(client, auth, demo, run_ended):
 def test_a_second_runner_gets_409_and_bad_input_422(client, auth, demo, run_ended):
     now = dt.datetime.now(dt.UTC)
     with demo.connection(write=True) as conn:
-        conn.execute(sa.insert(_runs).values(job="reevaluate", steps=["stages"], dry_run=False, source="schedule",
-                                             status="running", as_of=now, started_at=now, heartbeat_at=now,
-                                             runner="other-host:7", done=10, total=300, resumes=0))
+        conn.execute(
+            sa.insert(_runs).values(
+                job="reevaluate",
+                steps=["stages"],
+                dry_run=False,
+                source="schedule",
+                status="running",
+                as_of=now,
+                started_at=now,
+                heartbeat_at=now,
+                runner="other-host:7",
+                done=10,
+                total=300,
+                resumes=0,
+            )
+        )
     busy = client.post("/api/v1/jobs/reevaluate", json={}, headers=auth("admin"))
     expires = (now + reevaluation.LEASE).isoformat(timespec="seconds").replace("+00:00", "Z")
     assert busy.status_code == 409 and busy.get_json()["code"] == "job_running"
@@ -78,8 +91,11 @@ def test_what_if_a_draft_rule_change_reports_its_effect_and_writes_nothing(clien
     lifecycle = (rules_dir / "lifecycle.yaml").read_text()
     sooner = lifecycle.replace("when: days_since(last_purchase_at) >= 60", "when: days_since(last_purchase_at) >= 20")
     assert sooner != lifecycle
-    asked = client.post("/api/v1/jobs/what-if", json={"files": {"lifecycle.yaml": sooner}, "steps": ["stages", "segments"]},
-                        headers=auth("editor"))
+    asked = client.post(
+        "/api/v1/jobs/what-if",
+        json={"files": {"lifecycle.yaml": sooner}, "steps": ["stages", "segments"]},
+        headers=auth("editor"),
+    )
     assert asked.status_code == 202, asked.get_json()
     run = run_ended(asked.get_json()["id"])
     assert run["status"] == "succeeded" and run["dry_run"] and run["rule_revision"] != first["rule_revision"]
@@ -92,8 +108,9 @@ def test_what_if_a_draft_rule_change_reports_its_effect_and_writes_nothing(clien
     with demo.connection() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM stage_transitions").scalar() == transitions
         assert conn.exec_driver_sql("SELECT count(*) FROM rfm_runs").scalar() == rfm_runs
-    broken = client.post("/api/v1/jobs/what-if", json={"files": {"lifecycle.yaml": lifecycle.replace("when:", "whn:", 1)}},
-                         headers=auth("editor"))
+    broken = client.post(
+        "/api/v1/jobs/what-if", json={"files": {"lifecycle.yaml": lifecycle.replace("when:", "whn:", 1)}}, headers=auth("editor")
+    )
     assert broken.status_code == 422 and broken.get_json()["code"] == "rule_file_invalid"
     assert "lifecycle.yaml" in broken.get_json()["message"]
 
@@ -116,9 +133,22 @@ def test_the_loyalty_review_and_expiry_endpoints_start_recorded_runs(client, aut
     assert done["status"] == "succeeded" and done["result"]["expiry"]["changed"] == 0  # as shipped, points never expire
     now = dt.datetime.now(dt.UTC)
     with demo.connection(write=True) as conn:  # the nightly run is going: one run at a time
-        conn.execute(sa.insert(_runs).values(job="reevaluate", steps=list(reevaluation.STEPS), dry_run=False,
-                                             source="schedule", status="running", as_of=now, started_at=now,
-                                             heartbeat_at=now, runner="nightly-host:9", done=1, total=300, resumes=0))
+        conn.execute(
+            sa.insert(_runs).values(
+                job="reevaluate",
+                steps=list(reevaluation.STEPS),
+                dry_run=False,
+                source="schedule",
+                status="running",
+                as_of=now,
+                started_at=now,
+                heartbeat_at=now,
+                runner="nightly-host:9",
+                done=1,
+                total=300,
+                resumes=0,
+            )
+        )
     busy = client.post("/api/v1/loyalty/review", headers=auth("editor"))
     assert busy.status_code == 409 and busy.get_json()["code"] == "job_running"
 
@@ -128,9 +158,22 @@ def test_a_dead_runner_of_this_host_is_taken_over_at_once(client, auth, demo, ru
     dead.wait()  # its pid names no process any more
     now = dt.datetime.now(dt.UTC)
     with demo.connection(write=True) as conn:
-        conn.execute(sa.insert(_runs).values(job="reevaluate", steps=["stages"], dry_run=False, source="api", status="running",
-                                             as_of=now, started_at=now, heartbeat_at=now, done=10, total=300, resumes=0,
-                                             runner=f"{socket.gethostname()}:{dead.pid}:{runners.place()}:3"))
+        conn.execute(
+            sa.insert(_runs).values(
+                job="reevaluate",
+                steps=["stages"],
+                dry_run=False,
+                source="api",
+                status="running",
+                as_of=now,
+                started_at=now,
+                heartbeat_at=now,
+                done=10,
+                total=300,
+                resumes=0,
+                runner=f"{socket.gethostname()}:{dead.pid}:{runners.place()}:3",
+            )
+        )
     started = client.post("/api/v1/jobs/reevaluate", json={"steps": ["stages"]}, headers=auth("admin"))
     assert started.status_code == 202, started.get_json()
     assert run_ended(started.get_json()["id"])["status"] == "succeeded"
@@ -142,18 +185,40 @@ def test_a_dead_runner_of_this_host_is_taken_over_at_once(client, auth, demo, ru
 def test_rate_and_time_left_count_running_time_only(client, auth, demo, database_url):
     now = dt.datetime.now(dt.UTC)
     with demo.connection(write=True) as conn:  # ran 20 s, nobody ran it for an hour, resumed 10 s ago: 300 done in 30 s
-        run_id = conn.execute(sa.insert(_runs).values(
-            job="reevaluate", steps=["stages"], dry_run=False, source="api", status="running", as_of=now - dt.timedelta(hours=1),
-            started_at=now - dt.timedelta(hours=1), heartbeat_at=now, resumed_at=now - dt.timedelta(seconds=10),
-            prior_seconds=20.0, done=300, total=600, resumes=1, runner="other-host:7").returning(_runs.c.id)).scalar_one()
+        run_id = conn.execute(
+            sa.insert(_runs)
+            .values(
+                job="reevaluate",
+                steps=["stages"],
+                dry_run=False,
+                source="api",
+                status="running",
+                as_of=now - dt.timedelta(hours=1),
+                started_at=now - dt.timedelta(hours=1),
+                heartbeat_at=now,
+                resumed_at=now - dt.timedelta(seconds=10),
+                prior_seconds=20.0,
+                done=300,
+                total=600,
+                resumes=1,
+                runner="other-host:7",
+            )
+            .returning(_runs.c.id)
+        ).scalar_one()
     run = client.get(f"/api/v1/jobs/runs/{run_id}", headers=auth("analyst")).get_json()
     assert run["running_seconds"] == pytest.approx(30, abs=2) and run["rate"] == pytest.approx(10, rel=0.1)
     assert run["eta_seconds"] == pytest.approx(30, rel=0.1)
     shown = CliRunner().invoke(cli, ["--database-url", database_url, "jobs", "show", str(run_id)])
     assert shown.exit_code == 0 and "300 of 600 (10/s over 30 s of running, about 30 s left)" in shown.output, shown.output
     with demo.connection(write=True) as conn:  # it ends 10 s later: 600 in 40 s of running, over an hour from start to end
-        conn.execute(sa.update(_runs).values(status="succeeded", done=600, finished_at=now + dt.timedelta(seconds=10),
-                                             result={"pass": {"customers": 600, "written": 600, "changed": 5, "transitions": []}}))
+        conn.execute(
+            sa.update(_runs).values(
+                status="succeeded",
+                done=600,
+                finished_at=now + dt.timedelta(seconds=10),
+                result={"pass": {"customers": 600, "written": 600, "changed": 5, "transitions": []}},
+            )
+        )
     ended = client.get(f"/api/v1/jobs/runs/{run_id}", headers=auth("analyst")).get_json()
     assert ended["running_seconds"] == pytest.approx(40) and ended["rate"] == pytest.approx(15) and ended["eta_seconds"] is None
     summary = CliRunner().invoke(cli, ["--database-url", database_url, "jobs", "show", str(run_id)]).output

@@ -8,7 +8,7 @@ import pytest
 
 
 def _now(days_ago: float = 0) -> str:
-    return (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days_ago)).isoformat()
+    return (dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago)).isoformat()
 
 
 @pytest.fixture
@@ -54,17 +54,22 @@ def test_a_repeated_purchase_records_nothing_twice(client, auth, customer):
 
 def test_a_manual_stage_change_is_audited_and_checked(client, auth, customer):
     _buy(client, auth, 1)
-    response = client.post("/api/v1/customers/L-1/stage", json={"stage": "retention", "reason": "VIP handover call"},
-                           headers=auth("editor"))
+    response = client.post(
+        "/api/v1/customers/L-1/stage", json={"stage": "retention", "reason": "VIP handover call"}, headers=auth("editor")
+    )
     assert response.status_code == 200, response.get_json()
     transition = response.get_json()["transition"]
     assert (transition["from_stage"], transition["to_stage"], transition["source"]) == ("onboarding", "retention", "manual")
     assert transition["actor"] == "key:test-editor" and transition["reason"] == "VIP handover call"
     assert transition["rule_id"] is None
-    again = client.post("/api/v1/customers/L-1/stage", json={"stage": "retention", "reason": "same again"}, headers=auth("editor"))
+    again = client.post(
+        "/api/v1/customers/L-1/stage", json={"stage": "retention", "reason": "same again"}, headers=auth("editor")
+    )
     assert again.get_json() == {"changed": False, "transition": None}
     bad = client.post("/api/v1/customers/L-1/stage", json={"stage": "vip", "reason": "not a stage"}, headers=auth("editor"))
-    assert bad.status_code == 422 and bad.get_json()["code"] == "stage_invalid" and "growth" in bad.get_json()["errors"]["stage"][0]
+    assert (
+        bad.status_code == 422 and bad.get_json()["code"] == "stage_invalid" and "growth" in bad.get_json()["errors"]["stage"][0]
+    )
     missing = client.post("/api/v1/customers/L-1/stage", json={"stage": "growth"}, headers=auth("editor"))
     assert missing.status_code == 422 and "reason" in missing.get_json()["errors"]
     unknown = client.post("/api/v1/customers/NOPE/stage", json={"stage": "growth", "reason": "who?"}, headers=auth("editor"))
@@ -78,15 +83,22 @@ def test_the_bulk_run_moves_silent_customers_and_is_idempotent(client, auth, dat
         for n in range(3):
             body = {"external_id": f"{cid}-{n}", "customer_id": cid, "occurred_at": _now(days + n), "amount": "5.00"}
             assert client.post("/api/v1/transactions", json=body, headers=headers).status_code == 201
-    stages = lambda: {c: client.get(f"/api/v1/customers/{c}", headers=headers).get_json()["state"]["stage"]  # noqa: E731
-                      for c in ("Q-1", "Q-2", "Q-3")}
+    stages = lambda: {
+        c: client.get(f"/api/v1/customers/{c}", headers=headers).get_json()["state"]["stage"]  # noqa: E731
+        for c in ("Q-1", "Q-2", "Q-3")
+    }
     # The event path already judged each purchase as it arrived (old purchases: already silent).
     assert stages() == {"Q-1": "win_back", "Q-2": "churn_risk", "Q-3": "growth"}
     # Time passes: move Q-3's purchases back by rewriting history is not possible, so a manual
     # stage stands in for a stale one, and the bulk run puts every customer where the rules say.
     client.post("/api/v1/customers/Q-1/stage", json={"stage": "retention", "reason": "stale on purpose"}, headers=headers)
-    judged = {c: {k: client.get(f"/api/v1/customers/{c}", headers=headers).get_json()["state"][k]
-                  for k in ("journey_stage", "value_score", "value_segment")} for c in ("Q-1", "Q-2", "Q-3")}
+    judged = {
+        c: {
+            k: client.get(f"/api/v1/customers/{c}", headers=headers).get_json()["state"][k]
+            for k in ("journey_stage", "value_score", "value_segment")
+        }
+        for c in ("Q-1", "Q-2", "Q-3")
+    }
     run = client.post("/api/v1/lifecycle/evaluate", headers=headers).get_json()
     assert run["customers"] == 3 and run["changed"] == 1
     assert run["transitions"] == [{"from": "retention", "to": "win_back", "count": 1}]
@@ -99,7 +111,9 @@ def test_the_bulk_run_moves_silent_customers_and_is_idempotent(client, auth, dat
     assert judged["Q-2"]["journey_stage"] == "dormant" and judged["Q-3"]["journey_stage"] == "loyalty"
     assert client.post("/api/v1/lifecycle/evaluate", headers=headers).get_json()["changed"] == 0
     bulk = client.get("/api/v1/lifecycle/transitions?source=bulk", headers=headers).get_json()["items"]
-    assert [(t["customer_id"], t["from_stage"], t["to_stage"], t["rule_id"]) for t in bulk] == [("Q-1", "retention", "win_back", "silent")]
+    assert [(t["customer_id"], t["from_stage"], t["to_stage"], t["rule_id"]) for t in bulk] == [
+        ("Q-1", "retention", "win_back", "silent")
+    ]
 
     stats = client.get("/api/v1/lifecycle/statistics", headers=headers).get_json()
     by_stage = {s["stage"]: s["customers"] for s in stats["stages"]}
@@ -108,8 +122,14 @@ def test_the_bulk_run_moves_silent_customers_and_is_idempotent(client, auth, dat
     actions = {s["stage"]: s["actions"] for s in stats["stages"]}
     assert actions["growth"] == ["cross_sell", "upsell"] and actions["churn_risk"] == ["retention_call", "win_back_discount"]
     matrix = {(m["from"], m["to"]): m["count"] for m in stats["matrix"]}
-    assert matrix == {(None, "win_back"): 1, (None, "churn_risk"): 1, (None, "onboarding"): 1, ("onboarding", "growth"): 1,
-                      ("win_back", "retention"): 1, ("retention", "win_back"): 1}
+    assert matrix == {
+        (None, "win_back"): 1,
+        (None, "churn_risk"): 1,
+        (None, "onboarding"): 1,
+        ("onboarding", "growth"): 1,
+        ("win_back", "retention"): 1,
+        ("retention", "win_back"): 1,
+    }
     empty = client.get("/api/v1/lifecycle/statistics?since=2020-01-01T00:00:00Z&until=2020-02-01T00:00:00Z", headers=headers)
     assert empty.get_json()["matrix"] == []
 
@@ -119,7 +139,12 @@ def test_rfm_over_the_api_and_the_event_path_places_new_buyers(client, auth, dat
     for i in range(1, 11):
         client.post("/api/v1/customers", json={"external_id": f"R-{i}", "created_at": _now(300)}, headers=headers)
         for n in range(i):  # customer i buys i times, i * 10.00 each, last purchase i days ago
-            body = {"external_id": f"R-{i}-{n}", "customer_id": f"R-{i}", "occurred_at": _now(i + n * 7), "amount": f"{i * 10}.00"}
+            body = {
+                "external_id": f"R-{i}-{n}",
+                "customer_id": f"R-{i}",
+                "occurred_at": _now(i + n * 7),
+                "amount": f"{i * 10}.00",
+            }
             assert client.post("/api/v1/transactions", json=body, headers=headers).status_code == 201
     client.post("/api/v1/customers", json={"external_id": "R-0", "created_at": _now(300)}, headers=headers)
     run = client.post("/api/v1/rfm/calculate", json={}, headers=headers)
@@ -151,7 +176,11 @@ def runs_id(client, headers):
 def test_clv_of_a_customer_over_the_api(client, auth, database):
     headers = auth("admin")
     client.post("/api/v1/customers", json={"external_id": "V-1", "created_at": _now(100)}, headers=headers)
-    client.post("/api/v1/transactions", json={"customer_id": "V-1", "occurred_at": _now(50), "amount": "10.00", "cost": "4.00"}, headers=headers)
+    client.post(
+        "/api/v1/transactions",
+        json={"customer_id": "V-1", "occurred_at": _now(50), "amount": "10.00", "cost": "4.00"},
+        headers=headers,
+    )
     client.post("/api/v1/transactions", json={"customer_id": "V-1", "occurred_at": _now(10), "amount": "0.05"}, headers=headers)
     body = client.get("/api/v1/customers/V-1/clv", headers=headers).get_json()
     h = body["historical"]
@@ -164,7 +193,12 @@ def test_clv_of_a_customer_over_the_api(client, auth, database):
     empty = client.post("/api/v1/customers", json={"external_id": "V-2"}, headers=headers)
     assert empty.status_code == 201
     nothing = client.get("/api/v1/customers/V-2/clv", headers=headers).get_json()["historical"]
-    assert (nothing["revenue"], nothing["orders"], nothing["average_order"], nothing["first_purchase_at"]) == ("0.00", 0, "0.00", None)
+    assert (nothing["revenue"], nothing["orders"], nothing["average_order"], nothing["first_purchase_at"]) == (
+        "0.00",
+        0,
+        "0.00",
+        None,
+    )
     page = client.get("/api/v1/clv?limit=1", headers=headers).get_json()
     assert [r["customer_id"] for r in page["items"]] == ["V-1"] and page["items"][0]["profit"] == "6.01"
     rest = client.get("/api/v1/clv", query_string={"limit": 1, "cursor": page["next_cursor"]}, headers=headers).get_json()
@@ -223,8 +257,9 @@ def test_touchpoints_drive_the_journey_stage(client, auth, customer):
 
 
 def test_a_manual_stage_for_a_customer_without_events_is_kept(client, auth, customer):
-    response = client.post("/api/v1/customers/L-1/stage", json={"stage": "acquisition", "reason": "signed up at the fair"},
-                           headers=auth("editor"))
+    response = client.post(
+        "/api/v1/customers/L-1/stage", json={"stage": "acquisition", "reason": "signed up at the fair"}, headers=auth("editor")
+    )
     assert response.status_code == 200 and response.get_json()["changed"] is True
     assert _state(client, auth)["stage"] == "acquisition"
     transitions = client.get("/api/v1/customers/L-1/transitions", headers=auth("analyst")).get_json()["items"]

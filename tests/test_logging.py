@@ -30,7 +30,11 @@ def test_each_request_logs_one_json_line_without_the_key(client, auth, keys):
     assert len(collect.lines) == 2
     first, second = (json.loads(line) for line in collect.lines)
     assert {k: first[k] for k in ("method", "path", "status", "request_id", "key")} == {
-        "method": "GET", "path": "/api/v1/customers/NOPE", "status": 404, "request_id": "req-42", "key": "test-analyst",
+        "method": "GET",
+        "path": "/api/v1/customers/NOPE",
+        "status": 404,
+        "request_id": "req-42",
+        "key": "test-analyst",
     }
     assert isinstance(first["duration_ms"], float) and first["level"] == "info"
     assert second["status"] == 401 and second["key"] is None and len(second["request_id"]) == 32

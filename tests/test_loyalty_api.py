@@ -18,8 +18,10 @@ def no_seasonal_campaign(rules_dir):
     a campaign valid on the day the suite runs would double every figure. The rule's own cases
     (rules/earning.cases.yaml) check the campaign on its dates.
     """
-    rule = ("  - id: december_double_points\n    description: Double points on every purchase in December.\n"
-            "    when: true\n    then: {multiplier: 2}\n    valid_from: 2026-12-01\n    valid_to: 2027-01-01\n")
+    rule = (
+        "  - id: december_double_points\n    description: Double points on every purchase in December.\n"
+        "    when: true\n    then: {multiplier: 2}\n    valid_from: 2026-12-01\n    valid_to: 2027-01-01\n"
+    )
     cases = rules_dir / "earning.cases.yaml"
     earning = rules_dir / "earning.yaml"
     assert rule in earning.read_text(), "rules/earning.yaml changed: update this fixture"
@@ -36,8 +38,10 @@ def _at(days_ago: float = 0) -> str:
 
 @pytest.fixture
 def member(client, auth):
-    assert client.post("/api/v1/customers", json={"external_id": "M-1", "first_name": "Ada"},
-                       headers=auth("admin")).status_code == 201
+    assert (
+        client.post("/api/v1/customers", json={"external_id": "M-1", "first_name": "Ada"}, headers=auth("admin")).status_code
+        == 201
+    )
     return "M-1"
 
 
@@ -68,8 +72,11 @@ def _reward(client, auth, **fields):
 
 
 def _redeem(client, auth, reward_id, key, customer="M-1"):
-    return client.post(f"/api/v1/loyalty/members/{customer}/redemptions",
-                       json={"reward_id": reward_id, "idempotency_key": key, "channel": "app"}, headers=auth("channel"))
+    return client.post(
+        f"/api/v1/loyalty/members/{customer}/redemptions",
+        json={"reward_id": reward_id, "idempotency_key": key, "channel": "app"},
+        headers=auth("channel"),
+    )
 
 
 def test_a_first_purchase_enrols_and_earns_with_the_welcome_bonus(client, auth, member):
@@ -93,7 +100,9 @@ def test_points_follow_the_tier_multiplier_and_a_qualifying_purchase_upgrades_at
     got = _member(client, auth)
     assert got["tier"] == "silver" and got["tier_definition"]["multiplier"] == 1.25
     assert [(c["from_tier"], c["to_tier"], c["source"]) for c in got["tier_history"]][:2] == [
-        ("bronze", "silver", "event"), (None, "bronze", "enroll")]
+        ("bronze", "silver", "event"),
+        (None, "bronze", "enroll"),
+    ]
     assert got["tier_history"][0]["rule_id"] == "silver"
     _buy(client, auth, "T3", "100.00")  # now at x1.25: 125 points
     assert _ledger(client, auth)[0]["points"] == 125
@@ -120,8 +129,12 @@ def test_redeem_cancel_and_every_specific_error(client, auth, member):
     assert again.status_code == 200 and again.get_json()["id"] == first.get_json()["id"]
     assert _member(client, auth)["points"]["balance"] == 50
 
-    for reward, key, code in ((cheap, "r-2", "reward_out_of_stock"), (dear, "r-3", "insufficient_points"),
-                              (gold, "r-4", "tier_not_allowed"), (paused, "r-5", "reward_unavailable")):
+    for reward, key, code in (
+        (cheap, "r-2", "reward_out_of_stock"),
+        (dear, "r-3", "insufficient_points"),
+        (gold, "r-4", "tier_not_allowed"),
+        (paused, "r-5", "reward_unavailable"),
+    ):
         response = _redeem(client, auth, reward["id"], key)
         assert response.status_code == 409 and response.get_json()["code"] == code, response.get_json()
         assert response.get_json()["errors"]["reward_id"]
@@ -130,12 +143,15 @@ def test_redeem_cancel_and_every_specific_error(client, auth, member):
     assert _member(client, auth)["points"]["balance"] == 50  # refusals moved nothing
 
     rid = first.get_json()["id"]
-    cancelled = client.post(f"/api/v1/loyalty/redemptions/{rid}/cancel", json={"reason": "changed their mind"},
-                            headers=auth("channel"))
+    cancelled = client.post(
+        f"/api/v1/loyalty/redemptions/{rid}/cancel", json={"reason": "changed their mind"}, headers=auth("channel")
+    )
     assert cancelled.status_code == 200 and cancelled.get_json()["status"] == "cancelled"
     assert cancelled.get_json()["cancelled_by"].startswith("key:")
-    assert client.post(f"/api/v1/loyalty/redemptions/{rid}/cancel", json={"reason": "again"},
-                       headers=auth("channel")).status_code == 200
+    assert (
+        client.post(f"/api/v1/loyalty/redemptions/{rid}/cancel", json={"reason": "again"}, headers=auth("channel")).status_code
+        == 200
+    )
     assert _member(client, auth)["points"]["balance"] == 150  # returned once, not twice
     assert client.get(f"/api/v1/loyalty/rewards/{cheap['id']}", headers=auth("analyst")).get_json()["stock"] == 1
     kinds = [e["kind"] for e in _ledger(client, auth)]
@@ -155,11 +171,17 @@ def test_a_refund_takes_back_the_points_of_the_purchase_it_names(client, auth, m
     _buy(client, auth, "R3", "-5.00")
     assert _ledger(client, auth)[0]["points"] == -5
     # A refund is checked: it must be negative and name a purchase of the same customer.
-    bad = client.post("/api/v1/transactions", json={"customer_id": "M-1", "occurred_at": _at(), "amount": "5.00",
-                                                    "refund_of": "T1"}, headers=auth("ingest"))
+    bad = client.post(
+        "/api/v1/transactions",
+        json={"customer_id": "M-1", "occurred_at": _at(), "amount": "5.00", "refund_of": "T1"},
+        headers=auth("ingest"),
+    )
     assert bad.status_code == 422 and "refund_of" in bad.get_json()["errors"]
-    unknown = client.post("/api/v1/transactions", json={"customer_id": "M-1", "occurred_at": _at(), "amount": "-5.00",
-                                                        "refund_of": "NOPE"}, headers=auth("ingest"))
+    unknown = client.post(
+        "/api/v1/transactions",
+        json={"customer_id": "M-1", "occurred_at": _at(), "amount": "-5.00", "refund_of": "NOPE"},
+        headers=auth("ingest"),
+    )
     assert unknown.status_code == 422 and unknown.get_json()["errors"]["refund_of"] == ["no purchase with this id"]
 
 
@@ -192,27 +214,39 @@ def test_earn_and_adjust_are_idempotent_and_checked(client, auth, member):
     assert client.post("/api/v1/loyalty/members/M-1/adjust", json=adjust, headers=auth("channel")).status_code == 403
     too_much = client.post("/api/v1/loyalty/members/M-1/adjust", json=adjust, headers=auth("admin"))
     assert too_much.status_code == 409 and too_much.get_json()["code"] == "insufficient_points"
-    ok = client.post("/api/v1/loyalty/members/M-1/adjust", json={**adjust, "points": -200, "idempotency_key": "adj-2"},
-                     headers=auth("admin"))
+    ok = client.post(
+        "/api/v1/loyalty/members/M-1/adjust", json={**adjust, "points": -200, "idempotency_key": "adj-2"}, headers=auth("admin")
+    )
     assert ok.status_code == 201 and ok.get_json()["entry"]["actor"].startswith("key:")
     assert _member(client, auth)["points"]["balance"] == 100
 
-    for bad, field in (({**body, "points": 0}, "points"), ({**body, "points": "10"}, "points"),
-                       ({**body, "idempotency_key": ""}, "idempotency_key"), ({"points": 5, "reason": "x"}, "idempotency_key"),
-                       ({**body, "extra": 1}, "extra")):
+    for bad, field in (
+        ({**body, "points": 0}, "points"),
+        ({**body, "points": "10"}, "points"),
+        ({**body, "idempotency_key": ""}, "idempotency_key"),
+        ({"points": 5, "reason": "x"}, "idempotency_key"),
+        ({**body, "extra": 1}, "extra"),
+    ):
         response = client.post("/api/v1/loyalty/members/M-1/earn", json=bad, headers=auth("channel"))
-        assert response.status_code == 422 and field in response.get_json()["errors"].get("json", response.get_json()["errors"]), response.get_json()
+        assert response.status_code == 422 and field in response.get_json()["errors"].get(
+            "json", response.get_json()["errors"]
+        ), response.get_json()
 
 
 def test_not_members_and_unknown_customers(client, auth, member):
-    response = client.post("/api/v1/loyalty/members/M-1/earn", json={"points": 5, "reason": "x", "idempotency_key": "k"},
-                           headers=auth("channel"))
+    response = client.post(
+        "/api/v1/loyalty/members/M-1/earn", json={"points": 5, "reason": "x", "idempotency_key": "k"}, headers=auth("channel")
+    )
     assert response.status_code == 409 and response.get_json()["code"] == "not_enrolled"
     assert client.get("/api/v1/loyalty/members/M-1", headers=auth("channel")).status_code == 409
     missing = client.get("/api/v1/loyalty/members/NOBODY", headers=auth("channel"))
     assert missing.status_code == 404 and missing.get_json()["code"] == "customer_not_found"
-    assert client.post("/api/v1/loyalty/members/M-1/redemptions", json={"reward_id": 1, "idempotency_key": "k"},
-                       headers=auth("channel")).status_code == 409
+    assert (
+        client.post(
+            "/api/v1/loyalty/members/M-1/redemptions", json={"reward_id": 1, "idempotency_key": "k"}, headers=auth("channel")
+        ).status_code
+        == 409
+    )
 
 
 def test_auto_enrolment_can_be_switched_off(client, auth, member, app):
@@ -226,9 +260,16 @@ def test_auto_enrolment_can_be_switched_off(client, auth, member, app):
 def test_tiers_are_managed_over_the_api(client, auth, member):
     listed = client.get("/api/v1/loyalty/tiers", headers=auth("channel")).get_json()["items"]
     assert [(t["name"], t["rank"], t["multiplier"], t["in_rules"]) for t in listed] == [
-        ("bronze", 1, 1.0, True), ("silver", 2, 1.25, True), ("gold", 3, 1.5, True), ("platinum", 4, 2.0, True)]
-    made = client.post("/api/v1/loyalty/tiers", json={"name": "diamond", "rank": 5, "multiplier": 3,
-                                                      "benefits": ["a butler"]}, headers=auth("editor"))
+        ("bronze", 1, 1.0, True),
+        ("silver", 2, 1.25, True),
+        ("gold", 3, 1.5, True),
+        ("platinum", 4, 2.0, True),
+    ]
+    made = client.post(
+        "/api/v1/loyalty/tiers",
+        json={"name": "diamond", "rank": 5, "multiplier": 3, "benefits": ["a butler"]},
+        headers=auth("editor"),
+    )
     assert made.status_code == 201 and made.get_json()["in_rules"] is False
     clash = client.post("/api/v1/loyalty/tiers", json={"name": "ruby", "rank": 5, "multiplier": 3}, headers=auth("editor"))
     assert clash.status_code == 409 and clash.get_json()["errors"] == {"rank": ["another tier has this rank"]}
@@ -245,20 +286,29 @@ def test_tiers_are_managed_over_the_api(client, auth, member):
     in_rules = client.delete(f"/api/v1/loyalty/tiers/{gold}", headers=auth("editor"))
     assert in_rules.status_code == 409 and in_rules.get_json()["code"] == "tier_in_rules"
     assert client.delete(f"/api/v1/loyalty/tiers/{made.get_json()['id']}", headers=auth("editor")).status_code == 204
-    assert client.post("/api/v1/loyalty/tiers", json={"name": "x", "rank": 9, "multiplier": 0},
-                       headers=auth("editor")).status_code == 422
-    assert client.post("/api/v1/loyalty/tiers", json={"name": "x", "rank": 9, "multiplier": 2},
-                       headers=auth("channel")).status_code == 403
+    assert (
+        client.post("/api/v1/loyalty/tiers", json={"name": "x", "rank": 9, "multiplier": 0}, headers=auth("editor")).status_code
+        == 422
+    )
+    assert (
+        client.post("/api/v1/loyalty/tiers", json={"name": "x", "rank": 9, "multiplier": 2}, headers=auth("channel")).status_code
+        == 403
+    )
 
 
 def test_rewards_are_validated_listed_and_filtered(client, auth, member):
     _reward(client, auth, code="A", points_cost=50, tiers=["gold"])
     _reward(client, auth, code="B", points_cost=500, stock=0)
     _reward(client, auth, code="C", points_cost=5000, valid_to=_at(1), valid_from=_at(10))
-    for bad, field in (({"tiers": ["tin"]}, "tiers"), ({"points_cost": 0}, "points_cost"), ({"stock": -1}, "stock"),
-                       ({"valid_from": _at(0), "valid_to": _at(2)}, "valid_to")):
-        response = client.post("/api/v1/loyalty/rewards", json={"code": "Z", "name": "Z", "points_cost": 5, **bad},
-                               headers=auth("editor"))
+    for bad, field in (
+        ({"tiers": ["tin"]}, "tiers"),
+        ({"points_cost": 0}, "points_cost"),
+        ({"stock": -1}, "stock"),
+        ({"valid_from": _at(0), "valid_to": _at(2)}, "valid_to"),
+    ):
+        response = client.post(
+            "/api/v1/loyalty/rewards", json={"code": "Z", "name": "Z", "points_cost": 5, **bad}, headers=auth("editor")
+        )
         assert response.status_code == 422 and field in str(response.get_json()["errors"]), response.get_json()
     dup = client.post("/api/v1/loyalty/rewards", json={"code": "A", "name": "A", "points_cost": 5}, headers=auth("editor"))
     assert dup.status_code == 409
@@ -301,8 +351,14 @@ def test_tier_and_points_reach_the_360_view_and_decisions(client, auth, member):
     assert [e["kind"] for e in loyalty["recent_ledger"]] == ["earn"]
     assert dt.datetime.fromisoformat(loyalty["tier_since"]) <= dt.datetime.now(dt.UTC)
     # An offer costing more points than the member has is removed by rules/offers.yaml, with the reason.
-    offer = {"code": "POINTS", "name": "Points deal", "category": "loyalty", "business_value": 5, "points_cost": 200,
-             "treatments": {"app": {"title": "Deal", "body": "A deal for {points_cost} points"}}}
+    offer = {
+        "code": "POINTS",
+        "name": "Points deal",
+        "category": "loyalty",
+        "business_value": 5,
+        "points_cost": 200,
+        "treatments": {"app": {"title": "Deal", "body": "A deal for {points_cost} points"}},
+    }
     assert client.post("/api/v1/offers", json=offer, headers=auth("editor")).status_code == 201
     decided = client.post("/api/v1/decisions", json={"customer_id": "M-1", "channel": "app"}, headers=auth("channel")).get_json()
     assert decided["customer"]["tier"] == "bronze" and decided["customer"]["points_balance"] == 150
@@ -318,19 +374,32 @@ def test_tier_and_points_reach_the_360_view_and_decisions(client, auth, member):
 
 
 def test_an_offer_can_be_kept_for_some_tiers_by_a_rule(client, auth, member, app, rules_dir):
-    offer = {"code": "LOUNGE_UPGRADE", "name": "Lounge upgrade", "category": "loyalty", "business_value": 5,
-             "treatments": {"app": {"title": "Lounge", "body": "Upgrade"}}}
+    offer = {
+        "code": "LOUNGE_UPGRADE",
+        "name": "Lounge upgrade",
+        "category": "loyalty",
+        "business_value": 5,
+        "treatments": {"app": {"title": "Lounge", "body": "Upgrade"}},
+    }
     assert client.post("/api/v1/offers", json=offer, headers=auth("editor")).status_code == 201
     path = rules_dir / "offers.yaml"
-    path.write_text(path.read_text().replace("rules:\n", "rules:\n  - id: lounge_for_gold_and_up\n"
-                                             "    description: The lounge upgrade is for gold and platinum members.\n"
-                                             "    when: offer.code == \"LOUNGE_UPGRADE\" and (tier is missing or tier not in [\"gold\", \"platinum\"])\n"
-                                             "    then: {check: eligibility, reason: \"Gold and platinum members only.\"}\n", 1))
+    path.write_text(
+        path.read_text().replace(
+            "rules:\n",
+            "rules:\n  - id: lounge_for_gold_and_up\n"
+            "    description: The lounge upgrade is for gold and platinum members.\n"
+            '    when: offer.code == "LOUNGE_UPGRADE" and (tier is missing or tier not in ["gold", "platinum"])\n'
+            '    then: {check: eligibility, reason: "Gold and platinum members only."}\n',
+            1,
+        )
+    )
     app.extensions["rulebook"].sync()
     assert app.extensions["rulebook"].status()["folder"]["refused"] is None, app.extensions["rulebook"].status()
 
     def removed_by():
-        decided = client.post("/api/v1/decisions", json={"customer_id": "M-1", "channel": "app"}, headers=auth("channel")).get_json()
+        decided = client.post(
+            "/api/v1/decisions", json={"customer_id": "M-1", "channel": "app"}, headers=auth("channel")
+        ).get_json()
         return [r["rule"] for r in decided["explanation"][0]["removed_by"]]
 
     _buy(client, auth, "T1", "10.00")
@@ -348,7 +417,11 @@ def test_an_admin_gives_a_tier_by_hand_with_a_reason(client, auth, member):
     assert given.status_code == 200 and given.get_json()["tier"] == "gold"
     change = given.get_json()["tier_history"][0]
     assert (change["from_tier"], change["to_tier"], change["source"], change["reason"]) == (
-        "bronze", "gold", "manual", "status match: partner airline")
+        "bronze",
+        "gold",
+        "manual",
+        "status match: partner airline",
+    )
     assert change["actor"].startswith("key:")
     _buy(client, auth, "T2", "10.00")  # earns at gold's multiplier now
     assert _ledger(client, auth)[0]["points"] == 15

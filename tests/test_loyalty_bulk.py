@@ -26,14 +26,17 @@ def _revision(rules_dir, policy_default: str | None = None):
         path = rules_dir / "loyalty_policy.yaml"
         text = path.read_text()
         start = text.index("default: ")
-        path.write_text(text[:start] + f"default: {policy_default}" + text[text.index("\n", start):])
+        path.write_text(text[:start] + f"default: {policy_default}" + text[text.index("\n", start) :])
     return build_revision(read_rules_dir(rules_dir), backend="python", run_cases=False)
 
 
 def _member(database, revision, external_id="B-1", *, created=T0 - 400 * DAY) -> int:
     with database.connection(write=True) as conn:
-        cid = conn.execute(sa.insert(CustomerRecord.__table__).values(external_id=external_id, created_at=created)
-                           .returning(CustomerRecord.__table__.c.id)).scalar_one()
+        cid = conn.execute(
+            sa.insert(CustomerRecord.__table__)
+            .values(external_id=external_id, created_at=created)
+            .returning(CustomerRecord.__table__.c.id)
+        ).scalar_one()
         service.enroll(conn, cid, via="api", revision=revision, now=created)
     return cid
 
@@ -120,11 +123,14 @@ def _tier(database, cid):
         return conn.execute(sa.select(_m.c.tier, _m.c.below_since).where(_m.c.customer_id == cid)).one()
 
 
-@pytest.mark.parametrize("policy,after_first,after_grace", [
-    ("review", "bronze", "bronze"),
-    ("never", "gold", "gold"),
-    ("grace", "gold", "bronze"),
-])
+@pytest.mark.parametrize(
+    "policy,after_first,after_grace",
+    [
+        ("review", "bronze", "bronze"),
+        ("never", "gold", "gold"),
+        ("grace", "gold", "bronze"),
+    ],
+)
 def test_downgrades_follow_the_policy(database, rules_dir, policy, after_first, after_grace):
     revision = _revision(rules_dir, f"{{pending_days: 0, points_expire_days: 0, downgrade: {policy}, grace_days: 90}}")
     now = dt.datetime.now(dt.UTC)
@@ -167,8 +173,13 @@ def test_the_review_upgrades_members_who_qualify_without_an_event(database, rule
     # Tenure alone: spend 800 in 12 months qualifies silver once the member has 180 days (rules/tiers.yaml).
     cid = _member(database, revision, created=now - 179 * DAY)
     with database.connection(write=True) as conn:
-        conn.execute(sa.text("INSERT INTO transactions (external_id, customer_id, occurred_at, amount_cents, ingested_at) "
-                             "VALUES ('x1', :c, :t, 80000, :t)"), {"c": cid, "t": (now - DAY).replace(tzinfo=None) if database.dialect == "sqlite" else now - DAY})
+        conn.execute(
+            sa.text(
+                "INSERT INTO transactions (external_id, customer_id, occurred_at, amount_cents, ingested_at) "
+                "VALUES ('x1', :c, :t, 80000, :t)"
+            ),
+            {"c": cid, "t": (now - DAY).replace(tzinfo=None) if database.dialect == "sqlite" else now - DAY},
+        )
     assert bulk.review_tiers(database, revision, now=now)["changed"] == 0
     result = bulk.review_tiers(database, revision, now=now + 2 * DAY)
     assert result["transitions"] == [{"from": "bronze", "to": "silver", "count": 1}]
@@ -180,8 +191,11 @@ def test_the_cli_reviews_and_expires_with_progress(database, rules_dir, tmp_path
     cid = _member(database, revision)
     _earn(database, revision, cid, 70, T0 - 400 * DAY, "old")  # expired 730 days later, before today
     revision.close()
-    env = {"DATABASE_URL": database.engine.url.render_as_string(hide_password=False), "RULES_DIR": str(rules_dir),
-           "MODELS_DIR": str(tmp_path / "models")}
+    env = {
+        "DATABASE_URL": database.engine.url.render_as_string(hide_password=False),
+        "RULES_DIR": str(rules_dir),
+        "MODELS_DIR": str(tmp_path / "models"),
+    }
     runner = CliRunner()
     dry = runner.invoke(cli, ["loyalty", "review", "--dry-run"], env=env)
     assert dry.exit_code == 0, dry.output

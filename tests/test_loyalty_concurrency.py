@@ -34,8 +34,7 @@ from decision_server.rules.source import read_rules_dir
 from decision_server.transactions.service import add_transactions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_l, _m, _r, _x = (LedgerEntryRecord.__table__, MemberRecord.__table__, RewardRecord.__table__,
-                  RedemptionRecord.__table__)
+_l, _m, _r, _x = (LedgerEntryRecord.__table__, MemberRecord.__table__, RewardRecord.__table__, RedemptionRecord.__table__)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +49,9 @@ def _members(database, revision, count: int, points: int) -> list[int]:
     ids = []
     with database.connection(write=True) as conn:
         for i in range(count):
-            cid = conn.execute(sa.insert(CustomerRecord.__table__).values(external_id=f"M-{i}").returning(
-                CustomerRecord.__table__.c.id)).scalar_one()
+            cid = conn.execute(
+                sa.insert(CustomerRecord.__table__).values(external_id=f"M-{i}").returning(CustomerRecord.__table__.c.id)
+            ).scalar_one()
             service.enroll(conn, cid, via="api", revision=revision)
             if points:
                 service.earn(conn, cid, points=points, key="setup", reason="setup", actor=None, revision=revision)
@@ -84,8 +84,9 @@ def _books(database, cid: int) -> tuple[int, int, int]:
     """(balance, ledger sum, lowest balance_after) of a member."""
     with database.connection() as conn:
         balance = conn.execute(sa.select(_m.c.balance).where(_m.c.customer_id == cid)).scalar_one()
-        total, lowest = conn.execute(sa.select(sa.func.sum(_l.c.points), sa.func.min(_l.c.balance_after))
-                                     .where(_l.c.customer_id == cid)).one()
+        total, lowest = conn.execute(
+            sa.select(sa.func.sum(_l.c.points), sa.func.min(_l.c.balance_after)).where(_l.c.customer_id == cid)
+        ).one()
     return balance, int(total or 0), int(lowest if lowest is not None else 0)
 
 
@@ -123,18 +124,32 @@ def test_the_same_earn_retried_20_times_concurrently_earns_once(database, revisi
 def test_the_same_purchase_posted_20_times_concurrently_earns_once(database, revision):
     with database.connection(write=True) as conn:
         conn.execute(sa.insert(CustomerRecord.__table__).values(external_id="P-1"))
-    purchase = {"external_id": "POS-1", "customer_id": "P-1", "occurred_at": dt.datetime(2026, 11, 1, 10, tzinfo=dt.UTC),
-                "amount_cents": 4000, "cost_cents": None, "product": None, "category": None, "channel": "store"}
+    purchase = {
+        "external_id": "POS-1",
+        "customer_id": "P-1",
+        "occurred_at": dt.datetime(2026, 11, 1, 10, tzinfo=dt.UTC),
+        "amount_cents": 4000,
+        "cost_cents": None,
+        "product": None,
+        "category": None,
+        "channel": "store",
+    }
 
     def post(i):
         with database.session(write=True) as session:
-            return add_transactions(session, items=[dict(purchase)], batch=False, on_created=lambda s, rows:
-                                    service.earn_for_purchases(s.connection(), rows, revision=revision, auto_enroll=True))
+            return add_transactions(
+                session,
+                items=[dict(purchase)],
+                batch=False,
+                on_created=lambda s, rows: service.earn_for_purchases(s.connection(), rows, revision=revision, auto_enroll=True),
+            )
 
     done, errors = _race(20, post)
     assert errors == [] and sorted(r[0]["status"] for r in done) == ["created"] + ["existing"] * 19
     with database.connection() as conn:
-        cid = conn.execute(sa.select(CustomerRecord.__table__.c.id).where(CustomerRecord.__table__.c.external_id == "P-1")).scalar_one()
+        cid = conn.execute(
+            sa.select(CustomerRecord.__table__.c.id).where(CustomerRecord.__table__.c.external_id == "P-1")
+        ).scalar_one()
         earned = conn.execute(sa.select(_l.c.points).where(_l.c.customer_id == cid)).scalars().all()
     assert earned == [140]  # 40.00 at bronze + the welcome bonus, once
     assert _books(database, cid)[:2] == (140, 140)
@@ -208,20 +223,34 @@ CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("pause_at", [
-    "UPDATE LOYALTY_REWARDS",  # the item is taken
-    "INSERT INTO LOYALTY_REDEMPTIONS",  # ... and the redemption written
-    "INSERT INTO LOYALTY_LEDGER",  # ... and the ledger entry
-    "UPDATE LOYALTY_MEMBERS",  # ... and the balance moved
-    "commit",  # everything written, the commit not yet sent
-])
+@pytest.mark.parametrize(
+    "pause_at",
+    [
+        "UPDATE LOYALTY_REWARDS",  # the item is taken
+        "INSERT INTO LOYALTY_REDEMPTIONS",  # ... and the redemption written
+        "INSERT INTO LOYALTY_LEDGER",  # ... and the ledger entry
+        "UPDATE LOYALTY_MEMBERS",  # ... and the balance moved
+        "commit",  # everything written, the commit not yet sent
+    ],
+)
 def test_a_process_killed_in_the_middle_of_a_redemption_leaves_none_of_it(database, revision, tmp_path, pause_at):
     [cid] = _members(database, revision, 1, 300)
     reward = _reward(database, cost=100, stock=2)
     before = _books(database, cid)
     marker = tmp_path / "marker"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(database.engine.url.render_as_string(hide_password=False)),
-                              str(cid), str(reward), str(marker), pause_at], cwd=REPO)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(database.engine.url.render_as_string(hide_password=False)),
+            str(cid),
+            str(reward),
+            str(marker),
+            pause_at,
+        ],
+        cwd=REPO,
+    )
     try:
         deadline = time.monotonic() + 60
         while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
@@ -248,8 +277,21 @@ def test_a_redemption_that_is_not_killed_is_all_there(database, revision, tmp_pa
     [cid] = _members(database, revision, 1, 300)
     reward = _reward(database, cost=100, stock=2)
     marker = tmp_path / "marker"
-    done = subprocess.run([sys.executable, "-c", CHILD, str(database.engine.url.render_as_string(hide_password=False)),
-                           str(cid), str(reward), str(marker), "NOTHING"], check=False, cwd=REPO, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(database.engine.url.render_as_string(hide_password=False)),
+            str(cid),
+            str(reward),
+            str(marker),
+            "NOTHING",
+        ],
+        check=False,
+        cwd=REPO,
+        timeout=120,
+    )
     assert done.returncode == 0 and marker.read_text() == "done"
     assert _books(database, cid)[:2] == (200, 200)
     with database.connection() as conn:

@@ -30,18 +30,27 @@ from decision_server.config import DEFAULT_CHANNELS
 from decision_server.db import Database
 from decision_server.demo import generator
 from decision_server.jobs import scheduler
-from decision_server.offers import connectors, service as offers, sync
+from decision_server.offers import connectors, sync
+from decision_server.offers import service as offers
 from decision_server.scoring.serving import ModelRuntime
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = dt.datetime.now(dt.UTC)
-MAPPING = {"external_id": "id", "code": "sku", "name": "title", "category": "kind", "business_value": "price.margin",
-           "treatments.sms.text": "sms"}
+MAPPING = {
+    "external_id": "id",
+    "code": "sku",
+    "name": "title",
+    "category": "kind",
+    "business_value": "price.margin",
+    "treatments.sms.text": "sms",
+}
 
 
 def parse(text: str) -> dict[tuple[str, frozenset], float]:
     """Every sample of a scrape, by name and labels."""
-    return {(s.name, frozenset(s.labels.items())): s.value for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value for family in text_string_to_metric_families(text) for s in family.samples
+    }
 
 
 def scrape(client, auth) -> dict[tuple[str, frozenset], float]:
@@ -65,11 +74,20 @@ def demo(app, client, auth, database):
         offers.load_demo_catalog(session, channels=DEFAULT_CHANNELS, words=offers.vocabulary(None))
     app.extensions["catalog"].sync()
     for external_id, purchases, consent in (("GROW", 4, {"sms": True, "app": True}), ("NEW", 1, {"sms": False})):
-        assert client.post("/api/v1/customers", json={"external_id": external_id, "consent": consent},
-                           headers=auth("admin")).status_code == 201
+        assert (
+            client.post(
+                "/api/v1/customers", json={"external_id": external_id, "consent": consent}, headers=auth("admin")
+            ).status_code
+            == 201
+        )
         for i in range(purchases):
-            tx = {"external_id": f"{external_id}-{i}", "customer_id": external_id, "amount": "25.00", "category": "data_bundle",
-                  "occurred_at": (NOW - dt.timedelta(days=20 - i)).isoformat()}
+            tx = {
+                "external_id": f"{external_id}-{i}",
+                "customer_id": external_id,
+                "amount": "25.00",
+                "category": "data_bundle",
+                "occurred_at": (NOW - dt.timedelta(days=20 - i)).isoformat(),
+            }
             assert client.post("/api/v1/transactions", json=tx, headers=auth("admin")).status_code == 201
     return client
 
@@ -87,8 +105,9 @@ def test_a_decision_burst_shows_on_metrics(demo, auth, database):
     asked = [("GROW", "app"), ("GROW", "sms"), ("NEW", "app"), ("NEW", "sms"), ("SOMEONE-NEW", "call_centre")] * 3
     answers = []
     for customer_id, channel in asked:
-        response = demo.post("/api/v1/decisions", json={"customer_id": customer_id, "channel": channel, "actions": 2},
-                             headers=auth("channel"))
+        response = demo.post(
+            "/api/v1/decisions", json={"customer_id": customer_id, "channel": channel, "actions": 2}, headers=auth("channel")
+        )
         assert response.status_code == 201, response.get_json()
         answers.append(response.get_json())
     refused = demo.post("/api/v1/decisions", json={"customer_id": "GROW", "channel": "fax"}, headers=auth("channel"))
@@ -99,13 +118,19 @@ def test_a_decision_burst_shows_on_metrics(demo, auth, database):
     assert len(results) > 2 and any(r == "no_offer" for _, r in results)  # NEW has no SMS consent
     for (channel, result), n in results.items():
         assert moved(before, after, "decision_server_decision_duration_seconds_count", channel=channel, result=result) == n
-        assert moved(before, after, "decision_server_decision_duration_seconds_bucket", channel=channel, result=result, le="+Inf") == n
+        assert (
+            moved(before, after, "decision_server_decision_duration_seconds_bucket", channel=channel, result=result, le="+Inf")
+            == n
+        )
     for channel in DEFAULT_CHANNELS:
         assert moved(before, after, "decision_server_offers_selected_total", channel=channel) == sum(
-            len(a["actions"]) for a in answers if a["channel"] == channel)
+            len(a["actions"]) for a in answers if a["channel"] == channel
+        )
         assert moved(before, after, "decision_server_decision_duration_seconds_count", channel=channel, result="error") == 0
     assert not any(dict(labels).get("channel") == "fax" for _, labels in after)
-    removed = collections.Counter(ruleset for a in answers for c in a["explanation"] for ruleset in {r["ruleset"] for r in c["removed_by"]})
+    removed = collections.Counter(
+        ruleset for a in answers for c in a["explanation"] for ruleset in {r["ruleset"] for r in c["removed_by"]}
+    )
     assert removed["offers"] and removed["contact_policy"]
     for ruleset in ("catalog", "offers", "contact_policy"):
         assert moved(before, after, "decision_server_offers_removed_total", ruleset=ruleset) == removed[ruleset]
@@ -123,16 +148,32 @@ def test_a_decision_burst_shows_on_metrics(demo, auth, database):
 def test_sub_millisecond_decisions_land_in_sub_millisecond_buckets(demo, auth):
     before = scrape(demo, auth)
     for _ in range(5):
-        assert demo.post("/api/v1/decisions", json={"customer_id": "GROW", "channel": "app"}, headers=auth("channel")).status_code == 201
+        assert (
+            demo.post("/api/v1/decisions", json={"customer_id": "GROW", "channel": "app"}, headers=auth("channel")).status_code
+            == 201
+        )
     after = scrape(demo, auth)
     app = {"channel": "app", "result": "offer"}
-    bounds = sorted(float(dict(labels)["le"]) for name, labels in after
-                    if name == "decision_server_decision_duration_seconds_bucket" and set(app.items()) <= labels)
+    bounds = sorted(
+        float(dict(labels)["le"])
+        for name, labels in after
+        if name == "decision_server_decision_duration_seconds_bucket" and set(app.items()) <= labels
+    )
     assert bounds[:5] == [0.0001, 0.0002, 0.0003, 0.0004, 0.0005]
-    assert sum(moved(before, after, "decision_server_decision_duration_seconds_bucket", channel="app", result=r, le="+Inf")
-               for r in ("offer", "no_offer")) == 5
-    assert sum(moved(before, after, "decision_server_decision_duration_seconds_sum", channel="app", result=r)
-               for r in ("offer", "no_offer")) > 0
+    assert (
+        sum(
+            moved(before, after, "decision_server_decision_duration_seconds_bucket", channel="app", result=r, le="+Inf")
+            for r in ("offer", "no_offer")
+        )
+        == 5
+    )
+    assert (
+        sum(
+            moved(before, after, "decision_server_decision_duration_seconds_sum", channel="app", result=r)
+            for r in ("offer", "no_offer")
+        )
+        > 0
+    )
 
 
 def test_responses_and_a_failed_log_write_are_counted(demo, auth, database):
@@ -222,8 +263,17 @@ def test_catalog_sync_results(client, auth, database, config):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with database.session(write=True) as session:
-        connectors.create(session, {"name": "acme", "url": f"http://127.0.0.1:{port}/items", "items_path": "items",
-                                    "mapping": MAPPING, "timeout_seconds": 1, "retries": 1})
+        connectors.create(
+            session,
+            {
+                "name": "acme",
+                "url": f"http://127.0.0.1:{port}/items",
+                "items_path": "items",
+                "mapping": MAPPING,
+                "timeout_seconds": 1,
+                "retries": 1,
+            },
+        )
     before = scrape(client, auth)
     run = sync.run_sync(database, "acme", channels=DEFAULT_CHANNELS, words=offers.vocabulary(None), sleep=lambda s: None)
     assert run["status"] == "failed"
@@ -240,12 +290,13 @@ def test_catalog_sync_results(client, auth, database, config):
 def test_the_command_line_leaves_prometheus_client_unimported_until_serve_sets_its_directory():
     # prometheus_client picks its multiprocess mode once, at import: were the CLI to import it first,
     # every worker would count alone (and serve refuses to start).
-    code = ("import sys; from click.testing import CliRunner; from decision_server.cli import cli; "
-            "result = CliRunner().invoke(cli, ['serve', '--help']); assert result.exit_code == 0, result.output; "
-            "print('prometheus_client' in sys.modules)")
+    code = (
+        "import sys; from click.testing import CliRunner; from decision_server.cli import cli; "
+        "result = CliRunner().invoke(cli, ['serve', '--help']); assert result.exit_code == 0, result.output; "
+        "print('prometheus_client' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "False"
-
 
 
 def _free_port() -> int:
@@ -270,8 +321,7 @@ def _per_worker(directory: Path, name: str) -> dict[str, float]:
     counts = {}
     for path in directory.glob("histogram_*.db"):
         pid = path.stem.split("_")[-1]
-        counts[pid] = sum(s.value for m in MultiProcessCollector.merge([str(path)]) for s in m.samples
-                          if s.name == name)
+        counts[pid] = sum(s.value for m in MultiProcessCollector.merge([str(path)]) for s in m.samples if s.name == name)
     return counts
 
 
@@ -289,11 +339,27 @@ def test_a_two_worker_server_adds_up_both_workers(tmp_path):
     (tmp_path / "tmp").mkdir()
     port = _free_port()
     # No PROMETHEUS_MULTIPROC_DIR: serve makes a temporary directory itself (under TMPDIR, to find it here).
-    env = {**{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}, "DATABASE_URL": url,
-           "RULES_DIR": str(tmp_path / "rules"), "MODELS_DIR": str(tmp_path / "models"), "LOG_LEVEL": "WARNING",
-           "TMPDIR": str(tmp_path / "tmp")}
-    command = [sys.executable, "-c", "from decision_server.cli import main; main()", "serve", "--port", str(port),
-               "--workers", "2", "--threads", "4", "--no-scheduler"]
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        "DATABASE_URL": url,
+        "RULES_DIR": str(tmp_path / "rules"),
+        "MODELS_DIR": str(tmp_path / "models"),
+        "LOG_LEVEL": "WARNING",
+        "TMPDIR": str(tmp_path / "tmp"),
+    }
+    command = [
+        sys.executable,
+        "-c",
+        "from decision_server.cli import main; main()",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        "--no-scheduler",
+    ]
     server_log = tmp_path / "server.log"
     with open(server_log, "wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -320,8 +386,10 @@ def test_a_two_worker_server_adds_up_both_workers(tmp_path):
 
         scrapes = [parse(_request(port, "GET", "/metrics", key)[1].decode()) for _ in range(4)]  # whichever worker answers
         for samples in scrapes:
-            decided = sum(value(samples, "decision_server_decision_duration_seconds_count", channel="app", result=r)
-                          for r in ("offer", "no_offer", "error"))
+            decided = sum(
+                value(samples, "decision_server_decision_duration_seconds_count", channel="app", result=r)
+                for r in ("offer", "no_offer", "error")
+            )
             assert decided == burst
             assert value(samples, "decision_server_decision_log_writes_total", result="ok") == burst
             assert value(samples, "decision_server_model_fallback", model="churn") == 1
@@ -338,8 +406,13 @@ def test_a_two_worker_server_adds_up_both_workers(tmp_path):
         assert len(list(shared.glob("gauge_livemax_*.db"))) == 2
         for _ in range(4):
             samples = parse(_request(port, "GET", "/metrics", key)[1].decode())
-            assert sum(value(samples, "decision_server_decision_duration_seconds_count", channel="app", result=r)
-                       for r in ("offer", "no_offer", "error")) == burst
+            assert (
+                sum(
+                    value(samples, "decision_server_decision_duration_seconds_count", channel="app", result=r)
+                    for r in ("offer", "no_offer", "error")
+                )
+                == burst
+            )
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

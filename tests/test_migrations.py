@@ -47,7 +47,10 @@ def test_the_migration_defines_the_default_tiers(make_database_url):
     database = Database(make_database_url("sqlite"))
     migrate.upgrade(database.engine)
     with database.connection() as conn:
-        rows = conn.execute(sa.text("SELECT name, rank, multiplier, benefits, description FROM loyalty_tiers ORDER BY rank")).all()
+        rows = conn.execute(
+            sa.text("SELECT name, rank, multiplier, benefits, description FROM loyalty_tiers ORDER BY rank")
+        ).all()
     database.dispose()
     assert [(r.name, r.rank, r.multiplier, json.loads(r.benefits), r.description) for r in rows] == [
-        (t["name"], t["rank"], t["multiplier"], json.loads(json.dumps(t["benefits"])), t["description"]) for t in DEFAULT_TIERS]
+        (t["name"], t["rank"], t["multiplier"], json.loads(json.dumps(t["benefits"])), t["description"]) for t in DEFAULT_TIERS
+    ]

@@ -77,7 +77,9 @@ def test_the_models_beat_the_naive_baselines(trained_models):
 def test_training_is_reproducible_from_the_seed(trained_models, tmp_path):
     again = training.train(_demo_db(trained_models), tmp_path, ["propensity", "nbo"], seed=1)
     for result in again:
-        first = json.loads((trained_models / result.name / store.versions(trained_models, result.name)[0] / "card.json").read_text())
+        first = json.loads(
+            (trained_models / result.name / store.versions(trained_models, result.name)[0] / "card.json").read_text()
+        )
         assert result.card["sha256"] == first["sha256"], result.name
         assert result.card["metrics"] == first["metrics"]
 
@@ -102,7 +104,9 @@ def test_merged_graph_scores_like_each_model_alone(trained_models):
     for spec in MODELS:
         card = models.statuses[spec.name].card
         alone = ort.InferenceSession(str(trained_models / spec.name / card["version"] / "model.onnx"))
-        np.testing.assert_allclose(batch[spec.score], run_scores(spec, alone, chunk.values, card["classes"]), rtol=1e-5, atol=1e-6)  # float32 sums
+        np.testing.assert_allclose(
+            batch[spec.score], run_scores(spec, alone, chunk.values, card["classes"]), rtol=1e-5, atol=1e-6
+        )  # float32 sums
     # One customer at a time gives what the batch gives.
     for i in (0, 17, 299):
         one = models.score(chunk.values[i : i + 1]).values
@@ -127,12 +131,15 @@ def _break(folder, name, how):
         (path / "card.json").write_text(json.dumps(card))
 
 
-@pytest.mark.parametrize("how,reason", [
-    ("delete", "model.onnx is missing"),
-    ("tamper", "checksum mismatch"),
-    ("features", "needs features the feature set no longer has (days_since_anything)"),
-    ("stale", "stale: trained 400 days ago"),
-])
+@pytest.mark.parametrize(
+    "how,reason",
+    [
+        ("delete", "model.onnx is missing"),
+        ("tamper", "checksum mismatch"),
+        ("features", "needs features the feature set no longer has (days_since_anything)"),
+        ("stale", "stale: trained 400 days ago"),
+    ],
+)
 def test_a_broken_model_falls_back_alone(trained_models, tmp_path, how, reason):
     folder = tmp_path / "models"
     shutil.copytree(trained_models, folder)
@@ -157,6 +164,7 @@ def test_no_models_at_all_means_every_fallback(tmp_path):
 
 
 # --- over HTTP -------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def demo(database):
@@ -212,12 +220,15 @@ def test_promote_and_rollback_over_http(client, auth, app, models_dir):
     assert {m["name"]: m["version"] for m in listed}["churn"] == second
 
 
-@pytest.mark.parametrize("path,body,status,code,field", [
-    ("/api/v1/models/churn/promote", {"version": "20200101-000000"}, 422, "model_version_invalid", "version"),
-    ("/api/v1/models/churn/promote", {"version": "../../etc"}, 422, "validation_error", "version"),
-    ("/api/v1/models/churn/promote", {}, 422, "validation_error", "version"),
-    ("/api/v1/models/nope/promote", {"version": "20200101-000000"}, 404, "model_not_found", "name"),
-])
+@pytest.mark.parametrize(
+    "path,body,status,code,field",
+    [
+        ("/api/v1/models/churn/promote", {"version": "20200101-000000"}, 422, "model_version_invalid", "version"),
+        ("/api/v1/models/churn/promote", {"version": "../../etc"}, 422, "validation_error", "version"),
+        ("/api/v1/models/churn/promote", {}, 422, "validation_error", "version"),
+        ("/api/v1/models/nope/promote", {"version": "20200101-000000"}, 404, "model_not_found", "name"),
+    ],
+)
 def test_bad_promotions_are_refused_clearly(client, auth, models_dir, path, body, status, code, field):
     response = client.post(path, json=body, headers=auth("admin"))
     assert response.status_code == status, response.get_json()
@@ -233,6 +244,7 @@ def test_a_tampered_version_cannot_be_promoted(client, auth, models_dir):
 
 
 # --- CLI ---------------------------------------------------------------------------------------
+
 
 def _run(trained_models, folder, *args):
     url = f"sqlite:///{trained_models.parent / 'demo.db'}"

@@ -57,9 +57,11 @@ def _decisions(client, auth, database, channel: str, intent: str | None) -> dict
     eligible, removed, none = Counter(), Counter(), 0
     only_by = Counter()  # (offer code, rule): customers a single rule kept the offer from
     for person in people:
-        answer = client.post("/api/v1/decisions", json={"customer_id": person, "channel": channel,
-                                                         **({"context": {"intent": intent}} if intent else {})},
-                             headers=auth("channel"))
+        answer = client.post(
+            "/api/v1/decisions",
+            json={"customer_id": person, "channel": channel, **({"context": {"intent": intent}} if intent else {})},
+            headers=auth("channel"),
+        )
         assert answer.status_code == 201, answer.get_json()
         mine = 0
         for candidate in answer.get_json()["explanation"]:
@@ -81,7 +83,8 @@ def test_offer_reach_counts_what_decisions_decide(base, auth, database, what_if,
     assert reach["customers"] == truth["customers"] == 120
     assert reach["no_eligible_offer"] == {"before": truth["none"], "after": truth["none"]}
     assert {o["code"]: o["eligible_before"] for o in reach["offers"]} == {
-        o["code"]: truth["eligible"][o["code"]] for o in reach["offers"]}
+        o["code"]: truth["eligible"][o["code"]] for o in reach["offers"]
+    }
     assert sum(truth["eligible"].values()) > 0 and len(reach["offers"]) == 8
     for offer in reach["offers"]:  # no change drafted, state current: nothing moves
         assert offer["eligible_after"] == offer["eligible_before"] and offer["became_eligible"] == offer["became_ineligible"] == 0
@@ -92,14 +95,14 @@ def test_a_draft_that_widens_an_offer_reports_who_gains_it(base, auth, database,
     truth = _decisions(base, auth, database, "app", None)
     text = (rules_dir / "offers.yaml").read_text()
     # DOUBLE_POINTS for every lifecycle stage: the stage rule no longer holds it back
-    draft = text.replace("when: stage not in offer.target_stages\n",
-                         'when: stage not in offer.target_stages and offer.code != "DOUBLE_POINTS"\n')
+    draft = text.replace(
+        "when: stage not in offer.target_stages\n", 'when: stage not in offer.target_stages and offer.code != "DOUBLE_POINTS"\n'
+    )
     assert draft != text
     gained = truth["only_by"][("DOUBLE_POINTS", "wrong_stage")]
     assert gained > 0  # the demo base has customers only their stage keeps from it
 
-    reach = what_if(files={"offers.yaml": draft}, steps=["offers"],
-                     channels=["app"])["app"]
+    reach = what_if(files={"offers.yaml": draft}, steps=["offers"], channels=["app"])["app"]
     for offer in reach["offers"]:
         assert offer["became_eligible"] == (gained if offer["code"] == "DOUBLE_POINTS" else 0), offer
         assert offer["became_ineligible"] == 0
@@ -126,11 +129,20 @@ def test_offer_reach_refuses_what_it_cannot_try(base, auth):
 
 
 def test_the_cli_dry_run_tries_offers_and_shows_the_run(base, app, auth, database_url, rules_dir, what_if):
-    env = {**os.environ, "DATABASE_URL": database_url, "RULES_DIR": str(rules_dir),
-           "MODELS_DIR": str(app.extensions["config"].models_dir)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "RULES_DIR": str(rules_dir),
+        "MODELS_DIR": str(app.extensions["config"].models_dir),
+    }
     cli = os.path.join(os.path.dirname(sys.executable), "decision-server")
-    dry = subprocess.run([cli, "reevaluate", "--dry-run", "--only", "offers", "--channel", "sms", "--intent", "browse"],
-                         env=env, capture_output=True, text=True, check=False)
+    dry = subprocess.run(
+        [cli, "reevaluate", "--dry-run", "--only", "offers", "--channel", "sms", "--intent", "browse"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert dry.returncode == 0, dry.stderr
     run_id = int(re.search(r"^run (\d+) succeeded", dry.stdout, re.MULTILINE).group(1))
     shown = subprocess.run([cli, "jobs", "show", str(run_id), "--json"], env=env, capture_output=True, text=True, check=False)
@@ -138,8 +150,9 @@ def test_the_cli_dry_run_tries_offers_and_shows_the_run(base, app, auth, databas
     recorded = json.loads(shown.stdout)
     assert recorded["job"] == "what-if" and recorded["steps"] == ["offers"] and recorded["dry_run"]
     by_cli = {o["code"]: o["eligible_before"] for o in recorded["result"]["pass"]["offers"]["channels"][0]["offers"]}
-    by_api = {o["code"]: o["eligible_before"]
-              for o in what_if(steps=["offers"], channels=["sms"], intent="browse")["sms"]["offers"]}
+    by_api = {
+        o["code"]: o["eligible_before"] for o in what_if(steps=["offers"], channels=["sms"], intent="browse")["sms"]["offers"]
+    }
     assert by_cli == by_api and sum(by_cli.values()) > 0
     for code, count in by_cli.items():  # the summary names every offer with its reach
         assert re.search(rf"^\s+{code}\s+eligible for\s+{count:,} -> {count:,}", dry.stdout, re.MULTILINE), (code, dry.stdout)

@@ -15,13 +15,22 @@ def _post(client, auth, body, role="editor"):
 
 
 def test_create_read_change_and_list_an_offer(client, auth):
-    body = {**BASE, "target_stages": ["growth"], "product_category": "data_bundle",
-            "treatments": {"sms": {"text": "Hi {first_name}, upgrade now!"}, "app": {"title": "Upgrade", "body": "Go big, {first_name}"}}}
+    body = {
+        **BASE,
+        "target_stages": ["growth"],
+        "product_category": "data_bundle",
+        "treatments": {
+            "sms": {"text": "Hi {first_name}, upgrade now!"},
+            "app": {"title": "Upgrade", "body": "Go big, {first_name}"},
+        },
+    }
     created = _post(client, auth, body)
     assert created.status_code == 201, created.get_json()
     offer = created.get_json()
     assert offer["status"] == "active" and offer["points_cost"] == 0 and offer["target_segments"] == []
-    changed = client.patch(f"/api/v1/offers/{offer['id']}", json={"status": "paused", "business_value": 3}, headers=auth("editor"))
+    changed = client.patch(
+        f"/api/v1/offers/{offer['id']}", json={"status": "paused", "business_value": 3}, headers=auth("editor")
+    )
     assert changed.status_code == 200 and changed.get_json()["status"] == "paused" and changed.get_json()["business_value"] == 3
     assert client.get(f"/api/v1/offers/{offer['id']}", headers=auth("channel")).get_json()["name"] == "Upgrade"
     listed = client.get("/api/v1/offers?status=paused", headers=auth("analyst")).get_json()
@@ -29,24 +38,27 @@ def test_create_read_change_and_list_an_offer(client, auth):
     assert client.get("/api/v1/offers?status=active", headers=auth("analyst")).get_json()["items"] == []
 
 
-@pytest.mark.parametrize("change,field", [
-    ({"category": "upsel"}, "category"),
-    ({"target_stages": ["grwoth"]}, "target_stages"),
-    ({"target_segments": ["gold"]}, "target_segments"),
-    ({"product_category": "cars"}, "product_category"),
-    ({"treatments": {"fax": {"text": "hi"}}}, "treatments.fax"),
-    ({"treatments": {"sms": {"text": "x" * 161}}}, "treatments.sms.text"),
-    ({"treatments": {"sms": {"text": "{first_name.__class__} hi"}}}, "treatments.sms.text"),
-    ({"treatments": {"sms": {"text": "Hi {name}"}}}, "treatments.sms.text"),
-    ({"treatments": {"app": {"title": "no body"}}}, "treatments.app.body"),
-    ({"treatments": {"app": {"title": "t", "body": "b", "image_url": "cdn/img.png"}}}, "treatments.app.image_url"),
-    ({"valid_from": "2027-01-01T00:00:00Z", "valid_to": "2026-01-01T00:00:00Z"}, "valid_to"),
-    ({"business_value": 0}, "business_value"),
-    ({"business_value": "NaN"}, "business_value"),
-    ({"points_cost": -1}, "points_cost"),
-    ({"external_id": "X1"}, "external_system"),
-    ({"colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        ({"category": "upsel"}, "category"),
+        ({"target_stages": ["grwoth"]}, "target_stages"),
+        ({"target_segments": ["gold"]}, "target_segments"),
+        ({"product_category": "cars"}, "product_category"),
+        ({"treatments": {"fax": {"text": "hi"}}}, "treatments.fax"),
+        ({"treatments": {"sms": {"text": "x" * 161}}}, "treatments.sms.text"),
+        ({"treatments": {"sms": {"text": "{first_name.__class__} hi"}}}, "treatments.sms.text"),
+        ({"treatments": {"sms": {"text": "Hi {name}"}}}, "treatments.sms.text"),
+        ({"treatments": {"app": {"title": "no body"}}}, "treatments.app.body"),
+        ({"treatments": {"app": {"title": "t", "body": "b", "image_url": "cdn/img.png"}}}, "treatments.app.image_url"),
+        ({"valid_from": "2027-01-01T00:00:00Z", "valid_to": "2026-01-01T00:00:00Z"}, "valid_to"),
+        ({"business_value": 0}, "business_value"),
+        ({"business_value": "NaN"}, "business_value"),
+        ({"points_cost": -1}, "points_cost"),
+        ({"external_id": "X1"}, "external_system"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
 def test_a_bad_offer_is_refused_naming_the_field(client, auth, change, field):
     response = _post(client, auth, {**BASE, **change})
     assert response.status_code == 422, response.get_json()

@@ -12,10 +12,7 @@ def test_every_package_is_listed_in_setup_cfg():
     parser = configparser.ConfigParser()
     parser.read(REPO / "setup.cfg")
     listed = set(parser["options"]["packages"].split())
-    found = {
-        ".".join(init.parent.relative_to(REPO).parts)
-        for init in (REPO / "decision_server").rglob("__init__.py")
-    }
+    found = {".".join(init.parent.relative_to(REPO).parts) for init in (REPO / "decision_server").rglob("__init__.py")}
     assert found | {"decision_server.migrations", "decision_server.default_rules"} == listed
 
 
@@ -26,7 +23,8 @@ def test_wheel_ships_the_migrations(tmp_path):
 
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     [wheel] = tmp_path.glob("decision_server-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

@@ -38,9 +38,11 @@ def test_readme_opens_with_the_two_commands():
 
 def _clone_files() -> list[str]:
     """Return what a clone would hold: tracked files plus new files git does not ignore."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, check=True
-    ).stdout.decode().split("\0")
+    files = (
+        subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
     return sorted(name for name in files if name and (REPO / name).is_file())
 
 
@@ -80,8 +82,14 @@ def test_first_command_serves_demo_customers_on_a_fresh_copy(tmp_path, request):
     env["PYTHON"] = sys.executable  # a plain interpreter to build the venv from
     started = time.monotonic()
     process = subprocess.Popen(
-        f"{readme_commands()[0]} PORT={port}", shell=True, cwd=clone, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        f"{readme_commands()[0]} PORT={port}",
+        shell=True,
+        cwd=clone,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
@@ -129,8 +137,11 @@ def test_first_command_serves_demo_customers_on_a_fresh_copy(tmp_path, request):
         # /metrics adds up both workers; quickstart's own counting before it served (the loyalty demo) is not in it.
         request = urllib.request.Request(f"{base}/metrics", headers={"Authorization": f"Bearer {key}"})
         with urllib.request.urlopen(request, timeout=5) as response:
-            samples = {(s.name, frozenset(s.labels.items())): s.value
-                       for family in text_string_to_metric_families(response.read().decode()) for s in family.samples}
+            samples = {
+                (s.name, frozenset(s.labels.items())): s.value
+                for family in text_string_to_metric_families(response.read().decode())
+                for s in family.samples
+            }
         route = {"route": "/api/v1/customers/<string:customer_id>", "method": "GET", "status": "200"}
         assert samples[("decision_server_http_request_duration_seconds_count", frozenset(route.items()))] == 1
         assert samples.get(("decision_server_loyalty_points_total", frozenset({"kind": "earn"}.items())), 0) == 0

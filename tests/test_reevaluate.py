@@ -37,10 +37,26 @@ def models(trained_models):
 
 def _state(database) -> pd.DataFrame:
     with database.connection() as conn:
-        rows = conn.execute(sa.select(_st.c.customer_id, _st.c.rfm_r, _st.c.rfm_f, _st.c.rfm_m, _st.c.rfm_segment, _st.c.stage,
-                                      _st.c.value_score, _st.c.value_segment, _st.c.journey_stage)).all()
-    return pd.DataFrame(rows, columns=["customer_id", "r", "f", "m", "segment", "stage", "value_score", "value_segment",
-                                       "journey_stage"]).set_index("customer_id").sort_index()
+        rows = conn.execute(
+            sa.select(
+                _st.c.customer_id,
+                _st.c.rfm_r,
+                _st.c.rfm_f,
+                _st.c.rfm_m,
+                _st.c.rfm_segment,
+                _st.c.stage,
+                _st.c.value_score,
+                _st.c.value_segment,
+                _st.c.journey_stage,
+            )
+        ).all()
+    return (
+        pd.DataFrame(
+            rows, columns=["customer_id", "r", "f", "m", "segment", "stage", "value_score", "value_segment", "journey_stage"]
+        )
+        .set_index("customer_id")
+        .sort_index()
+    )
 
 
 def test_one_pass_in_worker_processes_equals_independent_computations(demo, revision, models):
@@ -64,9 +80,11 @@ def test_one_pass_in_worker_processes_equals_independent_computations(demo, revi
     # CLV totals: the one-customer computation summed.
     with demo.connection() as conn:
         history = clv.historical(conn, as_of=dt.datetime.now(dt.UTC), margin=Decimal("0.30"))
-    assert result["clv"] == {"revenue_cents": sum(h.revenue_cents for h in history),
-                             "cost_cents": sum(h.cost_cents for h in history),
-                             "profit_cents": sum(h.profit_cents for h in history)}
+    assert result["clv"] == {
+        "revenue_cents": sum(h.revenue_cents for h in history),
+        "cost_cents": sum(h.cost_cents for h in history),
+        "profit_cents": sum(h.profit_cents for h in history),
+    }
 
     # Stage, value and journey: the event path (one customer at a time) finds nothing to change.
     with demo.connection(write=True) as conn:
@@ -104,8 +122,11 @@ def test_a_customer_an_event_updates_after_the_read_is_left_to_the_event(demo, r
     result = reevaluate.run(demo, revision, models, chunk=100, progress=event_after_the_read)
     assert result["skipped_newer"] == 1 and result["written"] == len(ids) - 1
     with demo.connection() as conn:
-        sources = conn.execute(sa.select(StageTransitionRecord.source).where(
-            StageTransitionRecord.customer_id == target)).scalars().all()
+        sources = (
+            conn.execute(sa.select(StageTransitionRecord.source).where(StageTransitionRecord.customer_id == target))
+            .scalars()
+            .all()
+        )
     assert sources == ["event"]  # the bulk pass did not write over what the event decided
 
 
@@ -125,8 +146,11 @@ def test_as_of_a_past_moment_reads_everything_from_the_events(demo, revision, mo
     with demo.connection() as conn:
         buyers = rfm.read_buyers(conn, past)
     assert result["rfm"]["buyers"] == len(buyers.ids) < 300
-    assert result["rfm"]["cuts"] == {"recency": rfm.cut_points(buyers.last_purchase_at),
-                                     "frequency": rfm.cut_points(buyers.purchases), "monetary": rfm.cut_points(buyers.spend_cents)}
+    assert result["rfm"]["cuts"] == {
+        "recency": rfm.cut_points(buyers.last_purchase_at),
+        "frequency": rfm.cut_points(buyers.purchases),
+        "monetary": rfm.cut_points(buyers.spend_cents),
+    }
 
 
 def test_unknown_steps_are_refused(demo, revision, models):
@@ -147,8 +171,19 @@ def test_vectorized_clv_equals_the_one_customer_clv(demo, margin):
             figures = clv.columns(bulk.features(conn, ids, as_of).aggregates, as_of, margin)
             for i, cid in enumerate(ids):
                 h = expected[int(cid)]
-                got = {k: figures[k][i] for k in ("revenue_cents", "cost_cents", "profit_cents", "cost_estimated_cents",
-                                                  "orders", "average_order_cents", "tenure_days", "lifespan_days")}
+                got = {
+                    k: figures[k][i]
+                    for k in (
+                        "revenue_cents",
+                        "cost_cents",
+                        "profit_cents",
+                        "cost_estimated_cents",
+                        "orders",
+                        "average_order_cents",
+                        "tenure_days",
+                        "lifespan_days",
+                    )
+                }
                 assert got == {k: getattr(h, k) for k in got}, cid
                 assert figures["purchase_frequency"][i] == pytest.approx(h.purchase_frequency)
                 compared += 1

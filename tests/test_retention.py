@@ -24,7 +24,7 @@ from decision_server.decisions.records import (
 from decision_server.decisions.service import DecisionRequest
 from decision_server.offers import service as offers
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 _d, _a, _r = DecisionRecord.__table__, DecisionActionRecord.__table__, DecisionResponseRecord.__table__
 
 
@@ -41,11 +41,20 @@ def shop(app, client, auth, database):
     app.extensions["catalog"].sync()
     now = dt.datetime.now(UTC)
     for external_id in ("ANA", "BO"):
-        assert client.post("/api/v1/customers", json={"external_id": external_id, "consent": {"app": True}},
-                           headers=auth("admin")).status_code == 201
+        assert (
+            client.post(
+                "/api/v1/customers", json={"external_id": external_id, "consent": {"app": True}}, headers=auth("admin")
+            ).status_code
+            == 201
+        )
         for i in range(3):
-            tx = {"external_id": f"{external_id}-{i}", "customer_id": external_id, "occurred_at": (now - dt.timedelta(days=20 - i)).isoformat(),
-                  "amount": "25.00", "category": "data_bundle"}
+            tx = {
+                "external_id": f"{external_id}-{i}",
+                "customer_id": external_id,
+                "occurred_at": (now - dt.timedelta(days=20 - i)).isoformat(),
+                "amount": "25.00",
+                "category": "data_bundle",
+            }
             assert client.post("/api/v1/transactions", json=tx, headers=auth("admin")).status_code == 201
     return app.extensions["decider"]
 
@@ -150,17 +159,35 @@ def test_partitions_are_made_ahead_except_over_rows_of_the_default_partition(dat
     start = midnight(-30)  # a month ahead: no partitions there yet
     blocked = start + dt.timedelta(days=1)
     with database.connection(write=True) as conn:
-        conn.execute(sa.insert(_d).values(id="f" * 32, external_id="X", customer_id=None, prospect=True, channel="app",
-                                          decided_at=blocked + dt.timedelta(hours=3), context={}, profile={}, revision="r", models={},
-                                          candidates=[], latency_us=1))
+        conn.execute(
+            sa.insert(_d).values(
+                id="f" * 32,
+                external_id="X",
+                customer_id=None,
+                prospect=True,
+                channel="app",
+                decided_at=blocked + dt.timedelta(hours=3),
+                context={},
+                profile={},
+                revision="r",
+                models={},
+                candidates=[],
+                latency_us=1,
+            )
+        )
     made = retention.ensure_partitions(database, now=start, ahead=2)
-    assert made == [f"{start:%Y-%m-%d}", f"{blocked + dt.timedelta(days=1):%Y-%m-%d}"]  # not the day the default partition has rows of
+    assert made == [
+        f"{start:%Y-%m-%d}",
+        f"{blocked + dt.timedelta(days=1):%Y-%m-%d}",
+    ]  # not the day the default partition has rows of
     with database.connection() as conn:
         for table in retention.TABLES:
             names = retention.partitions(conn, table)
             assert retention.partition_name(table, start.date()) in names and f"{table}_default" in names
             assert retention.partition_name(table, blocked.date()) not in names
-        where = conn.exec_driver_sql("SELECT tableoid::regclass::text FROM decisions WHERE id = %(i)s", {"i": "f" * 32}).scalar_one()
+        where = conn.exec_driver_sql(
+            "SELECT tableoid::regclass::text FROM decisions WHERE id = %(i)s", {"i": "f" * 32}
+        ).scalar_one()
     assert where == "decisions_default"
     assert retention.ensure_partitions(database, now=start, ahead=2) == []  # made once
 
@@ -183,17 +210,46 @@ def test_a_decision_made_during_a_purge_is_neither_held_up_nor_lost(shop, databa
     for i in range(3_000):
         at = when + dt.timedelta(seconds=i)
         decision_id = f"{int(at.timestamp() * 1000):012x}{i:020x}"
-        rows.append({"id": decision_id, "external_id": f"C{i}", "customer_id": None, "prospect": True, "channel": "app", "decided_at": at,
-                     "context": {}, "profile": {}, "revision": "r", "models": {}, "candidates": [], "latency_us": 1})
-        actions.append({"decision_id": decision_id, "rank": 1, "external_id": f"C{i}", "offer_id": i % 8, "channel": "app",
-                        "decided_at": at, "priority": 1.0, "propensity": 0.1, "learning_key": "low"})
+        rows.append(
+            {
+                "id": decision_id,
+                "external_id": f"C{i}",
+                "customer_id": None,
+                "prospect": True,
+                "channel": "app",
+                "decided_at": at,
+                "context": {},
+                "profile": {},
+                "revision": "r",
+                "models": {},
+                "candidates": [],
+                "latency_us": 1,
+            }
+        )
+        actions.append(
+            {
+                "decision_id": decision_id,
+                "rank": 1,
+                "external_id": f"C{i}",
+                "offer_id": i % 8,
+                "channel": "app",
+                "decided_at": at,
+                "priority": 1.0,
+                "propensity": 0.1,
+                "learning_key": "low",
+            }
+        )
     with database.connection(write=True) as conn:
         conn.execute(sa.insert(_d), rows)
         conn.execute(sa.insert(_a), actions)
     batches: list[int] = []
     done: dict = {}
-    purge = threading.Thread(target=lambda: done.setdefault("result", retention.purge(
-        database, days=90, batch_size=100, pause_seconds=0.005, progress=lambda r: batches.append(r.batches))))
+    purge = threading.Thread(
+        target=lambda: done.setdefault(
+            "result",
+            retention.purge(database, days=90, batch_size=100, pause_seconds=0.005, progress=lambda r: batches.append(r.batches)),
+        )
+    )
     purge.start()
     made, slowest, during = [], 0.0, 0
     while purge.is_alive() or len(made) < 5:
@@ -233,11 +289,21 @@ def test_the_migration_moves_the_log_over_and_back(make_database_url, backend):
         stamp = (lambda t: t) if pg else (lambda t: t.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f"))
         with database.engine.begin() as conn:
             for i, at in enumerate(days):
-                conn.execute(sa.text("INSERT INTO decisions VALUES (:id, 'C', NULL, true, 'app', :at, '{}', '{}', 'r', '{}', '[]', 5)"),
-                             {"id": f"d{i}", "at": stamp(at)})
-                conn.execute(sa.text("INSERT INTO decision_actions VALUES (:id, 1, 'C', 3, 'app', :at, 1.0, 0.2, 'low')"), {"id": f"d{i}", "at": stamp(at)})
-                conn.execute(sa.text("INSERT INTO decision_responses (decision_id, rank, external_id, offer_id, response, responded_at, recorded_at, "
-                                     "attributes) VALUES (:id, 1, 'C', 3, 'accepted', :at, :at, '{}')"), {"id": f"d{i}", "at": stamp(at)})
+                conn.execute(
+                    sa.text("INSERT INTO decisions VALUES (:id, 'C', NULL, true, 'app', :at, '{}', '{}', 'r', '{}', '[]', 5)"),
+                    {"id": f"d{i}", "at": stamp(at)},
+                )
+                conn.execute(
+                    sa.text("INSERT INTO decision_actions VALUES (:id, 1, 'C', 3, 'app', :at, 1.0, 0.2, 'low')"),
+                    {"id": f"d{i}", "at": stamp(at)},
+                )
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO decision_responses (decision_id, rank, external_id, offer_id, response, responded_at, recorded_at, "
+                        "attributes) VALUES (:id, 1, 'C', 3, 'accepted', :at, :at, '{}')"
+                    ),
+                    {"id": f"d{i}", "at": stamp(at)},
+                )
         migrate.upgrade(database.engine)
         migrate.check(database.engine)
         with database.connection() as conn:

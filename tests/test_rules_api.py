@@ -26,8 +26,21 @@ def raise_high_to_75(text: str) -> str:
 def test_status_lists_the_serving_rule_sets(client, auth):
     body = client.get("/api/v1/rules", headers=auth("analyst")).get_json()
     assert {rs["name"] for rs in body["rulesets"]} == {
-        "lifecycle", "value", "tiers", "offers", "contact_policy", "arbitration", "segments", "rfm", "value_weights", "journey", "stage_actions", "learning",
-        "earning", "loyalty_policy"}
+        "lifecycle",
+        "value",
+        "tiers",
+        "offers",
+        "contact_policy",
+        "arbitration",
+        "segments",
+        "rfm",
+        "value_weights",
+        "journey",
+        "stage_actions",
+        "learning",
+        "earning",
+        "loyalty_policy",
+    }
     assert body["backend"] == "durable"
     assert body["published"]["source"] == "startup" and body["published"]["revision"] == body["revision"]
 
@@ -63,7 +76,9 @@ def test_a_bad_publish_is_refused_and_changes_nothing(app, client, auth, rules_d
     before = app.extensions["rulebook"].current.id
     disk_before = (rules_dir / "value.yaml").read_text()
     broken = disk_before.replace("then: {value_segment: low}", "then: {value_segment: lowest}")
-    response = client.post("/api/v1/rules/publish", json={"files": {"value.yaml": broken}, "message": "oops"}, headers=auth("editor"))
+    response = client.post(
+        "/api/v1/rules/publish", json={"files": {"value.yaml": broken}, "message": "oops"}, headers=auth("editor")
+    )
     assert response.status_code == 422
     body = response.get_json()
     assert body["code"] == "rule_file_invalid"
@@ -76,7 +91,11 @@ def test_a_bad_publish_is_refused_and_changes_nothing(app, client, auth, rules_d
 
 
 def test_a_draft_whose_cases_fail_is_refused(client, auth, rules_dir):
-    text = (rules_dir / "lifecycle.yaml").read_text().replace("days_since(last_purchase_at) >= 60", "days_since(last_purchase_at) >= 90")
+    text = (
+        (rules_dir / "lifecycle.yaml")
+        .read_text()
+        .replace("days_since(last_purchase_at) >= 60", "days_since(last_purchase_at) >= 90")
+    )
     response = client.post("/api/v1/rules/validate", json={"files": {"lifecycle.yaml": text}}, headers=auth("analyst"))
     body = response.get_json()
     assert response.status_code == 200 and body["valid"] is False
@@ -93,7 +112,9 @@ def test_publish_diff_and_rollback_over_the_api(app, client, auth, rules_dir):
     assert validated["valid"] is True and validated["cases"]["failed"] == 0 and validated["cases"]["passed"] > 100
     assert app.extensions["rulebook"].current.id == first  # validating publishes nothing
 
-    published = client.post("/api/v1/rules/publish", json={"files": {"value.yaml": text}, "message": "high from 75"}, headers=headers)
+    published = client.post(
+        "/api/v1/rules/publish", json={"files": {"value.yaml": text}, "message": "high from 75"}, headers=headers
+    )
     assert published.status_code == 200, published.get_json()
     second = published.get_json()["revision"]
     assert published.get_json()["changed"] is True and published.get_json()["author"] == "key:test-editor"
@@ -103,7 +124,9 @@ def test_publish_diff_and_rollback_over_the_api(app, client, auth, rules_dir):
     again = client.post("/api/v1/rules/publish", json={"files": {"value.yaml": text}, "message": "again"}, headers=headers)
     assert again.get_json()["changed"] is False
 
-    diff = client.get(f"/api/v1/rules/revisions/{second[:8]}/diff", query_string={"against": first[:8]}, headers=headers).get_json()
+    diff = client.get(
+        f"/api/v1/rules/revisions/{second[:8]}/diff", query_string={"against": first[:8]}, headers=headers
+    ).get_json()
     assert "-    when: value_score >= 70\n+    when: value_score >= 75\n" in diff["diff"]
     listed = client.get("/api/v1/rules/revisions", query_string={"limit": 1}, headers=headers).get_json()
     assert listed["items"][0]["revision"] == second and listed["next_cursor"]
@@ -123,7 +146,9 @@ def test_another_server_converges_on_a_publication(app, client, auth, config, tm
     other = create_app({**vars(config), "rules_dir": other_dir})
     try:
         text = raise_high_to_75((config.rules_dir / "value.yaml").read_text())
-        published = client.post("/api/v1/rules/publish", json={"files": {"value.yaml": text}, "message": "75"}, headers=auth("editor"))
+        published = client.post(
+            "/api/v1/rules/publish", json={"files": {"value.yaml": text}, "message": "75"}, headers=auth("editor")
+        )
         new = published.get_json()["revision"]
         other.extensions["rulebook"].sync()
         assert other.extensions["rulebook"].current.id == new
@@ -152,7 +177,9 @@ def test_the_watcher_picks_up_an_edit_within_seconds(config, auth, rules_dir):
 
 def test_at_start_the_newer_of_folder_and_database_wins(app, client, auth, config, rules_dir):
     text = raise_high_to_75((rules_dir / "value.yaml").read_text())
-    published = client.post("/api/v1/rules/publish", json={"files": {"value.yaml": text}, "message": "75"}, headers=auth("editor")).get_json()
+    published = client.post(
+        "/api/v1/rules/publish", json={"files": {"value.yaml": text}, "message": "75"}, headers=auth("editor")
+    ).get_json()
     stale = config.rules_dir.parent / "stale"
     shutil.copytree(config.rules_dir, stale)
     (stale / "value.yaml").write_text(text.replace(">= 75", ">= 70").replace("< 75", "< 70"))
@@ -170,18 +197,23 @@ def test_at_start_the_newer_of_folder_and_database_wins(app, client, auth, confi
     (stale / "value.yaml").write_text(text.replace(">= 75", ">= 80").replace("< 75", "< 80"))  # edited while down
     restarted = create_app({**vars(config), "rules_dir": stale})
     try:
-        assert restarted.extensions["rulebook"].current.evaluate("value", {"value_score": 78}).outcome == {"value_segment": "medium"}
+        assert restarted.extensions["rulebook"].current.evaluate("value", {"value_score": 78}).outcome == {
+            "value_segment": "medium"
+        }
     finally:
         restarted.extensions["rulebook"].stop()
         restarted.extensions["database"].dispose()
 
 
-@pytest.mark.parametrize("body, status, field", [
-    ({"ruleset": "value", "inputs": {"value_score": "high"}}, 422, "value_score"),
-    ({"ruleset": "nope", "inputs": {}}, 404, None),
-    ({"ruleset": "value", "inputs": {}, "backend": "java"}, 422, "backend"),
-    ({"inputs": {}}, 422, "ruleset"),
-])
+@pytest.mark.parametrize(
+    "body, status, field",
+    [
+        ({"ruleset": "value", "inputs": {"value_score": "high"}}, 422, "value_score"),
+        ({"ruleset": "nope", "inputs": {}}, 404, None),
+        ({"ruleset": "value", "inputs": {}, "backend": "java"}, 422, "backend"),
+        ({"inputs": {}}, 422, "ruleset"),
+    ],
+)
 def test_evaluate_validates_its_input(client, auth, body, status, field):
     response = client.post("/api/v1/rules/evaluate", json=body, headers=auth("analyst"))
     assert response.status_code == status
@@ -190,12 +222,20 @@ def test_evaluate_validates_its_input(client, auth, body, status, field):
 
 
 def test_evaluate_explains_with_the_values_read(client, auth):
-    response = client.post("/api/v1/rules/evaluate", headers=auth("analyst"), json={
-        "ruleset": "lifecycle", "now": "2026-06-01T00:00:00Z",
-        "inputs": {"stage": "growth", "transaction_count": 5, "last_purchase_at": "2026-04-01T00:00:00Z"}})
+    response = client.post(
+        "/api/v1/rules/evaluate",
+        headers=auth("analyst"),
+        json={
+            "ruleset": "lifecycle",
+            "now": "2026-06-01T00:00:00Z",
+            "inputs": {"stage": "growth", "transaction_count": 5, "last_purchase_at": "2026-04-01T00:00:00Z"},
+        },
+    )
     body = response.get_json()
     assert body["outcome"] == {"stage": "win_back"} and body["backend"] == "durable"
-    assert body["fired"] == [{"rule": "silent", "reads": {"last_purchase_at": "2026-04-01T00:00:00Z"}, "then": {"stage": "win_back"}}]
+    assert body["fired"] == [
+        {"rule": "silent", "reads": {"last_purchase_at": "2026-04-01T00:00:00Z"}, "then": {"stage": "win_back"}}
+    ]
 
 
 def test_cases_run_over_the_api(client, auth):
@@ -204,11 +244,14 @@ def test_cases_run_over_the_api(client, auth):
     assert {r["backend"] for r in body["results"]} == {"durable", "python", "vector"}
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"files": {"../etc/passwd": "x"}, "message": "m"}, "files"),
-    ({"files": {}, "remove": ["nope.yaml"], "message": "m"}, "remove"),
-    ({"files": {}}, "message"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"files": {"../etc/passwd": "x"}, "message": "m"}, "files"),
+        ({"files": {}, "remove": ["nope.yaml"], "message": "m"}, "remove"),
+        ({"files": {}}, "message"),
+    ],
+)
 def test_publish_validates_its_request(client, auth, body, field):
     response = client.post("/api/v1/rules/publish", json=body, headers=auth("editor"))
     assert response.status_code == 422

@@ -68,12 +68,15 @@ def atoms():
         st.tuples(number_refs, literals, literals).map(lambda t: f"{t[0]} between {t[1]} and {t[2]}"),
         st.tuples(literals, number_refs, literals).map(lambda t: f"{t[0]} <= {t[1]} < {t[2]}"),
         st.tuples(st.sampled_from(["==", "!="]), st.sampled_from(STAGES)).map(lambda t: f'stage {t[0]} "{t[1]}"'),
-        st.lists(st.sampled_from(STAGES), min_size=1, max_size=3, unique=True).map(lambda v: "stage in [" + ", ".join(f'"{s}"' for s in v) + "]"),
+        st.lists(st.sampled_from(STAGES), min_size=1, max_size=3, unique=True).map(
+            lambda v: "stage in [" + ", ".join(f'"{s}"' for s in v) + "]"
+        ),
         st.lists(literals, min_size=1, max_size=3).map(lambda v: f"a not in [{', '.join(v)}]"),
         st.sampled_from(['"x" in tags', '"y" not in tags', "stage in tags", "flag", "flag == false", "not flag"]),
         st.tuples(st.sampled_from(NUMBERS + ["seen_at", "stage", "flag", "tags", "days_since(seen_at)"]), st.booleans()).map(
-            lambda t: f"{t[0]} is {'not ' if t[1] else ''}missing"),
-        st.sampled_from(["seen_at < date(\"2026-05-01\")", "days_until(seen_at) > -40", "true", "false"]),
+            lambda t: f"{t[0]} is {'not ' if t[1] else ''}missing"
+        ),
+        st.sampled_from(['seen_at < date("2026-05-01")', "days_until(seen_at) > -40", "true", "false"]),
     )
 
 
@@ -86,19 +89,34 @@ conditions = st.recursive(
     max_leaves=6,
 )
 
-inputs = st.fixed_dictionaries({}, optional={
-    "a": st.one_of(st.none(), st.integers(-20, 20), st.floats(-50, 50, allow_nan=False), st.sampled_from([5e-05, 0.5, 1000.0, 1e308, -1e308, float("inf"), float("nan")])),
-    "b": st.one_of(st.none(), st.integers(-20, 20), st.floats(-50, 50, allow_nan=False)),
-    "c": st.one_of(st.none(), st.integers(-5, 5)),
-    "stage": st.one_of(st.none(), st.sampled_from(STAGES)),
-    "flag": st.one_of(st.none(), st.booleans()),
-    "seen_at": st.one_of(st.none(), st.datetimes(dt.datetime(2026, 3, 1), dt.datetime(2026, 8, 1)).map(lambda d: d.isoformat() + "Z")),
-    "tags": st.one_of(st.none(), st.lists(st.sampled_from(["x", "y", "growth", "retention"]), max_size=3)),
-})
+inputs = st.fixed_dictionaries(
+    {},
+    optional={
+        "a": st.one_of(
+            st.none(),
+            st.integers(-20, 20),
+            st.floats(-50, 50, allow_nan=False),
+            st.sampled_from([5e-05, 0.5, 1000.0, 1e308, -1e308, float("inf"), float("nan")]),
+        ),
+        "b": st.one_of(st.none(), st.integers(-20, 20), st.floats(-50, 50, allow_nan=False)),
+        "c": st.one_of(st.none(), st.integers(-5, 5)),
+        "stage": st.one_of(st.none(), st.sampled_from(STAGES)),
+        "flag": st.one_of(st.none(), st.booleans()),
+        "seen_at": st.one_of(
+            st.none(), st.datetimes(dt.datetime(2026, 3, 1), dt.datetime(2026, 8, 1)).map(lambda d: d.isoformat() + "Z")
+        ),
+        "tags": st.one_of(st.none(), st.lists(st.sampled_from(["x", "y", "growth", "retention"]), max_size=3)),
+    },
+)
 
 
 # Validity windows around NOW: none, ended exactly at NOW (valid_to is exclusive), current, not yet begun.
-WINDOWS = ["", "    valid_to: 2026-06-01\n", "    valid_from: 2026-05-01\n    valid_to: 2026-07-01\n", "    valid_from: 2026-06-02\n"]
+WINDOWS = [
+    "",
+    "    valid_to: 2026-06-01\n",
+    "    valid_from: 2026-05-01\n    valid_to: 2026-07-01\n",
+    "    valid_from: 2026-06-02\n",
+]
 
 
 def _ruleset(hit: str, whens: list[tuple[str, int, int]]) -> dict[str, str]:
@@ -131,16 +149,20 @@ def _constants_agree(revision, name: str, rows: list[dict]) -> None:
     ids = [rule.id for rule in revision.rulesets[name].rules]
     for held in [[k] for k in inputs if len(inputs) > 1] + [[k for k in inputs if k != free] for free in inputs[:2]]:
         same = [{**row, **{k: rows[0].get(k) for k in held}} for row in rows]
-        normalized, _ = vector.to_columns(revision.rulesets[name], {k: [row.get(k) for row in same] for k in inputs if k not in held})
+        normalized, _ = vector.to_columns(
+            revision.rulesets[name], {k: [row.get(k) for row in same] for k in inputs if k not in held}
+        )
         result = revision.evaluate_columns(name, normalized, now=NOW, constants={k: rows[0].get(k) for k in held})
         for index, row in enumerate(same):
             assert revision.evaluate(name, row, now=NOW, backend="python").fired_ids == result.fired_ids(index, ids), (held, row)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(hit=st.sampled_from(["first", "collect"]),
-       whens=st.lists(st.tuples(conditions, st.integers(0, 2), st.integers(0, len(WINDOWS) - 1)), min_size=1, max_size=5),
-       rows=st.lists(inputs, min_size=1, max_size=8))
+@given(
+    hit=st.sampled_from(["first", "collect"]),
+    whens=st.lists(st.tuples(conditions, st.integers(0, 2), st.integers(0, len(WINDOWS) - 1)), min_size=1, max_size=5),
+    rows=st.lists(inputs, min_size=1, max_size=8),
+)
 def test_backends_agree_on_random_rules_and_inputs(hit, whens, rows):
     try:
         revision = build_revision(_ruleset(hit, whens), backend="durable", durable_host=HOST, run_cases=False)
@@ -169,14 +191,24 @@ def test_shipped_cases_pass_on_every_backend(shipped):
 def _value(spec, draw):
     kind = spec.type.value
     if kind == "number":
-        return draw(st.one_of(st.none(), st.integers(0, 30), st.floats(0, 20000, allow_nan=False), st.sampled_from([0.6, 0.85, 70, 1000])))
+        return draw(
+            st.one_of(st.none(), st.integers(0, 30), st.floats(0, 20000, allow_nan=False), st.sampled_from([0.6, 0.85, 70, 1000]))
+        )
     if kind == "string":
         return draw(st.one_of(st.none(), st.sampled_from(list(spec.values) or ["cancel", "browse", "upgrade", "complaint"])))
     if kind == "boolean":
         return draw(st.one_of(st.none(), st.booleans()))
     if kind == "timestamp":
-        return draw(st.one_of(st.none(), st.datetimes(dt.datetime(2023, 1, 1), dt.datetime(2026, 6, 30)).map(lambda d: d.isoformat() + "Z")))
-    return draw(st.one_of(st.none(), st.lists(st.sampled_from(["growth", "retention", "win_back", "high", "low", "churn_risk"]), max_size=3)))
+        return draw(
+            st.one_of(
+                st.none(), st.datetimes(dt.datetime(2023, 1, 1), dt.datetime(2026, 6, 30)).map(lambda d: d.isoformat() + "Z")
+            )
+        )
+    return draw(
+        st.one_of(
+            st.none(), st.lists(st.sampled_from(["growth", "retention", "win_back", "high", "low", "churn_risk"]), max_size=3)
+        )
+    )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -199,7 +231,7 @@ def test_rule_sets_evaluated_together_agree_with_each_alone(shipped, data):
             together = shipped.evaluate_group_many(group, rows, now=NOW, backend=backend)
             single = shipped.evaluate_group(group, rows[0], now=NOW, backend=backend)
             assert {n: r.fired_ids for n, r in single.items()} == {n: r.fired_ids for n, r in together[0].items()}
-            for row, results in zip(rows, together):
+            for row, results in zip(rows, together, strict=True):
                 for name in group:
                     alone = shipped.evaluate(name, row, now=NOW, backend="python")
                     assert results[name].backend == backend

@@ -26,13 +26,17 @@ def billion_laughs() -> str:
 
 
 def rules(count: int) -> str:
-    return VALUE_HEAD + "rules:\n" + "".join(f"- {{id: r{i}, when: value_score > {i}, then: {{value_segment: x}}}}\n"
-                                             for i in range(count))
+    return (
+        VALUE_HEAD
+        + "rules:\n"
+        + "".join(f"- {{id: r{i}, when: value_score > {i}, then: {{value_segment: x}}}}\n" for i in range(count))
+    )
 
 
 def cases(count: int) -> str:
-    return "ruleset: value\ncases:\n" + "".join(f"- {{given: {{value_score: {i}}}, expect: {{value_segment: low}}}}\n"
-                                                for i in range(count))
+    return "ruleset: value\ncases:\n" + "".join(
+        f"- {{given: {{value_score: {i}}}, expect: {{value_segment: low}}}}\n" for i in range(count)
+    )
 
 
 # name → (file name, content as text for the API and the folder, or bytes for the folder only, what the problem says)
@@ -59,7 +63,11 @@ BYTES = {
     "random binary": ("value.yaml", random.Random(2).randbytes(256 * 1024), "not UTF-8 text"),
     "UTF-16 with BOM": ("value.yaml", "\ufeffruleset: value\nhit: first\n".encode("utf-16"), "UTF-16 text; save it as UTF-8"),
     "Latin-1": ("value.yaml", "ruleset: value\ndescription: caf\xe9 cr\xe8me\n".encode("latin-1"), "not UTF-8 text (byte 0xe9)"),
-    **{name: (file, text.encode("utf-8")) + (says,) for name, (file, text, says) in TEXT.items() if name not in ("binary as text", "lone surrogate")},
+    **{
+        name: (file, text.encode("utf-8")) + (says,)
+        for name, (file, text, says) in TEXT.items()
+        if name not in ("binary as text", "lone surrogate")
+    },
 }
 
 
@@ -107,17 +115,22 @@ def test_the_diff_of_a_draft_changing_thousands_of_scattered_lines_is_quick(clie
     original = (rules_dir / "value.yaml").read_text()
     old = original + "".join(f"# note {i}\n" for i in range(10_000))
     new = original + "".join(f"# note {i}\n" if i % 2 else f"# changed {i}\n" for i in range(10_000))
-    published = client.post("/api/v1/rules/publish", json={"files": {"value.yaml": old}, "message": "notes"}, headers=auth("editor"))
+    published = client.post(
+        "/api/v1/rules/publish", json={"files": {"value.yaml": old}, "message": "notes"}, headers=auth("editor")
+    )
     assert published.status_code == 200, published.get_json()
     started = time.perf_counter()
     validated = client.post("/api/v1/rules/validate", json={"files": {"value.yaml": new}}, headers=auth("editor")).get_json()
     assert time.perf_counter() - started < REFUSED_WITHIN + 2  # the draft is valid: its cases run on every backend too
     lines = validated["diff"].splitlines()
     first = len(original.splitlines()) + 1
-    assert lines[:3] == ["--- " + published.get_json()["revision"][:12] + "/value.yaml", "+++ draft/value.yaml",
-                         f"@@ -{first - 3},{3 + 9_999 + 1} +{first - 3},{3 + 9_999 + 1} @@"]
-    assert [line[1:] for line in lines if line.startswith("-") and not line.startswith("---")] == old.splitlines()[first - 1:-1]
-    assert [line[1:] for line in lines if line.startswith("+") and not line.startswith("+++")] == new.splitlines()[first - 1:-1]
+    assert lines[:3] == [
+        "--- " + published.get_json()["revision"][:12] + "/value.yaml",
+        "+++ draft/value.yaml",
+        f"@@ -{first - 3},{3 + 9_999 + 1} +{first - 3},{3 + 9_999 + 1} @@",
+    ]
+    assert [line[1:] for line in lines if line.startswith("-") and not line.startswith("---")] == old.splitlines()[first - 1 : -1]
+    assert [line[1:] for line in lines if line.startswith("+") and not line.startswith("+++")] == new.splitlines()[first - 1 : -1]
 
 
 def test_a_draft_past_the_values_of_a_revision_is_refused_before_anything_is_built(client, auth):
@@ -188,7 +201,8 @@ def test_limits_are_settings(config, rules_dir):
     with pytest.raises(RulesInvalid) as refused:
         create_app({**vars(config), "rules_max_rules": 9})
     assert {(p.file, p.message) for p in refused.value.problems} == {
-        (name, "more than 9 rules in one file (RULES_MAX_RULES); split the rule set") for name in ("offers.yaml", "rfm.yaml")}
+        (name, "more than 9 rules in one file (RULES_MAX_RULES); split the rule set") for name in ("offers.yaml", "rfm.yaml")
+    }
     tenth = [n for n, line in enumerate((rules_dir / "rfm.yaml").read_text().splitlines(), 1) if line.startswith("  - id:")][9]
     assert [p.line for p in refused.value.problems if p.file == "rfm.yaml"] == [tenth]
     from_env = Config.from_env({"RULES_MAX_DEPTH": "5", "RULES_MAX_TOTAL_VALUES": "1000", "EXPENSIVE_CONCURRENCY": "1"})
@@ -208,17 +222,29 @@ def one_slot_app(config):
     application.extensions["database"].dispose()
 
 
-EXPENSIVE = (("/api/v1/rules/validate", {"files": {}}), ("/api/v1/rules/publish", {"message": "m"}), ("/api/v1/rules/test", None),
-             ("/api/v1/rules/rollback", {"message": "m"}), ("/api/v1/jobs/what-if", {"steps": ["stages"]}),
-             ("/api/v1/models/churn/promote", {"version": "v1", "reason": "r"}), ("/api/v1/models/churn/rollback", {"reason": "r"}),
-             ("/api/v1/lifecycle/evaluate", None), ("/api/v1/rfm/calculate", {}), ("/api/v1/segments/recompute", None))
+EXPENSIVE = (
+    ("/api/v1/rules/validate", {"files": {}}),
+    ("/api/v1/rules/publish", {"message": "m"}),
+    ("/api/v1/rules/test", None),
+    ("/api/v1/rules/rollback", {"message": "m"}),
+    ("/api/v1/jobs/what-if", {"steps": ["stages"]}),
+    ("/api/v1/models/churn/promote", {"version": "v1", "reason": "r"}),
+    ("/api/v1/models/churn/rollback", {"reason": "r"}),
+    ("/api/v1/lifecycle/evaluate", None),
+    ("/api/v1/rfm/calculate", {}),
+    ("/api/v1/segments/recompute", None),
+)
 
 
 def assert_busy(response) -> None:
     assert response.status_code == 429, response.get_json()
     assert response.headers["Retry-After"] == "2"
-    assert response.get_json() == {"code": "too_many_requests", "status": 429, "errors": {},
-                                   "message": "1 expensive request(s) are running in this server; retry in 2 s"}
+    assert response.get_json() == {
+        "code": "too_many_requests",
+        "status": 429,
+        "errors": {},
+        "message": "1 expensive request(s) are running in this server; retry in 2 s",
+    }
 
 
 def test_past_the_concurrency_an_expensive_request_gets_429_with_retry_after(one_slot_app, auth):
@@ -229,12 +255,16 @@ def test_past_the_concurrency_an_expensive_request_gets_429_with_retry_after(one
         for url, body in EXPENSIVE:
             assert_busy(client.post(url, json=body, headers=auth("admin")))
         assert client.get("/api/v1/rules", headers=auth("analyst")).status_code == 200
-        evaluated = client.post("/api/v1/rules/evaluate", json={"ruleset": "value", "inputs": {"value_score": 80}}, headers=auth("analyst"))
+        evaluated = client.post(
+            "/api/v1/rules/evaluate", json={"ruleset": "value", "inputs": {"value_score": 80}}, headers=auth("analyst")
+        )
         assert evaluated.status_code == 200
     finally:
         slots.release()
     # The slot is given back after an error and after a success, so the next request runs.
-    refused = client.post("/api/v1/rules/publish", json={"files": {"value.yaml": "x: *a"}, "message": "m"}, headers=auth("editor"))
+    refused = client.post(
+        "/api/v1/rules/publish", json={"files": {"value.yaml": "x: *a"}, "message": "m"}, headers=auth("editor")
+    )
     assert refused.status_code == 422
     assert client.post("/api/v1/rules/test", headers=auth("analyst")).status_code == 200
     assert client.post("/api/v1/rules/test", headers=auth("analyst")).status_code == 200
@@ -253,8 +283,11 @@ def test_a_publish_in_flight_holds_the_slot(one_slot_app, auth, database, rules_
     done: dict = {}
     with database.engine.connect() as lock:
         lock.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _PUBLISH_LOCK})
-        publisher = threading.Thread(target=lambda: done.update(r=client.post(
-            "/api/v1/rules/publish", json={"files": {"value.yaml": text}, "message": "75"}, headers=headers)))
+        publisher = threading.Thread(
+            target=lambda: done.update(
+                r=client.post("/api/v1/rules/publish", json={"files": {"value.yaml": text}, "message": "75"}, headers=headers)
+            )
+        )
         publisher.start()
         try:
             deadline = time.monotonic() + 60
@@ -278,11 +311,24 @@ def test_unauthenticated_requests_never_take_a_slot(one_slot_app, auth):
 
 def test_the_429_is_in_the_openapi_of_each_expensive_operation(client):
     spec = client.get("/api/v1/openapi.json").get_json()
-    expensive = {(path, method) for path, item in spec["paths"].items() for method, op in item.items()
-                 if isinstance(op, dict) and "429" in op.get("responses", {})}
-    assert expensive == {("/api/v1/rules/validate", "post"), ("/api/v1/rules/publish", "post"), ("/api/v1/rules/rollback", "post"),
-                         ("/api/v1/rules/test", "post"), ("/api/v1/jobs/what-if", "post"),
-                         ("/api/v1/models/{name}/promote", "post"), ("/api/v1/models/{name}/rollback", "post"),
-                         ("/api/v1/lifecycle/evaluate", "post"), ("/api/v1/rfm/calculate", "post"), ("/api/v1/segments", "post"),
-                         ("/api/v1/segments/{name}", "patch"), ("/api/v1/segments/recompute", "post")}
+    expensive = {
+        (path, method)
+        for path, item in spec["paths"].items()
+        for method, op in item.items()
+        if isinstance(op, dict) and "429" in op.get("responses", {})
+    }
+    assert expensive == {
+        ("/api/v1/rules/validate", "post"),
+        ("/api/v1/rules/publish", "post"),
+        ("/api/v1/rules/rollback", "post"),
+        ("/api/v1/rules/test", "post"),
+        ("/api/v1/jobs/what-if", "post"),
+        ("/api/v1/models/{name}/promote", "post"),
+        ("/api/v1/models/{name}/rollback", "post"),
+        ("/api/v1/lifecycle/evaluate", "post"),
+        ("/api/v1/rfm/calculate", "post"),
+        ("/api/v1/segments", "post"),
+        ("/api/v1/segments/{name}", "patch"),
+        ("/api/v1/segments/recompute", "post"),
+    }
     assert "Retry-After" in spec["paths"]["/api/v1/rules/validate"]["post"]["responses"]["429"]["headers"]

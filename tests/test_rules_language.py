@@ -87,23 +87,26 @@ def test_a_single_equals_sign_gets_a_hint():
     assert "write == to compare" in problem.message
 
 
-@pytest.mark.parametrize("when, message", [
-    ("spend > 'high'", "cannot compare a number with a string"),
-    ("stage > 'growth'", "a string can only be compared with == or !="),
-    ("stage == 'grwoth'", "'stage' is never 'grwoth'; did you mean 'growth'?"),
-    ("stage in ['growth', 'winback']", "'stage' is never 'winback'; did you mean 'win_back'?"),
-    ("spend + stage > 3", "'+' works on numbers, but this is a string"),
-    ("spend", "a condition must be true or false, but this is a number"),
-    ("days_since(spend) > 3", "days_since() takes a timestamp, but this is a number"),
-    ("day_since(last_purchase_at) > 3", "unknown function 'day_since'; did you mean 'days_since'?"),
-    ("spend > 3 and", "expected a value, found end of condition"),
-    ("(spend > 3", "expected ')', found end of condition"),
-    ("spend in offer.stages", "only text can be looked up in a list input"),
-    ("'grwoth' in offer.stages", "'offer.stages' never holds 'grwoth'; did you mean 'growth'?"),
-    ("spend > 3 extra", "unexpected 'extra' after a complete condition"),
-    ("__import__('os')", "unknown function '__import__'"),
-    ("spend.__class__ > 1", "unknown name 'spend.__class__'"),
-])
+@pytest.mark.parametrize(
+    "when, message",
+    [
+        ("spend > 'high'", "cannot compare a number with a string"),
+        ("stage > 'growth'", "a string can only be compared with == or !="),
+        ("stage == 'grwoth'", "'stage' is never 'grwoth'; did you mean 'growth'?"),
+        ("stage in ['growth', 'winback']", "'stage' is never 'winback'; did you mean 'win_back'?"),
+        ("spend + stage > 3", "'+' works on numbers, but this is a string"),
+        ("spend", "a condition must be true or false, but this is a number"),
+        ("days_since(spend) > 3", "days_since() takes a timestamp, but this is a number"),
+        ("day_since(last_purchase_at) > 3", "unknown function 'day_since'; did you mean 'days_since'?"),
+        ("spend > 3 and", "expected a value, found end of condition"),
+        ("(spend > 3", "expected ')', found end of condition"),
+        ("spend in offer.stages", "only text can be looked up in a list input"),
+        ("'grwoth' in offer.stages", "'offer.stages' never holds 'grwoth'; did you mean 'growth'?"),
+        ("spend > 3 extra", "unexpected 'extra' after a complete condition"),
+        ("__import__('os')", "unknown function '__import__'"),
+        ("spend.__class__ > 1", "unknown name 'spend.__class__'"),
+    ],
+)
 def test_type_and_name_errors_are_explained(when, message):
     quoted = when.replace("'", "''")
     problem = only_problem(profile(f"'{quoted}'"))
@@ -131,7 +134,9 @@ def test_a_changed_threshold_that_still_partitions_is_accepted():
 def test_rules_that_can_never_fire_are_reported():
     problem = only_problem(profile("spend > 10 and spend < 5"))
     assert "can never fire" in problem.message
-    always_first = VALUE.replace("when: value_score >= 70", "when: true").replace("partition: {input: value_score, range: [0, 100]}\n", "")
+    always_first = VALUE.replace("when: value_score >= 70", "when: true").replace(
+        "partition: {input: value_score, range: [0, 100]}\n", ""
+    )
     messages = [p.message for p in problems_of({"value.yaml": always_first})]
     assert any("rule 'medium' can never fire: rule 'high' before it always fires" in m for m in messages)
 
@@ -143,7 +148,12 @@ def test_every_problem_of_a_file_is_reported_at_once():
 
 
 def test_unknown_keys_and_duplicate_ids_are_errors():
-    messages = [p.message for p in problems_of({"value.yaml": VALUE.replace("  - id: medium", "  - id: high").replace("hit: first", "hit: first\nhits: 3")})]
+    messages = [
+        p.message
+        for p in problems_of(
+            {"value.yaml": VALUE.replace("  - id: medium", "  - id: high").replace("hit: first", "hit: first\nhits: 3")}
+        )
+    ]
     assert any("unknown key 'hits'" in m for m in messages)
     assert any("rule id 'high' is used twice" in m for m in messages)
 
@@ -154,43 +164,48 @@ def test_yaml_that_does_not_parse_names_its_line():
 
 
 def test_python_object_tags_are_refused():
-    problem = only_problem({"value.yaml": VALUE.replace("value_segment: low}", "value_segment: !!python/object/apply:os.system [ls]}")})
+    problem = only_problem(
+        {"value.yaml": VALUE.replace("value_segment: low}", "value_segment: !!python/object/apply:os.system [ls]}")}
+    )
     assert "not valid YAML" in problem.message
 
 
-@pytest.mark.parametrize("when, facts, fires", [
-    ("spend > 10", {"spend": 11}, True),
-    ("spend > 10", {}, False),
-    ("not (spend > 10)", {}, False),  # missing stays unknown under not
-    ("not (spend > 10)", {"spend": 3}, True),
-    ("spend is missing", {}, True),
-    ("spend is not missing", {"spend": 0}, True),
-    ("spend > 10 or visits > 1", {"visits": 2}, True),
-    ("spend between 10 and 20", {"spend": 20}, True),
-    ("10 <= spend < 20", {"spend": 20}, False),
-    ("spend / visits > 2", {"spend": 10, "visits": 0}, False),  # division by zero is missing
-    ("not (spend / visits > 2)", {"spend": 10, "visits": 0}, False),
-    ("spend * 2 - visits >= 19", {"spend": 10, "visits": 1}, True),
-    ("-spend < -5", {"spend": 10}, True),
-    ("coalesce(spend, 0) == 0", {}, True),
-    ("max(spend, visits) == 7 and min(spend, visits) == 2", {"spend": 2, "visits": 7}, True),
-    ("abs(spend) == 4", {"spend": -4}, True),
-    ("stage in ['growth', 'win_back']", {"stage": "growth"}, True),
-    ("stage not in ['growth']", {"stage": "win_back"}, True),
-    ("stage not in ['growth']", {}, False),
-    ("'growth' in offer.stages", {"offer.stages": ["growth"]}, True),
-    ("'growth' in offer.stages", {"offer.stages": ["retention"]}, False),
-    ("stage not in offer.stages", {"stage": "growth", "offer.stages": ["win_back"]}, True),
-    ("vip", {"vip": True}, True),
-    ("not vip", {"vip": False}, True),
-    ("not vip", {}, False),
-    ("vip == false", {"vip": False}, True),
-    ("days_since(last_purchase_at) == 31", {"last_purchase_at": "2026-05-01T00:00:00Z"}, True),
-    ("days_since(last_purchase_at) == 30", {"last_purchase_at": "2026-05-01T00:00:01Z"}, True),
-    ("last_purchase_at < date('2026-05-02')", {"last_purchase_at": "2026-05-01"}, True),
-    ("visits == 3", {"visits": 3.0}, True),
-    ("spend > 5e-05", {"spend": 0.0001}, True),
-])
+@pytest.mark.parametrize(
+    "when, facts, fires",
+    [
+        ("spend > 10", {"spend": 11}, True),
+        ("spend > 10", {}, False),
+        ("not (spend > 10)", {}, False),  # missing stays unknown under not
+        ("not (spend > 10)", {"spend": 3}, True),
+        ("spend is missing", {}, True),
+        ("spend is not missing", {"spend": 0}, True),
+        ("spend > 10 or visits > 1", {"visits": 2}, True),
+        ("spend between 10 and 20", {"spend": 20}, True),
+        ("10 <= spend < 20", {"spend": 20}, False),
+        ("spend / visits > 2", {"spend": 10, "visits": 0}, False),  # division by zero is missing
+        ("not (spend / visits > 2)", {"spend": 10, "visits": 0}, False),
+        ("spend * 2 - visits >= 19", {"spend": 10, "visits": 1}, True),
+        ("-spend < -5", {"spend": 10}, True),
+        ("coalesce(spend, 0) == 0", {}, True),
+        ("max(spend, visits) == 7 and min(spend, visits) == 2", {"spend": 2, "visits": 7}, True),
+        ("abs(spend) == 4", {"spend": -4}, True),
+        ("stage in ['growth', 'win_back']", {"stage": "growth"}, True),
+        ("stage not in ['growth']", {"stage": "win_back"}, True),
+        ("stage not in ['growth']", {}, False),
+        ("'growth' in offer.stages", {"offer.stages": ["growth"]}, True),
+        ("'growth' in offer.stages", {"offer.stages": ["retention"]}, False),
+        ("stage not in offer.stages", {"stage": "growth", "offer.stages": ["win_back"]}, True),
+        ("vip", {"vip": True}, True),
+        ("not vip", {"vip": False}, True),
+        ("not vip", {}, False),
+        ("vip == false", {"vip": False}, True),
+        ("days_since(last_purchase_at) == 31", {"last_purchase_at": "2026-05-01T00:00:00Z"}, True),
+        ("days_since(last_purchase_at) == 30", {"last_purchase_at": "2026-05-01T00:00:01Z"}, True),
+        ("last_purchase_at < date('2026-05-02')", {"last_purchase_at": "2026-05-01"}, True),
+        ("visits == 3", {"visits": 3.0}, True),
+        ("spend > 5e-05", {"spend": 0.0001}, True),
+    ],
+)
 def test_conditions_mean_what_they_say(when, facts, fires):
     assert evaluate(when, facts) is fires
 
@@ -198,7 +213,8 @@ def test_conditions_mean_what_they_say(when, facts, fires):
 def test_text_in_a_rule_stays_data_in_the_compiled_backend():
     # The compiled backend generates Python from the parsed form; literals go through repr(), so
     # rule text that looks like code can only ever be compared, never run.
-    files = {"notes.yaml": """\
+    files = {
+        "notes.yaml": """\
 ruleset: notes
 hit: collect
 inputs:
@@ -210,12 +226,13 @@ rules:
     when: |
       note == "a\\" or True or \\"b" or note == "__import__('os').system('false')"
     then: {hit: true}
-"""}
+"""
+    }
     for backend in ("python", "durable"):
         from decision_server.rules.durable_host import DurableHost
 
         revision = build_revision(files, backend=backend, durable_host=DurableHost() if backend == "durable" else None)
-        fires = lambda note: revision.evaluate("notes", {"note": note}).fired_ids == ["quoted"]  # noqa: E731
+        fires = lambda note, revision=revision: revision.evaluate("notes", {"note": note}).fired_ids == ["quoted"]  # noqa: E731
         assert fires('a" or True or "b') and fires("__import__('os').system('false')")
         assert not fires("b") and not fires("")
         assert "__import__" not in revision.compiled["notes"].source.replace(repr("__import__('os').system('false')"), "")

@@ -31,7 +31,8 @@ def test_a_second_build_of_the_same_files_is_its_own_revision():
 def test_files_built_without_their_cases_still_have_them_run_when_asked():
     files = read_rules_dir(REPO / "rules")
     files["value.cases.yaml"] = files["value.cases.yaml"].replace(
-        "given: {value_score: 90}\n    expect: {value_segment: high}", "given: {value_score: 90}\n    expect: {value_segment: low}"
+        "given: {value_score: 90}\n    expect: {value_segment: high}",
+        "given: {value_score: 90}\n    expect: {value_segment: low}",
     )
     build_revision(files, backend="python", run_cases=False).close()  # loads: cases are not run
     with pytest.raises(RulesInvalid) as caught:

@@ -7,10 +7,9 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
+from conftest import REPO
 
 from decision_server.cli import cli
-
-from conftest import REPO
 
 NEWER = ("rfm", "value_weights", "journey")
 
@@ -28,7 +27,7 @@ def rules_dir(tmp_path):
 def test_events_still_work_and_bulk_calls_say_what_is_missing(client, auth, rules_dir, config, app):
     headers = auth("admin")
     client.post("/api/v1/customers", json={"external_id": "U-1"}, headers=headers)
-    body = {"customer_id": "U-1", "occurred_at": dt.datetime.now(dt.timezone.utc).isoformat(), "amount": "5.00"}
+    body = {"customer_id": "U-1", "occurred_at": dt.datetime.now(dt.UTC).isoformat(), "amount": "5.00"}
     assert client.post("/api/v1/transactions", json=body, headers=headers).status_code == 201
     state = client.get("/api/v1/customers/U-1", headers=headers).get_json()["state"]
     assert state["stage"] == "onboarding" and state["journey_stage"] is None and state["value_score"] is None
@@ -37,7 +36,9 @@ def test_events_still_work_and_bulk_calls_say_what_is_missing(client, auth, rule
     assert "rules add-missing" in refused.get_json()["message"] and "rfm" in refused.get_json()["errors"]["rules"][0]
 
     # The fix the message names: add the shipped files (edits stay), the server publishes them.
-    result = CliRunner().invoke(cli, ["--database-url", config.database_url, "--rules-dir", str(rules_dir), "rules", "add-missing"])
+    result = CliRunner().invoke(
+        cli, ["--database-url", config.database_url, "--rules-dir", str(rules_dir), "rules", "add-missing"]
+    )
     assert result.exit_code == 0 and "rfm.yaml" in result.output and "lifecycle.yaml" not in result.output
     app.extensions["rulebook"].sync()
     assert client.post("/api/v1/rfm/calculate", json={}, headers=headers).status_code == 200

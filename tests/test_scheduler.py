@@ -31,7 +31,10 @@ CLI = os.path.join(os.path.dirname(sys.executable), "decision-server")
 def test_the_shipped_schedules_and_editing_them_over_the_api(client, auth):
     listed = client.get("/api/v1/jobs/schedules", headers=auth("analyst")).get_json()
     by_name = {s["name"]: s for s in listed["items"]}
-    assert set(by_name) == {"nightly", "hourly-stages", "points-expiry", "weekly-retrain", "decision-log-retention"} and listed["leader"] is None
+    assert (
+        set(by_name) == {"nightly", "hourly-stages", "points-expiry", "weekly-retrain", "decision-log-retention"}
+        and listed["leader"] is None
+    )
     assert by_name["nightly"]["cron"] == "30 2 * * *" and by_name["hourly-stages"]["steps"] == ["stages", "segments"]
     assert by_name["nightly"]["updated_by"] == "file"
     bad = client.patch("/api/v1/jobs/schedules/nightly", json={"cron": "61 2 * * *"}, headers=auth("admin"))
@@ -44,8 +47,9 @@ def test_the_shipped_schedules_and_editing_them_over_the_api(client, auth):
     client.patch("/api/v1/jobs/schedules/hourly-stages", json={"interval_seconds": 900}, headers=auth("admin"))
     back = client.patch("/api/v1/jobs/schedules/hourly-stages", json={"cron": "15 * * * *"}, headers=auth("admin"))
     assert back.status_code == 200 and (back.get_json()["cron"], back.get_json()["interval_seconds"]) == ("15 * * * *", None)
-    both = client.patch("/api/v1/jobs/schedules/hourly-stages", json={"cron": "15 * * * *", "interval_seconds": 60},
-                        headers=auth("admin"))
+    both = client.patch(
+        "/api/v1/jobs/schedules/hourly-stages", json={"cron": "15 * * * *", "interval_seconds": 60}, headers=auth("admin")
+    )
     assert both.status_code == 422 and "cron" in both.get_json()["errors"]
     assert client.patch("/api/v1/jobs/schedules/nope", json={"enabled": True}, headers=auth("admin")).status_code == 404
     # a restart does not undo an edit: the file only adds what the database lacks
@@ -77,21 +81,36 @@ def _wait_for(check, timeout: float, what: str):
         time.sleep(0.2)
 
 
-def test_one_of_two_schedulers_runs_the_jobs_and_the_other_takes_over_when_it_is_killed(database, database_url, rules_dir, tmp_path):
+def test_one_of_two_schedulers_runs_the_jobs_and_the_other_takes_over_when_it_is_killed(
+    database, database_url, rules_dir, tmp_path
+):
     generator.load(database, generator.DemoSpec(customers=400, seed=3))
     schedules = tmp_path / "schedules.yaml"
     schedules.write_text("schedules:\n  tick:\n    job: reevaluate\n    interval_seconds: 1\n    steps: [stages, segments]\n")
-    env = {**os.environ, "DATABASE_URL": database_url, "RULES_DIR": str(rules_dir), "MODELS_DIR": str(tmp_path / "none"),
-           "SCHEDULES_FILE": str(schedules), "SCHEDULER_LEASE_SECONDS": "2", "JOB_LEASE_SECONDS": "3"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "RULES_DIR": str(rules_dir),
+        "MODELS_DIR": str(tmp_path / "none"),
+        "SCHEDULES_FILE": str(schedules),
+        "SCHEDULER_LEASE_SECONDS": "2",
+        "JOB_LEASE_SECONDS": "3",
+    }
     logs = [(tmp_path / f"scheduler-{i}.log").open("w") for i in range(2)]
     procs = [_start(env, log) for log in logs]
     try:
+
         def runs(*where):
             with database.connection() as conn:
                 return conn.execute(sa.select(_runs).where(*where).order_by(_runs.c.id)).all()
 
-        first = _wait_for(lambda: [r for r in runs(_runs.c.status == "succeeded")][:3] if len(runs(_runs.c.status == "succeeded")) >= 3 else None,
-                          90, "three scheduled runs")
+        first = _wait_for(
+            lambda: (
+                [r for r in runs(_runs.c.status == "succeeded")][:3] if len(runs(_runs.c.status == "succeeded")) >= 3 else None
+            ),
+            90,
+            "three scheduled runs",
+        )
         assert len({r.runner.rsplit(":", 1)[0] for r in first}) == 1 and {r.source for r in first} == {"schedule"}
         with database.connection() as conn:
             holder = conn.execute(sa.select(_leases.c.holder)).scalar()
@@ -100,8 +119,11 @@ def test_one_of_two_schedulers_runs_the_jobs_and_the_other_takes_over_when_it_is
         survivor = next(p for p in procs if p.pid != leader_pid)
         _wait_for(lambda: runs(_runs.c.status == "running"), 30, "the leader in the middle of a job")
         os.kill(leader_pid, signal.SIGKILL)  # mid-job: its run stays `running` with a heartbeat that stops
-        taken = _wait_for(lambda: [r for r in runs(_runs.c.status == "succeeded") if r.runner.split(":")[1] == str(survivor.pid)],
-                          90, "the other scheduler taking over")
+        taken = _wait_for(
+            lambda: [r for r in runs(_runs.c.status == "succeeded") if r.runner.split(":")[1] == str(survivor.pid)],
+            90,
+            "the other scheduler taking over",
+        )
         assert taken
         with database.connection() as conn:
             assert conn.execute(sa.select(_leases.c.holder)).scalar().split(":")[1] == str(survivor.pid)
@@ -109,8 +131,11 @@ def test_one_of_two_schedulers_runs_the_jobs_and_the_other_takes_over_when_it_is
         done = runs(_runs.c.finished_at.is_not(None), _runs.c.status == "succeeded")
         for a, b in itertools.pairwise(done):
             assert a.finished_at <= b.started_at or a.id == b.id or b.resumes, (a, b)
-        _wait_for(lambda: not [r for r in runs(_runs.c.status == "running") if r.runner.split(":")[1] == str(leader_pid)],
-                  60, "the killed leader's run interrupted or resumed")
+        _wait_for(
+            lambda: not [r for r in runs(_runs.c.status == "running") if r.runner.split(":")[1] == str(leader_pid)],
+            60,
+            "the killed leader's run interrupted or resumed",
+        )
         survivor.send_signal(signal.SIGTERM)
         survivor.wait(timeout=60)
         with database.connection() as conn:
@@ -127,8 +152,15 @@ def test_one_of_two_schedulers_runs_the_jobs_and_the_other_takes_over_when_it_is
 def test_a_failing_job_is_recorded_and_retried_with_backoff(database, database_url, rules_dir, tmp_path):
     schedules = tmp_path / "schedules.yaml"  # retraining an empty database fails: no purchases to learn from
     schedules.write_text("schedules:\n  learn:\n    job: retrain\n    interval_seconds: 3600\n")
-    env = {**os.environ, "DATABASE_URL": database_url, "RULES_DIR": str(rules_dir), "MODELS_DIR": str(tmp_path / "models"),
-           "SCHEDULES_FILE": str(schedules), "SCHEDULER_LEASE_SECONDS": "2", "JOB_RETRY_SECONDS": "1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "RULES_DIR": str(rules_dir),
+        "MODELS_DIR": str(tmp_path / "models"),
+        "SCHEDULES_FILE": str(schedules),
+        "SCHEDULER_LEASE_SECONDS": "2",
+        "JOB_RETRY_SECONDS": "1",
+    }
     log_path = tmp_path / "scheduler.log"
     with open(log_path, "w") as log:
         proc = _start(env, log)
@@ -143,7 +175,11 @@ def test_a_failing_job_is_recorded_and_retried_with_backoff(database, database_u
             assert "schedule learn failed (attempt 1)" in text and "schedule learn failed (attempt 2)" in text
             assert "retry 1 of 3 in 1 s" in text and "retry 2 of 3 in 4 s" in text
             with database.connection() as conn:
-                failed = conn.execute(sa.select(_runs.c.error).where(_runs.c.job == "retrain", _runs.c.status == "failed")).scalars().all()
+                failed = (
+                    conn.execute(sa.select(_runs.c.error).where(_runs.c.job == "retrain", _runs.c.status == "failed"))
+                    .scalars()
+                    .all()
+                )
             assert len(failed) >= 3 and all("no purchases" in e for e in failed)
         finally:
             proc.terminate()
@@ -164,7 +200,11 @@ def test_a_dead_leader_of_this_host_is_replaced_at_once_a_live_or_distant_one_is
     def held_by(holder):  # renewed just now, for ten minutes
         with database.connection(write=True) as conn:
             conn.execute(sa.delete(_leases))
-            conn.execute(sa.insert(_leases).values(name="scheduler", holder=holder, expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)))
+            conn.execute(
+                sa.insert(_leases).values(
+                    name="scheduler", holder=holder, expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+                )
+            )
 
     try:
         for holder in (f"elsewhere:{dead.pid}:{runners.place()}", here.format(pid=alive.pid)):
@@ -174,7 +214,9 @@ def test_a_dead_leader_of_this_host_is_replaced_at_once_a_live_or_distant_one_is
         held_by(here.format(pid=dead.pid))
         leading = threading.Event()
         with caplog.at_level(logging.WARNING, logger="decision_server.jobs.scheduler"):
-            thread = threading.Thread(target=runner.run_forever, kwargs={"on_change": lambda now: now and leading.set()}, daemon=True)
+            thread = threading.Thread(
+                target=runner.run_forever, kwargs={"on_change": lambda now: now and leading.set()}, daemon=True
+            )
             thread.start()
             assert leading.wait(30)  # at its first step, not after the ten minutes
         with database.connection() as conn:

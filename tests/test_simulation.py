@@ -8,13 +8,14 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
 
-import decision_simulation
+import decision_simulation  # noqa: E402
 
 
 def test_adaptive_learning_beats_rules_only_and_random_and_logs_every_response():
     # 400 customers, 2,500 visits over 14 virtual days, own SQLite scratch database; about 10 s.
-    result = decision_simulation.simulate(customers=400, decisions=2_500, days=14, seed=1, windows_count=4,
-                                          echo=lambda *args: None)
+    result = decision_simulation.simulate(
+        customers=400, decisions=2_500, days=14, seed=1, windows_count=4, echo=lambda *args: None
+    )
 
     last = result["windows"][-1]
     assert last["acted"] > 200

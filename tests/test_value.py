@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from decision_server.analytics import value
 from decision_server.rules.engine import build_revision
 from decision_server.rules.source import read_rules_dir
-
-from conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +18,16 @@ def revision():
     rev.close()
 
 
-BOUNDARIES = [(39.99, "low"), (40.0, "medium"), (40.01, "medium"), (69.99, "medium"), (70.0, "high"), (70.01, "high"),
-              (0.0, "low"), (100.0, "high")]
+BOUNDARIES = [
+    (39.99, "low"),
+    (40.0, "medium"),
+    (40.01, "medium"),
+    (69.99, "medium"),
+    (70.0, "high"),
+    (70.01, "high"),
+    (0.0, "low"),
+    (100.0, "high"),
+]
 
 
 @pytest.mark.parametrize("score,segment", BOUNDARIES)
@@ -60,6 +67,8 @@ def test_one_customer_and_many_give_the_same_answer(revision):
     scores, segments = value.for_columns(revision, transaction_count=count, ltv=ltv, r=r, f=f, m=m, engagement=engagement)
     for i in range(n):
         rfm = (int(r[i]), int(f[i]), int(m[i])) if bought[i] else None
-        one = value.for_customer(revision, transaction_count=int(count[i]), ltv=float(ltv[i]), rfm=rfm, engagement=float(engagement[i]))
+        one = value.for_customer(
+            revision, transaction_count=int(count[i]), ltv=float(ltv[i]), rfm=rfm, engagement=float(engagement[i])
+        )
         assert one == (scores[i], segments[i]), i
     assert {"high", "medium", "low"} <= set(segments)

@@ -38,8 +38,21 @@ log = logging.getLogger(__name__)
 # Memory: READERS + 1 chunks. A base of one chunk is read in process (no start-up cost).
 READERS = 2
 # State columns the pass reads.
-STATE = ("stage", "stage_since", "rfm_r", "rfm_f", "rfm_m", "rfm_segment", "rfm_run_id", "value_score",
-         "value_segment", "journey_stage", "transaction_count", "total_spend_cents", "last_purchase_at")
+STATE = (
+    "stage",
+    "stage_since",
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "rfm_segment",
+    "rfm_run_id",
+    "value_score",
+    "value_segment",
+    "journey_stage",
+    "transaction_count",
+    "total_spend_cents",
+    "last_purchase_at",
+)
 # Loyalty facts read when offers are tried (a what-if): the tier and the points the member can spend.
 LOYALTY = ("tier", "points_balance")
 _st = CustomerStateRecord.__table__
@@ -62,8 +75,9 @@ class Chunk:
 
 
 @contextlib.contextmanager
-def readers(database: Database, chunks: int, dask_address: str | None = None,
-            work: Any = None) -> Iterator[tuple[Callable[..., Any], int]]:
+def readers(
+    database: Database, chunks: int, dask_address: str | None = None, work: Any = None
+) -> Iterator[tuple[Callable[..., Any], int]]:
     """Yield a function that starts reading a chunk and returns its future (with .result()), and how
     many chunks to keep reading ahead. On Dask, `work` (shards.Work) has the workers evaluate the
     chunks they read as well."""
@@ -72,15 +86,18 @@ def readers(database: Database, chunks: int, dask_address: str | None = None,
         yield from _dask_readers(dask_address, url, work)
         return
     if chunks <= 1 or database.engine.url.database in (None, "", ":memory:"):
+
         def now(*args: Any) -> concurrent.futures.Future:
             done: concurrent.futures.Future = concurrent.futures.Future()
             done.set_result(read_chunk(database, *args))
             return done
+
         yield now, 1
         return
     context = multiprocessing.get_context("spawn")  # never fork a process that may hold threads and connections
-    with concurrent.futures.ProcessPoolExecutor(READERS, mp_context=context, initializer=_open_reader,
-                                             initargs=(url, os.getpid())) as pool:
+    with concurrent.futures.ProcessPoolExecutor(
+        READERS, mp_context=context, initializer=_open_reader, initargs=(url, os.getpid())
+    ) as pool:
         yield (lambda *args: pool.submit(_read_in_worker, *args)), READERS
 
 
@@ -89,7 +106,9 @@ def _dask_readers(address: str, url: str, work: Any = None) -> Iterator[tuple[Ca
     try:
         from distributed import Client
     except ImportError:
-        raise ConfigError("DASK_SCHEDULER_ADDRESS is set but dask is not installed: pip install 'decision-server[dask]'") from None
+        raise ConfigError(
+            "DASK_SCHEDULER_ADDRESS is set but dask is not installed: pip install 'decision-server[dask]'"
+        ) from None
     with Client(address, set_as_default=False) as client:
         log.info("bulk pass: reading on the Dask cluster at %s (%d workers)", address, len(client.scheduler_info()["workers"]))
         workers = len(client.scheduler_info()["workers"])
@@ -100,8 +119,9 @@ def _dask_readers(address: str, url: str, work: Any = None) -> Iterator[tuple[Ca
 _dask_databases: dict[str, Database] = {}
 
 
-def _read_on_dask(url: str, ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int], loyalty: bool = False,
-                  work: Any = None) -> Chunk:
+def _read_on_dask(
+    url: str, ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int], loyalty: bool = False, work: Any = None
+) -> Chunk:
     """A Dask task: read one chunk with this worker's engine for `url` (opened once per worker), and
     evaluate it when the run sent its `work`."""
     database = _dask_databases.get(url)
@@ -149,8 +169,9 @@ def peak_memory_mb() -> float | None:
     return None
 
 
-def read_chunk(database: Database, ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int],
-               loyalty: bool = False) -> Chunk:
+def read_chunk(
+    database: Database, ids: np.ndarray, as_of: dt.datetime, segment_ids: Sequence[int], loyalty: bool = False
+) -> Chunk:
     """Read customers `ids` (sorted): their stamps first (an event after this is seen as newer), then the rest.
 
     `loyalty` adds the LOYALTY columns to the state: tier and spendable points (balance less
@@ -159,10 +180,13 @@ def read_chunk(database: Database, ids: np.ndarray, as_of: dt.datetime, segment_
     with database.connection() as conn:
         seen = dict(fastsql.raw_rows(conn, stamps(ids)))
         features = bulk.features(conn, ids, as_of)
-        rows = conn.execute(sa.select(_st.c.customer_id, *(_st.c[k] for k in STATE))
-                            .where(bulk.of(_st.c.customer_id, ids))).all()
-        members = {sid: set(conn.execute(sa.select(_m.c.customer_id).where(
-            _m.c.segment_id == sid, bulk.of(_m.c.customer_id, ids))).scalars()) for sid in segment_ids}
+        rows = conn.execute(sa.select(_st.c.customer_id, *(_st.c[k] for k in STATE)).where(bulk.of(_st.c.customer_id, ids))).all()
+        members = {
+            sid: set(
+                conn.execute(sa.select(_m.c.customer_id).where(_m.c.segment_id == sid, bulk.of(_m.c.customer_id, ids))).scalars()
+            )
+            for sid in segment_ids
+        }
         enrolled = conn.execute(_loyalty(ids), {"now": as_of}).all() if loyalty else []
     n = len(ids)
     state = {k: np.full(n, None, dtype=object) for k in STATE + (LOYALTY if loyalty else ())}
@@ -176,26 +200,30 @@ def _place(ids: np.ndarray, rows: Sequence[Any], names: Sequence[str], state: di
     n = len(ids)
     found_at = np.zeros(n, dtype=bool)
     if rows:
-        columns = list(zip(*rows))
+        columns = list(zip(*rows, strict=True))
         found = np.fromiter(columns[0], dtype=np.int64, count=len(rows))
         where = np.searchsorted(ids, found)
         keep = (where < n) & (ids[np.minimum(where, n - 1)] == found)
         found_at[where[keep]] = True
-        for name, values in zip(names, columns[1:]):
+        for name, values in zip(names, columns[1:], strict=True):
             state[name][where[keep]] = np.array(values, dtype=object)[keep]
     return found_at
 
 
 def _loyalty(ids: np.ndarray) -> sa.Select:
     """Members in an id range: tier and the points they can spend (pending points are not spendable yet)."""
-    pending = (sa.select(_ll.c.customer_id, sa.func.sum(_ll.c.points).label("points"))
-               .where(bulk.of(_ll.c.customer_id, ids), _ll.c.points > 0,
-                      _ll.c.available_at > sa.bindparam("now", type_=UtcDateTime()))
-               .group_by(_ll.c.customer_id).subquery())
+    pending = (
+        sa.select(_ll.c.customer_id, sa.func.sum(_ll.c.points).label("points"))
+        .where(bulk.of(_ll.c.customer_id, ids), _ll.c.points > 0, _ll.c.available_at > sa.bindparam("now", type_=UtcDateTime()))
+        .group_by(_ll.c.customer_id)
+        .subquery()
+    )
     spendable = _lm.c.balance - sa.func.coalesce(pending.c.points, 0)
-    return (sa.select(_lm.c.customer_id, _lm.c.tier, sa.case((spendable > 0, spendable), else_=0))
-            .outerjoin(pending, pending.c.customer_id == _lm.c.customer_id)
-            .where(bulk.of(_lm.c.customer_id, ids)))
+    return (
+        sa.select(_lm.c.customer_id, _lm.c.tier, sa.case((spendable > 0, spendable), else_=0))
+        .outerjoin(pending, pending.c.customer_id == _lm.c.customer_id)
+        .where(bulk.of(_lm.c.customer_id, ids))
+    )
 
 
 def stamps(ids: np.ndarray) -> sa.Select:

@@ -64,8 +64,12 @@ def _query(as_of: dt.datetime):
     missing = sa.func.sum(sa.case((t.cost_cents.is_(None), t.amount_cents), else_=0))
     per = (
         sa.select(
-            t.customer_id.label("cid"), sa.func.sum(t.amount_cents).label("revenue"), known.label("known_cost"),
-            missing.label("uncosted"), purchase_count().label("orders"), first_purchase_at().label("first_at"),
+            t.customer_id.label("cid"),
+            sa.func.sum(t.amount_cents).label("revenue"),
+            known.label("known_cost"),
+            missing.label("uncosted"),
+            purchase_count().label("orders"),
+            first_purchase_at().label("first_at"),
             last_purchase_at().label("last_at"),
         )
         .where(t.occurred_at <= as_of)
@@ -73,8 +77,17 @@ def _query(as_of: dt.datetime):
         .subquery()
     )
     return (
-        sa.select(c.id, c.external_id, c.created_at, per.c.revenue, per.c.known_cost, per.c.uncosted, per.c.orders,
-                  per.c.first_at, per.c.last_at)
+        sa.select(
+            c.id,
+            c.external_id,
+            c.created_at,
+            per.c.revenue,
+            per.c.known_cost,
+            per.c.uncosted,
+            per.c.orders,
+            per.c.first_at,
+            per.c.last_at,
+        )
         .select_from(c)
         .outerjoin(per, per.c.cid == c.id)
         .where(c.created_at <= as_of)
@@ -82,8 +95,15 @@ def _query(as_of: dt.datetime):
     )
 
 
-def historical(conn: Connection, *, as_of: dt.datetime, margin: Decimal, customer_ids: list[int] | None = None,
-               after_id: int = 0, limit: int | None = None) -> list[HistoricalClv]:
+def historical(
+    conn: Connection,
+    *,
+    as_of: dt.datetime,
+    margin: Decimal,
+    customer_ids: list[int] | None = None,
+    after_id: int = 0,
+    limit: int | None = None,
+) -> list[HistoricalClv]:
     """Return historical CLV of customers (all who existed at as_of, or `customer_ids`), in id order."""
     query = _query(as_of).where(CustomerRecord.id > after_id)
     if customer_ids is not None:
@@ -102,12 +122,21 @@ def _row(row: Any, as_of: dt.datetime, margin: Decimal) -> HistoricalClv:
     lifespan = int((last_at - first_at).total_seconds() // DAY) if orders else 0
     average = int((Decimal(revenue) / orders).quantize(CENT, rounding=ROUND_HALF_UP)) if orders else 0
     return HistoricalClv(
-        customer_id=cid, external_id=external_id, as_of=as_of, revenue_cents=revenue, cost_cents=cost,
-        profit_cents=revenue - cost, cost_estimated_cents=estimated, orders=orders, average_order_cents=average,
-        first_purchase_at=first_at, last_purchase_at=last_at, tenure_days=tenure, lifespan_days=lifespan,
+        customer_id=cid,
+        external_id=external_id,
+        as_of=as_of,
+        revenue_cents=revenue,
+        cost_cents=cost,
+        profit_cents=revenue - cost,
+        cost_estimated_cents=estimated,
+        orders=orders,
+        average_order_cents=average,
+        first_purchase_at=first_at,
+        last_purchase_at=last_at,
+        tenure_days=tenure,
+        lifespan_days=lifespan,
         purchase_frequency=orders * 30 / max(tenure, 1),
     )
-
 
 
 def _half_up(numerator: np.ndarray, denominator: Any) -> np.ndarray:
@@ -132,6 +161,14 @@ def columns(agg: dict[str, np.ndarray], as_of: dt.datetime, margin: Decimal) -> 
     lifespan[bought] = np.floor((agg["last_purchase_at"][bought] - agg["first_purchase_at"][bought]) / DAY)
     average = np.zeros(len(orders), dtype=np.int64)
     average[bought] = _half_up(revenue[bought], orders[bought])
-    return {"revenue_cents": revenue, "cost_cents": cost, "profit_cents": revenue - cost, "cost_estimated_cents": estimated,
-            "orders": orders, "average_order_cents": average, "tenure_days": tenure, "lifespan_days": lifespan,
-            "purchase_frequency": orders * 30 / np.maximum(tenure, 1)}
+    return {
+        "revenue_cents": revenue,
+        "cost_cents": cost,
+        "profit_cents": revenue - cost,
+        "cost_estimated_cents": estimated,
+        "orders": orders,
+        "average_order_cents": average,
+        "tenure_days": tenure,
+        "lifespan_days": lifespan,
+        "purchase_frequency": orders * 30 / np.maximum(tenure, 1),
+    }

@@ -37,7 +37,9 @@ def run_all(ctx: Context, steps: tuple[str, ...] = STEPS, echo=click.echo) -> No
         echo(f"  stages, value and journeys: {result['changed']:,} stage changes, {result['revalued']:,} values changed")
     if "segments" in steps:
         sizes = result["segments"]
-        echo(f"  segments: {len(sizes)} recomputed" + (f" ({', '.join(f'{k} {v:,}' for k, v in sizes.items())})" if sizes else ""))
+        echo(
+            f"  segments: {len(sizes)} recomputed" + (f" ({', '.join(f'{k} {v:,}' for k, v in sizes.items())})" if sizes else "")
+        )
     if result["skipped_newer"]:
         echo(f"  {result['skipped_newer']:,} customers left as events had just updated them")
 

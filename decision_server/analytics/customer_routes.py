@@ -39,6 +39,7 @@ from decision_server.web import Blueprint, transaction
 
 _tp = TouchpointRecord.__table__
 
+
 class ClvQuerySchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
@@ -51,7 +52,6 @@ class ClvSchema(ma.Schema):
     as_of = fields.DateTime()
     historical = JsonDocument(allow_none=True, metadata={"description": "null: no purchase before as_of"})
     predicted = JsonDocument(metadata={"description": "{ltv_12m, model: {version, fallback, reason}}"})
-
 
 
 @per_customer.route("/<string:customer_id>/clv")
@@ -70,8 +70,12 @@ class CustomerClv(MethodView):
             features = online.read(conn, customer_id=cid, as_of=utcnow())
         scores = _models().score(features.values)
         history = found[0].__dict__ if found else None
-        return {"customer_id": customer_id, "as_of": as_of, "historical": _money(history) if history else None,
-                "predicted": {"ltv_12m": round(scores.values["ltv"], 2), "model": scores.models["ltv"]}}
+        return {
+            "customer_id": customer_id,
+            "as_of": as_of,
+            "historical": _money(history) if history else None,
+            "predicted": {"ltv_12m": round(scores.values["ltv"], 2), "model": scores.models["ltv"]},
+        }
 
 
 def _money(values: dict[str, Any]) -> dict[str, Any]:
@@ -88,8 +92,8 @@ def _money(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-
 # --- the 360 view ------------------------------------------------------------------------------
+
 
 class ProfileSchema(ma.Schema):
     """Everything we know and decide about one customer, consistent as of one moment."""
@@ -103,9 +107,13 @@ class ProfileSchema(ma.Schema):
     value = JsonDocument(metadata={"description": "{score, segment}"})
     rfm = JsonDocument(allow_none=True, metadata={"description": "{r, f, m, segment}; null when never bought"})
     tier = fields.String(allow_none=True, metadata={"description": "loyalty tier (null: not a member)"})
-    loyalty = JsonDocument(allow_none=True, metadata={
-        "description": "tier, tier_since, points {balance, pending, available, expiring, expiring_by, earned_12m}, "
-                       "recent ledger entries and redemptions; null: not a member"})
+    loyalty = JsonDocument(
+        allow_none=True,
+        metadata={
+            "description": "tier, tier_since, points {balance, pending, available, expiring, expiring_by, earned_12m}, "
+            "recent ledger entries and redemptions; null: not a member"
+        },
+    )
     scores = JsonDocument(metadata={"description": "every model's score now"})
     models = JsonDocument(metadata={"description": "model name → {version, fallback, reason}"})
     segments = fields.List(JsonDocument(), metadata={"description": "[{segment, rule}] from rules/segments.yaml, now"})
@@ -113,8 +121,14 @@ class ProfileSchema(ma.Schema):
     recent_transactions = fields.List(fields.Nested("TransactionSchema"))
     recent_touchpoints = fields.List(fields.Nested("TouchpointSchema"))
     transitions = fields.List(fields.Nested(TransitionSchema))
-    recent_decisions = fields.List(JsonDocument(), metadata={"description": "the latest decisions: id, time, channel, actions (GET /decisions/{id} explains each)"})
-    value_offers = fields.List(JsonDocument(), metadata={"description": "active offers whose target value segments include the customer's (CVM value-based offers)"})
+    recent_decisions = fields.List(
+        JsonDocument(),
+        metadata={"description": "the latest decisions: id, time, channel, actions (GET /decisions/{id} explains each)"},
+    )
+    value_offers = fields.List(
+        JsonDocument(),
+        metadata={"description": "active offers whose target value segments include the customer's (CVM value-based offers)"},
+    )
     rule_revision = fields.String()
 
 
@@ -122,7 +136,9 @@ class ProfileQuerySchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    recent = fields.Integer(load_default=10, validate=ma.validate.Range(1, 100), metadata={"description": "items per recent list"})
+    recent = fields.Integer(
+        load_default=10, validate=ma.validate.Range(1, 100), metadata={"description": "items per recent list"}
+    )
 
 
 @per_customer.route("/<string:customer_id>/profile")
@@ -146,8 +162,9 @@ class CustomerProfile(MethodView):
             conn = session.connection()
             features = online.read(conn, customer_id=cid, as_of=now)
             history = clv.historical(conn, as_of=now, margin=current_app.extensions["config"].default_margin, customer_ids=[cid])
-            touches_30d = conn.execute(sa.select(sa.func.count()).where(
-                _tp.c.customer_id == cid, _tp.c.occurred_at > now - dt.timedelta(days=30))).scalar()
+            touches_30d = conn.execute(
+                sa.select(sa.func.count()).where(_tp.c.customer_id == cid, _tp.c.occurred_at > now - dt.timedelta(days=30))
+            ).scalar()
             transactions = list_transactions(session, customer_external_id=customer_id, limit=limit)[:limit]
             touchpoints = list_touchpoints(session, customer_external_id=customer_id, limit=limit)[:limit]
             transitions = _transition_rows(session, {"limit": limit}, cid)["items"]
@@ -156,22 +173,46 @@ class CustomerProfile(MethodView):
         state = customer["state"]
         scored = _models().score(features.values)
         named = as_dict(features.values[0])
-        facts = {"tier": loyalty["tier"] if loyalty else None, "value_segment": state["value_segment"], "churn_risk": scored.values["churn_risk"],
-                 "first_purchase_at": state["first_purchase_at"], "last_purchase_at": state["last_purchase_at"],
-                 "touchpoints_30d": touches_30d, "spend_12m": named["spend_12m"]}
+        facts = {
+            "tier": loyalty["tier"] if loyalty else None,
+            "value_segment": state["value_segment"],
+            "churn_risk": scored.values["churn_risk"],
+            "first_purchase_at": state["first_purchase_at"],
+            "last_purchase_at": state["last_purchase_at"],
+            "touchpoints_30d": touches_30d,
+            "spend_12m": named["spend_12m"],
+        }
         segments = revision.evaluate("segments", facts, now=now.timestamp())
-        rfm_part = None if state["rfm_r"] is None else {"r": state["rfm_r"], "f": state["rfm_f"], "m": state["rfm_m"], "segment": state["rfm_segment"]}
+        rfm_part = (
+            None
+            if state["rfm_r"] is None
+            else {"r": state["rfm_r"], "f": state["rfm_f"], "m": state["rfm_m"], "segment": state["rfm_segment"]}
+        )
         return {
-            "customer": customer, "as_of": now, "stage": state["stage"], "stage_since": state["stage_since"],
-            "journey_stage": state["journey_stage"], "recommended_actions": lifecycle.actions(revision, state["stage"]),
-            "value": {"score": state["value_score"], "segment": state["value_segment"]}, "rfm": rfm_part,
-            "tier": loyalty["tier"] if loyalty else None, "loyalty": loyalty,
-            "scores": scored.values, "models": scored.models,
-            "segments": [{"segment": o["segment"], "rule": rule} for o, rule in zip(segments.outcome, segments.fired_ids)],
-            "clv": {"historical": _money(history[0].__dict__) if history else None,
-                    "predicted": {"ltv_12m": round(scored.values["ltv"], 2), "model": scored.models["ltv"]}},
-            "recent_transactions": transactions, "recent_touchpoints": touchpoints, "transitions": transitions,
-            "recent_decisions": decisions, "rule_revision": revision.id,
+            "customer": customer,
+            "as_of": now,
+            "stage": state["stage"],
+            "stage_since": state["stage_since"],
+            "journey_stage": state["journey_stage"],
+            "recommended_actions": lifecycle.actions(revision, state["stage"]),
+            "value": {"score": state["value_score"], "segment": state["value_segment"]},
+            "rfm": rfm_part,
+            "tier": loyalty["tier"] if loyalty else None,
+            "loyalty": loyalty,
+            "scores": scored.values,
+            "models": scored.models,
+            "segments": [
+                {"segment": o["segment"], "rule": rule} for o, rule in zip(segments.outcome, segments.fired_ids, strict=True)
+            ],
+            "clv": {
+                "historical": _money(history[0].__dict__) if history else None,
+                "predicted": {"ltv_12m": round(scored.values["ltv"], 2), "model": scored.models["ltv"]},
+            },
+            "recent_transactions": transactions,
+            "recent_touchpoints": touchpoints,
+            "transitions": transitions,
+            "recent_decisions": decisions,
+            "rule_revision": revision.id,
             "value_offers": value_offers(current_app.extensions["catalog"].offers, state["value_segment"]),
         }
 
@@ -185,16 +226,26 @@ def _loyalty(conn, customer_id: int, now: dt.datetime, limit: int) -> dict | Non
     if member is None:
         return None
     points = ledger.figures(conn, customer_id, member["balance"], now=now)
-    entries = [{k: e[k] for k in ("id", "kind", "points", "balance_after", "occurred_at", "expires_at", "reason")}
-               for e in ledger.entries(conn, customer_id, limit=limit)[:limit]]
-    redeemed = [{k: r[k] for k in ("id", "reward_code", "points", "status", "created_at")}
-                for r in rewards.redemptions(conn, limit=limit, customer_id=customer_id)[:limit]]
+    entries = [
+        {k: e[k] for k in ("id", "kind", "points", "balance_after", "occurred_at", "expires_at", "reason")}
+        for e in ledger.entries(conn, customer_id, limit=limit)[:limit]
+    ]
+    redeemed = [
+        {k: r[k] for k in ("id", "reward_code", "points", "status", "created_at")}
+        for r in rewards.redemptions(conn, limit=limit, customer_id=customer_id)[:limit]
+    ]
     iso = lambda row: {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in row.items()}
-    return {"tier": member["tier"], "tier_since": member["tier_since"].isoformat(), "points": iso(points),
-            "recent_ledger": [iso(e) for e in entries], "recent_redemptions": [iso(r) for r in redeemed]}
+    return {
+        "tier": member["tier"],
+        "tier_since": member["tier_since"].isoformat(),
+        "points": iso(points),
+        "recent_ledger": [iso(e) for e in entries],
+        "recent_redemptions": [iso(r) for r in redeemed],
+    }
 
 
 # --- RFM of one customer, CLV of everyone -----------------------------------------------------
+
 
 class CustomerRfmSchema(ma.Schema):
     customer_id = fields.String()
@@ -202,7 +253,12 @@ class CustomerRfmSchema(ma.Schema):
     recency_days = fields.Float(allow_none=True)
     frequency = fields.Integer()
     monetary = fields.String(metadata={"description": "spend, currency units"})
-    scores = JsonDocument(allow_none=True, metadata={"description": "{r, f, m, segment} against the newest run's cut points; null when never bought or before the first run"})
+    scores = JsonDocument(
+        allow_none=True,
+        metadata={
+            "description": "{r, f, m, segment} against the newest run's cut points; null when never bought or before the first run"
+        },
+    )
     run = JsonDocument(allow_none=True, metadata={"description": "{id, as_of} of the run whose cut points were used"})
 
 
@@ -216,13 +272,19 @@ class CustomerRfm(MethodView):
         with transaction() as session:
             state = get_customer(session, external_id=customer_id)["state"]
             run = rfm.latest_run(session.connection())
-        placed = rfm.score_customer(state["last_purchase_at"], state["transaction_count"], state["total_spend_cents"], run, _revision())
+        placed = rfm.score_customer(
+            state["last_purchase_at"], state["transaction_count"], state["total_spend_cents"], run, _revision()
+        )
         last = state["last_purchase_at"]
-        return {"customer_id": customer_id, "as_of": now,
-                "recency_days": None if last is None else round((now - last).total_seconds() / 86_400, 2),
-                "frequency": state["transaction_count"], "monetary": str(cents_to_decimal(state["total_spend_cents"])),
-                "scores": None if placed is None else {k: placed[k] for k in ("r", "f", "m", "segment")},
-                "run": None if run is None else {"id": run.id, "as_of": run.as_of.isoformat()}}
+        return {
+            "customer_id": customer_id,
+            "as_of": now,
+            "recency_days": None if last is None else round((now - last).total_seconds() / 86_400, 2),
+            "frequency": state["transaction_count"],
+            "monetary": str(cents_to_decimal(state["total_spend_cents"])),
+            "scores": None if placed is None else {k: placed[k] for k in ("r", "f", "m", "segment")},
+            "run": None if run is None else {"id": run.id, "as_of": run.as_of.isoformat()},
+        }
 
 
 clv_blp = Blueprint("clv", __name__, url_prefix="/clv", description="Historical customer lifetime value of the whole base")
@@ -271,8 +333,13 @@ class ClvList(MethodView):
         as_of = query.get("as_of") or utcnow()
         after = query["cursor"][0] if query.get("cursor") else 0
         with transaction() as session:
-            rows = clv.historical(session.connection(), as_of=as_of, margin=current_app.extensions["config"].default_margin,
-                                  after_id=after, limit=query["limit"] + 1)
+            rows = clv.historical(
+                session.connection(),
+                as_of=as_of,
+                margin=current_app.extensions["config"].default_margin,
+                after_id=after,
+                limit=query["limit"] + 1,
+            )
         return page_response([_row_out(h) for h in rows], query["limit"], position=lambda item: (item["cid"],))
 
 
@@ -291,7 +358,12 @@ class ClvStatistics(MethodView):
         if len(revenue):
             spread = {"mean": str(cents_to_decimal(round(float(revenue.mean()))))}
             spread.update({f"p{p}": str(cents_to_decimal(int(np.percentile(revenue, p, method="lower")))) for p in (50, 90, 99)})
-        return {"as_of": as_of, "customers": len(rows), "buyers": len(revenue),
-                "revenue": str(cents_to_decimal(sum(h.revenue_cents for h in rows))),
-                "cost": str(cents_to_decimal(sum(h.cost_cents for h in rows))),
-                "profit": str(cents_to_decimal(sum(h.profit_cents for h in rows))), "revenue_per_buyer": spread}
+        return {
+            "as_of": as_of,
+            "customers": len(rows),
+            "buyers": len(revenue),
+            "revenue": str(cents_to_decimal(sum(h.revenue_cents for h in rows))),
+            "cost": str(cents_to_decimal(sum(h.cost_cents for h in rows))),
+            "profit": str(cents_to_decimal(sum(h.profit_cents for h in rows))),
+            "revenue_per_buyer": spread,
+        }

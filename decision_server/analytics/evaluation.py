@@ -19,8 +19,18 @@ from decision_server.analytics.lifecycle import journey_inputs
 from decision_server.features.definition import FEATURE_NAMES
 
 # State columns the pass writes where they changed (it reads these and more: chunks.STATE).
-WRITTEN = ("stage", "stage_since", "rfm_r", "rfm_f", "rfm_m", "rfm_segment", "rfm_run_id", "value_score",
-           "value_segment", "journey_stage")
+WRITTEN = (
+    "stage",
+    "stage_since",
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "rfm_segment",
+    "rfm_run_id",
+    "value_score",
+    "value_segment",
+    "journey_stage",
+)
 
 
 def _numbers(values: np.ndarray) -> np.ndarray:
@@ -94,9 +104,21 @@ class Evaluated:
     tally: Tally
 
 
-def evaluate(chunk: Chunk, revision: Any, models: Any, *, steps: Sequence[str], moment: dt.datetime,
-             as_of: dt.datetime | None, cuts: dict[str, list[float]], run_id: int | None, compiled: dict[int, Any],
-             margin: Decimal, dry_run: bool, offers: offer_reach.Trial | None = None) -> Evaluated:
+def evaluate(
+    chunk: Chunk,
+    revision: Any,
+    models: Any,
+    *,
+    steps: Sequence[str],
+    moment: dt.datetime,
+    as_of: dt.datetime | None,
+    cuts: dict[str, list[float]],
+    run_id: int | None,
+    compiled: dict[int, Any],
+    margin: Decimal,
+    dry_run: bool,
+    offers: offer_reach.Trial | None = None,
+) -> Evaluated:
     """Evaluate one chunk as read (no database): scores, RFM, CLV, stage, value, journey, segments;
     in a dry run, its before and after counts and offer reach too. It runs where the chunk was read
     when that is a Dask worker (analytics/shards.py), else in the pass's process."""
@@ -111,10 +133,15 @@ def evaluate(chunk: Chunk, revision: Any, models: Any, *, steps: Sequence[str], 
         tally.clv[k] += int(figures[k].sum())
     if as_of is None:  # the state rows gave the cut points: do they agree with the events?
         with_row = chunk.has_row
-        drift = with_row & ((_numbers(state["transaction_count"]) != agg["purchases"])
-                            | (_numbers(state["total_spend_cents"]) != agg["spend_cents"])
-                            | (np.array([np.nan if v is None else v.timestamp() for v in state["last_purchase_at"]])
-                               != np.where(bought, agg["last_purchase_at"], np.nan)) & bought)
+        drift = with_row & (
+            (_numbers(state["transaction_count"]) != agg["purchases"])
+            | (_numbers(state["total_spend_cents"]) != agg["spend_cents"])
+            | (
+                np.array([np.nan if v is None else v.timestamp() for v in state["last_purchase_at"]])
+                != np.where(bought, agg["last_purchase_at"], np.nan)
+            )
+            & bought
+        )
         tally.drift += int(drift.sum())
     if "rfm" in steps:
         r = np.full(n, np.nan)
@@ -125,9 +152,10 @@ def evaluate(chunk: Chunk, revision: Any, models: Any, *, steps: Sequence[str], 
             m[bought] = rfm.place(agg["spend_cents"][bought], cuts["monetary"])
         names = np.full(n, None, dtype=object)
         if bought.any() and cuts["recency"]:
-            names[bought] = rfm.segment_names(revision, r[bought].astype(np.int64), f[bought].astype(np.int64),
-                                              m[bought].astype(np.int64))
-            for name, count in zip(*np.unique(names[bought].astype(str), return_counts=True)):
+            names[bought] = rfm.segment_names(
+                revision, r[bought].astype(np.int64), f[bought].astype(np.int64), m[bought].astype(np.int64)
+            )
+            for name, count in zip(*np.unique(names[bought].astype(str), return_counts=True), strict=True):
                 tally.rfm_segments[str(name)] = tally.rfm_segments.get(str(name), 0) + int(count)
         for key, column in (("rfm_r", r), ("rfm_f", f), ("rfm_m", m)):
             new[key] = np.array([None if np.isnan(v) else int(v) for v in column], dtype=object)
@@ -137,25 +165,36 @@ def evaluate(chunk: Chunk, revision: Any, models: Any, *, steps: Sequence[str], 
     moved = np.zeros(n, dtype=bool)
     rule_ids = None
     if "stages" in steps:
-        decided = revision.outcome_columns("lifecycle", {
-            "stage": state["stage"], "transaction_count": agg["purchases"], "churn_risk": scores["churn_risk"],
-            "first_purchase_at": agg["first_purchase_at"], "last_purchase_at": agg["last_purchase_at"],
-        }, ("stage",), now=moment.timestamp())
+        decided = revision.outcome_columns(
+            "lifecycle",
+            {
+                "stage": state["stage"],
+                "transaction_count": agg["purchases"],
+                "churn_risk": scores["churn_risk"],
+                "first_purchase_at": agg["first_purchase_at"],
+                "last_purchase_at": agg["last_purchase_at"],
+            },
+            ("stage",),
+            now=moment.timestamp(),
+        )
         new["stage"], rule_ids = decided["stage"], decided["rule_id"]
         moved = new["stage"] != state["stage"]
         new["stage_since"][moved] = now
         value_scores, value_segments = value.for_columns(
-            revision, transaction_count=agg["purchases"], ltv=scores["ltv"], r=r, f=f, m=m,
-            engagement=scores["engagement_score"])
+            revision, transaction_count=agg["purchases"], ltv=scores["ltv"], r=r, f=f, m=m, engagement=scores["engagement_score"]
+        )
         old_scores = _numbers(state["value_score"])
-        revalued = (np.isnan(old_scores) | (np.abs(old_scores - value_scores) >= 0.005)
-                    | (value_segments != state["value_segment"]))
+        revalued = (
+            np.isnan(old_scores) | (np.abs(old_scores - value_scores) >= 0.005) | (value_segments != state["value_segment"])
+        )
         tally.revalued += int(revalued.sum())
         new["value_score"] = np.where(revalued, value_scores.astype(object), state["value_score"])
         new["value_segment"] = value_segments
-        new["journey_stage"] = revision.outcome_columns("journey", {
-            name: chunk.features.values[:, FEATURE_NAMES.index(name)].astype(np.float64) for name in journey_inputs(revision)
-        }, ("journey_stage",))["journey_stage"]
+        new["journey_stage"] = revision.outcome_columns(
+            "journey",
+            {name: chunk.features.values[:, FEATURE_NAMES.index(name)].astype(np.float64) for name in journey_inputs(revision)},
+            ("journey_stage",),
+        )["journey_stage"]
     changed = np.zeros(n, dtype=bool)
     for k in WRITTEN:
         if k not in ("stage_since", "rfm_run_id"):
@@ -179,8 +218,9 @@ def evaluate(chunk: Chunk, revision: Any, models: Any, *, steps: Sequence[str], 
     return Evaluated(new, changed, moved, rule_ids, wanted, tally)
 
 
-def _what_if(chunk: Chunk, new: dict[str, np.ndarray], changed: np.ndarray, moved: np.ndarray,
-             wanted: dict[int, set[int]], tally: Tally) -> None:
+def _what_if(
+    chunk: Chunk, new: dict[str, np.ndarray], changed: np.ndarray, moved: np.ndarray, wanted: dict[int, set[int]], tally: Tally
+) -> None:
     """Count what a dry run would change: distributions before and after, and the moves."""
     for field in ("stage", "value_segment", "rfm_segment", "journey_stage"):
         tally.count("before", field, chunk.state[field])

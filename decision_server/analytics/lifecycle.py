@@ -34,7 +34,13 @@ DEFAULT_RULE = "default"  # rule_id recorded when no lifecycle rule fired (as Re
 _st = CustomerStateRecord.__table__
 _tr = StageTransitionRecord.__table__
 _READ_STAGES = online.READ_BY_ID.add_columns(
-    _st.c.stage, _st.c.value_score, _st.c.value_segment, _st.c.journey_stage, _st.c.rfm_r, _st.c.rfm_f, _st.c.rfm_m,
+    _st.c.stage,
+    _st.c.value_score,
+    _st.c.value_segment,
+    _st.c.journey_stage,
+    _st.c.rfm_r,
+    _st.c.rfm_f,
+    _st.c.rfm_m,
     _st.c.rfm_segment,
 )
 
@@ -58,9 +64,13 @@ def stages(revision: Any) -> list[str]:
 
 
 def _facts(row: Any, churn_risk: float) -> dict[str, Any]:
-    return {"stage": row["stage"], "transaction_count": row["transaction_count"] or 0,
-            "first_purchase_at": row["first_purchase_at"], "last_purchase_at": row["last_purchase_at"],
-            "churn_risk": churn_risk}
+    return {
+        "stage": row["stage"],
+        "transaction_count": row["transaction_count"] or 0,
+        "first_purchase_at": row["first_purchase_at"],
+        "last_purchase_at": row["last_purchase_at"],
+        "churn_risk": churn_risk,
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +83,15 @@ class Transition:
     rule_id: str | None
 
 
-def refresh_customers(conn: Connection, customer_ids: Iterable[int], *, revision: Any, models: Any,
-                      now: dt.datetime | None = None, source: str = "event") -> list[Transition]:
+def refresh_customers(
+    conn: Connection,
+    customer_ids: Iterable[int],
+    *,
+    revision: Any,
+    models: Any,
+    now: dt.datetime | None = None,
+    source: str = "event",
+) -> list[Transition]:
     """Re-evaluate some customers now: stage (recording a transition when it changes) and RFM place."""
     now = now or utcnow()
     run = rfm.latest_run(conn)
@@ -89,29 +106,52 @@ def refresh_customers(conn: Connection, customer_ids: Iterable[int], *, revision
         row = row._mapping
         features = online.from_row(row, now)
         scores = models.score(features.values).values
-        placed = rfm.score_customer(row["last_purchase_at"], row["transaction_count"] or 0,
-                                    row["total_spend_cents"] or 0, run, revision)
+        placed = rfm.score_customer(
+            row["last_purchase_at"], row["transaction_count"] or 0, row["total_spend_cents"] or 0, run, revision
+        )
         values: dict[str, Any] = {"rfm_r": None, "rfm_f": None, "rfm_m": None, "rfm_segment": None}
         if placed:
-            values = {"rfm_r": placed["r"], "rfm_f": placed["f"], "rfm_m": placed["m"], "rfm_segment": placed["segment"],
-                      "rfm_run_id": placed["run_id"]}
+            values = {
+                "rfm_r": placed["r"],
+                "rfm_f": placed["f"],
+                "rfm_m": placed["m"],
+                "rfm_segment": placed["segment"],
+                "rfm_run_id": placed["run_id"],
+            }
         if has_journey:
             named = as_dict(features.values[0])
             journey = revision.evaluate("journey", {k: named[k] for k in journey_inputs(revision)}, backend="python")
             values["journey_stage"] = journey.outcome["journey_stage"]
         if has_value:
             values["value_score"], values["value_segment"] = value.for_customer(
-                revision, transaction_count=row["transaction_count"] or 0, ltv=scores["ltv"],
-                rfm=(placed["r"], placed["f"], placed["m"]) if placed else None, engagement=scores["engagement_score"])
+                revision,
+                transaction_count=row["transaction_count"] or 0,
+                ltv=scores["ltv"],
+                rfm=(placed["r"], placed["f"], placed["m"]) if placed else None,
+                engagement=scores["engagement_score"],
+            )
         if has_stage:
             result = revision.evaluate("lifecycle", _facts(row, scores["churn_risk"]), now=now.timestamp())
             stage = result.outcome["stage"]
             rule_id = result.fired_ids[0] if result.fired_ids else DEFAULT_RULE
             if stage != row["stage"]:
                 values.update(stage=stage, stage_since=now)
-                _record(conn, [{"customer_id": cid, "from_stage": row["stage"], "to_stage": stage, "at": now,
-                                "rule_id": rule_id, "rule_revision": revision.id, "source": source,
-                                "actor": None, "reason": None}])
+                _record(
+                    conn,
+                    [
+                        {
+                            "customer_id": cid,
+                            "from_stage": row["stage"],
+                            "to_stage": stage,
+                            "at": now,
+                            "rule_id": rule_id,
+                            "rule_revision": revision.id,
+                            "source": source,
+                            "actor": None,
+                            "reason": None,
+                        }
+                    ],
+                )
                 changes.append(Transition(cid, row["stage"], stage, rule_id))
         conn.execute(sa.update(_st).where(_st.c.customer_id == cid).values(**values))
         state = {**row, **values}
@@ -124,8 +164,9 @@ def _record(conn: Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(sa.insert(_tr), rows)
 
 
-def set_stage(conn: Connection, customer_id: int, stage: str, *, revision: Any, actor: str, reason: str,
-              now: dt.datetime | None = None) -> Transition | None:
+def set_stage(
+    conn: Connection, customer_id: int, stage: str, *, revision: Any, actor: str, reason: str, now: dt.datetime | None = None
+) -> Transition | None:
     """Set a stage by hand, with a reason; recorded as a manual transition (None if unchanged)."""
     allowed = stages(revision)
     if stage not in allowed:
@@ -140,13 +181,34 @@ def set_stage(conn: Connection, customer_id: int, stage: str, *, revision: Any, 
     if current == stage:
         return None
     conn.execute(sa.update(_st).where(_st.c.customer_id == customer_id).values(stage=stage, stage_since=now))
-    _record(conn, [{"customer_id": customer_id, "from_stage": current, "to_stage": stage, "at": now, "rule_id": None,
-                    "rule_revision": revision.id, "source": "manual", "actor": actor, "reason": reason}])
+    _record(
+        conn,
+        [
+            {
+                "customer_id": customer_id,
+                "from_stage": current,
+                "to_stage": stage,
+                "at": now,
+                "rule_id": None,
+                "rule_revision": revision.id,
+                "source": "manual",
+                "actor": actor,
+                "reason": reason,
+            }
+        ],
+    )
     return Transition(customer_id, current, stage, None)
 
 
-def evaluate_all(database: Database, revision: Any, models: Any, *, now: dt.datetime | None = None,
-                 chunk: int = bulk.CHUNK, source: str = "bulk") -> dict[str, Any]:
+def evaluate_all(
+    database: Database,
+    revision: Any,
+    models: Any,
+    *,
+    now: dt.datetime | None = None,
+    chunk: int = bulk.CHUNK,
+    source: str = "bulk",
+) -> dict[str, Any]:
     """Re-evaluate every customer's stage, value and journey stage as of now (or `now`), chunk by chunk.
 
     The "stages" step of the bulk pass (analytics/reevaluate.py): vectorized rules and batched

@@ -47,23 +47,41 @@ def trial(database: Database, baseline: Any, *, channels: Sequence[str], intent:
         return Trial(baseline, active_offers(conn), tuple(channels), intent)
 
 
-def count(trial: Trial, revision: Any, chunk: Chunk, scores: Mapping[str, np.ndarray], new: Mapping[str, np.ndarray],
-          aggregates: Mapping[str, np.ndarray], moment: dt.datetime, tally: dict[str, Any]) -> None:
+def count(
+    trial: Trial,
+    revision: Any,
+    chunk: Chunk,
+    scores: Mapping[str, np.ndarray],
+    new: Mapping[str, np.ndarray],
+    aggregates: Mapping[str, np.ndarray],
+    moment: dt.datetime,
+    tally: dict[str, Any],
+) -> None:
     """Add one chunk's eligibility before and after to `tally` (JSON: channel -> counts)."""
     n, stamp, state = len(chunk.ids), moment.timestamp(), chunk.state
     common: dict[str, Any] = {name: chunk.features.values[:, i].astype(np.float64) for i, name in enumerate(FEATURE_NAMES)}
     common.update({k: np.asarray(scores[k], dtype=np.float64) for k in SCORES if k in scores})
     common.update(tier=state["tier"], points_balance=state["points_balance"], intent=None)
-    before = {**common, "stage": state["stage"], "value_segment": state["value_segment"],
-              # decisions read these from the state row (0 purchases when there is none)
-              "transaction_count": np.array([v or 0 for v in state["transaction_count"]], dtype=np.float64),
-              "last_purchase_at": state["last_purchase_at"]}
+    before = {
+        **common,
+        "stage": state["stage"],
+        "value_segment": state["value_segment"],
+        # decisions read these from the state row (0 purchases when there is none)
+        "transaction_count": np.array([v or 0 for v in state["transaction_count"]], dtype=np.float64),
+        "last_purchase_at": state["last_purchase_at"],
+    }
     bought = aggregates["purchases"] > 0
-    after = {**common, "stage": new["stage"], "value_segment": new["value_segment"],
-             "transaction_count": aggregates["purchases"].astype(np.float64),
-             "last_purchase_at": np.where(bought, aggregates["last_purchase_at"], np.nan)}
-    sides = [(trial.baseline, vector.to_columns(trial.baseline.rulesets[RULESET], before)[0]),
-             (revision, vector.to_columns(revision.rulesets[RULESET], after)[0])]
+    after = {
+        **common,
+        "stage": new["stage"],
+        "value_segment": new["value_segment"],
+        "transaction_count": aggregates["purchases"].astype(np.float64),
+        "last_purchase_at": np.where(bought, aggregates["last_purchase_at"], np.nan),
+    }
+    sides = [
+        (trial.baseline, vector.to_columns(trial.baseline.rulesets[RULESET], before)[0]),
+        (revision, vector.to_columns(revision.rulesets[RULESET], after)[0]),
+    ]
     rule_ids = [rule.id for rule in revision.rulesets[RULESET].rules]
     for channel in trial.channels:
         counts = tally.setdefault(channel, {"customers": 0, "no_offer_before": 0, "no_offer_after": 0, "offers": {}})
@@ -75,8 +93,9 @@ def count(trial: Trial, revision: Any, chunk: Chunk, scores: Mapping[str, np.nda
             (_, was), (fired, now) = (_eligible(rev, columns, constants, stamp, not catalog) for rev, columns in sides)
             any_before |= was
             any_after |= now
-            mine = counts["offers"].setdefault(str(offer.id), {"before": 0, "after": 0, "became_eligible": 0,
-                                                               "became_ineligible": 0, "removed_by": {}})
+            mine = counts["offers"].setdefault(
+                str(offer.id), {"before": 0, "after": 0, "became_eligible": 0, "became_ineligible": 0, "removed_by": {}}
+            )
             mine["before"] += int(was.sum())
             mine["after"] += int(now.sum())
             mine["became_eligible"] += int((now & ~was).sum())
@@ -84,15 +103,16 @@ def count(trial: Trial, revision: Any, chunk: Chunk, scores: Mapping[str, np.nda
             removed = mine["removed_by"]
             for reason in catalog:
                 removed[reason] = removed.get(reason, 0) + n
-            for rule, times in zip(rule_ids, fired.sum(axis=1)):
+            for rule, times in zip(rule_ids, fired.sum(axis=1), strict=True):
                 if times:
                     removed[rule] = removed.get(rule, 0) + int(times)
         counts["no_offer_before"] += int((~any_before).sum())
         counts["no_offer_after"] += int((~any_after).sum())
 
 
-def _eligible(revision: Any, columns: Mapping[str, vector.Column], constants: Mapping[str, Any], stamp: float,
-              listed: bool) -> tuple[np.ndarray, np.ndarray]:
+def _eligible(
+    revision: Any, columns: Mapping[str, vector.Column], constants: Mapping[str, Any], stamp: float, listed: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Return which rules removed the offer from which customers, and who may have it."""
     fired = revision.evaluate_columns(RULESET, columns, now=stamp, constants=constants).fired
     n = fired.shape[1]
@@ -116,16 +136,39 @@ def result(trial: Trial, tally: Mapping[str, Any]) -> dict[str, Any]:
         counts = tally.get(channel) or {"customers": 0, "no_offer_before": 0, "no_offer_after": 0, "offers": {}}
         offers = []
         for offer in trial.offers:
-            mine = counts["offers"].get(str(offer.id)) or {"before": 0, "after": 0, "became_eligible": 0,
-                                                            "became_ineligible": 0, "removed_by": {}}
-            offers.append({"id": offer.id, "code": offer.code, "name": offer.name, "category": offer.category,
-                           "eligible_before": mine["before"], "eligible_after": mine["after"],
-                           "became_eligible": mine["became_eligible"], "became_ineligible": mine["became_ineligible"],
-                           "removed_by_after": dict(sorted(mine["removed_by"].items(), key=lambda kv: -kv[1]))})
+            mine = counts["offers"].get(str(offer.id)) or {
+                "before": 0,
+                "after": 0,
+                "became_eligible": 0,
+                "became_ineligible": 0,
+                "removed_by": {},
+            }
+            offers.append(
+                {
+                    "id": offer.id,
+                    "code": offer.code,
+                    "name": offer.name,
+                    "category": offer.category,
+                    "eligible_before": mine["before"],
+                    "eligible_after": mine["after"],
+                    "became_eligible": mine["became_eligible"],
+                    "became_ineligible": mine["became_ineligible"],
+                    "removed_by_after": dict(sorted(mine["removed_by"].items(), key=lambda kv: -kv[1])),
+                }
+            )
         offers.sort(key=lambda o: (-(o["became_eligible"] + o["became_ineligible"]), o["id"]))
-        channels.append({"channel": channel, "customers": counts["customers"],
-                         "no_eligible_offer": {"before": counts["no_offer_before"], "after": counts["no_offer_after"]},
-                         "offers": offers})
-    return {"intent": trial.intent, "offers_tried": len(trial.offers), "channels": channels,
-            "checks": "validity dates, channel treatment and the offers rules; not the contact policy (it reads the "
-                      "moment's contact history)"}
+        channels.append(
+            {
+                "channel": channel,
+                "customers": counts["customers"],
+                "no_eligible_offer": {"before": counts["no_offer_before"], "after": counts["no_offer_after"]},
+                "offers": offers,
+            }
+        )
+    return {
+        "intent": trial.intent,
+        "offers_tried": len(trial.offers),
+        "channels": channels,
+        "checks": "validity dates, channel treatment and the offers rules; not the contact policy (it reads the "
+        "moment's contact history)",
+    }

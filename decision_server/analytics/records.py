@@ -73,7 +73,9 @@ class SegmentMemberRecord(Base):
     __tablename__ = "segment_members"
 
     segment_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True)
-    customer_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, index=True)
+    customer_id: Mapped[int] = mapped_column(
+        BigId, sa.ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
     since: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 

@@ -94,9 +94,10 @@ def _cut_points(conn: Connection, as_of: dt.datetime | None) -> tuple[dict[str, 
     if as_of is None:  # 24 bytes a buyer: quintiles need every value; read in slices of 100,000 rows
         parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         query = sa.select(_st.c.last_purchase_at, _st.c.transaction_count, _st.c.total_spend_cents).where(
-            _st.c.transaction_count > 0, _st.c.last_purchase_at.is_not(None))
+            _st.c.transaction_count > 0, _st.c.last_purchase_at.is_not(None)
+        )
         for rows in fastsql.raw_slices(conn, query, 100_000):
-            last_at, count, spend = zip(*rows)
+            last_at, count, spend = zip(*rows, strict=True)
             parts.append((bulk.epochs(last_at), np.array(count, dtype=np.float64), np.array(spend, dtype=np.float64)))
         last, count, spend = (np.concatenate([p[k] for p in parts]) if parts else np.zeros(0) for k in range(3))
     else:
@@ -107,12 +108,25 @@ def _cut_points(conn: Connection, as_of: dt.datetime | None) -> tuple[dict[str, 
     return {"recency": rfm.cut_points(last), "frequency": rfm.cut_points(count), "monetary": rfm.cut_points(spend)}, len(last)
 
 
-def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] = STEPS, as_of: dt.datetime | None = None,
-        margin: Decimal = Decimal("0.30"), chunk: int = bulk.CHUNK, source: str = "bulk",
-        segment_ids: Sequence[int] | None = None, progress: Callable[[Progress], None] | None = None,
-        dry_run: bool = False, resume: Checkpoint | None = None,
-        on_chunk: Callable[[Connection, Checkpoint], None] | None = None, dask_address: str | None = None,
-        customers: Sequence[int] | None = None, offers: offer_reach.Trial | None = None) -> dict[str, Any]:
+def run(
+    database: Database,
+    revision: Any,
+    models: Any,
+    *,
+    steps: Sequence[str] = STEPS,
+    as_of: dt.datetime | None = None,
+    margin: Decimal = Decimal("0.30"),
+    chunk: int = bulk.CHUNK,
+    source: str = "bulk",
+    segment_ids: Sequence[int] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    dry_run: bool = False,
+    resume: Checkpoint | None = None,
+    on_chunk: Callable[[Connection, Checkpoint], None] | None = None,
+    dask_address: str | None = None,
+    customers: Sequence[int] | None = None,
+    offers: offer_reach.Trial | None = None,
+) -> dict[str, Any]:
     """Re-evaluate every customer (as of now, or `as_of`) in one pass; return what changed.
 
     The result has: customers, buyers, seconds, rfm (the run: id, cuts, segments), stage changes
@@ -158,31 +172,66 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
         elif "rfm" in steps and customers is not None:  # quintiles are the whole base's: the newest run's
             latest = rfm.latest_run(conn)
             if latest is None:
-                raise ValidationError("no RFM run yet to place some customers against: run the rfm step for everyone first",
-                                      errors={"steps": ["rfm needs a run over every customer first"]})
+                raise ValidationError(
+                    "no RFM run yet to place some customers against: run the rfm step for everyone first",
+                    errors={"steps": ["rfm needs a run over every customer first"]},
+                )
             run_id, cuts, buyers = latest.id, latest.cuts, latest.buyers
         elif "rfm" in steps:
             cuts, buyers = _cut_points(conn, as_of)
         else:
             cuts, buyers = {}, 0
-        active = [row for row in segments.active_segments(conn) if segment_ids is None or row.id in segment_ids] \
-            if "segments" in steps else []
+        active = (
+            [row for row in segments.active_segments(conn) if segment_ids is None or row.id in segment_ids]
+            if "segments" in steps
+            else []
+        )
     compiled = {row.id: segments.COMPILED.get(row, revision) for row in active}
     done = resume.done if resume else 0
     total = done + int(sum(len(c) for c in chunks))
     if "rfm" in steps and run_id is None and not dry_run:
         with database.connection(write=True) as conn:
-            run_id = conn.execute(sa.insert(_runs).values(
-                as_of=moment, buyers=buyers, cuts=cuts, segments={}, rule_revision=revision.id, source=source,
-                seconds=0.0, created_at=now).returning(_runs.c.id)).scalar_one()
+            run_id = conn.execute(
+                sa.insert(_runs)
+                .values(
+                    as_of=moment,
+                    buyers=buyers,
+                    cuts=cuts,
+                    segments={},
+                    rule_revision=revision.id,
+                    source=source,
+                    seconds=0.0,
+                    created_at=now,
+                )
+                .returning(_runs.c.id)
+            ).scalar_one()
     tally = Tally.load(resume.tally) if resume else Tally()
-    checkpoint = Checkpoint(after_id=resume.after_id if resume else 0, done=done, tally=tally.dump(), total=total,
-                            rfm={"id": run_id, "cuts": cuts, "buyers": buyers} if "rfm" in steps else None)
+    checkpoint = Checkpoint(
+        after_id=resume.after_id if resume else 0,
+        done=done,
+        tally=tally.dump(),
+        total=total,
+        rfm={"id": run_id, "cuts": cuts, "buyers": buyers} if "rfm" in steps else None,
+    )
     update = _Statements(database)
     with_loyalty = "offers" in steps
-    work = shards.work(revision, models, steps=tuple(steps), moment=moment, as_of=as_of, cuts=cuts, run_id=run_id,
-                       segments=active, margin=margin, dry_run=dry_run, offers=offers if with_loyalty else None) \
-        if dask_address else None
+    work = (
+        shards.work(
+            revision,
+            models,
+            steps=tuple(steps),
+            moment=moment,
+            as_of=as_of,
+            cuts=cuts,
+            run_id=run_id,
+            segments=active,
+            margin=margin,
+            dry_run=dry_run,
+            offers=offers if with_loyalty else None,
+        )
+        if dask_address
+        else None
+    )
     with readers(database, len(chunks), dask_address, work) as (read, depth):
         ahead = [read(ids, moment, list(compiled), with_loyalty) for ids in chunks[:depth]]
         for index in range(len(chunks)):
@@ -197,15 +246,35 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
                     on_chunk(conn, dataclasses.replace(checkpoint, tally=tally.dump()))
 
             evaluated = current.evaluated or evaluate(
-                current, revision, models, steps=steps, moment=moment, as_of=as_of, cuts=cuts, run_id=run_id,
-                compiled=compiled, margin=margin, dry_run=dry_run, offers=offers if with_loyalty else None)
+                current,
+                revision,
+                models,
+                steps=steps,
+                moment=moment,
+                as_of=as_of,
+                cuts=cuts,
+                run_id=run_id,
+                compiled=compiled,
+                margin=margin,
+                dry_run=dry_run,
+                offers=offers if with_loyalty else None,
+            )
             tally.add(evaluated.tally)
             if dry_run:
                 with database.connection(write=True) as conn:
                     commit(conn)
             else:
-                _write(database, current, evaluated, revision=revision, now=moment, source=source, tally=tally,
-                       update=update, commit=commit)
+                _write(
+                    database,
+                    current,
+                    evaluated,
+                    revision=revision,
+                    now=moment,
+                    source=source,
+                    tally=tally,
+                    update=update,
+                    commit=commit,
+                )
             if current.reader_peak_mb is not None:
                 tally.reader_peak_mb = max(tally.reader_peak_mb, current.reader_peak_mb)
             if progress is not None:
@@ -220,8 +289,9 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
         if run_id is not None and not dry_run:
             named = {str(k): int(v) for k, v in sorted(tally.rfm_segments.items(), key=lambda kv: -kv[1])}
             if customers is None:  # the run is this pass's own (not the newest run some customers were placed on)
-                conn.execute(sa.update(_runs).where(_runs.c.id == run_id).values(
-                    segments=named, seconds=time.perf_counter() - started))
+                conn.execute(
+                    sa.update(_runs).where(_runs.c.id == run_id).values(segments=named, seconds=time.perf_counter() - started)
+                )
             rfm_out = {"id": run_id, "as_of": moment, "buyers": buyers, "cuts": cuts, "segments": named}
     if dry_run:
         names = {row.id: row.name for row in active}
@@ -229,13 +299,24 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
     if tally.drift:
         log.warning("%d state rows disagreed with their events (RFM values); their scores come from the events", tally.drift)
     return {
-        "customers": done, "buyers": buyers, "seconds": time.perf_counter() - started, "rfm": rfm_out,
-        "changed": sum(tally.moves.values()), "revalued": tally.revalued, "written": tally.written,
+        "customers": done,
+        "buyers": buyers,
+        "seconds": time.perf_counter() - started,
+        "rfm": rfm_out,
+        "changed": sum(tally.moves.values()),
+        "revalued": tally.revalued,
+        "written": tally.written,
         "transitions": [{"from": k[0], "to": k[1], "count": v} for k, v in sorted(tally.moves.items(), key=lambda kv: -kv[1])],
-        "segments": sizes, "clv": {k: int(v) for k, v in tally.clv.items()},
-        "state_drift": tally.drift, "skipped_newer": tally.skipped, "reader_peak_mb": tally.reader_peak_mb or None,
-        **({"dry_run": True, "before": _named(tally.before, active), "after": {**tally.after, "segments": sizes}}
-           if dry_run else {}),
+        "segments": sizes,
+        "clv": {k: int(v) for k, v in tally.clv.items()},
+        "state_drift": tally.drift,
+        "skipped_newer": tally.skipped,
+        "reader_peak_mb": tally.reader_peak_mb or None,
+        **(
+            {"dry_run": True, "before": _named(tally.before, active), "after": {**tally.after, "segments": sizes}}
+            if dry_run
+            else {}
+        ),
         **({"offers": offer_reach.result(offers, tally.offers)} if "offers" in steps and offers is not None else {}),
     }
 
@@ -263,11 +344,26 @@ class Checkpoint:
         return cls(int(data["after_id"]), int(data["done"]), data.get("rfm"), data.get("tally") or {}, int(data.get("total", 0)))
 
 
-def _write(database: Database, chunk: Chunk, evaluated: Evaluated, *, revision: Any, now: dt.datetime, source: str,
-           tally: Tally, update: _Statements, commit: Callable[[Connection], None]) -> None:
+def _write(
+    database: Database,
+    chunk: Chunk,
+    evaluated: Evaluated,
+    *,
+    revision: Any,
+    now: dt.datetime,
+    source: str,
+    tally: Tally,
+    update: _Statements,
+    commit: Callable[[Connection], None],
+) -> None:
     ids, state = chunk.ids, chunk.state
-    new, changed, moved, rule_ids, wanted = (evaluated.new, evaluated.changed, evaluated.moved, evaluated.rule_ids,
-                                             evaluated.wanted)
+    new, changed, moved, rule_ids, wanted = (
+        evaluated.new,
+        evaluated.changed,
+        evaluated.moved,
+        evaluated.rule_ids,
+        evaluated.wanted,
+    )
     with database.connection(write=True) as conn:
         absent = ids[~chunk.has_row & changed]
         if len(absent):  # customers with no events yet have no state row: make them, so changes have a home
@@ -283,18 +379,33 @@ def _write(database: Database, chunk: Chunk, evaluated: Evaluated, *, revision: 
         write = np.flatnonzero(changed & fresh)
         if len(write):
             cursor = conn.connection.driver_connection.cursor()
-            update.state.execute_columns(cursor, {"cid": ids[write].tolist(), "updated_at": utcnow(),
-                                                  **{k: [_plain(v) for v in new[k][write]] for k in WRITTEN}})
+            update.state.execute_columns(
+                cursor,
+                {"cid": ids[write].tolist(), "updated_at": utcnow(), **{k: [_plain(v) for v in new[k][write]] for k in WRITTEN}},
+            )
             stage_moves = write[moved[write]]
             if len(stage_moves):
-                update.transitions.execute_columns(cursor, {
-                    "customer_id": ids[stage_moves].tolist(), "from_stage": state["stage"][stage_moves].tolist(),
-                    "to_stage": new["stage"][stage_moves].tolist(), "at": now, "rule_revision": revision.id,
-                    "rule_id": rule_ids[stage_moves].tolist() if rule_ids is not None else DEFAULT_RULE,
-                    "source": source, "actor": None, "reason": None})
-                pairs, counts = np.unique(np.array([f"{a}\x00{b}" for a, b in zip(state["stage"][stage_moves],
-                                                                                   new["stage"][stage_moves])]), return_counts=True)
-                for pair, count in zip(pairs, counts):
+                update.transitions.execute_columns(
+                    cursor,
+                    {
+                        "customer_id": ids[stage_moves].tolist(),
+                        "from_stage": state["stage"][stage_moves].tolist(),
+                        "to_stage": new["stage"][stage_moves].tolist(),
+                        "at": now,
+                        "rule_revision": revision.id,
+                        "rule_id": rule_ids[stage_moves].tolist() if rule_ids is not None else DEFAULT_RULE,
+                        "source": source,
+                        "actor": None,
+                        "reason": None,
+                    },
+                )
+                pairs, counts = np.unique(
+                    np.array(
+                        [f"{a}\x00{b}" for a, b in zip(state["stage"][stage_moves], new["stage"][stage_moves], strict=True)]
+                    ),
+                    return_counts=True,
+                )
+                for pair, count in zip(pairs, counts, strict=True):
                     before, after = (None if x == "None" else x for x in str(pair).split("\x00"))
                     tally.moves[(before, after)] = tally.moves.get((before, after), 0) + int(count)
         tally.written += len(write)
@@ -305,8 +416,9 @@ def _write(database: Database, chunk: Chunk, evaluated: Evaluated, *, revision: 
                 for start in range(0, len(leave), 900):
                     conn.execute(sa.delete(_m).where(_m.c.segment_id == sid, _m.c.customer_id.in_(leave[start : start + 900])))
             if join:  # an event may have added the same row meanwhile: keep the first
-                conn.execute(upsert(conn, _m).on_conflict_do_nothing(),
-                             [{"segment_id": sid, "customer_id": c, "since": now} for c in join])
+                conn.execute(
+                    upsert(conn, _m).on_conflict_do_nothing(), [{"segment_id": sid, "customer_id": c, "since": now} for c in join]
+                )
         commit(conn)  # the job's checkpoint commits with the chunk
 
 
@@ -315,11 +427,31 @@ class _Statements:
     about three times the UPDATEs themselves here."""
 
     def __init__(self, database: Database):
-        self.state = fastsql.Prepared(database.engine, sa.update(_st).where(_st.c.customer_id == sa.bindparam("cid")).values(
-            updated_at=sa.bindparam("updated_at"), **{k: sa.bindparam(k) for k in WRITTEN}))
-        self.transitions = fastsql.Prepared(database.engine, sa.insert(_tr).values(
-            **{k: sa.bindparam(k) for k in ("customer_id", "from_stage", "to_stage", "at", "rule_id", "rule_revision",
-                                            "source", "actor", "reason")}))
+        self.state = fastsql.Prepared(
+            database.engine,
+            sa.update(_st)
+            .where(_st.c.customer_id == sa.bindparam("cid"))
+            .values(updated_at=sa.bindparam("updated_at"), **{k: sa.bindparam(k) for k in WRITTEN}),
+        )
+        self.transitions = fastsql.Prepared(
+            database.engine,
+            sa.insert(_tr).values(
+                **{
+                    k: sa.bindparam(k)
+                    for k in (
+                        "customer_id",
+                        "from_stage",
+                        "to_stage",
+                        "at",
+                        "rule_id",
+                        "rule_revision",
+                        "source",
+                        "actor",
+                        "reason",
+                    )
+                }
+            ),
+        )
 
 
 def _plain(v: Any) -> Any:

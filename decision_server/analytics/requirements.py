@@ -30,6 +30,8 @@ def require(revision: Any, *names: str) -> None:
     """Raise RulesMissing naming the absent rule sets and how to add them."""
     absent = missing(revision, *names)
     if absent:
-        message = (f"the rules serving (revision {revision.id[:12]}) have no {', '.join(absent)} rule set; "
-                   "add the shipped files with `decision-server rules add-missing` (a running server publishes them)")
+        message = (
+            f"the rules serving (revision {revision.id[:12]}) have no {', '.join(absent)} rule set; "
+            "add the shipped files with `decision-server rules add-missing` (a running server publishes them)"
+        )
         raise RulesMissing(message, errors={"rules": [f"missing: {', '.join(absent)}"]})

@@ -123,8 +123,9 @@ def latest_run(conn: Connection) -> RfmRunRecord | None:
     return conn.execute(sa.select(t).order_by(t.c.id.desc()).limit(1)).first()
 
 
-def score_customer(last_purchase_at: dt.datetime | None, purchases: int, spend_cents: int, run: Any,
-                   revision: Any) -> dict[str, Any] | None:
+def score_customer(
+    last_purchase_at: dt.datetime | None, purchases: int, spend_cents: int, run: Any, revision: Any
+) -> dict[str, Any] | None:
     """Place one customer's values against a run's cut points; None when they never bought."""
     if not purchases or last_purchase_at is None or run is None or not run.cuts["recency"] or missing(revision, "rfm"):
         return None

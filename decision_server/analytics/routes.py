@@ -22,9 +22,9 @@ from decision_server.customers.records import CustomerRecord, CustomerStateRecor
 from decision_server.customers.service import get_customer
 from decision_server.db import utcnow
 from decision_server.schemas import (
-    Pattern,
     JsonDocument,
     PageQuery,
+    Pattern,
     Text,
     Timestamp,
     page_of,
@@ -34,10 +34,15 @@ from decision_server.throttle import expensive
 from decision_server.validation import cents_to_decimal
 from decision_server.web import Blueprint, transaction
 
-per_customer = Blueprint("customer-analytics", __name__, url_prefix="/customers",
-                         description="A customer's lifecycle transitions, stage changes and CLV")
-lifecycle_blp = Blueprint("lifecycle", __name__, url_prefix="/lifecycle",
-                          description="Lifecycle stages (CLM): statistics, transitions, bulk evaluation")
+per_customer = Blueprint(
+    "customer-analytics",
+    __name__,
+    url_prefix="/customers",
+    description="A customer's lifecycle transitions, stage changes and CLV",
+)
+lifecycle_blp = Blueprint(
+    "lifecycle", __name__, url_prefix="/lifecycle", description="Lifecycle stages (CLM): statistics, transitions, bulk evaluation"
+)
 value_blp = Blueprint("value", __name__, url_prefix="/value", description="Customer value (CVM): segments and score statistics")
 rfm_blp = Blueprint("rfm", __name__, url_prefix="/rfm", description="RFM: runs, cut points and segment statistics")
 
@@ -55,6 +60,7 @@ def _models():
 
 
 # --- schemas -----------------------------------------------------------------------------------
+
 
 class TransitionSchema(ma.Schema):
     id = fields.Integer()
@@ -82,7 +88,9 @@ class TransitionQuerySchema(PageQuery):
 
 class SetStageSchema(ma.Schema):
     stage = fields.String(required=True, validate=ma.validate.Length(min=1, max=32))
-    reason = Text(500, required=True, validate=ma.validate.Length(min=3), metadata={"example": "moved by account manager after call"})
+    reason = Text(
+        500, required=True, validate=ma.validate.Length(min=3), metadata={"example": "moved by account manager after call"}
+    )
 
 
 class SetStageResultSchema(ma.Schema):
@@ -99,7 +107,10 @@ class PeriodQuerySchema(ma.Schema):
 
 
 class LifecycleStatisticsSchema(ma.Schema):
-    stages = fields.List(JsonDocument(), metadata={"description": "[{stage, customers, actions}] in the rule set's order; actions from rules/stage_actions.yaml"})
+    stages = fields.List(
+        JsonDocument(),
+        metadata={"description": "[{stage, customers, actions}] in the rule set's order; actions from rules/stage_actions.yaml"},
+    )
     not_evaluated = fields.Integer(metadata={"description": "customers with no stage yet"})
     since = fields.DateTime()
     until = fields.DateTime()
@@ -122,7 +133,9 @@ class RfmRunSchema(ma.Schema):
     id = fields.Integer()
     as_of = fields.DateTime()
     buyers = fields.Integer()
-    cuts = JsonDocument(metadata={"description": "four cut points per measure: recency (epoch s of last purchase), frequency, monetary (cents)"})
+    cuts = JsonDocument(
+        metadata={"description": "four cut points per measure: recency (epoch s of last purchase), frequency, monetary (cents)"}
+    )
     segments = JsonDocument(metadata={"description": "buyers per segment"})
     rule_revision = fields.String()
     source = fields.String()
@@ -135,10 +148,13 @@ RfmRunPageSchema = page_of(RfmRunSchema, "RfmRunPage")
 
 class RfmStatisticsSchema(ma.Schema):
     run = fields.Nested(RfmRunSchema, allow_none=True)
-    segments = fields.List(JsonDocument(), metadata={"description": "[{segment, customers, share, avg_r, avg_f, avg_m, avg_purchases, avg_spend}]"})
+    segments = fields.List(
+        JsonDocument(), metadata={"description": "[{segment, customers, share, avg_r, avg_f, avg_m, avg_purchases, avg_spend}]"}
+    )
 
 
 # --- per customer ------------------------------------------------------------------------------
+
 
 def _customer_id(session, external_id: str) -> int:
     found = session.execute(sa.select(_c.c.id).where(_c.c.external_id == external_id)).scalar()
@@ -185,8 +201,14 @@ class CustomerStage(MethodView):
         """Set a customer's stage by hand, with a reason; recorded as a manual transition with your key's name."""
         with transaction(write=True) as session:
             cid = _customer_id(session, customer_id)
-            change = lifecycle.set_stage(session.connection(), cid, body["stage"], revision=_revision(),
-                                         actor=f"key:{g.principal.name}", reason=body["reason"])
+            change = lifecycle.set_stage(
+                session.connection(),
+                cid,
+                body["stage"],
+                revision=_revision(),
+                actor=f"key:{g.principal.name}",
+                reason=body["reason"],
+            )
             if change is None:
                 return {"changed": False, "transition": None}
             page = _transition_rows(session, {"limit": 1}, cid)
@@ -194,6 +216,7 @@ class CustomerStage(MethodView):
 
 
 # --- lifecycle ---------------------------------------------------------------------------------
+
 
 @lifecycle_blp.route("/statistics")
 class LifecycleStatistics(MethodView):
@@ -216,7 +239,8 @@ class LifecycleStatistics(MethodView):
         return {
             "stages": [{"stage": s, "customers": counts.get(s, 0), "actions": lifecycle.actions(revision, s)} for s in order],
             "not_evaluated": counts.get(None, 0),
-            "since": since, "until": until,
+            "since": since,
+            "until": until,
             "matrix": [{"from": a, "to": b, "count": n} for a, b, n in sorted(matrix, key=lambda r: -r[2])],
         }
 
@@ -245,6 +269,7 @@ class Evaluate(MethodView):
 
 
 # --- RFM ---------------------------------------------------------------------------------------
+
 
 @rfm_blp.route("/calculate")
 class RfmCalculate(MethodView):
@@ -284,25 +309,46 @@ class RfmStatistics(MethodView):
         with transaction() as session:
             run = rfm.latest_run(session.connection())
             rows = session.execute(
-                sa.select(_st.c.rfm_segment, sa.func.count(), sa.func.avg(_st.c.rfm_r), sa.func.avg(_st.c.rfm_f),
-                          sa.func.avg(_st.c.rfm_m), sa.func.avg(_st.c.transaction_count), sa.func.avg(_st.c.total_spend_cents))
+                sa.select(
+                    _st.c.rfm_segment,
+                    sa.func.count(),
+                    sa.func.avg(_st.c.rfm_r),
+                    sa.func.avg(_st.c.rfm_f),
+                    sa.func.avg(_st.c.rfm_m),
+                    sa.func.avg(_st.c.transaction_count),
+                    sa.func.avg(_st.c.total_spend_cents),
+                )
                 .where(_st.c.rfm_segment.is_not(None))
                 .group_by(_st.c.rfm_segment)
             ).all()
         total = sum(r[1] for r in rows) or 1
-        segments = [{"segment": s, "customers": n, "share": round(n / total, 4), "avg_r": round(float(r), 2),
-                     "avg_f": round(float(f), 2), "avg_m": round(float(m), 2), "avg_purchases": round(float(p), 2),
-                     "avg_spend": str(cents_to_decimal(round(float(c))))}
-                    for s, n, r, f, m, p, c in sorted(rows, key=lambda r: -r[1])]
+        segments = [
+            {
+                "segment": s,
+                "customers": n,
+                "share": round(n / total, 4),
+                "avg_r": round(float(r), 2),
+                "avg_f": round(float(f), 2),
+                "avg_m": round(float(m), 2),
+                "avg_purchases": round(float(p), 2),
+                "avg_spend": str(cents_to_decimal(round(float(c)))),
+            }
+            for s, n, r, f, m, p, c in sorted(rows, key=lambda r: -r[1])
+        ]
         return {"run": run._mapping if run else None, "segments": segments}
 
 
 # --- customer value ----------------------------------------------------------------------------
 
+
 class ValueStatisticsSchema(ma.Schema):
-    segments = fields.List(JsonDocument(), metadata={"description": "[{segment, customers, share, avg_score, min_score, max_score, avg_spend}]"})
+    segments = fields.List(
+        JsonDocument(), metadata={"description": "[{segment, customers, share, avg_score, min_score, max_score, avg_spend}]"}
+    )
     not_evaluated = fields.Integer()
-    histogram = fields.List(JsonDocument(), metadata={"description": "customers per band of 10 score points: [{from, to, customers}]"})
+    histogram = fields.List(
+        JsonDocument(), metadata={"description": "customers per band of 10 score points: [{from, to, customers}]"}
+    )
 
 
 @value_blp.route("/statistics")
@@ -314,23 +360,41 @@ class ValueStatistics(MethodView):
         band = sa.func.floor(_st.c.value_score / 10)
         with transaction() as session:
             rows = session.execute(
-                sa.select(_st.c.value_segment, sa.func.count(), sa.func.avg(_st.c.value_score), sa.func.min(_st.c.value_score),
-                          sa.func.max(_st.c.value_score), sa.func.avg(_st.c.total_spend_cents))
-                .group_by(_st.c.value_segment)
+                sa.select(
+                    _st.c.value_segment,
+                    sa.func.count(),
+                    sa.func.avg(_st.c.value_score),
+                    sa.func.min(_st.c.value_score),
+                    sa.func.max(_st.c.value_score),
+                    sa.func.avg(_st.c.total_spend_cents),
+                ).group_by(_st.c.value_segment)
             ).all()
-            bands = dict(session.execute(
-                sa.select(band, sa.func.count()).where(_st.c.value_score.is_not(None)).group_by(band)
-            ).all())
+            bands = dict(
+                session.execute(sa.select(band, sa.func.count()).where(_st.c.value_score.is_not(None)).group_by(band)).all()
+            )
         scored = [r for r in rows if r[0] is not None]
         total = sum(r[1] for r in scored) or 1
         order = {"high": 0, "medium": 1, "low": 2}
         return {
-            "segments": [{"segment": s, "customers": n, "share": round(n / total, 4), "avg_score": round(float(a), 2),
-                          "min_score": lo, "max_score": hi, "avg_spend": str(cents_to_decimal(round(float(c or 0))))}
-                         for s, n, a, lo, hi, c in sorted(scored, key=lambda r: order.get(r[0], 9))],
+            "segments": [
+                {
+                    "segment": s,
+                    "customers": n,
+                    "share": round(n / total, 4),
+                    "avg_score": round(float(a), 2),
+                    "min_score": lo,
+                    "max_score": hi,
+                    "avg_spend": str(cents_to_decimal(round(float(c or 0)))),
+                }
+                for s, n, a, lo, hi, c in sorted(scored, key=lambda r: order.get(r[0], 9))
+            ],
             "not_evaluated": sum(r[1] for r in rows if r[0] is None),
-            "histogram": [{"from": k * 10, "to": min(k * 10 + 10, 100), "customers": int(bands.get(float(k), bands.get(k, 0)))}
-                          for k in range(10)] if bands else [],
+            "histogram": [
+                {"from": k * 10, "to": min(k * 10 + 10, 100), "customers": int(bands.get(float(k), bands.get(k, 0)))}
+                for k in range(10)
+            ]
+            if bands
+            else [],
         }
 
 
@@ -338,11 +402,16 @@ class ValueOffersQuery(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    segment = fields.String(validate=Pattern(r"^[a-z][a-z0-9_]{0,31}$"), metadata={"description": "one segment (default: every segment the value rules give)", "example": "high"})
+    segment = fields.String(
+        validate=Pattern(r"^[a-z][a-z0-9_]{0,31}$"),
+        metadata={"description": "one segment (default: every segment the value rules give)", "example": "high"},
+    )
 
 
 class ValueOffersSchema(ma.Schema):
-    segments = fields.List(JsonDocument(), metadata={"description": "[{segment, offers}]: the active offers that target each value segment by name"})
+    segments = fields.List(
+        JsonDocument(), metadata={"description": "[{segment, offers}]: the active offers that target each value segment by name"}
+    )
 
 
 @value_blp.route("/offers")
@@ -355,6 +424,8 @@ class ValueOffers(MethodView):
         from decision_server.offers.catalog import value_offers
 
         revision = _revision()
-        names = [query["segment"]] if "segment" in query else list(revision.rulesets["value"].outputs["value_segment"].values or ())
+        names = (
+            [query["segment"]] if "segment" in query else list(revision.rulesets["value"].outputs["value_segment"].values or ())
+        )
         offers = current_app.extensions["catalog"].offers
         return {"segments": [{"segment": name, "offers": value_offers(offers, name)} for name in names]}

@@ -31,8 +31,12 @@ from decision_server.throttle import expensive
 from decision_server.validation import ONE_LINE_RE, ONE_LINE_RULE
 from decision_server.web import Blueprint, transaction
 
-blp = Blueprint("segments", __name__, url_prefix="/segments",
-                description="Segments defined by a rule condition: members, sizes over time, recompute")
+blp = Blueprint(
+    "segments",
+    __name__,
+    url_prefix="/segments",
+    description="Segments defined by a rule condition: members, sizes over time, recompute",
+)
 
 _s = SegmentRecord.__table__
 _m = SegmentMemberRecord.__table__
@@ -46,8 +50,9 @@ _CONDITION_RULE = [ma.validate.Length(min=1), Pattern(ONE_LINE_RE, error=f"must 
 class SegmentInSchema(ma.Schema):
     name = fields.String(required=True, validate=_NAME_RULE, metadata={"example": "growth_at_risk"})
     description = Text(500, load_default="")
-    condition = Text(2000, required=True, validate=_CONDITION_RULE,
-                     metadata={"example": 'stage == "growth" and churn_risk >= 0.6'})
+    condition = Text(
+        2000, required=True, validate=_CONDITION_RULE, metadata={"example": 'stage == "growth" and churn_risk >= 0.6'}
+    )
 
 
 class SegmentPatchSchema(ma.Schema):
@@ -98,7 +103,9 @@ def _rules():
 
 
 def _recompute(only: list[int] | None) -> dict[str, int]:
-    return segments.recompute_all(current_app.extensions["database"], _rules(), current_app.extensions["models"].current, only=only)
+    return segments.recompute_all(
+        current_app.extensions["database"], _rules(), current_app.extensions["models"].current, only=only
+    )
 
 
 def _find(session, name: str):
@@ -137,8 +144,11 @@ class Segments(MethodView):
             if session.execute(sa.select(_s.c.id).where(_s.c.name == body["name"])).first():
                 message = f"a segment named {body['name']!r} exists"
                 raise Conflict(message, code="segment_exists", errors={"name": [message]})
-            sid = session.execute(sa.insert(_s).values(**body, active=True, created_by=f"key:{g.principal.name}",
-                                                       created_at=now, updated_at=now).returning(_s.c.id)).scalar_one()
+            sid = session.execute(
+                sa.insert(_s)
+                .values(**body, active=True, created_by=f"key:{g.principal.name}", created_at=now, updated_at=now)
+                .returning(_s.c.id)
+            ).scalar_one()
         _recompute([sid])
         with transaction() as session:
             return _with_count(session, _find(session, body["name"]))
@@ -192,8 +202,11 @@ class Members(MethodView):
         """List a segment's members (customer ids), in customer id order, with when they joined."""
         with transaction() as session:
             row = _find(session, name)
-            select = (sa.select(_m.c.customer_id.label("cid"), _c.c.external_id, _m.c.since)
-                      .join(_c, _c.c.id == _m.c.customer_id).where(_m.c.segment_id == row.id))
+            select = (
+                sa.select(_m.c.customer_id.label("cid"), _c.c.external_id, _m.c.since)
+                .join(_c, _c.c.id == _m.c.customer_id)
+                .where(_m.c.segment_id == row.id)
+            )
             if query.get("cursor"):
                 select = select.where(_m.c.customer_id > query["cursor"][0])
             rows = session.execute(select.order_by(_m.c.customer_id).limit(query["limit"] + 1)).all()
@@ -209,8 +222,12 @@ class Counts(MethodView):
         """A segment's size after each full recompute, oldest first (at most the last 1,000)."""
         with transaction() as session:
             row = _find(session, name)
-            rows = session.execute(sa.select(_n.c.at, _n.c.members).where(_n.c.segment_id == row.id)
-                                   .order_by(_n.c.at.desc(), _n.c.id.desc()).limit(1000)).all()
+            rows = session.execute(
+                sa.select(_n.c.at, _n.c.members)
+                .where(_n.c.segment_id == row.id)
+                .order_by(_n.c.at.desc(), _n.c.id.desc())
+                .limit(1000)
+            ).all()
         return {"items": [dict(r._mapping) for r in reversed(rows)]}
 
 

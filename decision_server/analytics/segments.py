@@ -34,13 +34,25 @@ from decision_server.rules.source import RulesInvalid
 from decision_server.validation import ONE_LINE_RE, ONE_LINE_RULE
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-SCORES = {"churn_risk": "Churn model score, 0–1", "propensity_to_buy": "Propensity to buy in 30 days, 0–1",
-          "engagement_score": "Engagement score, 0–100", "ltv": "Predicted spend in the next 12 months"}
-STATE_NUMBERS = {"value_score": "Customer value score, 0–100", "rfm_r": "RFM recency score 1–5",
-                 "rfm_f": "RFM frequency score 1–5", "rfm_m": "RFM monetary score 1–5"}
+SCORES = {
+    "churn_risk": "Churn model score, 0–1",
+    "propensity_to_buy": "Propensity to buy in 30 days, 0–1",
+    "engagement_score": "Engagement score, 0–100",
+    "ltv": "Predicted spend in the next 12 months",
+}
+STATE_NUMBERS = {
+    "value_score": "Customer value score, 0–100",
+    "rfm_r": "RFM recency score 1–5",
+    "rfm_f": "RFM frequency score 1–5",
+    "rfm_m": "RFM monetary score 1–5",
+}
 # State text inputs and the rule set output that lists their values.
-STATE_TEXT = {"stage": ("lifecycle", "stage"), "value_segment": ("value", "value_segment"),
-              "journey_stage": ("journey", "journey_stage"), "rfm_segment": ("rfm", "rfm_segment")}
+STATE_TEXT = {
+    "stage": ("lifecycle", "stage"),
+    "value_segment": ("value", "value_segment"),
+    "journey_stage": ("journey", "journey_stage"),
+    "rfm_segment": ("rfm", "rfm_segment"),
+}
 _s = SegmentRecord.__table__
 _m = SegmentMemberRecord.__table__
 _st = CustomerStateRecord.__table__
@@ -58,10 +70,24 @@ def vocabulary(rules: Any) -> dict[str, dict[str, Any]]:
 
 
 def _document(name: str, description: str, condition: str, rules: Any) -> str:
-    head = {"ruleset": "segment", "description": description or name, "hit": "first", "inputs": vocabulary(rules),
-            "outputs": {"member": {"type": "string", "values": ["in"]}}}
-    return (json.dumps(head)[:-1] + ', "rules": [{"id": ' + json.dumps(name) + ', "description": "member",\n'
-            + '"then": {"member": "in"},\n' + _WHEN_LINE.strip() + " '" + condition.replace("'", "''") + "'}]}\n")
+    head = {
+        "ruleset": "segment",
+        "description": description or name,
+        "hit": "first",
+        "inputs": vocabulary(rules),
+        "outputs": {"member": {"type": "string", "values": ["in"]}},
+    }
+    return (
+        json.dumps(head)[:-1]
+        + ', "rules": [{"id": '
+        + json.dumps(name)
+        + ', "description": "member",\n'
+        + '"then": {"member": "in"},\n'
+        + _WHEN_LINE.strip()
+        + " '"
+        + condition.replace("'", "''")
+        + "'}]}\n"
+    )
 
 
 def compile_condition(name: str, description: str, condition: str, rules: Any) -> Any:
@@ -79,7 +105,9 @@ def compile_condition(name: str, description: str, condition: str, rules: Any) -
 
 
 def _refuse(message: str) -> None:
-    raise ValidationError(f"the condition is not valid: {message}", errors={"condition": [message]}, code="segment_condition_invalid")
+    raise ValidationError(
+        f"the condition is not valid: {message}", errors={"condition": [message]}, code="segment_condition_invalid"
+    )
 
 
 class Compiled:
@@ -111,7 +139,7 @@ def active_segments(conn: Connection) -> list[Any]:
 
 def facts_of(features_row: np.ndarray, state: Any, scores: dict[str, Any]) -> dict[str, Any]:
     """The inputs of a condition for one customer."""
-    facts: dict[str, Any] = dict(zip(FEATURE_NAMES, features_row.tolist()))
+    facts: dict[str, Any] = dict(zip(FEATURE_NAMES, features_row.tolist(), strict=True))
     facts.update({k: scores[k] for k in SCORES})
     facts.update({k: state.get(k) for k in (*STATE_NUMBERS, *STATE_TEXT)})
     return facts
@@ -131,12 +159,22 @@ def refresh_customer(conn: Connection, customer_id: int, facts: dict[str, Any], 
     if leave:
         conn.execute(sa.delete(_m).where(_m.c.customer_id == customer_id, _m.c.segment_id.in_(leave)))
     if join:  # a bulk recompute may have added the same row meanwhile: keep the first
-        conn.execute(upsert(conn, _m).on_conflict_do_nothing(), [{"segment_id": sid, "customer_id": customer_id, "since": now} for sid in join])
+        conn.execute(
+            upsert(conn, _m).on_conflict_do_nothing(),
+            [{"segment_id": sid, "customer_id": customer_id, "since": now} for sid in join],
+        )
     return names
 
 
-def recompute_all(database: Database, rules: Any, models: Any, *, only: list[int] | None = None,
-                  now: dt.datetime | None = None, chunk: int = bulk.CHUNK) -> dict[str, int]:
+def recompute_all(
+    database: Database,
+    rules: Any,
+    models: Any,
+    *,
+    only: list[int] | None = None,
+    now: dt.datetime | None = None,
+    chunk: int = bulk.CHUNK,
+) -> dict[str, int]:
     """Recompute every customer's memberships (of all active segments or `only`), chunk by chunk.
 
     The "segments" step of the bulk pass (analytics/reevaluate.py): each chunk is one

@@ -59,22 +59,60 @@ class Work:
     limits: Any = None  # the rules.source.Limits the revision was built within
 
 
-def work(revision: Any, models: Any, *, steps: tuple[str, ...], moment: dt.datetime, as_of: dt.datetime | None,
-         cuts: dict[str, list[float]], run_id: int | None, segments: list[Any], margin: Decimal, dry_run: bool,
-         offers: Any = None) -> Work:
+def work(
+    revision: Any,
+    models: Any,
+    *,
+    steps: tuple[str, ...],
+    moment: dt.datetime,
+    as_of: dt.datetime | None,
+    cuts: dict[str, list[float]],
+    run_id: int | None,
+    segments: list[Any],
+    margin: Decimal,
+    dry_run: bool,
+    offers: Any = None,
+) -> Work:
     """Describe the run for the workers."""
     bundle = model_files(models)
-    digest = hashlib.sha256(repr((revision.id, sorted((k, hashlib.sha256(v).hexdigest()) for k, v in bundle.items()),
-                                  steps, moment, as_of, cuts, run_id, [dataclasses.astuple(_segment(s)) for s in segments],
-                                  margin, dry_run, offers.baseline.id if offers else None,
-                                  offers.channels if offers else None)).encode()).hexdigest()
+    digest = hashlib.sha256(
+        repr(
+            (
+                revision.id,
+                sorted((k, hashlib.sha256(v).hexdigest()) for k, v in bundle.items()),
+                steps,
+                moment,
+                as_of,
+                cuts,
+                run_id,
+                [dataclasses.astuple(_segment(s)) for s in segments],
+                margin,
+                dry_run,
+                offers.baseline.id if offers else None,
+                offers.channels if offers else None,
+            )
+        ).encode()
+    ).hexdigest()
     return Work(
-        key=digest, revision_id=revision.id, files=dict(revision.files), steps=tuple(steps), moment=moment, as_of=as_of,
-        cuts=cuts, run_id=run_id, segments=tuple(_segment(s) for s in segments), margin=margin, dry_run=dry_run,
-        models=bundle, model_versions=served(models),
-        max_age_days=float(getattr(models, "max_age_days", 180.0)), models_at=getattr(models, "loaded_at", moment),
+        key=digest,
+        revision_id=revision.id,
+        files=dict(revision.files),
+        steps=tuple(steps),
+        moment=moment,
+        as_of=as_of,
+        cuts=cuts,
+        run_id=run_id,
+        segments=tuple(_segment(s) for s in segments),
+        margin=margin,
+        dry_run=dry_run,
+        models=bundle,
+        model_versions=served(models),
+        max_age_days=float(getattr(models, "max_age_days", 180.0)),
+        models_at=getattr(models, "loaded_at", moment),
         offers=dataclasses.replace(offers, baseline=None) if offers else None,
-        baseline_files=dict(offers.baseline.files) if offers else None, limits=revision.limits)
+        baseline_files=dict(offers.baseline.files) if offers else None,
+        limits=revision.limits,
+    )
 
 
 def served(models: Any) -> dict[str, str]:
@@ -113,8 +151,11 @@ class _Built:
         self.revision = build_revision(spec.files, backend="python", run_cases=False, limits=spec.limits)
         if self.revision.id != spec.revision_id:
             raise RuntimeError(f"the worker built revision {self.revision.short_id}, not {spec.revision_id[:12]}")
-        self.baseline = (build_revision(spec.baseline_files, backend="python", run_cases=False, limits=spec.limits)
-                         if spec.baseline_files else None)
+        self.baseline = (
+            build_revision(spec.baseline_files, backend="python", run_cases=False, limits=spec.limits)
+            if spec.baseline_files
+            else None
+        )
         self._folder = tempfile.TemporaryDirectory(prefix="decision-server-models-")
         for path, content in spec.models.items():
             target = Path(self._folder.name) / path
@@ -150,8 +191,18 @@ def evaluate_on_worker(chunk: Any, spec: Work) -> Any:
             _built = _Built(spec)
         built = _built
     chunk.evaluated = evaluation.evaluate(
-        chunk, built.revision, built.models, steps=spec.steps, moment=spec.moment, as_of=spec.as_of, cuts=spec.cuts,
-        run_id=spec.run_id, compiled=built.compiled, margin=spec.margin, dry_run=spec.dry_run,
-        offers=built.offers if "offers" in spec.steps else None)
+        chunk,
+        built.revision,
+        built.models,
+        steps=spec.steps,
+        moment=spec.moment,
+        as_of=spec.as_of,
+        cuts=spec.cuts,
+        run_id=spec.run_id,
+        compiled=built.compiled,
+        margin=spec.margin,
+        dry_run=spec.dry_run,
+        offers=built.offers if "offers" in spec.steps else None,
+    )
     chunk.features = None
     return chunk

@@ -40,15 +40,32 @@ class Role(str, enum.Enum):
     ADMIN = "admin"  # everything, including keys
 
 
-_READ_ALL = {Permission.CUSTOMERS_READ, Permission.RULES_READ, Permission.MODELS_READ, Permission.OFFERS_READ,
-             Permission.DECISIONS_READ, Permission.LOYALTY_READ, Permission.JOBS_READ, Permission.METRICS_READ}
+_READ_ALL = {
+    Permission.CUSTOMERS_READ,
+    Permission.RULES_READ,
+    Permission.MODELS_READ,
+    Permission.OFFERS_READ,
+    Permission.DECISIONS_READ,
+    Permission.LOYALTY_READ,
+    Permission.JOBS_READ,
+    Permission.METRICS_READ,
+}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.CHANNEL: frozenset({Permission.CUSTOMERS_READ, Permission.OFFERS_READ, Permission.DECISIONS_WRITE,
-                             Permission.DECISIONS_READ, Permission.LOYALTY_READ, Permission.LOYALTY_WRITE}),
+    Role.CHANNEL: frozenset(
+        {
+            Permission.CUSTOMERS_READ,
+            Permission.OFFERS_READ,
+            Permission.DECISIONS_WRITE,
+            Permission.DECISIONS_READ,
+            Permission.LOYALTY_READ,
+            Permission.LOYALTY_WRITE,
+        }
+    ),
     Role.ANALYST: frozenset(_READ_ALL),
-    Role.EDITOR: frozenset(_READ_ALL | {Permission.RULES_WRITE, Permission.ANALYTICS_WRITE, Permission.OFFERS_WRITE,
-                                        Permission.LOYALTY_MANAGE}),
+    Role.EDITOR: frozenset(
+        _READ_ALL | {Permission.RULES_WRITE, Permission.ANALYTICS_WRITE, Permission.OFFERS_WRITE, Permission.LOYALTY_MANAGE}
+    ),
     Role.INGEST: frozenset({Permission.CUSTOMERS_READ, Permission.DATA_WRITE}),
     Role.ADMIN: frozenset(Permission),
 }
@@ -68,10 +85,12 @@ def requires(permission: Permission):
         doc = getattr(view, "_apidoc", None)
         if doc is None:
             doc = view._apidoc = {}
-        doc.setdefault("manual_doc", {}).setdefault("responses", {}).update({
-            "401": _error_doc("missing, malformed, unknown or revoked API key"),
-            "403": _error_doc(f"the key's role does not grant {permission.value}"),
-        })
+        doc.setdefault("manual_doc", {}).setdefault("responses", {}).update(
+            {
+                "401": _error_doc("missing, malformed, unknown or revoked API key"),
+                "403": _error_doc(f"the key's role does not grant {permission.value}"),
+            }
+        )
         return view
 
     return mark

@@ -36,9 +36,7 @@ class CustomerStateRecord(Base):
 
     __tablename__ = "customer_state"
 
-    customer_id: Mapped[int] = mapped_column(
-        BigId, sa.ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
-    )
+    customer_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
     transaction_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     # Money in integer cents: exact on SQLite too, whose NUMERIC would store a float.
     total_spend_cents: Mapped[int] = mapped_column(sa.BigInteger, default=0)

@@ -7,7 +7,19 @@ import re
 import marshmallow as ma
 from marshmallow import fields
 
-from decision_server.schemas import Code, Consent, EventTime, ExternalId, JsonDocument, Money, PageQuery, Pattern, Text, Timestamp, page_of
+from decision_server.schemas import (
+    Code,
+    Consent,
+    EventTime,
+    ExternalId,
+    JsonDocument,
+    Money,
+    PageQuery,
+    Pattern,
+    Text,
+    Timestamp,
+    page_of,
+)
 
 PHONE_RE = re.compile(r"^\+?[0-9][0-9 ()-]{2,31}$")
 
@@ -52,7 +64,9 @@ class CustomerStateSchema(ma.Schema):
     stage_since = fields.DateTime(allow_none=True)
     value_score = fields.Float(allow_none=True, metadata={"description": "Customer value score 0-100 (CVM)"})
     value_segment = fields.String(allow_none=True, metadata={"description": "high, medium or low (rules/value.yaml)"})
-    journey_stage = fields.String(allow_none=True, metadata={"description": "Journey stage from touchpoints (rules/journey.yaml)"})
+    journey_stage = fields.String(
+        allow_none=True, metadata={"description": "Journey stage from touchpoints (rules/journey.yaml)"}
+    )
     rfm = fields.Method("_rfm", metadata={"description": "RFM scores 1-5 and segment; null for a customer who never bought"})
 
     def _rfm(self, state):

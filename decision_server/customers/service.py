@@ -14,14 +14,35 @@ from decision_server.errors import Conflict, NotFound
 from decision_server.validation import check_external_id
 
 _STATE_FIELDS = (
-    "transaction_count", "total_spend_cents", "total_cost_cents", "first_purchase_at",
-    "last_purchase_at", "touchpoint_count", "last_touchpoint_at", "stage", "stage_since",
-    "rfm_r", "rfm_f", "rfm_m", "rfm_segment", "value_score", "value_segment", "journey_stage",
+    "transaction_count",
+    "total_spend_cents",
+    "total_cost_cents",
+    "first_purchase_at",
+    "last_purchase_at",
+    "touchpoint_count",
+    "last_touchpoint_at",
+    "stage",
+    "stage_since",
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "rfm_segment",
+    "value_score",
+    "value_segment",
+    "journey_stage",
 )
 _EMPTY_STATE = {name: 0 if name.endswith(("count", "cents")) else None for name in _STATE_FIELDS}
 _CUSTOMER_FIELDS = (
-    "id", "external_id", "first_name", "last_name", "email", "phone", "consent", "attributes",
-    "created_at", "updated_at",
+    "id",
+    "external_id",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "consent",
+    "attributes",
+    "created_at",
+    "updated_at",
 )
 
 
@@ -56,9 +77,7 @@ def find_customer(session: Session, *, external_id: str) -> CustomerRecord:
     """Return the customer with `external_id` or raise customer_not_found."""
     if check_external_id(external_id):  # cannot exist; PostgreSQL would also refuse a NUL in it
         raise _not_found(external_id)
-    customer = session.scalars(
-        sa.select(CustomerRecord).where(CustomerRecord.external_id == external_id)
-    ).first()
+    customer = session.scalars(sa.select(CustomerRecord).where(CustomerRecord.external_id == external_id)).first()
     if customer is None:
         raise _not_found(external_id)
     return customer
@@ -76,9 +95,7 @@ def get_customer(session: Session, *, external_id: str) -> dict[str, Any]:
 
 def create_customer(session: Session, *, external_id: str, **fields: Any) -> dict[str, Any]:
     """Create a customer; an external id already in use is a conflict."""
-    exists = session.scalar(
-        sa.select(CustomerRecord.id).where(CustomerRecord.external_id == external_id)
-    )
+    exists = session.scalar(sa.select(CustomerRecord.id).where(CustomerRecord.external_id == external_id))
     if exists is not None:
         raise Conflict(
             f"a customer with id {external_id!r} already exists; PATCH it to change it",
@@ -127,10 +144,15 @@ def list_customers(
         pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(
             sa.or_(
-                *(sa.func.lower(col).like(pattern, escape="\\") for col in (
-                    CustomerRecord.external_id, CustomerRecord.first_name,
-                    CustomerRecord.last_name, CustomerRecord.email,
-                ))
+                *(
+                    sa.func.lower(col).like(pattern, escape="\\")
+                    for col in (
+                        CustomerRecord.external_id,
+                        CustomerRecord.first_name,
+                        CustomerRecord.last_name,
+                        CustomerRecord.email,
+                    )
+                )
             )
         )
     if email:

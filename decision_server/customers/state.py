@@ -31,17 +31,14 @@ def refresh_state(db: Session | Connection, *, customer_ids: Sequence[int] | Non
 
 def _upsert(db: Session | Connection, ids: list[int] | None):
     t, tp, c, st = TransactionRecord, TouchpointRecord, CustomerRecord, CustomerStateRecord
-    spend = (
-        sa.select(
-            t.customer_id.label("cid"),
-            purchase_count().label("n"),
-            sa.func.sum(t.amount_cents).label("spend"),  # net of refunds
-            sa.func.sum(sa.func.coalesce(t.cost_cents, 0)).label("cost"),
-            first_purchase_at().label("first_at"),
-            last_purchase_at().label("last_at"),
-        )
-        .group_by(t.customer_id)
-    )
+    spend = sa.select(
+        t.customer_id.label("cid"),
+        purchase_count().label("n"),
+        sa.func.sum(t.amount_cents).label("spend"),  # net of refunds
+        sa.func.sum(sa.func.coalesce(t.cost_cents, 0)).label("cost"),
+        first_purchase_at().label("first_at"),
+        last_purchase_at().label("last_at"),
+    ).group_by(t.customer_id)
     touches = sa.select(
         tp.customer_id.label("cid"), sa.func.count().label("n"), sa.func.max(tp.occurred_at).label("last_at")
     ).group_by(tp.customer_id)
@@ -68,10 +65,21 @@ def _upsert(db: Session | Connection, ids: list[int] | None):
         .where(c.id.in_(ids) if ids is not None else sa.true())
     )
     columns = [
-        "customer_id", "transaction_count", "total_spend_cents", "total_cost_cents",
-        "first_purchase_at", "last_purchase_at", "touchpoint_count", "last_touchpoint_at", "updated_at",
+        "customer_id",
+        "transaction_count",
+        "total_spend_cents",
+        "total_cost_cents",
+        "first_purchase_at",
+        "last_purchase_at",
+        "touchpoint_count",
+        "last_touchpoint_at",
+        "updated_at",
     ]
-    return upsert(db, st.__table__).from_select(columns, select).on_conflict_do_update(
-        index_elements=["customer_id"],
-        set_={name: sa.literal_column(f"excluded.{name}") for name in columns[1:]},
+    return (
+        upsert(db, st.__table__)
+        .from_select(columns, select)
+        .on_conflict_do_update(
+            index_elements=["customer_id"],
+            set_={name: sa.literal_column(f"excluded.{name}") for name in columns[1:]},
+        )
     )

@@ -50,13 +50,14 @@ MAX_PROPENSITY = 0.999
 # Changing these changes the unit of the stored `expected` sums: reset offer_learning if you do.
 MODEL_EXPONENT = 0.5
 UNSCORED_EXPOSURE = 0.1  # an unscored customer's offers start at a 10 % acceptance guess
-_TOTALS = sa.select(_l.c.offer_id, _l.c.learning_key, sa.func.sum(_l.c.shown), sa.func.sum(_l.c.expected),
-                    sa.func.sum(_l.c.accepted)).group_by(_l.c.offer_id, _l.c.learning_key)
+_TOTALS = sa.select(
+    _l.c.offer_id, _l.c.learning_key, sa.func.sum(_l.c.shown), sa.func.sum(_l.c.expected), sa.func.sum(_l.c.accepted)
+).group_by(_l.c.offer_id, _l.c.learning_key)
 
 
 def exposure(model: float) -> float:
     """Return what one action counts towards `expected`, for a model score (see the module docstring)."""
-    return model ** MODEL_EXPONENT if model > 0 else UNSCORED_EXPOSURE
+    return model**MODEL_EXPONENT if model > 0 else UNSCORED_EXPOSURE
 
 
 def learning_key(segment: str, model: float) -> str:
@@ -116,7 +117,9 @@ class Learning:
         """Return the (segment, offer) counters of one offer."""
         return self._by_key.get((offer_id, key)) or Counts(), self._by_offer.get(offer_id) or Counts()
 
-    def propensity(self, offer_id: int, key: str, model: float, *, exploration: float, prior_strength: float) -> tuple[float, dict[str, Any]]:
+    def propensity(
+        self, offer_id: int, key: str, model: float, *, exploration: float, prior_strength: float
+    ) -> tuple[float, dict[str, Any]]:
         """Return the adaptive propensity of an offer for a customer whose model score is `model`, and why."""
         if not self.enabled:
             return model, {"adaptive": False}
@@ -131,9 +134,18 @@ class Learning:
         if exploration > 0:
             theta = max(0.0, mean + exploration * (self._random.gammavariate(shape, 1.0 / rate) - mean))
         value = min(x * theta, MAX_PROPENSITY)
-        return value, {"adaptive": True, "key": key, "exposure": round(x, 6), "shown": segment.shown, "accepted": segment.accepted,
-                       "expected": round(segment.expected, 4), "multiplier": round(mean, 4),
-                       "sampled_multiplier": round(theta, 4), "exploration": exploration, "prior_strength": prior_strength}
+        return value, {
+            "adaptive": True,
+            "key": key,
+            "exposure": round(x, 6),
+            "shown": segment.shown,
+            "accepted": segment.accepted,
+            "expected": round(segment.expected, 4),
+            "multiplier": round(mean, 4),
+            "sampled_multiplier": round(theta, 4),
+            "exploration": exploration,
+            "prior_strength": prior_strength,
+        }
 
     def increments(self, actions: Iterable[tuple[int, str, float]]) -> list[dict[str, Any]]:
         """Return the counter increments for actions made (offer id, key, exposure), in lock order."""
@@ -145,14 +157,18 @@ class Learning:
             row[0] += 1
             row[1] += propensity
         # Sorted, so two transactions never lock the same counters in opposite orders.
-        return [{"offer_id": o, "learning_key": k, "shard": self.shard, "shown": n, "expected": e, "accepted": 0}
-                for (o, k), (n, e) in sorted(rows.items())]
+        return [
+            {"offer_id": o, "learning_key": k, "shard": self.shard, "shown": n, "expected": e, "accepted": 0}
+            for (o, k), (n, e) in sorted(rows.items())
+        ]
 
     def record_accepted(self, conn: Connection, offer_id: int, key: str) -> None:
         """Count one acceptance in the caller's transaction."""
         if self.enabled:
-            conn.execute(increment_statement(conn.dialect.name), {"offer_id": offer_id, "learning_key": key, "shard": self.shard,
-                                                                  "shown": 0, "expected": 0.0, "accepted": 1})
+            conn.execute(
+                increment_statement(conn.dialect.name),
+                {"offer_id": offer_id, "learning_key": key, "shard": self.shard, "shown": 0, "expected": 0.0, "accepted": 1},
+            )
 
     def applied(self, increments: Iterable[tuple[int, str, int, float, int]]) -> None:
         """Add this process's committed increments to the in-memory counters (before the next sync)."""
@@ -165,8 +181,13 @@ class Learning:
 def increment_statement(dialect: str) -> sa.sql.Insert:
     """Return the upsert that adds to one counter row (bind: offer_id, learning_key, shard, shown, expected, accepted)."""
     insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_l).values(
-        {c: sa.bindparam(c, type_=_l.c[c].type) for c in ("offer_id", "learning_key", "shard", "shown", "expected", "accepted")})
+        {c: sa.bindparam(c, type_=_l.c[c].type) for c in ("offer_id", "learning_key", "shard", "shown", "expected", "accepted")}
+    )
     return insert.on_conflict_do_update(
         index_elements=[_l.c.offer_id, _l.c.learning_key, _l.c.shard],
-        set_={"shown": _l.c.shown + insert.excluded.shown, "expected": _l.c.expected + insert.excluded.expected,
-              "accepted": _l.c.accepted + insert.excluded.accepted})
+        set_={
+            "shown": _l.c.shown + insert.excluded.shown,
+            "expected": _l.c.expected + insert.excluded.expected,
+            "accepted": _l.c.accepted + insert.excluded.accepted,
+        },
+    )

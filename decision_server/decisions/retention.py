@@ -45,7 +45,12 @@ FIRST_BATCH, MIN_BATCH = 500, 50
 # queue behind a waiting ALTER TABLE, so it must never wait long.
 LOCK_TIMEOUT = "1s"
 LOCK_TRIES = 5
-_d, _a, _r, _days = DecisionRecord.__table__, DecisionActionRecord.__table__, DecisionResponseRecord.__table__, OfferDayRecord.__table__
+_d, _a, _r, _days = (
+    DecisionRecord.__table__,
+    DecisionActionRecord.__table__,
+    DecisionResponseRecord.__table__,
+    OfferDayRecord.__table__,
+)
 _PARTITION = re.compile(r"^decisions_p(\d{8})$")
 
 
@@ -70,12 +75,21 @@ class Purge:
 
 def cutoff(days: int, now: dt.datetime) -> dt.datetime:
     """Return the UTC midnight before which decisions go when `days` days are kept."""
-    day = (now - dt.timedelta(days=days)).astimezone(dt.timezone.utc).date()
-    return dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
+    day = (now - dt.timedelta(days=days)).astimezone(dt.UTC).date()
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
 
 
-def purge(database: Database, *, days: int, now: dt.datetime | None = None, batch_size: int = BATCH, dry_run: bool = False,
-          batch_seconds: float = BATCH_SECONDS, pause_seconds: float = 0.005, progress: Callable[[Purge], None] | None = None) -> Purge:
+def purge(
+    database: Database,
+    *,
+    days: int,
+    now: dt.datetime | None = None,
+    batch_size: int = BATCH,
+    dry_run: bool = False,
+    batch_seconds: float = BATCH_SECONDS,
+    pause_seconds: float = 0.005,
+    progress: Callable[[Purge], None] | None = None,
+) -> Purge:
     """Remove the decisions (with actions and responses) older than `days` days, rolling their counts up; 0 keeps all.
 
     On PostgreSQL, first make the partitions of the days ahead. Batches hold at most `batch_size`
@@ -115,8 +129,14 @@ def purge(database: Database, *, days: int, now: dt.datetime | None = None, batc
         if not removed:
             break
         result.batches += 1
-        log.info("decision log purge: %d decisions removed before %s (batch %d of %d in %.0f ms)", result.decisions,
-                 result.cutoff.date(), result.batches, removed, took * 1000)
+        log.info(
+            "decision log purge: %d decisions removed before %s (batch %d of %d in %.0f ms)",
+            result.decisions,
+            result.cutoff.date(),
+            result.batches,
+            removed,
+            took * 1000,
+        )
         if progress:
             progress(result)
         if removed < size:
@@ -124,8 +144,15 @@ def purge(database: Database, *, days: int, now: dt.datetime | None = None, batc
         size = min(batch_size, max(MIN_BATCH, int(size * batch_seconds / max(took, 1e-3))))
         time.sleep(pause_seconds if postgresql else max(pause_seconds, took))
     result.seconds = time.perf_counter() - started
-    log.info("decision log purged before %s: %d decisions, %d actions, %d responses, %d days dropped whole, in %.1f s",
-             result.cutoff.date(), result.decisions, result.actions, result.responses, len(result.days_dropped), result.seconds)
+    log.info(
+        "decision log purged before %s: %d decisions, %d actions, %d responses, %d days dropped whole, in %.1f s",
+        result.cutoff.date(),
+        result.decisions,
+        result.actions,
+        result.responses,
+        len(result.days_dropped),
+        result.seconds,
+    )
     return result
 
 
@@ -139,7 +166,9 @@ def _as_date(value: Any) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
 
 
-def _roll_up(conn: Connection, actions: sa.Table, responses: sa.Table, where_actions: Sequence, where_responses: Sequence) -> tuple[int, int]:
+def _roll_up(
+    conn: Connection, actions: sa.Table, responses: sa.Table, where_actions: Sequence, where_responses: Sequence
+) -> tuple[int, int]:
     """Add the counts of the given actions and responses to decision_offer_days; return (actions, responses)."""
     dialect = conn.dialect.name
     rows: dict[tuple[int, dt.date], dict[str, int]] = {}
@@ -147,28 +176,39 @@ def _roll_up(conn: Connection, actions: sa.Table, responses: sa.Table, where_act
     def row(offer_id: int, day: Any) -> dict[str, int]:
         return rows.setdefault((offer_id, _as_date(day)), {"actions": 0, **{r: 0 for r in RESPONSES}})
 
-    made = conn.execute(sa.select(actions.c.offer_id, _day(actions.c.decided_at, dialect).label("day"), sa.func.count())
-                        .where(*where_actions).group_by(actions.c.offer_id, sa.text("day"))).all()
+    made = conn.execute(
+        sa.select(actions.c.offer_id, _day(actions.c.decided_at, dialect).label("day"), sa.func.count())
+        .where(*where_actions)
+        .group_by(actions.c.offer_id, sa.text("day"))
+    ).all()
     for offer_id, day, n in made:
         row(offer_id, day)["actions"] += n
-    answered = conn.execute(sa.select(responses.c.offer_id, _day(responses.c.responded_at, dialect).label("day"), responses.c.response,
-                                      sa.func.count()).where(*where_responses)
-                            .group_by(responses.c.offer_id, sa.text("day"), responses.c.response)).all()
+    answered = conn.execute(
+        sa.select(
+            responses.c.offer_id, _day(responses.c.responded_at, dialect).label("day"), responses.c.response, sa.func.count()
+        )
+        .where(*where_responses)
+        .group_by(responses.c.offer_id, sa.text("day"), responses.c.response)
+    ).all()
     for offer_id, day, response, n in answered:
         row(offer_id, day)[response] += n
     if rows:
         insert = upsert(conn, _days)
         values = [{"offer_id": o, "day": d, **counts} for (o, d), counts in sorted(rows.items())]
-        conn.execute(insert.values(values).on_conflict_do_update(
-            index_elements=[_days.c.offer_id, _days.c.day],
-            set_={c: _days.c[c] + insert.excluded[c] for c in ("actions", *RESPONSES)}))
+        conn.execute(
+            insert.values(values).on_conflict_do_update(
+                index_elements=[_days.c.offer_id, _days.c.day],
+                set_={c: _days.c[c] + insert.excluded[c] for c in ("actions", *RESPONSES)},
+            )
+        )
     return sum(n for *_, n in made), sum(n for *_, n in answered)
 
 
 def _delete_batch(conn: Connection, result: Purge, size: int) -> int:
     """Remove the oldest `size` decisions before the cutoff (and any of the same time) with their actions and responses."""
-    last = conn.execute(sa.select(_d.c.decided_at).where(_d.c.decided_at < result.cutoff).order_by(_d.c.decided_at)
-                        .offset(size - 1).limit(1)).scalar()
+    last = conn.execute(
+        sa.select(_d.c.decided_at).where(_d.c.decided_at < result.cutoff).order_by(_d.c.decided_at).offset(size - 1).limit(1)
+    ).scalar()
 
     def batch(table: sa.Table) -> sa.ColumnElement:
         # One bound only: given two upper bounds, SQLite ranges the index on one and filters by the
@@ -197,6 +237,7 @@ def _delete_batch(conn: Connection, result: Purge, size: int) -> int:
 # PostgreSQL partitions. Their names and bounds are made here from dates, never from input, so
 # the DDL (which cannot take bound parameters) only ever holds digits and dashes of our making.
 
+
 def partition_name(table: str, day: dt.date) -> str:
     """Return the name of a table's partition of one UTC day."""
     return f"{table}_p{day:%Y%m%d}"
@@ -204,9 +245,12 @@ def partition_name(table: str, day: dt.date) -> str:
 
 def partitions(conn: Connection, table: str = "decisions") -> list[str]:
     """Return the names of the partitions of a log table (PostgreSQL)."""
-    return sorted(conn.exec_driver_sql(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %(t)s::regclass",
-        {"t": table}).scalars())
+    return sorted(
+        conn.exec_driver_sql(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %(t)s::regclass",
+            {"t": table},
+        ).scalars()
+    )
 
 
 def _partition_days(names: Sequence[str]) -> list[dt.date]:
@@ -216,8 +260,11 @@ def _partition_days(names: Sequence[str]) -> list[dt.date]:
 def _days_before(conn: Connection, cutoff_at: dt.datetime) -> list[dt.date]:
     """The days partitioned (or detached and left by an interrupted purge) that end by the cutoff."""
     attached = _partition_days(partitions(conn))
-    detached = _partition_days(conn.exec_driver_sql(
-        "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition AND pg_table_is_visible(oid)").scalars())
+    detached = _partition_days(
+        conn.exec_driver_sql(
+            "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition AND pg_table_is_visible(oid)"
+        ).scalars()
+    )
     return sorted({d for d in attached + detached if d + dt.timedelta(days=1) <= cutoff_at.date()})
 
 
@@ -238,7 +285,7 @@ def _with_lock_timeout(database: Database, work: Callable[[Connection], Any], wh
 
 def ensure_partitions(database: Database, *, now: dt.datetime | None = None, ahead: int = AHEAD_DAYS) -> list[str]:
     """Make the daily partitions of today and the `ahead` days after it that are missing (PostgreSQL); return their days."""
-    today = (now or utcnow()).astimezone(dt.timezone.utc).date()
+    today = (now or utcnow()).astimezone(dt.UTC).date()
     with database.connection() as conn:
         have = set(_partition_days(partitions(conn)))
     made = []
@@ -246,20 +293,24 @@ def ensure_partitions(database: Database, *, now: dt.datetime | None = None, ahe
         day = today + dt.timedelta(days=offset)
         if day in have:
             continue
-        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
+        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
         bounds = (start, start + dt.timedelta(days=1))
 
         def create(conn: Connection, day: dt.date = day, bounds: tuple = bounds) -> bool:
             for table in TABLES:
                 # A day whose rows already went to the default partition stays there (and is purged in batches):
                 # a partition cannot be made over rows the default one holds.
-                if conn.exec_driver_sql(f"SELECT 1 FROM {table}_default WHERE decided_at >= %(a)s AND decided_at < %(b)s LIMIT 1",
-                                        {"a": bounds[0], "b": bounds[1]}).first():
+                if conn.exec_driver_sql(
+                    f"SELECT 1 FROM {table}_default WHERE decided_at >= %(a)s AND decided_at < %(b)s LIMIT 1",
+                    {"a": bounds[0], "b": bounds[1]},
+                ).first():
                     log.warning("decision log: %s has rows of %s in its default partition; the day gets no partition", table, day)
                     return False
             for table in TABLES:
-                conn.exec_driver_sql(f"CREATE TABLE {partition_name(table, day)} PARTITION OF {table} "
-                                     f"FOR VALUES FROM ('{bounds[0].isoformat()}') TO ('{bounds[1].isoformat()}')")
+                conn.exec_driver_sql(
+                    f"CREATE TABLE {partition_name(table, day)} PARTITION OF {table} "
+                    f"FOR VALUES FROM ('{bounds[0].isoformat()}') TO ('{bounds[1].isoformat()}')"
+                )
             return True
 
         if _with_lock_timeout(database, create, f"partitions of {day}"):
@@ -275,7 +326,7 @@ def _drop_days(database: Database, result: Purge, progress: Callable[[Purge], No
     for day in days:
         names = {t: partition_name(t, day) for t in TABLES}
 
-        def detach(conn: Connection) -> None:
+        def detach(conn: Connection, names: dict[str, str] = names) -> None:
             for table in TABLES:  # decisions first, the order every writer takes the tables in: no deadlock
                 if names[table] in partitions(conn, table):  # (not when an interrupted purge detached it already)
                     conn.exec_driver_sql(f"ALTER TABLE {table} DETACH PARTITION {names[table]}")
@@ -283,8 +334,10 @@ def _drop_days(database: Database, result: Purge, progress: Callable[[Purge], No
         # Detached, the day takes no more writes (a late response finds no decision), so its counts are final.
         _with_lock_timeout(database, detach, f"detaching {day}")
         with database.connection() as conn:
-            actions, responses = (sa.table(names[t], *(sa.column(c.name, c.type) for c in table.columns))
-                                  for t, table in (("decision_actions", _a), ("decision_responses", _r)))
+            actions, responses = (
+                sa.table(names[t], *(sa.column(c.name, c.type) for c in table.columns))
+                for t, table in (("decision_actions", _a), ("decision_responses", _r))
+            )
             decisions = conn.exec_driver_sql(f"SELECT count(*) FROM {names['decisions']}").scalar_one()
             made, answered = _roll_up(conn, actions, responses, (), ())
             conn.exec_driver_sql(f"DROP TABLE {names['decision_responses']}, {names['decision_actions']}, {names['decisions']}")

@@ -27,8 +27,12 @@ from decision_server.errors import ValidationError
 from decision_server.schemas import ErrorSchema
 from decision_server.web import Blueprint, transaction
 
-blp = Blueprint("decisions", __name__, url_prefix="/decisions",
-                description="The next best action for a customer on a channel, responses, and the decision log")
+blp = Blueprint(
+    "decisions",
+    __name__,
+    url_prefix="/decisions",
+    description="The next best action for a customer on a channel, responses, and the decision log",
+)
 
 
 def _decider():
@@ -41,8 +45,14 @@ class Decisions(MethodView):
     # An instance, not the class: webargs would build a new schema for every request (~60 µs).
     @blp.arguments(DecisionRequestSchema())
     @blp.response(201, DecisionSchema)
-    @blp.alt_response(409, schema=ErrorSchema, description="rules_missing: the serving rules lack offers, contact_policy or arbitration")
-    @blp.alt_response(503, schema=ErrorSchema, description="decision_log_unavailable: the decision could not be logged, so it is not given; retry")
+    @blp.alt_response(
+        409, schema=ErrorSchema, description="rules_missing: the serving rules lack offers, contact_policy or arbitration"
+    )
+    @blp.alt_response(
+        503,
+        schema=ErrorSchema,
+        description="decision_log_unavailable: the decision could not be logged, so it is not given; retry",
+    )
     def post(self, body):
         """Decide the next best actions for a customer on a channel, explained, and log the decision."""
         started = time.perf_counter()

@@ -8,12 +8,12 @@ from marshmallow import fields
 from decision_server.decisions.log import RESPONSES
 from decision_server.decisions.service import MAX_ACTIONS
 from decision_server.schemas import (
-    Pattern,
     Code,
     EventTime,
     ExternalId,
     JsonDocument,
     PageQuery,
+    Pattern,
     Text,
     Timestamp,
 )
@@ -38,7 +38,9 @@ class Scalars(JsonDocument):
 
 
 class ContextSchema(_Strict):
-    intent = Code(metadata={"description": "why the customer is here: browse, cancel, complaint, upgrade, billing, …", "example": "browse"})
+    intent = Code(
+        metadata={"description": "why the customer is here: browse, cancel, complaint, upgrade, billing, …", "example": "browse"}
+    )
     page = Text(200, metadata={"example": "plans"})
     agent_id = Text(100, metadata={"description": "the call-centre agent handling the customer"})
     attributes = Scalars(metadata={"description": "free attributes; rules read them as context.<name>"})
@@ -46,10 +48,16 @@ class ContextSchema(_Strict):
 
 class DecisionRequestSchema(_Strict):
     customer_id = ExternalId(required=True, metadata={"example": "C000001"})
-    channel = Code(required=True, metadata={"description": "app, call_centre, sms (DECISION_CHANNELS adds more)", "example": "app"})
+    channel = Code(
+        required=True, metadata={"description": "app, call_centre, sms (DECISION_CHANNELS adds more)", "example": "app"}
+    )
     context = fields.Nested(ContextSchema, load_default=dict)
-    actions = fields.Integer(load_default=1, strict=True, validate=ma.validate.Range(1, MAX_ACTIONS),
-                             metadata={"description": f"how many ranked actions to return (1–{MAX_ACTIONS})"})
+    actions = fields.Integer(
+        load_default=1,
+        strict=True,
+        validate=ma.validate.Range(1, MAX_ACTIONS),
+        metadata={"description": f"how many ranked actions to return (1–{MAX_ACTIONS})"},
+    )
 
 
 class ActionSchema(ma.Schema):
@@ -57,14 +65,20 @@ class ActionSchema(ma.Schema):
     offer = fields.Dict(metadata={"description": "id, code, name, category, product_category, business_value, points_cost"})
     treatment = fields.Dict(metadata={"description": "the channel's treatment rendered for this customer (kind + fields)"})
     priority = fields.Float(metadata={"description": "propensity × context weight × business value × levers"})
-    factors = fields.Dict(metadata={"description": "each factor of the priority, the arbitration rules that set the weights, and the learning state"})
+    factors = fields.Dict(
+        metadata={
+            "description": "each factor of the priority, the arbitration rules that set the weights, and the learning state"
+        }
+    )
 
 
 class CandidateSchema(ma.Schema):
     offer_id = fields.Integer()
     code = fields.String()
     eligible = fields.Boolean()
-    removed_by = fields.List(fields.Dict(), metadata={"description": "each rule or policy that removed the offer: ruleset, rule, check/policy, reason"})
+    removed_by = fields.List(
+        fields.Dict(), metadata={"description": "each rule or policy that removed the offer: ruleset, rule, check/policy, reason"}
+    )
     priority = fields.Float(allow_none=True, metadata={"description": "null for an offer that was removed (it is not ranked)"})
     factors = fields.Dict(metadata={"description": "as an action's; only model_propensity for a removed offer"})
 
@@ -80,7 +94,9 @@ class DecisionSchema(ma.Schema):
     scores = fields.Dict()
     revision = fields.String(metadata={"description": "the rule revision that decided"})
     models = fields.Dict(metadata={"description": "per model: version, fallback, reason"})
-    explanation = fields.List(fields.Nested(CandidateSchema), metadata={"description": "every active offer: eligible or what removed it"})
+    explanation = fields.List(
+        fields.Nested(CandidateSchema), metadata={"description": "every active offer: eligible or what removed it"}
+    )
     latency_us = fields.Integer(metadata={"description": "server time to decide, before the log write"})
 
 
@@ -127,8 +143,10 @@ class DecisionPageSchema(ma.Schema):
 
 class DecisionQuery(_Strict):
     limit = PageQuery._declared_fields["limit"]
-    cursor = fields.String(validate=Pattern(r"^[0-9a-f]{32}$", error="not a cursor returned by this API"),
-                           metadata={"description": "next_cursor of the previous page"})
+    cursor = fields.String(
+        validate=Pattern(r"^[0-9a-f]{32}$", error="not a cursor returned by this API"),
+        metadata={"description": "next_cursor of the previous page"},
+    )
     customer_id = ExternalId()
     channel = Code()
     since = Timestamp()
@@ -140,4 +158,6 @@ class OfferStatisticsQuery(_Strict):
 
 
 class OfferStatisticsSchema(ma.Schema):
-    items = fields.List(fields.Dict(), metadata={"description": "per offer: actions, accepted, declined, ignored, clicked, acceptance_rate"})
+    items = fields.List(
+        fields.Dict(), metadata={"description": "per offer: actions, accepted, declined, ignored, clicked, acceptance_rate"}
+    )

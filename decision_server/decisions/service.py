@@ -53,19 +53,31 @@ _c, _s = CustomerRecord.__table__, CustomerStateRecord.__table__
 _d, _a, _r = DecisionRecord.__table__, DecisionActionRecord.__table__, DecisionResponseRecord.__table__
 _lm, _ll = MemberRecord.__table__, LedgerEntryRecord.__table__
 # Points still pending (not spendable yet): rules/loyalty_policy.yaml pending_days; 0 rows by default.
-_PENDING = (sa.select(sa.func.coalesce(sa.func.sum(_ll.c.points), 0))
-            .where(_ll.c.customer_id == _c.c.id, _ll.c.points > 0, _ll.c.available_at > sa.bindparam("now", type_=UtcDateTime()))
-            .scalar_subquery())
+_PENDING = (
+    sa.select(sa.func.coalesce(sa.func.sum(_ll.c.points), 0))
+    .where(_ll.c.customer_id == _c.c.id, _ll.c.points > 0, _ll.c.available_at > sa.bindparam("now", type_=UtcDateTime()))
+    .scalar_subquery()
+)
 READ_PROFILE = online.READ_BY_EXTERNAL_ID.add_columns(
-    _c.c.first_name, _c.c.last_name, _c.c.consent, _s.c.stage, _s.c.value_segment, _s.c.rfm_segment,
-    _s.c.journey_stage, _lm.c.tier, _lm.c.balance.label("points_total"), _PENDING.label("points_pending"),
+    _c.c.first_name,
+    _c.c.last_name,
+    _c.c.consent,
+    _s.c.stage,
+    _s.c.value_segment,
+    _s.c.rfm_segment,
+    _s.c.journey_stage,
+    _lm.c.tier,
+    _lm.c.balance.label("points_total"),
+    _PENDING.label("points_pending"),
 ).outerjoin(_lm, _lm.c.customer_id == _c.c.id)
 _external, _since = sa.bindparam("external_id"), sa.bindparam("since")
 READ_CONTACTS = sa.union_all(
-    sa.select(sa.literal(0).label("declined"), _a.c.offer_id, _a.c.channel, _a.c.decided_at.label("at"))
-    .where(_a.c.external_id == _external, _a.c.decided_at >= _since),
-    sa.select(sa.literal(1), _r.c.offer_id, sa.literal(""), _r.c.responded_at)
-    .where(_r.c.external_id == _external, _r.c.response == "declined", _r.c.responded_at >= _since),
+    sa.select(sa.literal(0).label("declined"), _a.c.offer_id, _a.c.channel, _a.c.decided_at.label("at")).where(
+        _a.c.external_id == _external, _a.c.decided_at >= _since
+    ),
+    sa.select(sa.literal(1), _r.c.offer_id, sa.literal(""), _r.c.responded_at).where(
+        _r.c.external_id == _external, _r.c.response == "declined", _r.c.responded_at >= _since
+    ),
 )
 
 # PostgreSQL: the contact read spans the log's daily partitions (30 days of actions; every day of
@@ -104,8 +116,12 @@ class Decider:
         engine = database.engine
         self._read_profile = fastsql.Prepared(engine, READ_PROFILE)
         self._read_contacts = fastsql.Prepared(engine, READ_CONTACTS)
-        self._insert_decision = fastsql.Prepared(engine, sa.insert(_d).values({c.name: sa.bindparam(c.name, type_=c.type) for c in _d.columns}))
-        self._insert_action = fastsql.Prepared(engine, sa.insert(_a).values({c.name: sa.bindparam(c.name, type_=c.type) for c in _a.columns}))
+        self._insert_decision = fastsql.Prepared(
+            engine, sa.insert(_d).values({c.name: sa.bindparam(c.name, type_=c.type) for c in _d.columns})
+        )
+        self._insert_action = fastsql.Prepared(
+            engine, sa.insert(_a).values({c.name: sa.bindparam(c.name, type_=c.type) for c in _a.columns})
+        )
         self._increment = fastsql.Prepared(engine, increment_statement(engine.dialect.name))
         self._partitioned = engine.dialect.name == "postgresql"
         # Any driver error while logging (locked, unreachable, disk full): answer 503, never a silent loss.
@@ -122,8 +138,9 @@ class Decider:
             metrics.decided(channel, "error", time.perf_counter() - started)
             raise
         selected = len(answer["actions"])
-        metrics.decided(channel, "offer" if selected else "no_offer", time.perf_counter() - started, selected=selected,
-                        removed=removed)
+        metrics.decided(
+            channel, "offer" if selected else "no_offer", time.perf_counter() - started, selected=selected, removed=removed
+        )
         return answer
 
     def _decide(self, request: DecisionRequest, now: dt.datetime | None, started: float) -> tuple[dict[str, Any], dict[str, int]]:
@@ -143,11 +160,17 @@ class Decider:
         if prospect:
             x, profile, person = online.prospect(now), _PROSPECT_PROFILE, {}
         else:
-            m = dict(zip(self._read_profile.names, found[0]))
+            m = dict(zip(self._read_profile.names, found[0], strict=True))
             x = online.from_row(m, now).values
             balance = None if m["tier"] is None else max(0, int(m["points_total"]) - int(m["points_pending"] or 0))
-            profile = {"stage": m["stage"], "value_segment": m["value_segment"], "tier": m["tier"],
-                       "rfm_segment": m["rfm_segment"], "journey_stage": m["journey_stage"], "points_balance": balance}
+            profile = {
+                "stage": m["stage"],
+                "value_segment": m["value_segment"],
+                "tier": m["tier"],
+                "rfm_segment": m["rfm_segment"],
+                "journey_stage": m["journey_stage"],
+                "points_balance": balance,
+            }
             person = m
         scores = model_set.score(x)
         values = scores.values
@@ -156,30 +179,43 @@ class Decider:
         # The features first, under their own names (rules may read them), then the decision's facts.
         base = {
             **as_dict(x[0]),
-            "channel": request.channel, "intent": request.context.get("intent"),
-            "stage": profile["stage"], "value_segment": profile["value_segment"], "tier": profile["tier"],
+            "channel": request.channel,
+            "intent": request.context.get("intent"),
+            "stage": profile["stage"],
+            "value_segment": profile["value_segment"],
+            "tier": profile["tier"],
             "points_balance": profile["points_balance"],
             "transaction_count": 0 if prospect else (person["transaction_count"] or 0),
             "last_purchase_at": None if prospect else person["last_purchase_at"],
-            "churn_risk": values.get("churn_risk"), "propensity_to_buy": values.get("propensity_to_buy"),
-            "engagement_score": values.get("engagement_score"), "ltv": values.get("ltv"),
+            "churn_risk": values.get("churn_risk"),
+            "propensity_to_buy": values.get("propensity_to_buy"),
+            "engagement_score": values.get("engagement_score"),
+            "ltv": values.get("ltv"),
             "consent": None if prospect else (person["consent"] or {}).get(request.channel),
-            "channel_contacts_1d": history.channel_1d, "channel_contacts_7d": history.channel_7d,
+            "channel_contacts_1d": history.channel_1d,
+            "channel_contacts_7d": history.channel_7d,
         }
         for key, value in (request.context.get("attributes") or {}).items():
             base[f"context.{key}"] = value
         rows = []
         for offer in offers:
             seen = history.offers.get(offer.id) or (0, 0, None)
-            rows.append({**base, **offer.facts, "offer_contacts_30d": seen[0], "offer_declines_30d": seen[1],
-                         "last_offer_contact_at": seen[2]})
+            rows.append(
+                {
+                    **base,
+                    **offer.facts,
+                    "offer_contacts_30d": seen[0],
+                    "offer_declines_30d": seen[1],
+                    "last_offer_contact_at": seen[2],
+                }
+            )
         results = revision.evaluate_group_many(rulesets, rows, now=stamp) if rows else []
 
         key = profile["value_segment"] or ("prospect" if prospect else "unknown")
         buy, nbo = float(values.get("propensity_to_buy") or 0.0), values.get("nbo") or {}
         candidates, eligible = [], []
         removals: dict[str, int] = {}
-        for offer, result in zip(offers, results):
+        for offer, result in zip(offers, results, strict=True):
             removed = _catalog_checks(offer, request.channel, self.channels, stamp)
             if removed:
                 removals["catalog"] = removals.get("catalog", 0) + 1
@@ -187,20 +223,35 @@ class Decider:
                 outcomes, fired = result[name].outcome, result[name].fired_ids
                 if fired:  # any rule of these sets that fires removes the offer
                     removals[name] = removals.get(name, 0) + 1
-                    removed.extend({"ruleset": name, "rule": rule, field: o.get(field), "reason": o.get("reason")}
-                                   for rule, o in zip(fired, outcomes))
+                    removed.extend(
+                        {"ruleset": name, "rule": rule, field: o.get(field), "reason": o.get("reason")}
+                        for rule, o in zip(fired, outcomes, strict=True)
+                    )
             model_p = buy * (nbo.get(offer.product_category, 0.0) if offer.product_category else 1.0 / len(CATEGORIES))
             if removed:  # not ranked: no Thompson draw, no factors beyond the model's score
-                candidates.append({"offer_id": offer.id, "code": offer.code, "eligible": False, "removed_by": removed,
-                                   "priority": None, "factors": {"model_propensity": round(model_p, 6)}})
+                candidates.append(
+                    {
+                        "offer_id": offer.id,
+                        "code": offer.code,
+                        "eligible": False,
+                        "removed_by": removed,
+                        "priority": None,
+                        "factors": {"model_propensity": round(model_p, 6)},
+                    }
+                )
                 continue
             settings = result["learning"].outcome if "learning" in result else LEARNING_DEFAULTS
             offer_key = learning_key(key, model_p)
-            adaptive, learned = self.learning.propensity(offer.id, offer_key, model_p, exploration=float(settings["exploration"]),
-                                                         prior_strength=float(settings["prior_strength"]))
+            adaptive, learned = self.learning.propensity(
+                offer.id,
+                offer_key,
+                model_p,
+                exploration=float(settings["exploration"]),
+                prior_strength=float(settings["prior_strength"]),
+            )
             context_weight = levers = 1.0
             weights = []
-            for rule, o in zip(result["arbitration"].fired_ids, result["arbitration"].outcome):
+            for rule, o in zip(result["arbitration"].fired_ids, result["arbitration"].outcome, strict=True):
                 if o.get("factor") == "context_weight":
                     context_weight *= float(o["weight"])
                 else:
@@ -208,11 +259,20 @@ class Decider:
                 weights.append({"rule": rule, "factor": o.get("factor"), "weight": o.get("weight")})
             priority = adaptive * context_weight * offer.business_value * levers
             candidate = {
-                "offer_id": offer.id, "code": offer.code, "eligible": True, "removed_by": removed,
+                "offer_id": offer.id,
+                "code": offer.code,
+                "eligible": True,
+                "removed_by": removed,
                 "priority": round(priority, 8),
-                "factors": {"propensity": round(adaptive, 6), "model_propensity": round(model_p, 6),
-                            "context_weight": context_weight, "business_value": offer.business_value, "levers": levers,
-                            "weights": weights, "learning": learned},
+                "factors": {
+                    "propensity": round(adaptive, 6),
+                    "model_propensity": round(model_p, 6),
+                    "context_weight": context_weight,
+                    "business_value": offer.business_value,
+                    "levers": levers,
+                    "weights": weights,
+                    "learning": learned,
+                },
             }
             candidates.append(candidate)
             eligible.append((priority, offer, candidate, model_p, offer_key))
@@ -223,26 +283,65 @@ class Decider:
         kind = self.channels[request.channel]
         fill = {"first_name": None if prospect else person["first_name"], "last_name": None if prospect else person["last_name"]}
         actions = []
-        for rank, (priority, offer, candidate, _model_p, _key) in enumerate(chosen, start=1):
-            rendered = treatments.render(kind, offer.treatments[request.channel],
-                                         {**fill, "offer_name": offer.name, "offer_code": offer.code, "points_cost": offer.points_cost})
-            actions.append({"rank": rank, "offer": offer.summary(), "treatment": {"kind": kind, **rendered},
-                            "priority": candidate["priority"], "factors": candidate["factors"]})
+        for rank, (_priority, offer, candidate, _model_p, _key) in enumerate(chosen, start=1):
+            rendered = treatments.render(
+                kind,
+                offer.treatments[request.channel],
+                {**fill, "offer_name": offer.name, "offer_code": offer.code, "points_cost": offer.points_cost},
+            )
+            actions.append(
+                {
+                    "rank": rank,
+                    "offer": offer.summary(),
+                    "treatment": {"kind": kind, **rendered},
+                    "priority": candidate["priority"],
+                    "factors": candidate["factors"],
+                }
+            )
         models = scores.models
         latency_us = int((time.perf_counter() - started) * 1e6)
-        record = {"id": decision_id, "external_id": request.customer_id, "customer_id": None if prospect else person["id"],
-                  "prospect": prospect, "channel": request.channel, "decided_at": now, "context": dict(request.context),
-                  "profile": profile, "revision": revision.id, "models": models, "candidates": candidates,
-                  "latency_us": latency_us}
-        action_rows = [{"decision_id": decision_id, "rank": a["rank"], "external_id": request.customer_id,
-                        "offer_id": offer.id, "channel": request.channel, "decided_at": now, "priority": priority,
-                        "propensity": model_p, "learning_key": offer_key}
-                       for a, (priority, offer, _c, model_p, offer_key) in zip(actions, chosen)]
+        record = {
+            "id": decision_id,
+            "external_id": request.customer_id,
+            "customer_id": None if prospect else person["id"],
+            "prospect": prospect,
+            "channel": request.channel,
+            "decided_at": now,
+            "context": dict(request.context),
+            "profile": profile,
+            "revision": revision.id,
+            "models": models,
+            "candidates": candidates,
+            "latency_us": latency_us,
+        }
+        action_rows = [
+            {
+                "decision_id": decision_id,
+                "rank": a["rank"],
+                "external_id": request.customer_id,
+                "offer_id": offer.id,
+                "channel": request.channel,
+                "decided_at": now,
+                "priority": priority,
+                "propensity": model_p,
+                "learning_key": offer_key,
+            }
+            for a, (priority, offer, _c, model_p, offer_key) in zip(actions, chosen, strict=True)
+        ]
         self._log(record, action_rows)
         return {
-            "decision_id": decision_id, "decided_at": now, "customer_id": request.customer_id, "prospect": prospect,
-            "channel": request.channel, "actions": actions, "customer": profile, "scores": _public_scores(values),
-            "revision": revision.id, "models": models, "explanation": candidates, "latency_us": latency_us,
+            "decision_id": decision_id,
+            "decided_at": now,
+            "customer_id": request.customer_id,
+            "prospect": prospect,
+            "channel": request.channel,
+            "actions": actions,
+            "customer": profile,
+            "scores": _public_scores(values),
+            "revision": revision.id,
+            "models": models,
+            "explanation": candidates,
+            "latency_us": latency_us,
         }, removals
 
     def _log(self, record: dict[str, Any], action_rows: list[dict[str, Any]]) -> None:
@@ -259,12 +358,20 @@ class Decider:
             # Never answer without a record: the channel gets a 503 and can retry or fall back.
             metrics.decision_log_failed()
             log.error("decision log write failed", extra={"decision_id": record["id"], "error": type(exc).__name__})
-            raise Unavailable("the decision could not be logged (database unavailable); retry", code="decision_log_unavailable") from None
+            raise Unavailable(
+                "the decision could not be logged (database unavailable); retry", code="decision_log_unavailable"
+            ) from None
         self.learning.applied((r["offer_id"], r["learning_key"], r["shown"], r["expected"], 0) for r in increments)
 
 
-_PROSPECT_PROFILE = {"stage": "acquisition", "value_segment": None, "tier": None, "rfm_segment": None, "journey_stage": None,
-                     "points_balance": None}
+_PROSPECT_PROFILE = {
+    "stage": "acquisition",
+    "value_segment": None,
+    "tier": None,
+    "rfm_segment": None,
+    "journey_stage": None,
+    "points_balance": None,
+}
 
 
 def new_decision_id(stamp: float) -> str:
@@ -292,14 +399,28 @@ def _history(rows: list, channel: str, now: dt.datetime) -> History:
 def _catalog_checks(offer: Offer, channel: str, channels: Mapping[str, str], stamp: float) -> list[dict[str, Any]]:
     removed = []
     if not offer.valid_at(stamp):
-        removed.append({"ruleset": "catalog", "rule": "outside_validity", "check": "catalog",
-                        "reason": "The offer is outside its validity dates."})
+        removed.append(
+            {
+                "ruleset": "catalog",
+                "rule": "outside_validity",
+                "check": "catalog",
+                "reason": "The offer is outside its validity dates.",
+            }
+        )
     if channel not in offer.treatments:
-        removed.append({"ruleset": "catalog", "rule": "no_treatment", "check": "catalog",
-                        "reason": f"The offer has no treatment for the {channel} channel."})
+        removed.append(
+            {
+                "ruleset": "catalog",
+                "rule": "no_treatment",
+                "check": "catalog",
+                "reason": f"The offer has no treatment for the {channel} channel.",
+            }
+        )
     return removed
 
 
 def _public_scores(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: (round(v, 6) if isinstance(v, float) else {c: round(p, 6) for c, p in v.items()} if isinstance(v, dict) else v)
-            for k, v in values.items()}
+    return {
+        k: (round(v, 6) if isinstance(v, float) else {c: round(p, 6) for c, p in v.items()} if isinstance(v, dict) else v)
+        for k, v in values.items()
+    }

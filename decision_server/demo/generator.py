@@ -60,13 +60,52 @@ TOUCHPOINT_CHANNELS = (["app", "call_centre", "sms"], [0.6, 0.15, 0.25])
 # Retail seasonality by month (Jan..Dec): the holidays sell, January is quiet.
 SEASONALITY = np.array([0.75, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.05, 0.95, 1.0, 1.35, 1.6])
 FIRST_NAMES = [
-    "Ana", "Ben", "Chloé", "David", "Elif", "Fatima", "Gabriel", "Hana", "Ivan", "Jamal", "Keiko",
-    "Lucas", "María", "Noah", "Olga", "Priya", "Quentin", "Rosa", "Sven", "Tariq", "Uma", "Victor",
-    "Wei", "Ximena", "Yusuf", "Zoë",
+    "Ana",
+    "Ben",
+    "Chloé",
+    "David",
+    "Elif",
+    "Fatima",
+    "Gabriel",
+    "Hana",
+    "Ivan",
+    "Jamal",
+    "Keiko",
+    "Lucas",
+    "María",
+    "Noah",
+    "Olga",
+    "Priya",
+    "Quentin",
+    "Rosa",
+    "Sven",
+    "Tariq",
+    "Uma",
+    "Victor",
+    "Wei",
+    "Ximena",
+    "Yusuf",
+    "Zoë",
 ]
 LAST_NAMES = [
-    "Silva", "Müller", "Nguyen", "Okafor", "García", "Kowalski", "Haddad", "Tanaka", "Jensen",
-    "Rossi", "Dubois", "Novak", "Patel", "Kim", "Ivanova", "Brown", "Costa", "Yilmaz",
+    "Silva",
+    "Müller",
+    "Nguyen",
+    "Okafor",
+    "García",
+    "Kowalski",
+    "Haddad",
+    "Tanaka",
+    "Jensen",
+    "Rossi",
+    "Dubois",
+    "Novak",
+    "Patel",
+    "Kim",
+    "Ivanova",
+    "Brown",
+    "Costa",
+    "Yilmaz",
 ]
 REGIONS = ["north", "south", "east", "west", "central"]
 
@@ -230,16 +269,18 @@ def _transactions(rng, first, purchases, signup, active_until, spend_factor) -> 
         i = int(owner[k])
         sequence[i] += 1
         products = CATEGORIES[categories[cat[k]]][3]
-        rows.append({
-            "external_id": f"DEMO-T{first + i + 1:06d}-{sequence[i]:04d}",
-            "customer_id": external_customer_id(first + i + 1),
-            "occurred_at": dt.datetime.fromtimestamp(round(float(times[k])), UTC),
-            "amount_cents": int(round(amount[k] * 100)),
-            "cost_cents": int(round(max(cost[k], 0.0) * 100)),
-            "product": products[int(product_pick[k] * len(products))],
-            "category": categories[cat[k]],
-            "channel": channel_names[channel[k]],
-        })
+        rows.append(
+            {
+                "external_id": f"DEMO-T{first + i + 1:06d}-{sequence[i]:04d}",
+                "customer_id": external_customer_id(first + i + 1),
+                "occurred_at": dt.datetime.fromtimestamp(round(float(times[k])), UTC),
+                "amount_cents": int(round(amount[k] * 100)),
+                "cost_cents": int(round(max(cost[k], 0.0) * 100)),
+                "product": products[int(product_pick[k] * len(products))],
+                "category": categories[cat[k]],
+                "channel": channel_names[channel[k]],
+            }
+        )
     return rows
 
 
@@ -259,14 +300,16 @@ def _touchpoints(rng, first, touches, signup, end) -> list[dict[str, Any]]:
         sequence[i] += 1
         name = channel_names[channel[k]]
         kinds = TOUCHPOINT_KINDS[name]
-        rows.append({
-            "external_id": f"DEMO-P{first + i + 1:06d}-{sequence[i]:04d}",
-            "customer_id": external_customer_id(first + i + 1),
-            "occurred_at": dt.datetime.fromtimestamp(round(float(times[k])), UTC),
-            "channel": name,
-            "kind": kinds[int(kind_pick[k] * len(kinds))],
-            "payload": {},
-        })
+        rows.append(
+            {
+                "external_id": f"DEMO-P{first + i + 1:06d}-{sequence[i]:04d}",
+                "customer_id": external_customer_id(first + i + 1),
+                "occurred_at": dt.datetime.fromtimestamp(round(float(times[k])), UTC),
+                "channel": name,
+                "kind": kinds[int(kind_pick[k] * len(kinds))],
+                "payload": {},
+            }
+        )
     return rows
 
 
@@ -308,28 +351,62 @@ def export_csv(spec: DemoSpec, directory: Path, *, progress: Progress | None = N
     names = ("customers.csv", "transactions.csv", "touchpoints.csv")
     with contextlib.ExitStack() as stack:
         customers, transactions, touchpoints = (
-            csv.writer(stack.enter_context(open(directory / name, "w", newline="", encoding="utf-8")))
-            for name in names
+            csv.writer(stack.enter_context(open(directory / name, "w", newline="", encoding="utf-8"))) for name in names
         )
-        customers.writerow(["external_id", "first_name", "last_name", "email", "phone", "created_at",
-                            "consent_sms", "consent_app", "consent_call_centre", "plan", "region"])
+        customers.writerow(
+            [
+                "external_id",
+                "first_name",
+                "last_name",
+                "email",
+                "phone",
+                "created_at",
+                "consent_sms",
+                "consent_app",
+                "consent_call_centre",
+                "plan",
+                "region",
+            ]
+        )
         transactions.writerow(["external_id", "customer_id", "occurred_at", "amount", "cost", "product", "category", "channel"])
         touchpoints.writerow(["external_id", "customer_id", "occurred_at", "channel", "kind", "payload"])
         for part in generate_slices(spec):
             customers.writerows(
-                [c["external_id"], c["first_name"], c["last_name"], c["email"], c["phone"], c["created_at"].isoformat(),
-                 *(str(c["consent"][k]).lower() for k in ("sms", "app", "call_centre")),
-                 c["attributes"]["plan"], c["attributes"]["region"]]
+                [
+                    c["external_id"],
+                    c["first_name"],
+                    c["last_name"],
+                    c["email"],
+                    c["phone"],
+                    c["created_at"].isoformat(),
+                    *(str(c["consent"][k]).lower() for k in ("sms", "app", "call_centre")),
+                    c["attributes"]["plan"],
+                    c["attributes"]["region"],
+                ]
                 for c in part.customers
             )
             transactions.writerows(
-                [t["external_id"], t["customer_id"], t["occurred_at"].isoformat(), f"{t['amount_cents'] / 100:.2f}",
-                 f"{t['cost_cents'] / 100:.2f}", t["product"], t["category"], t["channel"]]
+                [
+                    t["external_id"],
+                    t["customer_id"],
+                    t["occurred_at"].isoformat(),
+                    f"{t['amount_cents'] / 100:.2f}",
+                    f"{t['cost_cents'] / 100:.2f}",
+                    t["product"],
+                    t["category"],
+                    t["channel"],
+                ]
                 for t in part.transactions
             )
             touchpoints.writerows(
-                [p["external_id"], p["customer_id"], p["occurred_at"].isoformat(), p["channel"], p["kind"],
-                 json.dumps(p["payload"])]
+                [
+                    p["external_id"],
+                    p["customer_id"],
+                    p["occurred_at"].isoformat(),
+                    p["channel"],
+                    p["kind"],
+                    json.dumps(p["payload"]),
+                ]
                 for p in part.touchpoints
             )
             _count(counts, part)

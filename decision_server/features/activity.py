@@ -92,9 +92,7 @@ def _buckets(db: Session | Connection, since, ids: list[int] | None) -> dict[int
 
 def _write(db: Session | Connection, buckets: dict[int, dict[str, dict[str, Any]]]) -> None:
     st = CustomerStateRecord.__table__
-    statement = (
-        sa.update(st).where(st.c.customer_id == sa.bindparam("cid")).values(activity=sa.bindparam("activity"))
-    )
+    statement = sa.update(st).where(st.c.customer_id == sa.bindparam("cid")).values(activity=sa.bindparam("activity"))
     rows = [{"cid": cid, "activity": months} for cid, months in buckets.items()]
     for start in range(0, len(rows), _WRITE_BATCH):
         db.execute(statement, rows[start : start + _WRITE_BATCH])

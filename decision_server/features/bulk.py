@@ -122,9 +122,9 @@ def customer_ids(conn: Connection, as_of: dt.datetime, *, chunk: int = CHUNK, af
     """Yield the ids (above `after`) of customers who existed at `as_of`, in id order, `chunk` at a time."""
     c = CustomerRecord
     while True:
-        rows = conn.execute(
-            sa.select(c.id).where(c.id > after, c.created_at <= as_of).order_by(c.id).limit(chunk)
-        ).scalars().all()
+        rows = (
+            conn.execute(sa.select(c.id).where(c.id > after, c.created_at <= as_of).order_by(c.id).limit(chunk)).scalars().all()
+        )
         if not rows:
             return
         yield np.array(rows, dtype=np.int64)
@@ -175,12 +175,12 @@ def _scatter(agg: dict[str, np.ndarray], ids: np.ndarray, names: list[str], rows
     """Put the rows' columns (customer id first) at their customers' positions in `agg`."""
     if not rows:
         return
-    columns = list(zip(*rows))
+    columns = list(zip(*rows, strict=True))
     found = np.fromiter(columns[0], dtype=np.int64, count=len(rows))
     where = np.searchsorted(ids, found)
     keep = (where < len(ids)) & (ids[np.minimum(where, len(ids) - 1)] == found)
     where = where[keep]
-    for name, values in zip(names, columns[1:]):
+    for name, values in zip(names, columns[1:], strict=True):
         if name in _TIMES or name == "customer_since":
             agg[name][where] = epochs(values)[keep]
         elif name in _MONEY:  # exact cents (below 2**53); PostgreSQL sums bigints as NUMERIC
@@ -216,20 +216,26 @@ def labels(conn: Connection, ids: np.ndarray, cutoff: dt.datetime) -> Labels:
     n = len(ids)
     out = Labels(ids, np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.full(n, None, dtype=object))
     after = sa.and_(t.customer_id.between(lo, hi), t.occurred_at > cutoff)
-    purchases = sa.select(
-        t.customer_id,
-        _count_if(sa.and_(t.occurred_at <= d30, IS_PURCHASE)),
-        _count_if(sa.and_(t.occurred_at <= d90, IS_PURCHASE)),
-        _sum_if(t.occurred_at <= d365, t.amount_cents),
-    ).where(after, t.occurred_at <= d365).group_by(t.customer_id)
+    purchases = (
+        sa.select(
+            t.customer_id,
+            _count_if(sa.and_(t.occurred_at <= d30, IS_PURCHASE)),
+            _count_if(sa.and_(t.occurred_at <= d90, IS_PURCHASE)),
+            _sum_if(t.occurred_at <= d365, t.amount_cents),
+        )
+        .where(after, t.occurred_at <= d365)
+        .group_by(t.customer_id)
+    )
     for cid, n30, n90, spend in conn.execute(purchases):
         i = position.get(cid)
         if i is not None:
             out.purchases_30d[i], out.purchases_90d[i] = int(n30), int(n90)
             out.spend_365d[i] = int(spend or 0) / 100.0
-    by_category = sa.select(t.customer_id, t.category, sa.func.count()).where(
-        after, t.occurred_at <= d90, t.category.is_not(None), IS_PURCHASE
-    ).group_by(t.customer_id, t.category)
+    by_category = (
+        sa.select(t.customer_id, t.category, sa.func.count())
+        .where(after, t.occurred_at <= d90, t.category.is_not(None), IS_PURCHASE)
+        .group_by(t.customer_id, t.category)
+    )
     best: dict[int, tuple[int, int]] = {}
     rank = {c: r for r, c in enumerate(CATEGORIES)}
     for cid, category, count in conn.execute(by_category):
@@ -239,13 +245,15 @@ def labels(conn: Connection, ids: np.ndarray, cutoff: dt.datetime) -> Labels:
         key = (count, -rank[category])
         if cid not in best or key > best[cid]:
             best[cid] = key
-    for cid, (count, negative_rank) in best.items():
+    for cid, (_count, negative_rank) in best.items():
         i = position.get(cid)
         if i is not None:
             out.next_category[i] = CATEGORIES[-negative_rank]
-    engaged = sa.select(tp.customer_id).where(
-        tp.customer_id.between(lo, hi), tp.occurred_at > cutoff, tp.occurred_at <= d30, tp.kind.in_(ENGAGED_KINDS)
-    ).group_by(tp.customer_id)
+    engaged = (
+        sa.select(tp.customer_id)
+        .where(tp.customer_id.between(lo, hi), tp.occurred_at > cutoff, tp.occurred_at <= d30, tp.kind.in_(ENGAGED_KINDS))
+        .group_by(tp.customer_id)
+    )
     for (cid,) in conn.execute(engaged):
         i = position.get(cid)
         if i is not None:
@@ -261,4 +269,3 @@ def data_span(conn: Connection) -> tuple[dt.datetime, dt.datetime] | None:
     if first is None:
         return None
     return first, last
-

@@ -75,10 +75,22 @@ FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 
 # Aggregates per customer, produced by both paths (timestamps as epoch seconds, NaN when none).
 AGGREGATES: tuple[str, ...] = (
-    "customer_since", "purchases", "spend", "cost", "first_purchase_at", "last_purchase_at",
-    "purchases_3m", "spend_3m", "purchases_prev_3m", "spend_prev_3m", "purchases_12m", "spend_12m",
+    "customer_since",
+    "purchases",
+    "spend",
+    "cost",
+    "first_purchase_at",
+    "last_purchase_at",
+    "purchases_3m",
+    "spend_3m",
+    "purchases_prev_3m",
+    "spend_prev_3m",
+    "purchases_12m",
+    "spend_12m",
     *(f"category_{c}_12m" for c in CATEGORIES),
-    "touchpoints_3m", "touchpoints_12m", "last_touchpoint_at",
+    "touchpoints_3m",
+    "touchpoints_12m",
+    "last_touchpoint_at",
     *(f"channel_{c}_3m" for c in TOUCH_CHANNELS),
     *(f"kind_{k}_3m" for k in TOUCH_KINDS),
 )
@@ -212,7 +224,7 @@ def matrix(columns: Mapping[str, np.ndarray], as_of: float) -> np.ndarray:
 
 def as_dict(row: Sequence[float]) -> dict[str, float]:
     """Name the values of one feature row (for explanations and fallbacks)."""
-    return {name: float(value) for name, value in zip(FEATURE_NAMES, row)}
+    return {name: float(value) for name, value in zip(FEATURE_NAMES, row, strict=True)}
 
 
 def epoch(moment: dt.datetime | None) -> float:

@@ -24,14 +24,18 @@ from decision_server.features.definition import (
 )
 
 _c, _s = CustomerRecord.__table__, CustomerStateRecord.__table__
-_READ = (
-    sa.select(
-        _c.c.id, _c.c.external_id, _c.c.created_at, _s.c.transaction_count, _s.c.total_spend_cents,
-        _s.c.total_cost_cents, _s.c.first_purchase_at, _s.c.last_purchase_at, _s.c.last_touchpoint_at,
-        _s.c.activity,
-    )
-    .select_from(_c.outerjoin(_s, _s.c.customer_id == _c.c.id))
-)
+_READ = sa.select(
+    _c.c.id,
+    _c.c.external_id,
+    _c.c.created_at,
+    _s.c.transaction_count,
+    _s.c.total_spend_cents,
+    _s.c.total_cost_cents,
+    _s.c.first_purchase_at,
+    _s.c.last_purchase_at,
+    _s.c.last_touchpoint_at,
+    _s.c.activity,
+).select_from(_c.outerjoin(_s, _s.c.customer_id == _c.c.id))
 READ_BY_EXTERNAL_ID = _READ.where(_c.c.external_id == sa.bindparam("external_id"))
 READ_BY_ID = _READ.where(_c.c.id == sa.bindparam("id"))
 
@@ -47,8 +51,9 @@ class CustomerFeatures:
     values: np.ndarray  # float32, shape (1, n_features)
 
 
-def read(conn: Connection, *, external_id: str | None = None, customer_id: int | None = None,
-         as_of: dt.datetime) -> CustomerFeatures | None:
+def read(
+    conn: Connection, *, external_id: str | None = None, customer_id: int | None = None, as_of: dt.datetime
+) -> CustomerFeatures | None:
     """Return a customer's features as of `as_of` from their state row; None if unknown."""
     if external_id is not None:
         row = conn.execute(READ_BY_EXTERNAL_ID, {"external_id": external_id}).first()
@@ -102,6 +107,7 @@ def aggregates(row: Any, windows: Windows) -> dict[str, float]:
 def prospect(as_of: dt.datetime) -> np.ndarray:
     """Features of someone we know nothing about (an unknown customer id): a new prospect."""
     agg = {name: 0.0 for name in AGGREGATES}
-    agg.update(customer_since=as_of.timestamp(), first_purchase_at=math.nan,
-               last_purchase_at=math.nan, last_touchpoint_at=math.nan)
+    agg.update(
+        customer_since=as_of.timestamp(), first_purchase_at=math.nan, last_purchase_at=math.nan, last_touchpoint_at=math.nan
+    )
     return vector(agg, as_of.timestamp())

@@ -75,9 +75,7 @@ def _merge_statement(conn: Connection, with_created_at: bool):
         set_["created_at"] = new.created_at
         changed.append(new.created_at.is_distinct_from(stored.created_at))
     set_["updated_at"] = new.updated_at
-    return statement.on_conflict_do_update(
-        index_elements=["external_id"], set_=set_, where=sa.or_(*changed)
-    ).returning(stored.id)
+    return statement.on_conflict_do_update(index_elements=["external_id"], set_=set_, where=sa.or_(*changed)).returning(stored.id)
 
 
 def insert_new(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> int:
@@ -133,7 +131,7 @@ def _driver_values(
                 values[i] = list(map(datetime, values[i]))
         elif isinstance(kind, sa.JSON):
             values[i] = list(map(json.dumps, values[i]))
-    return list(zip(*values))
+    return list(zip(*values, strict=True))
 
 
 def _executemany_new(conn: Connection, table: sa.Table, columns: list[str], rows: list[dict[str, Any]]) -> int:
@@ -161,10 +159,7 @@ def _copy_new(conn: Connection, table: sa.Table, columns: list[str], rows: list[
         with cursor.copy(f"COPY {scratch} ({names}) FROM STDIN") as copy:
             for row in values:
                 copy.write_row(row)
-        cursor.execute(
-            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {scratch} "
-            "ON CONFLICT (external_id) DO NOTHING"
-        )
+        cursor.execute(f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {scratch} ON CONFLICT (external_id) DO NOTHING")
         inserted = cursor.rowcount
         cursor.execute(f"DROP TABLE {scratch}")
         return inserted

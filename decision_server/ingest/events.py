@@ -27,7 +27,11 @@ class EventKind:
 
 
 def ingest_events(
-    session: Session, kind: EventKind, items: list[dict[str, Any]], *, field: Callable[[int, str], str],
+    session: Session,
+    kind: EventKind,
+    items: list[dict[str, Any]],
+    *,
+    field: Callable[[int, str], str],
     after: Callable[[Session, list[int]], object] | None = None,
     on_created: Callable[[Session, list[dict[str, Any]]], object] | None = None,
 ) -> list[dict[str, Any]]:
@@ -45,7 +49,8 @@ def ingest_events(
     customers = customer_id_map(session.connection(), (item["customer_id"] for item in items))
     unknown = {
         field(i, "customer_id"): ["no customer with this id"]
-        for i, item in enumerate(items) if item["customer_id"] not in customers
+        for i, item in enumerate(items)
+        if item["customer_id"] not in customers
     }
     if unknown:
         raise ValidationError("unknown customer id", errors=unknown, code="unknown_customer")
@@ -68,9 +73,7 @@ def ingest_events(
     new_rows = [{"external_id": x, **row, "ingested_at": now} for x, row in wanted.items() if x not in stored]
     if new_rows:
         insert = (
-            upsert(session, kind.table)
-            .on_conflict_do_nothing(index_elements=["external_id"])
-            .returning(kind.table.c.external_id)
+            upsert(session, kind.table).on_conflict_do_nothing(index_elements=["external_id"]).returning(kind.table.c.external_id)
         )
         # RETURNING names only the rows this call inserted, not those a concurrent call won.
         created = set(session.execute(insert, new_rows).scalars())
@@ -97,8 +100,9 @@ def ingest_events(
     results = []
     for item in items:
         key = item["external_id"]
-        results.append({**stored[key], "customer_external_id": item["customer_id"],
-                        "status": "created" if key in created else "existing"})
+        results.append(
+            {**stored[key], "customer_external_id": item["customer_id"], "status": "created" if key in created else "existing"}
+        )
         created.discard(key)  # a repeat later in the same batch is "existing"
     return results
 
@@ -145,9 +149,7 @@ def list_events(
         if len(after) != 2 or not hasattr(after[0], "isoformat"):
             raise ValidationError("bad cursor", errors={"cursor": ["not a cursor returned by this API"]})
         when, last_id = after
-        query = query.where(
-            sa.or_(t.c.occurred_at < when, sa.and_(t.c.occurred_at == when, t.c.id < last_id))
-        )
+        query = query.where(sa.or_(t.c.occurred_at < when, sa.and_(t.c.occurred_at == when, t.c.id < last_id)))
     if occurred_from is not None:
         query = query.where(t.c.occurred_at >= occurred_from)
     if occurred_to is not None:

@@ -12,24 +12,58 @@ from decision_server.clicontext import require_migrated as _require_migrated
 
 
 @click.command("reevaluate")
-@click.option("--only", "only", multiple=True, metavar="STEP",
-              help="Run only these steps (repeatable or comma-separated): rfm, stages, segments, tiers, expiry; "
-                   "with --dry-run also offers (who could have which offer).")
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    metavar="STEP",
+    help="Run only these steps (repeatable or comma-separated): rfm, stages, segments, tiers, expiry; "
+    "with --dry-run also offers (who could have which offer).",
+)
 @click.option("--dry-run", is_flag=True, help="Compute what would change and write nothing (no expiry).")
-@click.option("--channel", "channels", multiple=True, metavar="CHANNEL",
-              help="The offers step: try the offers on these channels (repeatable; default: every channel).")
+@click.option(
+    "--channel",
+    "channels",
+    multiple=True,
+    metavar="CHANNEL",
+    help="The offers step: try the offers on these channels (repeatable; default: every channel).",
+)
 @click.option("--intent", metavar="INTENT", help="The offers step: the customers' intent (browse, cancel, ...; default: none).")
 @click.option("--restart", is_flag=True, help="Start a new run even if the last one stopped half-way (default: resume it).")
-@click.option("--chunk", default=50_000, show_default=True, type=click.IntRange(100, 1_000_000),
-              help="Customers per chunk (one transaction each); memory grows with it, not with the base.")
-@click.option("--dask", "dask_address", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS",
-              help="Read and evaluate the chunks on this Dask cluster (tcp://host:8786); this process writes [env DASK_SCHEDULER_ADDRESS; default: two local reader processes].")
-@click.option("--customers", "customers_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Only the customers in this file: one customer id (yours, as in the API) per line.")
+@click.option(
+    "--chunk",
+    default=50_000,
+    show_default=True,
+    type=click.IntRange(100, 1_000_000),
+    help="Customers per chunk (one transaction each); memory grows with it, not with the base.",
+)
+@click.option(
+    "--dask",
+    "dask_address",
+    metavar="ADDRESS",
+    envvar="DASK_SCHEDULER_ADDRESS",
+    help="Read and evaluate the chunks on this Dask cluster (tcp://host:8786); this process writes [env DASK_SCHEDULER_ADDRESS; default: two local reader processes].",
+)
+@click.option(
+    "--customers",
+    "customers_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Only the customers in this file: one customer id (yours, as in the API) per line.",
+)
 @click.option("--segment", metavar="NAME", help="Only the members of this segment.")
 @pass_context
-def reevaluate_command(ctx: Context, only: tuple[str, ...], dry_run: bool, channels: tuple[str, ...], intent: str | None,
-                       restart: bool, chunk: int, dask_address: str | None, customers_file: Path | None, segment: str | None):
+def reevaluate_command(
+    ctx: Context,
+    only: tuple[str, ...],
+    dry_run: bool,
+    channels: tuple[str, ...],
+    intent: str | None,
+    restart: bool,
+    chunk: int,
+    dask_address: str | None,
+    customers_file: Path | None,
+    segment: str | None,
+):
     """Re-evaluate every customer now: RFM, CLV, model scores, value, stage, journey, segments,
     then loyalty tiers and points expiry.
 
@@ -73,10 +107,21 @@ def reevaluate_command(ctx: Context, only: tuple[str, ...], dry_run: bool, chann
             from decision_server.analytics import offer_reach
 
             trial = offer_reach.trial(ctx.database, revision, channels=channels or list(ctx.config.channels), intent=intent)
-        row = reevaluation.run(ctx.database, revision, models, steps=steps, dry_run=dry_run, source="cli",
-                               margin=ctx.config.default_margin, resume=not restart, chunk=chunk, dask_address=dask_address,
-                               customers=customers, offers=trial,
-                               progress=lambda s: _progress(s.phase, s.done, s.total))
+        row = reevaluation.run(
+            ctx.database,
+            revision,
+            models,
+            steps=steps,
+            dry_run=dry_run,
+            source="cli",
+            margin=ctx.config.default_margin,
+            resume=not restart,
+            chunk=chunk,
+            dask_address=dask_address,
+            customers=customers,
+            offers=trial,
+            progress=lambda s: _progress(s.phase, s.done, s.total),
+        )
     finally:
         revision.close()
     click.echo(summary(row))
@@ -93,8 +138,11 @@ def _customers(ctx: Context, path: Path) -> list[int]:
     with ctx.database.connection() as conn:
         for start in range(0, len(wanted), 900):
             part = wanted[start : start + 900]
-            found.update(conn.execute(sa.select(CustomerRecord.external_id, CustomerRecord.id)
-                                      .where(CustomerRecord.external_id.in_(part))).all())
+            found.update(
+                conn.execute(
+                    sa.select(CustomerRecord.external_id, CustomerRecord.id).where(CustomerRecord.external_id.in_(part))
+                ).all()
+            )
     unknown = [w for w in wanted if w not in found]
     if unknown:
         raise click.ClickException(f"{path}: {len(unknown):,} unknown customer ids, e.g. {', '.join(unknown[:5])}")
@@ -111,33 +159,50 @@ def _members(ctx: Context, name: str) -> list[int]:
         segment_id = conn.execute(sa.select(SegmentRecord.id).where(SegmentRecord.name == name)).scalar()
         if segment_id is None:
             raise click.ClickException(f"no segment {name} (decision-server's segments are listed at GET /api/v1/segments)")
-        return list(conn.execute(sa.select(SegmentMemberRecord.customer_id).where(SegmentMemberRecord.segment_id == segment_id)
-                                 .order_by(SegmentMemberRecord.customer_id)).scalars())
+        return list(
+            conn.execute(
+                sa.select(SegmentMemberRecord.customer_id)
+                .where(SegmentMemberRecord.segment_id == segment_id)
+                .order_by(SegmentMemberRecord.customer_id)
+            ).scalars()
+        )
 
 
 def summary(row: dict) -> str:
     """Say what a finished run did, in a few lines."""
     result = row["result"] or {}
     wall = (row["finished_at"] - row["started_at"]).total_seconds()
-    lines = [f"run {row['id']} {row['status']} in {row['running_seconds']:.1f} s"
-             + (f" of running (resumed {row['resumes']}x; {wall:.1f} s from start to end)" if row["resumes"] else "")]
+    lines = [
+        f"run {row['id']} {row['status']} in {row['running_seconds']:.1f} s"
+        + (f" of running (resumed {row['resumes']}x; {wall:.1f} s from start to end)" if row["resumes"] else "")
+    ]
     if "pass" in result:
         p = result["pass"]
         verb = "would change" if row["dry_run"] else "changed"
-        lines.append(f"  {p['customers']:,} customers ({row['rate']:,.0f}/s); {verb}: {p['written']:,} customers, "
-                     f"{p['changed']:,} stages" + "".join(f"; {t['from']} -> {t['to']} {t['count']:,}" for t in p["transitions"][:6]))
+        lines.append(
+            f"  {p['customers']:,} customers ({row['rate']:,.0f}/s); {verb}: {p['written']:,} customers, "
+            f"{p['changed']:,} stages" + "".join(f"; {t['from']} -> {t['to']} {t['count']:,}" for t in p["transitions"][:6])
+        )
         if p.get("skipped_newer"):
             lines.append(f"  {p['skipped_newer']:,} customers left as events had just updated them")
         for channel in (p.get("offers") or {}).get("channels", []):
             none = channel["no_eligible_offer"]
-            lines.append(f"  offers on {channel['channel']}: {none['before']:,} customers have no eligible offer now, "
-                         f"{none['after']:,} after")
+            lines.append(
+                f"  offers on {channel['channel']}: {none['before']:,} customers have no eligible offer now, "
+                f"{none['after']:,} after"
+            )
             for offer in channel["offers"]:
-                moved = (f" (+{offer['became_eligible']:,} -{offer['became_ineligible']:,})"
-                         if offer["became_eligible"] or offer["became_ineligible"] else "")
+                moved = (
+                    f" (+{offer['became_eligible']:,} -{offer['became_ineligible']:,})"
+                    if offer["became_eligible"] or offer["became_ineligible"]
+                    else ""
+                )
                 top = next(iter(offer["removed_by_after"].items()), None)
-                lines.append(f"    {offer['code']:<20} eligible for {offer['eligible_before']:>9,} -> {offer['eligible_after']:<9,}"
-                             + moved + (f"  most removed by {top[0]} ({top[1]:,})" if top else ""))
+                lines.append(
+                    f"    {offer['code']:<20} eligible for {offer['eligible_before']:>9,} -> {offer['eligible_after']:<9,}"
+                    + moved
+                    + (f"  most removed by {top[0]} ({top[1]:,})" if top else "")
+                )
     if "tiers" in result:
         lines.append(f"  tiers: {result['tiers']['members']:,} members, {result['tiers']['changed']:,} changes")
     if "expiry" in result:
@@ -170,8 +235,10 @@ def show(ctx: Context, run_id: int, as_json: bool):
         click.echo(json.dumps(row, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v), indent=2))
     elif row["status"] == "running":
         left = f", about {row['eta_seconds']:.0f} s left" if row["eta_seconds"] is not None else ""
-        click.echo(f"run {run_id} running on {row['runner']}: {row['phase'] or 'start'} {row['done']:,} of {row['total']:,} "
-                   f"({row['rate']:,.0f}/s over {row['running_seconds']:.0f} s of running{left})")
+        click.echo(
+            f"run {run_id} running on {row['runner']}: {row['phase'] or 'start'} {row['done']:,} of {row['total']:,} "
+            f"({row['rate']:,.0f}/s over {row['running_seconds']:.0f} s of running{left})"
+        )
     else:
         click.echo(summary(row) + (f"\n  error: {row['error']}" if row["error"] else ""))
 
@@ -193,8 +260,10 @@ def runs(ctx: Context, limit: int):
         click.echo("no runs yet")
     for r in rows:
         end = r.finished_at.isoformat(timespec="seconds") if r.finished_at else "-"
-        click.echo(f"{r.id:>5}  {r.status:<11} {','.join(r.steps):<34} {r.done:>10,}/{r.total:<10,} "
-                   f"{r.started_at.isoformat(timespec='seconds')}  {end}" + (f"  {r.error}" if r.error else ""))
+        click.echo(
+            f"{r.id:>5}  {r.status:<11} {','.join(r.steps):<34} {r.done:>10,}/{r.total:<10,} "
+            f"{r.started_at.isoformat(timespec='seconds')}  {end}" + (f"  {r.error}" if r.error else "")
+        )
 
 
 @click.group()
@@ -221,10 +290,15 @@ def scheduler_start(ctx: Context):
     _require_migrated(ctx)
     runner = Scheduler(ctx.database, ctx.config)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-    click.echo(f"scheduler {runner.me}: waiting for the lease (held for {ctx.config.scheduler_lease_seconds:.0f} s, renewed every third)")
+    click.echo(
+        f"scheduler {runner.me}: waiting for the lease (held for {ctx.config.scheduler_lease_seconds:.0f} s, renewed every third)"
+    )
     try:
-        runner.run_forever(on_change=lambda leading: click.echo(
-            f"scheduler {runner.me}: " + ("holds the lease; running the jobs" if leading else "lost the lease; standing by")))
+        runner.run_forever(
+            on_change=lambda leading: click.echo(
+                f"scheduler {runner.me}: " + ("holds the lease; running the jobs" if leading else "lost the lease; standing by")
+            )
+        )
     except KeyboardInterrupt:
         pass
     click.echo(f"scheduler {runner.me}: stopped")
@@ -243,8 +317,10 @@ def scheduler_list(ctx: Context):
     for row in jobs_scheduler.listing(ctx.database):
         when = row["cron"] or f"every {row['interval_seconds']:g} s"
         nxt = row["next_run_at"].isoformat(timespec="seconds") if row["next_run_at"] else "-"
-        click.echo(f"  {row['name']:<16} {row['job']:<11} {when:<14} {'on ' if row['enabled'] else 'off'} next {nxt}"
-                   + (f"  steps {','.join(row['steps'])}" if row["steps"] else ""))
+        click.echo(
+            f"  {row['name']:<16} {row['job']:<11} {when:<14} {'on ' if row['enabled'] else 'off'} next {nxt}"
+            + (f"  steps {','.join(row['steps'])}" if row["steps"] else "")
+        )
 
 
 @scheduler.command("run")

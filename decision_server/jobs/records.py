@@ -23,8 +23,13 @@ class BulkRunRecord(Base):
     __table_args__ = (
         sa.Index("ix_bulk_runs_job_started_at", "job", "started_at"),
         # The lease: at most one running run per job, whatever the number of processes or machines.
-        sa.Index("uq_bulk_runs_one_running", "job", unique=True, sqlite_where=sa.text("status = 'running'"),
-                 postgresql_where=sa.text("status = 'running'")),
+        sa.Index(
+            "uq_bulk_runs_one_running",
+            "job",
+            unique=True,
+            sqlite_where=sa.text("status = 'running'"),
+            postgresql_where=sa.text("status = 'running'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -77,8 +77,10 @@ class Status:
 def check_steps(steps: Sequence[str], *, dry_run: bool = False) -> tuple[str, ...]:
     """Return the steps in running order; refuse unknown ones with the list of valid steps."""
     if "offers" in steps and not dry_run:
-        message = ("offers is a dry-run step (POST /jobs/what-if, or reevaluate --dry-run): it counts which offers "
-                   "customers could have and changes nothing")
+        message = (
+            "offers is a dry-run step (POST /jobs/what-if, or reevaluate --dry-run): it counts which offers "
+            "customers could have and changes nothing"
+        )
         raise ValidationError(message, errors={"steps": [message]})
     valid = (*STEPS, "offers") if dry_run else STEPS
     unknown = [s for s in steps if s not in valid]
@@ -88,10 +90,22 @@ def check_steps(steps: Sequence[str], *, dry_run: bool = False) -> tuple[str, ..
     return tuple(s for s in valid if s in steps) or STEPS
 
 
-def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] = STEPS, dry_run: bool = False,
-        source: str = "cli", margin: Decimal = Decimal("0.30"), resume: bool = True, chunk: int | None = None,
-        progress: Callable[[Status], None] | None = None, dask_address: str | None = None,
-        customers: Sequence[int] | None = None, offers: Any = None) -> dict[str, Any]:
+def run(
+    database: Database,
+    revision: Any,
+    models: Any,
+    *,
+    steps: Sequence[str] = STEPS,
+    dry_run: bool = False,
+    source: str = "cli",
+    margin: Decimal = Decimal("0.30"),
+    resume: bool = True,
+    chunk: int | None = None,
+    progress: Callable[[Status], None] | None = None,
+    dask_address: str | None = None,
+    customers: Sequence[int] | None = None,
+    offers: Any = None,
+) -> dict[str, Any]:
     """Run the job now in this process (or resume an unfinished run); return its row when it ends.
 
     `customers` (ids) re-evaluates only those (the pass's steps only; never resumed by a full run).
@@ -105,15 +119,42 @@ def run(database: Database, revision: Any, models: Any, *, steps: Sequence[str] 
         if loyalty:
             message = f"{', '.join(loyalty)} run for every member only; leave them out when naming customers"
             raise ValidationError(message, errors={"steps": [message]})
-    row = claim(database, steps, dry_run=dry_run, source=source, revision=revision.id, resume=resume and customers is None,
-                subset=len(customers) if customers is not None else None)
-    return execute(database, revision, models, row, margin=margin, chunk=chunk, progress=progress, dask_address=dask_address,
-                   customers=customers, offers=offers)
+    row = claim(
+        database,
+        steps,
+        dry_run=dry_run,
+        source=source,
+        revision=revision.id,
+        resume=resume and customers is None,
+        subset=len(customers) if customers is not None else None,
+    )
+    return execute(
+        database,
+        revision,
+        models,
+        row,
+        margin=margin,
+        chunk=chunk,
+        progress=progress,
+        dask_address=dask_address,
+        customers=customers,
+        offers=offers,
+    )
 
 
-def start(database: Database, revision: Any, models: Any, *, steps: Sequence[str] = STEPS, dry_run: bool = False,
-          source: str = "api", margin: Decimal = Decimal("0.30"), on_end: Callable[[], None] | None = None,
-          dask_address: str | None = None, offers: Any = None) -> dict[str, Any]:
+def start(
+    database: Database,
+    revision: Any,
+    models: Any,
+    *,
+    steps: Sequence[str] = STEPS,
+    dry_run: bool = False,
+    source: str = "api",
+    margin: Decimal = Decimal("0.30"),
+    on_end: Callable[[], None] | None = None,
+    dask_address: str | None = None,
+    offers: Any = None,
+) -> dict[str, Any]:
     """Take the lease now and run the job in a background thread; return the run's row at once."""
     row = claim(database, steps, dry_run=dry_run, source=source, revision=revision.id, resume=True)
 
@@ -130,9 +171,19 @@ def start(database: Database, revision: Any, models: Any, *, steps: Sequence[str
     return with_rate(row)
 
 
-def execute(database: Database, revision: Any, models: Any, row: dict[str, Any], *, margin: Decimal = Decimal("0.30"),
-            chunk: int | None = None, progress: Callable[[Status], None] | None = None,
-            dask_address: str | None = None, customers: Sequence[int] | None = None, offers: Any = None) -> dict[str, Any]:
+def execute(
+    database: Database,
+    revision: Any,
+    models: Any,
+    row: dict[str, Any],
+    *,
+    margin: Decimal = Decimal("0.30"),
+    chunk: int | None = None,
+    progress: Callable[[Status], None] | None = None,
+    dask_address: str | None = None,
+    customers: Sequence[int] | None = None,
+    offers: Any = None,
+) -> dict[str, Any]:
     """Run a claimed run to its end in this thread (heartbeat included); return its final row."""
     run_id, me = row["id"], row["runner"]
     started = time.perf_counter()
@@ -140,9 +191,23 @@ def execute(database: Database, revision: Any, models: Any, row: dict[str, Any],
     lease.start()
     try:
         try:
-            result = _phases(database, revision, models, row, steps=tuple(row["steps"]), dry_run=row["dry_run"], margin=margin,
-                             chunk=chunk, me=me, lease=lease, started=started, progress=progress, dask_address=dask_address,
-                             customers=customers, offers=offers)
+            result = _phases(
+                database,
+                revision,
+                models,
+                row,
+                steps=tuple(row["steps"]),
+                dry_run=row["dry_run"],
+                margin=margin,
+                chunk=chunk,
+                me=me,
+                lease=lease,
+                started=started,
+                progress=progress,
+                dask_address=dask_address,
+                customers=customers,
+                offers=offers,
+            )
         except BaseException as exc:
             lease.stop()
             if not isinstance(exc, LeaseLost):
@@ -155,14 +220,30 @@ def execute(database: Database, revision: Any, models: Any, row: dict[str, Any],
     finally:
         runners.release(me)  # held since claim: from now on a start here may take the run over
     log.info("re-evaluation run %d succeeded in %.1f s", run_id, time.perf_counter() - started)
-    metrics.job_ended(row["job"], "succeeded", time.perf_counter() - started, records=(result.get("pass") or {}).get("customers", 0))
+    metrics.job_ended(
+        row["job"], "succeeded", time.perf_counter() - started, records=(result.get("pass") or {}).get("customers", 0)
+    )
     return get(database, run_id)
 
 
-def _phases(database: Database, revision: Any, models: Any, row: dict[str, Any], *, steps: tuple[str, ...], dry_run: bool,
-            margin: Decimal, chunk: int | None, me: str, lease: Heartbeat, started: float,
-            progress: Callable[[Status], None] | None, dask_address: str | None,
-            customers: Sequence[int] | None = None, offers: Any = None) -> dict[str, Any]:
+def _phases(
+    database: Database,
+    revision: Any,
+    models: Any,
+    row: dict[str, Any],
+    *,
+    steps: tuple[str, ...],
+    dry_run: bool,
+    margin: Decimal,
+    chunk: int | None,
+    me: str,
+    lease: Heartbeat,
+    started: float,
+    progress: Callable[[Status], None] | None,
+    dask_address: str | None,
+    customers: Sequence[int] | None = None,
+    offers: Any = None,
+) -> dict[str, Any]:
     from decision_server.loyalty import bulk as loyalty_bulk
 
     run_id = row["id"]
@@ -185,19 +266,38 @@ def _phases(database: Database, revision: Any, models: Any, row: dict[str, Any],
         resume = reevaluate.Checkpoint.load(saved["pass"]) if saved.get("pass") else None
 
         def on_chunk(conn: Connection, checkpoint: reevaluate.Checkpoint) -> None:
-            _save(conn, run_id, me, phase="pass", done=checkpoint.done,
-                  checkpoint={"results": result, "pass": checkpoint.dump(), "subset": subset})
+            _save(
+                conn,
+                run_id,
+                me,
+                phase="pass",
+                done=checkpoint.done,
+                checkpoint={"results": result, "pass": checkpoint.dump(), "subset": subset},
+            )
 
         outcome = reevaluate.run(
-            database, revision, models, steps=pass_steps, as_of=as_of, margin=margin, source="bulk", dry_run=dry_run,
-            resume=resume, on_chunk=on_chunk, progress=lambda p: report("pass", p.done, p.total), dask_address=dask_address,
-            customers=customers, offers=offers,
-            **({"chunk": chunk} if chunk else {}))
+            database,
+            revision,
+            models,
+            steps=pass_steps,
+            as_of=as_of,
+            margin=margin,
+            source="bulk",
+            dry_run=dry_run,
+            resume=resume,
+            on_chunk=on_chunk,
+            progress=lambda p: report("pass", p.done, p.total),
+            dask_address=dask_address,
+            customers=customers,
+            offers=offers,
+            **({"chunk": chunk} if chunk else {}),
+        )
         result["pass"] = _plain(outcome)
         _checkpoint(database, run_id, me, phase="pass", results=result, subset=subset)
     if "tiers" in steps and "tiers" not in result:
-        result["tiers"] = loyalty_bulk.review_tiers(database, revision, now=as_of, dry_run=dry_run,
-                                                    progress=lambda d, t: report("tiers", d, t))
+        result["tiers"] = loyalty_bulk.review_tiers(
+            database, revision, now=as_of, dry_run=dry_run, progress=lambda d, t: report("tiers", d, t)
+        )
         _checkpoint(database, run_id, me, phase="tiers", results=result)
     if "expiry" in steps and "expiry" not in result and not dry_run:  # expiry has no dry run: it is due or not
         result["expiry"] = loyalty_bulk.expire_points(database, now=as_of, progress=lambda d, t: report("expiry", d, t))
@@ -213,34 +313,80 @@ def _plain(outcome: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def claim(database: Database, steps: Sequence[str], *, dry_run: bool, source: str, revision: str,
-          resume: bool = True, subset: int | None = None) -> dict[str, Any]:
+def claim(
+    database: Database,
+    steps: Sequence[str],
+    *,
+    dry_run: bool,
+    source: str,
+    revision: str,
+    resume: bool = True,
+    subset: int | None = None,
+) -> dict[str, Any]:
     """Take the job's lease: resume an unfinished run with the same steps, or start a new one."""
     steps = check_steps(steps, dry_run=dry_run)
     me = runners.runner_name() + f":{threading.get_ident() % 100_000}"  # threads of one server are different runners
     now = utcnow()
     with database.connection(write=True) as conn:
         job = WHAT_IF if dry_run else JOB
-        running = conn.execute(sa.select(_runs).where(_runs.c.job == job, _runs.c.status == "running")
-                               .with_for_update()).first()
+        running = conn.execute(sa.select(_runs).where(_runs.c.job == job, _runs.c.status == "running").with_for_update()).first()
         if running is not None:
             interrupt(conn, running, now=now)
         latest = conn.execute(sa.select(_runs).where(_runs.c.job == job).order_by(_runs.c.id.desc()).limit(1)).first()
-        if (resume and not dry_run and latest is not None and latest.status in ("interrupted", "failed")
-                and tuple(latest.steps) == steps and not latest.dry_run and latest.checkpoint
-                and not latest.checkpoint.get("subset")):
-            conn.execute(sa.update(_runs).where(_runs.c.id == latest.id).values(
-                status="running", runner=me, heartbeat_at=now, finished_at=None, error=None, resumes=latest.resumes + 1,
-                resumed_at=now, prior_seconds=running_seconds(latest._mapping)))
-            log.info("re-evaluation run %d resumed by %s after %s", latest.id, me, (latest.checkpoint or {}).get("pass", {}).get("after_id"))
+        if (
+            resume
+            and not dry_run
+            and latest is not None
+            and latest.status in ("interrupted", "failed")
+            and tuple(latest.steps) == steps
+            and not latest.dry_run
+            and latest.checkpoint
+            and not latest.checkpoint.get("subset")
+        ):
+            conn.execute(
+                sa.update(_runs)
+                .where(_runs.c.id == latest.id)
+                .values(
+                    status="running",
+                    runner=me,
+                    heartbeat_at=now,
+                    finished_at=None,
+                    error=None,
+                    resumes=latest.resumes + 1,
+                    resumed_at=now,
+                    prior_seconds=running_seconds(latest._mapping),
+                )
+            )
+            log.info(
+                "re-evaluation run %d resumed by %s after %s",
+                latest.id,
+                me,
+                (latest.checkpoint or {}).get("pass", {}).get("after_id"),
+            )
             runners.hold(me)
             return dict(conn.execute(sa.select(_runs).where(_runs.c.id == latest.id)).one()._mapping)
         try:
-            run_id = conn.execute(sa.insert(_runs).values(
-                job=job, steps=list(steps), dry_run=dry_run, source=source, status="running", as_of=now, started_at=now,
-                heartbeat_at=now, runner=me, rule_revision=revision, done=0, total=0, resumes=0, prior_seconds=0.0,
-                checkpoint={"subset": subset} if subset is not None else None,
-            ).returning(_runs.c.id)).scalar_one()
+            run_id = conn.execute(
+                sa.insert(_runs)
+                .values(
+                    job=job,
+                    steps=list(steps),
+                    dry_run=dry_run,
+                    source=source,
+                    status="running",
+                    as_of=now,
+                    started_at=now,
+                    heartbeat_at=now,
+                    runner=me,
+                    rule_revision=revision,
+                    done=0,
+                    total=0,
+                    resumes=0,
+                    prior_seconds=0.0,
+                    checkpoint={"subset": subset} if subset is not None else None,
+                )
+                .returning(_runs.c.id)
+            ).scalar_one()
         except sa.exc.IntegrityError:  # another runner inserted its run first: the index allows one
             raise JobRunning("another runner has just started the job and is running it; try again when it ends") from None
         runners.hold(me)
@@ -253,24 +399,30 @@ def interrupt(conn: Connection, running: Any, *, now: dt.datetime) -> None:
     if now < expires and not runners.gone(running.runner, alive_at=running.resumed_at or running.started_at):
         left = (expires - now).total_seconds()
         at = expires.isoformat(timespec="seconds").replace("+00:00", "Z")
-        raise JobRunning(f"run {running.id} is running on {running.runner} ({running.done:,} of {running.total:,} done in "
-                         f"phase {running.phase or 'start'}); its lease expires at {at} ({left:.0f} s from now) unless "
-                         f"its runner renews it: try again when the run ends or its lease expires",
-                         errors={"run": [str(running.id)], "lease_expires_at": [at]})
+        raise JobRunning(
+            f"run {running.id} is running on {running.runner} ({running.done:,} of {running.total:,} done in "
+            f"phase {running.phase or 'start'}); its lease expires at {at} ({left:.0f} s from now) unless "
+            f"its runner renews it: try again when the run ends or its lease expires",
+            errors={"run": [str(running.id)], "lease_expires_at": [at]},
+        )
     if now < expires:
         why = f"the process of runner {running.runner} is gone (last heartbeat {running.heartbeat_at.isoformat()})"
         log.warning("run %d of %s: the process of runner %s is gone; taken over at once", running.id, running.job, running.runner)
     else:
         why = f"runner {running.runner} stopped answering after {running.heartbeat_at.isoformat()}"
         log.warning("run %d of %s: runner %s stopped answering; the run can be resumed", running.id, running.job, running.runner)
-    conn.execute(sa.update(_runs).where(_runs.c.id == running.id, _runs.c.status == "running").values(
-        status="interrupted", error=why))
+    conn.execute(
+        sa.update(_runs).where(_runs.c.id == running.id, _runs.c.status == "running").values(status="interrupted", error=why)
+    )
 
 
 def _owned(conn: Connection, run_id: int, me: str, **values: Any) -> None:
     """Update our run; raise LeaseLost (rolling the transaction back) if another runner has it."""
-    updated = conn.execute(sa.update(_runs).where(_runs.c.id == run_id, _runs.c.runner == me, _runs.c.status == "running")
-                           .values(heartbeat_at=utcnow(), **values))
+    updated = conn.execute(
+        sa.update(_runs)
+        .where(_runs.c.id == run_id, _runs.c.runner == me, _runs.c.status == "running")
+        .values(heartbeat_at=utcnow(), **values)
+    )
     if updated.rowcount != 1:
         raise LeaseLost(f"run {run_id} is no longer held by {me}")
 
@@ -280,17 +432,22 @@ def _save(conn: Connection, run_id: int, me: str, *, phase: str, done: int, chec
     _owned(conn, run_id, me, phase=phase, done=done, checkpoint=checkpoint, **({"total": total} if total else {}))
 
 
-def _checkpoint(database: Database, run_id: int, me: str, *, phase: str, results: dict[str, Any],
-                subset: int | None = None) -> None:
+def _checkpoint(
+    database: Database, run_id: int, me: str, *, phase: str, results: dict[str, Any], subset: int | None = None
+) -> None:
     with database.connection(write=True) as conn:
         _owned(conn, run_id, me, phase=phase, checkpoint={"results": results, "subset": subset})
 
 
-def _finish(database: Database, run_id: int, me: str, *, status: str, result: dict[str, Any] | None = None,
-            error: str | None = None) -> None:
+def _finish(
+    database: Database, run_id: int, me: str, *, status: str, result: dict[str, Any] | None = None, error: str | None = None
+) -> None:
     with database.connection(write=True) as conn:
-        conn.execute(sa.update(_runs).where(_runs.c.id == run_id, _runs.c.runner == me).values(
-            status=status, finished_at=utcnow(), heartbeat_at=utcnow(), result=result, error=error))
+        conn.execute(
+            sa.update(_runs)
+            .where(_runs.c.id == run_id, _runs.c.runner == me)
+            .values(status=status, finished_at=utcnow(), heartbeat_at=utcnow(), result=result, error=error)
+        )
 
 
 class Heartbeat:

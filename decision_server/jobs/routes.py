@@ -14,11 +14,18 @@ from decision_server.schemas import ErrorSchema, page_response
 from decision_server.throttle import expensive
 from decision_server.web import Blueprint, transaction
 
-blp = Blueprint("jobs", __name__, url_prefix="/jobs",
-                description="Bulk jobs: re-evaluate every customer now, try a draft rule change on the whole base, follow runs")
+blp = Blueprint(
+    "jobs",
+    __name__,
+    url_prefix="/jobs",
+    description="Bulk jobs: re-evaluate every customer now, try a draft rule change on the whole base, follow runs",
+)
 _runs = BulkRunRecord.__table__
-_BUSY = {"schema": ErrorSchema, "description": "a run holds the job's lease (`job_running`): one runner at a time; "
-                                                "the message and `errors.lease_expires_at` say when its lease expires unless renewed"}
+_BUSY = {
+    "schema": ErrorSchema,
+    "description": "a run holds the job's lease (`job_running`): one runner at a time; "
+    "the message and `errors.lease_expires_at` say when its lease expires unless renewed",
+}
 
 
 def _database():
@@ -41,9 +48,15 @@ class Reevaluate(MethodView):
         Answers at once with the run (202); follow it at /jobs/runs/{id}. A run that stopped half-way
         (its server died) with the same steps is resumed after its last committed chunk.
         """
-        return reevaluation.start(_database(), current_app.extensions["rulebook"].current,
-                                  current_app.extensions["models"].current, steps=body["steps"], source="api",
-                                  margin=_margin(), dask_address=current_app.extensions["config"].dask_scheduler_address)
+        return reevaluation.start(
+            _database(),
+            current_app.extensions["rulebook"].current,
+            current_app.extensions["models"].current,
+            steps=body["steps"],
+            source="api",
+            margin=_margin(),
+            dask_address=current_app.extensions["config"].dask_scheduler_address,
+        )
 
 
 @blp.route("/what-if")
@@ -53,7 +66,11 @@ class WhatIf(MethodView):
     @blp.arguments(schemas.WhatIfSchema)
     @blp.response(202, schemas.RunSchema)
     @blp.alt_response(409, **_BUSY)
-    @blp.alt_response(422, schema=ErrorSchema, description="the draft does not validate (`rule_file_invalid`, each problem with file, line and reason)")
+    @blp.alt_response(
+        422,
+        schema=ErrorSchema,
+        description="the draft does not validate (`rule_file_invalid`, each problem with file, line and reason)",
+    )
     def post(self, body):
         """Try a draft rule change on every customer without writing anything (a dry run).
 
@@ -75,14 +92,30 @@ class WhatIf(MethodView):
             message = f"unknown channel {', '.join(unknown)}; the channels are {', '.join(config.channels)}"
             raise ValidationError(message, errors={"channels": [message]})
         current = current_app.extensions["rulebook"].current
-        draft = build_revision(service.draft_files(current, body), backend="python", run_cases=False,
-                               limits=current_app.extensions["rulebook"].limits)
+        draft = build_revision(
+            service.draft_files(current, body),
+            backend="python",
+            run_cases=False,
+            limits=current_app.extensions["rulebook"].limits,
+        )
         try:
-            trial = offer_reach.trial(_database(), current, channels=channels, intent=body["intent"]) \
-                if "offers" in body["steps"] else None
-            return reevaluation.start(_database(), draft, current_app.extensions["models"].current, steps=body["steps"],
-                                      dry_run=True, source="api", margin=_margin(), on_end=draft.close,
-                                      dask_address=config.dask_scheduler_address, offers=trial)
+            trial = (
+                offer_reach.trial(_database(), current, channels=channels, intent=body["intent"])
+                if "offers" in body["steps"]
+                else None
+            )
+            return reevaluation.start(
+                _database(),
+                draft,
+                current_app.extensions["models"].current,
+                steps=body["steps"],
+                dry_run=True,
+                source="api",
+                margin=_margin(),
+                on_end=draft.close,
+                dask_address=config.dask_scheduler_address,
+                offers=trial,
+            )
         except BaseException:
             draft.close()
             raise

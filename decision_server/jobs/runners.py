@@ -33,7 +33,10 @@ def place() -> str:
     global _place
     if _place is None:
         parts = []
-        for read in (lambda: Path("/proc/sys/kernel/random/boot_id").read_text().strip(), lambda: os.readlink("/proc/self/ns/pid")):
+        for read in (
+            lambda: Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
+            lambda: os.readlink("/proc/self/ns/pid"),
+        ):
             try:
                 parts.append(read())
             except OSError:  # not Linux: pids are still this host's, there is no boot id to tell reboots apart

@@ -58,13 +58,15 @@ def read_file(path: Path | None) -> dict[str, dict[str, Any]]:
         raise ValidationError(f"{path}: cannot read the schedules ({exc})", errors={"file": [str(path)]}) from None
     out = {}
     for name, spec in (data.get("schedules") or {}).items():
-        out[name] = check(name, {"steps": None, "description": "", "enabled": True, "cron": None, "interval_seconds": None,
-                                 **(spec or {})})
+        out[name] = check(
+            name, {"steps": None, "description": "", "enabled": True, "cron": None, "interval_seconds": None, **(spec or {})}
+        )
     return out
 
 
 def check(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Check one schedule (job, cron or interval, steps); return it as a row's values."""
+
     def bad(field: str, reason: str) -> None:
         raise ValidationError(f"schedule {name}: {field} {reason}", errors={field: [reason]})
 
@@ -224,23 +226,33 @@ class Scheduler:
     def _acquire(self) -> bool:
         now = utcnow()
         with self.database.connection(write=True) as conn:
-            conn.execute(upsert(conn, _leases).values(name=LEASE_NAME, holder=None, expires_at=now)
-                         .on_conflict_do_nothing(index_elements=["name"]))
+            conn.execute(
+                upsert(conn, _leases)
+                .values(name=LEASE_NAME, holder=None, expires_at=now)
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
             free = sa.or_(_leases.c.holder == self.me, _leases.c.expires_at < now)
             held = conn.execute(sa.select(_leases).where(_leases.c.name == LEASE_NAME)).one()
-            if held.holder not in (None, self.me) and held.expires_at >= now \
-                    and runners.gone(held.holder, alive_at=held.expires_at - self.lease):  # it renewed then, so was alive
+            if (
+                held.holder not in (None, self.me)
+                and held.expires_at >= now
+                and runners.gone(held.holder, alive_at=held.expires_at - self.lease)
+            ):  # it renewed then, so was alive
                 log.warning("scheduler: the process of %s, which held the lease, is gone; taking over at once", held.holder)
                 free = sa.or_(free, _leases.c.holder == held.holder)  # unless it changed hands meanwhile
-            taken = conn.execute(sa.update(_leases).where(_leases.c.name == LEASE_NAME, free)
-                                 .values(holder=self.me, expires_at=now + self.lease))
+            taken = conn.execute(
+                sa.update(_leases).where(_leases.c.name == LEASE_NAME, free).values(holder=self.me, expires_at=now + self.lease)
+            )
             return taken.rowcount == 1
 
     def _release(self) -> None:
         try:
             with self.database.connection(write=True) as conn:
-                conn.execute(sa.update(_leases).where(_leases.c.name == LEASE_NAME, _leases.c.holder == self.me)
-                             .values(holder=None, expires_at=utcnow()))
+                conn.execute(
+                    sa.update(_leases)
+                    .where(_leases.c.name == LEASE_NAME, _leases.c.holder == self.me)
+                    .values(holder=None, expires_at=utcnow())
+                )
         except sa.exc.SQLAlchemyError as exc:
             log.warning("scheduler: lease not released (%s); it expires by itself", exc)
 
@@ -250,7 +262,9 @@ class Scheduler:
 
         self._aps = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.database.engine, tablename="apscheduler_jobs")},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}, timezone=dt.UTC)
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+            timezone=dt.UTC,
+        )
         self._aps.start()
         log.info("scheduler: %s holds the lease and runs the jobs", self.me)
 
@@ -274,8 +288,15 @@ class Scheduler:
             signature = f"{cron}|{interval}"
             job = jobs.get(name)
             if job is None or job.kwargs.get("signature") != signature:
-                self._aps.add_job(run_schedule, _trigger(cron, interval), args=[name], kwargs={"signature": signature},
-                                  id=name, name=name, replace_existing=True)
+                self._aps.add_job(
+                    run_schedule,
+                    _trigger(cron, interval),
+                    args=[name],
+                    kwargs={"signature": signature},
+                    id=name,
+                    name=name,
+                    replace_existing=True,
+                )
         for job_id in jobs:
             if job_id.removeprefix("retry:") not in wanted:  # a schedule removed or switched off
                 self._aps.remove_job(job_id)
@@ -292,9 +313,16 @@ class Scheduler:
         except Exception as exc:  # noqa: BLE001 - any failure of a job: recorded on its run, logged, retried
             log.error("schedule %s failed (attempt %d): %s", name, attempt + 1, exc)
             if attempt < RETRIES and self._aps is not None:
-                delay = self.config.job_retry_seconds * 4 ** attempt
-                self._aps.add_job(run_schedule, "date", run_date=utcnow() + dt.timedelta(seconds=delay), args=[name, attempt + 1],
-                                  id=f"retry:{name}", name=f"retry:{name}", replace_existing=True)
+                delay = self.config.job_retry_seconds * 4**attempt
+                self._aps.add_job(
+                    run_schedule,
+                    "date",
+                    run_date=utcnow() + dt.timedelta(seconds=delay),
+                    args=[name, attempt + 1],
+                    id=f"retry:{name}",
+                    name=f"retry:{name}",
+                    replace_existing=True,
+                )
                 log.warning("schedule %s: retry %d of %d in %.0f s", name, attempt + 1, RETRIES, delay)
 
 
@@ -314,21 +342,41 @@ def run_now(database: Database, config: Config, name: str, *, source: str, wait:
     if row.job == "retention":
         from decision_server.decisions import retention
 
-        return _recorded(database, "retention", source, lambda: retention.purge(
-            database, days=config.decision_log_retention_days).as_dict(), wait=wait)
+        return _recorded(
+            database,
+            "retention",
+            source,
+            lambda: retention.purge(database, days=config.decision_log_retention_days).as_dict(),
+            wait=wait,
+        )
     revision = published_revision(database, config.rules_dir, limits=config.rule_limits)
     models = ModelSet(config.models_dir, max_age_days=config.model_max_age_days)
     steps = row.steps or list(reevaluation.STEPS)
     if not wait:
         try:
-            return reevaluation.start(database, revision, models, steps=steps, source=source, margin=config.default_margin,
-                                      on_end=revision.close, dask_address=config.dask_scheduler_address)
+            return reevaluation.start(
+                database,
+                revision,
+                models,
+                steps=steps,
+                source=source,
+                margin=config.default_margin,
+                on_end=revision.close,
+                dask_address=config.dask_scheduler_address,
+            )
         except BaseException:  # refused (another run holds the lease): the thread that would close it never starts
             revision.close()
             raise
     try:
-        return reevaluation.run(database, revision, models, steps=steps, source=source, margin=config.default_margin,
-                                dask_address=config.dask_scheduler_address)
+        return reevaluation.run(
+            database,
+            revision,
+            models,
+            steps=steps,
+            source=source,
+            margin=config.default_margin,
+            dask_address=config.dask_scheduler_address,
+        )
     finally:
         revision.close()
 
@@ -370,9 +418,25 @@ def _recorded(database: Database, job: str, source: str, work: Callable[[], dict
         if running is not None:  # a runner that died holds nothing any more; a live one refuses
             reevaluation.interrupt(conn, running, now=now)
         try:
-            run_id = conn.execute(sa.insert(_runs).values(
-                job=job, steps=[], dry_run=False, source=source, status="running", as_of=now, started_at=now, heartbeat_at=now,
-                runner=me, done=0, total=1, resumes=0, prior_seconds=0.0).returning(_runs.c.id)).scalar_one()
+            run_id = conn.execute(
+                sa.insert(_runs)
+                .values(
+                    job=job,
+                    steps=[],
+                    dry_run=False,
+                    source=source,
+                    status="running",
+                    as_of=now,
+                    started_at=now,
+                    heartbeat_at=now,
+                    runner=me,
+                    done=0,
+                    total=1,
+                    resumes=0,
+                    prior_seconds=0.0,
+                )
+                .returning(_runs.c.id)
+            ).scalar_one()
         except sa.exc.IntegrityError:
             raise reevaluation.JobRunning(f"{job} is already running") from None
         runners.hold(me)
@@ -396,6 +460,7 @@ def _recorded(database: Database, job: str, source: str, work: Callable[[], dict
             runners.release(me)  # held since the insert: from now on a start here may take the run over
 
     if not wait:
+
         def background() -> None:
             try:
                 body()
@@ -410,5 +475,8 @@ def _recorded(database: Database, job: str, source: str, work: Callable[[], dict
 
 def _end(database: Database, run_id: int, *, status: str, result: dict[str, Any] | None = None, error: str | None = None) -> None:
     with database.connection(write=True) as conn:
-        conn.execute(sa.update(_runs).where(_runs.c.id == run_id).values(
-            status=status, finished_at=utcnow(), heartbeat_at=utcnow(), done=1, result=result, error=error))
+        conn.execute(
+            sa.update(_runs)
+            .where(_runs.c.id == run_id)
+            .values(status=status, finished_at=utcnow(), heartbeat_at=utcnow(), done=1, result=result, error=error)
+        )

@@ -16,9 +16,14 @@ class StartSchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    steps = fields.List(fields.String(validate=ma.validate.OneOf(STEPS, error="must be one of: {choices} (offers is a dry-run "
-                                                                  "step: POST /jobs/what-if)")), load_default=list(STEPS),
-                        validate=ma.validate.Length(min=1), metadata={"example": ["stages", "segments"]})
+    steps = fields.List(
+        fields.String(
+            validate=ma.validate.OneOf(STEPS, error="must be one of: {choices} (offers is a dry-run step: POST /jobs/what-if)")
+        ),
+        load_default=list(STEPS),
+        validate=ma.validate.Length(min=1),
+        metadata={"example": ["stages", "segments"]},
+    )
 
 
 class WhatIfSchema(DraftSchema):
@@ -27,14 +32,22 @@ class WhatIfSchema(DraftSchema):
     class Meta:
         unknown = ma.RAISE
 
-    steps = fields.List(fields.String(validate=ma.validate.OneOf(WHAT_IF_STEPS)), load_default=list(WHAT_IF_STEPS),
-                        validate=ma.validate.Length(min=1))
-    channels = fields.List(fields.String(validate=ma.validate.Length(min=1, max=32)), validate=ma.validate.Length(min=1),
-                           metadata={"description": "channels to try the offers on (default: every channel)",
-                                     "example": ["app", "call_centre"]})
-    intent = fields.String(allow_none=True, load_default=None, validate=ma.validate.Length(min=1, max=64),
-                           metadata={"description": "the customers' intent to try the offers with (default: none given)",
-                                     "example": "browse"})
+    steps = fields.List(
+        fields.String(validate=ma.validate.OneOf(WHAT_IF_STEPS)),
+        load_default=list(WHAT_IF_STEPS),
+        validate=ma.validate.Length(min=1),
+    )
+    channels = fields.List(
+        fields.String(validate=ma.validate.Length(min=1, max=32)),
+        validate=ma.validate.Length(min=1),
+        metadata={"description": "channels to try the offers on (default: every channel)", "example": ["app", "call_centre"]},
+    )
+    intent = fields.String(
+        allow_none=True,
+        load_default=None,
+        validate=ma.validate.Length(min=1, max=64),
+        metadata={"description": "the customers' intent to try the offers with (default: none given)", "example": "browse"},
+    )
 
 
 class RunSchema(ma.Schema):
@@ -50,13 +63,19 @@ class RunSchema(ma.Schema):
     started_at = Timestamp()
     heartbeat_at = Timestamp()
     finished_at = Timestamp(allow_none=True)
-    runner = fields.String(metadata={"description": "host:pid:place:thread of the process running it (place: its kernel boot and container)"})
+    runner = fields.String(
+        metadata={"description": "host:pid:place:thread of the process running it (place: its kernel boot and container)"}
+    )
     rule_revision = fields.String(allow_none=True)
     phase = fields.String(allow_none=True, metadata={"description": "pass, tiers or expiry"})
     done = fields.Integer(metadata={"description": "customers (or members) done in the phase"})
     total = fields.Integer()
-    running_seconds = fields.Float(metadata={"description": "time it has been running: a resumed run's earlier runners up to their "
-                                                            "last heartbeat, and the current one; not the time nobody ran it"})
+    running_seconds = fields.Float(
+        metadata={
+            "description": "time it has been running: a resumed run's earlier runners up to their "
+            "last heartbeat, and the current one; not the time nobody ran it"
+        }
+    )
     rate = fields.Float(metadata={"description": "customers done per second of running time"})
     eta_seconds = fields.Float(allow_none=True, metadata={"description": "time left in the phase at this rate"})
     resumed_at = Timestamp(allow_none=True, metadata={"description": "when its current runner resumed it (null: never resumed)"})

@@ -45,12 +45,18 @@ def _count(conn: Connection, *where) -> int:
 
 def _chunk(conn: Connection, columns: tuple[str, ...], after: int, chunk: int, *where, lock: bool = True) -> list[dict[str, Any]]:
     """The next `chunk` members after id `after` (only the columns a job reads), locked for this transaction."""
-    query = sa.select(*(_m.c[name] for name in columns)).where(_m.c.customer_id > after, *where).order_by(_m.c.customer_id).limit(chunk)
-    return [dict(zip(columns, r)) for r in conn.execute(query.with_for_update() if lock else query)]
+    query = (
+        sa.select(*(_m.c[name] for name in columns))
+        .where(_m.c.customer_id > after, *where)
+        .order_by(_m.c.customer_id)
+        .limit(chunk)
+    )
+    return [dict(zip(columns, r, strict=True)) for r in conn.execute(query.with_for_update() if lock else query)]
 
 
-def expire_points(database: Database, *, now: dt.datetime | None = None, chunk: int = CHUNK,
-                  progress: Progress | None = None) -> dict[str, Any]:
+def expire_points(
+    database: Database, *, now: dt.datetime | None = None, chunk: int = CHUNK, progress: Progress | None = None
+) -> dict[str, Any]:
     """Expire every member's points past their expiry date (oldest credits are spent first)."""
     now = now or utcnow()
     started = time.perf_counter()
@@ -67,38 +73,69 @@ def expire_points(database: Database, *, now: dt.datetime | None = None, chunk: 
                 break
             ids = [r["customer_id"] for r in rows]
             expired = sa.and_(_l.c.points > 0, _l.c.expires_at <= now)
-            sums = {r[0]: r[1:] for r in conn.execute(sa.select(
-                _l.c.customer_id,
-                sa.func.coalesce(sa.func.sum(sa.case((expired, _l.c.points), else_=0)), 0),
-                sa.func.coalesce(sa.func.sum(sa.case((_l.c.points < 0, -_l.c.points), else_=0)), 0),
-                sa.func.min(sa.case((sa.and_(_l.c.points > 0, _l.c.expires_at > now), _l.c.expires_at), else_=sa.null()),
-                            type_=UtcDateTime()),
-            ).where(_l.c.customer_id.in_(ids)).group_by(_l.c.customer_id))}  # the due members only, not the id range
+            sums = {
+                r[0]: r[1:]
+                for r in conn.execute(
+                    sa.select(
+                        _l.c.customer_id,
+                        sa.func.coalesce(sa.func.sum(sa.case((expired, _l.c.points), else_=0)), 0),
+                        sa.func.coalesce(sa.func.sum(sa.case((_l.c.points < 0, -_l.c.points), else_=0)), 0),
+                        sa.func.min(
+                            sa.case((sa.and_(_l.c.points > 0, _l.c.expires_at > now), _l.c.expires_at), else_=sa.null()),
+                            type_=UtcDateTime(),
+                        ),
+                    )
+                    .where(_l.c.customer_id.in_(ids))
+                    .group_by(_l.c.customer_id)
+                )
+            }  # the due members only, not the id range
             entries, updates = [], []
             for member in rows:
                 credits, debits, upcoming = sums.get(member["customer_id"], (0, 0, None))
                 due = max(0, int(credits) - int(debits))
                 balance = member["balance"] - due
                 if due > 0:
-                    entries.append({"customer_id": member["customer_id"], "kind": "expire", "points": -due,
-                                    "balance_after": balance, "idempotency_key": key, "transaction_id": None,
-                                    "redemption_id": None, "occurred_at": now, "available_at": None, "expires_at": None,
-                                    "reason": "points past their expiry date", "actor": "bulk", "details": {},
-                                    "created_at": now})
+                    entries.append(
+                        {
+                            "customer_id": member["customer_id"],
+                            "kind": "expire",
+                            "points": -due,
+                            "balance_after": balance,
+                            "idempotency_key": key,
+                            "transaction_id": None,
+                            "redemption_id": None,
+                            "occurred_at": now,
+                            "available_at": None,
+                            "expires_at": None,
+                            "reason": "points past their expiry date",
+                            "actor": "bulk",
+                            "details": {},
+                            "created_at": now,
+                        }
+                    )
                     points += due
                 updates.append({"cid": member["customer_id"], "balance": balance, "upcoming": upcoming})
             if entries:
                 conn.execute(sa.insert(_l), entries)
-            conn.execute(sa.update(_m).where(_m.c.customer_id == sa.bindparam("cid")).values(
-                balance=sa.bindparam("balance"), next_expiry_at=sa.bindparam("upcoming"), updated_at=now), updates)
+            conn.execute(
+                sa.update(_m)
+                .where(_m.c.customer_id == sa.bindparam("cid"))
+                .values(balance=sa.bindparam("balance"), next_expiry_at=sa.bindparam("upcoming"), updated_at=now),
+                updates,
+            )
             changed += len(entries)
             members += len(rows)
             after = ids[-1]
         metrics.points_posted("expire", sum(e["points"] for e in entries))  # the chunk has committed
         if progress:
             progress(members, total)
-    return {"members": members, "changed": changed, "points": points, "transitions": [],
-            "seconds": round(time.perf_counter() - started, 3)}
+    return {
+        "members": members,
+        "changed": changed,
+        "points": points,
+        "transitions": [],
+        "seconds": round(time.perf_counter() - started, 3),
+    }
 
 
 # Tier rule inputs computed here without the full feature pass; any other input named after a
@@ -111,9 +148,13 @@ def _columns(conn: Connection, ids: list[int], inputs: list[str], now: dt.dateti
     position = {cid: i for i, cid in enumerate(ids)}
     n = len(ids)
     earned = np.zeros(n)
-    for cid, total in conn.execute(sa.select(_l.c.customer_id, sa.func.sum(_l.c.points)).where(
-            _l.c.customer_id.between(lo, hi), _l.c.kind.in_(("earn", "reverse")),
-            _l.c.occurred_at >= now - dt.timedelta(days=365)).group_by(_l.c.customer_id)):
+    for cid, total in conn.execute(
+        sa.select(_l.c.customer_id, sa.func.sum(_l.c.points))
+        .where(
+            _l.c.customer_id.between(lo, hi), _l.c.kind.in_(("earn", "reverse")), _l.c.occurred_at >= now - dt.timedelta(days=365)
+        )
+        .group_by(_l.c.customer_id)
+    ):
         if cid in position:
             earned[position[cid]] = int(total)
     columns: dict[str, np.ndarray] = {"points_earned_12m": earned}
@@ -123,8 +164,9 @@ def _columns(conn: Connection, ids: list[int], inputs: list[str], now: dt.dateti
             since[position[cid]] = created.timestamp()
     columns["customer_since"] = since
     stage, segment = np.full(n, None, dtype=object), np.full(n, None, dtype=object)
-    for cid, st, vs in conn.execute(sa.select(_s.c.customer_id, _s.c.stage, _s.c.value_segment).where(
-            _s.c.customer_id.between(lo, hi))):
+    for cid, st, vs in conn.execute(
+        sa.select(_s.c.customer_id, _s.c.stage, _s.c.value_segment).where(_s.c.customer_id.between(lo, hi))
+    ):
         if cid in position:
             stage[position[cid]], segment[position[cid]] = st, vs
     columns.update(stage=stage, value_segment=segment)
@@ -136,16 +178,26 @@ def _columns(conn: Connection, ids: list[int], inputs: list[str], now: dt.dateti
     elif "spend_12m" in inputs:
         start = Windows.at(now).start_12m
         spend = np.zeros(n)
-        for cid, total in conn.execute(sa.select(_t.c.customer_id, sa.func.sum(_t.c.amount_cents)).where(
-                _t.c.customer_id.between(lo, hi), _t.c.occurred_at >= start, _t.c.occurred_at <= now).group_by(_t.c.customer_id)):
+        for cid, total in conn.execute(
+            sa.select(_t.c.customer_id, sa.func.sum(_t.c.amount_cents))
+            .where(_t.c.customer_id.between(lo, hi), _t.c.occurred_at >= start, _t.c.occurred_at <= now)
+            .group_by(_t.c.customer_id)
+        ):
             if cid in position:
                 spend[position[cid]] = int(total or 0) / 100.0
         columns["spend_12m"] = spend
     return columns
 
 
-def review_tiers(database: Database, revision: Any, *, now: dt.datetime | None = None, chunk: int = CHUNK,
-                 dry_run: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+def review_tiers(
+    database: Database,
+    revision: Any,
+    *,
+    now: dt.datetime | None = None,
+    chunk: int = CHUNK,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Give every member the tier the rules say, moving down only as rules/loyalty_policy.yaml allows.
 
     Up: at once (as on a purchase). Down, by the policy of the member's tier: `never`; `review`: now;
@@ -188,28 +240,49 @@ def review_tiers(database: Database, revision: Any, *, now: dt.datetime | None =
                     rules = policies[member["tier"]]
                     below = below or now
                     if rules["downgrade"] == "review" or (
-                            rules["downgrade"] == "grace" and now - below >= dt.timedelta(days=float(rules["grace_days"]))):
+                        rules["downgrade"] == "grace" and now - below >= dt.timedelta(days=float(rules["grace_days"]))
+                    ):
                         move = True
                 if move:
-                    changes.append({"customer_id": member["customer_id"], "from_tier": member["tier"], "to_tier": qualified,
-                                    "at": now, "source": "review", "rule_id": rule_id, "rule_revision": revision.id,
-                                    "actor": None, "reason": None})
+                    changes.append(
+                        {
+                            "customer_id": member["customer_id"],
+                            "from_tier": member["tier"],
+                            "to_tier": qualified,
+                            "at": now,
+                            "source": "review",
+                            "rule_id": rule_id,
+                            "rule_revision": revision.id,
+                            "actor": None,
+                            "reason": None,
+                        }
+                    )
                     counts[(member["tier"], qualified)] = counts.get((member["tier"], qualified), 0) + 1
                 elif below != member["below_since"]:
                     below_updates.append({"cid": member["customer_id"], "below": below})
             if changes and not dry_run:
                 conn.execute(sa.insert(_h), changes)
-                conn.execute(sa.update(_m).where(_m.c.customer_id == sa.bindparam("cid")).values(
-                    tier=sa.bindparam("to"), tier_since=now, below_since=None, updated_at=now),
-                    [{"cid": c["customer_id"], "to": c["to_tier"]} for c in changes])
+                conn.execute(
+                    sa.update(_m)
+                    .where(_m.c.customer_id == sa.bindparam("cid"))
+                    .values(tier=sa.bindparam("to"), tier_since=now, below_since=None, updated_at=now),
+                    [{"cid": c["customer_id"], "to": c["to_tier"]} for c in changes],
+                )
             if below_updates and not dry_run:
-                conn.execute(sa.update(_m).where(_m.c.customer_id == sa.bindparam("cid")).values(
-                    below_since=sa.bindparam("below")), below_updates)
+                conn.execute(
+                    sa.update(_m).where(_m.c.customer_id == sa.bindparam("cid")).values(below_since=sa.bindparam("below")),
+                    below_updates,
+                )
             changed += len(changes)
             members += len(rows)
             after = ids[-1]
         if progress:
             progress(members, total)
-    return {"members": members, "changed": changed, "points": 0, "dry_run": dry_run,
-            "transitions": [{"from": k[0], "to": k[1], "count": v} for k, v in sorted(counts.items(), key=lambda kv: -kv[1])],
-            "seconds": round(time.perf_counter() - started, 3)}
+    return {
+        "members": members,
+        "changed": changed,
+        "points": 0,
+        "dry_run": dry_run,
+        "transitions": [{"from": k[0], "to": k[1], "count": v} for k, v in sorted(counts.items(), key=lambda kv: -kv[1])],
+        "seconds": round(time.perf_counter() - started, 3),
+    }

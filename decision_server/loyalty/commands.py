@@ -62,8 +62,10 @@ def start_demo(ctx: Context, days: int, *, unless_members: bool = False) -> None
         started = time.perf_counter()
         click.echo(f"enrolling the buyers of the last {days} days and earning those purchases' points...")
         done = start_program(ctx.database, revision, days=days, progress=_progress("enrolling"))
-        click.echo(f"loyalty program: {done['members']:,} members enrolled, {done['entries']:,} ledger entries "
-                   f"in {time.perf_counter() - started:.1f} s")
+        click.echo(
+            f"loyalty program: {done['members']:,} members enrolled, {done['entries']:,} ledger entries "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
         result = bulk.review_tiers(ctx.database, revision)
         click.echo(f"tier review: {result['changed']:,} tier changes{_transitions(result)}")
     finally:
@@ -93,8 +95,10 @@ def review(ctx: Context, dry_run: bool):
     finally:
         revision.close()
     verb = "would change" if dry_run else "changed"
-    click.echo(f"tier review of {result['members']:,} members in {result['seconds']:.1f} s: "
-               f"{result['changed']:,} {verb}{_transitions(result)}")
+    click.echo(
+        f"tier review of {result['members']:,} members in {result['seconds']:.1f} s: "
+        f"{result['changed']:,} {verb}{_transitions(result)}"
+    )
 
 
 @loyalty.command("expire")
@@ -105,5 +109,7 @@ def expire(ctx: Context):
 
     _require_migrated(ctx)
     result = bulk.expire_points(ctx.database, progress=_progress("expiring"))
-    click.echo(f"points expiry: {result['points']:,} points of {result['changed']:,} members expired "
-               f"({result['members']:,} looked at) in {result['seconds']:.1f} s")
+    click.echo(
+        f"points expiry: {result['points']:,} points of {result['changed']:,} members expired "
+        f"({result['members']:,} looked at) in {result['seconds']:.1f} s"
+    )

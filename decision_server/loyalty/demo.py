@@ -19,8 +19,14 @@ DEMO_REWARDS = [
     {"code": "DATA_1GB", "name": "1 GB of extra data", "points_cost": 400, "description": "Added to this month's allowance."},
     {"code": "CINEMA", "name": "Cinema ticket", "points_cost": 1200, "stock": 500, "description": "One standard ticket."},
     {"code": "DEVICE_50", "name": "50 off a new device", "points_cost": 5000, "stock": 100},
-    {"code": "LOUNGE", "name": "Airport lounge pass", "points_cost": 3000, "tiers": ["gold", "platinum"], "stock": 50,
-     "description": "For gold and platinum members."},
+    {
+        "code": "LOUNGE",
+        "name": "Airport lounge pass",
+        "points_cost": 3000,
+        "tiers": ["gold", "platinum"],
+        "stock": 50,
+        "description": "For gold and platinum members.",
+    },
 ]
 
 
@@ -36,8 +42,15 @@ def load_demo_rewards(database: Database) -> int:
     return added
 
 
-def start_program(database: Database, revision: Any, *, days: int = 90, chunk: int = 500, now: dt.datetime | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+def start_program(
+    database: Database,
+    revision: Any,
+    *,
+    days: int = 90,
+    chunk: int = 500,
+    now: dt.datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, int]:
     """Enrol every customer who bought in the last `days` and earn those purchases, as the event path would have.
 
     Customers already members are left alone; each chunk of customers is one transaction.
@@ -46,17 +59,29 @@ def start_program(database: Database, revision: Any, *, days: int = 90, chunk: i
     t, m = TransactionRecord.__table__, MemberRecord.__table__
     since = now - dt.timedelta(days=days)
     with database.connection() as conn:
-        ids = conn.execute(
-            sa.select(t.c.customer_id).where(t.c.occurred_at >= since, t.c.occurred_at <= now, t.c.amount_cents > 0)
-            .where(~sa.exists().where(m.c.customer_id == t.c.customer_id))
-            .group_by(t.c.customer_id).order_by(t.c.customer_id)).scalars().all()
+        ids = (
+            conn.execute(
+                sa.select(t.c.customer_id)
+                .where(t.c.occurred_at >= since, t.c.occurred_at <= now, t.c.amount_cents > 0)
+                .where(~sa.exists().where(m.c.customer_id == t.c.customer_id))
+                .group_by(t.c.customer_id)
+                .order_by(t.c.customer_id)
+            )
+            .scalars()
+            .all()
+        )
     members = entries = 0
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
         with database.connection(write=True) as conn:
-            rows = [dict(r._mapping) for r in conn.execute(
-                sa.select(t).where(t.c.customer_id.in_(part), t.c.occurred_at >= since, t.c.occurred_at <= now)
-                .order_by(t.c.customer_id, t.c.occurred_at, t.c.id))]
+            rows = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    sa.select(t)
+                    .where(t.c.customer_id.in_(part), t.c.occurred_at >= since, t.c.occurred_at <= now)
+                    .order_by(t.c.customer_id, t.c.occurred_at, t.c.id)
+                )
+            ]
             entries += len(earn_for_purchases(conn, rows, revision=revision, auto_enroll=True, now=now))
         members += len(part)
         if progress:

@@ -16,7 +16,6 @@ def on_purchases() -> Callable[[Session, list[dict[str, Any]]], object]:
     rulebook, config = current_app.extensions["rulebook"], current_app.extensions["config"]
 
     def created(session: Session, rows: list[dict[str, Any]]) -> object:
-        return earn_for_purchases(session.connection(), rows, revision=rulebook.current,
-                                  auto_enroll=config.loyalty_auto_enroll)
+        return earn_for_purchases(session.connection(), rows, revision=rulebook.current, auto_enroll=config.loyalty_auto_enroll)
 
     return created

@@ -33,13 +33,24 @@ _m = MemberRecord.__table__
 # Statements built once: constructing Core statements costs more than running them (~100 µs each).
 _LOCK = sa.select(_m).where(_m.c.customer_id == sa.bindparam("cid")).with_for_update()
 _FIND = sa.select(_l).where(_l.c.customer_id == sa.bindparam("cid"), _l.c.idempotency_key == sa.bindparam("key"))
-_INSERT = sa.insert(_l).values({c.name: sa.bindparam(c.name, type_=c.type) for c in _l.columns if c.name != "id"}).returning(_l.c.id)
-_MOVE = sa.update(_m).where(_m.c.customer_id == sa.bindparam("cid")).values(
-    balance=sa.bindparam("balance"), earned_total=sa.bindparam("earned"),
-    next_expiry_at=sa.bindparam("next_expiry", type_=UtcDateTime()), updated_at=sa.bindparam("now", type_=UtcDateTime()))
+_INSERT = (
+    sa.insert(_l).values({c.name: sa.bindparam(c.name, type_=c.type) for c in _l.columns if c.name != "id"}).returning(_l.c.id)
+)
+_MOVE = (
+    sa.update(_m)
+    .where(_m.c.customer_id == sa.bindparam("cid"))
+    .values(
+        balance=sa.bindparam("balance"),
+        earned_total=sa.bindparam("earned"),
+        next_expiry_at=sa.bindparam("next_expiry", type_=UtcDateTime()),
+        updated_at=sa.bindparam("now", type_=UtcDateTime()),
+    )
+)
 _EARNED_12M = sa.select(sa.func.coalesce(sa.func.sum(_l.c.points), 0)).where(
-    _l.c.customer_id == sa.bindparam("cid"), _l.c.kind.in_(("earn", "reverse")),
-    _l.c.occurred_at >= sa.bindparam("since", type_=UtcDateTime()))
+    _l.c.customer_id == sa.bindparam("cid"),
+    _l.c.kind.in_(("earn", "reverse")),
+    _l.c.occurred_at >= sa.bindparam("since", type_=UtcDateTime()),
+)
 KINDS = ("earn", "redeem", "expire", "adjust", "reverse", "refund")
 
 
@@ -76,10 +87,23 @@ def same_request(entry: dict[str, Any], request: dict[str, Any], field: str = "i
         raise Conflict(message, errors={field: [message]}, code="idempotency_conflict")
 
 
-def post(conn: Connection, member: dict[str, Any], *, kind: str, points: int, key: str, now: dt.datetime,
-         occurred_at: dt.datetime | None = None, pending_days: float = 0, expire_days: float = 0,
-         transaction_id: int | None = None, redemption_id: int | None = None, reason: str | None = None,
-         actor: str | None = None, details: dict[str, Any] | None = None) -> dict[str, Any]:
+def post(
+    conn: Connection,
+    member: dict[str, Any],
+    *,
+    kind: str,
+    points: int,
+    key: str,
+    now: dt.datetime,
+    occurred_at: dt.datetime | None = None,
+    pending_days: float = 0,
+    expire_days: float = 0,
+    transaction_id: int | None = None,
+    redemption_id: int | None = None,
+    reason: str | None = None,
+    actor: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Append one entry and move the member's balance with it (the member row must be locked).
 
     Raises InsufficientPoints rather than let the balance go below zero.
@@ -87,25 +111,43 @@ def post(conn: Connection, member: dict[str, Any], *, kind: str, points: int, ke
     assert kind in KINDS and points != 0
     balance = member["balance"] + points
     if balance < 0:
-        raise InsufficientPoints(f"the member has {member['balance']:,} points; this needs {-points:,}",
-                                 errors={"points": [f"balance {member['balance']}"]})
+        raise InsufficientPoints(
+            f"the member has {member['balance']:,} points; this needs {-points:,}",
+            errors={"points": [f"balance {member['balance']}"]},
+        )
     occurred_at = occurred_at or now
     credit = points > 0
     entry = {
-        "customer_id": member["customer_id"], "kind": kind, "points": points, "balance_after": balance,
-        "idempotency_key": key, "transaction_id": transaction_id, "redemption_id": redemption_id,
+        "customer_id": member["customer_id"],
+        "kind": kind,
+        "points": points,
+        "balance_after": balance,
+        "idempotency_key": key,
+        "transaction_id": transaction_id,
+        "redemption_id": redemption_id,
         "occurred_at": occurred_at,
         "available_at": occurred_at + dt.timedelta(days=pending_days) if credit else None,
         "expires_at": occurred_at + dt.timedelta(days=expire_days) if credit and expire_days > 0 else None,
-        "reason": reason, "actor": actor, "details": details or {}, "created_at": now,
+        "reason": reason,
+        "actor": actor,
+        "details": details or {},
+        "created_at": now,
     }
     entry["id"] = conn.execute(_INSERT, entry).scalar_one()
     earned = points if kind in ("earn", "reverse") else 0
     next_expiry = member["next_expiry_at"]
     if entry["expires_at"] is not None and (next_expiry is None or entry["expires_at"] < next_expiry):
         next_expiry = entry["expires_at"]
-    conn.execute(_MOVE, {"cid": member["customer_id"], "balance": balance, "earned": member["earned_total"] + earned,
-                         "next_expiry": next_expiry, "now": now})
+    conn.execute(
+        _MOVE,
+        {
+            "cid": member["customer_id"],
+            "balance": balance,
+            "earned": member["earned_total"] + earned,
+            "next_expiry": next_expiry,
+            "now": now,
+        },
+    )
     member.update(balance=balance, earned_total=member["earned_total"] + earned, next_expiry_at=next_expiry)
     metrics.points_posted(kind, points)  # counted as written: a transaction rolled back after this still counts (rare)
     return entry
@@ -118,8 +160,15 @@ def expire_due(conn: Connection, member: dict[str, Any], now: dt.datetime) -> di
     due, upcoming = _due(conn, member["customer_id"], now)
     entry = None
     if due > 0:
-        entry = post(conn, member, kind="expire", points=-due, key=f"expire:{now.isoformat()}", now=now,
-                     reason="points past their expiry date")
+        entry = post(
+            conn,
+            member,
+            kind="expire",
+            points=-due,
+            key=f"expire:{now.isoformat()}",
+            now=now,
+            reason="points past their expiry date",
+        )
     conn.execute(sa.update(_m).where(_m.c.customer_id == member["customer_id"]).values(next_expiry_at=upcoming))
     member["next_expiry_at"] = upcoming
     return entry
@@ -128,41 +177,58 @@ def expire_due(conn: Connection, member: dict[str, Any], now: dt.datetime) -> di
 def _due(conn: Connection, customer_id: int, now: dt.datetime) -> tuple[int, dt.datetime | None]:
     """Points due to expire by now, and the next expiry after now (None: none)."""
     expired = sa.and_(_l.c.points > 0, _l.c.expires_at <= now)
-    row = conn.execute(sa.select(
-        sa.func.coalesce(sa.func.sum(sa.case((expired, _l.c.points), else_=0)), 0),
-        sa.func.coalesce(sa.func.sum(sa.case((_l.c.points < 0, -_l.c.points), else_=0)), 0),
-        sa.func.min(sa.case((sa.and_(_l.c.points > 0, _l.c.expires_at > now), _l.c.expires_at), else_=sa.null()),
-                    type_=UtcDateTime()),
-    ).where(_l.c.customer_id == customer_id)).first()
+    row = conn.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(sa.case((expired, _l.c.points), else_=0)), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((_l.c.points < 0, -_l.c.points), else_=0)), 0),
+            sa.func.min(
+                sa.case((sa.and_(_l.c.points > 0, _l.c.expires_at > now), _l.c.expires_at), else_=sa.null()), type_=UtcDateTime()
+            ),
+        ).where(_l.c.customer_id == customer_id)
+    ).first()
     return max(0, int(row[0]) - int(row[1])), row[2]
 
 
-def figures(conn: Connection, customer_id: int, balance: int, *, now: dt.datetime | None = None,
-            expiring_days: int = 30) -> dict[str, Any]:
+def figures(
+    conn: Connection, customer_id: int, balance: int, *, now: dt.datetime | None = None, expiring_days: int = 30
+) -> dict[str, Any]:
     """Derive from the ledger: pending, available, expiring within `expiring_days`, earned in 12 months."""
     now = now or utcnow()
     soon = now + dt.timedelta(days=expiring_days)
     year_ago = now - dt.timedelta(days=365)
-    row = conn.execute(sa.select(
-        sa.func.coalesce(sa.func.sum(sa.case((sa.and_(_l.c.points > 0, _l.c.available_at > now), _l.c.points), else_=0)), 0),
-        sa.func.coalesce(sa.func.sum(sa.case((sa.and_(_l.c.points > 0, _l.c.expires_at <= soon), _l.c.points), else_=0)), 0),
-        sa.func.coalesce(sa.func.sum(sa.case((_l.c.points < 0, -_l.c.points), else_=0)), 0),
-        sa.func.coalesce(sa.func.sum(sa.case((sa.and_(_l.c.kind.in_(("earn", "reverse")), _l.c.occurred_at >= year_ago),
-                                              _l.c.points), else_=0)), 0),
-        sa.func.coalesce(sa.func.sum(_l.c.points), 0),
-    ).where(_l.c.customer_id == customer_id)).first()
+    row = conn.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(sa.case((sa.and_(_l.c.points > 0, _l.c.available_at > now), _l.c.points), else_=0)), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((sa.and_(_l.c.points > 0, _l.c.expires_at <= soon), _l.c.points), else_=0)), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((_l.c.points < 0, -_l.c.points), else_=0)), 0),
+            sa.func.coalesce(
+                sa.func.sum(
+                    sa.case((sa.and_(_l.c.kind.in_(("earn", "reverse")), _l.c.occurred_at >= year_ago), _l.c.points), else_=0)
+                ),
+                0,
+            ),
+            sa.func.coalesce(sa.func.sum(_l.c.points), 0),
+        ).where(_l.c.customer_id == customer_id)
+    ).first()
     pending, expiring_credits, debits, earned_12m, total = (int(v) for v in row)
     return {
-        "balance": balance, "pending": pending, "available": max(0, balance - pending),
-        "expiring": max(0, expiring_credits - debits), "expiring_by": soon, "earned_12m": earned_12m,
+        "balance": balance,
+        "pending": pending,
+        "available": max(0, balance - pending),
+        "expiring": max(0, expiring_credits - debits),
+        "expiring_by": soon,
+        "earned_12m": earned_12m,
         "ledger_sum": total,
     }
 
 
 def available(conn: Connection, member: dict[str, Any], now: dt.datetime) -> int:
     """Points the member can spend now: the balance less points still pending."""
-    pending = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(_l.c.points), 0)).where(
-        _l.c.customer_id == member["customer_id"], _l.c.points > 0, _l.c.available_at > now)).scalar_one()
+    pending = conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(_l.c.points), 0)).where(
+            _l.c.customer_id == member["customer_id"], _l.c.points > 0, _l.c.available_at > now
+        )
+    ).scalar_one()
     return max(0, member["balance"] - int(pending))
 
 
@@ -171,8 +237,16 @@ def earned_12m(conn: Connection, customer_id: int, now: dt.datetime) -> int:
     return int(conn.execute(_EARNED_12M, {"cid": customer_id, "since": now - dt.timedelta(days=365)}).scalar_one())
 
 
-def entries(conn: Connection, customer_id: int, *, limit: int, before: int | None = None, kind: str | None = None,
-            since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[dict[str, Any]]:
+def entries(
+    conn: Connection,
+    customer_id: int,
+    *,
+    limit: int,
+    before: int | None = None,
+    kind: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> list[dict[str, Any]]:
     """Return up to limit + 1 of a member's entries, newest first (keyset on id)."""
     query = sa.select(_l).where(_l.c.customer_id == customer_id)
     if before is not None:

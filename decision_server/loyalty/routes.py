@@ -18,8 +18,12 @@ from decision_server.loyalty import ledger, rewards, schemas, service, tiers
 from decision_server.schemas import ErrorSchema, PageQuery, page_response
 from decision_server.web import Blueprint, transaction
 
-blp = Blueprint("loyalty", __name__, url_prefix="/loyalty",
-                description="The loyalty program: tiers, members, the points ledger, rewards and redemptions")
+blp = Blueprint(
+    "loyalty",
+    __name__,
+    url_prefix="/loyalty",
+    description="The loyalty program: tiers, members, the points ledger, rewards and redemptions",
+)
 
 
 def _revision():
@@ -31,6 +35,7 @@ def _actor() -> str:
 
 
 # --- tiers -------------------------------------------------------------------------------------
+
 
 @blp.route("/tiers")
 class Tiers(MethodView):
@@ -70,7 +75,9 @@ class Tier(MethodView):
     @requires(Permission.LOYALTY_MANAGE)
     @blp.response(204)
     @blp.alt_response(404, schema=ErrorSchema, description="tier_not_found")
-    @blp.alt_response(409, schema=ErrorSchema, description="tier_in_use (members hold it), tier_in_rules (rules/tiers.yaml gives it)")
+    @blp.alt_response(
+        409, schema=ErrorSchema, description="tier_in_use (members hold it), tier_in_rules (rules/tiers.yaml gives it)"
+    )
     def delete(self, tier_id):
         """Delete a tier no member holds and no rule gives (409 tier_in_use / tier_in_rules otherwise)."""
         with transaction(write=True) as session:
@@ -88,12 +95,14 @@ class TierChanges(MethodView):
         with transaction() as session:
             conn = session.connection()
             customer = service.customer_id_of(conn, query["customer_id"]) if query.get("customer_id") else None
-            rows = tiers.tier_history(conn, limit=query["limit"], before=after[0] if after else None,
-                                        customer_id=customer, source=query.get("source"))
+            rows = tiers.tier_history(
+                conn, limit=query["limit"], before=after[0] if after else None, customer_id=customer, source=query.get("source")
+            )
         return page_response(rows, query["limit"])
 
 
 # --- members -----------------------------------------------------------------------------------
+
 
 @blp.route("/members")
 class Members(MethodView):
@@ -127,7 +136,7 @@ class Enroll(MethodView):
     @blp.arguments(schemas.EnrollInSchema)
     @blp.response(201, schemas.LoyaltyMemberDetailSchema, description="enrolled")
     @blp.alt_response(200, schema=schemas.LoyaltyMemberDetailSchema, description="already a member")
-    @blp.alt_response(404, schema=ErrorSchema, description='customer_not_found')
+    @blp.alt_response(404, schema=ErrorSchema, description="customer_not_found")
     def post(self, _body, customer_id):
         """Enrol a customer; they start in the tier the rules give them (idempotent)."""
         with transaction(write=True) as session:
@@ -178,8 +187,15 @@ def _points(kind: str, body: dict, customer_id: str):
         conn = session.connection()
         cid = service.customer_id_of(conn, customer_id)
         write = service.earn if kind == "earn" else service.adjust
-        entry, created = write(conn, cid, points=body["points"], key=body["idempotency_key"], reason=body["reason"],
-                               actor=_actor(), revision=_revision())
+        entry, created = write(
+            conn,
+            cid,
+            points=body["points"],
+            key=body["idempotency_key"],
+            reason=body["reason"],
+            actor=_actor(),
+            revision=_revision(),
+        )
     return {"entry": entry, "status": "created" if created else "existing"}, 201 if created else 200
 
 
@@ -189,8 +205,10 @@ class Earn(MethodView):
     @blp.arguments(schemas.EarnInSchema)
     @blp.response(201, schemas.PointsResultSchema, description="credited")
     @blp.alt_response(200, schema=schemas.PointsResultSchema, description="already credited under this key")
-    @blp.alt_response(404, schema=ErrorSchema, description='customer_not_found')
-    @blp.alt_response(409, schema=ErrorSchema, description='not_enrolled; idempotency_conflict (the key was used for another request)')
+    @blp.alt_response(404, schema=ErrorSchema, description="customer_not_found")
+    @blp.alt_response(
+        409, schema=ErrorSchema, description="not_enrolled; idempotency_conflict (the key was used for another request)"
+    )
     def post(self, body, customer_id):
         """Credit points that do not come from a purchase (purchases earn on their own); may upgrade the tier."""
         return _points("earn", body, customer_id)
@@ -202,8 +220,12 @@ class Adjust(MethodView):
     @blp.arguments(schemas.AdjustInSchema)
     @blp.response(201, schemas.PointsResultSchema, description="adjusted")
     @blp.alt_response(200, schema=schemas.PointsResultSchema, description="already adjusted under this key")
-    @blp.alt_response(404, schema=ErrorSchema, description='customer_not_found')
-    @blp.alt_response(409, schema=ErrorSchema, description='insufficient_points (a debit beyond the balance), not_enrolled, idempotency_conflict')
+    @blp.alt_response(404, schema=ErrorSchema, description="customer_not_found")
+    @blp.alt_response(
+        409,
+        schema=ErrorSchema,
+        description="insufficient_points (a debit beyond the balance), not_enrolled, idempotency_conflict",
+    )
     def post(self, body, customer_id):
         """Correct a balance by hand with a reason (admin); a debit beyond the balance is 409 insufficient_points."""
         return _points("adjust", body, customer_id)
@@ -227,8 +249,12 @@ class MemberRedemptions(MethodView):
     @blp.arguments(schemas.RedeemInSchema)
     @blp.response(201, schemas.RedemptionSchema, description="redeemed")
     @blp.alt_response(200, schema=schemas.RedemptionSchema, description="already redeemed under this key")
-    @blp.alt_response(404, schema=ErrorSchema, description='customer_not_found, reward_not_found')
-    @blp.alt_response(409, schema=ErrorSchema, description='insufficient_points, reward_out_of_stock, tier_not_allowed, reward_unavailable, not_enrolled, idempotency_conflict')
+    @blp.alt_response(404, schema=ErrorSchema, description="customer_not_found, reward_not_found")
+    @blp.alt_response(
+        409,
+        schema=ErrorSchema,
+        description="insufficient_points, reward_out_of_stock, tier_not_allowed, reward_unavailable, not_enrolled, idempotency_conflict",
+    )
     def post(self, body, customer_id):
         """Redeem a reward: balance, tier, stock and validity checked and taken in one transaction.
 
@@ -238,13 +264,15 @@ class MemberRedemptions(MethodView):
         with transaction(write=True) as session:
             conn = session.connection()
             cid = service.customer_id_of(conn, customer_id)
-            row, created = rewards.redeem(conn, cid, body["reward_id"], key=body["idempotency_key"],
-                                          channel=body["channel"], actor=_actor())
+            row, created = rewards.redeem(
+                conn, cid, body["reward_id"], key=body["idempotency_key"], channel=body["channel"], actor=_actor()
+            )
             result = rewards.redemption(conn, row["id"])
         return result, 201 if created else 200
 
 
 # --- redemptions -------------------------------------------------------------------------------
+
 
 @blp.route("/redemptions")
 class Redemptions(MethodView):
@@ -289,6 +317,7 @@ class CancelRedemption(MethodView):
 
 # --- rewards -----------------------------------------------------------------------------------
 
+
 @blp.route("/rewards")
 class Rewards(MethodView):
     @requires(Permission.LOYALTY_READ)
@@ -300,8 +329,13 @@ class Rewards(MethodView):
         limit = query.pop("limit")
         available = query.pop("available", False)
         with transaction() as session:
-            rows = rewards.listing(session.connection(), limit=limit, after=after[0] if after else None,
-                                   available_at=utcnow() if available else None, **query)
+            rows = rewards.listing(
+                session.connection(),
+                limit=limit,
+                after=after[0] if after else None,
+                available_at=utcnow() if available else None,
+                **query,
+            )
         return page_response(rows, limit)
 
     @requires(Permission.LOYALTY_MANAGE)
@@ -341,6 +375,7 @@ class Reward(MethodView):
 
 
 # --- program -----------------------------------------------------------------------------------
+
 
 @blp.route("/statistics")
 class Statistics(MethodView):
@@ -385,5 +420,6 @@ def _start_job(step: str) -> dict:
     """Run one loyalty step of the re-evaluation job now, in the background, with its lease and record."""
     from decision_server.jobs import reevaluation
 
-    return reevaluation.start(current_app.extensions["database"], _revision(), current_app.extensions["models"].current,
-                              steps=[step], source="api")
+    return reevaluation.start(
+        current_app.extensions["database"], _revision(), current_app.extensions["models"].current, steps=[step], source="api"
+    )

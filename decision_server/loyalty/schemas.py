@@ -10,7 +10,9 @@ from decision_server.schemas import PageQuery, Pattern, Text, Timestamp, page_of
 
 _NAME = Pattern(r"^[a-z][a-z0-9_]{0,31}$", error="lower-case letters, digits and _, starting with a letter; at most 32")
 _CODE = Pattern(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", error="letters, digits, _ . -; at most 64, starting with a letter or digit")
-_KEY = Pattern(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$", error="letters, digits, _ . : -; at most 80, starting with a letter or digit")
+_KEY = Pattern(
+    r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$", error="letters, digits, _ . : -; at most 80, starting with a letter or digit"
+)
 MAX_POINTS = 10_000_000  # one movement; far above any real purchase, well inside every integer type
 
 
@@ -20,21 +22,32 @@ class _Strict(ma.Schema):
 
 
 def _key():
-    return fields.String(required=True, validate=_KEY, metadata={
-        "description": "your id for this request: a retry with the same key does nothing twice (it returns the first result)",
-        "example": "pos-4711-retry-safe"})
+    return fields.String(
+        required=True,
+        validate=_KEY,
+        metadata={
+            "description": "your id for this request: a retry with the same key does nothing twice (it returns the first result)",
+            "example": "pos-4711-retry-safe",
+        },
+    )
 
 
 # --- tiers -------------------------------------------------------------------------------------
+
 
 class TierInSchema(_Strict):
     """A tier: who qualifies is rules/tiers.yaml; this is what the tier is worth."""
 
     name = fields.String(required=True, validate=_NAME, metadata={"example": "diamond"})
-    rank = fields.Integer(required=True, strict=True, validate=ma.validate.Range(1, 1000),
-                          metadata={"description": "higher is better; unique"})
-    multiplier = fields.Float(required=True, allow_nan=False, validate=ma.validate.Range(0, 100, min_inclusive=False),
-                              metadata={"description": "points multiplier on purchases", "example": 2.5})
+    rank = fields.Integer(
+        required=True, strict=True, validate=ma.validate.Range(1, 1000), metadata={"description": "higher is better; unique"}
+    )
+    multiplier = fields.Float(
+        required=True,
+        allow_nan=False,
+        validate=ma.validate.Range(0, 100, min_inclusive=False),
+        metadata={"description": "points multiplier on purchases", "example": 2.5},
+    )
     benefits = fields.List(Text(200), validate=ma.validate.Length(max=20), load_default=list)
     description = Text(2000, load_default="")
 
@@ -68,6 +81,7 @@ class TierListSchema(ma.Schema):
 
 # --- members and the ledger ----------------------------------------------------------------------
 
+
 class EnrollInSchema(_Strict):
     """Enrol a customer (idempotent: enrolling a member again changes nothing)."""
 
@@ -78,7 +92,9 @@ class MemberPointsSchema(ma.Schema):
     available = fields.Integer(metadata={"description": "points the member can spend now"})
     expiring = fields.Integer(metadata={"description": "points that expire by expiring_by unless spent (oldest are spent first)"})
     expiring_by = fields.DateTime()
-    earned_12m = fields.Integer(metadata={"description": "points earned by purchases in 365 days, net of refunds (what tiers count)"})
+    earned_12m = fields.Integer(
+        metadata={"description": "points earned by purchases in 365 days, net of refunds (what tiers count)"}
+    )
     ledger_sum = fields.Integer(metadata={"description": "sum of every ledger entry; always equal to balance"})
 
 
@@ -103,7 +119,9 @@ class LoyaltyMemberSchema(ma.Schema):
     enrolled_via = fields.String(metadata={"description": "api, first_purchase or import"})
     balance = fields.Integer()
     earned_total = fields.Integer(metadata={"description": "points ever earned by purchases, net of refunds"})
-    below_since = fields.DateTime(allow_none=True, metadata={"description": "since when the member qualifies for a lower tier (grace policy)"})
+    below_since = fields.DateTime(
+        allow_none=True, metadata={"description": "since when the member qualifies for a lower tier (grace policy)"}
+    )
 
 
 class LoyaltyMemberDetailSchema(LoyaltyMemberSchema):
@@ -122,7 +140,9 @@ class LoyaltyMemberQuery(PageQuery):
 
 class LedgerEntrySchema(ma.Schema):
     id = fields.Integer()
-    kind = fields.String(metadata={"description": "earn, redeem, expire, adjust, reverse (a refund), refund (a cancelled redemption)"})
+    kind = fields.String(
+        metadata={"description": "earn, redeem, expire, adjust, reverse (a refund), refund (a cancelled redemption)"}
+    )
     points = fields.Integer(metadata={"description": "credits positive, debits negative"})
     balance_after = fields.Integer()
     idempotency_key = fields.String()
@@ -150,7 +170,9 @@ class SetTierInSchema(_Strict):
     """A tier given by hand, with the reason (audited with the key's name)."""
 
     tier = fields.String(required=True, validate=_NAME, metadata={"example": "gold"})
-    reason = Text(500, required=True, validate=ma.validate.Length(min=1), metadata={"example": "status match from a partner airline"})
+    reason = Text(
+        500, required=True, validate=ma.validate.Length(min=1), metadata={"example": "status match from a partner airline"}
+    )
 
 
 class EarnInSchema(_Strict):
@@ -164,9 +186,11 @@ class EarnInSchema(_Strict):
 class AdjustInSchema(_Strict):
     """A correction by hand: positive credits, negative debits (never below a zero balance)."""
 
-    points = fields.Integer(required=True, strict=True, validate=[
-        ma.validate.Range(-MAX_POINTS, MAX_POINTS),
-        ma.validate.NoneOf([0], error="must not be 0")])
+    points = fields.Integer(
+        required=True,
+        strict=True,
+        validate=[ma.validate.Range(-MAX_POINTS, MAX_POINTS), ma.validate.NoneOf([0], error="must not be 0")],
+    )
     reason = Text(500, required=True, validate=ma.validate.Length(min=1), metadata={"example": "goodwill after outage"})
     idempotency_key = _key()
 
@@ -193,12 +217,19 @@ class _RewardCommon(_Strict):
     name = Text(200, validate=ma.validate.Length(min=1), metadata={"example": "Cinema ticket"})
     description = Text(2000)
     points_cost = fields.Integer(strict=True, validate=ma.validate.Range(1, MAX_POINTS), metadata={"example": 1500})
-    stock = fields.Integer(strict=True, allow_none=True, validate=ma.validate.Range(0, 2**31 - 1),
-                           metadata={"description": "items left; null: unlimited"})
+    stock = fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=ma.validate.Range(0, 2**31 - 1),
+        metadata={"description": "items left; null: unlimited"},
+    )
     valid_from = Timestamp(allow_none=True)
     valid_to = Timestamp(allow_none=True)
-    tiers = fields.List(fields.String(validate=_NAME), validate=ma.validate.Length(max=20),
-                        metadata={"description": "tiers that may redeem it; empty: every tier"})
+    tiers = fields.List(
+        fields.String(validate=_NAME),
+        validate=ma.validate.Length(max=20),
+        metadata={"description": "tiers that may redeem it; empty: every tier"},
+    )
     status = fields.String(validate=ma.validate.OneOf(REWARD_STATUSES))
 
     @ma.validates_schema

@@ -21,14 +21,34 @@ _c = CustomerRecord.__table__
 
 # The tiers a fresh database has (migration 0011 writes the same), matching rules/tiers.yaml as shipped.
 DEFAULT_TIERS = [
-    {"name": "bronze", "rank": 1, "multiplier": 1.0, "description": "Every member starts here.",
-     "benefits": ["1 point per currency unit spent"]},
-    {"name": "silver", "rank": 2, "multiplier": 1.25, "description": "Regular earners and steady spenders.",
-     "benefits": ["1.25 points per currency unit spent", "birthday bonus"]},
-    {"name": "gold", "rank": 3, "multiplier": 1.5, "description": "Strong earners and loyal spenders.",
-     "benefits": ["1.5 points per currency unit spent", "priority support line", "free delivery"]},
-    {"name": "platinum", "rank": 4, "multiplier": 2.0, "description": "Our best members.",
-     "benefits": ["2 points per currency unit spent", "dedicated agent", "early access to new offers"]},
+    {
+        "name": "bronze",
+        "rank": 1,
+        "multiplier": 1.0,
+        "description": "Every member starts here.",
+        "benefits": ["1 point per currency unit spent"],
+    },
+    {
+        "name": "silver",
+        "rank": 2,
+        "multiplier": 1.25,
+        "description": "Regular earners and steady spenders.",
+        "benefits": ["1.25 points per currency unit spent", "birthday bonus"],
+    },
+    {
+        "name": "gold",
+        "rank": 3,
+        "multiplier": 1.5,
+        "description": "Strong earners and loyal spenders.",
+        "benefits": ["1.5 points per currency unit spent", "priority support line", "free delivery"],
+    },
+    {
+        "name": "platinum",
+        "rank": 4,
+        "multiplier": 2.0,
+        "description": "Our best members.",
+        "benefits": ["2 points per currency unit spent", "dedicated agent", "early access to new offers"],
+    },
 ]
 
 
@@ -71,8 +91,9 @@ def delete_tier(conn: Connection, tier_id: int, revision: Any) -> None:
     if members:
         raise Conflict(f"{members:,} members hold tier {row['name']}; move them first", code="tier_in_use")
     if row["name"] in tier_names_in_rules(revision):
-        raise Conflict(f"rules/tiers.yaml can still give tier {row['name']}; take it out of the rules first",
-                       code="tier_in_rules")
+        raise Conflict(
+            f"rules/tiers.yaml can still give tier {row['name']}; take it out of the rules first", code="tier_in_rules"
+        )
     conn.execute(sa.delete(_t).where(_t.c.id == tier_id))
 
 
@@ -106,9 +127,9 @@ def _check_tier_unique(conn: Connection, body: dict[str, Any], tier_id: int | No
                 raise Conflict(message, errors={field: [message]}, code="tier_conflict")
 
 
-
-def tier_history(conn: Connection, *, limit: int, before: int | None = None, customer_id: int | None = None,
-                 source: str | None = None) -> list[dict[str, Any]]:
+def tier_history(
+    conn: Connection, *, limit: int, before: int | None = None, customer_id: int | None = None, source: str | None = None
+) -> list[dict[str, Any]]:
     """Tier changes, newest first (keyset on id)."""
     query = sa.select(_h, _c.c.external_id).join(_c, _c.c.id == _h.c.customer_id)
     if before is not None:

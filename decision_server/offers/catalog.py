@@ -42,15 +42,26 @@ class Offer:
 
     def summary(self) -> dict[str, Any]:
         """Return what a decision shows of the offer."""
-        return {"id": self.id, "code": self.code, "name": self.name, "category": self.category,
-                "product_category": self.product_category, "business_value": self.business_value,
-                "points_cost": self.points_cost}
+        return {
+            "id": self.id,
+            "code": self.code,
+            "name": self.name,
+            "category": self.category,
+            "product_category": self.product_category,
+            "business_value": self.business_value,
+            "points_cost": self.points_cost,
+        }
 
 
 def to_offer(row: Mapping[str, Any]) -> Offer:
     """Build the decision path's view of one offer row."""
     return Offer(
-        row["id"], row["code"], row["name"], row["category"], row["product_category"], float(row["business_value"]),
+        row["id"],
+        row["code"],
+        row["name"],
+        row["category"],
+        row["product_category"],
+        float(row["business_value"]),
         int(row["points_cost"]),
         row["valid_from"].timestamp() if row["valid_from"] else None,
         row["valid_to"].timestamp() if row["valid_to"] else None,

@@ -55,9 +55,11 @@ def sync_(ctx: Context, name: str):
 def summary(report: dict) -> str:
     """Describe a sync run in one or two lines."""
     seconds = (report["finished_at"] - report["started_at"]).total_seconds()
-    line = (f"sync #{report['id']} of {report['connector']}: {report['status']} in {seconds:.1f} s, "
-            f"{report['attempts']} HTTP request(s); created {report['created']}, updated {report['updated']}, "
-            f"unchanged {report['unchanged']}, retired {report['retired']}, failed {report['failed']}")
+    line = (
+        f"sync #{report['id']} of {report['connector']}: {report['status']} in {seconds:.1f} s, "
+        f"{report['attempts']} HTTP request(s); created {report['created']}, updated {report['updated']}, "
+        f"unchanged {report['unchanged']}, retired {report['retired']}, failed {report['failed']}"
+    )
     return line + (f"\n  nothing was written: {report['error']}" if report["error"] else "")
 
 

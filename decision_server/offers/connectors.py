@@ -35,9 +35,18 @@ MAPPABLE = frozenset(OfferInSchema().fields) - {"id", "external_system"}
 NOT_DEFAULTABLE = frozenset({"external_id", "code"})
 # `treatments.<channel>.<field>`: one treatment field from one upstream field, e.g. an SMS text.
 _TREATMENT_KEY = re.compile(r"^treatments\.[a-z][a-z0-9_]{0,31}\.[a-z_]{1,32}$")
-DEFAULTS: dict[str, Any] = {"auth_header": None, "auth_env": None, "items_path": "", "next_path": None, "defaults": {},
-                            "timeout_seconds": 10.0, "retries": 3, "max_retire_fraction": 0.2, "schedule": None,
-                            "enabled": True}
+DEFAULTS: dict[str, Any] = {
+    "auth_header": None,
+    "auth_env": None,
+    "items_path": "",
+    "next_path": None,
+    "defaults": {},
+    "timeout_seconds": 10.0,
+    "retries": 3,
+    "max_retire_fraction": 0.2,
+    "schedule": None,
+    "enabled": True,
+}
 
 
 def check(data: Mapping[str, Any]) -> None:
@@ -52,8 +61,11 @@ def check(data: Mapping[str, Any]) -> None:
     problem = _url_problem(data.get("url"))
     if problem:
         bad("url", problem)
-    for field, (lo, hi), kinds in (("timeout_seconds", TIMEOUT_SECONDS, (int, float)), ("retries", RETRIES, int),
-                                   ("max_retire_fraction", (0, 1), (int, float))):
+    for field, (lo, hi), kinds in (
+        ("timeout_seconds", TIMEOUT_SECONDS, (int, float)),
+        ("retries", RETRIES, int),
+        ("max_retire_fraction", (0, 1), (int, float)),
+    ):
         value = data.get(field)
         if isinstance(value, bool) or not isinstance(value, kinds) or not lo <= value <= hi:
             bad(field, f"{'a whole number' if kinds is int else 'a number'} from {lo:g} to {hi:g}")

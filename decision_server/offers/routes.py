@@ -17,13 +17,19 @@ from decision_server.offers.schemas import (
 from decision_server.schemas import page_response
 from decision_server.web import Blueprint, transaction
 
-blp = Blueprint("offers", __name__, url_prefix="/offers",
-                description="The offer catalog: offers, their targeting and their treatment per channel")
+blp = Blueprint(
+    "offers",
+    __name__,
+    url_prefix="/offers",
+    description="The offer catalog: offers, their targeting and their treatment per channel",
+)
 
 
 def _context() -> dict:
-    return {"channels": current_app.extensions["config"].channels,
-            "words": service.vocabulary(current_app.extensions["rulebook"].current)}
+    return {
+        "channels": current_app.extensions["config"].channels,
+        "words": service.vocabulary(current_app.extensions["rulebook"].current),
+    }
 
 
 def _changed() -> None:

@@ -18,20 +18,46 @@ class _Common(ma.Schema):
 
     name = Text(200, validate=ma.validate.Length(min=1), metadata={"example": "Upgrade to Unlimited Data"})
     description = Text(2000)
-    category = fields.String(validate=_NAME, metadata={"description": "marketing kind: one of the offer rule file's `offer.category` values", "example": "upsell"})
-    product_category = fields.String(allow_none=True, validate=_NAME, metadata={"description": "product category sold (its NBO score is part of the propensity); null: none", "example": "data_bundle"})
-    target_stages = fields.List(fields.String(validate=_NAME), validate=ma.validate.Length(max=20), metadata={"description": "lifecycle stages the offer is for; empty: any"})
-    target_segments = fields.List(fields.String(validate=_NAME), validate=ma.validate.Length(max=20), metadata={"description": "value segments the offer is for; empty: any"})
-    business_value = fields.Float(validate=ma.validate.Range(min=0, max=1e9, min_inclusive=False), allow_nan=False,
-                                  metadata={"description": "margin or any positive number the business sets; a factor of the priority", "example": 15})
+    category = fields.String(
+        validate=_NAME,
+        metadata={"description": "marketing kind: one of the offer rule file's `offer.category` values", "example": "upsell"},
+    )
+    product_category = fields.String(
+        allow_none=True,
+        validate=_NAME,
+        metadata={
+            "description": "product category sold (its NBO score is part of the propensity); null: none",
+            "example": "data_bundle",
+        },
+    )
+    target_stages = fields.List(
+        fields.String(validate=_NAME),
+        validate=ma.validate.Length(max=20),
+        metadata={"description": "lifecycle stages the offer is for; empty: any"},
+    )
+    target_segments = fields.List(
+        fields.String(validate=_NAME),
+        validate=ma.validate.Length(max=20),
+        metadata={"description": "value segments the offer is for; empty: any"},
+    )
+    business_value = fields.Float(
+        validate=ma.validate.Range(min=0, max=1e9, min_inclusive=False),
+        allow_nan=False,
+        metadata={"description": "margin or any positive number the business sets; a factor of the priority", "example": 15},
+    )
     points_cost = fields.Integer(validate=ma.validate.Range(0, 10_000_000), strict=True)
     valid_from = Timestamp(allow_none=True)
     valid_to = Timestamp(allow_none=True)
     status = fields.String(validate=ma.validate.OneOf(STATUSES))
-    treatments = fields.Dict(keys=fields.String(validate=_NAME), values=JsonDocument(),
-                             metadata={"description": "channel → treatment: sms {text ≤ 160 with placeholders}, "
-                                       "card {title, body, image_url, deep_link}, script {script}; "
-                                       "placeholders: {first_name} {last_name} {offer_name} {offer_code} {points_cost}"})
+    treatments = fields.Dict(
+        keys=fields.String(validate=_NAME),
+        values=JsonDocument(),
+        metadata={
+            "description": "channel → treatment: sms {text ≤ 160 with placeholders}, "
+            "card {title, body, image_url, deep_link}, script {script}; "
+            "placeholders: {first_name} {last_name} {offer_name} {offer_code} {points_cost}"
+        },
+    )
     external_id = fields.String(allow_none=True, validate=ma.validate.Length(1, 100))
     external_system = fields.String(allow_none=True, validate=_NAME)
 

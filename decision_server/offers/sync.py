@@ -42,9 +42,16 @@ class _Refused(Exception):
     """The run must write nothing; the message is the run's error."""
 
 
-def run_sync(database: Database, connector_name: str, *, channels: Mapping[str, str], words: Mapping[str, tuple[str, ...]],
-             actor: str | None = None, now: dt.datetime | None = None,
-             sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+def run_sync(
+    database: Database,
+    connector_name: str,
+    *,
+    channels: Mapping[str, str],
+    words: Mapping[str, tuple[str, ...]],
+    actor: str | None = None,
+    now: dt.datetime | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
     """Sync the offers of one connector from its upstream and return the recorded run.
 
     Raises only for the caller's mistakes (unknown or disabled connector); whatever the upstream
@@ -56,14 +63,26 @@ def run_sync(database: Database, connector_name: str, *, channels: Mapping[str, 
     if not connector["enabled"]:
         message = f"connector {connector_name!r} is disabled; enable it to sync"
         raise Conflict(message, code="connector_disabled", errors={"enabled": [message]})
-    run: dict[str, Any] = {"connector": connector_name, "started_at": clock(), "actor": actor[:100] if actor else None,
-                           "created": 0, "updated": 0, "unchanged": 0, "retired": 0, "failed": 0, "failures": [],
-                           "error": None, "attempts": 0}
+    run: dict[str, Any] = {
+        "connector": connector_name,
+        "started_at": clock(),
+        "actor": actor[:100] if actor else None,
+        "created": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "retired": 0,
+        "failed": 0,
+        "failures": [],
+        "error": None,
+        "attempts": 0,
+    }
     source, secret = _source(connector)
     try:
         if connector["auth_env"] and not secret:
-            raise _Refused(f"the environment variable {connector['auth_env']} (auth_env of connector {connector_name}) "
-                           "is not set on this server; nothing was fetched")
+            raise _Refused(
+                f"the environment variable {connector['auth_env']} (auth_env of connector {connector_name}) "
+                "is not set on this server; nothing was fetched"
+            )
         items = upstream.fetch_items(source, sleep=sleep)
         offers, seen, run["failures"] = _prepare(items, connector, channels, words)
         with database.connection(write=True) as conn:
@@ -73,9 +92,14 @@ def run_sync(database: Database, connector_name: str, *, channels: Mapping[str, 
         run.update(status="failed", error=str(exc), created=0, updated=0, unchanged=0, retired=0)
     except Exception as exc:  # a database failure mid-write, say: rolled back, and the run must still be recorded
         log.exception("catalog sync failed", extra={"connector": connector_name})
-        run.update(status="failed", created=0, updated=0, unchanged=0, retired=0,
-                   error=f"the sync failed unexpectedly ({type(exc).__name__}; the server log has the details); "
-                         "nothing was changed")
+        run.update(
+            status="failed",
+            created=0,
+            updated=0,
+            unchanged=0,
+            retired=0,
+            error=f"the sync failed unexpectedly ({type(exc).__name__}; the server log has the details); nothing was changed",
+        )
     run["attempts"], run["finished_at"], run["failed"] = source.attempts, clock(), len(run["failures"])
     run["failures"] = run["failures"][:MAX_FAILURES_KEPT]
     if secret:  # an upstream may echo our request back in an error; its text must not carry the secret
@@ -83,16 +107,26 @@ def run_sync(database: Database, connector_name: str, *, channels: Mapping[str, 
         run["failures"] = [{**f, "reason": f["reason"].replace(secret, "***")} for f in run["failures"]]
     with database.connection(write=True) as conn:
         run["id"] = conn.execute(sa.insert(_r).values(**run).returning(_r.c.id)).scalar_one()
-    metrics.catalog_synced(connector_name, run["status"], {k: run[k] for k in ("created", "updated", "unchanged", "retired", "failed")})
+    metrics.catalog_synced(
+        connector_name, run["status"], {k: run[k] for k in ("created", "updated", "unchanged", "retired", "failed")}
+    )
     # Not the counts as top-level extras: `created` is a LogRecord attribute of its own.
-    log.log(logging.WARNING if run["status"] == "failed" else logging.INFO, "catalog sync finished", extra={"connector": connector_name, "sync_status": run["status"], "error": run["error"],
-                                             "counts": {k: run[k] for k in ("created", "updated", "unchanged", "retired",
-                                                                            "failed", "attempts")}})
+    log.log(
+        logging.WARNING if run["status"] == "failed" else logging.INFO,
+        "catalog sync finished",
+        extra={
+            "connector": connector_name,
+            "sync_status": run["status"],
+            "error": run["error"],
+            "counts": {k: run[k] for k in ("created", "updated", "unchanged", "retired", "failed", "attempts")},
+        },
+    )
     return run
 
 
-def runs(session: Session, *, limit: int, after: list | None = None, connector: str | None = None,
-         status: str | None = None) -> list[dict[str, Any]]:
+def runs(
+    session: Session, *, limit: int, after: list | None = None, connector: str | None = None, status: str | None = None
+) -> list[dict[str, Any]]:
     """Return up to limit + 1 sync runs, newest first, after the (started_at, id) position `after`."""
     select = sa.select(_r).order_by(_r.c.started_at.desc(), _r.c.id.desc()).limit(limit + 1)
     if after is not None:
@@ -110,24 +144,38 @@ def _source(connector: Mapping[str, Any]) -> tuple[upstream.Source, str | None]:
     """Build the request settings; the secret is read from the environment now and kept nowhere."""
     secret = os.environ.get(connector["auth_env"]) if connector["auth_env"] else None
     headers = {connector["auth_header"]: secret} if secret else {}
-    return upstream.Source(url=connector["url"], items_path=connector["items_path"], next_path=connector["next_path"],
-                           timeout=connector["timeout_seconds"], retries=connector["retries"], headers=headers), secret
+    return upstream.Source(
+        url=connector["url"],
+        items_path=connector["items_path"],
+        next_path=connector["next_path"],
+        timeout=connector["timeout_seconds"],
+        retries=connector["retries"],
+        headers=headers,
+    ), secret
 
 
-def _prepare(items: list[dict[str, Any]], connector: Mapping[str, Any], channels: Mapping[str, str],
-             words: Mapping[str, tuple[str, ...]]) -> tuple[dict[str, dict[str, Any]], set[str], list[dict[str, Any]]]:
+def _prepare(
+    items: list[dict[str, Any]], connector: Mapping[str, Any], channels: Mapping[str, str], words: Mapping[str, tuple[str, ...]]
+) -> tuple[dict[str, dict[str, Any]], set[str], list[dict[str, Any]]]:
     """Map and check every item; return the good offers by external id, every external id seen, and failures."""
     id_path = connector["mapping"]["external_id"]
     keys = [_external_id(upstream.resolve(item, id_path, None)) for item in items]
     counts = collections.Counter(k for k in keys if k is not None)
     offers: dict[str, dict[str, Any]] = {}
     failures: list[dict[str, Any]] = []
-    for index, (item, key) in enumerate(zip(items, keys)):
+    for index, (item, key) in enumerate(zip(items, keys, strict=True)):
         if key is None:
-            failures.append({"external_id": None, "reason": f"item {index}: no external id (text or whole number) at `{id_path}`"})
+            failures.append(
+                {"external_id": None, "reason": f"item {index}: no external id (text or whole number) at `{id_path}`"}
+            )
         elif counts[key] > 1:
-            failures.append({"external_id": key, "reason": f"item {index}: the external id appears {counts[key]} times "
-                                                           "in the catalog; none of them was written"})
+            failures.append(
+                {
+                    "external_id": key,
+                    "reason": f"item {index}: the external id appears {counts[key]} times "
+                    "in the catalog; none of them was written",
+                }
+            )
         else:
             try:
                 offers[key] = _offer(item, key, connector, channels, words)
@@ -142,8 +190,13 @@ def _external_id(value: Any) -> str | None:
     return value if isinstance(value, str) and 1 <= len(value) <= 100 else None
 
 
-def _offer(item: Mapping[str, Any], key: str, connector: Mapping[str, Any], channels: Mapping[str, str],
-           words: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
+def _offer(
+    item: Mapping[str, Any],
+    key: str,
+    connector: Mapping[str, Any],
+    channels: Mapping[str, str],
+    words: Mapping[str, tuple[str, ...]],
+) -> dict[str, Any]:
     """Map one upstream item onto the connector's defaults and check it like an offer sent to the API."""
     data = copy.deepcopy(connector["defaults"])
     for field, path in connector["mapping"].items():
@@ -179,8 +232,14 @@ def _reasons(errors: Mapping[Any, Any], prefix: str = "") -> str:
     return ", ".join(parts)
 
 
-def _write(conn: Connection, connector: Mapping[str, Any], offers: dict[str, dict[str, Any]], seen: set[str],
-           failures: list[dict[str, Any]], now: dt.datetime) -> dict[str, int]:
+def _write(
+    conn: Connection,
+    connector: Mapping[str, Any],
+    offers: dict[str, dict[str, Any]],
+    seen: set[str],
+    failures: list[dict[str, Any]],
+    now: dt.datetime,
+) -> dict[str, int]:
     """Apply one fetch to the offers table in the caller's transaction; raise _Refused to write nothing."""
     name = connector["name"]
     # Two syncs of one connector queue here (PostgreSQL; SQLite's write lock already serializes them).
@@ -194,9 +253,11 @@ def _write(conn: Connection, connector: Mapping[str, Any], offers: dict[str, dic
     retire = [r.id for r in live if r.external_id not in seen]
     limit = connector["max_retire_fraction"]
     if retire and len(retire) > limit * len(live):
-        raise _Refused(f"the upstream no longer lists {len(retire)} of the {len(live)} live offers of {name} "
-                       f"({len(retire) / len(live):.0%}), more than max_retire_fraction {limit:g} allows; it is more "
-                       "likely broken than emptied, so nothing was changed (raise max_retire_fraction if it is real)")
+        raise _Refused(
+            f"the upstream no longer lists {len(retire)} of the {len(live)} live offers of {name} "
+            f"({len(retire) / len(live):.0%}), more than max_retire_fraction {limit:g} allows; it is more "
+            "likely broken than emptied, so nothing was changed (raise max_retire_fraction if it is real)"
+        )
     counts = {"created": 0, "updated": 0, "unchanged": 0, "retired": len(retire)}
     new, changed, unchanged = [], [], []
     for key, offer in offers.items():
@@ -226,8 +287,9 @@ def _write(conn: Connection, connector: Mapping[str, Any], offers: dict[str, dic
     return counts
 
 
-def _drop_code_clashes(conn: Connection, name: str, offers: dict[str, dict[str, Any]], existing: Mapping[str, Any],
-                       failures: list[dict[str, Any]]) -> None:
+def _drop_code_clashes(
+    conn: Connection, name: str, offers: dict[str, dict[str, Any]], existing: Mapping[str, Any], failures: list[dict[str, Any]]
+) -> None:
     """Fail the items whose code another offer keeps, until every remaining code is free."""
     holders = {r.code: r for r in conn.execute(sa.select(_o.c.id, _o.c.code, _o.c.external_system, _o.c.external_id))}
     while True:
@@ -241,8 +303,11 @@ def _drop_code_clashes(conn: Connection, name: str, offers: dict[str, dict[str, 
             if code in claimed:
                 clashes.append((key, f"code {code} is also the code of external id {claimed[code]} in this catalog"))
             elif holder is not None and holder.id != own and holder.id not in rewritten:
-                whose = (f"external id {holder.external_id} of this connector" if holder.external_system == name
-                         else f"{holder.external_system or 'the API'}" + (f" {holder.external_id}" if holder.external_id else ""))
+                whose = (
+                    f"external id {holder.external_id} of this connector"
+                    if holder.external_system == name
+                    else f"{holder.external_system or 'the API'}" + (f" {holder.external_id}" if holder.external_id else "")
+                )
                 clashes.append((key, f"code {code} is taken by offer {holder.id} ({whose})"))
             else:
                 claimed[code] = key
@@ -260,4 +325,4 @@ def _retire(conn: Connection, ids: list[int], now: dt.datetime) -> None:
 
 
 def _chunks(ids: list[int]) -> list[list[int]]:
-    return [ids[i:i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
+    return [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]

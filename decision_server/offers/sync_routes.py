@@ -18,8 +18,12 @@ from decision_server.offers.sync_schemas import (
 from decision_server.schemas import ErrorSchema, page_response
 from decision_server.web import Blueprint, transaction
 
-blp = Blueprint("catalog-sync", __name__, url_prefix="/catalog",
-                description="Sync the offer catalog from external catalog APIs: connectors, sync now, sync runs")
+blp = Blueprint(
+    "catalog-sync",
+    __name__,
+    url_prefix="/catalog",
+    description="Sync the offer catalog from external catalog APIs: connectors, sync now, sync runs",
+)
 _NOT_FOUND = {"schema": ErrorSchema, "description": "no connector of that name"}
 
 
@@ -79,8 +83,13 @@ class ConnectorSync(MethodView):
     def post(self, name):
         """Sync now: read the upstream, check every offer, write the good ones in one transaction; the run record says how it went."""
         words = service.vocabulary(current_app.extensions["rulebook"].current)
-        report = sync.run_sync(current_app.extensions["database"], name, channels=current_app.extensions["config"].channels,
-                               words=words, actor=f"key:{g.principal.name}")
+        report = sync.run_sync(
+            current_app.extensions["database"],
+            name,
+            channels=current_app.extensions["config"].channels,
+            words=words,
+            actor=f"key:{g.principal.name}",
+        )
         current_app.extensions["catalog"].sync()  # this process serves the new catalog at once; others within seconds
         return report
 

@@ -79,7 +79,8 @@ def check(kind: str, treatment: Any) -> dict[str, list[str]]:
             if longest > SMS_LIMIT:
                 problems.setdefault(name, []).append(
                     f"{longest} characters with its placeholders filled in (names counted as "
-                    f"{PLACEHOLDERS['first_name']}); an SMS holds {SMS_LIMIT}")
+                    f"{PLACEHOLDERS['first_name']}); an SMS holds {SMS_LIMIT}"
+                )
     return problems
 
 

@@ -109,8 +109,9 @@ _opener = urllib.request.build_opener(_NoRedirects)
 
 
 def _request(source: Source, url: str, budget: int) -> bytes:
-    request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "decision-server catalog sync",
-                                                   **source.headers})
+    request = urllib.request.Request(
+        url, headers={"Accept": "application/json", "User-Agent": "decision-server catalog sync", **source.headers}
+    )
     deadline = time.monotonic() + source.timeout
     try:
         with _opener.open(request, timeout=source.timeout) as response:
@@ -135,8 +136,10 @@ def _request(source: Source, url: str, budget: int) -> bytes:
         if exc.code == 429 or exc.code >= 500:
             raise _Transient(status, _retry_after(exc.headers.get("Retry-After"))) from None
         if 300 <= exc.code < 400:
-            raise FetchError(f"page {source.pages}: {status}, redirected to {exc.headers.get('Location')}; "
-                             "redirects are not followed: set the connector's url to the final address") from None
+            raise FetchError(
+                f"page {source.pages}: {status}, redirected to {exc.headers.get('Location')}; "
+                "redirects are not followed: set the connector's url to the final address"
+            ) from None
         raise FetchError(f"page {source.pages}: {status} (not retried)") from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, ssl.SSLCertVerificationError):
@@ -208,4 +211,6 @@ def _origin(url: str) -> str:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )

@@ -37,8 +37,9 @@ def _build(ctx: Context, directory: Path | None, *, run_cases: bool):
     folder = _folder(ctx, directory)
     try:
         files = read_rules_dir(folder, ctx.config.rule_limits)
-        return build_revision(files, backend=ctx.config.rules_backend, durable_host=_host(ctx), run_cases=run_cases,
-                              limits=ctx.config.rule_limits)
+        return build_revision(
+            files, backend=ctx.config.rules_backend, durable_host=_host(ctx), run_cases=run_cases, limits=ctx.config.rule_limits
+        )
     except RulesInvalid as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
@@ -80,8 +81,10 @@ def check(ctx: Context, directory: Path | None):
         click.echo(str(warning), err=True)
     rules_count = sum(len(rs.rules) for rs in revision.rulesets.values())
     cases = sum(len(c) for c in revision.cases.values())
-    click.echo(f"ok: revision {revision.short_id}: {len(revision.rulesets)} rule sets, {rules_count} rules, "
-               f"{cases} cases pass, {len(revision.warnings)} warning(s)")
+    click.echo(
+        f"ok: revision {revision.short_id}: {len(revision.rulesets)} rule sets, {rules_count} rules, "
+        f"{cases} cases pass, {len(revision.warnings)} warning(s)"
+    )
     revision.close()
 
 
@@ -122,8 +125,9 @@ def publish(ctx: Context, directory: Path | None, message: str, author: str):
 
     _require_migrated(ctx)
     _build(ctx, directory, run_cases=True).close()  # the same check as `rules check`, with its messages
-    rulebook = Rulebook(ctx.database, _folder(ctx, directory), backend=ctx.config.rules_backend, poll_seconds=0,
-                        limits=ctx.config.rule_limits)
+    rulebook = Rulebook(
+        ctx.database, _folder(ctx, directory), backend=ctx.config.rules_backend, poll_seconds=0, limits=ctx.config.rule_limits
+    )
     try:
         files = read_rules_dir(_folder(ctx, directory), ctx.config.rule_limits)
         head, changed = rulebook.publish(files, author=author, message=message, source="cli")
@@ -146,8 +150,9 @@ def rollback(ctx: Context, revision: str | None, message: str, author: str):
     from decision_server.rulebook.runtime import Rulebook
 
     _require_migrated(ctx)
-    rulebook = Rulebook(ctx.database, ctx.config.rules_dir, backend=ctx.config.rules_backend, poll_seconds=0,
-                        limits=ctx.config.rule_limits)
+    rulebook = Rulebook(
+        ctx.database, ctx.config.rules_dir, backend=ctx.config.rules_backend, poll_seconds=0, limits=ctx.config.rule_limits
+    )
     try:
         head, changed = service.rollback(rulebook, revision=revision, author=author, message=message, source="cli")
     finally:

@@ -113,8 +113,9 @@ class Rollback(MethodView):
     @blp.response(200, schemas.PublishResultSchema)
     def post(self, body):
         """Publish an earlier revision again (default: the one before the current)."""
-        head, changed = service.rollback(_rulebook(), revision=body.get("revision"), author=_author(),
-                                         message=body["message"], source="api")
+        head, changed = service.rollback(
+            _rulebook(), revision=body.get("revision"), author=_author(), message=body["message"], source="api"
+        )
         return {**vars(head), "changed": changed, "warnings": []}
 
 

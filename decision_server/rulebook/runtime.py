@@ -42,8 +42,15 @@ class DiskState:
 class Rulebook:
     """Holds the serving Revision of one process and converges it on the published one."""
 
-    def __init__(self, database: Database, rules_dir: Path, *, backend: str = "durable", poll_seconds: float = 2.0,
-                 limits: Limits = DEFAULT_LIMITS):
+    def __init__(
+        self,
+        database: Database,
+        rules_dir: Path,
+        *,
+        backend: str = "durable",
+        poll_seconds: float = 2.0,
+        limits: Limits = DEFAULT_LIMITS,
+    ):
         self.database = database
         self.rules_dir = Path(rules_dir)
         self.backend = backend
@@ -134,8 +141,10 @@ class Rulebook:
             files = read_rules_dir(self.rules_dir, self.limits)
         except RulesInvalid as exc:
             if changed:  # once per edit, not every poll; the folder's problems say why until it changes
-                log.error("rule files refused; the last good revision keeps serving",
-                          extra={"problems": [str(p) for p in exc.problems][:20]})
+                log.error(
+                    "rule files refused; the last good revision keeps serving",
+                    extra={"problems": [str(p) for p in exc.problems][:20]},
+                )
                 self._disk = DiskState(signature, self._disk.revision, UNREADABLE, exc.problems)
             return None, changed, 0.0
         except OSError as exc:
@@ -154,14 +163,17 @@ class Rulebook:
         except RulesInvalid as exc:
             self._disk.refused, self._disk.problems = rev, exc.problems
             metrics.rules_refused()
-            log.error("rule files refused; the last good revision keeps serving",
-                      extra={"revision": rev[:12], "problems": [str(p) for p in exc.problems if p.severity == "error"][:20]})
+            log.error(
+                "rule files refused; the last good revision keeps serving",
+                extra={"revision": rev[:12], "problems": [str(p) for p in exc.problems if p.severity == "error"][:20]},
+            )
             return False
         message = f"loaded from {self.rules_dir} at start-up" if initial else f"edited in {self.rules_dir}"
         try:
             with self.database.session(write=True) as session:
-                head, changed = service.publish(session, files, author="rules folder", source="startup" if initial else "file",
-                                                message=message)
+                head, changed = service.publish(
+                    session, files, author="rules folder", source="startup" if initial else "file", message=message
+                )
         except BaseException:
             revision.close()  # never served: free its durable-rules rule sets
             raise
@@ -179,8 +191,10 @@ class Rulebook:
             revision = self.build(files)
         except RulesInvalid as exc:
             metrics.rules_refused()
-            log.error("published rule revision does not validate here; keeping the current one",
-                      extra={"revision": head.revision[:12], "problems": [str(p) for p in exc.problems][:20]})
+            log.error(
+                "published rule revision does not validate here; keeping the current one",
+                extra={"revision": head.revision[:12], "problems": [str(p) for p in exc.problems][:20]},
+            )
             if self._current is None:
                 raise
             return
@@ -210,8 +224,9 @@ class Rulebook:
 
     # -- changes through the API or CLI --------------------------------------------------------
 
-    def publish(self, files: Mapping[str, str], *, author: str, message: str, source: str,
-                action: str = "publish") -> tuple[service.Head, bool]:
+    def publish(
+        self, files: Mapping[str, str], *, author: str, message: str, source: str, action: str = "publish"
+    ) -> tuple[service.Head, bool]:
         """Validate, publish and serve `files` here at once; other processes follow within a poll."""
         with self._lock:
             revision = self.build(files)
@@ -236,9 +251,15 @@ class Rulebook:
         return {
             "revision": current.id if current else None,
             "backend": self.backend,
-            "published": None if head is None else {
-                "revision": head.revision, "action": head.action, "source": head.source, "author": head.author,
-                "message": head.message, "published_at": head.published_at,
+            "published": None
+            if head is None
+            else {
+                "revision": head.revision,
+                "action": head.action,
+                "source": head.source,
+                "author": head.author,
+                "message": head.message,
+                "published_at": head.published_at,
             },
             "folder": {
                 "path": str(self.rules_dir),

@@ -32,11 +32,16 @@ class _FileName(fields.String):
 class DraftSchema(ma.Schema):
     """A draft: files to add or replace, and files to remove, on top of the revision serving now."""
 
-    files = fields.Dict(keys=_FileName(), values=fields.String(validate=ma.validate.Length(max=MAX_FILE_CHARS)),
-                        load_default=dict, metadata={"example": {"value.yaml": "ruleset: value\n…"}})
+    files = fields.Dict(
+        keys=_FileName(),
+        values=fields.String(validate=ma.validate.Length(max=MAX_FILE_CHARS)),
+        load_default=dict,
+        metadata={"example": {"value.yaml": "ruleset: value\n…"}},
+    )
     remove = fields.List(_FileName(), load_default=list, validate=ma.validate.Length(max=200))
-    replace_all = StrictBoolean(load_default=False, metadata={
-        "description": "true: `files` is the complete revision; false: it changes the serving one"})
+    replace_all = StrictBoolean(
+        load_default=False, metadata={"description": "true: `files` is the complete revision; false: it changes the serving one"}
+    )
 
 
 class PublishSchema(DraftSchema):

@@ -54,8 +54,10 @@ def find_revision(session: Session, ref: str) -> RuleRevisionRecord:
     """Find a stored revision by its hash or a prefix of at least 6 characters."""
     ref = (ref or "").strip().lower()
     if len(ref) < 6 or any(c not in "0123456789abcdef" for c in ref):
-        raise ValidationError("a revision is its hash or the first 6 or more characters of it",
-                              errors={"revision": ["must be 6 to 64 hexadecimal characters"]})
+        raise ValidationError(
+            "a revision is its hash or the first 6 or more characters of it",
+            errors={"revision": ["must be 6 to 64 hexadecimal characters"]},
+        )
     rows = session.scalars(
         sa.select(RuleRevisionRecord).where(RuleRevisionRecord.revision.startswith(ref, autoescape=True)).limit(2)
     ).all()
@@ -78,8 +80,9 @@ def store_revision(session: Session, files: Mapping[str, str], *, author: str, m
     return record
 
 
-def publish(session: Session, files: Mapping[str, str], *, author: str, message: str, source: str,
-            action: str = "publish") -> tuple[Head, bool]:
+def publish(
+    session: Session, files: Mapping[str, str], *, author: str, message: str, source: str, action: str = "publish"
+) -> tuple[Head, bool]:
     """Make `files` the revision in force (already validated by the caller); return the head and whether it changed.
 
     Serialized across processes, so two workers that see the same edit on disk publish it once.
@@ -92,8 +95,9 @@ def publish(session: Session, files: Mapping[str, str], *, author: str, message:
     if current is not None and current.revision == rev:
         return current, False
     record = store_revision(session, files, author=author, message=message)
-    pub = RulePublicationRecord(revision_id=record.id, action=action, source=source, author=author[:100],
-                                message=message[:500], published_at=utcnow())
+    pub = RulePublicationRecord(
+        revision_id=record.id, action=action, source=source, author=author[:100], message=message[:500], published_at=utcnow()
+    )
     session.add(pub)
     session.flush()
     return _head(pub, record.revision), True
@@ -145,8 +149,11 @@ def diff_files(old: Mapping[str, str], new: Mapping[str, str], *, old_label: str
         b = new.get(name, "").splitlines(keepends=True)
         if a == b:
             continue
-        chunks.extend(_file_diff(a, b, f"{old_label}/{name}" if name in old else "/dev/null",
-                                 f"{new_label}/{name}" if name in new else "/dev/null"))
+        chunks.extend(
+            _file_diff(
+                a, b, f"{old_label}/{name}" if name in old else "/dev/null", f"{new_label}/{name}" if name in new else "/dev/null"
+            )
+        )
     return "".join(line if line.endswith("\n") else line + "\n" for line in chunks)
 
 
@@ -167,9 +174,13 @@ def _file_diff(a: list[str], b: list[str], fromfile: str, tofile: str) -> list[s
         return list(difflib.unified_diff(a, b, fromfile=fromfile, tofile=tofile))
     start, a_end, b_end = max(prefix - 3, 0), min(len(a) - suffix + 3, len(a)), min(len(b) - suffix + 3, len(b))
     span = lambda end: f"{start + 1 if end > start else start},{end - start}"  # noqa: E731
-    return ([f"--- {fromfile}\n", f"+++ {tofile}\n", f"@@ -{span(a_end)} +{span(b_end)} @@\n"]
-            + [" " + line for line in a[start:prefix]] + ["-" + line for line in a[prefix:len(a) - suffix]]
-            + ["+" + line for line in b[prefix:len(b) - suffix]] + [" " + line for line in a[len(a) - suffix:a_end]])
+    return (
+        [f"--- {fromfile}\n", f"+++ {tofile}\n", f"@@ -{span(a_end)} +{span(b_end)} @@\n"]
+        + [" " + line for line in a[start:prefix]]
+        + ["-" + line for line in a[prefix : len(a) - suffix]]
+        + ["+" + line for line in b[prefix : len(b) - suffix]]
+        + [" " + line for line in a[len(a) - suffix : a_end]]
+    )
 
 
 # -- drafts, validation and reports (used by the API and the CLI) ------------------------------
@@ -196,15 +207,25 @@ def validate_draft(rulebook, files: Mapping[str, str]) -> dict:
     try:
         revision = rulebook.build(files)
     except RulesInvalid as exc:
-        return {"valid": False, "revision": revision_id(files), "problems": [p.to_dict() for p in exc.problems],
-                "cases": {}, "diff": diff}
+        return {
+            "valid": False,
+            "revision": revision_id(files),
+            "problems": [p.to_dict() for p in exc.problems],
+            "cases": {},
+            "diff": diff,
+        }
     try:
         results = run_cases(revision)
     finally:
         revision.close()
     passed = sum(r.passed for r in results)
-    return {"valid": True, "revision": revision.id, "problems": [p.to_dict() for p in revision.warnings],
-            "cases": {"passed": passed, "failed": len(results) - passed}, "diff": diff}
+    return {
+        "valid": True,
+        "revision": revision.id,
+        "problems": [p.to_dict() for p in revision.warnings],
+        "cases": {"passed": passed, "failed": len(results) - passed},
+        "diff": diff,
+    }
 
 
 def rollback(rulebook, *, revision: str | None, author: str, message: str, source: str) -> tuple[Head, bool]:
@@ -223,8 +244,11 @@ def diff_revisions(session: Session, current, revision: str, against: str | None
         old_files, old_id = old.files, old.revision
     else:
         old_files, old_id = current.files, current.id
-    return {"old": old_id, "new": new.revision,
-            "diff": diff_files(old_files, new.files, old_label=old_id[:12], new_label=new.revision[:12])}
+    return {
+        "old": old_id,
+        "new": new.revision,
+        "diff": diff_files(old_files, new.files, old_label=old_id[:12], new_label=new.revision[:12]),
+    }
 
 
 def test_report(revision) -> dict:
@@ -233,16 +257,21 @@ def test_report(revision) -> dict:
 
     results = run_cases(revision)
     passed = sum(r.passed for r in results)
-    return {"revision": revision.id, "passed": passed, "failed": len(results) - passed,
-            "results": [r.to_dict() for r in results]}
+    return {"revision": revision.id, "passed": passed, "failed": len(results) - passed, "results": [r.to_dict() for r in results]}
 
 
 def summaries(revision) -> list[dict]:
     """Describe each rule set of a revision: name, file, hit policy, rule count, inputs and outputs."""
     return [
-        {"name": rs.name, "file": rs.file, "description": rs.description, "hit": rs.hit, "rules": len(rs.rules),
-         "inputs": {n: s.type.value for n, s in rs.inputs.items()},
-         "outputs": {n: s.type.value for n, s in rs.outputs.items()}}
+        {
+            "name": rs.name,
+            "file": rs.file,
+            "description": rs.description,
+            "hit": rs.hit,
+            "rules": len(rs.rules),
+            "inputs": {n: s.type.value for n, s in rs.inputs.items()},
+            "outputs": {n: s.type.value for n, s in rs.outputs.items()},
+        }
         for rs in revision.rulesets.values()
     ]
 

@@ -25,7 +25,7 @@ class Interval:
             return True
         return self.low == self.high and not (self.low_closed and self.high_closed)
 
-    def meet(self, other: "Interval") -> "Interval":
+    def meet(self, other: Interval) -> Interval:
         """Return the intersection of two ranges."""
         if other.low > self.low or (other.low == self.low and not other.low_closed):
             low, low_closed = other.low, other.low_closed
@@ -104,10 +104,18 @@ def analyse(ruleset: RuleSet) -> list[Problem]:
                     report(rule.line, f"rule '{rule.id}' can never fire: no value of '{name}' satisfies its condition")
     if ruleset.hit == "first":
         for index, rule in enumerate(ruleset.rules):
-            if isinstance(rule.condition, Lit) and rule.condition.value is True and rule.valid_from is None and rule.valid_to is None:
-                for later in ruleset.rules[index + 1:]:
-                    report(later.line, f"rule '{later.id}' can never fire: rule '{rule.id}' before it always fires"
-                           " (give it a lower priority or a condition)")
+            if (
+                isinstance(rule.condition, Lit)
+                and rule.condition.value is True
+                and rule.valid_from is None
+                and rule.valid_to is None
+            ):
+                for later in ruleset.rules[index + 1 :]:
+                    report(
+                        later.line,
+                        f"rule '{later.id}' can never fire: rule '{rule.id}' before it always fires"
+                        " (give it a lower priority or a condition)",
+                    )
                 break
     if ruleset.partition is not None:
         problems.extend(_partition_problems(ruleset, report))
@@ -122,14 +130,16 @@ def _partition_problems(ruleset: RuleSet, report) -> list[Problem]:
     for rule in ruleset.rules:
         ranges = intervals(rule.condition)
         if ranges is None or set(ranges) != {name}:
-            report(rule.line, f"in a threshold rule set every condition must be a range of '{name}' "
-                              f"(like {name} >= 40 and {name} < 70)")
+            report(
+                rule.line,
+                f"in a threshold rule set every condition must be a range of '{name}' (like {name} >= 40 and {name} < 70)",
+            )
             return []
         piece = ranges[name].meet(domain)
         if not piece.empty():
             pieces.append((piece, rule.id, rule.line))
     for i, (a, a_id, _) in enumerate(pieces):
-        for b, b_id, b_line in pieces[i + 1:]:
+        for b, b_id, b_line in pieces[i + 1 :]:
             both = a.meet(b)
             if not both.empty():
                 report(b_line, f"rules '{a_id}' and '{b_id}' overlap: a {name} in {both} falls in both")

@@ -41,8 +41,14 @@ class CaseResult:
     def to_dict(self) -> dict[str, Any]:
         """Render for JSON."""
         return {
-            "file": self.case.file, "line": self.case.line, "ruleset": self.case.ruleset, "case": self.case.name,
-            "backend": self.backend, "passed": self.passed, "outcome": self.outcome, "fired": self.fired,
+            "file": self.case.file,
+            "line": self.case.line,
+            "ruleset": self.case.ruleset,
+            "case": self.case.name,
+            "backend": self.backend,
+            "passed": self.passed,
+            "outcome": self.outcome,
+            "fired": self.fired,
             "message": self.message,
         }
 
@@ -97,8 +103,19 @@ def load_cases(doc: Document, rulesets: dict[str, RuleSet]) -> list[Case]:
         expect = item.get("expect")
         if ruleset.hit == "collect" and isinstance(expect, list):
             expect = [dict(e) if isinstance(e, dict) else e for e in expect]
-        cases.append(Case(doc.name, doc.mark(path).line, name, str(item.get("name") or f"case {index + 1}"),
-                          dict(given), now, expect, "expect" in item, tuple(fired) if fired is not None else None))
+        cases.append(
+            Case(
+                doc.name,
+                doc.mark(path).line,
+                name,
+                str(item.get("name") or f"case {index + 1}"),
+                dict(given),
+                now,
+                expect,
+                "expect" in item,
+                tuple(fired) if fired is not None else None,
+            )
+        )
     return cases
 
 
@@ -153,5 +170,6 @@ def failures(revision) -> list[Problem]:
     """Return a problem for every case that fails on any backend."""
     return [
         Problem(r.case.file, r.case.line, 1, f"case '{r.case.name}' ({r.backend}): {r.message}")
-        for r in run_cases(revision) if not r.passed
+        for r in run_cases(revision)
+        if not r.passed
     ]

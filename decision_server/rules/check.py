@@ -144,7 +144,7 @@ def _check_text_values(ref: Expr, other: Expr, inputs: Mapping[str, InputSpec]) 
     literals = [other] if isinstance(other, Lit) else []
     if isinstance(other, ListLit):
         positions = other.positions or (other.pos,) * len(other.values)
-        literals = [Lit(v, Type.STRING, p) for v, p in zip(other.values, positions)]
+        literals = [Lit(v, Type.STRING, p) for v, p in zip(other.values, positions, strict=True)]
     for literal in literals:
         if allowed and literal.value not in allowed:
             close = difflib.get_close_matches(literal.value, [str(v) for v in allowed], n=1)

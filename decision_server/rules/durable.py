@@ -138,12 +138,12 @@ class _Part:
         self.derived_fields = [f"{compiler.prefix}d{i}" for i in range(len(compiler.derived))]
 
     def add_to(self, fact: dict, values: tuple, now: float) -> None:
-        for field, value in zip(self.fields, values):
+        for field, value in zip(self.fields, values, strict=True):
             if value is not None:
                 # A list input is only ever tested for presence here; membership is derived.
                 fact[field] = True if type(value) is tuple else value
         if self.derive is not None:
-            for field, value in zip(self.derived_fields, self.derive(values, now)):
+            for field, value in zip(self.derived_fields, self.derive(values, now), strict=True):
                 if value is not None:
                     fact[field] = value
 
@@ -172,7 +172,7 @@ class DurableGroup:
 
     def _fact(self, values: list[tuple], now: float) -> dict:
         fact = {_TRUE_FIELD: 1}
-        for part, part_values in zip(self.parts, values):
+        for part, part_values in zip(self.parts, values, strict=True):
             part.add_to(fact, part_values, now)
         return fact
 
@@ -182,7 +182,7 @@ class DurableGroup:
             k, _, index = name[1:].partition("r")
             fired[int(k)].append(int(index))
         result = []
-        for part, indexes, skip in zip(self.parts, fired, skips):
+        for part, indexes, skip in zip(self.parts, fired, skips, strict=True):
             indexes = [i for i in sorted(indexes) if i not in skip]
             result.append(indexes[:1] if part.first else indexes)
         return result

@@ -39,7 +39,6 @@ _session_ids = itertools.count(1)
 _revisions = itertools.count(1)
 
 
-
 class _Ruleset:
     """The engine rulesets of one registered name and the evaluations currently using them."""
 

@@ -64,10 +64,7 @@ def compile_rules(rules: Mapping[str, Mapping]) -> dict[str, list[str]]:
             terms = _dnf(condition)
         except ValueError as exc:
             raise ValueError(f"rule {rule_id!r}: {exc}") from None
-        compiled[rule_id] = [
-            '{"$and":[' + ",".join((_MARKER_LEAF, *term)) + "]}"
-            for term in dict.fromkeys(terms)
-        ]
+        compiled[rule_id] = ['{"$and":[' + ",".join((_MARKER_LEAF, *term)) + "]}" for term in dict.fromkeys(terms)]
     return compiled
 
 

@@ -48,8 +48,16 @@ class CompiledRuleSet:
 class Revision:
     """A complete, validated set of rule files, ready to evaluate; immutable once built."""
 
-    def __init__(self, files: Mapping[str, str], rulesets: dict[str, RuleSet], warnings: list[Problem],
-                 cases: dict[str, list], backend: str, durable_host=None, limits: Limits | None = None):
+    def __init__(
+        self,
+        files: Mapping[str, str],
+        rulesets: dict[str, RuleSet],
+        warnings: list[Problem],
+        cases: dict[str, list],
+        backend: str,
+        durable_host=None,
+        limits: Limits | None = None,
+    ):
         self.files = dict(files)
         self.id = revision_id(files)
         self.warnings = warnings
@@ -87,8 +95,7 @@ class Revision:
             raise NotFound(f"no rule set named '{name}' in revision {self.short_id}", code="ruleset_not_found")
         return compiled
 
-    def evaluate(self, ruleset: str, facts: Mapping[str, Any], *, now: float | None = None,
-                 backend: str | None = None) -> Result:
+    def evaluate(self, ruleset: str, facts: Mapping[str, Any], *, now: float | None = None, backend: str | None = None) -> Result:
         """Evaluate one rule set for one input; `now` is epoch seconds (default: the clock)."""
         compiled, now, backend, skip = self._prepare(ruleset, now, backend)
         values = compiled.normalize(facts)
@@ -98,8 +105,9 @@ class Revision:
             indexes = compiled.evaluate_python(values, now, skip)
         return self._result(compiled, values, indexes, backend)
 
-    def evaluate_many(self, ruleset: str, rows: list[Mapping[str, Any]], *, now: float | None = None,
-                      backend: str | None = None) -> list[Result]:
+    def evaluate_many(
+        self, ruleset: str, rows: list[Mapping[str, Any]], *, now: float | None = None, backend: str | None = None
+    ) -> list[Result]:
         """Evaluate one rule set for several inputs at once (one engine session on durable-rules)."""
         compiled, now, backend, skip = self._prepare(ruleset, now, backend)
         values = [compiled.normalize(facts) for facts in rows]
@@ -107,10 +115,11 @@ class Revision:
             indexes = compiled.durable.evaluate_many(values, now, skip)
         else:
             indexes = [compiled.evaluate_python(v, now, skip) for v in values]
-        return [self._result(compiled, v, i, backend) for v, i in zip(values, indexes)]
+        return [self._result(compiled, v, i, backend) for v, i in zip(values, indexes, strict=True)]
 
-    def evaluate_group(self, rulesets: Sequence[str], facts: Mapping[str, Any], *, now: float | None = None,
-                       backend: str | None = None) -> dict[str, Result]:
+    def evaluate_group(
+        self, rulesets: Sequence[str], facts: Mapping[str, Any], *, now: float | None = None, backend: str | None = None
+    ) -> dict[str, Result]:
         """Evaluate several rule sets on one input (each reads its own inputs from `facts`).
 
         On durable-rules the rule sets share one engine session, which is what makes a decision
@@ -118,8 +127,9 @@ class Revision:
         """
         return self.evaluate_group_many(rulesets, [facts], now=now, backend=backend)[0]
 
-    def evaluate_group_many(self, rulesets: Sequence[str], rows: list[Mapping[str, Any]], *, now: float | None = None,
-                            backend: str | None = None) -> list[dict[str, Result]]:
+    def evaluate_group_many(
+        self, rulesets: Sequence[str], rows: list[Mapping[str, Any]], *, now: float | None = None, backend: str | None = None
+    ) -> list[dict[str, Result]]:
         """Evaluate several rule sets on several inputs (a customer's offers, say) in one session."""
         if not rulesets:
             raise ValidationError("name at least one rule set", errors={"rulesets": ["must not be empty"]})
@@ -133,10 +143,10 @@ class Revision:
         elif backend == "durable" and rows:
             indexes = self._durable_group(tuple(rulesets)).evaluate_all_many(values, now, skips)
         else:
-            indexes = [[c.evaluate_python(v, now, s) for c, v, s in zip(compiled, row, skips)] for row in values]
+            indexes = [[c.evaluate_python(v, now, s) for c, v, s in zip(compiled, row, skips, strict=True)] for row in values]
         return [
-            {c.ruleset.name: self._result(c, v, i, backend) for c, v, i in zip(compiled, row_values, row_indexes)}
-            for row_values, row_indexes in zip(values, indexes)
+            {c.ruleset.name: self._result(c, v, i, backend) for c, v, i in zip(compiled, row_values, row_indexes, strict=True)}
+            for row_values, row_indexes in zip(values, indexes, strict=True)
         ]
 
     def _durable_group(self, names: tuple[str, ...]):
@@ -173,8 +183,9 @@ class Revision:
             outcome = tuple(dict(rs.rules[i].then) for i in indexes)
         return Result(rs.name, self.id, outcome, backend, rules=rs.rules, reads=compiled.reads, values=values, indexes=indexes)
 
-    def evaluate_columns(self, ruleset: str, columns: Mapping[str, Any], *, now: float | None = None,
-                         constants: Mapping[str, Any] | None = None) -> vector.VectorResult:
+    def evaluate_columns(
+        self, ruleset: str, columns: Mapping[str, Any], *, now: float | None = None, constants: Mapping[str, Any] | None = None
+    ) -> vector.VectorResult:
         """Evaluate one rule set over columns of many inputs with the vectorized backend.
 
         `constants` are inputs with one value on every row (one offer tried on many customers);
@@ -183,8 +194,9 @@ class Revision:
         compiled = self._get(ruleset)
         return vector.evaluate_columns(compiled.ruleset, columns, now=time.time() if now is None else now, constants=constants)
 
-    def outcome_columns(self, ruleset: str, columns: Mapping[str, Any], outputs: Sequence[str], *,
-                        now: float | None = None) -> dict[str, Any]:
+    def outcome_columns(
+        self, ruleset: str, columns: Mapping[str, Any], outputs: Sequence[str], *, now: float | None = None
+    ) -> dict[str, Any]:
         """Evaluate a `first` rule set over columns and return each output as a column.
 
         Rows where no rule fired get the rule set's default (None without one). The extra key
@@ -215,14 +227,17 @@ class Revision:
             group.release()
 
 
-def build_revision(files: Mapping[str, str], *, backend: str = "durable", durable_host=None,
-                   run_cases: bool = True, limits: Limits | None = None) -> Revision:
+def build_revision(
+    files: Mapping[str, str], *, backend: str = "durable", durable_host=None, run_cases: bool = True, limits: Limits | None = None
+) -> Revision:
     """Load, check, compile and test a complete set of rule files; raise RulesInvalid with every problem."""
     limits = limits or DEFAULT_LIMITS
     if backend not in BACKENDS:
         raise ValidationError(f"unknown rules backend '{backend}'", errors={"backend": [f"one of: {', '.join(BACKENDS)}"]})
     if len(files) > limits.files:
-        raise RulesInvalid([Problem("(rules)", 1, 1, f"{len(files):,} rule files; a revision may hold at most {limits.files} (RULES_MAX_FILES)")])
+        raise RulesInvalid(
+            [Problem("(rules)", 1, 1, f"{len(files):,} rule files; a revision may hold at most {limits.files} (RULES_MAX_FILES)")]
+        )
     host = durable_host if backend == "durable" else None
     key = (revision_id(files), backend, host is not None, limits)
     known = _checked.recall(key, run_cases)

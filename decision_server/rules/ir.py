@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any, Union
+from typing import Any
 
 
 class Type(str, enum.Enum):
@@ -56,8 +56,8 @@ class Arith:
     """Arithmetic on numbers: `+ - * /`; `neg` has `right` None."""
 
     op: str
-    left: "Expr"
-    right: "Expr | None"
+    left: Expr
+    right: Expr | None
     pos: int = 0
 
 
@@ -75,8 +75,8 @@ class Cmp:
     """A comparison `< <= > >= == !=` of two values of one type."""
 
     op: str
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
     pos: int = 0
 
 
@@ -84,8 +84,8 @@ class Cmp:
 class In:
     """Membership of `item` in a literal list or a list-typed input; `negated` for `not in`."""
 
-    item: "Expr"
-    container: "ListLit | Ref"
+    item: Expr
+    container: ListLit | Ref
     negated: bool = False
     pos: int = 0
 
@@ -94,7 +94,7 @@ class In:
 class Missing:
     """`x is missing` (or `is not missing` when negated): true or false, never unknown."""
 
-    operand: "Expr"
+    operand: Expr
     negated: bool = False
     pos: int = 0
 
@@ -119,12 +119,12 @@ class Or:
 class Not:
     """Negation: unknown stays unknown, so `not (x > 5)` is false when x is missing."""
 
-    item: "Expr"
+    item: Expr
     pos: int = 0
 
 
-Expr = Union[Lit, ListLit, Ref, Arith, Call, Cmp, In, Missing, And, Or, Not]
-Condition = Union[Lit, Ref, Cmp, In, Missing, And, Or, Not]
+Expr = Lit | ListLit | Ref | Arith | Call | Cmp | In | Missing | And | Or | Not
+Condition = Lit | Ref | Cmp | In | Missing | And | Or | Not
 
 # name -> (argument types, result type); `None` as argument types means "one or more numbers".
 FUNCTIONS: dict[str, tuple[tuple[Type, ...] | None, Type]] = {

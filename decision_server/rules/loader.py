@@ -72,7 +72,9 @@ def _type(doc: Document, path: tuple, raw: Any, allowed: tuple[Type, ...]) -> tu
         doc.problem(path, f"type must be one of: {', '.join(t.value for t in allowed)}")
         return None
     values = spec.get("values") or ()
-    if values and (kind not in (Type.STRING, Type.LIST) or not isinstance(values, list) or not all(isinstance(v, str) for v in values)):
+    if values and (
+        kind not in (Type.STRING, Type.LIST) or not isinstance(values, list) or not all(isinstance(v, str) for v in values)
+    ):
         doc.problem(path + ("values",), "values must be a list of text, for a text or list input or a text output")
         return None
     return kind, tuple(values), str(spec.get("description") or "")
@@ -179,10 +181,22 @@ def _rules(doc: Document, raw: Any, inputs: dict[str, InputSpec], outputs: dict[
             doc.problem(path + ("valid_to",), "valid_to must be after valid_from; the rule could never apply")
         if condition is None or enabled is not True:
             continue
-        rules.append((-priority, index, make_rule(
-            id=rule_id, description=str(item.get("description") or ""), condition=condition, then=then,
-            priority=priority, valid_from=valid_from, valid_to=valid_to, line=doc.mark(path).line,
-        )))
+        rules.append(
+            (
+                -priority,
+                index,
+                make_rule(
+                    id=rule_id,
+                    description=str(item.get("description") or ""),
+                    condition=condition,
+                    then=then,
+                    priority=priority,
+                    valid_from=valid_from,
+                    valid_to=valid_to,
+                    line=doc.mark(path).line,
+                ),
+            )
+        )
     return [rule for _, _, rule in sorted(rules, key=lambda r: (r[0], r[1]))]
 
 
@@ -213,8 +227,12 @@ def _partition(doc: Document, raw: Any, inputs: dict[str, InputSpec]) -> Partiti
         doc.problem(path + ("input",), f"'{raw['input']}' is not a declared number input")
         return None
     bounds = raw["range"]
-    if (not isinstance(bounds, list) or len(bounds) != 2
-            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds) or bounds[0] >= bounds[1]):
+    if (
+        not isinstance(bounds, list)
+        or len(bounds) != 2
+        or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+        or bounds[0] >= bounds[1]
+    ):
         doc.problem(path + ("range",), "range must be [low, high] with low below high")
         return None
     return Partition(raw["input"], float(bounds[0]), float(bounds[1]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -80,8 +80,17 @@ class RuleSet:
         return {rule.id: index for index, rule in enumerate(self.rules)}
 
 
-def make_rule(*, id: str, description: str, condition: Expr, then: Mapping[str, Any], priority: int,
-              valid_from: float | None, valid_to: float | None, line: int) -> Rule:
+def make_rule(
+    *,
+    id: str,
+    description: str,
+    condition: Expr,
+    then: Mapping[str, Any],
+    priority: int,
+    valid_from: float | None,
+    valid_to: float | None,
+    line: int,
+) -> Rule:
     """Build a Rule, recording the inputs its condition reads."""
     return Rule(id, description, condition, dict(then), priority, valid_from, valid_to, tuple(refs(condition)), line)
 
@@ -108,8 +117,18 @@ class Result:
 
     __slots__ = ("ruleset", "revision", "outcome", "backend", "_rules", "_reads", "_values", "_indexes", "_fired")
 
-    def __init__(self, ruleset: str, revision: str, outcome: Any, backend: str, *, rules: tuple, reads: list,
-                 values: tuple, indexes: list[int]):
+    def __init__(
+        self,
+        ruleset: str,
+        revision: str,
+        outcome: Any,
+        backend: str,
+        *,
+        rules: tuple,
+        reads: list,
+        values: tuple,
+        indexes: list[int],
+    ):
         self.ruleset = ruleset
         self.revision = revision
         self.outcome = outcome
@@ -131,8 +150,11 @@ class Result:
         if self._fired is None:
             values = self._values
             self._fired = tuple(
-                Fired(self._rules[i].id, {n: explain_value(spec, values[slot]) for n, slot, spec in self._reads[i]},
-                      self._rules[i].then)
+                Fired(
+                    self._rules[i].id,
+                    {n: explain_value(spec, values[slot]) for n, slot, spec in self._reads[i]},
+                    self._rules[i].then,
+                )
                 for i in self._indexes
             )
         return self._fired
@@ -153,10 +175,10 @@ def to_epoch(value: Any) -> float:
     """Turn a datetime, date, ISO text or epoch number into epoch seconds (naive means UTC)."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value.timestamp()
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc).timestamp()
+        return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
     if isinstance(value, str):
         return parse_timestamp(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -166,7 +188,7 @@ def to_epoch(value: Any) -> float:
 
 def from_epoch(value: float) -> str:
     """Render epoch seconds as ISO 8601 UTC text, for explanations."""
-    return datetime.fromtimestamp(value, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(value, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def normalize_value(spec: InputSpec, value: Any) -> Any:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from decision_server.rules.ir import And, Arith, Call, Cmp, Expr, In, ListLit, Lit, Missing, Not, Or, Ref, Type
 
@@ -108,7 +108,7 @@ def parse_timestamp(text: str) -> float:
     """Turn an ISO 8601 date or time (UTC when no offset is given) into epoch seconds."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value.timestamp()
 
 
@@ -228,7 +228,7 @@ class _Parser:
             return ListLit(tuple(values), types.pop() if types else Type.STRING, start.pos, tuple(positions))
         node = self.sum()
         if not isinstance(node, Ref):
-            raise ExprError("'in' needs a list like [\"a\", \"b\"] or the name of a list input", node.pos)
+            raise ExprError('\'in\' needs a list like ["a", "b"] or the name of a list input', node.pos)
         return node
 
     def sum(self) -> Expr:

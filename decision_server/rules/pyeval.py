@@ -75,8 +75,17 @@ def _days_until(ts, now):
 
 
 HELPERS = {
-    "_add": _add, "_sub": _sub, "_mul": _mul, "_div": _div, "_neg": _neg, "_abs": _abs, "_min": _min,
-    "_max": _max, "_coalesce": _coalesce, "_days_since": _days_since, "_days_until": _days_until,
+    "_add": _add,
+    "_sub": _sub,
+    "_mul": _mul,
+    "_div": _div,
+    "_neg": _neg,
+    "_abs": _abs,
+    "_min": _min,
+    "_max": _max,
+    "_coalesce": _coalesce,
+    "_days_since": _days_since,
+    "_days_until": _days_until,
 }
 _ARITH = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div"}
 
@@ -89,8 +98,9 @@ class Codegen:
         self.constants: dict[str, object] = {}
         self.temps = 0
 
-    def function(self, name: str, body: list[str], *, params: str = "v, now", extra: dict | None = None,
-                 label: str = "") -> tuple[Callable, str]:
+    def function(
+        self, name: str, body: list[str], *, params: str = "v, now", extra: dict | None = None, label: str = ""
+    ) -> tuple[Callable, str]:
         """Compile `def name(params)`: unpack the inputs, then `body` (one indented level); return it and its source.
 
         The one place generated code is compiled: the namespace holds only the helpers and the

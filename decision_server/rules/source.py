@@ -38,7 +38,12 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
-_BOMS = {codecs.BOM_UTF32_LE: "UTF-32", codecs.BOM_UTF32_BE: "UTF-32", codecs.BOM_UTF16_LE: "UTF-16", codecs.BOM_UTF16_BE: "UTF-16"}
+_BOMS = {
+    codecs.BOM_UTF32_LE: "UTF-32",
+    codecs.BOM_UTF32_BE: "UTF-32",
+    codecs.BOM_UTF16_LE: "UTF-16",
+    codecs.BOM_UTF16_BE: "UTF-16",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,8 +90,9 @@ class Mark:
 class Document:
     """A parsed YAML file: plain values plus the mark of every value by its path of keys."""
 
-    def __init__(self, name: str, text: str, limits: Limits = DEFAULT_LIMITS, *, build: bool = True,
-                 remaining: int | None = None):
+    def __init__(
+        self, name: str, text: str, limits: Limits = DEFAULT_LIMITS, *, build: bool = True, remaining: int | None = None
+    ):
         """Read `text`; with build=False only check and count it (build() later); `remaining`: values the revision has left."""
         self.name = name
         self.text = text
@@ -104,7 +110,9 @@ class Document:
             self.problem((), f"not valid text: a lone surrogate U+{ord(text[exc.start]):04X}", at=(line, column))
             return
         if size > limits.file_bytes:
-            self.problem((), f"the file is {size:,} bytes; a rule file may hold at most {limits.file_bytes:,} (RULES_MAX_FILE_BYTES)")
+            self.problem(
+                (), f"the file is {size:,} bytes; a rule file may hold at most {limits.file_bytes:,} (RULES_MAX_FILE_BYTES)"
+            )
             return
         self._to_build = self._yaml(self._guard)
         if build:
@@ -160,8 +168,10 @@ class Document:
 
     def _scan(self, loader) -> tuple[str, tuple[int, int]] | None:
         limits, depth, values, documents = self.limits, 0, 0, 0
-        items = {"rules": (limits.rules, "rules in one file (RULES_MAX_RULES); split the rule set"),
-                 "cases": (limits.cases, "cases in one file (RULES_MAX_CASES); split the file")}
+        items = {
+            "rules": (limits.rules, "rules in one file (RULES_MAX_RULES); split the rule set"),
+            "cases": (limits.cases, "cases in one file (RULES_MAX_CASES); split the file"),
+        }
         top_mapping, is_key, key, counting, count = False, True, None, None, 0
         while not loader.check_event(yaml.StreamEndEvent):
             event = loader.get_event()
@@ -186,7 +196,10 @@ class Document:
                 return f"more than {limits.values:,} values in one file (RULES_MAX_VALUES)", at
             if values > self._remaining:
                 self.value_count = values
-                return f"the files of the revision hold more than {limits.total_values:,} values in all (RULES_MAX_TOTAL_VALUES)", at
+                return (
+                    f"the files of the revision hold more than {limits.total_values:,} values in all (RULES_MAX_TOTAL_VALUES)",
+                    at,
+                )
             if isinstance(event, yaml.ScalarEvent) and event.value == "<<" and event.implicit[0]:
                 return "merge keys (<<) are not allowed in a rule file: write the keys out", at
             if depth == 0:
@@ -217,10 +230,14 @@ class Document:
             for key_node, value_node in node.value:
                 key = loader.construct_object(key_node, deep=True)
                 if not isinstance(key, (str, int, float, bool)):
-                    self.problem(path, "keys must be plain names", at=(key_node.start_mark.line + 1, key_node.start_mark.column + 1))
+                    self.problem(
+                        path, "keys must be plain names", at=(key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                    )
                     continue
                 if key in result:
-                    self.problem(path, f"'{key}' is given twice", at=(key_node.start_mark.line + 1, key_node.start_mark.column + 1))
+                    self.problem(
+                        path, f"'{key}' is given twice", at=(key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                    )
                     continue
                 result[key] = self._convert(loader, value_node, path + (key,))
             return result
@@ -317,8 +334,14 @@ def read_rules_dir(directory: Path, limits: Limits = DEFAULT_LIMITS) -> dict[str
             data = handle.read(limits.file_bytes + 1)
         if len(data) > limits.file_bytes:
             size = max(path.stat().st_size, len(data))
-            problems.append(Problem(path.name, 1, 1, f"the file is {size:,} bytes; a rule file may hold at most "
-                                                     f"{limits.file_bytes:,} (RULES_MAX_FILE_BYTES)"))
+            problems.append(
+                Problem(
+                    path.name,
+                    1,
+                    1,
+                    f"the file is {size:,} bytes; a rule file may hold at most {limits.file_bytes:,} (RULES_MAX_FILE_BYTES)",
+                )
+            )
             continue
         problem = _decode(path.name, data)
         if isinstance(problem, Problem):
@@ -339,7 +362,7 @@ def _decode(name: str, data: bytes) -> str | Problem:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        column = len(data[data.rfind(b"\n", 0, exc.start) + 1:exc.start].decode("utf-8", "replace")) + 1
+        column = len(data[data.rfind(b"\n", 0, exc.start) + 1 : exc.start].decode("utf-8", "replace")) + 1
         return Problem(name, line, column, f"not UTF-8 text (byte 0x{data[exc.start]:02x}): save the file as UTF-8")
 
 

@@ -17,7 +17,12 @@ from decision_server.rules.ir import SECONDS_PER_DAY, And, Arith, Call, Cmp, In,
 from decision_server.rules.model import RuleSet, to_epoch
 
 _CMP = {
-    "<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal, "==": np.equal, "!=": np.not_equal,
+    "<": np.less,
+    "<=": np.less_equal,
+    ">": np.greater,
+    ">=": np.greater_equal,
+    "==": np.equal,
+    "!=": np.not_equal,
 }
 _NEGATED = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 
@@ -102,23 +107,29 @@ def to_column(kind: Type, raw: Any, n: int) -> Column:
     return Column(values, missing)
 
 
-def to_columns(ruleset: RuleSet, columns: Mapping[str, Any],
-               constants: Mapping[str, Any] | None = None) -> tuple[dict[str, Column], int]:
+def to_columns(
+    ruleset: RuleSet, columns: Mapping[str, Any], constants: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Column], int]:
     """Normalize every declared input (absent ones are all missing); return them and the row count.
 
     `constants` are inputs with one value for every row (they win over a column of the same name).
     Normalize once with this and pass the result back in to evaluate the same rows many times.
     """
     constants = constants or {}
-    lengths = {len(v.values) if isinstance(v, Column) else len(v) for k, v in columns.items()
-               if v is not None and k not in constants and not (isinstance(v, Column) and v.constant)}
+    lengths = {
+        len(v.values) if isinstance(v, Column) else len(v)
+        for k, v in columns.items()
+        if v is not None and k not in constants and not (isinstance(v, Column) and v.constant)
+    }
     if len(lengths) > 1:
         raise ValueError(f"columns have different lengths: {sorted(lengths)}")
     if constants and not lengths:
         raise ValueError("every input is a constant: give at least one column, so the rows can be counted")
     n = lengths.pop() if lengths else 0
-    return {name: constant(spec.type, constants[name]) if name in constants else to_column(spec.type, columns.get(name), n)
-            for name, spec in ruleset.inputs.items()}, n
+    return {
+        name: constant(spec.type, constants[name]) if name in constants else to_column(spec.type, columns.get(name), n)
+        for name, spec in ruleset.inputs.items()
+    }, n
 
 
 class _Evaluator:
@@ -166,7 +177,11 @@ class _Evaluator:
         args = [self.value(a) for a in node.args]
         if node.func in ("days_since", "days_until"):
             ts, missing = args[0]
-            delta = (self.now - np.asarray(ts, dtype=np.float64)) if node.func == "days_since" else (np.asarray(ts, dtype=np.float64) - self.now)
+            delta = (
+                (self.now - np.asarray(ts, dtype=np.float64))
+                if node.func == "days_since"
+                else (np.asarray(ts, dtype=np.float64) - self.now)
+            )
             return self._float(np.floor(delta / SECONDS_PER_DAY), missing)
         if node.func == "abs":
             return self._float(np.abs(np.asarray(args[0][0], dtype=np.float64)), args[0][1])
@@ -226,7 +241,9 @@ class _Evaluator:
                 items = np.broadcast_to(np.asarray(item, dtype=object), (self.n,))
                 present = ~(np.broadcast_to(np.asarray(missing, dtype=bool), (self.n,)) | container.missing)
                 found = np.fromiter(
-                    ((v in c) if p else False for v, c, p in zip(items, container.values, present)), dtype=bool, count=self.n
+                    ((v in c) if p else False for v, c, p in zip(items, container.values, present, strict=True)),
+                    dtype=bool,
+                    count=self.n,
                 )
                 return present & (found if member else ~found)
             options, absent = container.values or (), container.missing
@@ -247,8 +264,9 @@ class _Evaluator:
         return present & (found if member else ~found)
 
 
-def evaluate_columns(ruleset: RuleSet, columns: Mapping[str, Any], *, now: float,
-                     constants: Mapping[str, Any] | None = None) -> VectorResult:
+def evaluate_columns(
+    ruleset: RuleSet, columns: Mapping[str, Any], *, now: float, constants: Mapping[str, Any] | None = None
+) -> VectorResult:
     """Evaluate a rule set over columns of inputs (each a sequence or numpy array of one length, or
     a Column from to_columns); `constants` are inputs with one value for every row."""
     normalized, n = to_columns(ruleset, columns, constants)

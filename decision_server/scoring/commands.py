@@ -37,8 +37,14 @@ def train(ctx: Context, names: tuple[str, ...], seed: int, no_promote: bool):
 
     _require_migrated(ctx)
     click.echo(f"training {', '.join(names) or 'all models'} into {ctx.config.models_dir} (seed {seed})")
-    results = training.train(ctx.database, ctx.config.models_dir, list(names) or None, seed=seed,
-                             promote=not no_promote, progress=lambda message: click.echo(f"  {message}"))
+    results = training.train(
+        ctx.database,
+        ctx.config.models_dir,
+        list(names) or None,
+        seed=seed,
+        promote=not no_promote,
+        progress=lambda message: click.echo(f"  {message}"),
+    )
     failed = [r for r in results if r.error]
     click.echo(f"trained {len(results) - len(failed)} of {len(results)} model(s)")
     if failed:
@@ -100,7 +106,9 @@ def show(ctx: Context, name: str, version: str | None, as_json: bool):
     click.echo(f"  {card['description']}")
     click.echo(f"  label:     {card['label']}")
     click.echo(f"  training:  cut-off {card['training']['cutoff'][:10]}, {card['training']['rows']:,} rows, seed {card['seed']}")
-    click.echo(f"  holdout:   cut-off {card['holdout']['cutoff'][:10]}, {card['metrics']['rows']:,} rows ({card['holdout']['customers']})")
+    click.echo(
+        f"  holdout:   cut-off {card['holdout']['cutoff'][:10]}, {card['metrics']['rows']:,} rows ({card['holdout']['customers']})"
+    )
     click.echo("  metrics:")
     for against, values in card["metrics"].items():
         if isinstance(values, dict):
@@ -111,7 +119,9 @@ def show(ctx: Context, name: str, version: str | None, as_json: bool):
     click.echo("  outputs:   " + ", ".join(f"{o['name']} ({o['dtype']})" for o in card["outputs"]))
     if card.get("classes"):
         click.echo(f"  classes:   {', '.join(card['classes'])}")
-    click.echo(f"  agreement: onnxruntime vs scikit-learn, max difference {card['agreement']['max_difference']:.2e} on {card['agreement']['rows']:,} rows")
+    click.echo(
+        f"  agreement: onnxruntime vs scikit-learn, max difference {card['agreement']['max_difference']:.2e} on {card['agreement']['rows']:,} rows"
+    )
     click.echo("  libraries: " + ", ".join(f"{k} {v}" for k, v in card["libraries"].items()))
     click.echo(f"  sha256:    {card['sha256']}  ({'verified' if problem is None else problem})")
 

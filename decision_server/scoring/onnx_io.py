@@ -33,8 +33,10 @@ def export(spec: ModelSpec, pipeline: Any) -> tuple[bytes, list[dict[str, Any]]]
 
     options = None if spec.task == "regression" else {id(pipeline.steps[-1][1]): {"zipmap": False}}
     model = to_onnx(
-        pipeline, initial_types=[(INPUT, FloatTensorType([None, len(FEATURES)]))],
-        options=options, target_opset=OPSET,
+        pipeline,
+        initial_types=[(INPUT, FloatTensorType([None, len(FEATURES)]))],
+        options=options,
+        target_opset=OPSET,
     )
     model.doc_string = spec.description
     model.graph.name = spec.name

@@ -23,7 +23,12 @@ from decision_server.throttle import expensive
 from decision_server.web import Blueprint, transaction
 
 blp = Blueprint("models", __name__, url_prefix="/models", description="ML models: cards, versions, promote, roll back")
-scores = Blueprint("scores", __name__, url_prefix="/customers", description="A customer's model scores, with the versions or fallbacks that made them")
+scores = Blueprint(
+    "scores",
+    __name__,
+    url_prefix="/customers",
+    description="A customer's model scores, with the versions or fallbacks that made them",
+)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -84,8 +89,17 @@ class ScoresSchema(ma.Schema):
 
     customer_id = fields.String()
     as_of = fields.DateTime()
-    scores = JsonDocument(metadata={"example": {"churn_risk": 0.12, "propensity_to_buy": 0.4, "ltv": 530.0,
-                                                "engagement_score": 61.0, "nbo": {"data_bundle": 0.5}}})
+    scores = JsonDocument(
+        metadata={
+            "example": {
+                "churn_risk": 0.12,
+                "propensity_to_buy": 0.4,
+                "ltv": 530.0,
+                "engagement_score": 61.0,
+                "nbo": {"data_bundle": 0.5},
+            }
+        }
+    )
     models = JsonDocument(metadata={"description": "Model name → {version, fallback, reason}"})
     features = JsonDocument()
 
@@ -102,9 +116,17 @@ def _status(name: str) -> dict[str, Any]:
     spec = BY_NAME[name]
     status = _runtime().current.statuses[name]
     card = status.card or {}
-    return {"name": name, "score": spec.score, "task": spec.task, "description": spec.description,
-            "version": status.version, "fallback": status.fallback, "reason": status.reason,
-            "fallback_rule": spec.fallback_rule, "metrics": card.get("metrics")}
+    return {
+        "name": name,
+        "score": spec.score,
+        "task": spec.task,
+        "description": spec.description,
+        "version": status.version,
+        "fallback": status.fallback,
+        "reason": status.reason,
+        "fallback_rule": spec.fallback_rule,
+        "metrics": card.get("metrics"),
+    }
 
 
 def _known(name: str) -> None:
@@ -137,10 +159,20 @@ class Model(MethodView):
                 created = store.read_card(directory, name, version).get("created_at")
             except (OSError, ValueError):
                 created = None
-            versions.append({"version": version, "active": version == active, "created_at": created,
-                             "problem": store.check_files(directory, name, version)})
-        return {**_status(name), "card": _runtime().current.statuses[name].card, "versions": versions,
-                "history": list(reversed(store.history(directory, name)))}
+            versions.append(
+                {
+                    "version": version,
+                    "active": version == active,
+                    "created_at": created,
+                    "problem": store.check_files(directory, name, version),
+                }
+            )
+        return {
+            **_status(name),
+            "card": _runtime().current.statuses[name].card,
+            "versions": versions,
+            "history": list(reversed(store.history(directory, name))),
+        }
 
 
 def _changed(entry: dict[str, Any], name: str) -> dict[str, Any]:

@@ -58,8 +58,9 @@ class ModelInvalid(Exception):
     """A model file that must not serve; the message says why."""
 
 
-def _verify(spec: ModelSpec, models_dir: Path, version: str, now: dt.datetime, max_age_days: float,
-            feature_names: tuple[str, ...]) -> tuple[dict, onnx.ModelProto, list[int] | None]:
+def _verify(
+    spec: ModelSpec, models_dir: Path, version: str, now: dt.datetime, max_age_days: float, feature_names: tuple[str, ...]
+) -> tuple[dict, onnx.ModelProto, list[int] | None]:
     """Check one version's files, card and graph against the spec and today's feature set.
 
     Returns the card, the graph, and where the model's features sit in today's feature set (None
@@ -70,7 +71,9 @@ def _verify(spec: ModelSpec, models_dir: Path, version: str, now: dt.datetime, m
         raise ModelInvalid(problem)
     card = store.read_card(models_dir, spec.name, version)
     if card.get("task") != spec.task or card.get("score") != spec.score:
-        raise ModelInvalid(f"card says task {card.get('task')!r} and score {card.get('score')!r}, expected {spec.task!r} and {spec.score!r}")
+        raise ModelInvalid(
+            f"card says task {card.get('task')!r} and score {card.get('score')!r}, expected {spec.task!r} and {spec.score!r}"
+        )
     declared = (card.get("inputs") or [{}])[0].get("features") or []
     names = [f.get("name") for f in declared]
     if not names or any(f.get("dtype") != "float32" for f in declared):
@@ -118,8 +121,14 @@ class Scores:
 class ModelSet:
     """The models that serve now: immutable; build a new one to change anything."""
 
-    def __init__(self, models_dir: Path, *, max_age_days: float = 180.0, now: dt.datetime | None = None,
-                 feature_names: tuple[str, ...] = FEATURE_NAMES):
+    def __init__(
+        self,
+        models_dir: Path,
+        *,
+        max_age_days: float = 180.0,
+        now: dt.datetime | None = None,
+        feature_names: tuple[str, ...] = FEATURE_NAMES,
+    ):
         now = now or utcnow()
         self.feature_names = feature_names
         self.models_dir = models_dir
@@ -132,7 +141,9 @@ class ModelSet:
         for spec in MODELS:
             version = store.active_version(models_dir, spec.name)
             if version is None:
-                self.statuses[spec.name] = ModelStatus(spec.name, spec.score, None, True, "missing: no trained version (run `decision-server train`)")
+                self.statuses[spec.name] = ModelStatus(
+                    spec.name, spec.score, None, True, "missing: no trained version (run `decision-server train`)"
+                )
                 continue
             try:
                 card, proto, columns[spec.name] = _verify(spec, models_dir, version, now, max_age_days, feature_names)
@@ -176,13 +187,13 @@ class ModelSet:
         values: dict[str, Any] = {}
         for session, outputs, served, picked in self._runners:
             raw = session.run(outputs, {INPUT: x if picked is None else np.ascontiguousarray(x[:, picked])})
-            for (spec, classes), out in zip(served, raw):
+            for (spec, classes), out in zip(served, raw, strict=True):
                 if spec.task == "binary":
                     values[spec.score] = float(out[0, 1]) * spec.scale
                 elif spec.task == "regression":
                     values[spec.score] = max(0.0, float(out[0, 0]))
                 else:
-                    values[spec.score] = {name: float(p) for name, p in zip(classes, out[0])}
+                    values[spec.score] = {name: float(p) for name, p in zip(classes, out[0], strict=True)}
         for spec in self._fallbacks:
             values[spec.score] = _one(spec, spec.fallback(x))
         metrics.scored(time.perf_counter() - started)
@@ -194,7 +205,7 @@ class ModelSet:
         out: dict[str, np.ndarray] = {}
         for session, outputs, served, picked in self._runners:
             raw = session.run(outputs, {INPUT: x if picked is None else np.ascontiguousarray(x[:, picked])})
-            for (spec, classes), values in zip(served, raw):
+            for (spec, classes), values in zip(served, raw, strict=True):
                 out[spec.score] = to_score(spec, values, classes)
         for spec in self._fallbacks:
             out[spec.score] = spec.fallback(x)
@@ -211,7 +222,7 @@ def _open_alone(proto: onnx.ModelProto) -> Any:
 
 def _one(spec: ModelSpec, values: np.ndarray) -> Any:
     if spec.task == "multiclass":
-        return {name: float(p) for name, p in zip(spec.classes, values[0])}
+        return {name: float(p) for name, p in zip(spec.classes, values[0], strict=True)}
     return float(values[0])
 
 
@@ -275,5 +286,8 @@ class ModelRuntime:
             fresh = ModelSet(self.models_dir, max_age_days=self.max_age_days)
             self._current, self._fingerprint = fresh, fingerprint
         metrics.models_loaded({name: status.fallback for name, status in fresh.statuses.items()})
-        log.info("models loaded", extra={"models": {n: (s["version"] if not s["fallback"] else "fallback") for n, s in fresh.models.items()}})
+        log.info(
+            "models loaded",
+            extra={"models": {n: (s["version"] if not s["fallback"] else "fallback") for n, s in fresh.models.items()}},
+        )
         return True

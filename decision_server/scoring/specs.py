@@ -64,7 +64,9 @@ def _classifier(trees: int, depth: int = 3) -> Callable[[int], Any]:
     def make(seed: int) -> Any:
         from sklearn.ensemble import GradientBoostingClassifier
 
-        return GradientBoostingClassifier(n_estimators=trees, max_depth=depth, learning_rate=0.1, subsample=0.8, random_state=seed)
+        return GradientBoostingClassifier(
+            n_estimators=trees, max_depth=depth, learning_rate=0.1, subsample=0.8, random_state=seed
+        )
 
     return make
 

@@ -107,8 +107,9 @@ def _fail(kind: type[NotFound | ValidationError], field: str, message: str) -> N
     raise kind(message, errors={field: [message]})
 
 
-def promote(models_dir: Path, name: str, version: str, *, actor: str, reason: str = "",
-            action: str = "promote") -> dict[str, Any]:
+def promote(
+    models_dir: Path, name: str, version: str, *, actor: str, reason: str = "", action: str = "promote"
+) -> dict[str, Any]:
     """Make `version` the serving version of `name`, after checking its card and checksum."""
     if not (models_dir / name).is_dir():
         _fail(ModelNotFound, "name", f"no model named {name!r} on this server")
@@ -118,8 +119,14 @@ def promote(models_dir: Path, name: str, version: str, *, actor: str, reason: st
     if problem:
         _fail(VersionInvalid, "version", f"model {name} {version} cannot serve: {problem}")
     previous = _pointer(models_dir, name)
-    entry = {"at": utcnow().isoformat(), "action": action, "version": version, "previous": previous,
-             "actor": actor, "reason": reason}
+    entry = {
+        "at": utcnow().isoformat(),
+        "action": action,
+        "version": version,
+        "previous": previous,
+        "actor": actor,
+        "reason": reason,
+    }
     write_atomically(models_dir / name / ACTIVE_FILE, version + "\n")
     with open(models_dir / name / HISTORY_FILE, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(entry) + "\n")
@@ -137,8 +144,7 @@ def rollback(models_dir: Path, name: str, *, actor: str, reason: str = "") -> di
         if not older:
             _fail(VersionInvalid, "name", f"model {name!r} has no version before {current} to roll back to")
         earlier = [older[-1]]
-    return promote(models_dir, name, earlier[0], actor=actor, reason=reason or f"rollback from {current}",
-                   action="rollback")
+    return promote(models_dir, name, earlier[0], actor=actor, reason=reason or f"rollback from {current}", action="rollback")
 
 
 def check_files(models_dir: Path, name: str, version: str) -> str | None:

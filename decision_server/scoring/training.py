@@ -87,8 +87,12 @@ def snapshot(database: Database, cutoff: dt.datetime) -> Snapshot:
             labs.append(bulk.labels(conn, chunk.ids, cutoff))
     if not ids:
         empty = np.zeros(0)
-        return Snapshot(cutoff, np.zeros(0, dtype=np.int64), np.zeros((0, len(FEATURES)), np.float32),
-                        bulk.Labels(empty, empty, empty, empty, empty, np.zeros(0, dtype=object)))
+        return Snapshot(
+            cutoff,
+            np.zeros(0, dtype=np.int64),
+            np.zeros((0, len(FEATURES)), np.float32),
+            bulk.Labels(empty, empty, empty, empty, empty, np.zeros(0, dtype=object)),
+        )
     joined = bulk.Labels(*(np.concatenate([getattr(lab, f.name) for lab in labs]) for f in dataclasses.fields(bulk.Labels)))
     return Snapshot(cutoff, np.concatenate(ids), np.vstack(xs), joined)
 
@@ -114,30 +118,54 @@ def _day(moment: dt.datetime) -> dt.datetime:
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def evaluate(spec: ModelSpec, predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray,
-             prior: Any) -> dict[str, Any]:
+def evaluate(
+    spec: ModelSpec, predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, prior: Any
+) -> dict[str, Any]:
     """Score a predictor against the naive baseline and the rule-based fallback on (x, y)."""
     if spec.task == "regression":
+
         def reg(pred):
             return {"rmse": float(np.sqrt(np.mean((pred - y) ** 2))), "mae": float(np.mean(np.abs(pred - y)))}
-        return {"model": reg(predict(x)), "baseline_mean": reg(np.full(len(y), float(prior))),
-                "fallback": reg(spec.fallback(x)), "rows": len(y), "label_mean": float(np.mean(y))}
+
+        return {
+            "model": reg(predict(x)),
+            "baseline_mean": reg(np.full(len(y), float(prior))),
+            "fallback": reg(spec.fallback(x)),
+            "rows": len(y),
+            "label_mean": float(np.mean(y)),
+        }
     if spec.task == "binary":
+
         def binary(p):
             both = len(np.unique(y)) == 2
-            return {"auc": float(skm.roc_auc_score(y, p)) if both else None,
-                    "brier": float(np.mean((p - y) ** 2)),
-                    "log_loss": float(skm.log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1]))}
-        return {"model": binary(predict(x) / spec.scale), "baseline_base_rate": binary(np.full(len(y), float(prior))),
-                "fallback": binary(spec.fallback(x) / spec.scale), "rows": len(y), "positive_rate": float(np.mean(y))}
+            return {
+                "auc": float(skm.roc_auc_score(y, p)) if both else None,
+                "brier": float(np.mean((p - y) ** 2)),
+                "log_loss": float(skm.log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1])),
+            }
+
+        return {
+            "model": binary(predict(x) / spec.scale),
+            "baseline_base_rate": binary(np.full(len(y), float(prior))),
+            "fallback": binary(spec.fallback(x) / spec.scale),
+            "rows": len(y),
+            "positive_rate": float(np.mean(y)),
+        }
 
     def multi(p):
         p = np.clip(p, 1e-6, 1.0)
         p = p / p.sum(axis=1, keepdims=True)
-        return {"accuracy": float(np.mean(np.argmax(p, axis=1) == y)),
-                "log_loss": float(skm.log_loss(y, p, labels=list(range(len(spec.classes)))))}
-    return {"model": multi(predict(x)), "baseline_prior": multi(np.tile(prior, (len(y), 1))),
-            "fallback": multi(spec.fallback(x)), "rows": len(y)}
+        return {
+            "accuracy": float(np.mean(np.argmax(p, axis=1) == y)),
+            "log_loss": float(skm.log_loss(y, p, labels=list(range(len(spec.classes))))),
+        }
+
+    return {
+        "model": multi(predict(x)),
+        "baseline_prior": multi(np.tile(prior, (len(y), 1))),
+        "fallback": multi(spec.fallback(x)),
+        "rows": len(y),
+    }
 
 
 def _prior(spec: ModelSpec, y: np.ndarray) -> Any:
@@ -152,8 +180,16 @@ def _rows(spec: ModelSpec, snap: Snapshot, holdout: bool) -> tuple[np.ndarray, n
     return snap.x[mask], np.asarray(spec.make_label(snap.labels))[mask]
 
 
-def train_one(spec: ModelSpec, database: Database, models_dir: Path, *, seed: int, promote: bool,
-              snapshots: dict[dt.datetime, Snapshot], progress: Progress) -> TrainResult:
+def train_one(
+    spec: ModelSpec,
+    database: Database,
+    models_dir: Path,
+    *,
+    seed: int,
+    promote: bool,
+    snapshots: dict[dt.datetime, Snapshot],
+    progress: Progress,
+) -> TrainResult:
     """Train, check, export and write one model; promote it unless told not to."""
     with database.connection() as conn:
         span = bulk.data_span(conn)
@@ -170,8 +206,10 @@ def train_one(spec: ModelSpec, database: Database, models_dir: Path, *, seed: in
         raise TrainingError(f"{spec.name}: too few rows to learn from ({len(y_train)} to train, {len(y_test)} to test)")
     if spec.task != "regression" and len(np.unique(y_train)) < 2:
         raise TrainingError(f"{spec.name}: every training label is the same ({y_train[0]}); nothing to learn")
-    progress(f"{spec.name}: training on {len(y_train):,} rows (cut-off {train_at.date()}), "
-             f"testing on {len(y_test):,} held-out customers (cut-off {holdout_at.date()})")
+    progress(
+        f"{spec.name}: training on {len(y_train):,} rows (cut-off {train_at.date()}), "
+        f"testing on {len(y_test):,} held-out customers (cut-off {holdout_at.date()})"
+    )
     pipeline = spec.pipeline(seed).fit(x_train, y_train)
     classes = [spec.classes[int(c)] for c in pipeline.classes_] if spec.task == "multiclass" else []
     onnx_bytes, outputs = export(spec, pipeline)
@@ -187,8 +225,20 @@ def train_one(spec: ModelSpec, database: Database, models_dir: Path, *, seed: in
     folder = models_dir / spec.name / version
     folder.mkdir(parents=True)
     (folder / store.MODEL_FILE).write_bytes(onnx_bytes)
-    card = _card(spec, version, seed, outputs, classes, train_at, holdout_at, len(y_train), result, agreement,
-                 store.sha256_of(folder / store.MODEL_FILE), y_train)
+    card = _card(
+        spec,
+        version,
+        seed,
+        outputs,
+        classes,
+        train_at,
+        holdout_at,
+        len(y_train),
+        result,
+        agreement,
+        store.sha256_of(folder / store.MODEL_FILE),
+        y_train,
+    )
     store.write_atomically(folder / store.CARD_FILE, json.dumps(card, indent=2) + "\n")
     progress(f"{spec.name}: wrote {spec.name}/{version}  {_headline(card)}")
     if promote:
@@ -228,26 +278,41 @@ def _card(spec, version, seed, outputs, classes, train_at, holdout_at, rows, res
         "description": spec.description,
         "created_at": utcnow().isoformat(),
         "seed": seed,
-        "inputs": [{"name": "features", "dtype": "float32", "shape": [None, len(FEATURES)],
-                    "features": [{"name": f.name, "dtype": f.dtype, "description": f.description} for f in FEATURES]}],
+        "inputs": [
+            {
+                "name": "features",
+                "dtype": "float32",
+                "shape": [None, len(FEATURES)],
+                "features": [{"name": f.name, "dtype": f.dtype, "description": f.description} for f in FEATURES],
+            }
+        ],
         "outputs": outputs,
         "classes": classes,
         "scale": spec.scale,
         "label": spec.label,
         "training": {
-            "cutoff": train_at.isoformat(), "label_window": [train_at.isoformat(), (train_at + horizon).isoformat()],
-            "rows": rows, "label_mean": float(np.mean(y_train)) if spec.task != "multiclass" else None,
+            "cutoff": train_at.isoformat(),
+            "label_window": [train_at.isoformat(), (train_at + horizon).isoformat()],
+            "rows": rows,
+            "label_mean": float(np.mean(y_train)) if spec.task != "multiclass" else None,
         },
-        "holdout": {"cutoff": holdout_at.isoformat(),
-                    "label_window": [holdout_at.isoformat(), (holdout_at + horizon).isoformat()],
-                    "label_overlap_days": max(0, (train_at + horizon - holdout_at).days),
-                    "customers": "one in five by a hash of the customer id, never trained on"},
+        "holdout": {
+            "cutoff": holdout_at.isoformat(),
+            "label_window": [holdout_at.isoformat(), (holdout_at + horizon).isoformat()],
+            "label_overlap_days": max(0, (train_at + horizon - holdout_at).days),
+            "customers": "one in five by a hash of the customer id, never trained on",
+        },
         "metrics": result,
         "agreement": {"rows": min(AGREEMENT_SAMPLE, result["rows"]), "max_difference": agreement},
         "fallback": spec.fallback_rule,
-        "libraries": {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
-                      "skl2onnx": skl2onnx.__version__, "onnx": onnx.__version__,
-                      "onnxruntime": onnxruntime.__version__, "numpy": np.__version__},
+        "libraries": {
+            "python": platform.python_version(),
+            "scikit-learn": sklearn.__version__,
+            "skl2onnx": skl2onnx.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "numpy": np.__version__,
+        },
         "sha256": sha,
     }
 
@@ -255,18 +320,31 @@ def _card(spec, version, seed, outputs, classes, train_at, holdout_at, rows, res
 def _headline(card: dict[str, Any]) -> str:
     m = card["metrics"]
     if card["task"] == "regression":
-        return (f"RMSE {m['model']['rmse']:.1f} (mean {m['baseline_mean']['rmse']:.1f}, fallback {m['fallback']['rmse']:.1f}); "
-                f"MAE {m['model']['mae']:.1f} (mean {m['baseline_mean']['mae']:.1f}, fallback {m['fallback']['mae']:.1f})")
+        return (
+            f"RMSE {m['model']['rmse']:.1f} (mean {m['baseline_mean']['rmse']:.1f}, fallback {m['fallback']['rmse']:.1f}); "
+            f"MAE {m['model']['mae']:.1f} (mean {m['baseline_mean']['mae']:.1f}, fallback {m['fallback']['mae']:.1f})"
+        )
     if card["task"] == "binary":
         auc = lambda d: "n/a" if d["auc"] is None else f"{d['auc']:.3f}"
-        return (f"AUC {auc(m['model'])} (fallback {auc(m['fallback'])}); Brier {m['model']['brier']:.4f} "
-                f"(base rate {m['baseline_base_rate']['brier']:.4f}, fallback {m['fallback']['brier']:.4f})")
-    return (f"accuracy {m['model']['accuracy']:.3f} (prior {m['baseline_prior']['accuracy']:.3f}, fallback "
-            f"{m['fallback']['accuracy']:.3f}); log loss {m['model']['log_loss']:.3f} (prior {m['baseline_prior']['log_loss']:.3f})")
+        return (
+            f"AUC {auc(m['model'])} (fallback {auc(m['fallback'])}); Brier {m['model']['brier']:.4f} "
+            f"(base rate {m['baseline_base_rate']['brier']:.4f}, fallback {m['fallback']['brier']:.4f})"
+        )
+    return (
+        f"accuracy {m['model']['accuracy']:.3f} (prior {m['baseline_prior']['accuracy']:.3f}, fallback "
+        f"{m['fallback']['accuracy']:.3f}); log loss {m['model']['log_loss']:.3f} (prior {m['baseline_prior']['log_loss']:.3f})"
+    )
 
 
-def train(database: Database, models_dir: Path, names: list[str] | None = None, *, seed: int = 42,
-          promote: bool = True, progress: Progress | None = None) -> list[TrainResult]:
+def train(
+    database: Database,
+    models_dir: Path,
+    names: list[str] | None = None,
+    *,
+    seed: int = 42,
+    promote: bool = True,
+    progress: Progress | None = None,
+) -> list[TrainResult]:
     """Train the named models (all when None); a model that cannot be trained is reported, not fatal."""
     progress = progress or (lambda message: None)
     specs = [BY_NAME[n] for n in names] if names else list(MODELS)
@@ -275,14 +353,13 @@ def train(database: Database, models_dir: Path, names: list[str] | None = None, 
     results = []
     for spec in specs:
         try:
-            results.append(train_one(spec, database, models_dir, seed=seed, promote=promote,
-                                     snapshots=snapshots, progress=progress))
+            results.append(
+                train_one(spec, database, models_dir, seed=seed, promote=promote, snapshots=snapshots, progress=progress)
+            )
         except TrainingError as exc:
             progress(f"{spec.name}: NOT TRAINED: {exc.message}")
             results.append(TrainResult(spec.name, None, None, exc.message))
     return results
-
-
 
 
 def evaluate_current(database: Database, model_set: Any, spec: ModelSpec, *, progress: Progress | None = None) -> dict[str, Any]:

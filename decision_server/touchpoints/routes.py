@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
+from decision_server.analytics.events import on_events
 from decision_server.auth.roles import Permission, requires
 from decision_server.ingest.events import batch_result, event_position
 from decision_server.schemas import page_response
 from decision_server.touchpoints import schemas, service
-from decision_server.analytics.events import on_events
 from decision_server.web import Blueprint, transaction
 
-blp = Blueprint("touchpoints", __name__, url_prefix="", description="Interactions other than purchases: app opens, calls, SMS clicks, complaints")
+blp = Blueprint(
+    "touchpoints",
+    __name__,
+    url_prefix="",
+    description="Interactions other than purchases: app opens, calls, SMS clicks, complaints",
+)
 
 
 @blp.route("/touchpoints")
@@ -47,7 +52,5 @@ class CustomerTouchpoints(MethodView):
         """List a customer's interactions, newest first."""
         limit, cursor = query.pop("limit"), query.pop("cursor", None)
         with transaction() as session:
-            rows = service.list_touchpoints(
-                session, customer_external_id=customer_id, limit=limit, after=cursor, **query
-            )
+            rows = service.list_touchpoints(session, customer_external_id=customer_id, limit=limit, after=cursor, **query)
         return page_response(rows, limit, position=event_position)

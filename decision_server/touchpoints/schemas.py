@@ -24,9 +24,7 @@ class TouchpointInSchema(ma.Schema):
 class TouchpointBatchInSchema(ma.Schema):
     """Up to 1,000 interactions written all together or, if any is invalid, not at all."""
 
-    items = fields.List(
-        fields.Nested(TouchpointInSchema), required=True, validate=ma.validate.Length(1, MAX_BATCH)
-    )
+    items = fields.List(fields.Nested(TouchpointInSchema), required=True, validate=ma.validate.Length(1, MAX_BATCH))
 
 
 class TouchpointSchema(ma.Schema):

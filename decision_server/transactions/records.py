@@ -14,9 +14,7 @@ class TransactionRecord(Base):
     """One purchase, or a refund (negative amount); `external_id` makes every write idempotent."""
 
     __tablename__ = "transactions"
-    __table_args__ = (
-        sa.Index("ix_transactions_customer_id_occurred_at", "customer_id", "occurred_at"),
-    )
+    __table_args__ = (sa.Index("ix_transactions_customer_id_occurred_at", "customer_id", "occurred_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     external_id: Mapped[str] = mapped_column(sa.String(64), unique=True)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
+from decision_server.analytics.events import on_events
 from decision_server.auth.roles import Permission, requires
 from decision_server.ingest.events import batch_result, event_position
+from decision_server.loyalty.events import on_purchases
 from decision_server.schemas import page_response
 from decision_server.transactions import schemas, service
-from decision_server.analytics.events import on_events
-from decision_server.loyalty.events import on_purchases
 from decision_server.web import Blueprint, transaction
 
 blp = Blueprint("transactions", __name__, url_prefix="", description="Purchases")
@@ -36,7 +36,9 @@ class TransactionBatch(MethodView):
     def post(self, body):
         """Add up to 1,000 purchases at once; if any is invalid, none is written."""
         with transaction(write=True) as session:
-            return batch_result(service.add_transactions(session, items=body["items"], batch=True, after=on_events(), on_created=on_purchases()))
+            return batch_result(
+                service.add_transactions(session, items=body["items"], batch=True, after=on_events(), on_created=on_purchases())
+            )
 
 
 @blp.route("/customers/<string:customer_id>/transactions")
@@ -48,7 +50,5 @@ class CustomerTransactions(MethodView):
         """List a customer's purchases, newest first."""
         limit, cursor = query.pop("limit"), query.pop("cursor", None)
         with transaction() as session:
-            rows = service.list_transactions(
-                session, customer_external_id=customer_id, limit=limit, after=cursor, **query
-            )
+            rows = service.list_transactions(session, customer_external_id=customer_id, limit=limit, after=cursor, **query)
         return page_response(rows, limit, position=event_position)

@@ -16,22 +16,30 @@ class TransactionInSchema(ma.Schema):
     external_id = ExternalId(metadata={"description": "your id for this purchase (default: generated)"})
     customer_id = ExternalId(required=True, metadata={"example": "C-000123"})
     occurred_at = EventTime(required=True)
-    amount = Money(required=True, data_key="amount", attribute="amount_cents", allow_negative=True,
-                   metadata={"description": "negative for a refund: it lowers spend, not the purchase count"})
+    amount = Money(
+        required=True,
+        data_key="amount",
+        attribute="amount_cents",
+        allow_negative=True,
+        metadata={"description": "negative for a refund: it lowers spend, not the purchase count"},
+    )
     cost = Money(allow_none=True, load_default=None, attribute="cost_cents", allow_negative=True)
     product = Text(100, allow_none=True, load_default=None, metadata={"example": "Data 10GB"})
     category = Code(allow_none=True, load_default=None, metadata={"example": "data_bundle"})
     channel = Code(allow_none=True, load_default=None, metadata={"example": "app"})
-    refund_of = ExternalId(allow_none=True, load_default=None, metadata={
-        "description": "for a refund: the id of the purchase it refunds (its loyalty points are taken back in proportion)"})
+    refund_of = ExternalId(
+        allow_none=True,
+        load_default=None,
+        metadata={
+            "description": "for a refund: the id of the purchase it refunds (its loyalty points are taken back in proportion)"
+        },
+    )
 
 
 class TransactionBatchInSchema(ma.Schema):
     """Up to 1,000 purchases written all together or, if any is invalid, not at all."""
 
-    items = fields.List(
-        fields.Nested(TransactionInSchema), required=True, validate=ma.validate.Length(1, MAX_BATCH)
-    )
+    items = fields.List(fields.Nested(TransactionInSchema), required=True, validate=ma.validate.Length(1, MAX_BATCH))
 
 
 class TransactionSchema(ma.Schema):

@@ -9,7 +9,6 @@ from sqlalchemy.orm import Session
 
 from decision_server.customers.records import CustomerRecord
 from decision_server.errors import ValidationError
-
 from decision_server.ingest.events import EventKind, ingest_events, list_events
 from decision_server.transactions.records import TransactionRecord
 
@@ -20,8 +19,9 @@ TRANSACTIONS = EventKind(
 )
 
 
-def add_transactions(session: Session, *, items: list[dict[str, Any]], batch: bool, after: Any = None,
-                     on_created: Any = None) -> list[dict[str, Any]]:
+def add_transactions(
+    session: Session, *, items: list[dict[str, Any]], batch: bool, after: Any = None, on_created: Any = None
+) -> list[dict[str, Any]]:
     """Store purchases idempotently and bring their customers' state (and loyalty points) up to date."""
     field = (lambda i, name: f"items.{i}.{name}") if batch else (lambda i, name: name)
     _check_refunds(session, items, field)
@@ -35,9 +35,14 @@ def _check_refunds(session: Session, items: list[dict[str, Any]], field: Any) ->
         return
     t, c = TransactionRecord.__table__, CustomerRecord.__table__
     wanted = sorted({item["refund_of"] for _, item in named})
-    stored = {row.external_id: (row.customer, row.amount_cents) for row in session.execute(
-        sa.select(t.c.external_id, c.c.external_id.label("customer"), t.c.amount_cents)
-        .join(c, c.c.id == t.c.customer_id).where(t.c.external_id.in_(wanted)))}
+    stored = {
+        row.external_id: (row.customer, row.amount_cents)
+        for row in session.execute(
+            sa.select(t.c.external_id, c.c.external_id.label("customer"), t.c.amount_cents)
+            .join(c, c.c.id == t.c.customer_id)
+            .where(t.c.external_id.in_(wanted))
+        )
+    }
     in_batch = {item["external_id"]: (item["customer_id"], item["amount_cents"]) for item in items if item.get("external_id")}
     errors = {}
     for i, item in named:

@@ -65,8 +65,10 @@ def upgrade() -> None:
         sa.Column("last_touchpoint_at", TIMESTAMP, nullable=True),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.ForeignKeyConstraint(
-            ["customer_id"], ["customers.id"],
-            name=op.f("fk_customer_state_customer_id_customers"), ondelete="CASCADE",
+            ["customer_id"],
+            ["customers.id"],
+            name=op.f("fk_customer_state_customer_id_customers"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("customer_id", name=op.f("pk_customer_state")),
     )
@@ -81,16 +83,16 @@ def upgrade() -> None:
         sa.Column("payload", JSON, nullable=False),
         sa.Column("ingested_at", TIMESTAMP, nullable=False),
         sa.ForeignKeyConstraint(
-            ["customer_id"], ["customers.id"],
-            name=op.f("fk_touchpoints_customer_id_customers"), ondelete="CASCADE",
+            ["customer_id"],
+            ["customers.id"],
+            name=op.f("fk_touchpoints_customer_id_customers"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_touchpoints")),
         sa.UniqueConstraint("external_id", name=op.f("uq_touchpoints_external_id")),
     )
     # Every per-customer read (state refresh, listing) is "this customer, by time".
-    op.create_index(
-        "ix_touchpoints_customer_id_occurred_at", "touchpoints", ["customer_id", "occurred_at"]
-    )
+    op.create_index("ix_touchpoints_customer_id_occurred_at", "touchpoints", ["customer_id", "occurred_at"])
     op.create_table(
         "transactions",
         sa.Column("id", ID, nullable=False),
@@ -104,19 +106,17 @@ def upgrade() -> None:
         sa.Column("channel", sa.String(length=32), nullable=True),
         sa.Column("ingested_at", TIMESTAMP, nullable=False),
         sa.CheckConstraint("amount_cents >= 0", name=op.f("ck_transactions_amount_not_negative")),
-        sa.CheckConstraint(
-            "cost_cents IS NULL OR cost_cents >= 0", name=op.f("ck_transactions_cost_not_negative")
-        ),
+        sa.CheckConstraint("cost_cents IS NULL OR cost_cents >= 0", name=op.f("ck_transactions_cost_not_negative")),
         sa.ForeignKeyConstraint(
-            ["customer_id"], ["customers.id"],
-            name=op.f("fk_transactions_customer_id_customers"), ondelete="CASCADE",
+            ["customer_id"],
+            ["customers.id"],
+            name=op.f("fk_transactions_customer_id_customers"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_transactions")),
         sa.UniqueConstraint("external_id", name=op.f("uq_transactions_external_id")),
     )
-    op.create_index(
-        "ix_transactions_customer_id_occurred_at", "transactions", ["customer_id", "occurred_at"]
-    )
+    op.create_index("ix_transactions_customer_id_occurred_at", "transactions", ["customer_id", "occurred_at"])
 
 
 def downgrade() -> None:

@@ -44,7 +44,9 @@ def upgrade() -> None:
         sa.Column("author", sa.String(length=100), nullable=False),
         sa.Column("message", sa.String(length=500), nullable=False),
         sa.Column("published_at", TIMESTAMP, nullable=False),
-        sa.ForeignKeyConstraint(["revision_id"], ["rule_revisions.id"], name=op.f("fk_rule_publications_revision_id_rule_revisions")),
+        sa.ForeignKeyConstraint(
+            ["revision_id"], ["rule_revisions.id"], name=op.f("fk_rule_publications_revision_id_rule_revisions")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_rule_publications")),
     )
     op.create_index(op.f("ix_rule_publications_revision_id"), "rule_publications", ["revision_id"])

@@ -34,7 +34,9 @@ def upgrade() -> None:
         sa.Column("source", sa.String(length=16), nullable=False),
         sa.Column("actor", sa.String(length=100), nullable=True),
         sa.Column("reason", sa.String(length=500), nullable=True),
-        sa.ForeignKeyConstraint(["customer_id"], ["customers.id"], name=op.f("fk_stage_transitions_customer_id_customers"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["customer_id"], ["customers.id"], name=op.f("fk_stage_transitions_customer_id_customers"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_stage_transitions")),
     )
     op.create_index(op.f("ix_stage_transitions_at"), "stage_transitions", ["at"])

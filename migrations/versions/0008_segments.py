@@ -36,8 +36,12 @@ def upgrade() -> None:
         sa.Column("segment_id", ID, nullable=False),
         sa.Column("customer_id", ID, nullable=False),
         sa.Column("since", TIMESTAMP, nullable=False),
-        sa.ForeignKeyConstraint(["customer_id"], ["customers.id"], name=op.f("fk_segment_members_customer_id_customers"), ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["segment_id"], ["segments.id"], name=op.f("fk_segment_members_segment_id_segments"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["customer_id"], ["customers.id"], name=op.f("fk_segment_members_customer_id_customers"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["segment_id"], ["segments.id"], name=op.f("fk_segment_members_segment_id_segments"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("segment_id", "customer_id", name=op.f("pk_segment_members")),
     )
     op.create_index(op.f("ix_segment_members_customer_id"), "segment_members", ["customer_id"])
@@ -47,7 +51,9 @@ def upgrade() -> None:
         sa.Column("segment_id", ID, nullable=False),
         sa.Column("at", TIMESTAMP, nullable=False),
         sa.Column("members", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["segment_id"], ["segments.id"], name=op.f("fk_segment_counts_segment_id_segments"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["segment_id"], ["segments.id"], name=op.f("fk_segment_counts_segment_id_segments"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_segment_counts")),
     )
     op.create_index("ix_segment_counts_segment_id_at", "segment_counts", ["segment_id", "at"])

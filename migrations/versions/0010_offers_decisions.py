@@ -117,7 +117,9 @@ def upgrade() -> None:
         sa.Column("priority", sa.Float(), nullable=False),
         sa.Column("propensity", sa.Float(), nullable=False),
         sa.Column("learning_key", sa.String(length=32), nullable=False),
-        sa.ForeignKeyConstraint(["decision_id"], ["decisions.id"], name=op.f("fk_decision_actions_decision_id_decisions"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["decision_id"], ["decisions.id"], name=op.f("fk_decision_actions_decision_id_decisions"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("decision_id", "rank", name=op.f("pk_decision_actions")),
     )
     # The contact policy reads one customer's recent actions on every decision.
@@ -133,7 +135,9 @@ def upgrade() -> None:
         sa.Column("responded_at", TIMESTAMP, nullable=False),
         sa.Column("recorded_at", TIMESTAMP, nullable=False),
         sa.Column("attributes", JSON, nullable=False),
-        sa.ForeignKeyConstraint(["decision_id"], ["decisions.id"], name=op.f("fk_decision_responses_decision_id_decisions"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["decision_id"], ["decisions.id"], name=op.f("fk_decision_responses_decision_id_decisions"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_decision_responses")),
         # Idempotent responses: the same response to the same action is recorded once.
         sa.UniqueConstraint("decision_id", "rank", "response", name=op.f("uq_decision_responses_decision_id_rank_response")),

@@ -23,14 +23,34 @@ TIMESTAMP = sa.DateTime(timezone=True)
 
 # The tiers `rules/tiers.yaml` gives as shipped; change them over the API (/api/v1/loyalty/tiers).
 DEFAULT_TIERS = [
-    {"name": "bronze", "rank": 1, "multiplier": 1.0, "description": "Every member starts here.",
-     "benefits": ["1 point per currency unit spent"]},
-    {"name": "silver", "rank": 2, "multiplier": 1.25, "description": "Regular earners and steady spenders.",
-     "benefits": ["1.25 points per currency unit spent", "birthday bonus"]},
-    {"name": "gold", "rank": 3, "multiplier": 1.5, "description": "Strong earners and loyal spenders.",
-     "benefits": ["1.5 points per currency unit spent", "priority support line", "free delivery"]},
-    {"name": "platinum", "rank": 4, "multiplier": 2.0, "description": "Our best members.",
-     "benefits": ["2 points per currency unit spent", "dedicated agent", "early access to new offers"]},
+    {
+        "name": "bronze",
+        "rank": 1,
+        "multiplier": 1.0,
+        "description": "Every member starts here.",
+        "benefits": ["1 point per currency unit spent"],
+    },
+    {
+        "name": "silver",
+        "rank": 2,
+        "multiplier": 1.25,
+        "description": "Regular earners and steady spenders.",
+        "benefits": ["1.25 points per currency unit spent", "birthday bonus"],
+    },
+    {
+        "name": "gold",
+        "rank": 3,
+        "multiplier": 1.5,
+        "description": "Strong earners and loyal spenders.",
+        "benefits": ["1.5 points per currency unit spent", "priority support line", "free delivery"],
+    },
+    {
+        "name": "platinum",
+        "rank": 4,
+        "multiplier": 2.0,
+        "description": "Our best members.",
+        "benefits": ["2 points per currency unit spent", "dedicated agent", "early access to new offers"],
+    },
 ]
 
 
@@ -54,8 +74,7 @@ def upgrade() -> None:
     now = dt.datetime.now(dt.UTC)
     if op.get_bind().dialect.name == "sqlite":
         now = now.replace(tzinfo=None)  # as UtcDateTime keeps it on SQLite
-    op.bulk_insert(tiers, [{**t, "id": i, "created_at": now, "updated_at": now}
-                           for i, t in enumerate(DEFAULT_TIERS, start=1)])
+    op.bulk_insert(tiers, [{**t, "id": i, "created_at": now, "updated_at": now} for i, t in enumerate(DEFAULT_TIERS, start=1)])
     if op.get_bind().dialect.name == "postgresql":
         op.execute("SELECT setval(pg_get_serial_sequence('loyalty_tiers', 'id'), 4)")
     op.create_table(
@@ -71,7 +90,9 @@ def upgrade() -> None:
         sa.Column("below_since", TIMESTAMP, nullable=True),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.CheckConstraint("balance >= 0", name=op.f("ck_loyalty_members_balance_not_negative")),
-        sa.ForeignKeyConstraint(["customer_id"], ["customers.id"], name=op.f("fk_loyalty_members_customer_id_customers"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["customer_id"], ["customers.id"], name=op.f("fk_loyalty_members_customer_id_customers"), ondelete="CASCADE"
+        ),
         sa.ForeignKeyConstraint(["tier"], ["loyalty_tiers.name"], name=op.f("fk_loyalty_members_tier_loyalty_tiers")),
         sa.PrimaryKeyConstraint("customer_id", name=op.f("pk_loyalty_members")),
     )
@@ -89,7 +110,9 @@ def upgrade() -> None:
         sa.Column("rule_revision", sa.String(length=64), nullable=True),
         sa.Column("actor", sa.String(length=100), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(["customer_id"], ["customers.id"], name=op.f("fk_loyalty_tier_changes_customer_id_customers"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["customer_id"], ["customers.id"], name=op.f("fk_loyalty_tier_changes_customer_id_customers"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_loyalty_tier_changes")),
     )
     op.create_index("ix_loyalty_tier_changes_customer_id_at", "loyalty_tier_changes", ["customer_id", "at"])
@@ -127,8 +150,12 @@ def upgrade() -> None:
         sa.Column("cancelled_at", TIMESTAMP, nullable=True),
         sa.Column("cancel_reason", sa.Text(), nullable=True),
         sa.Column("cancelled_by", sa.String(length=100), nullable=True),
-        sa.ForeignKeyConstraint(["customer_id"], ["customers.id"], name=op.f("fk_loyalty_redemptions_customer_id_customers"), ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["reward_id"], ["loyalty_rewards.id"], name=op.f("fk_loyalty_redemptions_reward_id_loyalty_rewards")),
+        sa.ForeignKeyConstraint(
+            ["customer_id"], ["customers.id"], name=op.f("fk_loyalty_redemptions_customer_id_customers"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["reward_id"], ["loyalty_rewards.id"], name=op.f("fk_loyalty_redemptions_reward_id_loyalty_rewards")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_loyalty_redemptions")),
         sa.UniqueConstraint("customer_id", "idempotency_key", name=op.f("uq_loyalty_redemptions_customer_id_idempotency_key")),
     )
@@ -153,9 +180,18 @@ def upgrade() -> None:
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.CheckConstraint("points <> 0", name=op.f("ck_loyalty_ledger_points_not_zero")),
         sa.CheckConstraint("balance_after >= 0", name=op.f("ck_loyalty_ledger_balance_after_not_negative")),
-        sa.ForeignKeyConstraint(["customer_id"], ["customers.id"], name=op.f("fk_loyalty_ledger_customer_id_customers"), ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["transaction_id"], ["transactions.id"], name=op.f("fk_loyalty_ledger_transaction_id_transactions"), ondelete="SET NULL"),
-        sa.ForeignKeyConstraint(["redemption_id"], ["loyalty_redemptions.id"], name=op.f("fk_loyalty_ledger_redemption_id_loyalty_redemptions")),
+        sa.ForeignKeyConstraint(
+            ["customer_id"], ["customers.id"], name=op.f("fk_loyalty_ledger_customer_id_customers"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["transaction_id"],
+            ["transactions.id"],
+            name=op.f("fk_loyalty_ledger_transaction_id_transactions"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["redemption_id"], ["loyalty_redemptions.id"], name=op.f("fk_loyalty_ledger_redemption_id_loyalty_redemptions")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_loyalty_ledger")),
         sa.UniqueConstraint("customer_id", "idempotency_key", name=op.f("uq_loyalty_ledger_customer_id_idempotency_key")),
     )
@@ -164,8 +200,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("loyalty_ledger", "loyalty_redemptions", "loyalty_rewards", "loyalty_tier_changes",
-                  "loyalty_members", "loyalty_tiers"):
+    for table in (
+        "loyalty_ledger",
+        "loyalty_redemptions",
+        "loyalty_rewards",
+        "loyalty_tier_changes",
+        "loyalty_members",
+        "loyalty_tiers",
+    ):
         op.drop_table(table)
     with op.batch_alter_table("transactions") as batch:
         batch.drop_column("refund_of")

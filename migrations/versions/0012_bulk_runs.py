@@ -46,8 +46,14 @@ def upgrade() -> None:
     op.create_index("ix_bulk_runs_job_started_at", "bulk_runs", ["job", "started_at"])
     op.create_index(op.f("ix_bulk_runs_status"), "bulk_runs", ["status"])
     # The lease: at most one running run per job, whatever the number of processes or machines.
-    op.create_index("uq_bulk_runs_one_running", "bulk_runs", ["job"], unique=True,
-                    sqlite_where=sa.text("status = 'running'"), postgresql_where=sa.text("status = 'running'"))
+    op.create_index(
+        "uq_bulk_runs_one_running",
+        "bulk_runs",
+        ["job"],
+        unique=True,
+        sqlite_where=sa.text("status = 'running'"),
+        postgresql_where=sa.text("status = 'running'"),
+    )
 
 
 def downgrade() -> None:

@@ -34,12 +34,21 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgres
 TIMESTAMP = sa.DateTime(timezone=True)
 TABLES = ("decisions", "decision_actions", "decision_responses")  # parents first
 # The indexes (the same names before and after) and the named keys as 0010 made them and as this makes them.
-OLD_INDEXES = {"decisions": ["ix_decisions_external_id_decided_at", "ix_decisions_decided_at"],
-               "decision_actions": ["ix_decision_actions_external_id_decided_at"],
-               "decision_responses": ["ix_decision_responses_external_id_responded_at"]}
-OLD_KEYS = {"decisions": ["pk_decisions"], "decision_actions": ["pk_decision_actions"],
-            "decision_responses": ["pk_decision_responses", "uq_decision_responses_decision_id_rank_response"]}
-NEW_KEYS = {"decisions": ["pk_decisions"], "decision_actions": ["pk_decision_actions"], "decision_responses": ["pk_decision_responses"]}
+OLD_INDEXES = {
+    "decisions": ["ix_decisions_external_id_decided_at", "ix_decisions_decided_at"],
+    "decision_actions": ["ix_decision_actions_external_id_decided_at"],
+    "decision_responses": ["ix_decision_responses_external_id_responded_at"],
+}
+OLD_KEYS = {
+    "decisions": ["pk_decisions"],
+    "decision_actions": ["pk_decision_actions"],
+    "decision_responses": ["pk_decision_responses", "uq_decision_responses_decision_id_rank_response"],
+}
+NEW_KEYS = {
+    "decisions": ["pk_decisions"],
+    "decision_actions": ["pk_decision_actions"],
+    "decision_responses": ["pk_decision_responses"],
+}
 # Partitions made ahead of today, and how far back existing rows get partitions of their own
 # (older rows go to the default partition, which retention empties in batches).
 AHEAD_DAYS = 7
@@ -56,7 +65,7 @@ def _set_aside(table: str, indexes: list[str], keys: list[str]) -> None:
         op.drop_index(name, table_name=table)
     if _postgresql():  # constraint indexes share one namespace per schema on PostgreSQL
         for name in keys:
-            op.execute(f'ALTER TABLE {table} RENAME CONSTRAINT {name} TO {name}_old')
+            op.execute(f"ALTER TABLE {table} RENAME CONSTRAINT {name} TO {name}_old")
     op.rename_table(table, f"{table}_old")
 
 
@@ -116,16 +125,18 @@ def _partitioned() -> dict:
 def _create_partitions() -> None:
     """Make a default partition and one per day from the oldest row (at most BACK_DAYS ago) to AHEAD_DAYS ahead."""
     bind = op.get_bind()
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     oldest = bind.exec_driver_sql("SELECT min(decided_at) FROM decisions_old").scalar()
-    first = max(oldest.astimezone(dt.timezone.utc).date() if oldest else today, today - dt.timedelta(days=BACK_DAYS))
+    first = max(oldest.astimezone(dt.UTC).date() if oldest else today, today - dt.timedelta(days=BACK_DAYS))
     for table in TABLES:
         op.execute(f"CREATE TABLE {table}_default PARTITION OF {table} DEFAULT")
         day = first
         while day <= today + dt.timedelta(days=AHEAD_DAYS):
             after = day + dt.timedelta(days=1)
-            op.execute(f"CREATE TABLE {table}_p{day:%Y%m%d} PARTITION OF {table} "
-                       f"FOR VALUES FROM ('{day.isoformat()}T00:00:00+00:00') TO ('{after.isoformat()}T00:00:00+00:00')")
+            op.execute(
+                f"CREATE TABLE {table}_p{day:%Y%m%d} PARTITION OF {table} "
+                f"FOR VALUES FROM ('{day.isoformat()}T00:00:00+00:00') TO ('{after.isoformat()}T00:00:00+00:00')"
+            )
             day = after
 
 
@@ -133,14 +144,18 @@ def upgrade() -> None:
     for table in reversed(TABLES):
         _set_aside(table, OLD_INDEXES[table], OLD_KEYS[table])
     op.create_table(
-        "decisions", *_decision_columns(),
-        sa.PrimaryKeyConstraint("id", "decided_at", name=op.f("pk_decisions")), **_partitioned(),
+        "decisions",
+        *_decision_columns(),
+        sa.PrimaryKeyConstraint("id", "decided_at", name=op.f("pk_decisions")),
+        **_partitioned(),
     )
     op.create_index("ix_decisions_external_id_decided_at", "decisions", ["external_id", "decided_at"])
     op.create_index(op.f("ix_decisions_decided_at"), "decisions", ["decided_at"])
     op.create_table(
-        "decision_actions", *_action_columns(),
-        sa.PrimaryKeyConstraint("decision_id", "rank", "decided_at", name=op.f("pk_decision_actions")), **_partitioned(),
+        "decision_actions",
+        *_action_columns(),
+        sa.PrimaryKeyConstraint("decision_id", "rank", "decided_at", name=op.f("pk_decision_actions")),
+        **_partitioned(),
     )
     op.create_index("ix_decision_actions_external_id_decided_at", "decision_actions", ["external_id", "decided_at"])
     op.create_table(
@@ -160,9 +175,11 @@ def upgrade() -> None:
     op.execute("INSERT INTO decisions SELECT * FROM decisions_old")
     op.execute("INSERT INTO decision_actions SELECT * FROM decision_actions_old")
     fields = ", ".join(RESPONSE_FIELDS)
-    op.execute(f"INSERT INTO decision_responses (decision_id, rank, response, decided_at, {fields}) "
-               f"SELECT r.decision_id, r.rank, r.response, d.decided_at, {', '.join('r.' + f for f in RESPONSE_FIELDS)} "
-               "FROM decision_responses_old r JOIN decisions_old d ON d.id = r.decision_id")
+    op.execute(
+        f"INSERT INTO decision_responses (decision_id, rank, response, decided_at, {fields}) "
+        f"SELECT r.decision_id, r.rank, r.response, d.decided_at, {', '.join('r.' + f for f in RESPONSE_FIELDS)} "
+        "FROM decision_responses_old r JOIN decisions_old d ON d.id = r.decision_id"
+    )
     _drop_old()
     op.create_table(
         "decision_offer_days",
@@ -183,14 +200,18 @@ def downgrade() -> None:
     for table in reversed(TABLES):
         _set_aside(table, OLD_INDEXES[table], NEW_KEYS[table])
     op.create_table(
-        "decisions", *_decision_columns(),
+        "decisions",
+        *_decision_columns(),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_decisions")),
     )
     op.create_index("ix_decisions_external_id_decided_at", "decisions", ["external_id", "decided_at"])
     op.create_index(op.f("ix_decisions_decided_at"), "decisions", ["decided_at"])
     op.create_table(
-        "decision_actions", *_action_columns(),
-        sa.ForeignKeyConstraint(["decision_id"], ["decisions.id"], name=op.f("fk_decision_actions_decision_id_decisions"), ondelete="CASCADE"),
+        "decision_actions",
+        *_action_columns(),
+        sa.ForeignKeyConstraint(
+            ["decision_id"], ["decisions.id"], name=op.f("fk_decision_actions_decision_id_decisions"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("decision_id", "rank", name=op.f("pk_decision_actions")),
     )
     op.create_index("ix_decision_actions_external_id_decided_at", "decision_actions", ["external_id", "decided_at"])
@@ -205,18 +226,24 @@ def downgrade() -> None:
         sa.Column("responded_at", TIMESTAMP, nullable=False),
         sa.Column("recorded_at", TIMESTAMP, nullable=False),
         sa.Column("attributes", JSON, nullable=False),
-        sa.ForeignKeyConstraint(["decision_id"], ["decisions.id"], name=op.f("fk_decision_responses_decision_id_decisions"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["decision_id"], ["decisions.id"], name=op.f("fk_decision_responses_decision_id_decisions"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_decision_responses")),
         sa.UniqueConstraint("decision_id", "rank", "response", name=op.f("uq_decision_responses_decision_id_rank_response")),
     )
     op.create_index("ix_decision_responses_external_id_responded_at", "decision_responses", ["external_id", "responded_at"])
     op.execute("INSERT INTO decisions SELECT * FROM decisions_old")
     # Only rows with their decision: an orphan would break the foreign keys coming back.
-    op.execute("INSERT INTO decision_actions SELECT a.* FROM decision_actions_old a JOIN decisions_old d "
-               "ON d.id = a.decision_id AND d.decided_at = a.decided_at")
+    op.execute(
+        "INSERT INTO decision_actions SELECT a.* FROM decision_actions_old a JOIN decisions_old d "
+        "ON d.id = a.decision_id AND d.decided_at = a.decided_at"
+    )
     fields = ", ".join(RESPONSE_FIELDS)
-    op.execute(f"INSERT INTO decision_responses (decision_id, rank, response, {fields}) "
-               f"SELECT r.decision_id, r.rank, r.response, {', '.join('r.' + f for f in RESPONSE_FIELDS)} "
-               "FROM decision_responses_old r JOIN decisions_old d ON d.id = r.decision_id AND d.decided_at = r.decided_at "
-               "ORDER BY r.recorded_at")
+    op.execute(
+        f"INSERT INTO decision_responses (decision_id, rank, response, {fields}) "
+        f"SELECT r.decision_id, r.rank, r.response, {', '.join('r.' + f for f in RESPONSE_FIELDS)} "
+        "FROM decision_responses_old r JOIN decisions_old d ON d.id = r.decision_id AND d.decided_at = r.decided_at "
+        "ORDER BY r.recorded_at"
+    )
     _drop_old()
