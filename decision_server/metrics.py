@@ -17,6 +17,7 @@ import os
 import time
 
 from prometheus_client import (
+    CONTENT_TYPE_LATEST,  # noqa: F401 (app.py's /metrics answers with it)
     REGISTRY,
     CollectorRegistry,
     Counter,
