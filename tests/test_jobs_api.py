@@ -47,25 +47,30 @@ def test_run_now_and_follow_it(client, auth, demo, run_ended):
     assert client.get("/api/v1/jobs/runs?status=failed", headers=auth("admin")).get_json()["items"] == []
 
 
-def test_a_second_runner_gets_409_and_bad_input_422(client, auth, demo, run_ended):
-    now = dt.datetime.now(dt.UTC)
-    with demo.connection(write=True) as conn:
+def _held(database, runner: str, now: dt.datetime) -> None:
+    """A running re-evaluation held by `runner`, 10 of 300 customers done, as its process would have written it."""
+    with database.connection(write=True) as conn:
         conn.execute(
             sa.insert(_runs).values(
                 job="reevaluate",
                 steps=["stages"],
                 dry_run=False,
-                source="schedule",
+                source="api",
                 status="running",
                 as_of=now,
                 started_at=now,
                 heartbeat_at=now,
-                runner="other-host:7",
+                runner=runner,
                 done=10,
                 total=300,
                 resumes=0,
             )
         )
+
+
+def test_a_second_runner_gets_409_and_bad_input_422(client, auth, demo, run_ended):
+    now = dt.datetime.now(dt.UTC)
+    _held(demo, "other-host:7", now)
     busy = client.post("/api/v1/jobs/reevaluate", json={}, headers=auth("admin"))
     expires = (now + reevaluation.LEASE).isoformat(timespec="seconds").replace("+00:00", "Z")
     assert busy.status_code == 409 and busy.get_json()["code"] == "job_running"
@@ -156,24 +161,7 @@ def test_the_loyalty_review_and_expiry_endpoints_start_recorded_runs(client, aut
 def test_a_dead_runner_of_this_host_is_taken_over_at_once(client, auth, demo, run_ended):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # its pid names no process any more
-    now = dt.datetime.now(dt.UTC)
-    with demo.connection(write=True) as conn:
-        conn.execute(
-            sa.insert(_runs).values(
-                job="reevaluate",
-                steps=["stages"],
-                dry_run=False,
-                source="api",
-                status="running",
-                as_of=now,
-                started_at=now,
-                heartbeat_at=now,
-                done=10,
-                total=300,
-                resumes=0,
-                runner=f"{socket.gethostname()}:{dead.pid}:{runners.place()}:3",
-            )
-        )
+    _held(demo, f"{socket.gethostname()}:{dead.pid}:{runners.place()}:3", dt.datetime.now(dt.UTC))
     started = client.post("/api/v1/jobs/reevaluate", json={"steps": ["stages"]}, headers=auth("admin"))
     assert started.status_code == 202, started.get_json()
     assert run_ended(started.get_json()["id"])["status"] == "succeeded"
