@@ -19,6 +19,7 @@ log = logging.getLogger("decision_server.app")
 def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     """Build the WSGI app from `config` (a Config, or overrides on top of the environment)."""
     from decision_server.api import init_api
+    from decision_server.console.render import init_console
     from decision_server.logs import configure_logging, init_request_logging
 
     if not isinstance(config, Config):
@@ -44,6 +45,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
 
     init_request_logging(app)
     init_api(app, _blueprints(), expensive_concurrency=config.expensive_concurrency)
+    init_console(app)
     app.add_url_rule("/health", "health", _health)
     app.add_url_rule("/ready", "ready", _ready)
     app.add_url_rule("/metrics", "metrics", _metrics)

@@ -27,6 +27,8 @@ class Config:
     max_request_bytes: int = 4 * 1024 * 1024
     # How long a verified API key is trusted without reading the database again.
     key_cache_seconds: float = 10.0
+    # How long a console sign-in lasts before the user signs in again (a working day).
+    console_session_hours: float = 8.0
     # Real-time rules backend: durable (the durable-rules engine) or python (the compiled one).
     rules_backend: str = "durable"
     # How often each process looks at the rules folder and the database for a new revision; 0 = never.
@@ -182,6 +184,7 @@ def _margin(name: str, text: str) -> Decimal:
 # Each optional setting: the Config field, the environment variable that sets it, and how its text is read.
 ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "key_cache_seconds": ("KEY_CACHE_SECONDS", _number),
+    "console_session_hours": ("CONSOLE_SESSION_HOURS", _number),
     "rules_backend": ("RULES_BACKEND", _text),
     "rules_poll_seconds": ("RULES_POLL_SECONDS", _number),
     "models_poll_seconds": ("MODELS_POLL_SECONDS", _number),

@@ -7,7 +7,7 @@ from decision_server.analytics.records import (
     SegmentRecord,
     StageTransitionRecord,
 )
-from decision_server.auth.records import ApiKeyRecord
+from decision_server.auth.records import ApiKeyRecord, ConsoleSessionRecord
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import Base
 from decision_server.decisions.records import (
@@ -38,6 +38,7 @@ __all__ = [
     "LeaseRecord",
     "ScheduleRecord",
     "ApiKeyRecord",
+    "ConsoleSessionRecord",
     "CatalogConnectorRecord",
     "CatalogSyncRunRecord",
     "DecisionActionRecord",

@@ -14,6 +14,7 @@ ALL = {"channel", "analyst", "editor", "ingest", "admin"}
 WRITERS = {"ingest", "admin"}
 ADMIN = {"admin"}
 RULE_READERS = {"analyst", "editor", "admin"}
+ANALYSTS = {"analyst", "editor", "admin"}  # base-wide figures (analytics:read)
 RULE_EDITORS = {"editor", "admin"}
 REVISION = "/api/v1/rules/revisions/<revision:revision>"
 CUSTOMER = "/api/v1/customers/<string:customer_id>"
@@ -103,6 +104,7 @@ MATRIX = {
     ("GET", DECISION): OFFER_READERS,
     ("POST", DECISION + "/responses"): DECIDERS,
     ("GET", "/api/v1/decisions/offers/statistics"): OFFER_READERS,
+    ("GET", "/api/v1/decisions/statistics"): ANALYSTS,
     ("GET", "/api/v1/value/offers"): OFFER_READERS,
     ("GET", "/api/v1/catalog/connectors"): RULE_EDITORS,
     ("POST", "/api/v1/catalog/connectors"): ADMIN,

@@ -27,6 +27,7 @@ class Permission(str, enum.Enum):
     LOYALTY_ADJUST = "loyalty:adjust"  # correct a balance by hand (admin: it is money to the customer)
     JOBS_READ = "jobs:read"  # list bulk job runs and follow their progress
     JOBS_RUN = "jobs:run"  # start the re-evaluation of every customer (admin: it writes everyone)
+    ANALYTICS_READ = "analytics:read"  # base-wide figures: dashboards, distributions, funnels (not a channel's job)
     METRICS_READ = "metrics:read"  # scrape GET /metrics (Prometheus): counts and timings, no customer data
 
 
@@ -41,6 +42,7 @@ class Role(str, enum.Enum):
 
 
 _READ_ALL = {
+    Permission.ANALYTICS_READ,
     Permission.CUSTOMERS_READ,
     Permission.RULES_READ,
     Permission.MODELS_READ,

@@ -10,8 +10,11 @@ from flask.views import MethodView
 
 from decision_server import metrics
 from decision_server.auth.roles import Permission, requires
-from decision_server.decisions import log
+from decision_server.db import utcnow
+from decision_server.decisions import log, statistics
 from decision_server.decisions.schemas import (
+    ChannelStatisticsQuery,
+    ChannelStatisticsSchema,
     DecisionDetailSchema,
     DecisionPageSchema,
     DecisionQuery,
@@ -120,3 +123,24 @@ class OfferStatistics(MethodView):
         """Per offer: how often it was made, the responses, the acceptance rate."""
         with transaction() as session:
             return {"items": log.offer_statistics(session.connection(), **query)}
+
+
+def today() -> tuple:
+    """Return (today 00:00 UTC, now): the default period of the decision statistics."""
+    now = utcnow()
+    return now.replace(hour=0, minute=0, second=0, microsecond=0), now
+
+
+@blp.route("/statistics")
+class ChannelStatistics(MethodView):
+    @requires(Permission.ANALYTICS_READ)
+    @blp.arguments(ChannelStatisticsQuery, location="query")
+    @blp.response(200, ChannelStatisticsSchema)
+    def get(self, query):
+        """Decisions per channel in a period (default today): volume, actions, responses, acceptance, latency."""
+        since, until = today()
+        since, until = query.get("since", since), query.get("until", until)
+        if since >= until:
+            raise ValidationError("the period is empty", errors={"since": ["must be before until"]})
+        with transaction() as session:
+            return statistics.by_channel(session.connection(), since=since, until=until)

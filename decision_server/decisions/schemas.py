@@ -161,3 +161,38 @@ class OfferStatisticsSchema(ma.Schema):
     items = fields.List(
         fields.Dict(), metadata={"description": "per offer: actions, accepted, declined, ignored, clicked, acceptance_rate"}
     )
+
+
+class ChannelStatisticsQuery(_Strict):
+    since = Timestamp(metadata={"description": "start of the period (default: today 00:00 UTC)"})
+    until = Timestamp(metadata={"description": "end of the period, excluded (default: now)"})
+
+    @ma.validates_schema
+    def _ordered(self, data, **kwargs):
+        if data.get("since") and data.get("until") and data["since"] >= data["until"]:
+            raise ma.ValidationError("must be after since", field_name="until")
+
+
+class ChannelRowSchema(ma.Schema):
+    channel = fields.String()
+    decisions = fields.Integer()
+    with_action = fields.Integer(metadata={"description": "decisions that made at least one offer"})
+    actions = fields.Integer()
+    responses = fields.Dict(keys=fields.String(), values=fields.Integer())
+    acceptance_rate = fields.Float(allow_none=True, metadata={"description": "accepted / actions"})
+    latency_buckets = fields.List(fields.Integer(), metadata={"description": "decisions per latency bucket (edges below)"})
+    latency_p50_us = fields.Integer(
+        allow_none=True, metadata={"description": "upper edge of the median's bucket; -1: past the last"}
+    )
+    latency_p95_us = fields.Integer(allow_none=True)
+
+
+class ChannelStatisticsSchema(ma.Schema):
+    since = fields.DateTime()
+    until = fields.DateTime()
+    decisions = fields.Integer()
+    actions = fields.Integer()
+    accepted = fields.Integer()
+    acceptance_rate = fields.Float(allow_none=True)
+    latency_edges_us = fields.List(fields.Integer())
+    channels = fields.List(fields.Nested(ChannelRowSchema))
