@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import orjson
@@ -125,12 +126,6 @@ class OfferStatistics(MethodView):
             return {"items": log.offer_statistics(session.connection(), **query)}
 
 
-def today() -> tuple:
-    """Return (today 00:00 UTC, now): the default period of the decision statistics."""
-    now = utcnow()
-    return now.replace(hour=0, minute=0, second=0, microsecond=0), now
-
-
 @blp.route("/statistics")
 class ChannelStatistics(MethodView):
     @requires(Permission.ANALYTICS_READ)
@@ -138,9 +133,9 @@ class ChannelStatistics(MethodView):
     @blp.response(200, ChannelStatisticsSchema)
     def get(self, query):
         """Decisions per channel in a period (default today): volume, actions, responses, acceptance, latency."""
-        since, until = today()
-        since, until = query.get("since", since), query.get("until", until)
-        if since >= until:
-            raise ValidationError("the period is empty", errors={"since": ["must be before until"]})
+        until = query.get("until") or utcnow()
+        # Without a start: the day so far, or the day before an explicit end (never an empty period).
+        midnight = until.replace(hour=0, minute=0, second=0, microsecond=0)
+        since = query.get("since") or (midnight if midnight < until else until - dt.timedelta(days=1))
         with transaction() as session:
             return statistics.by_channel(session.connection(), since=since, until=until)
