@@ -367,8 +367,10 @@ def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: boo
     click.echo(
         f"demo offer catalog: {added} offers added" if added else "offer catalog already has offers; demo catalog not added"
     )
+    _demo_traffic(ctx)
     base = f"http://{host}:{port}"
     click.echo("")
+    click.echo(f"  Console:  {base}/console/  (sign in with the key below)")
     click.echo(f"  API:      {base}/api/v1/")
     click.echo(f"  Docs:     {base}/api/v1/docs")
     click.echo(f"  Try:      curl -H 'Authorization: Bearer {new.secret}' {base}/api/v1/customers/DEMO-000001")
@@ -383,6 +385,25 @@ def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: boo
     if not no_serve:
         ctx.database.dispose()
         serve_forever(dataclasses.replace(ctx.config, scheduler=True), host=host, port=port, workers=2, threads=4)
+
+
+def _demo_traffic(ctx: Context) -> None:
+    """Make a fortnight of real decisions and responses into an empty log, so the console's decision charts have data."""
+    from decision_server import create_app
+    from decision_server.demo import traffic
+
+    if traffic.has_decisions(ctx.database):
+        return
+    click.echo("making two weeks of demo decisions and responses (the real pipeline, at past times)...")
+    app = create_app(dataclasses.replace(ctx.config, rules_poll_seconds=0, models_poll_seconds=0, scheduler=False))
+    try:
+        counts = traffic.simulate(app, progress=_progress)
+    finally:
+        for name in ("rulebook", "models", "catalog"):
+            app.extensions[name].stop()
+        app.extensions["decider"].learning.stop()
+        app.extensions["database"].dispose()
+    click.echo(f"demo decisions: {counts['decisions']:,} made, {counts['responses']:,} responses")
 
 
 def _train_missing_models(ctx: Context) -> None:

@@ -105,6 +105,7 @@ MATRIX = {
     ("POST", DECISION + "/responses"): DECIDERS,
     ("GET", "/api/v1/decisions/offers/statistics"): OFFER_READERS,
     ("GET", "/api/v1/decisions/statistics"): ANALYSTS,
+    ("POST", "/api/v1/decisions/preview"): OFFER_READERS,
     ("GET", "/api/v1/value/offers"): OFFER_READERS,
     ("GET", "/api/v1/catalog/connectors"): RULE_EDITORS,
     ("POST", "/api/v1/catalog/connectors"): ADMIN,

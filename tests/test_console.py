@@ -178,3 +178,29 @@ def test_decision_statistics_by_channel(client, auth):
     assert client.get("/api/v1/decisions/statistics", headers=auth("channel")).status_code == 403
     bad = client.get("/api/v1/decisions/statistics?since=2026-02-01&until=2026-01-01", headers=auth("analyst"))
     assert bad.status_code == 422 and "query.until" in bad.get_json()["errors"]
+
+
+def test_a_preview_decides_like_a_decision_and_logs_nothing(client, auth):
+    assert client.post("/api/v1/customers", json={"external_id": "P1"}, headers=auth("admin")).status_code == 201
+    offer = {
+        "code": "WELCOME",
+        "name": "Welcome",
+        "category": "loyalty",
+        "business_value": 2,
+        "treatments": {"sms": {"text": "Hi {first_name}, welcome"}, "app": {"title": "Welcome", "body": "Hello"}},
+    }
+    assert client.post("/api/v1/offers", json=offer, headers=auth("admin")).status_code == 201, offer
+    request = {"customer_id": "P1", "channel": "sms"}
+    preview = client.post("/api/v1/decisions/preview", json=request, headers=auth("analyst"))
+    assert preview.status_code == 200, preview.get_json()
+    body = preview.get_json()
+    assert body["preview"] is True and body["decision_id"] is None
+    assert [c["code"] for c in body["explanation"]] == ["WELCOME"]
+    assert client.get("/api/v1/decisions", headers=auth("analyst")).get_json()["items"] == []
+    decided = client.post("/api/v1/decisions", json=request, headers=auth("channel")).get_json()
+    assert [a["offer"]["code"] for a in decided["actions"]] == [a["offer"]["code"] for a in body["actions"]]
+    assert len(client.get("/api/v1/decisions", headers=auth("analyst")).get_json()["items"]) == 1
+    assert (
+        client.post("/api/v1/decisions/preview", json={**request, "channel": "fax"}, headers=auth("analyst")).status_code == 422
+    )
+    assert client.post("/api/v1/decisions/preview", json=request, headers=auth("ingest")).status_code == 403

@@ -85,6 +85,22 @@ class Decisions(MethodView):
         return {"items": rows, "next_cursor": rows[-1]["decision_id"] if more and rows else None}
 
 
+@blp.route("/preview")
+class Preview(MethodView):
+    @requires(Permission.DECISIONS_READ)
+    @blp.arguments(DecisionRequestSchema())
+    @blp.response(200, DecisionSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="rules_missing")
+    def post(self, body):
+        """Decide as POST /decisions would, without logging it: no contact is counted, nothing is learned, no id is given."""
+        decider = _decider()
+        if body["channel"] not in decider.channels:
+            message = f"unknown channel; channels: {', '.join(decider.channels)}"
+            raise ValidationError("the request has invalid fields: channel", errors={"channel": [message]})
+        answer = decider.preview(DecisionRequest(body["customer_id"], body["channel"], body["context"], body["actions"]))
+        return Response(orjson.dumps(answer), status=200, mimetype="application/json")
+
+
 @blp.route("/<string:decision_id>")
 class Decision(MethodView):
     @requires(Permission.DECISIONS_READ)

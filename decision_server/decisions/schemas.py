@@ -84,7 +84,8 @@ class CandidateSchema(ma.Schema):
 
 
 class DecisionSchema(ma.Schema):
-    decision_id = fields.String()
+    decision_id = fields.String(allow_none=True, metadata={"description": "null for a preview (not logged)"})
+    preview = fields.Boolean(metadata={"description": "present and true on POST /decisions/preview: not logged"})
     decided_at = fields.DateTime()
     customer_id = fields.String()
     prospect = fields.Boolean(metadata={"description": "true when the customer id is unknown: decided as for a new prospect"})

@@ -129,7 +129,20 @@ class Decider:
 
     def decide(self, request: DecisionRequest, *, now: dt.datetime | None = None) -> dict[str, Any]:
         """Answer one request and log it; raise Unavailable when the log cannot be written."""
+        return self._answer(request, now, logged=True)
+
+    def preview(self, request: DecisionRequest, *, now: dt.datetime | None = None) -> dict[str, Any]:
+        """Answer as `decide` would, without logging it (no contact counted, nothing learned): the console's "decide now".
+
+        Thompson sampling still draws, so two previews of the same customer can rank close offers differently.
+        """
+        return self._answer(request, now, logged=False)
+
+    def _answer(self, request: DecisionRequest, now: dt.datetime | None, *, logged: bool) -> dict[str, Any]:
         started = time.perf_counter()
+        if not logged:
+            answer = self._decide(request, now, started, logged=False)[0]
+            return {**answer, "decision_id": None, "preview": True}  # no id: nothing to respond to
         # Only configured channels become labels (the route refuses others; a direct caller may not).
         channel = request.channel if request.channel in self.channels else "unknown"
         try:
@@ -143,7 +156,9 @@ class Decider:
         )
         return answer
 
-    def _decide(self, request: DecisionRequest, now: dt.datetime | None, started: float) -> tuple[dict[str, Any], dict[str, int]]:
+    def _decide(
+        self, request: DecisionRequest, now: dt.datetime | None, started: float, *, logged: bool = True
+    ) -> tuple[dict[str, Any], dict[str, int]]:
         """Make and log the decision; return the answer and how many candidates each rule set removed."""
         now = to_utc(now) if now is not None else utcnow()
         stamp = now.timestamp()
@@ -328,7 +343,8 @@ class Decider:
             }
             for a, (priority, offer, _c, model_p, offer_key) in zip(actions, chosen, strict=True)
         ]
-        self._log(record, action_rows)
+        if logged:
+            self._log(record, action_rows)
         return {
             "decision_id": decision_id,
             "decided_at": now,
