@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -117,6 +118,17 @@ def test_first_command_serves_demo_customers_on_a_fresh_copy(tmp_path, request):
         with urllib.request.urlopen(f"{base}/api/v1/docs") as response:
             assert response.status == 200 and b"swagger" in response.read().lower()
         assert (clone / "var" / "decision-server.db").exists()
+
+        # The printed console URL: sign in with the printed key, as a browser does, and see today's decisions.
+        assert f"{base}/console/" in "".join(output)
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with browser.open(f"{base}/console/sign-in", timeout=10) as response:
+            token = re.search(r'name="csrf_token" value="([^"]+)"', response.read().decode()).group(1)
+        form = urllib.parse.urlencode({"api_key": key, "csrf_token": token}).encode()
+        with browser.open(f"{base}/console/sign-in", data=form, timeout=30) as response:
+            assert response.url.endswith("/console/overview")
+            overview = response.read().decode()
+        assert "Decisions today" in overview and key not in overview
 
         # The models were trained on the demo data and score the customer...
         scored = _get(f"{base}/api/v1/customers/DEMO-000001/scores", key)

@@ -28,7 +28,7 @@ INTENTS = (None, None, "browse", "service", "retention")
 @dataclasses.dataclass(frozen=True)
 class TrafficSpec:
     days: int = 14
-    per_day: int = 150
+    per_day: int | None = None  # default: one decision a day per 60 customers, 10 to 150
     seed: int = 7
 
 
@@ -49,6 +49,7 @@ def simulate(
         ids = list(conn.execute(sa.select(CustomerRecord.external_id).order_by(CustomerRecord.id)).scalars())
     if not ids:
         return {"decisions": 0, "responses": 0}
+    per_day = spec.per_day or min(150, max(10, len(ids) // 60))
     channels = [c for c in CHANNEL_WEIGHTS if c in decider.channels] or list(decider.channels)
     weights = [CHANNEL_WEIGHTS.get(c, 1) for c in channels]
     made = answered = 0
@@ -56,7 +57,7 @@ def simulate(
     for day in range(spec.days - 1, -1, -1):
         start = today - dt.timedelta(days=day)
         span = (min(now, start + dt.timedelta(days=1)) - start).total_seconds()
-        moments = sorted(start + dt.timedelta(seconds=rng.uniform(0, span)) for _ in range(spec.per_day))
+        moments = sorted(start + dt.timedelta(seconds=rng.uniform(0, span)) for _ in range(per_day))
         for moment in moments:
             channel = rng.choices(channels, weights)[0]
             intent = rng.choice(INTENTS)
