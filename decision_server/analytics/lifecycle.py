@@ -21,13 +21,13 @@ from sqlalchemy.engine import Connection
 
 from decision_server.analytics import rfm, segments, value
 from decision_server.analytics.records import StageTransitionRecord
-from decision_server.analytics.requirements import missing, require
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.customers.state import refresh_state
 from decision_server.db import Database, utcnow
 from decision_server.errors import ValidationError
 from decision_server.features import bulk, online
 from decision_server.features.definition import as_dict
+from decision_server.rulebook.requirements import missing, require
 
 SOURCES = ("event", "bulk", "manual")
 DEFAULT_RULE = "default"  # rule_id recorded when no lifecycle rule fired (as Revision.outcome_columns does)

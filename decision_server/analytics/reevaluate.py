@@ -52,12 +52,12 @@ from decision_server.analytics.records import (
     SegmentCountRecord,
     StageTransitionRecord,
 )
-from decision_server.analytics.requirements import NEEDED, require
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.customers.state import refresh_state
 from decision_server.db import Database, upsert, utcnow
 from decision_server.errors import ValidationError
 from decision_server.features import bulk
+from decision_server.rulebook.requirements import NEEDED, require
 
 log = logging.getLogger(__name__)
 

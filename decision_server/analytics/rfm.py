@@ -30,8 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from decision_server.analytics.records import RfmRunRecord
-from decision_server.analytics.requirements import missing
 from decision_server.db import Database
+from decision_server.rulebook.requirements import missing
 from decision_server.transactions.records import (
     TransactionRecord,
     last_purchase_at,
