@@ -4,7 +4,7 @@ A stage changes in three ways, and each change is one row of `stage_transitions`
 time, the rule that decided it, the rule revision, source, actor, reason):
 - event: a purchase or touchpoint arrives and that customer is re-evaluated in the same database
   transaction (`refresh_customers`), so a third purchase moves them from onboarding to growth at once;
-- bulk: everyone is re-evaluated (`evaluate_all`), which is how time alone moves a silent customer;
+- bulk: everyone is re-evaluated (`jobs/passes.py` `evaluate_stages`), which is how time alone moves a silent customer;
 - manual: someone sets a stage with a reason (`set_stage`); audited with their key's name.
 The same customer refresh also places their RFM scores against the newest RFM run.
 """
@@ -23,9 +23,9 @@ from decision_server.analytics import rfm, segments, value
 from decision_server.analytics.records import StageTransitionRecord
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.customers.state import refresh_state
-from decision_server.db import Database, utcnow
+from decision_server.db import utcnow
 from decision_server.errors import ValidationError
-from decision_server.features import bulk, online
+from decision_server.features import online
 from decision_server.features.definition import as_dict
 from decision_server.rulebook.requirements import missing, require
 
@@ -198,24 +198,3 @@ def set_stage(
         ],
     )
     return Transition(customer_id, current, stage, None)
-
-
-def evaluate_all(
-    database: Database,
-    revision: Any,
-    models: Any,
-    *,
-    now: dt.datetime | None = None,
-    chunk: int = bulk.CHUNK,
-    source: str = "bulk",
-) -> dict[str, Any]:
-    """Re-evaluate every customer's stage, value and journey stage as of now (or `now`), chunk by chunk.
-
-    The "stages" step of the bulk pass (analytics/reevaluate.py): vectorized rules and batched
-    models; each chunk is one transaction that writes only the customers whose stage, value or
-    journey changed, with their transitions. RFM scores are read from the state rows. Returns
-    counts: customers, changed stages, changed values, and stage changes by (from, to).
-    """
-    from decision_server.analytics import reevaluate
-
-    return reevaluate.run(database, revision, models, steps=("stages",), as_of=now, chunk=chunk, source=source)

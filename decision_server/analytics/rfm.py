@@ -30,7 +30,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from decision_server.analytics.records import RfmRunRecord
-from decision_server.db import Database
 from decision_server.rulebook.requirements import missing
 from decision_server.transactions.records import (
     TransactionRecord,
@@ -103,18 +102,6 @@ class RfmRun:
     cuts: dict[str, list[float]]
     segments: dict[str, int]
     seconds: float
-
-
-def calculate(database: Database, revision: Any, *, as_of: dt.datetime | None = None, source: str = "bulk") -> RfmRun:
-    """Score every buyer as of `as_of` (default now), store the run and the state rows that change.
-
-    The "rfm" step of the bulk pass (analytics/reevaluate.py).
-    """
-    from decision_server.analytics import reevaluate
-
-    result = reevaluate.run(database, revision, None, steps=("rfm",), as_of=as_of, source=source)
-    out = result["rfm"]
-    return RfmRun(out["id"], out["as_of"], out["buyers"], out["cuts"], out["segments"], result["seconds"])
 
 
 def latest_run(conn: Connection) -> RfmRunRecord | None:

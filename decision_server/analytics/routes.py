@@ -21,6 +21,7 @@ from decision_server.auth.roles import Permission, requires
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.customers.service import get_customer
 from decision_server.db import utcnow
+from decision_server.jobs import passes
 from decision_server.schemas import (
     JsonDocument,
     PageQuery,
@@ -264,7 +265,7 @@ class Evaluate(MethodView):
     def post(self):
         """Re-evaluate every customer's stage and value now (what the nightly run does); returns the changes by from → to."""
         started = time.perf_counter()
-        result = lifecycle.evaluate_all(current_app.extensions["database"], _revision(), _models())
+        result = passes.evaluate_stages(current_app.extensions["database"], _revision(), _models())
         return {**result, "seconds": time.perf_counter() - started}
 
 
@@ -279,7 +280,7 @@ class RfmCalculate(MethodView):
     @rfm_blp.response(200, RfmRunSchema)
     def post(self, body):
         """Score every buyer 1-5 on recency, frequency and monetary by quintiles, name their segments, store the run."""
-        run = rfm.calculate(current_app.extensions["database"], _revision(), as_of=body.get("as_of"), source="api")
+        run = passes.calculate_rfm(current_app.extensions["database"], _revision(), as_of=body.get("as_of"), source="api")
         with transaction() as session:
             return session.execute(sa.select(RfmRunRecord.__table__).where(RfmRunRecord.__table__.c.id == run.id)).one()._mapping
 

@@ -18,6 +18,7 @@ from decision_server.auth.roles import Permission, requires
 from decision_server.customers.records import CustomerRecord
 from decision_server.db import utcnow
 from decision_server.errors import Conflict, NotFound
+from decision_server.jobs import passes
 from decision_server.schemas import (
     JsonDocument,
     PageQuery,
@@ -103,7 +104,7 @@ def _rules():
 
 
 def _recompute(only: list[int] | None) -> dict[str, int]:
-    return segments.recompute_all(
+    return passes.recompute_segments(
         current_app.extensions["database"], _rules(), current_app.extensions["models"].current, only=only
     )
 

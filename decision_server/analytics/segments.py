@@ -25,9 +25,8 @@ from decision_server.analytics.records import (
     SegmentRecord,
 )
 from decision_server.customers.records import CustomerStateRecord
-from decision_server.db import Database, upsert
+from decision_server.db import upsert
 from decision_server.errors import ValidationError
-from decision_server.features import bulk
 from decision_server.features.definition import FEATURE_NAMES, FEATURES
 from decision_server.rules.engine import build_revision
 from decision_server.rules.source import RulesInvalid
@@ -164,22 +163,3 @@ def refresh_customer(conn: Connection, customer_id: int, facts: dict[str, Any], 
             [{"segment_id": sid, "customer_id": customer_id, "since": now} for sid in join],
         )
     return names
-
-
-def recompute_all(
-    database: Database,
-    rules: Any,
-    models: Any,
-    *,
-    only: list[int] | None = None,
-    now: dt.datetime | None = None,
-    chunk: int = bulk.CHUNK,
-) -> dict[str, int]:
-    """Recompute every customer's memberships (of all active segments or `only`), chunk by chunk.
-
-    The "segments" step of the bulk pass (analytics/reevaluate.py): each chunk is one
-    transaction; afterwards each segment's size is recorded. Returns sizes by name.
-    """
-    from decision_server.analytics import reevaluate
-
-    return reevaluate.run(database, rules, models, steps=("segments",), as_of=now, chunk=chunk, segment_ids=only)["segments"]

@@ -1,7 +1,7 @@
 """One chunk of the bulk pass evaluated, with no database: scores, RFM, CLV, stage, value, journey,
-segments, and in a dry run its before and after counts and offer reach (analytics/reevaluate.py
+segments, and in a dry run its before and after counts and offer reach (jobs/bulk_pass.py
 reads the chunks and writes the verdicts; on a Dask cluster a worker runs this where it read the
-chunk, analytics/shards.py). The counts of a chunk are a Tally, added up by the pass."""
+chunk, jobs/shards.py). The counts of a chunk are a Tally, added up by the pass."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from decision_server.analytics import clv, offer_reach, rfm, segments, value
-from decision_server.analytics.chunks import Chunk
+from decision_server.analytics import clv, rfm, segments, value
 from decision_server.analytics.lifecycle import journey_inputs
 from decision_server.features.definition import FEATURE_NAMES
+from decision_server.jobs import offer_reach
+from decision_server.jobs.chunks import Chunk
 
 # State columns the pass writes where they changed (it reads these and more: chunks.STATE).
 WRITTEN = (
@@ -121,7 +122,7 @@ def evaluate(
 ) -> Evaluated:
     """Evaluate one chunk as read (no database): scores, RFM, CLV, stage, value, journey, segments;
     in a dry run, its before and after counts and offer reach too. It runs where the chunk was read
-    when that is a Dask worker (analytics/shards.py), else in the pass's process."""
+    when that is a Dask worker (jobs/shards.py), else in the pass's process."""
     ids, agg, state = chunk.ids, chunk.features.aggregates, chunk.state
     tally, now = Tally(), moment
     n = len(ids)
