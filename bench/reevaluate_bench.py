@@ -35,7 +35,7 @@ import harness
 import numpy as np
 
 from decision_server import migrate
-from decision_server.analytics import lifecycle, value
+from decision_server.analytics import lifecycle
 from decision_server.db import Database, utcnow
 from decision_server.features import bulk
 from decision_server.features.definition import FEATURE_NAMES
@@ -44,6 +44,7 @@ from decision_server.rules.engine import build_revision
 from decision_server.rules.source import read_rules_dir
 from decision_server.scoring.onnx_io import INPUT
 from decision_server.scoring.serving import ModelSet
+from decision_server.value import service as value
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 SCRATCH = "ds_bench_reevaluate"

@@ -25,7 +25,6 @@ from decision_server.jobs import passes
 from decision_server.schemas import (
     JsonDocument,
     PageQuery,
-    Pattern,
     Text,
     Timestamp,
     page_of,
@@ -44,7 +43,6 @@ per_customer = Blueprint(
 lifecycle_blp = Blueprint(
     "lifecycle", __name__, url_prefix="/lifecycle", description="Lifecycle stages (CLM): statistics, transitions, bulk evaluation"
 )
-value_blp = Blueprint("value", __name__, url_prefix="/value", description="Customer value (CVM): segments and score statistics")
 rfm_blp = Blueprint("rfm", __name__, url_prefix="/rfm", description="RFM: runs, cut points and segment statistics")
 
 _tr = StageTransitionRecord.__table__
@@ -337,96 +335,3 @@ class RfmStatistics(MethodView):
             for s, n, r, f, m, p, c in sorted(rows, key=lambda r: -r[1])
         ]
         return {"run": run._mapping if run else None, "segments": segments}
-
-
-# --- customer value ----------------------------------------------------------------------------
-
-
-class ValueStatisticsSchema(ma.Schema):
-    segments = fields.List(
-        JsonDocument(), metadata={"description": "[{segment, customers, share, avg_score, min_score, max_score, avg_spend}]"}
-    )
-    not_evaluated = fields.Integer()
-    histogram = fields.List(
-        JsonDocument(), metadata={"description": "customers per band of 10 score points: [{from, to, customers}]"}
-    )
-
-
-@value_blp.route("/statistics")
-class ValueStatistics(MethodView):
-    @requires(Permission.CUSTOMERS_READ)
-    @value_blp.response(200, ValueStatisticsSchema)
-    def get(self):
-        """Customers per value segment with score ranges, and how scores spread in bands of 10."""
-        band = sa.func.floor(_st.c.value_score / 10)
-        with transaction() as session:
-            rows = session.execute(
-                sa.select(
-                    _st.c.value_segment,
-                    sa.func.count(),
-                    sa.func.avg(_st.c.value_score),
-                    sa.func.min(_st.c.value_score),
-                    sa.func.max(_st.c.value_score),
-                    sa.func.avg(_st.c.total_spend_cents),
-                ).group_by(_st.c.value_segment)
-            ).all()
-            bands = dict(
-                session.execute(sa.select(band, sa.func.count()).where(_st.c.value_score.is_not(None)).group_by(band)).all()
-            )
-        scored = [r for r in rows if r[0] is not None]
-        total = sum(r[1] for r in scored) or 1
-        order = {"high": 0, "medium": 1, "low": 2}
-        return {
-            "segments": [
-                {
-                    "segment": s,
-                    "customers": n,
-                    "share": round(n / total, 4),
-                    "avg_score": round(float(a), 2),
-                    "min_score": lo,
-                    "max_score": hi,
-                    "avg_spend": str(cents_to_decimal(round(float(c or 0)))),
-                }
-                for s, n, a, lo, hi, c in sorted(scored, key=lambda r: order.get(r[0], 9))
-            ],
-            "not_evaluated": sum(r[1] for r in rows if r[0] is None),
-            "histogram": [
-                {"from": k * 10, "to": min(k * 10 + 10, 100), "customers": int(bands.get(float(k), bands.get(k, 0)))}
-                for k in range(10)
-            ]
-            if bands
-            else [],
-        }
-
-
-class ValueOffersQuery(ma.Schema):
-    class Meta:
-        unknown = ma.RAISE
-
-    segment = fields.String(
-        validate=Pattern(r"^[a-z][a-z0-9_]{0,31}$"),
-        metadata={"description": "one segment (default: every segment the value rules give)", "example": "high"},
-    )
-
-
-class ValueOffersSchema(ma.Schema):
-    segments = fields.List(
-        JsonDocument(), metadata={"description": "[{segment, offers}]: the active offers that target each value segment by name"}
-    )
-
-
-@value_blp.route("/offers")
-class ValueOffers(MethodView):
-    @requires(Permission.OFFERS_READ)
-    @value_blp.arguments(ValueOffersQuery, location="query")
-    @value_blp.response(200, ValueOffersSchema)
-    def get(self, query):
-        """Value-based offers: the active offers made for a value segment (the customer 360 view lists a customer's)."""
-        from decision_server.offers.catalog import value_offers
-
-        revision = _revision()
-        names = (
-            [query["segment"]] if "segment" in query else list(revision.rulesets["value"].outputs["value_segment"].values or ())
-        )
-        offers = current_app.extensions["catalog"].offers
-        return {"segments": [{"segment": name, "offers": value_offers(offers, name)} for name in names]}

@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from decision_server.analytics import clv, rfm, segments, value
+from decision_server.analytics import clv, rfm, segments
 from decision_server.analytics.lifecycle import journey_inputs
 from decision_server.features.definition import FEATURE_NAMES
 from decision_server.jobs import offer_reach
 from decision_server.jobs.chunks import Chunk
+from decision_server.value import service as value
 
 # State columns the pass writes where they changed (it reads these and more: chunks.STATE).
 WRITTEN = (
