@@ -109,10 +109,11 @@ def _decider(config: Config, app: Flask):
 
 
 def _blueprints() -> list:
-    from decision_server.analytics.customer_routes import clv_blp
+    import decision_server.analytics.customer_routes  # noqa: F401  (registers its views on per_customer)
     from decision_server.analytics.routes import lifecycle_blp, per_customer, rfm_blp
     from decision_server.analytics.segment_routes import blp as segments
     from decision_server.auth.routes import blp as keys
+    from decision_server.clv.routes import clv_blp
     from decision_server.customers.routes import blp as customers
     from decision_server.decisions.routes import blp as decisions
     from decision_server.jobs.routes import blp as jobs

@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from decision_server.analytics import clv, lifecycle, rfm
+from decision_server.analytics import lifecycle, rfm
 from decision_server.analytics.records import StageTransitionRecord
+from decision_server.clv import service as clv
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.demo import generator
 from decision_server.features import bulk

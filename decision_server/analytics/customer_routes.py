@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import marshmallow as ma
-import numpy as np
 import sqlalchemy as sa
 from flask import current_app
 from flask.views import MethodView
 from marshmallow import fields
 
-from decision_server.analytics import clv, lifecycle, rfm
+from decision_server.analytics import lifecycle, rfm
 from decision_server.analytics.routes import (
     TransitionSchema,
     _customer_id,
@@ -22,74 +20,40 @@ from decision_server.analytics.routes import (
     per_customer,
 )
 from decision_server.auth.roles import Permission, requires
+from decision_server.clv import schemas as clv_schemas
+from decision_server.clv import service as clv
+from decision_server.customers.service import customer_id as customer_id_of
 from decision_server.customers.service import get_customer
 from decision_server.db import utcnow
 from decision_server.features import online
 from decision_server.features.definition import as_dict
 from decision_server.schemas import (
     JsonDocument,
-    PageQuery,
-    Timestamp,
-    page_of,
-    page_response,
 )
 from decision_server.touchpoints.records import TouchpointRecord
 from decision_server.validation import cents_to_decimal
-from decision_server.web import Blueprint, transaction
+from decision_server.web import transaction
 
 _tp = TouchpointRecord.__table__
-
-
-class ClvQuerySchema(ma.Schema):
-    class Meta:
-        unknown = ma.RAISE
-
-    as_of = Timestamp(metadata={"description": "count purchases up to this time (default: now)"})
-
-
-class ClvSchema(ma.Schema):
-    customer_id = fields.String()
-    as_of = fields.DateTime()
-    historical = JsonDocument(allow_none=True, metadata={"description": "null: no purchase before as_of"})
-    predicted = JsonDocument(metadata={"description": "{ltv_12m, model: {version, fallback, reason}}"})
 
 
 @per_customer.route("/<string:customer_id>/clv")
 class CustomerClv(MethodView):
     @requires(Permission.CUSTOMERS_READ)
-    @per_customer.arguments(ClvQuerySchema, location="query")
-    @per_customer.response(200, ClvSchema)
+    @per_customer.arguments(clv_schemas.ClvQuerySchema, location="query")
+    @per_customer.response(200, clv_schemas.ClvSchema)
     def get(self, query, customer_id):
         """A customer's lifetime value: historical (revenue, cost, profit, orders, AOV, tenure) and predicted (LTV model)."""
-        as_of = query.get("as_of") or utcnow()
-        margin = current_app.extensions["config"].default_margin
         with transaction() as session:
-            cid = _customer_id(session, customer_id)
-            conn = session.connection()
-            found = clv.historical(conn, as_of=as_of, margin=margin, customer_ids=[cid])
-            features = online.read(conn, customer_id=cid, as_of=utcnow())
-        scores = _models().score(features.values)
-        history = found[0].__dict__ if found else None
-        return {
-            "customer_id": customer_id,
-            "as_of": as_of,
-            "historical": _money(history) if history else None,
-            "predicted": {"ltv_12m": round(scores.values["ltv"], 2), "model": scores.models["ltv"]},
-        }
-
-
-def _money(values: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in values.items():
-        if key in ("customer_id", "external_id", "as_of"):
-            continue
-        if key.endswith("_cents"):
-            out[key[: -len("_cents")]] = str(cents_to_decimal(value))
-        elif hasattr(value, "isoformat"):
-            out[key] = value.isoformat()
-        else:
-            out[key] = value
-    return out
+            return clv.customer_clv(
+                session,
+                customer_id=customer_id_of(session, external_id=customer_id),
+                external_id=customer_id,
+                as_of=query.get("as_of") or utcnow(),
+                now=utcnow(),
+                margin=current_app.extensions["config"].default_margin,
+                models=_models(),
+            )
 
 
 # --- the 360 view ------------------------------------------------------------------------------
@@ -205,8 +169,8 @@ class CustomerProfile(MethodView):
                 {"segment": o["segment"], "rule": rule} for o, rule in zip(segments.outcome, segments.fired_ids, strict=True)
             ],
             "clv": {
-                "historical": _money(history[0].__dict__) if history else None,
-                "predicted": {"ltv_12m": round(scored.values["ltv"], 2), "model": scored.models["ltv"]},
+                "historical": clv.money(history[0].__dict__) if history else None,
+                "predicted": clv.predicted(scored),
             },
             "recent_transactions": transactions,
             "recent_touchpoints": touchpoints,
@@ -284,86 +248,4 @@ class CustomerRfm(MethodView):
             "monetary": str(cents_to_decimal(state["total_spend_cents"])),
             "scores": None if placed is None else {k: placed[k] for k in ("r", "f", "m", "segment")},
             "run": None if run is None else {"id": run.id, "as_of": run.as_of.isoformat()},
-        }
-
-
-clv_blp = Blueprint("clv", __name__, url_prefix="/clv", description="Historical customer lifetime value of the whole base")
-
-
-class ClvListQuerySchema(PageQuery):
-    as_of = Timestamp(metadata={"description": "count purchases up to this time (default: now)"})
-
-
-class ClvRowSchema(ma.Schema):
-    customer_id = fields.String()
-    revenue = fields.String()
-    cost = fields.String()
-    profit = fields.String()
-    orders = fields.Integer()
-    average_order = fields.String()
-    tenure_days = fields.Integer()
-    lifespan_days = fields.Integer()
-    purchase_frequency = fields.Float()
-
-
-ClvPageSchema = page_of(ClvRowSchema, "ClvPage")
-
-
-class ClvStatisticsSchema(ma.Schema):
-    as_of = fields.DateTime()
-    customers = fields.Integer()
-    buyers = fields.Integer()
-    revenue = fields.String()
-    cost = fields.String()
-    profit = fields.String()
-    revenue_per_buyer = JsonDocument(metadata={"description": "{mean, p50, p90, p99}, currency units"})
-
-
-def _row_out(h: clv.HistoricalClv) -> dict[str, Any]:
-    return {"customer_id": h.external_id, **_money(h.__dict__), "cid": h.customer_id}
-
-
-@clv_blp.route("")
-class ClvList(MethodView):
-    @requires(Permission.CUSTOMERS_READ)
-    @clv_blp.arguments(ClvListQuerySchema, location="query")
-    @clv_blp.response(200, ClvPageSchema)
-    def get(self, query):
-        """Historical CLV of every customer, in customer id order, a page at a time."""
-        as_of = query.get("as_of") or utcnow()
-        after = query["cursor"][0] if query.get("cursor") else 0
-        with transaction() as session:
-            rows = clv.historical(
-                session.connection(),
-                as_of=as_of,
-                margin=current_app.extensions["config"].default_margin,
-                after_id=after,
-                limit=query["limit"] + 1,
-            )
-        return page_response([_row_out(h) for h in rows], query["limit"], position=lambda item: (item["cid"],))
-
-
-@clv_blp.route("/statistics")
-class ClvStatistics(MethodView):
-    @requires(Permission.CUSTOMERS_READ)
-    @clv_blp.arguments(ClvQuerySchema, location="query")
-    @clv_blp.response(200, ClvStatisticsSchema)
-    def get(self, query):
-        """Totals over the base (revenue, cost, profit) and how revenue per buyer spreads."""
-        as_of = query.get("as_of") or utcnow()
-        with transaction() as session:
-            rows = clv.historical(session.connection(), as_of=as_of, margin=current_app.extensions["config"].default_margin)
-        revenue = np.array([h.revenue_cents for h in rows if h.orders], dtype=np.int64)
-        spread = {}
-        if len(revenue):
-            spread = {"mean": str(cents_to_decimal(round(float(revenue.mean()))))}
-            spread.update({f"p{p}": str(cents_to_decimal(int(np.percentile(revenue, p, method="lower")))) for p in (50, 90, 99)})
-        return {
-            "as_of": as_of,
-            "customers": len(rows),
-            "buyers": len(revenue),
-            "revenue": str(cents_to_decimal(sum(h.revenue_cents for h in rows))),
-            "cost": str(cents_to_decimal(sum(h.cost_cents for h in rows))),
-            "profit": str(cents_to_decimal(sum(h.profit_cents for h in rows))),
-            "revenue_per_buyer": spread,
         }

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from decision_server.analytics import clv, rfm, segments
+from decision_server.analytics import rfm, segments
 from decision_server.analytics.lifecycle import journey_inputs
+from decision_server.clv import service as clv
 from decision_server.features.definition import FEATURE_NAMES
 from decision_server.jobs import offer_reach
 from decision_server.jobs.chunks import Chunk
