@@ -110,7 +110,7 @@ def _decider(config: Config, app: Flask):
 
 def _blueprints() -> list:
     import decision_server.analytics.customer_routes  # noqa: F401  (registers its views on per_customer)
-    from decision_server.analytics.routes import lifecycle_blp, per_customer, rfm_blp
+    from decision_server.analytics.routes import lifecycle_blp, per_customer
     from decision_server.analytics.segment_routes import blp as segments
     from decision_server.auth.routes import blp as keys
     from decision_server.clv.routes import clv_blp
@@ -120,6 +120,7 @@ def _blueprints() -> list:
     from decision_server.loyalty.routes import blp as loyalty
     from decision_server.offers.routes import blp as offers
     from decision_server.offers.sync_routes import blp as catalog_sync
+    from decision_server.rfm.routes import rfm_blp
     from decision_server.rulebook.routes import blp as rules
     from decision_server.scoring.routes import blp as models
     from decision_server.scoring.routes import scores

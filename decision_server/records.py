@@ -1,7 +1,6 @@
 """Every table of the project, imported in one place so that the metadata is complete."""
 
 from decision_server.analytics.records import (
-    RfmRunRecord,
     SegmentCountRecord,
     SegmentMemberRecord,
     SegmentRecord,
@@ -27,6 +26,7 @@ from decision_server.loyalty.records import (
     TierRecord,
 )
 from decision_server.offers.records import CatalogConnectorRecord, CatalogSyncRunRecord, OfferRecord
+from decision_server.rfm.records import RfmRunRecord
 from decision_server.rulebook.records import RulePublicationRecord, RuleRevisionRecord
 from decision_server.touchpoints.records import TouchpointRecord
 from decision_server.transactions.records import TransactionRecord

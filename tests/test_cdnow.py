@@ -19,11 +19,11 @@ import sqlalchemy as sa
 from conftest import REPO
 
 from decision_server import migrate
-from decision_server.analytics import rfm
 from decision_server.clv import service as clv
 from decision_server.db import UTC, Database
 from decision_server.ingest import importer
 from decision_server.jobs import passes
+from decision_server.rfm import service as rfm
 from decision_server.rules.engine import build_revision
 from decision_server.rules.source import read_rules_dir
 

@@ -10,7 +10,7 @@ from flask import current_app
 from flask.views import MethodView
 from marshmallow import fields
 
-from decision_server.analytics import lifecycle, rfm
+from decision_server.analytics import lifecycle
 from decision_server.analytics.routes import (
     TransitionSchema,
     _customer_id,
@@ -27,11 +27,12 @@ from decision_server.customers.service import get_customer
 from decision_server.db import utcnow
 from decision_server.features import online
 from decision_server.features.definition import as_dict
+from decision_server.rfm import schemas as rfm_schemas
+from decision_server.rfm import service as rfm
 from decision_server.schemas import (
     JsonDocument,
 )
 from decision_server.touchpoints.records import TouchpointRecord
-from decision_server.validation import cents_to_decimal
 from decision_server.web import transaction
 
 _tp = TouchpointRecord.__table__
@@ -211,41 +212,11 @@ def _loyalty(conn, customer_id: int, now: dt.datetime, limit: int) -> dict | Non
 # --- RFM of one customer, CLV of everyone -----------------------------------------------------
 
 
-class CustomerRfmSchema(ma.Schema):
-    customer_id = fields.String()
-    as_of = fields.DateTime()
-    recency_days = fields.Float(allow_none=True)
-    frequency = fields.Integer()
-    monetary = fields.String(metadata={"description": "spend, currency units"})
-    scores = JsonDocument(
-        allow_none=True,
-        metadata={
-            "description": "{r, f, m, segment} against the newest run's cut points; null when never bought or before the first run"
-        },
-    )
-    run = JsonDocument(allow_none=True, metadata={"description": "{id, as_of} of the run whose cut points were used"})
-
-
 @per_customer.route("/<string:customer_id>/rfm")
 class CustomerRfm(MethodView):
     @requires(Permission.CUSTOMERS_READ)
-    @per_customer.response(200, CustomerRfmSchema)
+    @per_customer.response(200, rfm_schemas.CustomerRfmSchema)
     def get(self, customer_id):
         """A customer's RFM values now and their scores against the newest run's cut points."""
-        now = utcnow()
         with transaction() as session:
-            state = get_customer(session, external_id=customer_id)["state"]
-            run = rfm.latest_run(session.connection())
-        placed = rfm.score_customer(
-            state["last_purchase_at"], state["transaction_count"], state["total_spend_cents"], run, _revision()
-        )
-        last = state["last_purchase_at"]
-        return {
-            "customer_id": customer_id,
-            "as_of": now,
-            "recency_days": None if last is None else round((now - last).total_seconds() / 86_400, 2),
-            "frequency": state["transaction_count"],
-            "monetary": str(cents_to_decimal(state["total_spend_cents"])),
-            "scores": None if placed is None else {k: placed[k] for k in ("r", "f", "m", "segment")},
-            "run": None if run is None else {"id": run.id, "as_of": run.as_of.isoformat()},
-        }
+            return rfm.customer_rfm(session, external_id=customer_id, revision=_revision(), now=utcnow())

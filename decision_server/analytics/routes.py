@@ -15,8 +15,8 @@ from flask import current_app, g
 from flask.views import MethodView
 from marshmallow import fields
 
-from decision_server.analytics import lifecycle, rfm
-from decision_server.analytics.records import RfmRunRecord, StageTransitionRecord
+from decision_server.analytics import lifecycle
+from decision_server.analytics.records import StageTransitionRecord
 from decision_server.auth.roles import Permission, requires
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.customers.service import get_customer
@@ -31,7 +31,6 @@ from decision_server.schemas import (
     page_response,
 )
 from decision_server.throttle import expensive
-from decision_server.validation import cents_to_decimal
 from decision_server.web import Blueprint, transaction
 
 per_customer = Blueprint(
@@ -43,7 +42,6 @@ per_customer = Blueprint(
 lifecycle_blp = Blueprint(
     "lifecycle", __name__, url_prefix="/lifecycle", description="Lifecycle stages (CLM): statistics, transitions, bulk evaluation"
 )
-rfm_blp = Blueprint("rfm", __name__, url_prefix="/rfm", description="RFM: runs, cut points and segment statistics")
 
 _tr = StageTransitionRecord.__table__
 _st = CustomerStateRecord.__table__
@@ -122,34 +120,6 @@ class EvaluateResultSchema(ma.Schema):
     revalued = fields.Integer(metadata={"description": "customers whose value score or segment changed"})
     transitions = fields.List(JsonDocument())
     seconds = fields.Float()
-
-
-class RfmCalculateSchema(ma.Schema):
-    as_of = Timestamp(metadata={"description": "score purchases up to this time (default: now)"})
-
-
-class RfmRunSchema(ma.Schema):
-    id = fields.Integer()
-    as_of = fields.DateTime()
-    buyers = fields.Integer()
-    cuts = JsonDocument(
-        metadata={"description": "four cut points per measure: recency (epoch s of last purchase), frequency, monetary (cents)"}
-    )
-    segments = JsonDocument(metadata={"description": "buyers per segment"})
-    rule_revision = fields.String()
-    source = fields.String()
-    seconds = fields.Float()
-    created_at = fields.DateTime()
-
-
-RfmRunPageSchema = page_of(RfmRunSchema, "RfmRunPage")
-
-
-class RfmStatisticsSchema(ma.Schema):
-    run = fields.Nested(RfmRunSchema, allow_none=True)
-    segments = fields.List(
-        JsonDocument(), metadata={"description": "[{segment, customers, share, avg_r, avg_f, avg_m, avg_purchases, avg_spend}]"}
-    )
 
 
 # --- per customer ------------------------------------------------------------------------------
@@ -265,73 +235,3 @@ class Evaluate(MethodView):
         started = time.perf_counter()
         result = passes.evaluate_stages(current_app.extensions["database"], _revision(), _models())
         return {**result, "seconds": time.perf_counter() - started}
-
-
-# --- RFM ---------------------------------------------------------------------------------------
-
-
-@rfm_blp.route("/calculate")
-class RfmCalculate(MethodView):
-    @requires(Permission.ANALYTICS_WRITE)
-    @expensive
-    @rfm_blp.arguments(RfmCalculateSchema)
-    @rfm_blp.response(200, RfmRunSchema)
-    def post(self, body):
-        """Score every buyer 1-5 on recency, frequency and monetary by quintiles, name their segments, store the run."""
-        run = passes.calculate_rfm(current_app.extensions["database"], _revision(), as_of=body.get("as_of"), source="api")
-        with transaction() as session:
-            return session.execute(sa.select(RfmRunRecord.__table__).where(RfmRunRecord.__table__.c.id == run.id)).one()._mapping
-
-
-@rfm_blp.route("/runs")
-class RfmRuns(MethodView):
-    @requires(Permission.CUSTOMERS_READ)
-    @rfm_blp.arguments(PageQuery, location="query")
-    @rfm_blp.response(200, RfmRunPageSchema)
-    def get(self, query):
-        """List RFM runs, newest first, with their cut points and segment counts."""
-        t = RfmRunRecord.__table__
-        select = sa.select(t).order_by(t.c.id.desc()).limit(query["limit"] + 1)
-        if query.get("cursor"):
-            select = select.where(t.c.id < query["cursor"][0])
-        with transaction() as session:
-            rows = [dict(r._mapping) for r in session.execute(select)]
-        return page_response(rows, query["limit"])
-
-
-@rfm_blp.route("/statistics")
-class RfmStatistics(MethodView):
-    @requires(Permission.CUSTOMERS_READ)
-    @rfm_blp.response(200, RfmStatisticsSchema)
-    def get(self):
-        """Per RFM segment now: customers, share, average scores, purchases and spend."""
-        with transaction() as session:
-            run = rfm.latest_run(session.connection())
-            rows = session.execute(
-                sa.select(
-                    _st.c.rfm_segment,
-                    sa.func.count(),
-                    sa.func.avg(_st.c.rfm_r),
-                    sa.func.avg(_st.c.rfm_f),
-                    sa.func.avg(_st.c.rfm_m),
-                    sa.func.avg(_st.c.transaction_count),
-                    sa.func.avg(_st.c.total_spend_cents),
-                )
-                .where(_st.c.rfm_segment.is_not(None))
-                .group_by(_st.c.rfm_segment)
-            ).all()
-        total = sum(r[1] for r in rows) or 1
-        segments = [
-            {
-                "segment": s,
-                "customers": n,
-                "share": round(n / total, 4),
-                "avg_r": round(float(r), 2),
-                "avg_f": round(float(f), 2),
-                "avg_m": round(float(m), 2),
-                "avg_purchases": round(float(p), 2),
-                "avg_spend": str(cents_to_decimal(round(float(c)))),
-            }
-            for s, n, r, f, m, p, c in sorted(rows, key=lambda r: -r[1])
-        ]
-        return {"run": run._mapping if run else None, "segments": segments}

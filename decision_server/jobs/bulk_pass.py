@@ -43,8 +43,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from decision_server import fastsql
-from decision_server.analytics import rfm, segments
-from decision_server.analytics.records import RfmRunRecord, SegmentCountRecord
+from decision_server.analytics import segments
+from decision_server.analytics.records import SegmentCountRecord
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.db import Database, utcnow
 from decision_server.errors import ValidationError
@@ -53,6 +53,8 @@ from decision_server.jobs import offer_reach, shards
 from decision_server.jobs.chunks import readers
 from decision_server.jobs.evaluation import Tally, evaluate
 from decision_server.jobs.writes import Statements, write_chunk
+from decision_server.rfm import service as rfm
+from decision_server.rfm.records import RfmRunRecord
 from decision_server.rulebook.requirements import NEEDED, require
 
 log = logging.getLogger(__name__)

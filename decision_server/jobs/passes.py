@@ -11,10 +11,10 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from decision_server.analytics.rfm import RfmRun
 from decision_server.db import Database
 from decision_server.features import bulk
 from decision_server.jobs import bulk_pass
+from decision_server.rfm.service import RfmRun
 
 
 def evaluate_stages(
