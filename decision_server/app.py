@@ -111,7 +111,6 @@ def _decider(config: Config, app: Flask):
 def _blueprints() -> list:
     import decision_server.analytics.customer_routes  # noqa: F401  (registers its views on per_customer)
     from decision_server.analytics.routes import lifecycle_blp, per_customer
-    from decision_server.analytics.segment_routes import blp as segments
     from decision_server.auth.routes import blp as keys
     from decision_server.clv.routes import clv_blp
     from decision_server.customers.routes import blp as customers
@@ -124,6 +123,7 @@ def _blueprints() -> list:
     from decision_server.rulebook.routes import blp as rules
     from decision_server.scoring.routes import blp as models
     from decision_server.scoring.routes import scores
+    from decision_server.segments.routes import blp as segments
     from decision_server.touchpoints.routes import blp as touchpoints
     from decision_server.transactions.routes import blp as transactions
     from decision_server.value.routes import value_blp

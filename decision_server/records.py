@@ -1,11 +1,6 @@
 """Every table of the project, imported in one place so that the metadata is complete."""
 
-from decision_server.analytics.records import (
-    SegmentCountRecord,
-    SegmentMemberRecord,
-    SegmentRecord,
-    StageTransitionRecord,
-)
+from decision_server.analytics.records import StageTransitionRecord
 from decision_server.auth.records import ApiKeyRecord
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import Base
@@ -28,6 +23,7 @@ from decision_server.loyalty.records import (
 from decision_server.offers.records import CatalogConnectorRecord, CatalogSyncRunRecord, OfferRecord
 from decision_server.rfm.records import RfmRunRecord
 from decision_server.rulebook.records import RulePublicationRecord, RuleRevisionRecord
+from decision_server.segments.records import SegmentCountRecord, SegmentMemberRecord, SegmentRecord
 from decision_server.touchpoints.records import TouchpointRecord
 from decision_server.transactions.records import TransactionRecord
 

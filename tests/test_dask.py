@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from decision_server.analytics import segments
 from decision_server.config import DEFAULT_CHANNELS
 from decision_server.db import utcnow
 from decision_server.demo import generator
 from decision_server.jobs import bulk_pass, chunks, evaluation, offer_reach, reevaluation, shards
 from decision_server.offers import service as offers_service
+from decision_server.segments import service as segments
 
 distributed = pytest.importorskip("distributed")
 

@@ -19,7 +19,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from decision_server.analytics import segments
 from decision_server.analytics.records import StageTransitionRecord
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.customers.state import refresh_state
@@ -29,6 +28,7 @@ from decision_server.features import online
 from decision_server.features.definition import as_dict
 from decision_server.rfm import service as rfm
 from decision_server.rulebook.requirements import missing, require
+from decision_server.segments import service as segments
 from decision_server.value import service as value
 
 SOURCES = ("event", "bulk", "manual")

@@ -43,8 +43,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from decision_server import fastsql
-from decision_server.analytics import segments
-from decision_server.analytics.records import SegmentCountRecord
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.db import Database, utcnow
 from decision_server.errors import ValidationError
@@ -56,6 +54,8 @@ from decision_server.jobs.writes import Statements, write_chunk
 from decision_server.rfm import service as rfm
 from decision_server.rfm.records import RfmRunRecord
 from decision_server.rulebook.requirements import NEEDED, require
+from decision_server.segments import service as segments
+from decision_server.segments.records import SegmentCountRecord, SegmentMemberRecord
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ DRY_RUN_STEPS = (*STEPS, "offers")  # offer reach changes nothing: it is only co
 SUBSET_CHUNK = 10_000
 _st = CustomerStateRecord.__table__
 _runs = RfmRunRecord.__table__
-_m = segments.SegmentMemberRecord.__table__
+_m = SegmentMemberRecord.__table__
 
 
 @dataclasses.dataclass

@@ -25,12 +25,12 @@ import numpy as np
 import sqlalchemy as sa
 
 from decision_server import fastsql
-from decision_server.analytics.records import SegmentMemberRecord
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.db import Database, UtcDateTime
 from decision_server.errors import ConfigError
 from decision_server.features import bulk
 from decision_server.loyalty.records import LedgerEntryRecord, MemberRecord
+from decision_server.segments.records import SegmentMemberRecord
 
 log = logging.getLogger(__name__)
 

@@ -153,7 +153,7 @@ def _members(ctx: Context, name: str) -> list[int]:
     """The customer ids in a segment now."""
     import sqlalchemy as sa
 
-    from decision_server.analytics.records import SegmentMemberRecord, SegmentRecord
+    from decision_server.segments.records import SegmentMemberRecord, SegmentRecord
 
     with ctx.database.connection() as conn:
         segment_id = conn.execute(sa.select(SegmentRecord.id).where(SegmentRecord.name == name)).scalar()

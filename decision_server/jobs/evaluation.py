@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from decision_server.analytics import segments
 from decision_server.analytics.lifecycle import journey_inputs
 from decision_server.clv import service as clv
 from decision_server.features.definition import FEATURE_NAMES
 from decision_server.jobs import offer_reach
 from decision_server.jobs.chunks import Chunk
 from decision_server.rfm import service as rfm
+from decision_server.segments import service as segments
 from decision_server.value import service as value
 
 # State columns the pass writes where they changed (it reads these and more: chunks.STATE).
@@ -207,14 +207,8 @@ def evaluate(
         new["rfm_run_id"] = np.where(changed, run_id, state["rfm_run_id"])
     wanted = {}
     if compiled:
-        columns: dict[str, Any] = {name: chunk.features.values[:, i].astype(np.float64) for i, name in enumerate(FEATURE_NAMES)}
-        columns.update({k: np.asarray(scores[k], dtype=np.float64) for k in segments.SCORES})
-        for k in segments.STATE_NUMBERS:
-            columns[k] = _numbers(new[k])
-        for k in segments.STATE_TEXT:
-            columns[k] = new[k]
-        for sid, condition in compiled.items():
-            wanted[sid] = {int(c) for c in ids[condition.evaluate_columns("segment", columns, now=moment.timestamp()).fired[0]]}
+        columns = segments.condition_columns(chunk.features.values, scores, new)
+        wanted = segments.members_among(compiled, columns, ids, moment)
     if dry_run:
         _what_if(chunk, new, changed, moved, wanted, tally)
         if offers is not None:

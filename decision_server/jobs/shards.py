@@ -143,9 +143,9 @@ class _Built:
     """What a worker built for one run: the revisions, the models, the compiled segments."""
 
     def __init__(self, spec: Work):
-        from decision_server.analytics import segments
         from decision_server.rules.engine import build_revision
         from decision_server.scoring.serving import ModelSet
+        from decision_server.segments import service as segments
 
         self.key = spec.key
         self.revision = build_revision(spec.files, backend="python", run_cases=False, limits=spec.limits)
