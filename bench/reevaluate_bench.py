@@ -35,11 +35,11 @@ import harness
 import numpy as np
 
 from decision_server import migrate
-from decision_server.analytics import lifecycle
 from decision_server.db import Database, utcnow
 from decision_server.features import bulk
 from decision_server.features.definition import FEATURE_NAMES
 from decision_server.jobs import chunks, reevaluation
+from decision_server.lifecycle import service as lifecycle
 from decision_server.rules.engine import build_revision
 from decision_server.rules.source import read_rules_dir
 from decision_server.scoring.onnx_io import INPUT

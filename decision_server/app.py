@@ -109,13 +109,13 @@ def _decider(config: Config, app: Flask):
 
 
 def _blueprints() -> list:
-    import decision_server.analytics.customer_routes  # noqa: F401  (registers its views on per_customer)
-    from decision_server.analytics.routes import lifecycle_blp, per_customer
     from decision_server.auth.routes import blp as keys
     from decision_server.clv.routes import clv_blp
+    from decision_server.customers.profile_routes import per_customer
     from decision_server.customers.routes import blp as customers
     from decision_server.decisions.routes import blp as decisions
     from decision_server.jobs.routes import blp as jobs
+    from decision_server.lifecycle.routes import lifecycle_blp
     from decision_server.loyalty.routes import blp as loyalty
     from decision_server.offers.routes import blp as offers
     from decision_server.offers.sync_routes import blp as catalog_sync

@@ -1,6 +1,5 @@
 """Every table of the project, imported in one place so that the metadata is complete."""
 
-from decision_server.analytics.records import StageTransitionRecord
 from decision_server.auth.records import ApiKeyRecord
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import Base
@@ -12,6 +11,7 @@ from decision_server.decisions.records import (
     OfferLearningRecord,
 )
 from decision_server.jobs.records import BulkRunRecord, LeaseRecord, ScheduleRecord
+from decision_server.lifecycle.records import StageTransitionRecord
 from decision_server.loyalty.records import (
     LedgerEntryRecord,
     MemberRecord,

@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from decision_server.analytics import lifecycle
-from decision_server.analytics.records import StageTransitionRecord
 from decision_server.clv import service as clv
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.demo import generator
 from decision_server.features import bulk
 from decision_server.jobs import bulk_pass
+from decision_server.lifecycle import service as lifecycle
+from decision_server.lifecycle.records import StageTransitionRecord
 from decision_server.rfm import service as rfm
 from decision_server.scoring.serving import ModelSet
 

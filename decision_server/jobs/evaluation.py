@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from decision_server.analytics.lifecycle import journey_inputs
 from decision_server.clv import service as clv
 from decision_server.features.definition import FEATURE_NAMES
 from decision_server.jobs import offer_reach
 from decision_server.jobs.chunks import Chunk
+from decision_server.lifecycle.service import journey_inputs
 from decision_server.rfm import service as rfm
 from decision_server.segments import service as segments
 from decision_server.value import service as value

@@ -12,13 +12,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from decision_server import fastsql
-from decision_server.analytics.lifecycle import DEFAULT_RULE
-from decision_server.analytics.records import StageTransitionRecord
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.customers.state import refresh_state
 from decision_server.db import Database, upsert, utcnow
 from decision_server.jobs.chunks import Chunk, stamps
 from decision_server.jobs.evaluation import WRITTEN, Evaluated, Tally
+from decision_server.lifecycle.records import StageTransitionRecord
+from decision_server.lifecycle.service import DEFAULT_RULE
 from decision_server.segments.records import SegmentMemberRecord
 
 _st = CustomerStateRecord.__table__

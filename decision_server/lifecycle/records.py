@@ -1,4 +1,4 @@
-"""Tables for analytics runs: the RFM cut points every real-time score is placed against."""
+"""The lifecycle stage transitions table: every change of a customer's stage, append-only."""
 
 from __future__ import annotations
 
