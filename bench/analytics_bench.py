@@ -1,7 +1,7 @@
 """Analytics benchmark: the bulk pass (RFM + CLV + value + stage + journey) against a plain pandas floor.
 
 For each database (a scratch one with --customers demo customers, about 19 purchases each):
-- ours: `reevaluate.run` (analytics/reevaluate.py): RFM cut points, then one pass over every
+- ours: `bulk_pass.run` (jobs/bulk_pass.py): RFM cut points, then one pass over every
   customer in chunks (features by set-based SQL in two reader processes, every model, RFM
   scores and segments from the rule file, historical CLV in exact cents, value, stage and
   journey with the vectorized rules), writing what changed with the transitions. Run twice:
@@ -33,8 +33,8 @@ import harness
 import numpy as np
 import pandas as pd
 
-from decision_server.analytics import chunks, reevaluate
 from decision_server.db import Database, utcnow
+from decision_server.jobs import bulk_pass, chunks
 from decision_server.rules.engine import build_revision
 from decision_server.rules.source import read_rules_dir
 from decision_server.scoring.serving import ModelSet
@@ -98,8 +98,8 @@ def run_one(url: str, dialect: str, revision, models) -> dict:
     out = {"database": dialect}
     as_of = utcnow()
     reset_peak_memory()
-    first = reevaluate.run(database, revision, models, margin=margin, progress=_progress)
-    second = reevaluate.run(database, revision, models, margin=margin)
+    first = bulk_pass.run(database, revision, models, margin=margin, progress=_progress)
+    second = bulk_pass.run(database, revision, models, margin=margin)
     out["rss_main_mb"] = chunks.peak_memory_mb() or 0.0
     out["rss_reader_mb"] = max(first["reader_peak_mb"] or 0.0, second["reader_peak_mb"] or 0.0)
     out.update(
@@ -139,7 +139,7 @@ def reset_peak_memory() -> None:
         refs.write("5")
 
 
-def _progress(p: reevaluate.Progress) -> None:
+def _progress(p: bulk_pass.Progress) -> None:
     if p.done == p.total or (p.done // 50_000) % 4 == 0:
         print(f"    {p.done:,} of {p.total:,} customers, {p.rate:,.0f}/s", flush=True)
 

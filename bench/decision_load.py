@@ -207,7 +207,7 @@ def prepare(args: argparse.Namespace, dataset: harness.Dataset, models_dir: Path
             done["trained"] = {r.name: (r.error or "ok") for r in results}
             print(f"  models trained in {time.perf_counter() - started:.1f} s: {done['trained']}", flush=True)
         if not args.no_analytics:
-            from decision_server.analytics.commands import run_all
+            from decision_server.jobs.commands import run_all
 
             started = time.perf_counter()
             config = Config.from_env({}, database_url=dataset.url, rules_dir=harness.REPO / "rules", models_dir=models_dir)

@@ -169,9 +169,9 @@ def prepare(
     echo=print,
 ) -> World:
     """Build the scratch database once (demo data, catalog, analytics, optional models), the truth and the visits."""
-    from decision_server.analytics import reevaluate
     from decision_server.config import DEFAULT_CHANNELS
     from decision_server.demo import generator
+    from decision_server.jobs import bulk_pass
     from decision_server.offers import service as offer_service
     from decision_server.offers.records import OfferRecord
     from decision_server.rulebook.service import published_revision
@@ -213,7 +213,7 @@ def prepare(
         revision = published_revision(database, rules_dir)
         try:
             models = ModelSet(models_dir)
-            reevaluate.run(database, revision, models, as_of=START)  # RFM, stages, value, journeys, segments
+            bulk_pass.run(database, revision, models, as_of=START)  # RFM, stages, value, journeys, segments
         finally:
             revision.close()
         ids, segment, stage, categories = _customers(database)

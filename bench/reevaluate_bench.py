@@ -35,15 +35,16 @@ import harness
 import numpy as np
 
 from decision_server import migrate
-from decision_server.analytics import chunks, lifecycle, value
 from decision_server.db import Database, utcnow
 from decision_server.features import bulk
 from decision_server.features.definition import FEATURE_NAMES
-from decision_server.jobs import reevaluation
+from decision_server.jobs import chunks, reevaluation
+from decision_server.lifecycle import service as lifecycle
 from decision_server.rules.engine import build_revision
 from decision_server.rules.source import read_rules_dir
 from decision_server.scoring.onnx_io import INPUT
 from decision_server.scoring.serving import ModelSet
+from decision_server.value import service as value
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 SCRATCH = "ds_bench_reevaluate"
@@ -118,8 +119,8 @@ def job(url: str, revision, models, dask_address: str | None = None) -> dict:
 
 def what_if(url: str, revision, models) -> dict:
     """A dry run of every what-if step, with offer reach on every channel, then without it."""
-    from decision_server.analytics import offer_reach
     from decision_server.config import DEFAULT_CHANNELS
+    from decision_server.jobs import offer_reach
 
     database = Database(url)
     out = {}

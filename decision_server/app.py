@@ -111,21 +111,24 @@ def _decider(config: Config, app: Flask):
 
 
 def _blueprints() -> list:
-    from decision_server.analytics.customer_routes import clv_blp
-    from decision_server.analytics.routes import lifecycle_blp, per_customer, rfm_blp, value_blp
-    from decision_server.analytics.segment_routes import blp as segments
     from decision_server.auth.routes import blp as keys
+    from decision_server.clv.routes import clv_blp
+    from decision_server.customers.profile_routes import per_customer
     from decision_server.customers.routes import blp as customers
     from decision_server.decisions.routes import blp as decisions
     from decision_server.jobs.routes import blp as jobs
+    from decision_server.lifecycle.routes import lifecycle_blp
     from decision_server.loyalty.routes import blp as loyalty
     from decision_server.offers.routes import blp as offers
     from decision_server.offers.sync_routes import blp as catalog_sync
+    from decision_server.rfm.routes import rfm_blp
     from decision_server.rulebook.routes import blp as rules
     from decision_server.scoring.routes import blp as models
     from decision_server.scoring.routes import scores
+    from decision_server.segments.routes import blp as segments
     from decision_server.touchpoints.routes import blp as touchpoints
     from decision_server.transactions.routes import blp as transactions
+    from decision_server.value.routes import value_blp
 
     return [
         customers,

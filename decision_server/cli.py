@@ -12,13 +12,12 @@ from pathlib import Path
 
 import click
 
-from decision_server.analytics.commands import analytics, run_all
 from decision_server.clicontext import Context, pass_context
 from decision_server.clicontext import progress as _progress
 from decision_server.clicontext import require_migrated as _require_migrated
 from decision_server.config import Config
 from decision_server.decisions.commands import decisions
-from decision_server.jobs.commands import jobs, reevaluate_command, scheduler
+from decision_server.jobs.commands import analytics, jobs, reevaluate_command, run_all, scheduler
 from decision_server.loyalty.commands import loyalty, start_demo
 from decision_server.offers.commands import offers as offers_group
 from decision_server.rulebook.commands import rules

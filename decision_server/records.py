@@ -1,12 +1,5 @@
 """Every table of the project, imported in one place so that the metadata is complete."""
 
-from decision_server.analytics.records import (
-    RfmRunRecord,
-    SegmentCountRecord,
-    SegmentMemberRecord,
-    SegmentRecord,
-    StageTransitionRecord,
-)
 from decision_server.auth.records import ApiKeyRecord, ConsoleSessionRecord
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import Base
@@ -18,6 +11,7 @@ from decision_server.decisions.records import (
     OfferLearningRecord,
 )
 from decision_server.jobs.records import BulkRunRecord, LeaseRecord, ScheduleRecord
+from decision_server.lifecycle.records import StageTransitionRecord
 from decision_server.loyalty.records import (
     LedgerEntryRecord,
     MemberRecord,
@@ -27,7 +21,9 @@ from decision_server.loyalty.records import (
     TierRecord,
 )
 from decision_server.offers.records import CatalogConnectorRecord, CatalogSyncRunRecord, OfferRecord
+from decision_server.rfm.records import RfmRunRecord
 from decision_server.rulebook.records import RulePublicationRecord, RuleRevisionRecord
+from decision_server.segments.records import SegmentCountRecord, SegmentMemberRecord, SegmentRecord
 from decision_server.touchpoints.records import TouchpointRecord
 from decision_server.transactions.records import TransactionRecord
 

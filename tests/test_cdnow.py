@@ -19,9 +19,11 @@ import sqlalchemy as sa
 from conftest import REPO
 
 from decision_server import migrate
-from decision_server.analytics import clv, rfm
+from decision_server.clv import service as clv
 from decision_server.db import UTC, Database
 from decision_server.ingest import importer
+from decision_server.jobs import passes
+from decision_server.rfm import service as rfm
 from decision_server.rules.engine import build_revision
 from decision_server.rules.source import read_rules_dir
 
@@ -104,7 +106,7 @@ SCORES = 5
 def test_rfm_scores_match_pandas_on_cdnow(loaded, cdnow, revision):
     database = loaded
     as_of = dt.datetime(1997, 9, 30, 23, 59, 59, tzinfo=UTC)  # mid-history: later buyers are not yet in
-    run = rfm.calculate(database, revision, as_of=as_of)
+    run = passes.calculate_rfm(database, revision, as_of=as_of)
     expected = _pandas_scores(cdnow, pd.Timestamp(as_of))
     with database.connection() as conn:
         stored = (

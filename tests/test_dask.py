@@ -10,19 +10,12 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from decision_server.analytics import (
-    chunks,
-    evaluation,
-    offer_reach,
-    reevaluate,
-    segments,
-    shards,
-)
 from decision_server.config import DEFAULT_CHANNELS
 from decision_server.db import utcnow
 from decision_server.demo import generator
-from decision_server.jobs import reevaluation
+from decision_server.jobs import bulk_pass, chunks, evaluation, offer_reach, reevaluation, shards
 from decision_server.offers import service as offers_service
+from decision_server.segments import service as segments
 
 distributed = pytest.importorskip("distributed")
 
@@ -55,12 +48,12 @@ def test_a_pass_on_two_dask_workers_equals_the_pass_in_process(database, databas
         offers_service.load_demo_catalog(session, channels=DEFAULT_CHANNELS, words=offers_service.vocabulary(None))
     models = ModelSet(trained_models)
     trial = offer_reach.trial(database, revision, channels=["app", "sms"])
-    local = reevaluate.run(database, revision, models, steps=(*reevaluate.STEPS, "offers"), chunk=100, dry_run=True, offers=trial)
-    on_dask = reevaluate.run(
+    local = bulk_pass.run(database, revision, models, steps=(*bulk_pass.STEPS, "offers"), chunk=100, dry_run=True, offers=trial)
+    on_dask = bulk_pass.run(
         database,
         revision,
         models,
-        steps=(*reevaluate.STEPS, "offers"),
+        steps=(*bulk_pass.STEPS, "offers"),
         chunk=100,
         dry_run=True,
         offers=trial,
@@ -73,7 +66,7 @@ def test_a_pass_on_two_dask_workers_equals_the_pass_in_process(database, databas
     assert row["status"] == "succeeded" and row["result"]["pass"]["written"] == 500
     assert row["result"]["pass"]["transitions"] == local["transitions"]
     written = _state(database)
-    again = reevaluate.run(database, revision, models, steps=("stages",), chunk=100)  # in process, on what Dask wrote
+    again = bulk_pass.run(database, revision, models, steps=("stages",), chunk=100)  # in process, on what Dask wrote
     assert again["written"] == 0 and _state(database) == written
     with database.connection() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM stage_transitions")).scalar() == 500
@@ -94,7 +87,7 @@ def test_a_worker_evaluates_with_what_the_run_sent_not_its_own_disk(database, re
     moment = utcnow()
     compiled = {row.id: segments.COMPILED.get(row, revision) for row in active}
     common = {
-        "steps": reevaluate.STEPS,
+        "steps": bulk_pass.STEPS,
         "moment": moment,
         "as_of": None,
         "cuts": {"recency": [], "frequency": [], "monetary": []},

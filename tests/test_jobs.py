@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from decision_server.analytics.records import StageTransitionRecord
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.demo import generator
 from decision_server.errors import ValidationError
 from decision_server.jobs import reevaluation, runners
 from decision_server.jobs.records import BulkRunRecord
+from decision_server.lifecycle.records import StageTransitionRecord
 from decision_server.scoring.serving import ModelSet
 
 _runs = BulkRunRecord.__table__

@@ -1,4 +1,4 @@
-"""The bulk pass (analytics/reevaluate.py): one read of every customer gives RFM, CLV, value, stage,
+"""The bulk pass (jobs/bulk_pass.py): one read of every customer gives RFM, CLV, value, stage,
 journey and segments, equal to what the one-customer paths and independent computations give;
 bases of several chunks are read by worker processes; a second pass writes nothing."""
 
@@ -14,11 +14,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from decision_server.analytics import clv, lifecycle, reevaluate, rfm
-from decision_server.analytics.records import StageTransitionRecord
+from decision_server.clv import service as clv
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.demo import generator
 from decision_server.features import bulk
+from decision_server.jobs import bulk_pass
+from decision_server.lifecycle import service as lifecycle
+from decision_server.lifecycle.records import StageTransitionRecord
+from decision_server.rfm import service as rfm
 from decision_server.scoring.serving import ModelSet
 
 _st = CustomerStateRecord.__table__
@@ -61,7 +64,7 @@ def _state(database) -> pd.DataFrame:
 
 def test_one_pass_in_worker_processes_equals_independent_computations(demo, revision, models):
     progress = []
-    result = reevaluate.run(demo, revision, models, chunk=64, progress=progress.append)  # 5 chunks: worker processes
+    result = bulk_pass.run(demo, revision, models, chunk=64, progress=progress.append)  # 5 chunks: worker processes
     assert result["customers"] == 300 and [p.done for p in progress] == [64, 128, 192, 256, 300]
     assert progress[-1].total == 300 and progress[-1].eta_seconds == 0
     assert result["state_drift"] == 0 and result["skipped_newer"] == 0 and result["written"] == 300
@@ -99,9 +102,9 @@ def test_one_pass_in_worker_processes_equals_independent_computations(demo, revi
 
 
 def test_a_second_pass_writes_nothing(demo, revision, models):
-    first = reevaluate.run(demo, revision, models)
+    first = bulk_pass.run(demo, revision, models)
     assert first["changed"] == 300 and all(t["from"] is None for t in first["transitions"])
-    second = reevaluate.run(demo, revision, models)
+    second = bulk_pass.run(demo, revision, models)
     assert (second["written"], second["changed"], second["revalued"]) == (0, 0, 0)
     with demo.connection() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(StageTransitionRecord.__table__)).scalar() == 300
@@ -113,13 +116,13 @@ def test_a_customer_an_event_updates_after_the_read_is_left_to_the_event(demo, r
         ids = conn.execute(sa.select(_st.c.customer_id).order_by(_st.c.customer_id)).scalars().all()
     target = ids[150]  # in the second chunk, which the readers fetch while the first is evaluated
 
-    def event_after_the_read(p: reevaluate.Progress) -> None:
+    def event_after_the_read(p: bulk_pass.Progress) -> None:
         if p.done == 100:
             time.sleep(1.0)  # the second chunk was handed to a reader at the start: it is read by now
             with demo.connection(write=True) as conn:
                 lifecycle.refresh_customers(conn, [target], revision=revision, models=models)
 
-    result = reevaluate.run(demo, revision, models, chunk=100, progress=event_after_the_read)
+    result = bulk_pass.run(demo, revision, models, chunk=100, progress=event_after_the_read)
     assert result["skipped_newer"] == 1 and result["written"] == len(ids) - 1
     with demo.connection() as conn:
         sources = (
@@ -134,15 +137,15 @@ def test_a_state_row_that_disagrees_with_its_events_is_reported(demo, revision, 
     with demo.connection(write=True) as conn:
         cid = conn.execute(sa.select(_st.c.customer_id).where(_st.c.transaction_count > 2).limit(1)).scalar()
         conn.execute(sa.update(_st).where(_st.c.customer_id == cid).values(transaction_count=_st.c.transaction_count + 50))
-    with caplog.at_level(logging.WARNING, logger="decision_server.analytics.reevaluate"):
-        result = reevaluate.run(demo, revision, models, steps=("rfm",))
+    with caplog.at_level(logging.WARNING, logger="decision_server.jobs.bulk_pass"):
+        result = bulk_pass.run(demo, revision, models, steps=("rfm",))
     assert result["state_drift"] == 1 and "1 state rows disagreed" in caplog.text
     assert result["rfm"]["cuts"]["frequency"][-1] < 50  # a single outlier does not move the top cut point
 
 
 def test_as_of_a_past_moment_reads_everything_from_the_events(demo, revision, models):
     past = dt.datetime.now(dt.UTC) - dt.timedelta(days=200)
-    result = reevaluate.run(demo, revision, models, steps=("rfm",), as_of=past)
+    result = bulk_pass.run(demo, revision, models, steps=("rfm",), as_of=past)
     with demo.connection() as conn:
         buyers = rfm.read_buyers(conn, past)
     assert result["rfm"]["buyers"] == len(buyers.ids) < 300
@@ -155,7 +158,7 @@ def test_as_of_a_past_moment_reads_everything_from_the_events(demo, revision, mo
 
 def test_unknown_steps_are_refused(demo, revision, models):
     with pytest.raises(ValueError, match="stages"):
-        reevaluate.run(demo, revision, models, steps=("stage",))
+        bulk_pass.run(demo, revision, models, steps=("stage",))
 
 
 @pytest.mark.parametrize("margin", [Decimal("0.30"), Decimal("0.275")])

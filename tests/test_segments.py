@@ -86,3 +86,23 @@ def test_change_deactivate_delete_and_sizes_over_time(client, auth, base):
     assert client.get("/api/v1/segments/buyers/counts", headers=base).status_code == 404
     bad_name = client.post("/api/v1/segments", json={"name": "Big Spenders!", "condition": "frequency >= 1"}, headers=base)
     assert bad_name.status_code == 422 and "name" in bad_name.get_json()["errors"]
+
+
+def test_a_segment_defined_or_changed_has_the_members_a_bulk_recompute_gives(client, auth, base):
+    """Defining and changing compute members in the request's one transaction; the bulk pass agrees."""
+    headers = auth("editor")
+    assert (
+        client.post("/api/v1/segments", json={"name": "some", "condition": "frequency >= 2"}, headers=headers).status_code == 201
+    )
+    before = {m["customer_id"]: m["since"] for m in _members(client, base, "some")["items"]}
+    assert sorted(before) == [f"S-{i}" for i in range(2, 7)]
+    assert client.post("/api/v1/segments/recompute", headers=headers).get_json()["sizes"] == {"some": 5}
+    assert {m["customer_id"]: m["since"] for m in _members(client, base, "some")["items"]} == before  # nothing moved
+    changed = client.patch("/api/v1/segments/some", json={"condition": "frequency >= 5"}, headers=headers)
+    assert changed.status_code == 200 and changed.get_json()["members"] == 2
+    kept = {m["customer_id"]: m["since"] for m in _members(client, base, "some")["items"]}
+    assert kept == {k: before[k] for k in ("S-5", "S-6")}  # members who stay keep their joining time
+    assert [c["members"] for c in client.get("/api/v1/segments/some/counts", headers=headers).get_json()["items"]] == [5, 5, 2]
+    refused = client.patch("/api/v1/segments/some", json={"condition": "frequncy >= 1", "description": "x"}, headers=headers)
+    assert refused.status_code == 422
+    assert client.get("/api/v1/segments/some", headers=headers).get_json()["description"] == ""  # nothing half-done

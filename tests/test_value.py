@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from decision_server.analytics import value
 from decision_server.rules.engine import build_revision
 from decision_server.rules.source import read_rules_dir
+from decision_server.value import service as value
 
 
 @pytest.fixture(scope="module")

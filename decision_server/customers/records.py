@@ -58,7 +58,7 @@ class CustomerStateRecord(Base):
     # Lifecycle stage (CLM) from the lifecycle rule set; every change is a StageTransitionRecord.
     stage: Mapped[str | None] = mapped_column(sa.String(32), index=True)
     stage_since: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
-    # Customer value (CVM): score 0-100 (analytics/value.py) and its segment from rules/value.yaml.
+    # Customer value (CVM): score 0-100 (value/service.py) and its segment from rules/value.yaml.
     value_score: Mapped[float | None] = mapped_column(sa.Float)
     value_segment: Mapped[str | None] = mapped_column(sa.String(16), index=True)
     # Journey stage from the touchpoint-driven rules/journey.yaml.

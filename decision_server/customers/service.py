@@ -83,6 +83,18 @@ def find_customer(session: Session, *, external_id: str) -> CustomerRecord:
     return customer
 
 
+def customer_id(session: Session, *, external_id: str) -> int:
+    """Return the database id of the customer with `external_id` or raise customer_not_found (one indexed read)."""
+    found = (
+        None
+        if check_external_id(external_id)
+        else session.scalar(sa.select(CustomerRecord.id).where(CustomerRecord.external_id == external_id))
+    )
+    if found is None:
+        raise _not_found(external_id)
+    return found
+
+
 def get_customer(session: Session, *, external_id: str) -> dict[str, Any]:
     """Return one customer's profile with its state row."""
     if check_external_id(external_id):

@@ -18,7 +18,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from decision_server import fastsql, metrics
-from decision_server.analytics.requirements import missing, require
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import Database, UtcDateTime, to_utc, utcnow
 from decision_server.decisions.learning import (
@@ -38,6 +37,7 @@ from decision_server.features.definition import CATEGORIES, as_dict
 from decision_server.loyalty.records import LedgerEntryRecord, MemberRecord
 from decision_server.offers import treatments
 from decision_server.offers.catalog import Offer
+from decision_server.rulebook.requirements import missing, require
 
 log = logging.getLogger("decision_server.decisions")
 

@@ -1,4 +1,4 @@
-"""`decision-server reevaluate` and `decision-server jobs`: the bulk re-evaluation, now, and its runs."""
+"""`decision-server reevaluate`, `analytics`, `jobs` and `scheduler`: the bulk re-evaluation, now, and its runs."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def reevaluate_command(
     try:
         trial = None
         if "offers" in steps:
-            from decision_server.analytics import offer_reach
+            from decision_server.jobs import offer_reach
 
             trial = offer_reach.trial(ctx.database, revision, channels=channels or list(ctx.config.channels), intent=intent)
         row = reevaluation.run(
@@ -153,7 +153,7 @@ def _members(ctx: Context, name: str) -> list[int]:
     """The customer ids in a segment now."""
     import sqlalchemy as sa
 
-    from decision_server.analytics.records import SegmentMemberRecord, SegmentRecord
+    from decision_server.segments.records import SegmentMemberRecord, SegmentRecord
 
     with ctx.database.connection() as conn:
         segment_id = conn.execute(sa.select(SegmentRecord.id).where(SegmentRecord.name == name)).scalar()
@@ -334,3 +334,64 @@ def scheduler_run(ctx: Context, name: str):
     jobs_scheduler.seed(ctx.database, ctx.config.schedules_file)
     row = jobs_scheduler.run_now(ctx.database, ctx.config, name, source="cli", wait=True)
     click.echo(summary(row) if row["job"] == "reevaluate" else f"run {row['id']} {row['status']}: {row['result']}")
+
+
+# --- decision-server analytics: the pass's analytics steps alone, unrecorded ---------------------
+
+ANALYTICS_STEPS = ("rfm", "stages", "segments")
+
+
+def run_all(ctx: Context, steps: tuple[str, ...] = ANALYTICS_STEPS, echo=click.echo) -> None:
+    """Run the bulk analytics in one pass over the customers (jobs/bulk_pass.py)."""
+    from decision_server.jobs import bulk_pass
+    from decision_server.rulebook.service import published_revision
+    from decision_server.scoring.serving import ModelSet
+
+    def report(p: bulk_pass.Progress) -> None:
+        eta = f", about {p.eta_seconds:.0f} s left" if p.eta_seconds else ""
+        echo(f"  {p.done:,} of {p.total:,} customers ({p.rate:,.0f}/s{eta})")
+
+    revision = published_revision(ctx.database, ctx.config.rules_dir, limits=ctx.config.rule_limits)
+    try:
+        models = ModelSet(ctx.config.models_dir, max_age_days=ctx.config.model_max_age_days)
+        fallbacks = [name for name, m in models.models.items() if m["fallback"]]
+        if fallbacks:
+            echo(f"  models falling back to their rules: {', '.join(fallbacks)}")
+        result = bulk_pass.run(ctx.database, revision, models, steps=steps, margin=ctx.config.default_margin, progress=report)
+    finally:
+        revision.close()
+    echo(f"  {result['customers']:,} customers in {result['seconds']:.1f} s; {result['written']:,} state rows changed")
+    if result["rfm"]:
+        top = ", ".join(f"{k} {v:,}" for k, v in list(result["rfm"]["segments"].items())[:4])
+        echo(f"  rfm: {result['buyers']:,} buyers scored ({top}, ...)")
+    if "stages" in steps:
+        echo(f"  stages, value and journeys: {result['changed']:,} stage changes, {result['revalued']:,} values changed")
+    if "segments" in steps:
+        sizes = result["segments"]
+        echo(
+            f"  segments: {len(sizes)} recomputed" + (f" ({', '.join(f'{k} {v:,}' for k, v in sizes.items())})" if sizes else "")
+        )
+    if result["skipped_newer"]:
+        echo(f"  {result['skipped_newer']:,} customers left as events had just updated them")
+
+
+@click.group()
+def analytics():
+    """Run the customer analytics over the whole base.
+
+    \b
+      decision-server analytics run                  # RFM, then stages + value + journeys, then segments
+      decision-server analytics run --only rfm
+    Single customers are kept up to date by the event path as their purchases and touchpoints arrive;
+    these runs are for everyone at once (time alone moves a silent customer's stage).
+    """
+
+
+@analytics.command("run")
+@click.option("--only", type=click.Choice(ANALYTICS_STEPS), multiple=True, help="Run only these steps (repeatable).")
+@pass_context
+def analytics_run(ctx: Context, only: tuple[str, ...]):
+    """Score RFM for every buyer, re-evaluate every stage, value and journey, recompute segments."""
+    _require_migrated(ctx)
+    click.echo(f"analysing the customer base: {', '.join(only or ANALYTICS_STEPS)}")
+    run_all(ctx, only or ANALYTICS_STEPS)

@@ -1,5 +1,5 @@
 """The re-evaluation job: every customer's RFM, CLV, scores, value, stage, journey and segments
-(the bulk pass, analytics/reevaluate.py), then loyalty tiers and points expiry (loyalty/bulk.py).
+(the bulk pass, jobs/bulk_pass.py), then loyalty tiers and points expiry (loyalty/bulk.py).
 
 Time moves stages even when customers do nothing, so this runs on a schedule as well as on demand.
 
@@ -35,19 +35,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from decision_server import metrics
-from decision_server.analytics import reevaluate
 from decision_server.db import Database, utcnow
 from decision_server.errors import Conflict, ValidationError
-from decision_server.jobs import runners
+from decision_server.jobs import bulk_pass, runners
 from decision_server.jobs.records import BulkRunRecord
 
 log = logging.getLogger(__name__)
 
 JOB = "reevaluate"
 WHAT_IF = "what-if"  # dry runs hold a lease of their own: they write nothing, so a nightly run need not wait for them
-STEPS = (*reevaluate.STEPS, "tiers", "expiry")
+STEPS = (*bulk_pass.STEPS, "tiers", "expiry")
 # A what-if (dry run) also tries the offers (who could have which, before and after); it has no expiry.
-WHAT_IF_STEPS = (*reevaluate.STEPS, "tiers", "offers")
+WHAT_IF_STEPS = (*bulk_pass.STEPS, "tiers", "offers")
 # A running run whose heartbeat is older than this has lost its runner (JOB_LEASE_SECONDS; renewed every quarter).
 LEASE = dt.timedelta(seconds=float(os.environ.get("JOB_LEASE_SECONDS") or 120))
 _runs = BulkRunRecord.__table__
@@ -115,7 +114,7 @@ def run(
     failed, the error) and raised again.
     """
     if customers is not None:
-        loyalty = [s for s in check_steps(steps, dry_run=dry_run) if s not in reevaluate.DRY_RUN_STEPS]
+        loyalty = [s for s in check_steps(steps, dry_run=dry_run) if s not in bulk_pass.DRY_RUN_STEPS]
         if loyalty:
             message = f"{', '.join(loyalty)} run for every member only; leave them out when naming customers"
             raise ValidationError(message, errors={"steps": [message]})
@@ -251,7 +250,7 @@ def _phases(
     result: dict[str, Any] = dict(saved.get("results") or {})
     subset = saved.get("subset")  # a run over some customers keeps saying so, so no full run resumes it
     as_of = row["as_of"]
-    pass_steps = tuple(s for s in steps if s in reevaluate.DRY_RUN_STEPS)
+    pass_steps = tuple(s for s in steps if s in bulk_pass.DRY_RUN_STEPS)
 
     def report(phase: str, done: int, total: int) -> None:
         lease.check()
@@ -263,9 +262,9 @@ def _phases(
             progress(Status(run_id, phase, done, total, seconds))
 
     if pass_steps and "pass" not in result:
-        resume = reevaluate.Checkpoint.load(saved["pass"]) if saved.get("pass") else None
+        resume = bulk_pass.Checkpoint.load(saved["pass"]) if saved.get("pass") else None
 
-        def on_chunk(conn: Connection, checkpoint: reevaluate.Checkpoint) -> None:
+        def on_chunk(conn: Connection, checkpoint: bulk_pass.Checkpoint) -> None:
             _save(
                 conn,
                 run_id,
@@ -275,7 +274,7 @@ def _phases(
                 checkpoint={"results": result, "pass": checkpoint.dump(), "subset": subset},
             )
 
-        outcome = reevaluate.run(
+        outcome = bulk_pass.run(
             database,
             revision,
             models,

@@ -81,7 +81,7 @@ class WhatIf(MethodView):
         eligible for now and under the draft, how many gain or lose it, which rules remove it, and
         how many customers are left with no eligible offer.
         """
-        from decision_server.analytics import offer_reach
+        from decision_server.jobs import offer_reach
         from decision_server.rulebook import service
         from decision_server.rules.engine import build_revision
 

@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from decision_server import metrics
-from decision_server.analytics.requirements import require
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import Database, UtcDateTime, utcnow
 from decision_server.features import bulk as feature_bulk
@@ -31,6 +30,7 @@ from decision_server.loyalty.records import (
 )
 from decision_server.loyalty.service import policy
 from decision_server.loyalty.tiers import tiers
+from decision_server.rulebook.requirements import require
 from decision_server.transactions.records import TransactionRecord
 
 _m, _l, _h = MemberRecord.__table__, LedgerEntryRecord.__table__, TierChangeRecord.__table__

@@ -17,7 +17,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from decision_server.analytics.requirements import missing
 from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.db import upsert, utcnow
 from decision_server.errors import Conflict, NotFound, ValidationError
@@ -26,6 +25,7 @@ from decision_server.features.definition import as_dict
 from decision_server.loyalty import ledger
 from decision_server.loyalty.records import MemberRecord, TierChangeRecord
 from decision_server.loyalty.tiers import tiers
+from decision_server.rulebook.requirements import missing
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from decision_server.analytics.requirements import missing
 from decision_server.customers.records import CustomerRecord
 from decision_server.db import utcnow
 from decision_server.errors import Conflict, NotFound, ValidationError
 from decision_server.loyalty.records import MemberRecord, TierChangeRecord, TierRecord
+from decision_server.rulebook.requirements import missing
 
 _m, _t, _h = MemberRecord.__table__, TierRecord.__table__, TierChangeRecord.__table__
 _c = CustomerRecord.__table__

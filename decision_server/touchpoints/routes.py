@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from decision_server.analytics.events import on_events
 from decision_server.auth.roles import Permission, requires
 from decision_server.ingest.events import batch_result, event_position
+from decision_server.lifecycle.events import on_events
 from decision_server.schemas import page_response
 from decision_server.touchpoints import schemas, service
 from decision_server.web import Blueprint, transaction

@@ -9,22 +9,22 @@ everything:
    last_purchase_at: exactly RFM's values); as of a past moment, from the transactions.
 2. Two reader processes compute the next chunks' aggregates with set-based SQL
    (features/bulk.py: one statement per event table) and read their state rows, while the main
-   process evaluates and writes the current one (analytics/chunks.py). At most three chunks are
+   process evaluates and writes the current one (jobs/chunks.py). At most three chunks are
    held at once. On a Dask cluster, each chunk is a shard that a worker reads and evaluates
-   (step 3, analytics/shards.py); the main process only writes.
+   (step 3, jobs/shards.py); the main process only writes.
 3. The main process scores the chunk with every model (one batched onnxruntime call), places
    RFM against the cut points (scored from the recomputed aggregates; a state row that
    disagrees with its events is counted as `state_drift` and logged), names RFM segments,
    computes value, stage and journey with the vectorized rules, historical CLV in exact cents,
-   and segment memberships (analytics/evaluation.py: a chunk in, its verdicts out, no database).
-4. One transaction per chunk writes only what changed: the state columns of changed customers,
-   their stage transitions (source = bulk) and membership changes. It first locks the chunk's
+   and segment memberships (jobs/evaluation.py: a chunk in, its verdicts out, no database).
+4. One transaction per chunk (jobs/writes.py) writes only what changed: the state columns of
+   changed customers, their stage transitions (source = bulk) and membership changes. It first locks the chunk's
    state rows; a customer whose row an event rewrote after the chunk was read is left as the
    event made it (it is newer) and counted in `skipped_newer`. An event for a customer of the
    chunk being written waits for that transaction to end.
 
 Steps: "rfm" (scores and run), "stages" (stage, value and journey), "segments", and in a dry run
-"offers" (offer reach before and after: analytics/offer_reach.py). Without "rfm", value reads the
+"offers" (offer reach before and after: jobs/offer_reach.py). Without "rfm", value reads the
 RFM scores the state rows hold.
 """
 
@@ -43,21 +43,19 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from decision_server import fastsql
-from decision_server.analytics import offer_reach, rfm, segments, shards
-from decision_server.analytics.chunks import Chunk, readers, stamps
-from decision_server.analytics.evaluation import WRITTEN, Evaluated, Tally, evaluate
-from decision_server.analytics.lifecycle import DEFAULT_RULE
-from decision_server.analytics.records import (
-    RfmRunRecord,
-    SegmentCountRecord,
-    StageTransitionRecord,
-)
-from decision_server.analytics.requirements import NEEDED, require
 from decision_server.customers.records import CustomerStateRecord
-from decision_server.customers.state import refresh_state
-from decision_server.db import Database, upsert, utcnow
+from decision_server.db import Database, utcnow
 from decision_server.errors import ValidationError
 from decision_server.features import bulk
+from decision_server.jobs import offer_reach, shards
+from decision_server.jobs.chunks import readers
+from decision_server.jobs.evaluation import Tally, evaluate
+from decision_server.jobs.writes import Statements, write_chunk
+from decision_server.rfm import service as rfm
+from decision_server.rfm.records import RfmRunRecord
+from decision_server.rulebook.requirements import NEEDED, require
+from decision_server.segments import service as segments
+from decision_server.segments.records import SegmentCountRecord, SegmentMemberRecord
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +65,8 @@ DRY_RUN_STEPS = (*STEPS, "offers")  # offer reach changes nothing: it is only co
 # time keeps each statement's bound parameters under SQLite's limit (32,766).
 SUBSET_CHUNK = 10_000
 _st = CustomerStateRecord.__table__
-_tr = StageTransitionRecord.__table__
 _runs = RfmRunRecord.__table__
-_m = segments.SegmentMemberRecord.__table__
+_m = SegmentMemberRecord.__table__
 
 
 @dataclasses.dataclass
@@ -213,7 +210,7 @@ def run(
         total=total,
         rfm={"id": run_id, "cuts": cuts, "buyers": buyers} if "rfm" in steps else None,
     )
-    update = _Statements(database)
+    update = Statements(database)
     with_loyalty = "offers" in steps
     work = (
         shards.work(
@@ -264,7 +261,7 @@ def run(
                 with database.connection(write=True) as conn:
                     commit(conn)
             else:
-                _write(
+                write_chunk(
                     database,
                     current,
                     evaluated,
@@ -342,120 +339,3 @@ class Checkpoint:
     @classmethod
     def load(cls, data: dict[str, Any]) -> Checkpoint:
         return cls(int(data["after_id"]), int(data["done"]), data.get("rfm"), data.get("tally") or {}, int(data.get("total", 0)))
-
-
-def _write(
-    database: Database,
-    chunk: Chunk,
-    evaluated: Evaluated,
-    *,
-    revision: Any,
-    now: dt.datetime,
-    source: str,
-    tally: Tally,
-    update: _Statements,
-    commit: Callable[[Connection], None],
-) -> None:
-    ids, state = chunk.ids, chunk.state
-    new, changed, moved, rule_ids, wanted = (
-        evaluated.new,
-        evaluated.changed,
-        evaluated.moved,
-        evaluated.rule_ids,
-        evaluated.wanted,
-    )
-    with database.connection(write=True) as conn:
-        absent = ids[~chunk.has_row & changed]
-        if len(absent):  # customers with no events yet have no state row: make them, so changes have a home
-            refresh_state(conn, customer_ids=[int(c) for c in absent])
-        # An event that rewrote a state row since the chunk was read is newer than this pass: keep it.
-        # The rows are locked until this transaction ends (PostgreSQL; SQLite's writer holds the whole
-        # database), so an event for one of these customers waits for the chunk rather than being overwritten.
-        seen = chunk.stamps
-        locked = fastsql.raw_rows(conn, stamps(ids).with_for_update())
-        newer = {cid for cid, stamp in locked if cid in seen and seen[cid] != stamp}
-        fresh = ~np.isin(ids, np.fromiter(newer, dtype=np.int64, count=len(newer)))
-        tally.skipped += int((changed & ~fresh).sum())
-        write = np.flatnonzero(changed & fresh)
-        if len(write):
-            cursor = conn.connection.driver_connection.cursor()
-            update.state.execute_columns(
-                cursor,
-                {"cid": ids[write].tolist(), "updated_at": utcnow(), **{k: [_plain(v) for v in new[k][write]] for k in WRITTEN}},
-            )
-            stage_moves = write[moved[write]]
-            if len(stage_moves):
-                update.transitions.execute_columns(
-                    cursor,
-                    {
-                        "customer_id": ids[stage_moves].tolist(),
-                        "from_stage": state["stage"][stage_moves].tolist(),
-                        "to_stage": new["stage"][stage_moves].tolist(),
-                        "at": now,
-                        "rule_revision": revision.id,
-                        "rule_id": rule_ids[stage_moves].tolist() if rule_ids is not None else DEFAULT_RULE,
-                        "source": source,
-                        "actor": None,
-                        "reason": None,
-                    },
-                )
-                pairs, counts = np.unique(
-                    np.array(
-                        [f"{a}\x00{b}" for a, b in zip(state["stage"][stage_moves], new["stage"][stage_moves], strict=True)]
-                    ),
-                    return_counts=True,
-                )
-                for pair, count in zip(pairs, counts, strict=True):
-                    before, after = (None if x == "None" else x for x in str(pair).split("\x00"))
-                    tally.moves[(before, after)] = tally.moves.get((before, after), 0) + int(count)
-        tally.written += len(write)
-        for sid, inside in wanted.items():
-            current = chunk.members.get(sid, set())
-            leave, join = sorted((current - inside) - newer), sorted((inside - current) - newer)
-            if leave:
-                for start in range(0, len(leave), 900):
-                    conn.execute(sa.delete(_m).where(_m.c.segment_id == sid, _m.c.customer_id.in_(leave[start : start + 900])))
-            if join:  # an event may have added the same row meanwhile: keep the first
-                conn.execute(
-                    upsert(conn, _m).on_conflict_do_nothing(), [{"segment_id": sid, "customer_id": c, "since": now} for c in join]
-                )
-        commit(conn)  # the job's checkpoint commits with the chunk
-
-
-class _Statements:
-    """The pass's writes, compiled once and run on the driver: SQLAlchemy's executemany costs
-    about three times the UPDATEs themselves here."""
-
-    def __init__(self, database: Database):
-        self.state = fastsql.Prepared(
-            database.engine,
-            sa.update(_st)
-            .where(_st.c.customer_id == sa.bindparam("cid"))
-            .values(updated_at=sa.bindparam("updated_at"), **{k: sa.bindparam(k) for k in WRITTEN}),
-        )
-        self.transitions = fastsql.Prepared(
-            database.engine,
-            sa.insert(_tr).values(
-                **{
-                    k: sa.bindparam(k)
-                    for k in (
-                        "customer_id",
-                        "from_stage",
-                        "to_stage",
-                        "at",
-                        "rule_id",
-                        "rule_revision",
-                        "source",
-                        "actor",
-                        "reason",
-                    )
-                }
-            ),
-        )
-
-
-def _plain(v: Any) -> Any:
-    """numpy scalars to Python values for the driver."""
-    if isinstance(v, np.generic):
-        return v.item()
-    return v

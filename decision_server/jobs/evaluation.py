@@ -1,7 +1,7 @@
 """One chunk of the bulk pass evaluated, with no database: scores, RFM, CLV, stage, value, journey,
-segments, and in a dry run its before and after counts and offer reach (analytics/reevaluate.py
+segments, and in a dry run its before and after counts and offer reach (jobs/bulk_pass.py
 reads the chunks and writes the verdicts; on a Dask cluster a worker runs this where it read the
-chunk, analytics/shards.py). The counts of a chunk are a Tally, added up by the pass."""
+chunk, jobs/shards.py). The counts of a chunk are a Tally, added up by the pass."""
 
 from __future__ import annotations
 
@@ -13,10 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from decision_server.analytics import clv, offer_reach, rfm, segments, value
-from decision_server.analytics.chunks import Chunk
-from decision_server.analytics.lifecycle import journey_inputs
+from decision_server.clv import service as clv
 from decision_server.features.definition import FEATURE_NAMES
+from decision_server.jobs import offer_reach
+from decision_server.jobs.chunks import Chunk
+from decision_server.lifecycle.service import journey_inputs
+from decision_server.rfm import service as rfm
+from decision_server.segments import service as segments
+from decision_server.value import service as value
 
 # State columns the pass writes where they changed (it reads these and more: chunks.STATE).
 WRITTEN = (
@@ -121,7 +125,7 @@ def evaluate(
 ) -> Evaluated:
     """Evaluate one chunk as read (no database): scores, RFM, CLV, stage, value, journey, segments;
     in a dry run, its before and after counts and offer reach too. It runs where the chunk was read
-    when that is a Dask worker (analytics/shards.py), else in the pass's process."""
+    when that is a Dask worker (jobs/shards.py), else in the pass's process."""
     ids, agg, state = chunk.ids, chunk.features.aggregates, chunk.state
     tally, now = Tally(), moment
     n = len(ids)
@@ -203,14 +207,8 @@ def evaluate(
         new["rfm_run_id"] = np.where(changed, run_id, state["rfm_run_id"])
     wanted = {}
     if compiled:
-        columns: dict[str, Any] = {name: chunk.features.values[:, i].astype(np.float64) for i, name in enumerate(FEATURE_NAMES)}
-        columns.update({k: np.asarray(scores[k], dtype=np.float64) for k in segments.SCORES})
-        for k in segments.STATE_NUMBERS:
-            columns[k] = _numbers(new[k])
-        for k in segments.STATE_TEXT:
-            columns[k] = new[k]
-        for sid, condition in compiled.items():
-            wanted[sid] = {int(c) for c in ids[condition.evaluate_columns("segment", columns, now=moment.timestamp()).fired[0]]}
+        columns = segments.condition_columns(chunk.features.values, scores, new)
+        wanted = segments.members_among(compiled, columns, ids, moment)
     if dry_run:
         _what_if(chunk, new, changed, moved, wanted, tally)
         if offers is not None:

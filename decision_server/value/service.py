@@ -14,8 +14,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from decision_server.customers.records import CustomerStateRecord
+from decision_server.validation import cents_to_decimal
 
 WEIGHTS = ("clv_weight", "rfm_weight", "engagement_weight", "ltv_scale")
+_ORDER = {"high": 0, "medium": 1, "low": 2}
+_st = CustomerStateRecord.__table__
 
 
 def score(weights: dict[str, float], ltv: float, rfm: tuple[int, int, int] | None, engagement: float) -> float:
@@ -72,3 +79,50 @@ def for_columns(
 def segments_of(revision: Any, scores: np.ndarray) -> np.ndarray:
     """Return the value segment of each score (rules/value.yaml, vectorized)."""
     return revision.outcome_columns("value", {"value_score": scores}, ("value_segment",))["value_segment"]
+
+
+def statistics(session: Session) -> dict[str, Any]:
+    """Return customers per value segment with score ranges, and how scores spread in bands of 10."""
+    band = sa.func.floor(_st.c.value_score / 10)
+    rows = session.execute(
+        sa.select(
+            _st.c.value_segment,
+            sa.func.count(),
+            sa.func.avg(_st.c.value_score),
+            sa.func.min(_st.c.value_score),
+            sa.func.max(_st.c.value_score),
+            sa.func.avg(_st.c.total_spend_cents),
+        ).group_by(_st.c.value_segment)
+    ).all()
+    bands = dict(session.execute(sa.select(band, sa.func.count()).where(_st.c.value_score.is_not(None)).group_by(band)).all())
+    scored = [r for r in rows if r[0] is not None]
+    total = sum(r[1] for r in scored) or 1
+    return {
+        "segments": [
+            {
+                "segment": s,
+                "customers": n,
+                "share": round(n / total, 4),
+                "avg_score": round(float(a), 2),
+                "min_score": lo,
+                "max_score": hi,
+                "avg_spend": str(cents_to_decimal(round(float(c or 0)))),
+            }
+            for s, n, a, lo, hi, c in sorted(scored, key=lambda r: _ORDER.get(r[0], 9))
+        ],
+        "not_evaluated": sum(r[1] for r in rows if r[0] is None),
+        "histogram": [
+            {"from": k * 10, "to": min(k * 10 + 10, 100), "customers": int(bands.get(float(k), bands.get(k, 0)))}
+            for k in range(10)
+        ]
+        if bands
+        else [],
+    }
+
+
+def offers_by_segment(revision: Any, offers: Any, segment: str | None = None) -> list[dict[str, Any]]:
+    """Return [{segment, offers}]: the active offers made for one value segment, or for each the value rules give."""
+    from decision_server.offers.catalog import value_offers
+
+    names = [segment] if segment is not None else list(revision.rulesets["value"].outputs["value_segment"].values or ())
+    return [{"segment": name, "offers": value_offers(offers, name)} for name in names]

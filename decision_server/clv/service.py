@@ -25,14 +25,17 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
 from decision_server.customers.records import CustomerRecord
+from decision_server.features import online
 from decision_server.transactions.records import (
     TransactionRecord,
     first_purchase_at,
     last_purchase_at,
     purchase_count,
 )
+from decision_server.validation import cents_to_decimal
 
 DAY = 86_400
 CENT = Decimal(1)
@@ -171,4 +174,65 @@ def columns(agg: dict[str, np.ndarray], as_of: dt.datetime, margin: Decimal) -> 
         "tenure_days": tenure,
         "lifespan_days": lifespan,
         "purchase_frequency": orders * 30 / np.maximum(tenure, 1),
+    }
+
+
+def money(values: dict[str, Any]) -> dict[str, Any]:
+    """Return CLV figures as the API shows them: cents as decimal strings without the suffix, times in ISO 8601."""
+    out = {}
+    for key, value in values.items():
+        if key in ("customer_id", "external_id", "as_of"):
+            continue
+        if key.endswith("_cents"):
+            out[key[: -len("_cents")]] = str(cents_to_decimal(value))
+        elif hasattr(value, "isoformat"):
+            out[key] = value.isoformat()
+        else:
+            out[key] = value
+    return out
+
+
+def predicted(scores: Any) -> dict[str, Any]:
+    """Return the predicted part of CLV from a customer's model scores: ltv_12m and which model gave it."""
+    return {"ltv_12m": round(scores.values["ltv"], 2), "model": scores.models["ltv"]}
+
+
+def customer_clv(
+    session: Session, *, customer_id: int, external_id: str, as_of: dt.datetime, now: dt.datetime, margin: Decimal, models: Any
+) -> dict[str, Any]:
+    """Return one customer's CLV: historical as of `as_of`, predicted from their features `now`."""
+    conn = session.connection()
+    found = historical(conn, as_of=as_of, margin=margin, customer_ids=[customer_id])
+    features = online.read(conn, customer_id=customer_id, as_of=now)
+    scores = models.score(features.values)
+    return {
+        "customer_id": external_id,
+        "as_of": as_of,
+        "historical": money(found[0].__dict__) if found else None,
+        "predicted": predicted(scores),
+    }
+
+
+def page(session: Session, *, as_of: dt.datetime, margin: Decimal, after_id: int, limit: int) -> list[dict[str, Any]]:
+    """Return historical CLV of up to `limit` customers after `after_id`, in id order (`cid` carries the position)."""
+    rows = historical(session.connection(), as_of=as_of, margin=margin, after_id=after_id, limit=limit)
+    return [{"customer_id": h.external_id, **money(h.__dict__), "cid": h.customer_id} for h in rows]
+
+
+def statistics(session: Session, *, as_of: dt.datetime, margin: Decimal) -> dict[str, Any]:
+    """Return totals over the base (revenue, cost, profit) and how revenue per buyer spreads."""
+    rows = historical(session.connection(), as_of=as_of, margin=margin)
+    revenue = np.array([h.revenue_cents for h in rows if h.orders], dtype=np.int64)
+    spread = {}
+    if len(revenue):
+        spread = {"mean": str(cents_to_decimal(round(float(revenue.mean()))))}
+        spread.update({f"p{p}": str(cents_to_decimal(int(np.percentile(revenue, p, method="lower")))) for p in (50, 90, 99)})
+    return {
+        "as_of": as_of,
+        "customers": len(rows),
+        "buyers": len(revenue),
+        "revenue": str(cents_to_decimal(sum(h.revenue_cents for h in rows))),
+        "cost": str(cents_to_decimal(sum(h.cost_cents for h in rows))),
+        "profit": str(cents_to_decimal(sum(h.profit_cents for h in rows))),
+        "revenue_per_buyer": spread,
     }

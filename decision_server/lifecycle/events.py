@@ -7,7 +7,7 @@ from collections.abc import Callable
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from decision_server.analytics.lifecycle import refresh_customers
+from decision_server.lifecycle.service import refresh_customers
 
 
 def on_events() -> Callable[[Session, list[int]], object]:

@@ -1,6 +1,6 @@
 """The bulk pass on a Dask cluster: each chunk of customers is a shard, read and evaluated by a worker.
 
-A worker reads its shard (analytics/chunks.py) and evaluates it (evaluation.evaluate: scores,
+A worker reads its shard (jobs/chunks.py) and evaluates it (evaluation.evaluate: scores,
 RFM, CLV, stage, value, journey, segments, a what-if's counts): the same functions as in process,
 so the same results. The pass's process then writes what changed, chunk by chunk with the run's
 checkpoint, as it does in process: one writer, so a killed run still resumes exactly.
@@ -143,9 +143,9 @@ class _Built:
     """What a worker built for one run: the revisions, the models, the compiled segments."""
 
     def __init__(self, spec: Work):
-        from decision_server.analytics import segments
         from decision_server.rules.engine import build_revision
         from decision_server.scoring.serving import ModelSet
+        from decision_server.segments import service as segments
 
         self.key = spec.key
         self.revision = build_revision(spec.files, backend="python", run_cases=False, limits=spec.limits)
@@ -182,7 +182,7 @@ def evaluate_on_worker(chunk: Any, spec: Work) -> Any:
     """Evaluate a shard read on this worker; keep the verdict on the chunk and drop the features
     (the pass's process needs only ids, state, memberships and stamps to write)."""
     global _built
-    from decision_server.analytics import evaluation
+    from decision_server.jobs import evaluation
 
     with _lock:  # a worker's threads share one build per run
         if _built is None or _built.key != spec.key:

@@ -1,4 +1,4 @@
-"""Reading chunks of customers for the bulk pass (analytics/reevaluate.py): features by set-based
+"""Reading chunks of customers for the bulk pass (jobs/bulk_pass.py): features by set-based
 SQL, state rows, segment memberships and the rows' updated_at, in this process, in two reader
 processes, or on the workers of a Dask cluster (the same function, so the same results).
 
@@ -25,12 +25,12 @@ import numpy as np
 import sqlalchemy as sa
 
 from decision_server import fastsql
-from decision_server.analytics.records import SegmentMemberRecord
 from decision_server.customers.records import CustomerStateRecord
 from decision_server.db import Database, UtcDateTime
 from decision_server.errors import ConfigError
 from decision_server.features import bulk
 from decision_server.loyalty.records import LedgerEntryRecord, MemberRecord
+from decision_server.segments.records import SegmentMemberRecord
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Chunk:
     members: dict[int, set[int]]  # segment id -> current members in the chunk
     stamps: dict[int, Any]  # updated_at of each state row as read (the driver's raw value)
     reader_peak_mb: float | None = None  # the reading process's peak resident memory (Linux)
-    evaluated: Any = None  # evaluation.Evaluated, when a Dask worker evaluated the chunk too (analytics/shards.py)
+    evaluated: Any = None  # evaluation.Evaluated, when a Dask worker evaluated the chunk too (jobs/shards.py)
 
 
 @contextlib.contextmanager
@@ -130,7 +130,7 @@ def _read_on_dask(
     chunk = read_chunk(database, ids, as_of, segment_ids, loyalty)
     if work is None:
         return chunk
-    from decision_server.analytics import shards
+    from decision_server.jobs import shards
 
     return shards.evaluate_on_worker(chunk, work)
 

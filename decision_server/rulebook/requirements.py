@@ -1,4 +1,4 @@
-"""Which rule sets the analytics need, and a clear refusal when the serving rules lack them."""
+"""Which rule sets the analytics steps need, and a clear refusal when the serving rules lack them."""
 
 from __future__ import annotations
 

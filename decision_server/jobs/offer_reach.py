@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from decision_server.analytics.chunks import Chunk
 from decision_server.db import Database
 from decision_server.features.definition import FEATURE_NAMES
+from decision_server.jobs.chunks import Chunk
 from decision_server.offers.catalog import Offer, active_offers
 from decision_server.rules import vector
 

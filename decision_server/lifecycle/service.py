@@ -4,7 +4,7 @@ A stage changes in three ways, and each change is one row of `stage_transitions`
 time, the rule that decided it, the rule revision, source, actor, reason):
 - event: a purchase or touchpoint arrives and that customer is re-evaluated in the same database
   transaction (`refresh_customers`), so a third purchase moves them from onboarding to growth at once;
-- bulk: everyone is re-evaluated (`evaluate_all`), which is how time alone moves a silent customer;
+- bulk: everyone is re-evaluated (`jobs/passes.py` `evaluate_stages`), which is how time alone moves a silent customer;
 - manual: someone sets a stage with a reason (`set_stage`); audited with their key's name.
 The same customer refresh also places their RFM scores against the newest RFM run.
 """
@@ -18,21 +18,25 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
-from decision_server.analytics import rfm, segments, value
-from decision_server.analytics.records import StageTransitionRecord
-from decision_server.analytics.requirements import missing, require
-from decision_server.customers.records import CustomerStateRecord
+from decision_server.customers.records import CustomerRecord, CustomerStateRecord
 from decision_server.customers.state import refresh_state
-from decision_server.db import Database, utcnow
+from decision_server.db import utcnow
 from decision_server.errors import ValidationError
-from decision_server.features import bulk, online
+from decision_server.features import online
 from decision_server.features.definition import as_dict
+from decision_server.lifecycle.records import StageTransitionRecord
+from decision_server.rfm import service as rfm
+from decision_server.rulebook.requirements import missing, require
+from decision_server.segments import service as segments
+from decision_server.value import service as value
 
 SOURCES = ("event", "bulk", "manual")
 DEFAULT_RULE = "default"  # rule_id recorded when no lifecycle rule fired (as Revision.outcome_columns does)
 _st = CustomerStateRecord.__table__
 _tr = StageTransitionRecord.__table__
+_c = CustomerRecord.__table__
 _READ_STAGES = online.READ_BY_ID.add_columns(
     _st.c.stage,
     _st.c.value_score,
@@ -200,22 +204,58 @@ def set_stage(
     return Transition(customer_id, current, stage, None)
 
 
-def evaluate_all(
-    database: Database,
-    revision: Any,
-    models: Any,
+# --- reads and manual changes for the API and the console, in the caller's transaction ----------
+
+
+def list_transitions(
+    session: Session,
     *,
-    now: dt.datetime | None = None,
-    chunk: int = bulk.CHUNK,
-    source: str = "bulk",
-) -> dict[str, Any]:
-    """Re-evaluate every customer's stage, value and journey stage as of now (or `now`), chunk by chunk.
+    limit: int,
+    customer_id: int | None = None,
+    from_stage: str | None = None,
+    to_stage: str | None = None,
+    source: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    before_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """Return up to `limit` stage transitions, newest first, filtered (customer_id: the customer's external id)."""
+    select = sa.select(*_tr.c, _c.c.external_id).join(_c, _c.c.id == _tr.c.customer_id)
+    if customer_id is not None:
+        select = select.where(_tr.c.customer_id == customer_id)
+    for wanted, column in ((from_stage, _tr.c.from_stage), (to_stage, _tr.c.to_stage), (source, _tr.c.source)):
+        if wanted:
+            select = select.where(column == wanted)
+    if since:
+        select = select.where(_tr.c.at >= since)
+    if until:
+        select = select.where(_tr.c.at < until)
+    if before_id:
+        select = select.where(_tr.c.id < before_id)
+    rows = session.execute(select.order_by(_tr.c.id.desc()).limit(limit)).all()
+    return [{**dict(r._mapping), "customer_id": r.external_id} for r in rows]
 
-    The "stages" step of the bulk pass (analytics/reevaluate.py): vectorized rules and batched
-    models; each chunk is one transaction that writes only the customers whose stage, value or
-    journey changed, with their transitions. RFM scores are read from the state rows. Returns
-    counts: customers, changed stages, changed values, and stage changes by (from, to).
-    """
-    from decision_server.analytics import reevaluate
 
-    return reevaluate.run(database, revision, models, steps=("stages",), as_of=now, chunk=chunk, source=source)
+def change_stage(session: Session, *, customer_id: int, stage: str, revision: Any, actor: str, reason: str) -> dict[str, Any]:
+    """Set a customer's stage by hand; return {changed, transition} with the manual transition recorded."""
+    change = set_stage(session.connection(), customer_id, stage, revision=revision, actor=actor, reason=reason)
+    if change is None:
+        return {"changed": False, "transition": None}
+    return {"changed": True, "transition": list_transitions(session, limit=1, customer_id=customer_id)[0]}
+
+
+def statistics(session: Session, *, revision: Any, since: dt.datetime, until: dt.datetime) -> dict[str, Any]:
+    """Return customers per stage now (with each stage's actions) and the transition matrix over [since, until)."""
+    counts = dict(session.execute(sa.select(_st.c.stage, sa.func.count()).group_by(_st.c.stage)).all())
+    matrix = session.execute(
+        sa.select(_tr.c.from_stage, _tr.c.to_stage, sa.func.count())
+        .where(_tr.c.at >= since, _tr.c.at < until)
+        .group_by(_tr.c.from_stage, _tr.c.to_stage)
+    ).all()
+    return {
+        "stages": [{"stage": s, "customers": counts.get(s, 0), "actions": actions(revision, s)} for s in stages(revision)],
+        "not_evaluated": counts.get(None, 0),
+        "since": since,
+        "until": until,
+        "matrix": [{"from": a, "to": b, "count": n} for a, b, n in sorted(matrix, key=lambda r: -r[2])],
+    }

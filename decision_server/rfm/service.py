@@ -28,19 +28,24 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
-from decision_server.analytics.records import RfmRunRecord
-from decision_server.analytics.requirements import missing
-from decision_server.db import Database
+from decision_server.customers.records import CustomerStateRecord
+from decision_server.customers.service import get_customer
+from decision_server.rfm.records import RfmRunRecord
+from decision_server.rulebook.requirements import missing
 from decision_server.transactions.records import (
     TransactionRecord,
     last_purchase_at,
     purchase_count,
 )
+from decision_server.validation import cents_to_decimal
 
 SCORES = 5
 MEASURES = ("recency", "frequency", "monetary")
 _WRITE_BATCH = 5_000
+_runs = RfmRunRecord.__table__
+_st = CustomerStateRecord.__table__
 
 
 def cut_points(values: np.ndarray) -> list[float]:
@@ -105,22 +110,9 @@ class RfmRun:
     seconds: float
 
 
-def calculate(database: Database, revision: Any, *, as_of: dt.datetime | None = None, source: str = "bulk") -> RfmRun:
-    """Score every buyer as of `as_of` (default now), store the run and the state rows that change.
-
-    The "rfm" step of the bulk pass (analytics/reevaluate.py).
-    """
-    from decision_server.analytics import reevaluate
-
-    result = reevaluate.run(database, revision, None, steps=("rfm",), as_of=as_of, source=source)
-    out = result["rfm"]
-    return RfmRun(out["id"], out["as_of"], out["buyers"], out["cuts"], out["segments"], result["seconds"])
-
-
 def latest_run(conn: Connection) -> RfmRunRecord | None:
     """Return the newest RFM run (its cut points place single customers), or None before the first."""
-    t = RfmRunRecord.__table__
-    return conn.execute(sa.select(t).order_by(t.c.id.desc()).limit(1)).first()
+    return conn.execute(sa.select(_runs).order_by(_runs.c.id.desc()).limit(1)).first()
 
 
 def score_customer(
@@ -134,3 +126,66 @@ def score_customer(
     m = place_one(spend_cents, run.cuts["monetary"])
     outcome = revision.evaluate("rfm", {"r": r, "f": f, "m": m}, backend="python")
     return {"r": r, "f": f, "m": m, "segment": outcome.outcome["rfm_segment"], "run_id": run.id}
+
+
+def get_run(session: Session, run_id: int) -> Any:
+    """Return one stored RFM run's row."""
+    return session.execute(sa.select(_runs).where(_runs.c.id == run_id)).one()._mapping
+
+
+def list_runs(session: Session, *, limit: int, before_id: int | None = None) -> list[dict[str, Any]]:
+    """Return up to `limit` RFM runs, newest first (before `before_id`), with their cut points and segment counts."""
+    select = sa.select(_runs).order_by(_runs.c.id.desc()).limit(limit)
+    if before_id is not None:
+        select = select.where(_runs.c.id < before_id)
+    return [dict(r._mapping) for r in session.execute(select)]
+
+
+def statistics(session: Session) -> dict[str, Any]:
+    """Return the newest run and, per RFM segment now: customers, share, average scores, purchases and spend."""
+    run = latest_run(session.connection())
+    rows = session.execute(
+        sa.select(
+            _st.c.rfm_segment,
+            sa.func.count(),
+            sa.func.avg(_st.c.rfm_r),
+            sa.func.avg(_st.c.rfm_f),
+            sa.func.avg(_st.c.rfm_m),
+            sa.func.avg(_st.c.transaction_count),
+            sa.func.avg(_st.c.total_spend_cents),
+        )
+        .where(_st.c.rfm_segment.is_not(None))
+        .group_by(_st.c.rfm_segment)
+    ).all()
+    total = sum(r[1] for r in rows) or 1
+    segments = [
+        {
+            "segment": s,
+            "customers": n,
+            "share": round(n / total, 4),
+            "avg_r": round(float(r), 2),
+            "avg_f": round(float(f), 2),
+            "avg_m": round(float(m), 2),
+            "avg_purchases": round(float(p), 2),
+            "avg_spend": str(cents_to_decimal(round(float(c)))),
+        }
+        for s, n, r, f, m, p, c in sorted(rows, key=lambda r: -r[1])
+    ]
+    return {"run": run._mapping if run else None, "segments": segments}
+
+
+def customer_rfm(session: Session, *, external_id: str, revision: Any, now: dt.datetime) -> dict[str, Any]:
+    """Return a customer's RFM values now and their scores against the newest run's cut points."""
+    state = get_customer(session, external_id=external_id)["state"]
+    run = latest_run(session.connection())
+    placed = score_customer(state["last_purchase_at"], state["transaction_count"], state["total_spend_cents"], run, revision)
+    last = state["last_purchase_at"]
+    return {
+        "customer_id": external_id,
+        "as_of": now,
+        "recency_days": None if last is None else round((now - last).total_seconds() / 86_400, 2),
+        "frequency": state["transaction_count"],
+        "monetary": str(cents_to_decimal(state["total_spend_cents"])),
+        "scores": None if placed is None else {k: placed[k] for k in ("r", "f", "m", "segment")},
+        "run": None if run is None else {"id": run.id, "as_of": run.as_of.isoformat()},
+    }

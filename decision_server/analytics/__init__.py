@@ -1,1 +1,0 @@
-"""Customer analytics: RFM, CLV, customer value, lifecycle; per customer and for the whole base."""

@@ -1,0 +1,29 @@
+"""The lifecycle stage transitions table: every change of a customer's stage, append-only."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from decision_server.db import Base, BigId, UtcDateTime
+
+
+class StageTransitionRecord(Base):
+    """One change of a customer's lifecycle stage: append-only, the stage's history."""
+
+    __tablename__ = "stage_transitions"
+    __table_args__ = (sa.Index("ix_stage_transitions_customer_id_at", "customer_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("customers.id", ondelete="CASCADE"))
+    from_stage: Mapped[str | None] = mapped_column(sa.String(32))
+    to_stage: Mapped[str] = mapped_column(sa.String(32))
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+    # The lifecycle rule that decided it (None for a manual change), and the revision it was in.
+    rule_id: Mapped[str | None] = mapped_column(sa.String(64))
+    rule_revision: Mapped[str | None] = mapped_column(sa.String(64))
+    source: Mapped[str] = mapped_column(sa.String(16))  # event, bulk or manual
+    actor: Mapped[str | None] = mapped_column(sa.String(100))
+    reason: Mapped[str | None] = mapped_column(sa.String(500))
