@@ -18,6 +18,7 @@ from decision_server.decisions.records import (
     OfferLearningRecord,
 )
 from decision_server.jobs.records import BulkRunRecord, LeaseRecord, ScheduleRecord
+from decision_server.journeys.records import JourneyTransitionRecord
 from decision_server.loyalty.records import (
     LedgerEntryRecord,
     MemberRecord,
@@ -37,6 +38,7 @@ __all__ = [
     "BulkRunRecord",
     "LeaseRecord",
     "ScheduleRecord",
+    "JourneyTransitionRecord",
     "ApiKeyRecord",
     "CatalogConnectorRecord",
     "CatalogSyncRunRecord",
