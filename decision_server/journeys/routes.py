@@ -7,7 +7,7 @@ from flask.views import MethodView
 
 from decision_server.auth.roles import Permission, requires
 from decision_server.journeys import schemas, service, statistics
-from decision_server.schemas import ErrorSchema, PageQuery, page_response
+from decision_server.schemas import ErrorSchema, page_response
 from decision_server.web import Blueprint, transaction
 
 per_customer = Blueprint(
@@ -22,21 +22,25 @@ def _revision():
     return current_app.extensions["rulebook"].current
 
 
-def _after(query) -> int | None:
-    return query["cursor"][0] if query.get("cursor") else None
+def _after(query) -> tuple | None:
+    return tuple(query["cursor"]) if query.get("cursor") else None
+
+
+def _page(rows: list, limit: int) -> dict:
+    return page_response(rows, limit, position=lambda row: (row["at"], row["id"]))
 
 
 @per_customer.route("/<string:customer_id>/journey")
 class CustomerJourney(MethodView):
     @requires(Permission.CUSTOMERS_READ)
-    @per_customer.arguments(PageQuery, location="query")
+    @per_customer.arguments(schemas.HistoryQuerySchema, location="query")
     @per_customer.response(200, schemas.JourneySchema)
     @per_customer.alt_response(404, schema=ErrorSchema, description="customer_not_found")
     def get(self, query, customer_id):
         """A customer's journey stage, since when, and its history newest first (a page at a time)."""
         with transaction() as session:
-            found = service.journey(session.connection(), customer_id, limit=query["limit"], before_id=_after(query))
-        page = page_response(found.pop("history"), query["limit"])
+            found = service.journey(session.connection(), customer_id, limit=query["limit"], after=_after(query))
+        page = _page(found.pop("history"), query["limit"])
         return {**found, "history": page["items"], "next_cursor": page["next_cursor"]}
 
     @requires(Permission.ANALYTICS_WRITE)
@@ -81,5 +85,5 @@ class JourneyTransitions(MethodView):
         """List journey transitions of every customer, newest first, filtered by stages, source and period."""
         filters = {k: query[k] for k in ("since", "until", "from_stage", "to_stage", "source") if k in query}
         with transaction() as session:
-            rows = service.transitions(session.connection(), limit=query["limit"], before_id=_after(query), **filters)
-        return page_response(rows, query["limit"])
+            rows = service.transitions(session.connection(), limit=query["limit"], after=_after(query), **filters)
+        return _page(rows, query["limit"])

@@ -6,7 +6,7 @@ import marshmallow as ma
 from marshmallow import fields
 
 from decision_server.journeys.service import SOURCES
-from decision_server.schemas import JsonDocument, PageQuery, Text, Timestamp, page_of
+from decision_server.schemas import Cursor, JsonDocument, PageQuery, Text, Timestamp, page_of
 
 
 class JourneyTransitionSchema(ma.Schema):
@@ -58,7 +58,13 @@ class PeriodQuerySchema(ma.Schema):
     until = Timestamp(metadata={"description": "end of the period, excluded (default: now); after since"})
 
 
-class TransitionQuerySchema(PageQuery):
+class HistoryQuerySchema(PageQuery):
+    """A page of one customer's journey history, newest first."""
+
+    cursor = Cursor(timed=True, metadata={"description": "next_cursor of the previous page"})
+
+
+class TransitionQuerySchema(HistoryQuerySchema):
     since = Timestamp(metadata={"description": "transitions at or after this time"})
     until = Timestamp(metadata={"description": "transitions before this time; after since"})
     from_stage = fields.String(validate=ma.validate.Length(min=1, max=32))

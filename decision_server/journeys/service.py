@@ -167,7 +167,7 @@ def transitions(
     conn: Connection,
     *,
     limit: int,
-    before_id: int | None = None,
+    after: tuple[dt.datetime, int] | None = None,
     customer_id: int | None = None,
     from_stage: str | None = None,
     to_stage: str | None = None,
@@ -175,8 +175,10 @@ def transitions(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """List journey transitions newest first (by id), `limit` + 1 rows after the page's `before_id`.
+    """List journey transitions newest first (by time, then id), `limit` + 1 rows after `after`.
 
+    `after` is the (at, id) of the previous page's last row. Time order, not id order: the bulk
+    pass stamps its moves with its as-of time, which may be earlier than moves already recorded.
     Each row has the customer's external id as `customer_id`; the extra row tells a caller that
     another page follows.
     """
@@ -191,16 +193,18 @@ def transitions(
         since=since,
         until=until,
     )
-    if before_id is not None:
-        select = select.where(_tr.c.id < before_id)
-    rows = conn.execute(select.order_by(_tr.c.id.desc()).limit(limit + 1)).all()
+    if after is not None:
+        at, last = after
+        select = select.where(sa.or_(_tr.c.at < at, sa.and_(_tr.c.at == at, _tr.c.id < last)))
+    rows = conn.execute(select.order_by(_tr.c.at.desc(), _tr.c.id.desc()).limit(limit + 1)).all()
     return [{**r._mapping, "customer_id": r.external_id} for r in rows]
 
 
-def journey(conn: Connection, external_id: str, *, limit: int, before_id: int | None = None) -> dict[str, Any]:
+def journey(conn: Connection, external_id: str, *, limit: int, after: tuple[dt.datetime, int] | None = None) -> dict[str, Any]:
     """Return a customer's journey: stage now, since when (null: before any recorded move) and history.
 
-    The history is a page of `limit` + 1 transitions newest first (the extra row: more follow).
+    The history is a page of `limit` + 1 transitions newest first after `after` (the extra row:
+    more follow).
     """
     cid = customer_id_of(conn, external_id)
     stage = conn.execute(sa.select(_st.c.journey_stage).where(_st.c.customer_id == cid)).scalar()
@@ -209,7 +213,7 @@ def journey(conn: Connection, external_id: str, *, limit: int, before_id: int | 
         since = conn.execute(
             sa.select(_tr.c.at).where(_tr.c.customer_id == cid).order_by(_tr.c.at.desc(), _tr.c.id.desc()).limit(1)
         ).scalar()
-    history = transitions(conn, limit=limit, before_id=before_id, customer_id=cid)
+    history = transitions(conn, limit=limit, after=after, customer_id=cid)
     return {"customer_id": external_id, "stage": stage, "since": since, "history": history}
 
 
