@@ -6,7 +6,7 @@ import marshmallow as ma
 from marshmallow import fields
 
 from decision_server.journeys.service import SOURCES
-from decision_server.schemas import Cursor, JsonDocument, PageQuery, Text, Timestamp, page_of
+from decision_server.schemas import Cursor, JsonDocument, PageQuery, Pattern, Text, Timestamp, page_of
 
 
 class JourneyTransitionSchema(ma.Schema):
@@ -45,7 +45,8 @@ class MoveSchema(ma.Schema):
     reason = Text(
         500,
         required=True,
-        validate=ma.validate.Length(min=1),
+        # Blank = spaces, tabs and line breaks only: the two regex dialects (Python, the spec's ECMA) agree on those.
+        validate=Pattern(r"^[\s\S]*[^ \t\r\n][\s\S]*$", error="must not be blank"),
         metadata={"description": "why (not blank)", "example": "asked for a quote on the phone"},
     )
 

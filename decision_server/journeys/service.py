@@ -33,6 +33,7 @@ SOURCES = ("event", "bulk", "manual")
 RULESET = "journey"
 OUTPUT = "journey_stage"
 DEFAULT_RULE = "default"  # rule_id recorded when no journey rule fired (as Revision.outcome_columns does)
+BLANK = " \t\r\n"  # what a reason may not consist of alone (schemas.MoveSchema says the same)
 COLUMNS = ("customer_id", "from_stage", "to_stage", "at", "rule_id", "rule_revision", "source", "actor", "reason")
 _tr = JourneyTransitionRecord.__table__
 _st = CustomerStateRecord.__table__
@@ -240,7 +241,7 @@ def move(
     if stage not in allowed:
         message = f"not a journey stage; the stages are {', '.join(allowed)}"
         raise ValidationError(message, errors={"stage": [message]}, code="journey_stage_invalid")
-    if not reason.strip():
+    if not reason.strip(BLANK):
         raise ValidationError("a reason is required", errors={"reason": ["must not be blank"]})
     now = now or utcnow()
     cid = customer_id_of(conn, external_id)
