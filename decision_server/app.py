@@ -117,6 +117,8 @@ def _blueprints() -> list:
     from decision_server.customers.routes import blp as customers
     from decision_server.decisions.routes import blp as decisions
     from decision_server.jobs.routes import blp as jobs
+    from decision_server.journeys.routes import blp as journeys
+    from decision_server.journeys.routes import per_customer as customer_journey
     from decision_server.lifecycle.routes import lifecycle_blp
     from decision_server.loyalty.routes import blp as loyalty
     from decision_server.offers.routes import blp as offers
@@ -140,6 +142,8 @@ def _blueprints() -> list:
         rfm_blp,
         value_blp,
         clv_blp,
+        customer_journey,
+        journeys,
         segments,
         offers,
         catalog_sync,

@@ -11,6 +11,7 @@ from decision_server.decisions.records import (
     OfferLearningRecord,
 )
 from decision_server.jobs.records import BulkRunRecord, LeaseRecord, ScheduleRecord
+from decision_server.journeys.records import JourneyTransitionRecord
 from decision_server.lifecycle.records import StageTransitionRecord
 from decision_server.loyalty.records import (
     LedgerEntryRecord,
@@ -33,6 +34,7 @@ __all__ = [
     "BulkRunRecord",
     "LeaseRecord",
     "ScheduleRecord",
+    "JourneyTransitionRecord",
     "ApiKeyRecord",
     "ConsoleSessionRecord",
     "CatalogConnectorRecord",

@@ -106,6 +106,7 @@ class Evaluated:
     rule_ids: np.ndarray | None  # the lifecycle rule that decided each stage
     wanted: dict[int, set[int]]  # segment id -> customers of the chunk inside it
     tally: Tally
+    journey_rule_ids: np.ndarray | None = None  # the journey rule that decided each journey stage
 
 
 def evaluate(
@@ -167,7 +168,7 @@ def evaluate(
     else:
         r, f, m = (_numbers(state[k]) for k in ("rfm_r", "rfm_f", "rfm_m"))
     moved = np.zeros(n, dtype=bool)
-    rule_ids = None
+    rule_ids = journey_rule_ids = None
     if "stages" in steps:
         decided = revision.outcome_columns(
             "lifecycle",
@@ -194,11 +195,12 @@ def evaluate(
         tally.revalued += int(revalued.sum())
         new["value_score"] = np.where(revalued, value_scores.astype(object), state["value_score"])
         new["value_segment"] = value_segments
-        new["journey_stage"] = revision.outcome_columns(
+        journey = revision.outcome_columns(
             "journey",
             {name: chunk.features.values[:, FEATURE_NAMES.index(name)].astype(np.float64) for name in journey_inputs(revision)},
             ("journey_stage",),
-        )["journey_stage"]
+        )
+        new["journey_stage"], journey_rule_ids = journey["journey_stage"], journey["rule_id"]
     changed = np.zeros(n, dtype=bool)
     for k in WRITTEN:
         if k not in ("stage_since", "rfm_run_id"):
@@ -213,7 +215,7 @@ def evaluate(
         _what_if(chunk, new, changed, moved, wanted, tally)
         if offers is not None:
             offer_reach.count(offers, revision, chunk, scores, new, agg, moment, tally.offers)
-    return Evaluated(new, changed, moved, rule_ids, wanted, tally)
+    return Evaluated(new, changed, moved, rule_ids, wanted, tally, journey_rule_ids)
 
 
 def _what_if(

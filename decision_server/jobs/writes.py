@@ -17,6 +17,7 @@ from decision_server.customers.state import refresh_state
 from decision_server.db import Database, upsert, utcnow
 from decision_server.jobs.chunks import Chunk, stamps
 from decision_server.jobs.evaluation import WRITTEN, Evaluated, Tally
+from decision_server.journeys import service as journeys
 from decision_server.lifecycle.records import StageTransitionRecord
 from decision_server.lifecycle.service import DEFAULT_RULE
 from decision_server.segments.records import SegmentMemberRecord
@@ -91,6 +92,17 @@ def write_chunk(
                 for pair, count in zip(pairs, counts, strict=True):
                     before, after = (None if x == "None" else x for x in str(pair).split("\x00"))
                     tally.moves[(before, after)] = tally.moves.get((before, after), 0) + int(count)
+            journeys.record_bulk(
+                update.journeys,
+                cursor,
+                customer_ids=ids[write],
+                before=state["journey_stage"][write],
+                after=new["journey_stage"][write],
+                rule_ids=evaluated.journey_rule_ids[write] if evaluated.journey_rule_ids is not None else None,
+                at=now,
+                rule_revision=revision.id,
+                source=source,
+            )
         tally.written += len(write)
         for sid, inside in wanted.items():
             current = chunk.members.get(sid, set())
@@ -116,6 +128,7 @@ class Statements:
             .where(_st.c.customer_id == sa.bindparam("cid"))
             .values(updated_at=sa.bindparam("updated_at"), **{k: sa.bindparam(k) for k in WRITTEN}),
         )
+        self.journeys = journeys.bulk_statement(database.engine)
         self.transitions = fastsql.Prepared(
             database.engine,
             sa.insert(_tr).values(

@@ -26,6 +26,7 @@ from decision_server.db import utcnow
 from decision_server.errors import ValidationError
 from decision_server.features import online
 from decision_server.features.definition import as_dict
+from decision_server.journeys import service as journeys
 from decision_server.lifecycle.records import StageTransitionRecord
 from decision_server.rfm import service as rfm
 from decision_server.rulebook.requirements import missing, require
@@ -126,6 +127,16 @@ def refresh_customers(
             named = as_dict(features.values[0])
             journey = revision.evaluate("journey", {k: named[k] for k in journey_inputs(revision)}, backend="python")
             values["journey_stage"] = journey.outcome["journey_stage"]
+            journeys.record_move(
+                conn,
+                customer_id=cid,
+                from_stage=row["journey_stage"],
+                to_stage=values["journey_stage"],
+                at=now,
+                rule_id=journey.fired_ids[0] if journey.fired_ids else journeys.DEFAULT_RULE,
+                rule_revision=revision.id,
+                source=source,
+            )
         if has_value:
             values["value_score"], values["value_segment"] = value.for_customer(
                 revision,

@@ -1,0 +1,1 @@
+"""Journeys: the journey stage's history, manual moves and the funnel statistics."""
