@@ -66,10 +66,12 @@ document.addEventListener(
 
 // data-autosubmit on a filter form (or on one of its fields): changing a select, checkbox, radio
 // or date submits the form. Without JS the form's own submit button does the same.
+const TYPED = new Set(["text", "search", "email", "number", "tel", "url", "password"]);
+
 document.addEventListener("change", (event) => {
   const field = event.target;
   if (!(field instanceof HTMLElement) || !field.form) return;
   if (!field.hasAttribute("data-autosubmit") && !field.form.hasAttribute("data-autosubmit")) return;
-  if (field instanceof HTMLInputElement && field.type === "text") return; // typing submits on Enter
+  if (field instanceof HTMLInputElement && TYPED.has(field.type)) return; // typed fields submit on Enter
   field.form.requestSubmit();
 });
