@@ -21,6 +21,9 @@ from decision_server.loyalty.records import TierRecord
 from decision_server.loyalty.tiers import DEFAULT_TIERS
 from decision_server.records import metadata
 
+# Chromium for pytest-playwright, the live server on demo data and the screenshot helper.
+pytest_plugins = ["browser_fixtures"]
+
 REPO = Path(__file__).resolve().parent.parent
 # The maintenance database; each test run creates (and drops) its own database next to it.
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -34,3 +34,11 @@ def test_wheel_ships_the_migrations(tmp_path):
     assert "decision_server/cli.py" in names
     rules = {path.name for path in (REPO / "rules").glob("*.yaml")}
     assert rules and {f"decision_server/default_rules/{name}" for name in rules} <= set(names)
+    console = REPO / "decision_server" / "console"
+    assets = {
+        f"decision_server/console/{path.relative_to(console).as_posix()}"
+        for folder in ("static", "templates")
+        for path in (console / folder).rglob("*")
+        if path.is_file()
+    }
+    assert {"decision_server/console/static/console.js", "decision_server/console/static/charts.js"} <= assets <= set(names)
