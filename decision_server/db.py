@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 try:
     import fcntl
@@ -161,6 +162,18 @@ def dialect_of(db: Session | Connection) -> str:
     """Return the database dialect name ("sqlite" or "postgresql") behind a session or connection."""
     bind = db.get_bind() if isinstance(db, Session) else db
     return bind.dialect.name
+
+
+def utc_day(db: Session | Connection, column: sa.ColumnElement) -> sa.ColumnElement:
+    """Return the UTC calendar day of a time column in SQL (a date on PostgreSQL, 'YYYY-MM-DD' text on SQLite)."""
+    if dialect_of(db) == "postgresql":
+        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
+    return sa.func.date(column)  # SQLite keeps UTC text: its first ten characters are the day
+
+
+def as_date(value: Any) -> dt.date:
+    """Return a day read back from utc_day() as a date (SQLite answers text)."""
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
 
 
 def upsert(db: Session | Connection, table: sa.Table):

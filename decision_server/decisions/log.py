@@ -215,11 +215,13 @@ def _summary(row: Mapping[str, Any], actions: list) -> dict[str, Any]:
     }
 
 
-def offer_statistics(conn: Connection, *, since: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Return per offer: actions made, responses by kind, acceptance rate (optionally since a time).
+def offer_statistics(
+    conn: Connection, *, since: dt.datetime | None = None, until: dt.datetime | None = None
+) -> list[dict[str, Any]]:
+    """Return per offer: actions made, responses by kind, acceptance rate (optionally in [since, until)).
 
     The log's rows plus the days retention removed (decision_offer_days), so purging changes
-    nothing; of a removed day, `since` counts the whole day it falls on.
+    nothing; of a removed day, `since` and `until` count the whole day they fall on.
     """
     made = sa.select(_a.c.offer_id, sa.func.count(), *(sa.literal(0) for _ in RESPONSES)).group_by(_a.c.offer_id)
     answered = sa.select(_r.c.offer_id, sa.literal(0), *(sa.func.count().filter(_r.c.response == r) for r in RESPONSES)).group_by(
@@ -230,6 +232,10 @@ def offer_statistics(conn: Connection, *, since: dt.datetime | None = None) -> l
         made = made.where(_a.c.decided_at >= since)
         answered = answered.where(_r.c.responded_at >= since)
         removed = removed.where(_days.c.day >= to_utc(since).date())
+    if until is not None:
+        made = made.where(_a.c.decided_at < until)
+        answered = answered.where(_r.c.responded_at < until)
+        removed = removed.where(_days.c.day <= to_utc(until - dt.timedelta(microseconds=1)).date())
     stats: dict[int, dict[str, Any]] = {}
     # One statement, so one snapshot: a purge committing in between cannot count a day twice or not at all.
     for offer_id, *counts in conn.execute(sa.union_all(made, answered, removed)).all():

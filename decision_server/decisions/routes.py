@@ -9,13 +9,14 @@ import orjson
 from flask import Response, current_app
 from flask.views import MethodView
 
-from decision_server import metrics
+from decision_server import metrics, periods
 from decision_server.auth.roles import Permission, requires
 from decision_server.db import utcnow
 from decision_server.decisions import log, statistics
 from decision_server.decisions.schemas import (
     ChannelStatisticsQuery,
     ChannelStatisticsSchema,
+    DailyStatisticsSchema,
     DecisionDetailSchema,
     DecisionPageSchema,
     DecisionQuery,
@@ -23,6 +24,10 @@ from decision_server.decisions.schemas import (
     DecisionSchema,
     OfferStatisticsQuery,
     OfferStatisticsSchema,
+    OfferTableSchema,
+    PeriodQuery,
+    RemovalQuery,
+    RemovalStatisticsSchema,
     ResponseInSchema,
     ResponseSchema,
 )
@@ -155,3 +160,42 @@ class ChannelStatistics(MethodView):
         since = query.get("since") or (midnight if midnight < until else until - dt.timedelta(days=1))
         with transaction() as session:
             return statistics.by_channel(session.connection(), since=since, until=until)
+
+
+# The offers-and-decisions screen's numbers, each as an endpoint (base-wide figures: analysts).
+
+
+@blp.route("/statistics/offers")
+class OfferTable(MethodView):
+    @requires(Permission.ANALYTICS_READ)
+    @blp.arguments(PeriodQuery, location="query")
+    @blp.response(200, OfferTableSchema)
+    def get(self, query):
+        """Per offer (code, name, category): how often it was made in a period, the responses and the acceptance rate."""
+        since, until = periods.default_period(query.get("since"), query.get("until"), days=statistics.DEFAULT_DAYS)
+        with transaction() as session:
+            return {"since": since, "until": until, "items": statistics.offers(session.connection(), since=since, until=until)}
+
+
+@blp.route("/statistics/daily")
+class DailyStatistics(MethodView):
+    @requires(Permission.ANALYTICS_READ)
+    @blp.arguments(PeriodQuery, location="query")
+    @blp.response(200, DailyStatisticsSchema)
+    def get(self, query):
+        """Per day of a period: decisions and latency p50/p95; per channel and day: decisions, actions, acceptance."""
+        since, until = periods.default_period(query.get("since"), query.get("until"), days=statistics.DEFAULT_DAYS)
+        with transaction() as session:
+            return statistics.daily(session.connection(), since=since, until=until)
+
+
+@blp.route("/statistics/removals")
+class RemovalStatistics(MethodView):
+    @requires(Permission.ANALYTICS_READ)
+    @blp.arguments(RemovalQuery, location="query")
+    @blp.response(200, RemovalStatisticsSchema)
+    def get(self, query):
+        """Which rules removed offers, counted over a sample: the newest `sample` decisions of a period."""
+        since, until = periods.default_period(query.get("since"), query.get("until"), days=statistics.DEFAULT_DAYS)
+        with transaction() as session:
+            return statistics.removals(session.connection(), since=since, until=until, sample=query["sample"])

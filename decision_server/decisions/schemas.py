@@ -7,6 +7,7 @@ from marshmallow import fields
 
 from decision_server.decisions.log import RESPONSES
 from decision_server.decisions.service import MAX_ACTIONS
+from decision_server.decisions.statistics import MAX_REMOVAL_SAMPLE, REMOVAL_SAMPLE
 from decision_server.schemas import (
     Code,
     EventTime,
@@ -197,3 +198,77 @@ class ChannelStatisticsSchema(ma.Schema):
     acceptance_rate = fields.Float(allow_none=True)
     latency_edges_us = fields.List(fields.Integer())
     channels = fields.List(fields.Nested(ChannelRowSchema))
+
+
+class PeriodQuery(_Strict):
+    since = Timestamp(metadata={"description": "start of the period (default: 14 days before until)"})
+    until = Timestamp(metadata={"description": "end of the period, excluded (default: tomorrow 00:00 UTC, so today is in)"})
+
+
+class RemovalQuery(PeriodQuery):
+    sample = fields.Integer(
+        load_default=REMOVAL_SAMPLE,
+        strict=False,
+        validate=ma.validate.Range(1, MAX_REMOVAL_SAMPLE),
+        metadata={"description": f"how many of the period's newest decisions to read (1–{MAX_REMOVAL_SAMPLE})"},
+    )
+
+
+class OfferRowSchema(ma.Schema):
+    offer_id = fields.Integer()
+    code = fields.String(allow_none=True)
+    name = fields.String(allow_none=True)
+    category = fields.String(allow_none=True)
+    status = fields.String(allow_none=True)
+    actions = fields.Integer(metadata={"description": "how often the offer was made (decisions that chose it)"})
+    accepted = fields.Integer()
+    declined = fields.Integer()
+    ignored = fields.Integer()
+    clicked = fields.Integer()
+    acceptance_rate = fields.Float(allow_none=True, metadata={"description": "accepted / actions"})
+
+
+class OfferTableSchema(ma.Schema):
+    since = fields.DateTime()
+    until = fields.DateTime()
+    items = fields.List(fields.Nested(OfferRowSchema), metadata={"description": "most made first"})
+
+
+class DailyChannelSchema(ma.Schema):
+    channel = fields.String()
+    decisions = fields.List(fields.Integer())
+    actions = fields.List(fields.Integer())
+    accepted = fields.List(fields.Integer(), metadata={"description": "acceptances of the actions decided that day"})
+    acceptance_rate = fields.List(fields.Float(allow_none=True), metadata={"description": "null on a day without actions"})
+
+
+class DailyStatisticsSchema(ma.Schema):
+    since = fields.DateTime()
+    until = fields.DateTime()
+    days = fields.List(fields.String(), metadata={"description": "each UTC day of the period"})
+    decisions = fields.List(fields.Integer())
+    latency_p50_us = fields.List(
+        fields.Integer(allow_none=True), metadata={"description": "upper bucket edge; -1: past the last"}
+    )
+    latency_p95_us = fields.List(fields.Integer(allow_none=True))
+    channels = fields.List(fields.Nested(DailyChannelSchema))
+
+
+class RemovalRuleSchema(ma.Schema):
+    ruleset = fields.String(metadata={"description": "offers, contact_policy or catalog"})
+    rule = fields.String()
+    reason = fields.String(allow_none=True, metadata={"description": "the reason the rule gave (the first one seen)"})
+    removals = fields.Integer(metadata={"description": "offers it removed, summed over the sampled decisions"})
+    decisions = fields.Integer(metadata={"description": "sampled decisions in which it removed at least one offer"})
+    share = fields.Float(allow_none=True, metadata={"description": "removals / candidates considered"})
+    offers = fields.List(fields.Dict(), metadata={"description": "the offers it removed most (code, removals), at most five"})
+
+
+class RemovalStatisticsSchema(ma.Schema):
+    since = fields.DateTime()
+    until = fields.DateTime()
+    sample_limit = fields.Integer(metadata={"description": "at most this many of the period's newest decisions were read"})
+    decisions = fields.Integer(metadata={"description": "decisions read (fewer than sample_limit: the whole period)"})
+    candidates = fields.Integer(metadata={"description": "offers considered in them"})
+    removed = fields.Integer(metadata={"description": "candidates removed by at least one rule"})
+    rules = fields.List(fields.Nested(RemovalRuleSchema), metadata={"description": "most removals first"})

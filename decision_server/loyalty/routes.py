@@ -11,10 +11,11 @@ import datetime as dt
 from flask import current_app, g
 from flask.views import MethodView
 
+from decision_server import periods
 from decision_server.auth.roles import Permission, requires
 from decision_server.db import utcnow
 from decision_server.jobs.schemas import RunSchema
-from decision_server.loyalty import ledger, rewards, schemas, service, tiers
+from decision_server.loyalty import ledger, reports, rewards, schemas, service, tiers
 from decision_server.schemas import ErrorSchema, PageQuery, page_response
 from decision_server.web import Blueprint, transaction
 
@@ -385,8 +386,22 @@ class Statistics(MethodView):
     def get(self, query):
         """Members and points by tier, points by kind, redemptions and tier changes since a date (default 30 days)."""
         since = query.get("since") or utcnow() - dt.timedelta(days=30)
+        periods.check_period(since, query.get("until"))
         with transaction() as session:
-            return service.statistics(session.connection(), since=since)
+            return service.statistics(session.connection(), since=since, until=query.get("until"))
+
+
+@blp.route("/statistics/points")
+class PointsOverTime(MethodView):
+    # Base-wide figures of the whole programme: an analyst's question, not a channel's (no customer asks it).
+    @requires(Permission.ANALYTICS_READ)
+    @blp.arguments(schemas.PointsOverTimeQuery, location="query")
+    @blp.response(200, schemas.PointsOverTimeSchema)
+    def get(self, query):
+        """Points earned, redeemed and expired per day or week (by business time) in a period (default the last 30 days)."""
+        since, until = periods.default_period(query.get("since"), query.get("until"), days=30)
+        with transaction() as session:
+            return reports.points_over_time(session.connection(), since=since, until=until, interval=query["interval"])
 
 
 @blp.route("/review")

@@ -314,9 +314,28 @@ class LoyaltyStatisticsSchema(ma.Schema):
     by_tier = fields.List(fields.Dict(), metadata={"description": "tier, rank, members, points balance"})
     points = fields.Dict(metadata={"description": "outstanding balance and the totals by entry kind"})
     redemptions = fields.Dict(metadata={"description": "completed, cancelled, points spent; top rewards"})
-    tier_changes = fields.List(fields.Dict(), metadata={"description": "changes by from → to and source since `since`"})
+    tier_changes = fields.List(fields.Dict(), metadata={"description": "changes by from → to and source in the period"})
     since = fields.DateTime()
+    until = fields.DateTime(allow_none=True)
 
 
 class LoyaltyStatisticsQuery(_Strict):
     since = Timestamp(metadata={"description": "tier changes and movements since (default: 30 days ago)"})
+    until = Timestamp(metadata={"description": "… and before (default: no end)"})
+
+
+class PointsOverTimeQuery(_Strict):
+    since = Timestamp(metadata={"description": "start of the period (default: 30 days before until)"})
+    until = Timestamp(metadata={"description": "end of the period, excluded (default: tomorrow 00:00 UTC, so today is in)"})
+    interval = fields.String(load_default="day", validate=ma.validate.OneOf(("day", "week")))
+
+
+class PointsOverTimeSchema(ma.Schema):
+    since = fields.DateTime()
+    until = fields.DateTime()
+    interval = fields.String()
+    periods = fields.List(fields.String(), metadata={"description": "first day (UTC) of each day or week (Monday)"})
+    earned = fields.List(fields.Integer(), metadata={"description": "points credited by purchases, by their purchase time"})
+    redeemed = fields.List(fields.Integer(), metadata={"description": "points spent on rewards"})
+    expired = fields.List(fields.Integer(), metadata={"description": "points that expired"})
+    totals = fields.Dict(keys=fields.String(), values=fields.Integer())

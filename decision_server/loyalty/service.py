@@ -533,8 +533,8 @@ def member_listing(
     return [dict(r._mapping) for r in conn.execute(query.order_by(_m.c.customer_id).limit(limit + 1))]
 
 
-def statistics(conn: Connection, *, since: dt.datetime) -> dict[str, Any]:
-    """Program figures: members and balances by tier, points by kind, redemptions, tier changes since `since`."""
+def statistics(conn: Connection, *, since: dt.datetime, until: dt.datetime | None = None) -> dict[str, Any]:
+    """Program figures: members and balances by tier (now), points by kind, redemptions, tier changes in [since, until)."""
     from decision_server.loyalty.records import (
         LedgerEntryRecord,
         RedemptionRecord,
@@ -542,6 +542,10 @@ def statistics(conn: Connection, *, since: dt.datetime) -> dict[str, Any]:
     )
 
     _l, _x, _r = LedgerEntryRecord.__table__, RedemptionRecord.__table__, RewardRecord.__table__
+
+    def within(column: sa.ColumnElement) -> sa.ColumnElement:
+        return column >= since if until is None else sa.and_(column >= since, column < until)
+
     defined = tiers(conn)
     per_tier = {
         row[0]: (row[1], int(row[2] or 0))
@@ -554,24 +558,22 @@ def statistics(conn: Connection, *, since: dt.datetime) -> dict[str, Any]:
     kinds = {
         row[0]: {"entries": row[1], "points": int(row[2] or 0)}
         for row in conn.execute(
-            sa.select(_l.c.kind, sa.func.count(), sa.func.sum(_l.c.points)).where(_l.c.created_at >= since).group_by(_l.c.kind)
+            sa.select(_l.c.kind, sa.func.count(), sa.func.sum(_l.c.points)).where(within(_l.c.created_at)).group_by(_l.c.kind)
         )
     }
     redemptions = {
         row[0]: {"count": row[1], "points": int(row[2] or 0)}
         for row in conn.execute(
-            sa.select(_x.c.status, sa.func.count(), sa.func.sum(_x.c.points))
-            .where(_x.c.created_at >= since)
-            .group_by(_x.c.status)
+            sa.select(_x.c.status, sa.func.count(), sa.func.sum(_x.c.points)).where(within(_x.c.created_at)).group_by(_x.c.status)
         )
     }
     top = [
-        {"reward_id": row[0], "code": row[1], "redemptions": row[2]}
+        {"reward_id": row[0], "code": row[1], "name": row[2], "redemptions": row[3], "points": int(row[4] or 0)}
         for row in conn.execute(
-            sa.select(_x.c.reward_id, _r.c.code, sa.func.count().label("n"))
+            sa.select(_x.c.reward_id, _r.c.code, _r.c.name, sa.func.count().label("n"), sa.func.sum(_x.c.points))
             .join(_r, _r.c.id == _x.c.reward_id)
-            .where(_x.c.created_at >= since, _x.c.status == "completed")
-            .group_by(_x.c.reward_id, _r.c.code)
+            .where(within(_x.c.created_at), _x.c.status == "completed")
+            .group_by(_x.c.reward_id, _r.c.code, _r.c.name)
             .order_by(sa.desc("n"), _x.c.reward_id)
             .limit(10)
         )
@@ -580,7 +582,7 @@ def statistics(conn: Connection, *, since: dt.datetime) -> dict[str, Any]:
         {"from": row[0], "to": row[1], "source": row[2], "count": row[3]}
         for row in conn.execute(
             sa.select(_h.c.from_tier, _h.c.to_tier, _h.c.source, sa.func.count().label("n"))
-            .where(_h.c.at >= since)
+            .where(within(_h.c.at))
             .group_by(_h.c.from_tier, _h.c.to_tier, _h.c.source)
             .order_by(sa.desc("n"), _h.c.to_tier)
         )
@@ -589,6 +591,7 @@ def statistics(conn: Connection, *, since: dt.datetime) -> dict[str, Any]:
         "members": sum(t["members"] for t in by_tier),
         "by_tier": by_tier,
         "since": since,
+        "until": until,
         "points": {"outstanding": sum(t["balance"] for t in by_tier), "by_kind": kinds},
         "redemptions": {"by_status": redemptions, "top_rewards": top},
         "tier_changes": changes,
