@@ -269,9 +269,11 @@ def test_the_offers_screen_draws_the_apis_numbers_and_follows_the_period(analyst
     assert sum(daily["decisions"]) == totals["decisions"]
     latency = drawn["decision-latency"]["spec"]
     assert [s["values"] for s in latency["series"]] == [daily["latency_p50_us"], daily["latency_p95_us"]]
-    rules = drawn["removals-by-rule"]["spec"]
-    assert rules["series"][0]["values"] == [r["removals"] for r in removals["rules"][:12]]
-    assert rules["categories"] == [f"{r['ruleset']} · {r['rule']}" for r in removals["rules"][:12]]
+    rules = drawn["removals-by-rule"]["spec"]  # a bar per rule, stacked by rule set
+    shown_rules = removals["rules"][:12]
+    assert rules["categories"] == list(dict.fromkeys(r["rule"] for r in shown_rules))
+    bars = {(s["name"], rule): v for s in rules["series"] for rule, v in zip(rules["categories"], s["values"], strict=True) if v}
+    assert bars == {(r["ruleset"], r["rule"]): r["removals"] for r in shown_rules}
     assert f"latest {removals['decisions']:,} decisions" in page.inner_text("#removal-sample")
     assert page.inner_text("#kpi-decisions .kpi-value") == f"{totals['decisions']:,}"
     rows = page.locator("#offer-table tbody tr")

@@ -51,6 +51,7 @@ def loyalty():
         title="Loyalty",
         since=since,
         until=until,
+        last_day=(until - dt.timedelta(microseconds=1)).date(),
         interval=query["interval"],
         program=program,
         points=points,
