@@ -385,7 +385,8 @@ class Statistics(MethodView):
     @blp.response(200, schemas.LoyaltyStatisticsSchema)
     def get(self, query):
         """Members and points by tier, points by kind, redemptions and tier changes since a date (default 30 days)."""
-        since = query.get("since") or utcnow() - dt.timedelta(days=30)
+        # Without a start: the 30 days before the end (or before now), never an empty period.
+        since = query.get("since") or (query.get("until") or utcnow()) - dt.timedelta(days=30)
         periods.check_period(since, query.get("until"))
         with transaction() as session:
             return service.statistics(session.connection(), since=since, until=query.get("until"))
