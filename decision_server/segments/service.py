@@ -348,11 +348,14 @@ def count_members(
     return session.execute(_member_select(row, [sa.func.count()], stage, value_segment, q)).scalar_one()
 
 
-def sizes(session: Session, *, name: str) -> list[dict[str, Any]]:
-    """Return a segment's size after each full recompute, oldest first (at most the last 1,000)."""
+def sizes(session: Session, *, name: str, last: int = 1000) -> list[dict[str, Any]]:
+    """Return a segment's size after each full recompute, oldest first (at most the `last` ones, 1,000 by default)."""
     row = _find(session, name)
     rows = session.execute(
-        sa.select(_n.c.at, _n.c.members).where(_n.c.segment_id == row.id).order_by(_n.c.at.desc(), _n.c.id.desc()).limit(1000)
+        sa.select(_n.c.at, _n.c.members)
+        .where(_n.c.segment_id == row.id)
+        .order_by(_n.c.at.desc(), _n.c.id.desc())
+        .limit(min(last, 1000))
     ).all()
     return [dict(r._mapping) for r in reversed(rows)]
 

@@ -2,7 +2,9 @@
 
 from decision_server.console.screens import (  # noqa: F401
     customers,
+    journeys,
     missing,  # noqa: F401  (last: its catch-all route)
     overview,
+    segments,
     signin,
 )
