@@ -201,7 +201,8 @@ def _browser_sign_in(page, live_server, key: str = "analyst") -> None:
 
 
 def _charts_drawn(page) -> None:
-    page.wait_for_function("document.querySelectorAll('[data-chart]:not([data-rendered])').length === 0")
+    # A selector, not wait_for_function: polling a predicate evaluates a string, which the console's CSP refuses.
+    page.wait_for_selector("[data-chart]:not([data-rendered])", state="detached")
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,12 @@ def _chart_series(rows: list[dict[str, Any]], name) -> list[dict[str, Any]]:
     return [{"name": name(row), "values": row["counts"]} for row in rows]
 
 
+def _kind_name(rows: list[dict[str, Any]]):
+    """Name a series by its kind alone when no two channels share it (a shorter legend), else by channel and kind."""
+    kinds = [row["kind"] for row in rows]
+    return lambda row: row["kind"] if kinds.count(row["kind"]) == 1 else f"{row['channel']}: {row['kind']}"
+
+
 @page("/journeys", title="Journeys", group="Dashboards", permission=Permission.ANALYTICS_READ, position=70)
 def journeys():
     """The journey funnel, the distribution now, time in stage and touchpoints per week, over one period.
@@ -45,6 +51,6 @@ def journeys():
         touchpoints=touchpoints,
         weeks=[start.date().isoformat() for start in touchpoints["periods"]],
         by_channel=_chart_series(touchpoints["by_channel"], lambda r: r["channel"]),
-        by_kind=_chart_series(touchpoints["by_kind"], lambda r: f"{r['channel']}: {r['kind']}" if r["channel"] else r["kind"]),
+        by_kind=_chart_series(touchpoints["by_kind"], _kind_name(touchpoints["by_kind"])),
         form={k: request.args.get(k, "") for k in ("since", "until", "interval")},
     )
