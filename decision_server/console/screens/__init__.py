@@ -2,7 +2,9 @@
 
 from decision_server.console.screens import (  # noqa: F401
     customers,
+    lifecycle,
     missing,  # noqa: F401  (last: its catch-all route)
     overview,
     signin,
+    value,
 )
