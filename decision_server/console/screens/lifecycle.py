@@ -24,7 +24,7 @@ from decision_server.schemas import Timestamp
 
 PAGE_SIZE = 25
 HISTORY_WEEKS = 12
-NO_STAGE = "(none)"  # the heatmap's row of first stages (from_stage null), and its value in a cell link
+NO_STAGE = "(none)"  # `from` of a first stage (from_stage null) in a link to the movers
 
 
 class PeriodFilters(ma.Schema):
@@ -73,21 +73,38 @@ def _iso(moment: dt.datetime) -> str:
 
 
 def matrix_spec(statistics: dict[str, Any], link: str, source: str) -> dict[str, Any]:
-    """The heatmap of the period's moves: x = to stage, y = from stage ((none) for first stages); a cell opens who moved."""
+    """The heatmap of the period's moves between stages (x = to, y = from); a cell opens the customers who moved.
+
+    First stages (from no stage) are left to their own chart: on a young base they outnumber the
+    moves between stages by far and would wash every other cell out of the colour scale.
+    """
     stages = [s["stage"] for s in statistics["stages"]]
-    extra = sorted({m[k] for m in statistics["matrix"] for k in ("from", "to") if m[k] is not None} - set(stages))
-    x = stages + extra
-    y = [NO_STAGE, *x] if any(m["from"] is None for m in statistics["matrix"]) else list(x)
-    cells = [[x.index(m["to"]), y.index(m["from"] or NO_STAGE), m["count"]] for m in statistics["matrix"]]
+    moves = [m for m in statistics["matrix"] if m["from"] is not None]
+    labels = stages + sorted({m[k] for m in moves for k in ("from", "to")} - set(stages))
     return {
         "kind": "heatmap",
-        "x": x,
-        "y": y,
-        "cells": cells,
+        "x": labels,
+        "y": labels,
+        "cells": [[labels.index(m["to"]), labels.index(m["from"]), m["count"]] for m in moves],
         "cell_link": link,
         "x_name": "to",
         "y_name": "from",
         "source": source,
+        "empty_text": "No customer changed stage in this period",
+    }
+
+
+def first_spec(statistics: dict[str, Any], source: str) -> dict[str, Any]:
+    """Bars of the customers who got their first stage in the period, by that stage."""
+    firsts = {m["to"]: m["count"] for m in statistics["matrix"] if m["from"] is None}
+    stages = [s["stage"] for s in statistics["stages"]]
+    categories = stages + sorted(set(firsts) - set(stages))
+    return {
+        "kind": "bar",
+        "categories": categories if firsts else [],
+        "series": [{"name": "first stage", "values": [firsts.get(c, 0) for c in categories]}],
+        "source": source,
+        "empty_text": "No customer got a first stage in this period",
     }
 
 
@@ -123,13 +140,15 @@ def lifecycle():
         until=until,
         presets=presets(utcnow().date()),
         matrix=matrix_spec(stats, link, "/api/v1/lifecycle/statistics?" + urlencode(window)),
+        firsts=first_spec(stats, "/api/v1/lifecycle/statistics?" + urlencode(window)),
+        window=window,
         history=history_spec(
             past,
             "/api/v1/lifecycle/statistics/history?"
             + urlencode({"since": _iso(history_since), "until": _iso(until), "interval": "week"}),
         ),
         past=past,
-        moves=sum(m["count"] for m in stats["matrix"]),
+        moves=sum(m["count"] for m in stats["matrix"] if m["from"] is not None),
         no_stage=NO_STAGE,
     )
 

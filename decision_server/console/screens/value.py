@@ -21,12 +21,15 @@ RECENT_RUNS = 8
 
 
 def histogram_spec(statistics: dict[str, Any], thresholds: dict[str, Any]) -> dict[str, Any]:
-    """The value scores in bands of 10, with a dashed line where each segment of the serving rules begins."""
+    """The value scores in bands of 10, with a dashed line where each segment of the serving rules begins.
+
+    A mark is labelled with its segment only: the label is drawn along the line, and the axis shows the score.
+    """
     starts = {r["from"]: r["segment"] for r in thresholds["segments"]}
     return {
         "kind": "histogram",
         "bins": [{"lo": b["from"], "hi": b["to"], "count": b["customers"]} for b in statistics["histogram"]],
-        "marks": [{"value": cut, "label": f"{starts.get(cut, '')} ≥ {cut:g}".strip()} for cut in thresholds["cuts"]],
+        "marks": [{"value": cut, "label": starts.get(cut) or f"{cut:g}"} for cut in thresholds["cuts"]],
         "x_name": "value score",
         "source": "/api/v1/value/statistics",
         "empty_text": "No customer has a value score yet",
