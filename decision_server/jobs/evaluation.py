@@ -45,6 +45,7 @@ def _numbers(values: np.ndarray) -> np.ndarray:
 class Tally:
     moves: dict[tuple[Any, Any], int] = dataclasses.field(default_factory=dict)
     rfm_segments: dict[str, int] = dataclasses.field(default_factory=dict)
+    rfm_moves: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # from -> to -> customers
     clv: dict[str, int] = dataclasses.field(default_factory=lambda: {"revenue_cents": 0, "cost_cents": 0, "profit_cents": 0})
     revalued: int = 0
     written: int = 0
@@ -165,6 +166,7 @@ def evaluate(
         for key, column in (("rfm_r", r), ("rfm_f", f), ("rfm_m", m)):
             new[key] = np.array([None if np.isnan(v) else int(v) for v in column], dtype=object)
         new["rfm_segment"] = names
+        _count_moves(tally.rfm_moves, state["rfm_segment"], names)
     else:
         r, f, m = (_numbers(state[k]) for k in ("rfm_r", "rfm_f", "rfm_m"))
     moved = np.zeros(n, dtype=bool)
@@ -216,6 +218,20 @@ def evaluate(
         if offers is not None:
             offer_reach.count(offers, revision, chunk, scores, new, agg, moment, tally.offers)
     return Evaluated(new, changed, moved, rule_ids, wanted, tally, journey_rule_ids)
+
+
+def _count_moves(into: dict[str, dict[str, int]], before: np.ndarray, after: np.ndarray) -> None:
+    """Count customers by (RFM segment before, after), "none" for no segment; those with neither are left out."""
+    old = np.array(["none" if v is None else str(v) for v in before], dtype=object)
+    new = np.array(["none" if v is None else str(v) for v in after], dtype=object)
+    keep = (old != "none") | (new != "none")
+    if not keep.any():
+        return
+    pairs, counts = np.unique(old[keep] + "\x00" + new[keep], return_counts=True)
+    for pair, count in zip(pairs, counts, strict=True):
+        a, b = pair.split("\x00")
+        row = into.setdefault(a, {})
+        row[b] = row.get(b, 0) + int(count)
 
 
 def _what_if(
