@@ -5,6 +5,7 @@ chunk, jobs/shards.py). The counts of a chunk are a Tally, added up by the pass.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
@@ -222,16 +223,12 @@ def evaluate(
 
 def _count_moves(into: dict[str, dict[str, int]], before: np.ndarray, after: np.ndarray) -> None:
     """Count customers by (RFM segment before, after), "none" for no segment; those with neither are left out."""
-    old = np.array(["none" if v is None else str(v) for v in before], dtype=object)
-    new = np.array(["none" if v is None else str(v) for v in after], dtype=object)
-    keep = (old != "none") | (new != "none")
-    if not keep.any():
-        return
-    pairs, counts = np.unique(old[keep] + "\x00" + new[keep], return_counts=True)
-    for pair, count in zip(pairs, counts, strict=True):
-        a, b = pair.split("\x00")
-        row = into.setdefault(a, {})
-        row[b] = row.get(b, 0) + int(count)
+    for (a, b), count in collections.Counter(zip(before.tolist(), after.tolist(), strict=True)).items():
+        if a is None and b is None:
+            continue
+        row = into.setdefault("none" if a is None else str(a), {})
+        key = "none" if b is None else str(b)
+        row[key] = row.get(key, 0) + count
 
 
 def _what_if(
