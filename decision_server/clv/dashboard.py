@@ -155,11 +155,15 @@ def _labels(conn: Connection, ids: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _distribution(values: np.ndarray) -> dict[str, Any]:
-    """Equal-width bins from the smallest value to the 99th percentile; the last bin also holds the few above it."""
+    """Equal-width bins from 0 (or the smallest value, if negative) to the 95th percentile; the last bin also holds the values above it.
+
+    CLV is long-tailed (a few buyers spend a hundred times the median): bins up to the maximum
+    would put almost everyone in the first one.
+    """
     if not len(values):
         return {"count": 0, "mean": None, "median": None, "p99": None, "max": None, "bins": []}
-    lo, p99, top = float(values.min()), float(np.percentile(values, 99)), float(values.max())
-    hi = p99 if p99 > lo else top if top > lo else lo + 1.0
+    lo, p95, p99, top = min(float(values.min()), 0.0), *np.percentile(values, [95, 99]).tolist(), float(values.max())
+    hi = p95 if p95 > lo else top if top > lo else lo + 1.0
     edges = np.linspace(lo, hi, BINS + 1)
     counts, _ = np.histogram(np.clip(values, lo, hi), bins=edges)
     return {

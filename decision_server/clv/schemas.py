@@ -59,7 +59,9 @@ class ClvDistributionSchema(ma.Schema):
     max = fields.Float(allow_none=True)
     bins = fields.List(
         JsonDocument(),
-        metadata={"description": "[{lo, hi, count}], currency units; equal width up to p99, the last bin holds the values above"},
+        metadata={
+            "description": "[{lo, hi, count}], currency units; equal width from 0 up to p95, the last bin also holds the values above"
+        },
     )
     model = JsonDocument(
         allow_none=True, metadata={"description": "predicted only: {version, fallback, reason} of the ltv model"}

@@ -13,10 +13,10 @@ from decision_server.console.render import render
 from decision_server.db import utcnow
 
 
-def histogram_spec(distribution: dict[str, Any], x_name: str) -> dict[str, Any]:
+def histogram_spec(distribution: dict[str, Any]) -> dict[str, Any]:
     """A histogram of GET /clv/summary's bins, with the median and the mean marked."""
     marks = [{"value": distribution[k], "label": k} for k in ("median", "mean") if distribution.get(k) is not None]
-    return {"kind": "histogram", "bins": distribution["bins"], "marks": marks, "x_name": x_name, "y_name": "customers"}
+    return {"kind": "histogram", "bins": distribution["bins"], "marks": marks, "y_name": "customers"}
 
 
 def groups_spec(rows: list[dict[str, Any]], field: str) -> dict[str, Any]:
@@ -47,8 +47,8 @@ def clv_dashboard():
         "console/clv.html",
         title="CLV",
         clv=figures,
-        historical_spec=histogram_spec(figures["historical"], "revenue so far"),
-        predicted_spec=histogram_spec(figures["predicted"], "predicted spend, next 12 months"),
+        historical_spec=histogram_spec(figures["historical"]),
+        predicted_spec=histogram_spec(figures["predicted"]),
         stage_spec=groups_spec(figures["by_stage"], "stage"),
         segment_spec=groups_spec(figures["by_value_segment"], "value_segment"),
     )

@@ -36,7 +36,7 @@ def grid_spec(grid: dict[str, Any]) -> dict[str, Any]:
         "y": [str(r) for r in reversed(SCORES)],
         "x_name": "Frequency score",
         "y_name": "Recency score",
-        "format": "number" if revenue else "integer",
+        "format": "integer",  # revenue to the unit in labels (the numbers keep their cents)
         "cells": [[c["f"] - 1, rfm.SCORES - c["r"], float(c["value"]) if revenue else c["value"]] for c in grid["cells"]],
     }
 
@@ -55,21 +55,30 @@ def cut_rows(run: Any) -> list[dict[str, Any]]:
 
 
 def moves_spec(moves: dict[str, Any]) -> dict[str, Any]:
-    """The from → to heatmap of segment moves (GET /rfm/moves), segments in order of size."""
-    size: dict[str, int] = {}
-    for m in moves["moves"]:
-        for name in (m["from"], m["to"]):
-            size[name] = size.get(name, 0) + m["customers"]
-    names = sorted(size, key=lambda n: (n == "none", -size[n], n))
-    at = {n: i for i, n in enumerate(names)}
+    """The from → to heatmap of segment moves (GET /rfm/moves): the segments held before as rows, after as columns, by size."""
+
+    def ordered(side: str) -> list[str]:
+        size: dict[str, int] = {}
+        for m in moves["moves"]:
+            size[m[side]] = size.get(m[side], 0) + m["customers"]
+        return sorted(size, key=lambda n: (n == "none", -size[n], n))
+
+    rows, columns = ordered("from"), ordered("to")
+    y, x = {n: i for i, n in enumerate(rows)}, {n: i for i, n in enumerate(columns)}
     return {
         "kind": "heatmap",
-        "x": names,
-        "y": names,
+        "x": columns,
+        "y": rows,
         "x_name": "to",
         "y_name": "from",
-        "cells": [[at[m["to"]], at[m["from"]], m["customers"]] for m in moves["moves"]],
+        "format": "integer",
+        "cells": [[x[m["to"]], y[m["from"]], m["customers"]] for m in moves["moves"]],
     }
+
+
+def moves_height(spec: dict[str, Any]) -> int:
+    """A chart height (a console.css h- class) that suits the number of rows."""
+    return 200 if len(spec["y"]) <= 2 else 320 if len(spec["y"]) <= 6 else 480
 
 
 @page("/rfm", title="RFM", group="Dashboards", permission=Permission.ANALYTICS_READ, position=30)
@@ -81,6 +90,7 @@ def rfm_dashboard():
         grid = rfm.grid(session, measure=args["measure"])
         moves = rfm.moves(session)
     run = stats["run"]
+    spec = moves_spec(moves)
     segments = stats["segments"]
     return render(
         "console/rfm.html",
@@ -98,6 +108,7 @@ def rfm_dashboard():
         },
         cuts=cut_rows(run),
         moves=moves,
-        moves_spec=moves_spec(moves),
+        moves_spec=spec,
+        moves_height=moves_height(spec),
         changed=[m for m in moves["moves"] if m["moved"]][:15],
     )
