@@ -5,6 +5,7 @@ Who qualifies for a tier is `rules/tiers.yaml`, applied by `loyalty.service` and
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
