@@ -10,6 +10,7 @@ from flask import Flask, Response, current_app, jsonify
 
 from decision_server import metrics, migrate
 from decision_server.auth.service import KeyCache
+from decision_server.clv.dashboard import SummaryCache
 from decision_server.config import Config
 from decision_server.db import Database
 
@@ -37,6 +38,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.extensions["models"] = _start_models(config)
     app.extensions["catalog"] = _start_catalog(config, app.extensions["database"])
     app.extensions["decider"] = _decider(config, app)
+    app.extensions["clv_summaries"] = SummaryCache()  # the CLV dashboard's figures, per data version
     if config.scheduler:  # each server process competes for the lease; one runs the jobs
         from decision_server.jobs.scheduler import Scheduler
 

@@ -6,7 +6,7 @@ from flask import current_app
 from flask.views import MethodView
 
 from decision_server.auth.roles import Permission, requires
-from decision_server.clv import schemas, service
+from decision_server.clv import dashboard, schemas, service
 from decision_server.db import utcnow
 from decision_server.schemas import page_response
 from decision_server.web import Blueprint, transaction
@@ -42,3 +42,25 @@ class ClvStatistics(MethodView):
         """Totals over the base (revenue, cost, profit) and how revenue per buyer spreads."""
         with transaction() as session:
             return service.statistics(session, as_of=query.get("as_of") or utcnow(), margin=_margin())
+
+
+@clv_blp.route("/summary")
+class ClvSummary(MethodView):
+    @requires(Permission.ANALYTICS_READ)
+    @clv_blp.response(200, schemas.ClvSummarySchema)
+    def get(self):
+        """Historical and predicted CLV distributions, top buyers, CLV by stage and value segment (cached per data version)."""
+        return summary()
+
+
+def summary() -> dict:
+    """The CLV dashboard's figures for this app (the console's CLV screen shows the same)."""
+    with transaction() as session:
+        return dashboard.summary(
+            session.connection(),
+            now=utcnow(),
+            margin=_margin(),
+            models=current_app.extensions["models"].current,
+            revision_id=current_app.extensions["rulebook"].current.id,
+            cache=current_app.extensions["clv_summaries"],
+        )

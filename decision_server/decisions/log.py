@@ -245,3 +245,15 @@ def offer_statistics(
     for s in stats.values():
         s["acceptance_rate"] = round(s["accepted"] / s["actions"], 6) if s["actions"] else None
     return [stats[k] for k in sorted(stats)]
+
+
+def responses_of(conn: Connection, decisions: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Return the responses to some decisions (summaries from `listing`) by decision id, oldest first."""
+    if not decisions:
+        return {}
+    span = _r.c.decided_at.between(min(d["decided_at"] for d in decisions), max(d["decided_at"] for d in decisions))
+    query = sa.select(_r).where(_r.c.decision_id.in_([d["decision_id"] for d in decisions]), span).order_by(_r.c.responded_at)
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in conn.execute(query):
+        found.setdefault(row.decision_id, []).append(_response(row._mapping))
+    return found

@@ -287,7 +287,9 @@ def run(
             named = {str(k): int(v) for k, v in sorted(tally.rfm_segments.items(), key=lambda kv: -kv[1])}
             if customers is None:  # the run is this pass's own (not the newest run some customers were placed on)
                 conn.execute(
-                    sa.update(_runs).where(_runs.c.id == run_id).values(segments=named, seconds=time.perf_counter() - started)
+                    sa.update(_runs)
+                    .where(_runs.c.id == run_id)
+                    .values(segments=named, moves=tally.rfm_moves, seconds=time.perf_counter() - started)
                 )
             rfm_out = {"id": run_id, "as_of": moment, "buyers": buyers, "cuts": cuts, "segments": named}
     if dry_run:

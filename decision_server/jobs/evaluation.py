@@ -5,6 +5,7 @@ chunk, jobs/shards.py). The counts of a chunk are a Tally, added up by the pass.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
@@ -45,6 +46,7 @@ def _numbers(values: np.ndarray) -> np.ndarray:
 class Tally:
     moves: dict[tuple[Any, Any], int] = dataclasses.field(default_factory=dict)
     rfm_segments: dict[str, int] = dataclasses.field(default_factory=dict)
+    rfm_moves: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # from -> to -> customers
     clv: dict[str, int] = dataclasses.field(default_factory=lambda: {"revenue_cents": 0, "cost_cents": 0, "profit_cents": 0})
     revalued: int = 0
     written: int = 0
@@ -165,6 +167,7 @@ def evaluate(
         for key, column in (("rfm_r", r), ("rfm_f", f), ("rfm_m", m)):
             new[key] = np.array([None if np.isnan(v) else int(v) for v in column], dtype=object)
         new["rfm_segment"] = names
+        _count_moves(tally.rfm_moves, state["rfm_segment"], names)
     else:
         r, f, m = (_numbers(state[k]) for k in ("rfm_r", "rfm_f", "rfm_m"))
     moved = np.zeros(n, dtype=bool)
@@ -216,6 +219,16 @@ def evaluate(
         if offers is not None:
             offer_reach.count(offers, revision, chunk, scores, new, agg, moment, tally.offers)
     return Evaluated(new, changed, moved, rule_ids, wanted, tally, journey_rule_ids)
+
+
+def _count_moves(into: dict[str, dict[str, int]], before: np.ndarray, after: np.ndarray) -> None:
+    """Count customers by (RFM segment before, after), "none" for no segment; those with neither are left out."""
+    for (a, b), count in collections.Counter(zip(before.tolist(), after.tolist(), strict=True)).items():
+        if a is None and b is None:
+            continue
+        row = into.setdefault("none" if a is None else str(a), {})
+        key = "none" if b is None else str(b)
+        row[key] = row.get(key, 0) + count
 
 
 def _what_if(

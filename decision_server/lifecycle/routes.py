@@ -14,7 +14,7 @@ from flask.views import MethodView
 from decision_server.auth.roles import Permission, requires
 from decision_server.db import utcnow
 from decision_server.jobs import passes
-from decision_server.lifecycle import schemas, service
+from decision_server.lifecycle import history, schemas, service
 from decision_server.schemas import page_response
 from decision_server.throttle import expensive
 from decision_server.web import Blueprint, transaction
@@ -30,7 +30,7 @@ def _revision():
 
 def transition_filters(query: dict) -> dict:
     """The service's filters from a TransitionQuerySchema query (one page: limit + 1 rows to know if there is more)."""
-    names = ("from_stage", "to_stage", "source", "since", "until")
+    names = ("from_stage", "to_stage", "first", "source", "since", "until")
     cursor = query.get("cursor")
     return {**{k: query.get(k) for k in names}, "limit": query["limit"] + 1, "before_id": cursor[0] if cursor else None}
 
@@ -46,6 +46,21 @@ class LifecycleStatistics(MethodView):
         since = query.get("since") or until - dt.timedelta(days=30)
         with transaction() as session:
             return service.statistics(session, revision=_revision(), since=since, until=until)
+
+
+@lifecycle_blp.route("/statistics/history")
+class LifecycleHistory(MethodView):
+    @requires(Permission.ANALYTICS_READ)
+    @lifecycle_blp.arguments(schemas.HistoryQuerySchema, location="query")
+    @lifecycle_blp.response(200, schemas.LifecycleHistorySchema)
+    def get(self, query):
+        """Customers per stage at the end of each day or week, counted back from today through the transitions."""
+        until = query.get("until") or utcnow()
+        since = query.get("since") or until - dt.timedelta(weeks=12)
+        with transaction() as session:
+            return history.stage_history(
+                session, stages=service.stages(_revision()), since=since, until=until, interval=query["interval"]
+            )
 
 
 @lifecycle_blp.route("/transitions")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields
 
+from decision_server.lifecycle.history import INTERVALS
 from decision_server.lifecycle.service import SOURCES
 from decision_server.schemas import JsonDocument, PageQuery, Text, Timestamp, page_of
 
@@ -28,6 +29,7 @@ TransitionPageSchema = page_of(TransitionSchema, "TransitionPage")
 class TransitionQuerySchema(PageQuery):
     from_stage = fields.String(validate=ma.validate.Length(max=32))
     to_stage = fields.String(validate=ma.validate.Length(max=32))
+    first = fields.Boolean(metadata={"description": "only first stages (no stage before: from_stage is null)"})
     source = fields.String(validate=ma.validate.OneOf(SOURCES))
     since = Timestamp(metadata={"description": "transitions at or after this time"})
     until = Timestamp(metadata={"description": "transitions before this time"})
@@ -62,6 +64,38 @@ class LifecycleStatisticsSchema(ma.Schema):
     since = fields.DateTime()
     until = fields.DateTime()
     matrix = fields.List(JsonDocument(), metadata={"description": "[{from, to, count}] of transitions in the period"})
+
+
+class HistoryQuerySchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    since = Timestamp(metadata={"description": "start of the history (default: 12 weeks before until)"})
+    until = Timestamp(metadata={"description": "end of the history, excluded (default: now); after since"})
+    interval = fields.String(
+        load_default="week",
+        validate=ma.validate.OneOf(tuple(INTERVALS)),
+        metadata={"description": "day, or week (from Monday, UTC)"},
+    )
+
+
+class HistoryPeriodSchema(ma.Schema):
+    start = fields.DateTime()
+    end = fields.DateTime(metadata={"description": "the counts are the customers in each stage at this moment"})
+    moves = fields.Integer(metadata={"description": "stage transitions in the period"})
+
+
+class StageHistorySchema(ma.Schema):
+    stage = fields.String()
+    customers = fields.List(fields.Integer(), metadata={"description": "customers in the stage at the end of each period"})
+
+
+class LifecycleHistorySchema(ma.Schema):
+    interval = fields.String()
+    since = fields.DateTime()
+    until = fields.DateTime()
+    periods = fields.List(fields.Nested(HistoryPeriodSchema))
+    stages = fields.List(fields.Nested(StageHistorySchema), metadata={"description": "in the rule set's order"})
 
 
 class EvaluateResultSchema(ma.Schema):

@@ -218,33 +218,48 @@ def set_stage(
 # --- reads and manual changes for the API and the console, in the caller's transaction ----------
 
 
-def list_transitions(
-    session: Session,
+def _filtered(
+    select: sa.Select,
     *,
-    limit: int,
     customer_id: int | None = None,
     from_stage: str | None = None,
     to_stage: str | None = None,
+    first: bool = False,
     source: str | None = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
-    before_id: int | None = None,
-) -> list[dict[str, Any]]:
-    """Return up to `limit` stage transitions, newest first, filtered (customer_id: the customer's external id)."""
-    select = sa.select(*_tr.c, _c.c.external_id).join(_c, _c.c.id == _tr.c.customer_id)
+) -> sa.Select:
     if customer_id is not None:
         select = select.where(_tr.c.customer_id == customer_id)
     for wanted, column in ((from_stage, _tr.c.from_stage), (to_stage, _tr.c.to_stage), (source, _tr.c.source)):
         if wanted:
             select = select.where(column == wanted)
+    if first:
+        select = select.where(_tr.c.from_stage.is_(None))
     if since:
         select = select.where(_tr.c.at >= since)
     if until:
         select = select.where(_tr.c.at < until)
+    return select
+
+
+def list_transitions(session: Session, *, limit: int, before_id: int | None = None, **filters: Any) -> list[dict[str, Any]]:
+    """Return up to `limit` stage transitions, newest first, filtered (customer_id: the customer's internal id).
+
+    Filters: customer_id, from_stage, to_stage, first (only a customer's first stage: from_stage null),
+    source, since (at or after), until (before).
+    """
+    select = _filtered(sa.select(*_tr.c, _c.c.external_id, _c.c.first_name, _c.c.last_name), **filters)
+    select = select.join(_c, _c.c.id == _tr.c.customer_id)
     if before_id:
         select = select.where(_tr.c.id < before_id)
     rows = session.execute(select.order_by(_tr.c.id.desc()).limit(limit)).all()
     return [{**dict(r._mapping), "customer_id": r.external_id} for r in rows]
+
+
+def count_transitions(session: Session, **filters: Any) -> int:
+    """Count the stage transitions list_transitions would list with the same filters (a heatmap cell's number)."""
+    return session.execute(_filtered(sa.select(sa.func.count()).select_from(_tr), **filters)).scalar_one()
 
 
 def change_stage(session: Session, *, customer_id: int, stage: str, revision: Any, actor: str, reason: str) -> dict[str, Any]:

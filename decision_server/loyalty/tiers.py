@@ -5,6 +5,7 @@ Who qualifies for a tier is `rules/tiers.yaml`, applied by `loyalty.service` and
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
@@ -128,10 +129,18 @@ def _check_tier_unique(conn: Connection, body: dict[str, Any], tier_id: int | No
 
 
 def tier_history(
-    conn: Connection, *, limit: int, before: int | None = None, customer_id: int | None = None, source: str | None = None
+    conn: Connection,
+    *,
+    limit: int,
+    before: int | None = None,
+    customer_id: int | None = None,
+    source: str | None = None,
+    until: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Tier changes, newest first (keyset on id)."""
+    """Tier changes, newest first (keyset on id); `until` keeps those before a time (a timeline's page)."""
     query = sa.select(_h, _c.c.external_id).join(_c, _c.c.id == _h.c.customer_id)
+    if until is not None:
+        query = query.where(_h.c.at < until)
     if before is not None:
         query = query.where(_h.c.id < before)
     if customer_id is not None:

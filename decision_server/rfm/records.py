@@ -27,6 +27,9 @@ class RfmRunRecord(Base):
     # recency: epoch seconds of the last purchase; frequency: purchases; monetary: spend in cents.
     cuts: Mapped[dict[str, Any]] = mapped_column(Json)
     segments: Mapped[dict[str, int]] = mapped_column(Json)
+    # How buyers moved: {segment held before the run: {segment after it: customers}}, "none" for
+    # no segment (migration 0018 says why); null for runs made before it was kept.
+    moves: Mapped[dict[str, dict[str, int]] | None] = mapped_column(Json)
     rule_revision: Mapped[str] = mapped_column(sa.String(64))
     source: Mapped[str] = mapped_column(sa.String(16))
     seconds: Mapped[float] = mapped_column(sa.Float)

@@ -51,3 +51,24 @@ class RfmStatistics(MethodView):
         """Per RFM segment now: customers, share, average scores, purchases and spend."""
         with transaction() as session:
             return service.statistics(session)
+
+
+@rfm_blp.route("/grid")
+class RfmGrid(MethodView):
+    @requires(Permission.ANALYTICS_READ)
+    @rfm_blp.arguments(schemas.RfmGridQuerySchema, location="query")
+    @rfm_blp.response(200, schemas.RfmGridSchema)
+    def get(self, query):
+        """The R×F grid now: buyers (or their revenue) per recency and frequency score."""
+        with transaction() as session:
+            return service.grid(session, measure=query["measure"])
+
+
+@rfm_blp.route("/moves")
+class RfmMoves(MethodView):
+    @requires(Permission.ANALYTICS_READ)
+    @rfm_blp.response(200, schemas.RfmMovesSchema)
+    def get(self):
+        """How buyers moved between RFM segments in the newest run, from the segment each held before it."""
+        with transaction() as session:
+            return service.moves(session)

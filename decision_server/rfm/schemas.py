@@ -49,3 +49,45 @@ class CustomerRfmSchema(ma.Schema):
         },
     )
     run = JsonDocument(allow_none=True, metadata={"description": "{id, as_of} of the run whose cut points were used"})
+
+
+class RfmGridQuerySchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    measure = fields.String(
+        load_default="customers",
+        validate=ma.validate.OneOf(("customers", "revenue")),
+        metadata={"description": "customers: buyers per cell; revenue: their spend net of refunds (currency units)"},
+    )
+
+
+class RfmGridCellSchema(ma.Schema):
+    r = fields.Integer(metadata={"description": "recency score 1-5"})
+    f = fields.Integer(metadata={"description": "frequency score 1-5"})
+    value = fields.Raw(metadata={"description": "customers (integer) or revenue (decimal string)"})
+
+
+class RfmGridSchema(ma.Schema):
+    measure = fields.String()
+    run = JsonDocument(allow_none=True, metadata={"description": "{id, as_of} of the newest run; null before the first"})
+    total = fields.Raw(metadata={"description": "the sum over the cells"})
+    cells = fields.List(fields.Nested(RfmGridCellSchema), metadata={"description": "non-empty cells, r from 5 down, f up"})
+
+
+class RfmMoveSchema(ma.Schema):
+    from_ = fields.String(data_key="from", attribute="from", metadata={"description": "segment before the run; none: no segment"})
+    to = fields.String(metadata={"description": "segment after the run; none: no segment"})
+    customers = fields.Integer()
+    moved = fields.Boolean(metadata={"description": "from and to differ"})
+
+
+class RfmRunRefSchema(ma.Schema):
+    id = fields.Integer()
+    as_of = fields.DateTime()
+
+
+class RfmMovesSchema(ma.Schema):
+    run = fields.Nested(RfmRunRefSchema, allow_none=True, metadata={"description": "the newest run that recorded its moves"})
+    previous = fields.Nested(RfmRunRefSchema, allow_none=True, metadata={"description": "the run before it"})
+    moves = fields.List(fields.Nested(RfmMoveSchema), metadata={"description": "customers per (from, to), most first"})

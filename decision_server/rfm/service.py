@@ -189,3 +189,56 @@ def customer_rfm(session: Session, *, external_id: str, revision: Any, now: dt.d
         "scores": None if placed is None else {k: placed[k] for k in ("r", "f", "m", "segment")},
         "run": None if run is None else {"id": run.id, "as_of": run.as_of.isoformat()},
     }
+
+
+GRID_MEASURES = ("customers", "revenue")
+
+
+def grid(session: Session, *, measure: str) -> dict[str, Any]:
+    """Return the R×F grid now: per (r, f) cell the buyers in it or their revenue (spend net of refunds), in one GROUP BY.
+
+    Cells come from the state rows (the scores the newest run or the event path gave); at most 25.
+    """
+    if measure not in GRID_MEASURES:
+        raise ValueError(f"measure must be one of {GRID_MEASURES}")
+    value = sa.func.count() if measure == "customers" else sa.func.coalesce(sa.func.sum(_st.c.total_spend_cents), 0)
+    rows = session.execute(
+        sa.select(_st.c.rfm_r, _st.c.rfm_f, value)
+        .where(_st.c.rfm_r.is_not(None), _st.c.rfm_f.is_not(None))
+        .group_by(_st.c.rfm_r, _st.c.rfm_f)
+        .order_by(_st.c.rfm_r.desc(), _st.c.rfm_f)
+    ).all()
+    shown = (lambda v: int(v)) if measure == "customers" else (lambda v: str(cents_to_decimal(int(v))))
+    cells = [{"r": int(r), "f": int(f), "value": shown(v)} for r, f, v in rows]
+    total = sum(int(v) for _, _, v in rows)
+    run = latest_run(session.connection())
+    return {
+        "measure": measure,
+        "run": None if run is None else {"id": run.id, "as_of": run.as_of},
+        "total": shown(total),
+        "cells": cells,
+    }
+
+
+def moves(session: Session) -> dict[str, Any]:
+    """Return how buyers moved between RFM segments in the newest run that recorded it, with the run before it.
+
+    A run counts, as it scores, each customer's segment just before it ("from": the previous
+    run's, as purchases since moved it) and after it ("to"); "none" is no segment. Nothing is
+    recomputed here: the counts are the run's (rfm_runs.moves).
+    """
+    run = session.execute(sa.select(_runs).where(_runs.c.moves.is_not(None)).order_by(_runs.c.id.desc()).limit(1)).first()
+    if run is None:
+        return {"run": None, "previous": None, "moves": []}
+    previous = session.execute(sa.select(_runs).where(_runs.c.id < run.id).order_by(_runs.c.id.desc()).limit(1)).first()
+    rows = [
+        {"from": a, "to": b, "customers": int(n), "moved": a != b}
+        for a, targets in (run.moves or {}).items()
+        for b, n in targets.items()
+    ]
+    rows.sort(key=lambda m: (-m["customers"], m["from"], m["to"]))
+    return {
+        "run": {"id": run.id, "as_of": run.as_of},
+        "previous": None if previous is None else {"id": previous.id, "as_of": previous.as_of},
+        "moves": rows,
+    }

@@ -8,7 +8,7 @@ from flask.views import MethodView
 from decision_server.auth.roles import Permission, requires
 from decision_server.db import utcnow
 from decision_server.jobs import passes
-from decision_server.schemas import PageQuery, page_response
+from decision_server.schemas import page_response
 from decision_server.segments import schemas, service
 from decision_server.throttle import expensive
 from decision_server.web import Blueprint, transaction
@@ -79,13 +79,15 @@ class Segment(MethodView):
 @blp.route("/<string:name>/members")
 class Members(MethodView):
     @requires(Permission.CUSTOMERS_READ)
-    @blp.arguments(PageQuery, location="query")
+    @blp.arguments(schemas.MemberQuerySchema, location="query")
     @blp.response(200, schemas.MemberPageSchema)
     def get(self, query, name):
-        """List a segment's members (customer ids), in customer id order, with when they joined."""
+        """List a segment's members (customer ids), in customer id order, with when they joined; filter by stage, value segment, id or name."""
         after = query["cursor"][0] if query.get("cursor") else None
+        filters = {k: query[k] for k in service.MEMBER_FILTERS if k in query}
+        service.check_member_filters(_rules(), **{k: v for k, v in filters.items() if k != "q"})
         with transaction() as session:
-            items = service.members(session, name=name, limit=query["limit"] + 1, after_id=after)
+            items = service.members(session, name=name, limit=query["limit"] + 1, after_id=after, **filters)
         return page_response(items, query["limit"], position=lambda item: (item["cid"],))
 
 

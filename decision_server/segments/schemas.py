@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields
 
-from decision_server.schemas import JsonDocument, Pattern, StrictBoolean, Text, page_of
+from decision_server.schemas import JsonDocument, PageQuery, Pattern, StrictBoolean, Text, page_of
 from decision_server.segments.service import NAME
 from decision_server.validation import ONE_LINE_RE, ONE_LINE_RULE
 
@@ -42,6 +42,19 @@ class SegmentSchema(ma.Schema):
 class SegmentListSchema(ma.Schema):
     items = fields.List(fields.Nested(SegmentSchema))
     inputs = JsonDocument(metadata={"description": "what a condition may read: name → {type, values, description}"})
+
+
+class MemberQuerySchema(PageQuery):
+    """A page of a segment's members, optionally narrowed by their state now or a search."""
+
+    stage = fields.String(
+        validate=ma.validate.Length(min=1, max=32),
+        metadata={"description": "lifecycle stage now (a value of rules/lifecycle.yaml)"},
+    )
+    value_segment = fields.String(
+        validate=ma.validate.Length(min=1, max=32), metadata={"description": "value segment now (a value of rules/value.yaml)"}
+    )
+    q = Text(100, validate=ma.validate.Length(min=1), metadata={"description": "part of the customer id or name"})
 
 
 class MemberSchema(ma.Schema):

@@ -267,25 +267,95 @@ def delete_segment(session: Session, *, name: str) -> None:
     session.execute(sa.delete(_s).where(_s.c.id == row.id))
 
 
-def members(session: Session, *, name: str, limit: int, after_id: int | None = None) -> list[dict[str, Any]]:
-    """Return up to `limit` members of a segment (customer ids) after `after_id`, in customer id order, with when they joined."""
+MEMBER_FILTERS = ("stage", "value_segment", "q")
+
+
+def check_member_filters(rules: Any, *, stage: str | None = None, value_segment: str | None = None) -> None:
+    """Refuse a stage or value segment the serving rules do not know (422 naming the field and listing the values)."""
+    for field, value in (("stage", stage), ("value_segment", value_segment)):
+        known = vocabulary(rules)[field]["values"]
+        if value is not None and value not in known:
+            message = f"must be one of {', '.join(known)}"
+            raise ValidationError(f"{field} {message}", errors={field: [message]}, code="member_filter_invalid")
+
+
+def _member_select(row: Any, columns: list[Any], stage: str | None, value_segment: str | None, q: str | None) -> Any:
+    # An outer join: a customer not evaluated yet has no state row but is still a member.
+    joined = _m.join(_c, _c.c.id == _m.c.customer_id).outerjoin(_st, _st.c.customer_id == _m.c.customer_id)
+    select = sa.select(*columns).select_from(joined).where(_m.c.segment_id == row.id)
+    if stage is not None:
+        select = select.where(_st.c.stage == stage)
+    if value_segment is not None:
+        select = select.where(_st.c.value_segment == value_segment)
+    if q:
+        pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        select = select.where(
+            sa.or_(
+                *(sa.func.lower(col).like(pattern, escape="\\") for col in (_c.c.external_id, _c.c.first_name, _c.c.last_name))
+            )
+        )
+    return select
+
+
+def members(
+    session: Session,
+    *,
+    name: str,
+    limit: int,
+    after_id: int | None = None,
+    stage: str | None = None,
+    value_segment: str | None = None,
+    q: str | None = None,
+) -> list[dict[str, Any]]:
+    """Return up to `limit` members of a segment after `after_id`, in customer id order, with when they joined.
+
+    Optional filters narrow them: lifecycle `stage`, `value_segment` (the state now) and `q`, part
+    of the customer id or name (case-insensitive). Each row also carries the name, stage and value
+    segment the console lists.
+    """
     row = _find(session, name)
-    select = (
-        sa.select(_m.c.customer_id.label("cid"), _c.c.external_id, _m.c.since)
-        .join(_c, _c.c.id == _m.c.customer_id)
-        .where(_m.c.segment_id == row.id)
-    )
+    columns = [
+        _m.c.customer_id.label("cid"),
+        _c.c.external_id,
+        _c.c.first_name,
+        _c.c.last_name,
+        _m.c.since,
+        _st.c.stage,
+        _st.c.value_segment,
+    ]
+    select = _member_select(row, columns, stage, value_segment, q)
     if after_id is not None:
         select = select.where(_m.c.customer_id > after_id)
     rows = session.execute(select.order_by(_m.c.customer_id).limit(limit)).all()
-    return [{"customer_id": r.external_id, "since": r.since, "cid": r.cid} for r in rows]
+    return [
+        {
+            "customer_id": r.external_id,
+            "since": r.since,
+            "cid": r.cid,
+            "name": " ".join(p for p in (r.first_name, r.last_name) if p),
+            "stage": r.stage,
+            "value_segment": r.value_segment,
+        }
+        for r in rows
+    ]
 
 
-def sizes(session: Session, *, name: str) -> list[dict[str, Any]]:
-    """Return a segment's size after each full recompute, oldest first (at most the last 1,000)."""
+def count_members(
+    session: Session, *, name: str, stage: str | None = None, value_segment: str | None = None, q: str | None = None
+) -> int:
+    """Count a segment's members that pass the filters of `members`."""
+    row = _find(session, name)
+    return session.execute(_member_select(row, [sa.func.count()], stage, value_segment, q)).scalar_one()
+
+
+def sizes(session: Session, *, name: str, last: int = 1000) -> list[dict[str, Any]]:
+    """Return a segment's size after each full recompute, oldest first (at most the `last` ones, 1,000 by default)."""
     row = _find(session, name)
     rows = session.execute(
-        sa.select(_n.c.at, _n.c.members).where(_n.c.segment_id == row.id).order_by(_n.c.at.desc(), _n.c.id.desc()).limit(1000)
+        sa.select(_n.c.at, _n.c.members)
+        .where(_n.c.segment_id == row.id)
+        .order_by(_n.c.at.desc(), _n.c.id.desc())
+        .limit(min(last, 1000))
     ).all()
     return [dict(r._mapping) for r in reversed(rows)]
 

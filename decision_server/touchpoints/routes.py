@@ -8,7 +8,7 @@ from decision_server.auth.roles import Permission, requires
 from decision_server.ingest.events import batch_result, event_position
 from decision_server.lifecycle.events import on_events
 from decision_server.schemas import page_response
-from decision_server.touchpoints import schemas, service
+from decision_server.touchpoints import schemas, service, statistics
 from decision_server.web import Blueprint, transaction
 
 blp = Blueprint(
@@ -41,6 +41,17 @@ class TouchpointBatch(MethodView):
         """Add up to 1,000 interactions at once; if any is invalid, none is written."""
         with transaction(write=True) as session:
             return batch_result(service.add_touchpoints(session, items=body["items"], batch=True, after=on_events()))
+
+
+@blp.route("/touchpoints/statistics")
+class TouchpointStatistics(MethodView):
+    @requires(Permission.ANALYTICS_READ)
+    @blp.arguments(schemas.TouchpointStatisticsQuerySchema, location="query")
+    @blp.response(200, schemas.TouchpointStatisticsSchema)
+    def get(self, query):
+        """Touchpoints of everyone per day or week, by channel and by channel and kind (default: the last 12 weeks)."""
+        with transaction() as session:
+            return statistics.statistics(session.connection(), **query)
 
 
 @blp.route("/customers/<string:customer_id>/touchpoints")

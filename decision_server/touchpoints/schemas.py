@@ -6,6 +6,7 @@ import marshmallow as ma
 from marshmallow import fields
 
 from decision_server.schemas import Code, Cursor, EventTime, ExternalId, JsonDocument, PageQuery, Timestamp, page_of
+from decision_server.touchpoints import statistics
 
 MAX_BATCH = 1000
 
@@ -60,3 +61,44 @@ class TouchpointQuerySchema(PageQuery):
 
 
 TouchpointPageSchema = page_of(TouchpointSchema, "TouchpointPage")
+
+
+class TouchpointStatisticsQuerySchema(ma.Schema):
+    """The period and interval of touchpoint counts over time."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    since = Timestamp(metadata={"description": "start of the period (default: 12 weeks, or 30 days, before until)"})
+    until = Timestamp(metadata={"description": "end of the period, excluded (default: now); after since"})
+    interval = fields.String(
+        load_default="week",
+        validate=ma.validate.OneOf(statistics.INTERVALS),
+        metadata={"description": f"day or week (weeks start on Monday, UTC); at most {statistics.MAX_PERIODS} of them"},
+    )
+
+
+class ChannelSeriesSchema(ma.Schema):
+    channel = fields.String()
+    counts = fields.List(fields.Integer(), metadata={"description": "one count per period, in the order of periods"})
+    total = fields.Integer()
+
+
+class KindSeriesSchema(ChannelSeriesSchema):
+    channel = fields.String(allow_none=True, metadata={"description": "null for the kinds summed as other"})
+    kind = fields.String()
+
+
+class TouchpointStatisticsSchema(ma.Schema):
+    since = fields.DateTime()
+    until = fields.DateTime()
+    interval = fields.String()
+    periods = fields.List(
+        fields.DateTime(), metadata={"description": "the start of each period (the first may begin before since)"}
+    )
+    total = fields.Integer(metadata={"description": "touchpoints in [since, until)"})
+    by_channel = fields.List(fields.Nested(ChannelSeriesSchema), metadata={"description": "per channel, largest first"})
+    by_kind = fields.List(
+        fields.Nested(KindSeriesSchema),
+        metadata={"description": f"per channel and kind, the {statistics.TOP_KINDS} largest, then the rest as kind other"},
+    )

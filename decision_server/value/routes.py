@@ -22,6 +22,15 @@ class ValueStatistics(MethodView):
             return service.statistics(session)
 
 
+@value_blp.route("/thresholds")
+class ValueThresholds(MethodView):
+    @requires(Permission.RULES_READ)
+    @value_blp.response(200, schemas.ValueThresholdsSchema)
+    def get(self):
+        """The serving value rules as score ranges per segment, and the cut points between segments."""
+        return service.thresholds(current_app.extensions["rulebook"].current)
+
+
 @value_blp.route("/offers")
 class ValueOffers(MethodView):
     @requires(Permission.OFFERS_READ)

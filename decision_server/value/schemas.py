@@ -32,3 +32,12 @@ class ValueOffersSchema(ma.Schema):
     segments = fields.List(
         JsonDocument(), metadata={"description": "[{segment, offers}]: the active offers that target each value segment by name"}
     )
+
+
+class ValueThresholdsSchema(ma.Schema):
+    input = fields.String(allow_none=True, metadata={"description": "the score the value rules read (value_score)"})
+    range = fields.List(fields.Float(), allow_none=True, metadata={"description": "[low, high] of the score"})
+    segments = fields.List(
+        JsonDocument(), metadata={"description": "[{segment, rule_id, from, to}] in score order, from the serving rules"}
+    )
+    cuts = fields.List(fields.Float(), metadata={"description": "scores where one segment gives way to the next"})

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from decision_server.customers.records import CustomerStateRecord
+from decision_server.rules.analysis import intervals
 from decision_server.validation import cents_to_decimal
 
 WEIGHTS = ("clv_weight", "rfm_weight", "engagement_weight", "ltv_scale")
@@ -118,6 +119,27 @@ def statistics(session: Session) -> dict[str, Any]:
         if bands
         else [],
     }
+
+
+def thresholds(revision: Any) -> dict[str, Any]:
+    """Return the serving value rules as score ranges per segment, and the scores where one segment gives way to the next.
+
+    Read from the checked rule set (rules/value.yaml is a partition of the score range, so every rule
+    is a range of value_score); a rule set that is not one gives no ranges rather than a guess.
+    """
+    ruleset = revision.rulesets["value"]
+    partition = ruleset.partition
+    ranges = []
+    for rule in ruleset.rules:
+        found = intervals(rule.condition) if partition is not None else None
+        if not found or set(found) != {partition.input}:
+            return {"input": None, "range": None, "segments": [], "cuts": []}
+        piece = found[partition.input]
+        low, high = max(piece.low, partition.low), min(piece.high, partition.high)
+        ranges.append({"segment": rule.then.get("value_segment"), "rule_id": rule.id, "from": low, "to": high})
+    ranges.sort(key=lambda r: r["from"])
+    cuts = sorted({r["from"] for r in ranges if r["from"] > partition.low})
+    return {"input": partition.input, "range": [partition.low, partition.high], "segments": ranges, "cuts": cuts}
 
 
 def offers_by_segment(revision: Any, offers: Any, segment: str | None = None) -> list[dict[str, Any]]:

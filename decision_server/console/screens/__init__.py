@@ -1,10 +1,16 @@
-"""The console's screens; importing this registers them (the import order is the menu's order)."""
+"""The console's screens; importing this registers them (the menu's order comes from each page's group and position)."""
 
 from decision_server.console.screens import (  # noqa: F401
+    clv,
     customers,
+    journeys,
+    lifecycle,
     loyalty,
-    missing,  # noqa: F401  (last: its catch-all route)
+    missing,  # the catch-all route ranks last whatever the order
     offers,
     overview,
+    rfm,
+    segments,
     signin,
+    value,
 )
