@@ -331,7 +331,9 @@ def test_statistics_and_lists(client, auth, member):
     assert stats["members"] == 1 and stats["points"]["outstanding"] == 50
     assert stats["points"]["by_kind"]["earn"] == {"entries": 1, "points": 150}
     assert stats["points"]["by_kind"]["redeem"] == {"entries": 1, "points": -100}
-    assert stats["redemptions"]["top_rewards"] == [{"reward_id": reward["id"], "code": "CINEMA", "redemptions": 1}]
+    assert stats["redemptions"]["top_rewards"] == [
+        {"reward_id": reward["id"], "code": "CINEMA", "name": "Cinema ticket", "redemptions": 1, "points": 100}
+    ]
     assert {"from": None, "to": "bronze", "source": "enroll", "count": 1} in stats["tier_changes"]
     members = client.get("/api/v1/loyalty/members?tier=bronze", headers=auth("analyst")).get_json()["items"]
     assert [m["customer_id"] for m in members] == ["M-1"]
