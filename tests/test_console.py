@@ -204,3 +204,49 @@ def test_a_preview_decides_like_a_decision_and_logs_nothing(client, auth):
         client.post("/api/v1/decisions/preview", json={**request, "channel": "fax"}, headers=auth("analyst")).status_code == 422
     )
     assert client.post("/api/v1/decisions/preview", json=request, headers=auth("ingest")).status_code == 403
+
+
+def test_the_customer_360_shows_tabs_and_decides_now_with_reasons(client, auth, keys):
+    assert (
+        client.post("/api/v1/customers", json={"external_id": "V1", "first_name": "Vera"}, headers=auth("admin")).status_code
+        == 201
+    )
+    offer = {
+        "code": "WELCOME",
+        "name": "Welcome",
+        "category": "loyalty",
+        "business_value": 2,
+        "treatments": {"sms": {"text": "Hi {first_name}, welcome"}},
+    }
+    assert client.post("/api/v1/offers", json=offer, headers=auth("admin")).status_code == 201
+    sign_in(client, keys["channel"])
+    for tab in ("timeline", "scores", "loyalty", "segments"):
+        page = client.get(f"/console/customers/V1?tab={tab}")
+        assert page.status_code == 200 and "Vera" in page.get_data(as_text=True), tab
+    assert client.get("/console/customers/V1?tab=nope").status_code == 422
+    token = csrf_of(client, "/console/customers/V1")
+    assert client.post("/console/customers/V1/decide", data={"channel": "sms"}).status_code == 403  # no CSRF token
+    panel = client.post(
+        "/console/customers/V1/decide", data={"channel": "sms", "csrf_token": token}, headers={"HX-Request": "true"}
+    )
+    html = panel.get_data(as_text=True)
+    assert panel.status_code == 200 and 'id="decision-preview"' in html and "<html" not in html
+    preview = client.post(
+        "/api/v1/decisions/preview", json={"customer_id": "V1", "channel": "sms"}, headers=auth("channel")
+    ).get_json()
+    for action in preview["actions"]:
+        assert f'data-offer="{action["offer"]["code"]}"' in html
+    for candidate in preview["explanation"]:
+        if not candidate["eligible"]:
+            assert candidate["code"] in html
+            assert all(r["rule"] in html for r in candidate["removed_by"] if r.get("rule")), candidate["removed_by"]
+    whole = client.post("/console/customers/V1/decide", data={"channel": "app", "csrf_token": token})
+    assert whole.status_code == 200 and "<html" in whole.get_data(as_text=True)  # without JS: the whole page
+    assert client.post("/console/customers/V1/decide", data={"channel": "fax", "csrf_token": token}).status_code == 422
+    assert client.get("/api/v1/decisions", headers=auth("analyst")).get_json()["items"] == []  # previews are not logged
+    client.post("/console/sign-out", data={"csrf_token": token})
+    sign_in(client, keys["ingest"])
+    page = client.get("/console/customers/V1").get_data(as_text=True)
+    assert "may not preview decisions" in page
+    token = csrf_of(client, "/console/customers/V1")
+    assert client.post("/console/customers/V1/decide", data={"channel": "sms", "csrf_token": token}).status_code == 403
