@@ -125,7 +125,7 @@ def test_offer_daily_and_removal_statistics_count_the_log(client, auth):
     assert daily["latency_p95_us"][-1] > 0 and daily["latency_p50_us"][0] is None
 
     removals = client.get("/api/v1/decisions/statistics/removals", headers=auth("analyst")).get_json()
-    assert removals["decisions"] == 3 and removals["candidates"] == 6 and removals["sample_limit"] == 2000
+    assert removals["decisions"] == 3 and removals["candidates"] == 6 and removals["sample_limit"] == 1000
     rule = next(r for r in removals["rules"] if r["rule"] == "no_treatment")
     assert rule["ruleset"] == "catalog" and rule["removals"] == 4 and rule["decisions"] == 3
     assert rule["offers"] == [{"code": "SMS_ONLY", "removals": 3}, {"code": "BOTH", "removals": 1}]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -25,7 +26,7 @@ LATENCY_EDGES_US = (250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_0
 # A period not given: the 14 days up to today included (the demo traffic's fortnight).
 DEFAULT_DAYS = 14
 # How many of the newest decisions of a period `removals` reads (the console says it is a sample).
-REMOVAL_SAMPLE = 2_000
+REMOVAL_SAMPLE = 1_000  # the default sample: ~40 ms on the demo (2,000 took ~220 ms, over the pages' 150 ms)
 MAX_REMOVAL_SAMPLE = 10_000
 _o = OfferRecord.__table__
 
@@ -189,15 +190,16 @@ def removals(conn: Connection, *, since: dt.datetime, until: dt.datetime, sample
     The removals live only in each decision's candidates JSON, which no index can sum: reading a
     bounded sample of the newest decisions keeps the answer fast on any volume, and says so.
     """
-    latest = (
-        sa.select(_d.c.candidates)
+    latest = (  # the JSON as text, parsed by orjson: four times faster than the driver's json
+        sa.select(sa.cast(_d.c.candidates, sa.Text))
         .where(_d.c.decided_at >= since, _d.c.decided_at < until)
         .order_by(_d.c.decided_at.desc(), _d.c.id.desc())
         .limit(sample)
     )
     rules: dict[tuple[str, str], dict[str, Any]] = {}
     decisions = candidates = removed = 0
-    for (found,) in conn.execute(latest):
+    for (text,) in conn.execute(latest):
+        found = orjson.loads(text) if text else None
         decisions += 1
         seen: set[tuple[str, str]] = set()
         for candidate in found or []:
