@@ -13,8 +13,10 @@ from decision_server.console.render import render
 from decision_server.db import utcnow
 from decision_server.decisions import statistics as decision_statistics
 from decision_server.jobs.runs import list_runs
+from decision_server.lifecycle import service as lifecycle
 from decision_server.loyalty import service as loyalty
 from decision_server.scoring.specs import MODELS
+from decision_server.value import service as value
 
 
 def model_status() -> list[dict[str, Any]]:
@@ -45,6 +47,9 @@ def overview():
         decisions = decision_statistics.by_channel(conn, since=today, until=now)
         program = loyalty.statistics(conn, since=now - dt.timedelta(days=30))
         runs = list_runs(conn, limit=1)
+    with current_app.extensions["database"].session() as session:
+        stages = lifecycle.statistics(session, revision=current_app.extensions["rulebook"].current, since=today, until=now)
+        values = value.statistics(session)
     rules = current_app.extensions["rulebook"].status()
     return render(
         "console/overview.html",
@@ -52,6 +57,9 @@ def overview():
         decisions=decisions,
         program=program,
         last_run=runs[0] if runs else None,
+        stages=stages,
+        values=values,
+        value_items=[{"name": v["segment"], "value": v["customers"]} for v in values["segments"]],
         rules=rules,
         models=model_status(),
     )
