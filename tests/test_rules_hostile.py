@@ -13,8 +13,10 @@ from decision_server import create_app
 from decision_server.config import Config
 from decision_server.web import bad_character
 
-# A second is the bound; each refusal takes milliseconds, so this only fails when a file is parsed in earnest.
-REFUSED_WITHIN = 1.0
+# The one-second goal is measured in bench/rules_hostile_bench.py; this bound only catches a file
+# parsed in earnest (an expansion bomb takes minutes). At 1.0 s it failed on a loaded 2-core box (a
+# what-if refusal took 1.07 s beside the other xdist worker), a timing test the guide says not to write.
+REFUSED_WITHIN = 5.0
 VALUE_HEAD = "ruleset: value\nhit: first\ninputs: {value_score: number}\noutputs: {value_segment: string}\n"
 
 
