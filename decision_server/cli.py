@@ -388,20 +388,12 @@ def quickstart(ctx: Context, host: str, port: int, customers: int, no_serve: boo
 
 def _demo_traffic(ctx: Context) -> None:
     """Make a fortnight of real decisions and responses into an empty log, so the console's decision charts have data."""
-    from decision_server import create_app
     from decision_server.demo import traffic
 
     if traffic.has_decisions(ctx.database):
         return
     click.echo("making two weeks of demo decisions and responses (the real pipeline, at past times)...")
-    app = create_app(dataclasses.replace(ctx.config, rules_poll_seconds=0, models_poll_seconds=0, scheduler=False))
-    try:
-        counts = traffic.simulate(app, progress=_progress)
-    finally:
-        for name in ("rulebook", "models", "catalog"):
-            app.extensions[name].stop()
-        app.extensions["decider"].learning.stop()
-        app.extensions["database"].dispose()
+    counts = traffic.simulate_with_app(ctx.config, progress=_progress)
     click.echo(f"demo decisions: {counts['decisions']:,} made, {counts['responses']:,} responses")
 
 

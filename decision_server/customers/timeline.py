@@ -24,6 +24,17 @@ def _at(value: Any) -> dt.datetime:
     return to_utc(dt.datetime.fromisoformat(value) if isinstance(value, str) else value)
 
 
+def _move(kind: str, label: str, t: dict[str, Any]) -> dict[str, Any]:
+    """A stage or journey transition as a timeline item (both histories have the same columns)."""
+    reason = f": {t['reason']}" if t.get("reason") else ""
+    return {
+        "kind": kind,
+        "at": _at(t["at"]),
+        "title": f"{label} {t['from_stage'] or 'none'} → {t['to_stage']}",
+        "detail": f"{t['source']}, rule {t.get('rule_id') or '–'}{reason}",
+    }
+
+
 def timeline(conn: Connection, view: dict[str, Any], *, kinds: tuple[str, ...] = KINDS, limit: int = 50) -> list[dict[str, Any]]:
     """Return the customer's events of `kinds` from a 360 `view` (customers.profile.profile), newest first."""
     cid = view["customer"]["id"]
@@ -45,25 +56,9 @@ def timeline(conn: Connection, view: dict[str, Any], *, kinds: tuple[str, ...] =
                 {"kind": "touchpoint", "at": _at(t["occurred_at"]), "title": f"{t['kind']} on {t['channel']}", "detail": ""}
             )
     if "stage" in kinds:
-        for t in view["transitions"]:
-            items.append(
-                {
-                    "kind": "stage",
-                    "at": _at(t["at"]),
-                    "title": f"Stage {t['from_stage'] or 'none'} → {t['to_stage']}",
-                    "detail": f"{t['source']}, rule {t.get('rule_id') or '–'}" + (f": {t['reason']}" if t.get("reason") else ""),
-                }
-            )
+        items.extend(_move("stage", "Stage", t) for t in view["transitions"])
     if "journey" in kinds:
-        for t in journeys.transitions(conn, limit=limit, customer_id=cid)[:limit]:
-            items.append(
-                {
-                    "kind": "journey",
-                    "at": _at(t["at"]),
-                    "title": f"Journey {t['from_stage'] or 'none'} → {t['to_stage']}",
-                    "detail": f"{t['source']}, rule {t.get('rule_id') or '–'}" + (f": {t['reason']}" if t.get("reason") else ""),
-                }
-            )
+        items.extend(_move("journey", "Journey", t) for t in journeys.transitions(conn, limit=limit, customer_id=cid)[:limit])
     if "tier" in kinds:
         for t in tiers.tier_history(conn, limit=limit, customer_id=cid)[:limit]:
             items.append(

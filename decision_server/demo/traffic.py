@@ -81,6 +81,20 @@ def simulate(
     return {"decisions": made, "responses": answered}
 
 
+def simulate_with_app(config, *, progress: Callable | None = None) -> dict[str, int]:
+    """Build an app on `config` (no polling, no scheduler), make the demo traffic with it, and shut it down."""
+    from decision_server import create_app
+
+    app = create_app(dataclasses.replace(config, rules_poll_seconds=0, models_poll_seconds=0, scheduler=False))
+    try:
+        return simulate(app, progress=progress)
+    finally:
+        for name in ("rulebook", "models", "catalog"):
+            app.extensions[name].stop()
+        app.extensions["decider"].learning.stop()
+        app.extensions["database"].dispose()
+
+
 def _response(rng: random.Random, propensity: float, channel: str) -> str | None:
     """What the customer did: accept with a chance that grows with the propensity; some never answer."""
     if rng.random() < 0.15:
