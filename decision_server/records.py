@@ -25,12 +25,14 @@ from decision_server.offers.records import CatalogConnectorRecord, CatalogSyncRu
 from decision_server.rfm.records import RfmRunRecord
 from decision_server.rulebook.records import RulePublicationRecord, RuleRevisionRecord
 from decision_server.segments.records import SegmentCountRecord, SegmentMemberRecord, SegmentRecord
+from decision_server.studio.records import RuleDraftRecord
 from decision_server.touchpoints.records import TouchpointRecord
 from decision_server.transactions.records import TransactionRecord
 
 metadata = Base.metadata
 
 __all__ = [
+    "RuleDraftRecord",
     "BulkRunRecord",
     "LeaseRecord",
     "ScheduleRecord",

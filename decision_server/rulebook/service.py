@@ -19,7 +19,7 @@ from decision_server.rules.source import revision_id
 
 # Any fixed number: PostgreSQL advisory lock that serializes publications across processes.
 _PUBLISH_LOCK = 0x52554C45  # "RULE"
-SOURCES = ("api", "cli", "file", "startup")
+SOURCES = ("api", "cli", "console", "file", "startup")
 
 
 @dataclasses.dataclass(frozen=True)
