@@ -77,9 +77,9 @@ class Rulebook:
             raise RuntimeError("the rulebook has not been started")
         return revision
 
-    def build(self, files: Mapping[str, str]) -> Revision:
-        """Validate and compile a complete set of files (cases included); raise RulesInvalid."""
-        return build_revision(files, backend=self.backend, durable_host=self._host, limits=self.limits)
+    def build(self, files: Mapping[str, str], *, run_cases: bool = True) -> Revision:
+        """Validate and compile a complete set of files (cases included unless run_cases=False); raise RulesInvalid."""
+        return build_revision(files, backend=self.backend, durable_host=self._host, run_cases=run_cases, limits=self.limits)
 
     def _serve(self, revision: Revision) -> None:
         old, self._current = self._current, revision

@@ -12,5 +12,7 @@ from decision_server.console.screens import (  # noqa: F401
     rfm,
     segments,
     signin,
+    studio,
+    studio_cases,
     value,
 )
