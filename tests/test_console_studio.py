@@ -186,3 +186,16 @@ def test_a_revision_page_shows_its_diff_against_what_serves(editor, app):
     assert "-    when: value_score &gt;= 75" in page and "+    when: value_score &gt;= 70" in page
     assert editor.get("/console/rules/revisions/zz").status_code == 422
     assert editor.get("/console/rules/revisions/abcdef123456").status_code == 404
+
+
+def test_each_decision_in_the_360_links_to_the_revision_that_made_it(client, auth, keys):
+    assert client.post("/api/v1/customers", json={"external_id": "R1"}, headers=auth("admin")).status_code == 201
+    decided = client.post("/api/v1/decisions", json={"customer_id": "R1", "channel": "sms"}, headers=auth("channel")).get_json()
+    sign_in(client, keys["analyst"])
+    page = client.get("/console/customers/R1?tab=timeline&kind=decision").get_data(as_text=True)
+    link = f'href="/console/rules/revisions/{decided["revision"]}"'
+    assert link in page
+    assert client.get(f"/console/rules/revisions/{decided['revision']}").status_code == 200
+    sign_in(client, keys["channel"])  # may read the customer, not the rules: the revision without a link
+    page = client.get("/console/customers/R1?tab=timeline&kind=decision").get_data(as_text=True)
+    assert link not in page and f"<code>{decided['revision'][:12]}</code>" in page

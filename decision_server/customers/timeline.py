@@ -80,8 +80,9 @@ def timeline(conn: Connection, view: dict[str, Any], *, kinds: tuple[str, ...] =
                     "kind": "decision",
                     "at": _at(d["decided_at"]),
                     "title": f"Decision on {d['channel']}: {offers}",
-                    "detail": (f"response: {answered} · " if answered else "") + f"revision {d['revision'][:10]}",
+                    "detail": f"response: {answered}" if answered else "",
                     "decision_id": d["decision_id"],
+                    "revision": d["revision"],  # the rule revision that made it (the 360 links to it)
                 }
             )
     items.sort(key=lambda i: i["at"], reverse=True)
