@@ -70,7 +70,7 @@ def test_an_editor_publishes_then_rolls_back_and_the_api_follows(editor, app, cl
     before = rulebook.current.id
     _save(app, "key:test-editor", "value.yaml", _value_75(rulebook.current.files["value.yaml"]))
     page = editor.get("/console/rules/publish").get_data(as_text=True)
-    assert re.search(r"<strong>\d+</strong> case results pass, <strong>0</strong> fail", page)
+    assert re.search(r"<strong>\d+</strong> cases pass, <strong>0</strong> fail", page)
     assert 'id="publish-blocked"' not in page
     missing = _post(editor, "/console/rules/publish", {"message": " "}, page="/console/rules/publish")
     assert missing.status_code == 422
@@ -119,7 +119,7 @@ def test_a_stale_draft_goes_to_the_rebase_page_which_shows_three_ways(editor, ap
     publish = _post(editor, "/console/rules/publish", {"message": "high from 75"}, page="/console/rules/publish")
     assert publish.status_code == 302 and publish.headers["Location"].endswith("/console/rules/rebase")
     page = editor.get("/console/rules/rebase").get_data(as_text=True)
-    assert "When you started" in page and "Published since" in page and "Your draft" in page
+    assert "Published since you started" in page and "Your changes" in page and "After rebasing" in page
     assert "merges cleanly" in page
     done = _post(editor, "/console/rules/rebase", {}, page="/console/rules/rebase")
     assert done.status_code == 302 and "notice=rebased" in done.headers["Location"]
@@ -199,3 +199,17 @@ def test_each_decision_in_the_360_links_to_the_revision_that_made_it(client, aut
     sign_in(client, keys["channel"])  # may read the customer, not the rules: the revision without a link
     page = client.get("/console/customers/R1?tab=timeline&kind=decision").get_data(as_text=True)
     assert link not in page and f"<code>{decided['revision'][:12]}</code>" in page
+
+
+def test_the_stylesheet_closes_every_block():
+    """An unclosed @media block once swallowed every later screen's styles on wide windows."""
+    from pathlib import Path
+
+    css = re.sub(
+        r"/\*.*?\*/", "", (Path(__file__).parents[1] / "decision_server/console/static/console.css").read_text(), flags=re.S
+    )
+    depth = 0
+    for char in css:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        assert depth >= 0
+    assert depth == 0

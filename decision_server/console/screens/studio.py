@@ -82,11 +82,20 @@ def _publish_page(*, message: str = "", refused: RulesInvalid | None = None, sta
         check = {**check, "valid": False, "problems": [p.to_dict() for p in refused.problems]}
     what_if = _latest_what_if(check["revision"]) if check else None
     files = [
-        {"file": name, "old": current.files.get(name, ""), "new": space.files.get(name, "")}
-        for name in sorted(set(space.changes))
+        {
+            "file": name,
+            "old": current.files.get(name, ""),
+            "new": space.files.get(name, ""),
+            "diff_lines": rulebook_service.diff_files(
+                {name: current.files[name]} if name in current.files else {},
+                {name: space.files[name]} if name in space.files else {},
+                old_label=current.short_id,
+                new_label="draft",
+            ).splitlines(),
+        }
+        for name in sorted(set(space.changes) | set(current.files) | set(space.files))
         if current.files.get(name) != space.files.get(name)
     ]
-    diff = rulebook_service.diff_files(current.files, space.files, old_label=current.short_id, new_label="draft")
     blocked = _blocked(space, check)
     return render(
         "console/studio/publish.html",
@@ -95,7 +104,6 @@ def _publish_page(*, message: str = "", refused: RulesInvalid | None = None, sta
         check=check,
         what_if=what_if,
         files=files,
-        diff_lines=diff.splitlines(),
         blocked=blocked,
         message=message,
         serving=current.id,
@@ -207,8 +215,25 @@ def revision_page(revision: str):
 def rebase_page():
     """My stale draft three ways: its base, what was published since, my changes, and the merge rebasing would give."""
     space = _space()
-    merges = drafts.three_way(space) if space.stale else []
+    merges = [
+        {
+            "file": m.file,
+            "conflicts": m.conflicts,
+            "base": m.base,
+            "touched": m.base != m.theirs,
+            "theirs_lines": _diff(m.file, m.base, m.theirs, "started", "published"),
+            "mine_lines": _diff(m.file, m.base, m.mine, "started", "your draft"),
+            "merged_lines": _diff(m.file, m.theirs, m.merged, "published", "rebased"),
+        }
+        for m in (drafts.three_way(space) if space.stale else [])
+    ]
     return render("console/studio/rebase.html", title="Rebase your draft", space=space, merges=merges, notice=_notice())
+
+
+def _diff(file: str, old: str, new: str, old_label: str, new_label: str) -> list[str]:
+    """One file's unified diff, as lines (without the two header lines: the page names the file)."""
+    lines = rulebook_service.diff_files({file: old}, {file: new}, old_label=old_label, new_label=new_label).splitlines()
+    return lines[2:]
 
 
 @view("/rules/rebase", permission=Permission.RULES_READ, methods=("POST",))
