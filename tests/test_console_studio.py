@@ -213,3 +213,20 @@ def test_the_stylesheet_closes_every_block():
         depth += {"{": 1, "}": -1}.get(char, 0)
         assert depth >= 0
     assert depth == 0
+
+
+def test_edits_on_disk_show_up_in_the_studio_and_a_refused_one_with_its_problems(editor, app):
+    rulebook = app.extensions["rulebook"]
+    path = rulebook.rules_dir / "value.yaml"
+    path.write_text(_value_75(path.read_text()))
+    rulebook.sync()
+    page = editor.get("/console/rules").get_data(as_text=True)
+    assert rulebook.current.id[:12] in page and "value_score >= 75" in rulebook.current.files["value.yaml"]
+    row = re.search(r'<tr data-file="value.yaml">(.*?)</tr>', page, re.S).group(1)
+    assert "rules folder" in row or "file" in row
+    path.write_text(path.read_text().replace("value_score >= 75", "valu_score >= 75"))
+    rulebook.sync()
+    page = editor.get("/console/rules").get_data(as_text=True)
+    refused = re.search(r'<div class="alert" id="refused-edit">(.*?)</div>', page, re.S).group(1)
+    assert "value.yaml:17:11" in refused and "did you mean &#39;value_score&#39;" in refused
+    assert "value_score >= 75" in rulebook.current.files["value.yaml"]  # the last good revision keeps serving
