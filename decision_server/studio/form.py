@@ -17,7 +17,6 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
 from typing import Any
 
 import yaml
@@ -27,56 +26,31 @@ from decision_server.rules.loader import load_ruleset
 from decision_server.rules.model import RuleSet, to_epoch
 from decision_server.rules.source import Document, Problem
 from decision_server.studio import yamltext
-from decision_server.studio.spots import Spot, spots
+from decision_server.studio.fields import (
+    RULE_KEYS,
+    Field,
+    InWhen,
+    RuleForm,
+    RuleKey,
+    Scalar,
+    pair_boundaries,
+    partition_fields,
+    rule_form,
+)
+from decision_server.studio.spots import Spot
 from decision_server.studio.yamltext import Splice
 
 NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?)?")
-RULE_KEYS = ("enabled", "valid_from", "valid_to")  # the order they are inserted in
 ON = {"on", "true", "1", "yes"}
-_ABSENT = object()
+_ABSENT = object()  # a path the data does not have
+_UNCHANGED = object()  # a posted value equal to what the file says
 
 
 class FormInvalid(ValidationError):
     """Posted values the form cannot write: `errors` maps each field name to its messages."""
 
     code = "rule_form_invalid"
-
-
-@dataclasses.dataclass(frozen=True)
-class Field:
-    """One input of the form: its current value and, privately, where and how it is written."""
-
-    name: str  # the form field's name, e.g. "high_value:enabled"
-    kind: str  # enabled, date, number, choices
-    label: str
-    line: int
-    value: Any  # bool (enabled), ISO text or "" (date), float (number), tuple of text (choices)
-    text: str = ""  # how it is written now ("70", "2026-12-01", "")
-    before: str = ""  # a threshold's sentence: the comparison before and after the number
-    after: str = ""
-    options: tuple[str, ...] = ()  # choices: the input's declared values
-    negated: bool = False  # choices: `not in`
-    input: str | None = None
-    hint: str = ""  # the input's description
-    boundary: str | None = None  # a threshold another (boundary) field sets together with its pair
-    targets: tuple = dataclasses.field(default=(), repr=False, compare=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class RuleForm:
-    """One rule's card: its title and fields, and its condition as written (read-only)."""
-
-    id: str
-    description: str
-    line: int
-    condition: str
-    enabled: Field | None  # None for the fields of a rule written as a flow mapping `{…}`
-    valid_from: Field | None
-    valid_to: Field | None
-    thresholds: tuple[Field, ...]
-    choices: tuple[Field, ...]
-    fixed: int = 0  # literals of the condition only the editor can change (written in a way we do not splice)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,9 +116,6 @@ class Form:
         return edits
 
 
-_UNCHANGED = object()
-
-
 def describe(file: str, text: str, ruleset: RuleSet | None = None) -> Form:
     """Describe what the form can change in rule file `file` (`ruleset`: the file's checked rule set, if at hand)."""
     doc = Document(file, text)
@@ -154,159 +125,13 @@ def describe(file: str, text: str, ruleset: RuleSet | None = None) -> Form:
     if ruleset is None or doc.problems:
         problems = tuple(doc.problems) or (Problem(file, 1, 1, "the file does not load"),)
         return Form(file, text, digest, "", problems, None, None, (), ())
-    rules = [_rule(doc, ruleset, index, item) for index, item in enumerate(doc.value["rules"])]
-    partition, boundaries = None, ()
+    rules = [rule_form(doc, ruleset, index) for index in range(len(doc.value["rules"]))]
+    partition, boundaries = None, []
     if ruleset.partition is not None:
-        partition = _partition(doc, ruleset)
-        rules, boundaries = _boundaries(doc, ruleset, rules)
-    return Form(file, text, digest, ruleset.description, (), partition, ruleset.partition and ruleset.partition.input,
-                tuple(boundaries), tuple(rules))  # fmt: skip
-
-
-# -- describing -----------------------------------------------------------------------------
-
-
-def _rule(doc: Document, ruleset: RuleSet, index: int, item: dict) -> RuleForm:
-    path = ("rules", index)
-    rule_id = item["id"]
-    mark = doc.mark(path)
-    block = doc.text[yamltext.offset(doc.text, mark.line, mark.column)] != "{"
-    keys = {key: _key_field(doc, path, item, key, rule_id) if block else None for key in RULE_KEYS}
-    thresholds, choices, fixed = [], [], 0
-    when = item.get("when")
-    if isinstance(when, str):
-        counts = {"number": 0, "choices": 0}  # fields named n0, n1, … and c0, c1, … in the condition's order
-        for spot in spots(when, ruleset.inputs):
-            name = f"{rule_id}:{spot.kind[0]}{counts[spot.kind]}"
-            counts[spot.kind] += 1
-            field = _spot_field(doc, ruleset, path + ("when",), when, spot, name)
-            if field is None:
-                fixed += 1
-            else:
-                (thresholds if spot.kind == "number" else choices).append(field)
-    condition = when if isinstance(when, str) else str(when).lower()
-    return RuleForm(rule_id, str(item.get("description") or ""), mark.line, condition.strip(), *keys.values(),
-                    tuple(thresholds), tuple(choices), fixed)  # fmt: skip
-
-
-def _key_field(doc: Document, path: tuple, item: dict, key: str, rule_id: str) -> Field | None:
-    """A rule's enabled flag or validity date: present (its scalar's span) or absent (where a line goes)."""
-    text, name = doc.text, f"{rule_id}:{key}"
-    label = {"enabled": "Enabled", "valid_from": "Applies from", "valid_to": "Applies until"}[key]
-    kind = "enabled" if key == "enabled" else "date"
-    line = doc.mark(path).line
-    if key in item:
-        mark = doc.mark(path + (key,))
-        start = yamltext.offset(text, mark.line, mark.column)
-        end = yamltext.scalar_end(text, start, flow=False)
-        value = item[key]
-        if end is None or not yamltext.rest_is_blank(text, end) or isinstance(value, (dict, list)):
-            return None  # written over several lines, or beside something else: the editor's job
-        shown = value if kind == "enabled" else _date_text(value)
-        removal = yamltext.key_line(text, start, key)
-        return Field(name, kind, label, mark.line, shown, shown if kind == "date" else "",
-                     targets=(("key", path, key, start, end, removal),))  # fmt: skip
-    default = True if kind == "enabled" else ""
-    return Field(name, kind, label, line, default, targets=(("key", path, key, None, None, None),))
-
-
-def _date_text(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, date):
-        return value.isoformat()
-    return "" if value is None else str(value)
-
-
-def _spot_field(doc: Document, ruleset: RuleSet, path: tuple, when: str, spot: Spot, name: str) -> Field | None:
-    """A number or a list of the condition as a field, when its place in the file is certain."""
-    text, style = doc.text, doc.mark(path).style
-    start = yamltext.offset(doc.text, *doc.text_position(path, spot.start))
-    end = yamltext.offset(doc.text, *doc.text_position(path, spot.end - 1)) + 1
-    if yamltext.squash(text[start:end]) != yamltext.squash(yamltext.encode(when[spot.start : spot.end], style)):
-        return None  # escapes in a quoted scalar move the offsets: leave it to the editor
-    before = " ".join(when[spot.context[0] : spot.start].split())
-    after = " ".join(when[spot.end : spot.context[1]].split())
-    target = ("when", path, spot.start, spot.end, start, end, style, spot)
-    if spot.kind == "number":
-        spec = ruleset.inputs.get(spot.bound.input) if spot.bound else None
-        return Field(name, "number", "Threshold", doc.mark(path).line, spot.value, when[spot.start : spot.end],
-                     before, after, input=spec and spec.name, hint=spec.description if spec else "",
-                     targets=(target,))  # fmt: skip
-    spec = ruleset.inputs[spot.input]
-    return Field(name, "choices", spot.input, doc.mark(path).line, spot.value, before=before, after=after,
-                 options=spec.values, negated=spot.negated, input=spot.input, hint=spec.description,
-                 targets=(target,))  # fmt: skip
-
-
-def _partition(doc: Document, ruleset: RuleSet) -> tuple[Field, Field] | None:
-    fields = []
-    for index, end_name in enumerate(("low", "high")):
-        path = ("partition", "range", index)
-        if path not in doc.marks:
-            return None
-        mark = doc.mark(path)
-        start = yamltext.offset(doc.text, mark.line, mark.column)
-        end = yamltext.scalar_end(doc.text, start, flow=True)
-        if end is None:
-            return None
-        value = doc.value["partition"]["range"][index]
-        label = "From" if index == 0 else "to"
-        fields.append(Field(f"partition:{end_name}", "number", label, mark.line, float(value), doc.text[start:end],
-                            input=ruleset.partition.input, targets=(("scalar", path, start, end),)))  # fmt: skip
-    return fields[0], fields[1]
-
-
-def _boundaries(doc: Document, ruleset: RuleSet, rules: list[RuleForm]) -> tuple[list[RuleForm], list[Field]]:
-    """Pair the thresholds where two rules' ranges of the partition's input meet, to set each such number once.
-
-    A number v is a boundary when exactly one enabled rule starts at v (`x >= v` or `x > v`) and
-    exactly one other ends there the complementary way (`x < v` or `x <= v`): moving one without
-    the other would open a gap or an overlap, so the form shows them as one field. The order of
-    the rules in the file does not matter; any other threshold stays a field of its own.
-    """
-    name = ruleset.partition.input
-    sides: dict[tuple[float, str], list[tuple[RuleForm, Field]]] = {}
-    for rule in rules:
-        if rule.enabled is not None and rule.enabled.value is False:
-            continue
-        for field in rule.thresholds:
-            bound = field.targets[0][-1].bound
-            if bound is not None and bound.input == name:
-                sides.setdefault((field.value, bound.side), []).append((rule, field))
-    pairs = {}
-    for (value, side), found in sides.items():
-        other = sides.get((value, "high"), []) if side == "low" else []
-        if side != "low" or len(found) != 1 or len(other) != 1 or found[0][0] is other[0][0]:
-            continue
-        (upper, starts), (lower, ends) = found[0], other[0]
-        if starts.targets[0][-1].bound.inclusive == ends.targets[0][-1].bound.inclusive:
-            continue  # both take v (an overlap) or neither does (a gap): not a seam to keep
-        pairs[value] = (upper, starts, lower, ends)
-    boundaries, bound_to = [], {}
-    for value in sorted(pairs, reverse=True):
-        upper, starts, lower, ends = pairs[value]
-        field_name = f"boundary:{lower.id}:{upper.id}"
-        inclusive = starts.targets[0][-1].bound.inclusive
-        label = f"{_outcome(doc, upper)} {'from' if inclusive else 'above'}"
-        after = f"; {_outcome(doc, lower)} {'below' if inclusive else 'up to'} it"
-        boundaries.append(Field(field_name, "number", label, starts.line, value, starts.text, label, after, input=name,
-                                hint=ruleset.inputs[name].description, targets=starts.targets + ends.targets))  # fmt: skip
-        bound_to[id(starts)] = bound_to[id(ends)] = field_name
-    rules = [
-        dataclasses.replace(r, thresholds=tuple(dataclasses.replace(f, boundary=bound_to.get(id(f))) for f in r.thresholds))
-        for r in rules
-    ]
-    return rules, boundaries
-
-
-def _outcome(doc: Document, rule: RuleForm) -> str:
-    """Name a rule by its outcome when it gives one text value (`high`), else by its id."""
-    item = next(i for i in doc.value["rules"] if i.get("id") == rule.id)
-    then = item.get("then")
-    if isinstance(then, dict) and len(then) == 1 and isinstance(next(iter(then.values())), str):
-        return next(iter(then.values()))
-    return rule.id
+        partition = partition_fields(doc, ruleset)
+        rules, boundaries = pair_boundaries(doc, ruleset, rules)
+    name = ruleset.partition.input if ruleset.partition else None
+    return Form(file, text, digest, ruleset.description, (), partition, name, tuple(boundaries), tuple(rules))
 
 
 # -- reading posted values ------------------------------------------------------------------
@@ -330,7 +155,7 @@ def _read(field: Field, raw: list[str]) -> Any:
         if not NUMBER.fullmatch(text) or not math.isfinite(float(text)):
             raise ValueError("must be a number like 70 or 0.65")
         written = _number_text(float(text))
-        if field.targets[0][0] == "scalar" and not isinstance(yaml.safe_load(written), (int, float)):
+        if isinstance(field.targets[0], Scalar) and not isinstance(yaml.safe_load(written), (int, float)):
             raise ValueError("must be a number like 70 or 0.65, without an exponent")
         return _UNCHANGED if float(text) == field.value else written
     if text == field.text or (not text and not field.text):
@@ -377,16 +202,13 @@ def _check_together(form: Form, read: dict[str, Any], errors: dict[str, list[str
 def _edit(form: Form, field: Field, value: Any) -> Edit:
     splices, changes = [], []
     for target in field.targets:
-        kind, path = target[0], target[1]
-        if kind == "when":
-            _, _, v_start, v_end, start, end, style, spot = target
-            piece = value if field.kind == "number" else _list_text(spot, value)
-            splices.append(Splice(start, end, 0, yamltext.encode(piece, style)))
-            changes.append(("text", path, v_start, v_end, piece))
-        elif kind == "scalar":
-            _, _, start, end = target
-            splices.append(Splice(start, end, 0, value))
-            changes.append(("set", path, yaml.safe_load(value)))
+        if isinstance(target, InWhen):
+            piece = value if field.kind == "number" else _list_text(target.spot, value)
+            splices.append(Splice(target.start, target.end, 0, yamltext.encode(piece, target.style)))
+            changes.append(("text", target.path, target.value_start, target.value_end, piece))
+        elif isinstance(target, Scalar):
+            splices.append(Splice(target.start, target.end, 0, value))
+            changes.append(("set", target.path, yaml.safe_load(value)))
         else:
             splice, change = _key_edit(form.text, target, field, value)
             splices.append(splice)
@@ -401,24 +223,21 @@ def _list_text(spot: Spot, picked: tuple[str, ...]) -> str:
     return "[" + spot.separator.join(quoted) + "]"
 
 
-def _key_edit(text: str, target: tuple, field: Field, value: Any) -> tuple[Splice, tuple]:
+def _key_edit(text: str, target: RuleKey, field: Field, value: Any) -> tuple[Splice, tuple]:
     """Set, add or remove a rule's `enabled`, `valid_from` or `valid_to` line."""
-    _, path, key, start, end, removal = target
+    path = target.path + (target.key,)
     default = value is True if field.kind == "enabled" else value == ""
     written = ("true" if value else "false") if field.kind == "enabled" else value
-    if start is not None:  # the key is there
-        if default and removal is not None:
-            return Splice(removal[0], removal[1]), ("delete", path + (key,))
-        written = written or "null"
-        return Splice(start, end, 0, written), ("set", path + (key,), yaml.safe_load(written))
-    doc = Document("form.yaml", text)
-    mark = doc.mark(path)
-    indent = mark.column - 1
-    at = yamltext.block_end(text, mark.line, indent)
-    line = " " * indent + f"{key}: {written}" + yamltext.newline(text)
+    if target.start is not None:  # the key is there
+        if default and target.line is not None:
+            return Splice(*target.line), ("delete", path)
+        written = written or "null"  # its line cannot go: an empty date is written as such
+        return Splice(target.start, target.end, 0, written), ("set", path, yaml.safe_load(written))
+    at = yamltext.block_end(text, target.rule_line, target.indent)
+    line = " " * target.indent + f"{target.key}: {written}" + yamltext.newline(text)
     if at == len(text) and text and not text.endswith("\n"):
         line = yamltext.newline(text) + line
-    return Splice(at, at, RULE_KEYS.index(key), line), ("set", path + (key,), yaml.safe_load(written))
+    return Splice(at, at, RULE_KEYS.index(target.key), line), ("set", path, yaml.safe_load(written))
 
 
 def apply(text: str, edits: Sequence[Edit]) -> str:
