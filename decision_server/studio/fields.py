@@ -85,6 +85,17 @@ class RuleForm:
     choices: tuple[Field, ...]
     fixed: int = 0  # numbers and lists of the condition only the editor can change (escapes in a quoted scalar)
 
+    @property
+    def own_thresholds(self) -> tuple[Field, ...]:
+        """The thresholds set on this card (the others are boundaries, set once for the rule set)."""
+        return tuple(f for f in self.thresholds if f.boundary is None)
+
+    @property
+    def bound_sentences(self) -> tuple[str, ...]:
+        """The comparisons whose numbers the boundaries set, each once (`40 <= value_score < 70`)."""
+        sentences = (" ".join(p for p in (f.before, f.text, f.after) if p) for f in self.thresholds if f.boundary)
+        return tuple(dict.fromkeys(sentences))
+
 
 def rule_form(doc: Document, ruleset: RuleSet, index: int) -> RuleForm:
     """Return the card of the rule at `rules[index]` of a loaded rule file."""
