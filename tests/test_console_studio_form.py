@@ -182,3 +182,16 @@ def test_a_list_change_is_saved_as_the_list_an_editor_would_type(client, keys, a
     data.setlist("vip_needs_status:c0", ["", "gld"])
     refused = client.post("/console/rules/offers.yaml/form", data=data)
     assert refused.status_code == 409  # the form was made for the text before the save: shown again, not applied
+
+
+def test_a_threshold_a_case_pins_shows_the_failing_case(client, keys, app):
+    sign_in(client, keys["analyst"])
+    data = _posted(client.get("/console/rules/lifecycle.yaml/form").get_data(as_text=True))
+    assert data["silent:n0"] == "60"
+    data["silent:n0"] = "90"
+    saved = client.post("/console/rules/lifecycle.yaml/form", data=data)
+    page = client.get(saved.headers["Location"]).get_data(as_text=True)
+    assert "Not valid yet" in page
+    assert "lifecycle.cases.yaml line 20: case &#39;silent for exactly 60 days moves to win-back&#39;" in page
+    assert "    when: days_since(last_purchase_at) &gt;= 90" not in page  # the text stays YAML's business
+    assert "days_since(last_purchase_at) >= 90\n" in _draft(app, "analyst")["lifecycle.yaml"]

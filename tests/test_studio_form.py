@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+import yaml
 
 from decision_server.rules.engine import build_revision
 from decision_server.rules.source import RulesInvalid, read_rules_dir
@@ -62,12 +63,13 @@ def test_every_shipped_file_reads_back_unchanged(file):
     assert not form.problems and form.editable
     assert form.edits(form.values()) == []
     assert apply(text, form.edits(form.values())) == text
-    # Every rule has a card, and every field's text is what the file holds at its line.
-    assert [r.id for r in form.rules] == [r["id"] for r in __import__("yaml").safe_load(text)["rules"]]
+    # Every rule has a card, and every threshold's text is in its rule's condition at its line.
+    assert [r.id for r in form.rules] == [r["id"] for r in yaml.safe_load(text)["rules"]]
     lines = text.splitlines()
     for rule in form.rules:
         for field in rule.thresholds:
-            assert field.text in lines[field.line - 1] or rule.condition.count("\n")
+            assert " ".join(p for p in (field.before, field.text, field.after) if p) in " ".join(rule.condition.split())
+            assert "when:" in lines[field.line - 1]
 
 
 @pytest.mark.parametrize("file", RULE_FILES)
