@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import date, datetime
 from typing import Any
 
@@ -93,7 +94,7 @@ class RuleForm:
     @property
     def bound_sentences(self) -> tuple[str, ...]:
         """The comparisons whose numbers the boundaries set, each once (`40 <= value_score < 70`)."""
-        sentences = (" ".join(p for p in (f.before, f.text, f.after) if p) for f in self.thresholds if f.boundary)
+        sentences = (f.before + f.text + f.after for f in self.thresholds if f.boundary)
         return tuple(dict.fromkeys(sentences))
 
 
@@ -159,8 +160,8 @@ def _spot_field(doc: Document, ruleset: RuleSet, path: tuple, spot: Spot, name: 
     written = when[spot.start : spot.end]
     if yamltext.squash(doc.text[start:end]) != yamltext.squash(yamltext.encode(written, style)):
         return None  # escapes in a quoted scalar move the offsets: leave it to the editor
-    before = " ".join(when[spot.context[0] : spot.start].split())
-    after = " ".join(when[spot.end : spot.context[1]].split())
+    before = re.sub(r"\s+", " ", when[spot.context[0] : spot.start])  # line breaks as spaces, spacing as written
+    after = re.sub(r"\s+", " ", when[spot.end : spot.context[1]])
     target = InWhen(path, spot.start, spot.end, start, end, style, spot)
     if spot.kind == "number":
         spec = ruleset.inputs.get(spot.bound.input) if spot.bound else None
