@@ -11,10 +11,8 @@ from decision_server.rulebook.service import validate_draft
 from decision_server.studio import drafts
 from decision_server.studio.form import Form, FormInvalid, apply, describe
 
-# Where the other studio screens live (their helpers register them; plain paths keep this one independent).
+# The editor is another helper's screen; a plain path keeps this one independent of it.
 EDITOR_URL = "/console/rules/{file}"
-PUBLISH_URL = "/console/rules/publish"
-RULES_URL = "/console/rules"
 
 
 def _workspace(file: str):
@@ -43,8 +41,6 @@ def _page(file: str, form: Form | None, space, *, status: int = 200, errors=None
         in_draft=file in space.changes,
         stale=space.stale,
         editor_url=EDITOR_URL.format(file=file),
-        publish_url=PUBLISH_URL,
-        rules_url=RULES_URL,
     )
     return html, status
 
