@@ -38,21 +38,28 @@ class Report:
     """A draft's check: its problems (errors and warnings, every file), its cases and how long it took."""
 
     problems: tuple[Problem, ...]
-    passed: int  # cases that pass on every backend
+    passed: int  # cases that pass on every backend, in all the draft's cases files
     failed: int
     elapsed_ms: float
+    by_ruleset: Mapping[str, tuple[int, int]] = dataclasses.field(default_factory=dict)  # rule set -> (passed, failed)
 
     @property
     def valid(self) -> bool:
         """True when the draft would publish: no error and no failing case."""
         return self.failed == 0 and not any(p.severity == "error" for p in self.problems)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Render for JSON (the editor's contract)."""
+    def cases_of(self, ruleset: str | None) -> tuple[int, int]:
+        """Return (passed, failed) of one rule set's cases (those of the whole draft when None)."""
+        return (self.passed, self.failed) if ruleset is None else self.by_ruleset.get(ruleset, (0, 0))
+
+    def to_dict(self, ruleset: str | None = None) -> dict[str, Any]:
+        """Render for JSON (the editor's contract): `cases` of `ruleset` (the file being edited), `draft_cases` of all."""
+        passed, failed = self.cases_of(ruleset)
         return {
             "valid": self.valid,
             "problems": [p.to_dict() for p in self.problems],
-            "cases": {"passed": self.passed, "failed": self.failed},
+            "cases": {"passed": passed, "failed": failed},
+            "draft_cases": {"passed": self.passed, "failed": self.failed},
             "elapsed_ms": round(self.elapsed_ms, 1),
         }
 
@@ -211,6 +218,7 @@ def check_files(files: Mapping[str, str], *, backend: str, limits: Limits) -> Re
     if not rulesets and not problems:
         problems.append(Problem("(rules)", 1, 1, "no rule files (*.yaml) found"))
     passed = failed = 0
+    by_ruleset: dict[str, tuple[int, int]] = {}
     for name, (cases_file, doc) in sorted(case_files.items()):
         if cases_file.problems or name.removesuffix(CASES_SUFFIX) in refused or cases_file.tests is None:
             continue
@@ -220,7 +228,9 @@ def check_files(files: Mapping[str, str], *, backend: str, limits: Limits) -> Re
         problems.extend(run.problems)
         passed += run.passed
         failed += run.failed
-    return Report(tuple(problems), passed, failed, (time.perf_counter() - started) * 1000)
+        before = by_ruleset.get(cases_file.tests, (0, 0))
+        by_ruleset[cases_file.tests] = (before[0] + run.passed, before[1] + run.failed)
+    return Report(tuple(problems), passed, failed, (time.perf_counter() - started) * 1000, by_ruleset)
 
 
 def _whole(files: Mapping[str, str], limits: Limits, started: float) -> Report:
@@ -231,6 +241,11 @@ def _whole(files: Mapping[str, str], limits: Limits, started: float) -> Report:
         return Report(tuple(exc.problems), 0, 0, (time.perf_counter() - started) * 1000)
     revision.close()  # not reached: build_revision refuses such a set before building it
     return Report(tuple(revision.warnings), 0, 0, (time.perf_counter() - started) * 1000)
+
+
+def ruleset_of(name: str, text: str | None, limits: Limits) -> RuleSet | None:
+    """The rule set a rule file's text declares, when it checks (None otherwise)."""
+    return None if text is None else _rule_file(name, text, limits).ruleset
 
 
 def check_draft(rulebook, files: Mapping[str, str]) -> Report:

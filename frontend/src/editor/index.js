@@ -21,6 +21,13 @@ import { container } from "./mount.js";
 import { houseHighlight, houseTheme } from "./theme.js";
 import { problemRange, summary, validation } from "./validate.js";
 
+// The editor's size: at least a screenful of lines, at most most of the window (then it scrolls).
+const editorSize = EditorView.theme({
+  "&": { maxHeight: "75vh" },
+  ".cm-scroller": { overflow: "auto" },
+  ".cm-content, .cm-gutter": { minHeight: "26em" },
+});
+
 const editors = new Map(); // host element -> {view, ...}, for the page and the browser tests
 window.ruleEditors = editors;
 
@@ -103,6 +110,7 @@ function mountEditor(host) {
     indentUnit.of("  "),
     EditorState.tabSize.of(2),
     houseTheme,
+    editorSize,
     houseHighlight,
     EditorView.contentAttributes.of({ "aria-label": `Rule file ${host.dataset.file || ""}`.trim() }),
     changes.of([]),
@@ -135,6 +143,7 @@ function mountEditor(host) {
       button.hidden = true;
       continue;
     }
+    button.hidden = false;
     button.setAttribute("aria-pressed", "false");
     button.addEventListener("click", () => {
       const on = button.getAttribute("aria-pressed") !== "true";
@@ -162,6 +171,16 @@ function mountMergeView(host) {
     basicSetup,
   ];
   const { root, box } = container(host, "merge-view-box");
+  if (host.dataset.aLabel || host.dataset.bLabel) {
+    const labels = document.createElement("div");
+    labels.className = "merge-labels";
+    for (const text of [host.dataset.aLabel || "", host.dataset.bLabel || ""]) {
+      const label = document.createElement("span");
+      label.textContent = text;
+      labels.append(label);
+    }
+    box.append(labels);
+  }
   const view = new MergeView({
     a: { doc: a.value !== undefined ? a.value : a.textContent, extensions: side },
     b: { doc: b.value !== undefined ? b.value : b.textContent, extensions: side },
@@ -182,4 +201,9 @@ function mountAll(scope = document) {
 
 if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => mountAll());
 else mountAll();
-document.addEventListener("htmx:load", (event) => mountAll(event.target instanceof Element ? event.target : document));
+document.addEventListener("htmx:load", (event) => {
+  const target = event.target instanceof Element ? event.target : null;
+  if (target && target.matches("[data-rule-editor]")) mountEditor(target);
+  else if (target && target.matches("[data-merge-view]")) mountMergeView(target);
+  mountAll(target || document);
+});

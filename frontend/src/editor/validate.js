@@ -30,8 +30,8 @@ export function summary(result) {
   const parts = [errors ? `${errors} problem${errors === 1 ? "" : "s"}` : "No problems"];
   if (warnings) parts.push(`${warnings} warning${warnings === 1 ? "" : "s"}`);
   const cases = result.cases || {};
-  if (cases.failed) parts.push(`${cases.failed} case${cases.failed === 1 ? "" : "s"} fail`);
-  else if (cases.passed) parts.push(`${cases.passed} case${cases.passed === 1 ? "" : "s"} pass`);
+  if (cases.failed) parts.push(cases.failed === 1 ? "1 case fails" : `${cases.failed} cases fail`);
+  else if (cases.passed) parts.push(cases.passed === 1 ? "1 case passes" : `${cases.passed} cases pass`);
   return { text: parts.join(" · "), tone: errors || cases.failed ? "bad" : warnings ? "warn" : "good" };
 }
 
