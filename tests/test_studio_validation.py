@@ -94,6 +94,9 @@ def test_a_file_set_past_the_revision_limits_gets_the_whole_builds_answer():
 
 
 def test_python_only_servers_run_the_cases_on_python_and_vector():
-    files = {**SHIPPED, "value.cases.yaml": SHIPPED["value.cases.yaml"].replace("{value_segment: high}", "{value_segment: low}", 1)}
+    files = {
+        **SHIPPED,
+        "value.cases.yaml": SHIPPED["value.cases.yaml"].replace("{value_segment: high}", "{value_segment: low}", 1),
+    }
     [failure] = check_files(files, backend="python", limits=DEFAULT_LIMITS).problems
     assert "(python, vector):" in failure.message

@@ -15,6 +15,7 @@ whole build. tests/test_studio_validation.py holds the two paths to the same pro
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import threading
@@ -139,32 +140,33 @@ def _rule_file(name: str, text: str, limits: Limits) -> _RuleFile:
     return known
 
 
-def _cases_file(name: str, text: str, limits: Limits) -> tuple[_CasesFile, Document | None]:
+def _cases_file(name: str, text: str, limits: Limits) -> tuple[_CasesFile, Document]:
+    """Parse a cases file once per text; load_cases records problems on a copy of the parsed document."""
     key = ("cases", name, _digest(text), limits)
     known = _memo.get(key)
-    if known is not None:
-        return known, None
-    doc = Document(name, text, limits)
-    data = doc.value
-    tests = data.get("ruleset", name.removesuffix(CASES_SUFFIX)) if isinstance(data, dict) and not doc.problems else None
-    tests = tests if isinstance(tests, str) else None
-    known = _memo.put(key, _CasesFile(values=doc.value_count, tests=tests, problems=tuple(doc.problems)))
-    return known, doc
+    if known is None:
+        doc = Document(name, text, limits)
+        data = doc.value
+        tests = data.get("ruleset", name.removesuffix(CASES_SUFFIX)) if isinstance(data, dict) and not doc.problems else None
+        tests = tests if isinstance(tests, str) else None
+        known = _memo.put(key, (_CasesFile(values=doc.value_count, tests=tests, problems=tuple(doc.problems)), doc))
+    return known
 
 
-def _case_run(name: str, text: str, doc: Document | None, ruleset: RuleSet | None, rule_text: str, limits: Limits, backend: str):
+def _case_run(name: str, text: str, parsed: Document, ruleset: RuleSet | None, rule_text: str, limits: Limits, backend: str):
     """Load a cases file against its rule set and run its cases (remembered by both texts)."""
     key = ("run", name, _digest(text), ruleset.name if ruleset else None, _digest(rule_text), limits, backend)
     known = _memo.get(key)
     if known is not None:
         return known
-    doc = doc if doc is not None else Document(name, text, limits)
-    parsed = cases_module.load_cases(doc, {ruleset.name: ruleset} if ruleset is not None else {})
+    doc = copy.copy(parsed)  # the parsed values are only read; the problems are this run's own
+    doc.problems = list(parsed.problems)
+    cases = cases_module.load_cases(doc, {ruleset.name: ruleset} if ruleset is not None else {})
     problems = list(doc.problems)
     passed = failed = 0
-    if parsed and not problems:
+    if cases and not problems:
         host = _durable_host() if backend == "durable" else None
-        revision = Revision({}, {ruleset.name: ruleset}, [], {name: parsed}, backend, host, limits)
+        revision = Revision({}, {ruleset.name: ruleset}, [], {name: cases}, backend, host, limits)
         try:
             results = cases_module.run_cases(revision)
         finally:
@@ -198,7 +200,7 @@ def check_files(files: Mapping[str, str], *, backend: str, limits: Limits) -> Re
     problems: list[Problem] = []
     rulesets: dict[str, RuleSet] = {}
     refused: set[str] = set()
-    case_files: dict[str, tuple[_CasesFile, Document | None]] = {}
+    case_files: dict[str, tuple[_CasesFile, Document]] = {}
     values = 0
     for name in sorted(files):
         if name.endswith(CASES_SUFFIX):

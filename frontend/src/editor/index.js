@@ -13,13 +13,16 @@ import { indentUnit } from "@codemirror/language";
 import { forceLinting, lintGutter } from "@codemirror/lint";
 import { MergeView, unifiedMergeView } from "@codemirror/merge";
 import { Compartment, EditorSelection, EditorState } from "@codemirror/state";
-import { EditorView, keymap } from "@codemirror/view";
+import { EditorView, highlightSpecialChars, keymap, lineNumbers } from "@codemirror/view";
 import { yaml } from "@codemirror/lang-yaml";
 import { basicSetup } from "codemirror";
 import { completionSource, vocabularyLoader } from "./complete.js";
 import { container } from "./mount.js";
 import { houseHighlight, houseTheme } from "./theme.js";
 import { problemRange, summary, validation } from "./validate.js";
+
+// Below this width two diff panes would cut every line, and long conditions wrap.
+const NARROW = "(max-width: 700px)";
 
 // The editor's size: at least a screenful of lines, at most most of the window (then it scrolls).
 const editorSize = EditorView.theme({
@@ -91,6 +94,9 @@ function mountEditor(host) {
   const problems = pick(host.dataset.problems);
   const base = pick(host.dataset.base);
   const changes = new Compartment();
+  const wrapping = new Compartment();
+  const narrow = window.matchMedia(NARROW);
+  const wrap = () => (narrow.matches ? EditorView.lineWrapping : []);
   let view;
 
   const report = ({ state, result, message }) => {
@@ -114,6 +120,7 @@ function mountEditor(host) {
     houseHighlight,
     EditorView.contentAttributes.of({ "aria-label": `Rule file ${host.dataset.file || ""}`.trim() }),
     changes.of([]),
+    wrapping.of(wrap()), // on a phone a long condition wraps instead of running off the screen
     EditorView.updateListener.of((update) => {
       if (update.docChanged) textarea.value = update.state.doc.toString();
     }),
@@ -135,6 +142,7 @@ function mountEditor(host) {
   const { root, box } = container(host, "rule-editor-box");
   view = new EditorView({ state: EditorState.create({ doc: textarea.value, extensions }), parent: box, root });
   textarea.hidden = true;
+  narrow.addEventListener("change", () => view.dispatch({ effects: wrapping.reconfigure(wrap()) }));
   host.classList.add("is-mounted");
   editors.set(host, { view, forceLinting: () => forceLinting(view) });
 
@@ -156,42 +164,71 @@ function mountEditor(host) {
   }
 }
 
-// A read-only side-by-side diff of two texts (publish page, three-way rebase).
+// A read-only diff of two texts (publish page, three-way rebase): side by side, or one column with
+// the deleted lines shown inline on a narrow screen, where two panes would cut every line.
+function diffSides() {
+  return [
+    lineNumbers(),
+    highlightSpecialChars(),
+    EditorView.editable.of(false),
+    EditorState.readOnly.of(true),
+    EditorState.phrases.of({ "$ unchanged lines": "$ unchanged lines (show)" }),
+    yaml(),
+    houseTheme,
+    houseHighlight,
+  ];
+}
+
 function mountMergeView(host) {
   if (editors.has(host)) return;
   const a = pick(host.dataset.a);
   const b = pick(host.dataset.b);
   if (!a || !b) return;
-  const side = [
-    EditorView.editable.of(false),
-    EditorState.readOnly.of(true),
-    yaml(),
-    houseTheme,
-    houseHighlight,
-    basicSetup,
-  ];
+  const text = (element) => (element.value !== undefined ? element.value : element.textContent);
   const { root, box } = container(host, "merge-view-box");
-  if (host.dataset.aLabel || host.dataset.bLabel) {
+  const media = window.matchMedia(NARROW);
+  const entry = { view: null, layout: null };
+  const draw = () => {
+    const layout = media.matches ? "unified" : "side-by-side";
+    if (entry.layout === layout) return;
+    if (entry.view) entry.view.destroy();
+    box.replaceChildren();
     const labels = document.createElement("div");
-    labels.className = "merge-labels";
-    for (const text of [host.dataset.aLabel || "", host.dataset.bLabel || ""]) {
+    labels.className = `merge-labels ${layout}`;
+    const names = layout === "unified"
+      ? [[host.dataset.bLabel, host.dataset.aLabel].filter(Boolean).join(" against ")]
+      : [host.dataset.aLabel || "", host.dataset.bLabel || ""];
+    for (const name of names) {
       const label = document.createElement("span");
-      label.textContent = text;
+      label.textContent = name;
       labels.append(label);
     }
-    box.append(labels);
-  }
-  const view = new MergeView({
-    a: { doc: a.value !== undefined ? a.value : a.textContent, extensions: side },
-    b: { doc: b.value !== undefined ? b.value : b.textContent, extensions: side },
-    parent: box,
-    root,
-    gutter: true,
-    highlightChanges: true,
-    collapseUnchanged: { margin: 3, minSize: 6 },
-  });
+    if (host.dataset.aLabel || host.dataset.bLabel) box.append(labels);
+    const collapse = { margin: 3, minSize: 6 };
+    if (layout === "unified") {
+      const merge = unifiedMergeView({ original: text(a), mergeControls: false, highlightChanges: true, gutter: true, collapseUnchanged: collapse });
+      const frame = document.createElement("div");
+      frame.className = "merge-unified";
+      box.append(frame);
+      entry.view = new EditorView({ state: EditorState.create({ doc: text(b), extensions: [diffSides(), merge] }), parent: frame, root });
+    } else {
+      entry.view = new MergeView({
+        a: { doc: text(a), extensions: diffSides() },
+        b: { doc: text(b), extensions: diffSides() },
+        parent: box,
+        root,
+        gutter: true,
+        highlightChanges: true,
+        collapseUnchanged: collapse,
+      });
+    }
+    entry.layout = layout;
+    host.dataset.layout = layout;
+  };
+  draw();
+  media.addEventListener("change", draw);
   host.classList.add("is-mounted");
-  editors.set(host, { view });
+  editors.set(host, entry);
 }
 
 function mountAll(scope = document) {

@@ -13,6 +13,7 @@ const HOST_CSS = `
 .merge-view-box .cm-mergeView .cm-editor { border: 0; border-radius: 0; }
 .merge-labels { display: grid; grid-template-columns: 1fr 1fr; font: 600 12px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--muted, #667085); margin-bottom: 4px; }
 .merge-labels span + span { padding-left: 8px; }
+.merge-labels.unified { grid-template-columns: 1fr; }
 `;
 
 let hostSheet = null;

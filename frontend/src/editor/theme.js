@@ -72,6 +72,8 @@ export const houseTheme = EditorView.theme({
     borderTop: "1px solid var(--line, #e3e6eb)",
     borderBottom: "1px solid var(--line, #e3e6eb)",
   },
+  ".cm-collapsedLines:before": { content: '"↕"' },
+  ".cm-collapsedLines:after": { content: '""' },
   ".cm-changeGutter": { width: "4px", paddingLeft: "2px" },
   "&.cm-merge-a .cm-changedLineGutter, .cm-deletedLineGutter": { background: "var(--bad, #c0362c)" },
   "&.cm-merge-b .cm-changedLineGutter, .cm-changedLineGutter": { background: "var(--good, #16794c)" },
