@@ -149,7 +149,12 @@ def test_a_changed_threshold_shows_its_changes_and_saves_as_a_draft(editor_page,
     assert sides.count() == 2
     changed = page.eval_on_selector_all("[data-merge-view] .cm-merge-b .cm-changedLine", "els => els.map(e => e.textContent)")
     assert "    when: value_score >= 75" in changed
+    page.locator("[data-merge-view]").scroll_into_view_if_needed()  # CodeMirror measures its lines once they are in view
+    page.evaluate("() => window.scrollTo(0, 0)")
     screenshot(page, "rule-editor-publish-diff")
+    assert page.get_attribute("[data-merge-view]", "data-layout") == "side-by-side"  # 1440 px wide again
+    page.set_viewport_size({"width": 420, "height": 900})
+    page.wait_for_selector("[data-merge-view][data-layout=unified] .cm-deletedChunk", state="attached")
     assert editor_page.refused == []
 
 
