@@ -327,3 +327,38 @@ def _case_value(kind: Type, value: Any) -> Any:
 def _iso(stamp: float) -> str:
     """Epoch seconds as a case's time: 2026-05-25T10:11:12Z (whole seconds)."""
     return from_epoch(float(int(stamp)))
+
+
+def case_from_customer(
+    app: Any,
+    files: Mapping[str, str],
+    rules_file: str,
+    customer_id: str,
+    *,
+    channel: str | None = None,
+    offer_code: str | None = None,
+    intent: str | None = None,
+) -> dict[str, Any]:
+    """The cases page's "make a case from this customer": `customer_inputs` for the rule set of
+    `rules_file` under the draft `files` (the app's runtime: rulebook, models, decider), with a case name."""
+    ext = app.extensions
+    serving = ext["rulebook"].current
+    with draft_revision(files, serving=serving, limits=ext["rulebook"].limits) as draft:
+        revision = draft or serving
+        ruleset = next((rs.name for rs in revision.rulesets.values() if rs.file == rules_file), None)
+        if ruleset is None:
+            raise NotFound(f"{rules_file} holds no rule set", code="ruleset_not_found")
+        made = customer_inputs(
+            ext["database"],
+            revision=revision,
+            ruleset=ruleset,
+            customer_id=customer_id,
+            models=ext["models"].current,
+            decider=ext["decider"],
+            margin=ext["config"].default_margin,
+            channel=channel,
+            intent=intent,
+            offer_code=offer_code,
+        )
+    where = f" on {made['channel']}, {made['offer']}" if made["offer"] else ""
+    return {**made, "name": f"customer {customer_id}{where} as of {made['now'][:10]}"}

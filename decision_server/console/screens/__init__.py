@@ -14,5 +14,6 @@ from decision_server.console.screens import (  # noqa: F401
     signin,
     studio,
     studio_cases,
+    studio_trace,
     value,
 )
