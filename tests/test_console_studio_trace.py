@@ -8,7 +8,7 @@ import re
 import pytest
 
 from decision_server.studio import drafts
-from tests.test_console import sign_in
+from tests.test_console import csrf_of, sign_in
 from tests.test_studio_trace import _between_70_and_75, base, threshold_75  # noqa: F401  (base: the fixture)
 
 PAGE = "/console/rules/trace"
@@ -27,7 +27,7 @@ def _row(html: str, attribute: str, value: str) -> str:
 
 
 def _cell(row: str, side: str) -> str:
-    return re.search(rf'<td data-side="{side}">(.*?)</td>', row, re.S).group(1)
+    return re.search(rf'<td data-side="{side}"[^>]*>(.*?)</td>', row, re.S).group(1)
 
 
 @pytest.fixture
@@ -91,6 +91,18 @@ def test_my_draft_is_traced_next_to_the_serving_revision(base, client, keys, dat
     ).group(1)
     unknown = client.get(f"{PAGE}/why-not?customer={customer}&channel=app&offer=NOPE", headers={"HX-Request": "true"})
     assert "NOPE is not an active offer." in unknown.get_data(as_text=True)
+
+    # Make a case from them: the trace links to the changed file's cases, whose form the customer fills.
+    assert f'href="/console/rules/value.yaml/cases?customer={customer}#from-customer"' in html
+    token = csrf_of(client, f"/console/rules/value.yaml/cases?customer={customer}")
+    filled = client.post(
+        "/console/rules/value.yaml/cases/from-customer",
+        data={"csrf_token": token, "customer_id": customer},
+        headers={"Origin": "http://localhost"},
+    ).get_data(as_text=True)
+    assert "value_segment: medium" in filled and "medium_value" in filled and "value_score: 7" in filled
+    for file in ("contact_policy.yaml", "offers.yaml"):  # cases of per-offer rule sets ask for a channel and an offer
+        assert 'name="offer"' in client.get(f"/console/rules/{file}/cases").get_data(as_text=True), file
 
 
 def test_without_a_draft_or_with_a_broken_one_the_serving_rules_are_shown_alone(base, client, keys, database):  # noqa: F811

@@ -243,3 +243,15 @@ def test_a_customer_s_offer_inputs_are_the_decision_s_row_for_that_offer(base, d
     build_revision(_with_case(draft, "offers", made), backend="python").close()
     with pytest.raises(NotFound):
         _inputs(base, draft, "no_such_rules", customer)
+
+
+def test_the_cases_page_s_case_from_a_customer_runs_under_the_draft_files(base, database):
+    customer = _between_70_and_75(database)[0][0]
+    files = threshold_75(base.extensions["rulebook"].current.files)
+    made = studio.case_from_customer(base, files, "value.yaml", customer)
+    assert made["expect"] == {"value_segment": "medium"} and made["fired"] == ["medium_value"]
+    assert made["name"].startswith(f"customer {customer} as of ") and made["ruleset"] == "value"
+    policy = studio.case_from_customer(base, files, "contact_policy.yaml", customer, channel="sms", offer_code="WELCOME10")
+    assert policy["given"]["channel"] == "sms" and "on sms, WELCOME10" in policy["name"]
+    with pytest.raises(NotFound):
+        studio.case_from_customer(base, files, "nothing.yaml", customer)

@@ -118,4 +118,5 @@ def _shown(found: trace.Trace, space: drafts.Workspace, refused: RulesInvalid | 
         "offer_rows": trace.offer_rows(found),
         "answer": trace.why_not(found, asked.offer) if asked.offer else None,
         "actions": trace.ACTIONS,
+        "changed_files": [f for f in space.changes if not f.endswith(".cases.yaml")],
     }
