@@ -246,3 +246,11 @@ def test_errors_in_multi_line_conditions_point_at_the_word(style):
     problem = only_problem(profile(when))
     assert "unknown name 'vistis'" in problem.message
     assert (problem.line, problem.column) == ((15, 22) if style == "plain" else (16, 22))
+
+
+def test_errors_on_a_more_indented_line_of_a_literal_block_point_at_the_word():
+    # The block's indentation comes from its first line: the extra spaces of a deeper line are part of the value.
+    when = "|\n      spend > 10\n        and vistis < 9"
+    problem = only_problem(profile(when))
+    assert "unknown name 'vistis'" in problem.message
+    assert (problem.line, problem.column) == (16, 13)

@@ -212,6 +212,7 @@ def validate_draft(rulebook, files: Mapping[str, str]) -> dict:
             "revision": revision_id(files),
             "problems": [p.to_dict() for p in exc.problems],
             "cases": {},
+            "rulesets": {},
             "diff": diff,
         }
     try:
@@ -224,8 +225,22 @@ def validate_draft(rulebook, files: Mapping[str, str]) -> dict:
         "revision": revision.id,
         "problems": [p.to_dict() for p in revision.warnings],
         "cases": {"passed": passed, "failed": len(results) - passed},
+        "rulesets": _cases_by_ruleset(results),
         "diff": diff,
     }
+
+
+def _cases_by_ruleset(results) -> dict[str, dict[str, int]]:
+    """Count each rule set's cases (not case runs): a case passes when it passes on every backend."""
+    outcome: dict[tuple[str, str, int], bool] = {}
+    for r in results:
+        key = (r.case.ruleset, r.case.file, r.case.line)
+        outcome[key] = outcome.get(key, True) and r.passed
+    counts: dict[str, dict[str, int]] = {}
+    for (ruleset, _, _), passed in outcome.items():
+        count = counts.setdefault(ruleset, {"passed": 0, "failed": 0})
+        count["passed" if passed else "failed"] += 1
+    return counts
 
 
 def rollback(rulebook, *, revision: str | None, author: str, message: str, source: str) -> tuple[Head, bool]:

@@ -278,8 +278,8 @@ class Document:
                 source_lines = self.text.splitlines()
                 source_line = mark.line + line_index
                 if source_line < len(source_lines):
-                    raw = source_lines[source_line]
-                    indent = len(raw) - len(raw.lstrip(" "))
+                    # The block's indentation, not the line's: a more-indented line keeps its extra spaces in the value.
+                    indent = _block_indent(source_lines, mark.line)
                     return source_line + 1, indent + column_in_line + 1
         return mark.line, mark.column
 
@@ -317,6 +317,18 @@ class Document:
         for key in path:
             value = value[key]
         return value
+
+
+def _block_indent(lines: list[str], header: int) -> int:
+    """Return the indentation of a literal block scalar whose `|` is on the 1-based line `header`.
+
+    YAML takes it from the block's first non-empty line (an explicit indicator such as `|2` is
+    rare enough in rule files to be read the same way).
+    """
+    for raw in lines[header:]:
+        if raw.strip():
+            return len(raw) - len(raw.lstrip(" "))
+    return 0
 
 
 def read_rules_dir(directory: Path, limits: Limits = DEFAULT_LIMITS) -> dict[str, str]:

@@ -14,6 +14,7 @@ from decision_server.console.screens import (  # noqa: F401
     signin,
     studio,
     studio_cases,
+    studio_form,
     studio_trace,
     value,
 )
