@@ -16,5 +16,6 @@ from decision_server.console.screens import (  # noqa: F401
     studio_cases,
     studio_editor,
     studio_form,
+    studio_trace,
     value,
 )
