@@ -45,6 +45,14 @@ def get(database: Database, run_id: int) -> dict[str, Any]:
     return reevaluation.with_rate(dict(row._mapping))
 
 
+def running(database: Database) -> dict[str, Any] | None:
+    """Return the what-if running now (one at a time: it holds the what-if lease), or None."""
+    query = sa.select(_runs).where(_runs.c.job == reevaluation.WHAT_IF, _runs.c.status == "running").limit(1)
+    with database.connection() as conn:
+        row = conn.execute(query).first()
+    return reevaluation.with_rate(dict(row._mapping)) if row is not None else None
+
+
 def latest_for(database: Database, revision_id: str) -> dict[str, Any] | None:
     """Return the newest succeeded what-if of the draft revision `revision_id` (a run's row), or None."""
     query = (
