@@ -15,5 +15,6 @@ from decision_server.console.screens import (  # noqa: F401
     studio,
     studio_cases,
     studio_form,
+    studio_whatif,
     value,
 )
