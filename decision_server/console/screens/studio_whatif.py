@@ -210,7 +210,7 @@ def charts(s: dict[str, Any], order: dict[str, list[str]]) -> dict[str, Any]:
             "empty_text": "Not counted in this run",
         }
     for channel in (s["offers"] or {}).get("channels", []):
-        moved = [o for o in channel["offers"] if o["gained"] or o["lost"]] or channel["offers"]
+        moved = [o for o in channel["offers"] if o["gained"] or o["lost"]]  # none: no chart, a sentence
         out[f"offers_{channel['channel']}"] = {
             "kind": "bar",
             "categories": [o["code"] for o in moved],
@@ -227,9 +227,9 @@ def charts(s: dict[str, Any], order: dict[str, list[str]]) -> dict[str, Any]:
 
 
 def moves_spec(moves: list[dict[str, Any]], order: list[str], empty: str) -> dict[str, Any]:
-    """A heatmap of moves from → to (y = from, top to bottom; x = to), values in the declared order."""
+    """A heatmap of moves from → to (y = from, top to bottom; x = to): every declared value, in order, then any other."""
     seen = {m[k] for m in moves for k in ("from", "to")}
-    labels = [v for v in order if v in seen] + sorted(seen - set(order) - {service.NONE})
+    labels = (list(order) + sorted(seen - set(order) - {service.NONE})) if moves else []
     labels += [service.NONE] if service.NONE in seen else []
     return {
         "kind": "heatmap",
