@@ -7,7 +7,9 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 
+from decision_server.cli import cli
 from decision_server.db import utcnow
 from decision_server.demo import generator
 from decision_server.errors import NotFound, ValidationError
@@ -90,7 +92,7 @@ def test_value_moves_equal_a_direct_count_over_the_base_in_every_chunk(database,
     assert lowered["result"]["pass"]["moves"]["value_segment"] == [{"from": "medium", "to": "high", "count": medium_to_high}]
 
 
-def test_a_started_what_if_is_summed_up_found_by_its_draft_and_compared(database, analysed):
+def test_a_started_what_if_is_summed_up_found_by_its_draft_and_compared(database, database_url, analysed):
     rulebook = analysed.extensions["rulebook"]
     files = raised(rulebook.current.files, 75)
     draft_id = build_revision(files, backend="python", run_cases=False)
@@ -118,6 +120,8 @@ def test_a_started_what_if_is_summed_up_found_by_its_draft_and_compared(database
     assert app_offers["channel"] == "app" and app_offers["customers"] == 600
     assert app_offers["gained"] == sum(o["gained"] for o in app_offers["offers"])
     assert app_offers["no_offer_change"] == app_offers["no_offer_after"] - app_offers["no_offer_before"]
+    shown = CliRunner().invoke(cli, ["--database-url", database_url, "jobs", "show", str(run["id"])])
+    assert f"value segment moves: high -> medium {moved:,}" in shown.output, shown.output
     assert studio_whatif.latest_for(database, revision_id)["id"] == run["id"]
     assert studio_whatif.latest_for(database, rulebook.current.id) is None
     assert studio_whatif.summary(None) is None
