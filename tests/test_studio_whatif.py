@@ -115,6 +115,10 @@ def test_a_started_what_if_is_summed_up_found_by_its_draft_and_compared(database
     high = next(r for r in summed["distributions"]["value_segment"] if r["value"] == "high")
     assert high["change"] == -moved and high["after"] == high["before"] - moved
     assert f"{moved:,} move high → medium" in summed["headline"]
+    assert summed["headlines"][:2] == [
+        f"{summed['changed']:,} of 600 customers would change",
+        f"{moved:,} move value segment high → medium",
+    ]
     assert summed["tiers"] is not None and summed["tiers"]["members"] >= 0
     app_offers = summed["offers"]["channels"][0]
     assert app_offers["channel"] == "app" and app_offers["customers"] == 600

@@ -81,7 +81,8 @@ def summary(run: Mapping[str, Any] | None, *, order: Mapping[str, Sequence[str]]
 
     The shape (every count is customers, except offers' `gained`/`lost`: customer-offer pairs):
     - `run_id`, `status`, `revision` (the draft's revision id), `steps`, `source`, `started_by`,
-      `started_at`, `finished_at`, `error`, `done`, `total`, `headline` (one line);
+      `started_at`, `finished_at`, `error`, `done`, `total`, `headline` (one line), `headlines`
+      (a few sentences, most telling first: what changes, the top moves, segments, tiers, offers);
     - `customers` (evaluated), `changed` (whose state the draft would change), `stage_changed`,
       `value_segment_changed`;
     - `stage_moves`, `value_segment_moves`, `journey_stage_moves`: [{from, to, count}], most first
@@ -132,6 +133,7 @@ def summary(run: Mapping[str, Any] | None, *, order: Mapping[str, Sequence[str]]
     out["stage_changed"] = sum(m["count"] for m in out["stage_moves"])
     out["value_segment_changed"] = sum(m["count"] for m in out["value_segment_moves"])
     out["headline"] = _headline(out)
+    out["headlines"] = _headlines(out)
     return out
 
 
@@ -181,6 +183,29 @@ def _headline(s: Mapping[str, Any]) -> str:
         worst = max(none, key=lambda c: abs(c["no_offer_change"]))
         parts.append(f"{worst['no_offer_change']:+,} with no offer on {worst['channel']}")
     return " · ".join(parts)
+
+
+def _headlines(s: Mapping[str, Any], top: int = 3) -> list[str]:
+    if s["status"] != "succeeded":
+        return [s["headline"]]
+    lines = [f"{s['changed']:,} of {s['customers']:,} customers would change"]
+    for key, what in (
+        ("value_segment_moves", "value segment"),
+        ("stage_moves", "stage"),
+        ("journey_stage_moves", "journey stage"),
+    ):
+        lines += [f"{m['count']:,} move {what} {m['from']} → {m['to']}" for m in s[key][:top]]
+    changed = sorted((r for r in s["segments"] if r["change"]), key=lambda r: -abs(r["change"]))
+    lines += [f"segment {r['name']}: {r['before']:,} → {r['after']:,} members" for r in changed[:top]]
+    if s["tiers"] and s["tiers"]["changed"]:
+        lines.append(f"{s['tiers']['changed']:,} of {s['tiers']['members']:,} members would change tier")
+    for c in (s["offers"] or {}).get("channels", []):
+        if c["gained"] or c["lost"] or c["no_offer_change"]:
+            lines.append(
+                f"offers on {c['channel']}: {c['gained']:,} gained, {c['lost']:,} lost; "
+                f"{c['no_offer_before']:,} → {c['no_offer_after']:,} customers with no offer"
+            )
+    return lines
 
 
 def _moves(moves: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
