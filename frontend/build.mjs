@@ -31,11 +31,46 @@ const bundles = [
       ["tslib", "0BSD"],
     ],
   },
+  {
+    entry: "src/editor/index.js",
+    out: "editor.js",
+    packages: [
+      "codemirror",
+      "@codemirror/autocomplete",
+      "@codemirror/commands",
+      "@codemirror/lang-yaml",
+      "@codemirror/language",
+      "@codemirror/lint",
+      "@codemirror/merge",
+      "@codemirror/search",
+      "@codemirror/streamparser",
+      "@codemirror/state",
+      "@codemirror/view",
+      "@lezer/common",
+      "@lezer/highlight",
+      "@lezer/lr",
+      "@lezer/yaml",
+      "@marijn/find-cluster-break",
+      "crelt",
+      "style-mod",
+      "w3c-keyname",
+    ].map((name) => [name, "MIT"]),
+  },
 ];
+
+// The packages whose code a bundle holds, from esbuild's metafile: the banner must name each one.
+function bundled(metafile) {
+  const names = new Set();
+  for (const input of Object.keys(metafile.inputs)) {
+    const match = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
+    if (match) names.add(match[1]);
+  }
+  return [...names].sort();
+}
 
 for (const bundle of bundles) {
   const outfile = `${outdir}${bundle.out}`;
-  await build({
+  const result = await build({
     entryPoints: [here(bundle.entry)],
     outfile,
     bundle: true,
@@ -48,6 +83,10 @@ for (const bundle of bundles) {
     banner: { js: banner(bundle.packages) },
     define: { "process.env.NODE_ENV": '"production"' }, // drops ECharts' development checks and warnings
     logLevel: "warning",
+    metafile: true,
   });
+  const named = new Set(bundle.packages.map(([name]) => name));
+  const unnamed = bundled(result.metafile).filter((name) => !named.has(name));
+  if (unnamed.length) throw new Error(`${bundle.out} bundles ${unnamed.join(", ")}: name them (and their licences) in build.mjs`);
   console.log(`${bundle.out}: ${(statSync(outfile).size / 1024).toFixed(0)} KiB`);
 }

@@ -97,6 +97,16 @@ class DecisionRequest:
     actions: int = 1
 
 
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """A decision tried, not made: under `revision` with `profile` facts (stage, value_segment, tier, ...)
+    over the stored ones, ranked by the learned mean (no Thompson draw), so two trials of one
+    customer differ only where their rules and profiles do (studio/trace.py)."""
+
+    revision: Any
+    profile: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
 @dataclasses.dataclass
 class History:
     """The customer's recent contacts, counted the way the contact policy reads them."""
@@ -138,6 +148,12 @@ class Decider:
         """
         return self._answer(request, now, logged=False)
 
+    def trial(self, request: DecisionRequest, trial: Trial, *, now: dt.datetime | None = None) -> dict[str, Any]:
+        """Answer as `preview` would under `trial`, deterministically; add each offer's input facts
+        (`rows`, by offer code) and the eligible offers' codes in rank order (`ranked`)."""
+        answer = self._decide(request, now, time.perf_counter(), logged=False, trial=trial)[0]
+        return {**answer, "decision_id": None, "preview": True}
+
     def _answer(self, request: DecisionRequest, now: dt.datetime | None, *, logged: bool) -> dict[str, Any]:
         started = time.perf_counter()
         if not logged:
@@ -157,12 +173,19 @@ class Decider:
         return answer
 
     def _decide(
-        self, request: DecisionRequest, now: dt.datetime | None, started: float, *, logged: bool = True
+        self,
+        request: DecisionRequest,
+        now: dt.datetime | None,
+        started: float,
+        *,
+        logged: bool = True,
+        trial: Trial | None = None,
     ) -> tuple[dict[str, Any], dict[str, int]]:
         """Make and log the decision; return the answer and how many candidates each rule set removed."""
         now = to_utc(now) if now is not None else utcnow()
         stamp = now.timestamp()
-        revision, model_set, offers = self.rulebook.current, self.models.current, self.catalog.offers
+        revision = trial.revision if trial is not None else self.rulebook.current
+        model_set, offers = self.models.current, self.catalog.offers
         require(revision, *RULESETS)
         rulesets = RULESETS + tuple(n for n in OPTIONAL_RULESETS if not missing(revision, n))
 
@@ -187,6 +210,8 @@ class Decider:
                 "points_balance": balance,
             }
             person = m
+        if trial is not None:
+            profile = {**profile, **{k: v for k, v in trial.profile.items() if k in profile}}
         scores = model_set.score(x)
         values = scores.values
         history = _history(contacts, request.channel, now)
@@ -261,7 +286,7 @@ class Decider:
                 offer.id,
                 offer_key,
                 model_p,
-                exploration=float(settings["exploration"]),
+                exploration=0.0 if trial is not None else float(settings["exploration"]),
                 prior_strength=float(settings["prior_strength"]),
             )
             context_weight = levers = 1.0
@@ -345,7 +370,7 @@ class Decider:
         ]
         if logged:
             self._log(record, action_rows)
-        return {
+        answer = {
             "decision_id": decision_id,
             "decided_at": now,
             "customer_id": request.customer_id,
@@ -358,7 +383,10 @@ class Decider:
             "models": models,
             "explanation": candidates,
             "latency_us": latency_us,
-        }, removals
+        }
+        if trial is not None:
+            answer.update(rows={o.code: row for o, row in zip(offers, rows, strict=True)}, ranked=[e[1].code for e in eligible])
+        return answer, removals
 
     def _log(self, record: dict[str, Any], action_rows: list[dict[str, Any]]) -> None:
         """Write the decision, its actions and the learning counters in one transaction, or fail loudly."""

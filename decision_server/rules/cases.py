@@ -130,34 +130,50 @@ def _now(doc: Document, path: tuple, raw: Any) -> float:
 
 
 def run_cases(revision, *, backends: tuple[str, ...] | None = None, ruleset: str | None = None) -> list[CaseResult]:
-    """Run every case of a revision (optionally of one rule set) on each backend, vectorized included."""
+    """Run every case of a revision (optionally of one rule set) on each backend, vectorized included.
+
+    The vectorized backend gets each rule set's cases as the rows of one evaluation per `now`
+    (one call per case cost ~3 ms of numpy set-up each, most of a rule studio check).
+    """
     backends = backends or (("durable", "python", "vector") if revision.backend == "durable" else ("python", "vector"))
+    selected = [c for cases in revision.cases.values() for c in cases if not ruleset or c.ruleset == ruleset]
+    vector = _run_vector(revision, selected) if "vector" in backends else {}
     results = []
-    for cases in revision.cases.values():
-        for case in cases:
-            if ruleset and case.ruleset != ruleset:
-                continue
-            for backend in backends:
-                results.append(_run(revision, case, backend))
+    for index, case in enumerate(selected):
+        for backend in backends:
+            results.append(vector[index] if backend == "vector" else _run(revision, case, backend))
+    return results
+
+
+def _run_vector(revision, cases: list[Case]) -> dict[int, CaseResult]:
+    """Run cases on the vectorized backend, the cases of one rule set and one `now` as rows of one evaluation."""
+    groups: dict[tuple[str, float], list[int]] = {}
+    for index, case in enumerate(cases):
+        groups.setdefault((case.ruleset, case.now), []).append(index)
+    results = {}
+    for (name, now), indexes in groups.items():
+        ruleset = revision.rulesets[name]
+        columns = {input_name: [cases[i].given.get(input_name) for i in indexes] for input_name in ruleset.inputs}
+        result = revision.evaluate_columns(name, columns, now=now)
+        ids = [r.id for r in ruleset.rules]
+        for row, index in enumerate(indexes):
+            fired = result.fired_ids(row, ids)
+            thens = [dict(ruleset.rules[ids.index(f)].then) for f in fired]
+            if ruleset.hit == "first":
+                outcome = thens[0] if thens else (dict(ruleset.default) if ruleset.default is not None else None)
+            else:
+                outcome = thens
+            results[index] = _judge(cases[index], "vector", outcome, fired)
     return results
 
 
 def _run(revision, case: Case, backend: str) -> CaseResult:
-    if backend == "vector":
-        ruleset = revision.rulesets[case.ruleset]
-        columns = {name: [case.given.get(name)] for name in ruleset.inputs}
-        result = revision.evaluate_columns(case.ruleset, columns, now=case.now)
-        ids = [r.id for r in ruleset.rules]
-        fired = result.fired_ids(0, ids)
-        thens = [dict(ruleset.rules[ids.index(f)].then) for f in fired]
-        if ruleset.hit == "first":
-            outcome = thens[0] if thens else (dict(ruleset.default) if ruleset.default is not None else None)
-        else:
-            outcome = thens
-    else:
-        result = revision.evaluate(case.ruleset, case.given, now=case.now, backend=backend)
-        fired = result.fired_ids
-        outcome = list(result.outcome) if isinstance(result.outcome, tuple) else result.outcome
+    result = revision.evaluate(case.ruleset, case.given, now=case.now, backend=backend)
+    outcome = list(result.outcome) if isinstance(result.outcome, tuple) else result.outcome
+    return _judge(case, backend, outcome, result.fired_ids)
+
+
+def _judge(case: Case, backend: str, outcome: Any, fired: list[str]) -> CaseResult:
     problems = []
     if case.has_expect and outcome != case.expect:
         problems.append(f"expected outcome {case.expect!r}, got {outcome!r}")

@@ -14,7 +14,9 @@ from decision_server.console.screens import (  # noqa: F401
     signin,
     studio,
     studio_cases,
+    studio_editor,
     studio_form,
+    studio_trace,
     studio_whatif,
     value,
 )

@@ -9,7 +9,7 @@ from decision_server.console.pages import view
 from decision_server.console.render import render
 from decision_server.console.screens.studio import owner
 from decision_server.errors import DecisionServerError, ValidationError
-from decision_server.studio import cases, drafts
+from decision_server.studio import cases, drafts, trace
 
 NOTICES = {"added": "Case added to your draft's cases file; it runs with the others below."}
 
@@ -41,7 +41,7 @@ def _page(file: str, *, form: dict | None = None, error: DecisionServerError | N
         form=form or {},
         error=error,
         customer=customer,
-        needs_offer=bool(ruleset and any(name.startswith("offer.") for name in ruleset.inputs)),
+        needs_offer=bool(ruleset and trace.needs_offer(_rulebook().current, ruleset.name)),
         channels=list(current_app.extensions["decider"].channels),
         offers=[(o.code, o.name) for o in current_app.extensions["catalog"].offers],
         notice=NOTICES.get(request.args.get("notice", "")),
@@ -83,8 +83,6 @@ def add_case(file: str):
 @view("/rules/<string:file>/cases/from-customer", permission=Permission.RULES_READ, methods=("POST",))
 def case_from_customer(file: str):
     """Fill the add-case form with a real customer's inputs now and my draft's outcome for them, to review and add."""
-    from decision_server.studio import trace
-
     customer_id = (request.form.get("customer_id") or "").strip()
     channel = request.form.get("channel") or None
     offer = request.form.get("offer") or None
