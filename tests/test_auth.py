@@ -155,7 +155,7 @@ MATRIX = {
     ("POST", LOYALTY + "/review"): RULE_EDITORS,
     ("POST", LOYALTY + "/expire"): RULE_EDITORS,
     ("POST", JOBS + "/reevaluate"): ADMIN,
-    ("POST", JOBS + "/what-if"): RULE_EDITORS,
+    ("POST", JOBS + "/what-if"): RULE_READERS,  # a dry run: analysts try drafts too
     ("GET", JOBS + "/runs"): RULE_READERS,
     ("GET", JOBS + "/runs/<id:run_id>"): RULE_READERS,
     ("GET", JOBS + "/schedules"): RULE_READERS,

@@ -49,7 +49,7 @@ from decision_server.errors import ValidationError
 from decision_server.features import bulk
 from decision_server.jobs import offer_reach, shards
 from decision_server.jobs.chunks import readers
-from decision_server.jobs.evaluation import Tally, evaluate
+from decision_server.jobs.evaluation import MOVES, Tally, evaluate
 from decision_server.jobs.writes import Statements, write_chunk
 from decision_server.rfm import service as rfm
 from decision_server.rfm.records import RfmRunRecord
@@ -134,7 +134,8 @@ def run(
 
     `dry_run` writes nothing (no RFM run either) and adds `before` and `after`: how many customers
     have each stage, value segment, RFM segment, journey stage and segment membership, now and as
-    the revision would make them. `on_chunk(conn, checkpoint)` runs inside each chunk's write
+    the revision would make them; and `moves`: for value_segment and journey_stage, the customers
+    it would move from → to ([{from, to, count}], "none" for no value). `on_chunk(conn, checkpoint)` runs inside each chunk's write
     transaction (a job records its checkpoint there, so a chunk and its checkpoint commit
     together); `resume` continues such a run after the checkpoint's last customer, with the same
     RFM cut points and counts. With `dask_address` the chunks are read and evaluated by the tasks
@@ -312,12 +313,23 @@ def run(
         "skipped_newer": tally.skipped,
         "reader_peak_mb": tally.reader_peak_mb or None,
         **(
-            {"dry_run": True, "before": _named(tally.before, active), "after": {**tally.after, "segments": sizes}}
+            {
+                "dry_run": True,
+                "before": _named(tally.before, active),
+                "after": {**tally.after, "segments": sizes},
+                "moves": {field: _listed(tally.changes.get(field, {})) for field in MOVES},
+            }
             if dry_run
             else {}
         ),
         **({"offers": offer_reach.result(offers, tally.offers)} if "offers" in steps and offers is not None else {}),
     }
+
+
+def _listed(moves: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """Moves {from: {to: customers}} as [{from, to, count}], the most customers first."""
+    flat = [{"from": a, "to": b, "count": n} for a, row in moves.items() for b, n in row.items()]
+    return sorted(flat, key=lambda m: (-m["count"], m["from"], m["to"]))
 
 
 def _named(counts: dict[str, dict[str, int]], active: list[Any]) -> dict[str, dict[str, int]]:

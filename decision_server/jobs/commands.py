@@ -183,6 +183,13 @@ def summary(row: dict) -> str:
             f"  {p['customers']:,} customers ({row['rate']:,.0f}/s); {verb}: {p['written']:,} customers, "
             f"{p['changed']:,} stages" + "".join(f"; {t['from']} -> {t['to']} {t['count']:,}" for t in p["transitions"][:6])
         )
+        for field, moves in (p.get("moves") or {}).items():
+            if moves:
+                lines.append(
+                    f"  {field.replace('_', ' ')} moves: "
+                    + "; ".join(f"{m['from']} -> {m['to']} {m['count']:,}" for m in moves[:6])
+                    + (f"; {len(moves) - 6} more" if len(moves) > 6 else "")
+                )
         if p.get("skipped_newer"):
             lines.append(f"  {p['skipped_newer']:,} customers left as events had just updated them")
         for channel in (p.get("offers") or {}).get("channels", []):

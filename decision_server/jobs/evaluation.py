@@ -38,6 +38,10 @@ WRITTEN = (
 )
 
 
+# A what-if counts the moves from → to of these state columns, besides the stage's (Tally.moves).
+MOVES = ("value_segment", "journey_stage")
+
+
 def _numbers(values: np.ndarray) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
@@ -55,6 +59,8 @@ class Tally:
     reader_peak_mb: float = 0.0
     before: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # dry runs: field -> value -> customers
     after: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    # dry runs: field (value_segment, journey_stage) -> from -> to -> customers whose value the revision changes
+    changes: dict[str, dict[str, dict[str, int]]] = dataclasses.field(default_factory=dict)
     offers: dict[str, Any] = dataclasses.field(default_factory=dict)  # dry runs: offer reach by channel
 
     def dump(self) -> dict[str, Any]:
@@ -245,4 +251,16 @@ def _what_if(
     for i in np.flatnonzero(moved):
         key = (chunk.state["stage"][i], new["stage"][i])
         tally.moves[key] = tally.moves.get(key, 0) + 1
+    for field in MOVES:
+        _count_changes(tally.changes.setdefault(field, {}), chunk.state[field], new[field])
     tally.written += int(changed.sum())
+
+
+def _count_changes(into: dict[str, dict[str, int]], before: np.ndarray, after: np.ndarray) -> None:
+    """Count customers by (value before, after) where the two differ; "none" for no value."""
+    for (a, b), count in collections.Counter(zip(before.tolist(), after.tolist(), strict=True)).items():
+        if a == b:
+            continue
+        row = into.setdefault("none" if a is None else str(a), {})
+        key = "none" if b is None else str(b)
+        row[key] = row.get(key, 0) + count

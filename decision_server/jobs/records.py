@@ -36,7 +36,10 @@ class BulkRunRecord(Base):
     job: Mapped[str] = mapped_column(sa.String(32))
     steps: Mapped[list[str]] = mapped_column(Json)
     dry_run: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    source: Mapped[str] = mapped_column(sa.String(16))  # cli, api, schedule
+    source: Mapped[str] = mapped_column(sa.String(16))  # cli, api, schedule, console
+    started_by: Mapped[str | None] = mapped_column(
+        sa.String(100)
+    )  # key:NAME of the API key or console session; null: cli, schedule
     status: Mapped[str] = mapped_column(sa.String(16), index=True)  # running, succeeded, failed, interrupted
     as_of: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)

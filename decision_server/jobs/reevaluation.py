@@ -153,9 +153,13 @@ def start(
     on_end: Callable[[], None] | None = None,
     dask_address: str | None = None,
     offers: Any = None,
+    started_by: str | None = None,
 ) -> dict[str, Any]:
-    """Take the lease now and run the job in a background thread; return the run's row at once."""
-    row = claim(database, steps, dry_run=dry_run, source=source, revision=revision.id, resume=True)
+    """Take the lease now and run the job in a background thread; return the run's row at once.
+
+    `started_by` (`key:NAME`) records whose API key or console session started it.
+    """
+    row = claim(database, steps, dry_run=dry_run, source=source, revision=revision.id, resume=True, started_by=started_by)
 
     def work() -> None:
         try:
@@ -321,6 +325,7 @@ def claim(
     revision: str,
     resume: bool = True,
     subset: int | None = None,
+    started_by: str | None = None,
 ) -> dict[str, Any]:
     """Take the job's lease: resume an unfinished run with the same steps, or start a new one."""
     steps = check_steps(steps, dry_run=dry_run)
@@ -372,6 +377,7 @@ def claim(
                     steps=list(steps),
                     dry_run=dry_run,
                     source=source,
+                    started_by=started_by,
                     status="running",
                     as_of=now,
                     started_at=now,

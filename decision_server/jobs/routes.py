@@ -7,8 +7,7 @@ from flask import current_app
 from flask.views import MethodView
 
 from decision_server.auth.roles import Permission, requires
-from decision_server.errors import ValidationError
-from decision_server.jobs import reevaluation, schemas
+from decision_server.jobs import reevaluation, schemas, whatif
 from decision_server.jobs.records import BulkRunRecord
 from decision_server.schemas import ErrorSchema, page_response
 from decision_server.throttle import expensive
@@ -48,12 +47,15 @@ class Reevaluate(MethodView):
         Answers at once with the run (202); follow it at /jobs/runs/{id}. A run that stopped half-way
         (its server died) with the same steps is resumed after its last committed chunk.
         """
+        from flask import g
+
         return reevaluation.start(
             _database(),
             current_app.extensions["rulebook"].current,
             current_app.extensions["models"].current,
             steps=body["steps"],
             source="api",
+            started_by=f"key:{g.principal.name}",
             margin=_margin(),
             dask_address=current_app.extensions["config"].dask_scheduler_address,
         )
@@ -61,7 +63,7 @@ class Reevaluate(MethodView):
 
 @blp.route("/what-if")
 class WhatIf(MethodView):
-    @requires(Permission.RULES_WRITE)
+    @requires(Permission.RULES_READ)
     @expensive
     @blp.arguments(schemas.WhatIfSchema)
     @blp.response(202, schemas.RunSchema)
@@ -74,51 +76,31 @@ class WhatIf(MethodView):
     def post(self, body):
         """Try a draft rule change on every customer without writing anything (a dry run).
 
-        The result (at /jobs/runs/{id} when it ends) has the stage moves from → to, and how many
-        customers have each stage, value segment, RFM segment, journey stage and segment membership,
-        now (`before`) and under the draft (`after`), and the tier changes it would make. With the
-        offers step, `result.pass.offers` says per channel how many customers each active offer is
-        eligible for now and under the draft, how many gain or lose it, which rules remove it, and
-        how many customers are left with no eligible offer.
+        The result (at /jobs/runs/{id} when it ends) has the stage moves from → to (`transitions`),
+        the value segment and journey stage moves from → to (`moves`), and how many customers have
+        each stage, value segment, RFM segment, journey stage and segment membership, now (`before`)
+        and under the draft (`after`), and the tier changes it would make. With the offers step,
+        `result.pass.offers` says per channel how many customers each active offer is eligible for
+        now and under the draft, how many gain or lose it, which rules remove it, and how many
+        customers are left with no eligible offer. Analysts may run it: it changes nothing.
         """
-        from decision_server.jobs import offer_reach
-        from decision_server.rulebook import service
-        from decision_server.rules.engine import build_revision
+        from flask import g
 
-        config = current_app.extensions["config"]
-        channels = body.get("channels") or list(config.channels)
-        unknown = [c for c in channels if c not in config.channels]
-        if unknown:
-            message = f"unknown channel {', '.join(unknown)}; the channels are {', '.join(config.channels)}"
-            raise ValidationError(message, errors={"channels": [message]})
-        current = current_app.extensions["rulebook"].current
-        draft = build_revision(
-            service.draft_files(current, body),
-            backend="python",
-            run_cases=False,
-            limits=current_app.extensions["rulebook"].limits,
+        from decision_server.rulebook import service
+
+        rulebook = current_app.extensions["rulebook"]
+        return whatif.start_what_if(
+            _database(),
+            rulebook,
+            current_app.extensions["models"].current,
+            current_app.extensions["config"],
+            files=service.draft_files(rulebook.current, body),
+            steps=body["steps"],
+            channels=body.get("channels"),
+            intent=body["intent"],
+            source="api",
+            started_by=f"key:{g.principal.name}",
         )
-        try:
-            trial = (
-                offer_reach.trial(_database(), current, channels=channels, intent=body["intent"])
-                if "offers" in body["steps"]
-                else None
-            )
-            return reevaluation.start(
-                _database(),
-                draft,
-                current_app.extensions["models"].current,
-                steps=body["steps"],
-                dry_run=True,
-                source="api",
-                margin=_margin(),
-                on_end=draft.close,
-                dask_address=config.dask_scheduler_address,
-                offers=trial,
-            )
-        except BaseException:
-            draft.close()
-            raise
 
 
 @blp.route("/runs")

@@ -57,7 +57,11 @@ class RunSchema(ma.Schema):
     job = fields.String()
     steps = fields.List(fields.String())
     dry_run = fields.Boolean()
-    source = fields.String(metadata={"description": "cli, api or schedule"})
+    source = fields.String(metadata={"description": "cli, api, schedule or console"})
+    started_by = fields.String(
+        allow_none=True,
+        metadata={"description": "key:NAME of the API key or console session that started it (null: cli, schedule)"},
+    )
     status = fields.String(metadata={"description": "running, succeeded, failed or interrupted (its runner stopped answering)"})
     as_of = Timestamp()
     started_at = Timestamp()
@@ -80,7 +84,16 @@ class RunSchema(ma.Schema):
     eta_seconds = fields.Float(allow_none=True, metadata={"description": "time left in the phase at this rate"})
     resumed_at = Timestamp(allow_none=True, metadata={"description": "when its current runner resumed it (null: never resumed)"})
     resumes = fields.Integer(metadata={"description": "times a later start resumed it after its last committed chunk"})
-    result = JsonDocument(allow_none=True, metadata={"description": "counts by phase; a dry run's `before` and `after`"})
+    result = JsonDocument(
+        allow_none=True,
+        metadata={
+            "description": "counts by phase (`pass`, `tiers`, `expiry`). A what-if's `pass` has `before` and `after` "
+            "(customers by stage, value_segment, rfm_segment, journey_stage and segments, now and under the draft), "
+            "`transitions` (stage moves: [{from, to, count}]), `moves` (`value_segment` and `journey_stage` moves: "
+            "[{from, to, count}], `none` for no value), `written` (customers the draft would change) and, with the "
+            "offers step, `offers` (per channel: each offer's reach before and after, who has no eligible offer)"
+        },
+    )
     error = fields.String(allow_none=True)
 
 

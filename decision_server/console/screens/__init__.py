@@ -17,5 +17,6 @@ from decision_server.console.screens import (  # noqa: F401
     studio_editor,
     studio_form,
     studio_trace,
+    studio_whatif,
     value,
 )
