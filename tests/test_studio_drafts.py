@@ -81,3 +81,19 @@ def test_overlapping_edits_keep_conflict_markers_that_do_not_validate(rulebook):
     with pytest.raises(RulesInvalid):
         drafts.publish(rulebook, "key:ann", "high from 75")
     assert "value_score >= 80" in rulebook.current.files["value.yaml"]
+
+
+def test_a_publication_by_another_process_not_yet_seen_here_still_refuses_a_stale_draft(rulebook):
+    from decision_server.rulebook import service
+
+    original = rulebook.current.files["value.yaml"]
+    _save(rulebook, "key:ann", "value.yaml", original.replace(">= 70", ">= 75").replace("< 70", "< 75"))
+    other = {**rulebook.current.files, "value.yaml": original.replace("Value segment from", "The value segment from")}
+    with rulebook.database.session(write=True) as session:  # another server published; this one has not polled yet
+        elsewhere, _ = service.publish(session, other, author="key:bob", message="wording", source="api")
+    assert not _space(rulebook, "key:ann").stale  # as far as this process knows
+    with pytest.raises(drafts.DraftOutOfDate) as refused:
+        drafts.publish(rulebook, "key:ann", "high from 75")
+    assert refused.value.status == 409 and refused.value.code == "draft_out_of_date"
+    with rulebook.database.session() as session:
+        assert service.head(session).revision == elsewhere.revision  # nothing was overwritten

@@ -225,14 +225,27 @@ class Rulebook:
     # -- changes through the API or CLI --------------------------------------------------------
 
     def publish(
-        self, files: Mapping[str, str], *, author: str, message: str, source: str, action: str = "publish"
+        self,
+        files: Mapping[str, str],
+        *,
+        author: str,
+        message: str,
+        source: str,
+        action: str = "publish",
+        expected: str | None = None,
     ) -> tuple[service.Head, bool]:
-        """Validate, publish and serve `files` here at once; other processes follow within a poll."""
+        """Validate, publish and serve `files` here at once; other processes follow within a poll.
+
+        `expected`: the revision the change was based on; if another publication (from any process)
+        has come since, nothing is published and service.PublishedSince is raised.
+        """
         with self._lock:
             revision = self.build(files)
             try:
                 with self.database.session(write=True) as session:
-                    head, changed = service.publish(session, files, author=author, message=message, source=source, action=action)
+                    head, changed = service.publish(
+                        session, files, author=author, message=message, source=source, action=action, expected=expected
+                    )
             except BaseException:
                 revision.close()
                 raise

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from decision_server.db import dialect_of, utcnow
-from decision_server.errors import NotFound, ValidationError
+from decision_server.errors import Conflict, NotFound, ValidationError
 from decision_server.rulebook.records import RulePublicationRecord, RuleRevisionRecord
 from decision_server.rules.source import revision_id
 
@@ -80,8 +80,21 @@ def store_revision(session: Session, files: Mapping[str, str], *, author: str, m
     return record
 
 
+class PublishedSince(Conflict):
+    """A change based on one revision met a newer publication: publishing it would undo what it never saw."""
+
+    code = "draft_out_of_date"
+
+
 def publish(
-    session: Session, files: Mapping[str, str], *, author: str, message: str, source: str, action: str = "publish"
+    session: Session,
+    files: Mapping[str, str],
+    *,
+    author: str,
+    message: str,
+    source: str,
+    action: str = "publish",
+    expected: str | None = None,
 ) -> tuple[Head, bool]:
     """Make `files` the revision in force (already validated by the caller); return the head and whether it changed.
 
@@ -91,6 +104,11 @@ def publish(
     if dialect_of(session) == "postgresql":
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PUBLISH_LOCK})
     current = head(session)
+    if expected is not None and current is not None and current.revision != expected:
+        raise PublishedSince(
+            f"the change is based on revision {expected[:12]}, but {current.revision[:12]} was published since: rebase it first",
+            errors={"base": [expected], "serving": [current.revision]},
+        )
     rev = revision_id(files)
     if current is not None and current.revision == rev:
         return current, False

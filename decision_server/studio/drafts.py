@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from decision_server.db import utcnow
-from decision_server.errors import Conflict, NotFound, ValidationError
+from decision_server.errors import NotFound, ValidationError
 from decision_server.rulebook import service as rulebook_service
 from decision_server.rulebook.schemas import FILE_NAME, MAX_FILE_CHARS
 from decision_server.studio.records import RuleDraftRecord
@@ -26,10 +26,8 @@ from decision_server.studio.records import RuleDraftRecord
 CONFLICT_MARKERS = ("<<<<<<< ", "=======", ">>>>>>> ")
 
 
-class DraftOutOfDate(Conflict):
-    """The draft is based on a revision that no longer serves: rebase it before publishing."""
-
-    code = "draft_out_of_date"
+# The draft is based on a revision that no longer serves: rebase it before publishing (409 draft_out_of_date).
+DraftOutOfDate = rulebook_service.PublishedSince
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,7 +207,11 @@ def publish(rulebook, owner: str, message: str) -> tuple[rulebook_service.Head, 
         )
     if not message.strip():
         raise ValidationError("say why in a message", errors={"message": ["a message is required"]})
-    head, changed = rulebook.publish(space.files, author=owner, message=message.strip()[:500], source="console")
+    # The base is checked again under the publication lock: another process may have published
+    # since this one's rulebook last polled.
+    head, changed = rulebook.publish(
+        space.files, author=owner, message=message.strip()[:500], source="console", expected=space.base
+    )
     with rulebook.database.session(write=True) as session:
         discard(session, owner)
     return head, changed
