@@ -250,3 +250,17 @@ def test_the_customer_360_shows_tabs_and_decides_now_with_reasons(client, auth, 
     assert "may not preview decisions" in page
     token = csrf_of(client, "/console/customers/V1")
     assert client.post("/console/customers/V1/decide", data={"channel": "sms", "csrf_token": token}).status_code == 403
+
+
+def test_the_stylesheet_closes_every_block():
+    """An unclosed @media block once swallowed every later screen's styles on wide windows."""
+    from pathlib import Path
+
+    css = re.sub(
+        r"/\*.*?\*/", "", (Path(__file__).parents[1] / "decision_server/console/static/console.css").read_text(), flags=re.S
+    )
+    depth = 0
+    for char in css:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        assert depth >= 0
+    assert depth == 0

@@ -24,7 +24,7 @@ def restore_rules(live_server):
     files = dict(rulebook.current.files)
     yield rulebook
     with rulebook.database.session(write=True) as session:
-        for owner in ("key:browser-editor", "key:browser-editor-2"):
+        for owner in ("key:browser-editor", "key:browser-editor-2", "key:browser-analyst"):
             drafts.discard(session, owner)
     rulebook.publish(files, author="key:test", message="restore after a browser test", source="api")
 

@@ -10,6 +10,10 @@ import pytest
 from decision_server.studio import drafts
 from tests.test_console import csrf_of, sign_in
 
+# The studio's screens call the studio services, which tests/test_studio_*.py run on SQLite and
+# PostgreSQL; the pages themselves are the same on both, so they are tested on SQLite only.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
 TYPO = ("when: value_score >= 70", "when: valu_score >= 70")
 ORIGIN = {"Origin": "http://localhost"}
 

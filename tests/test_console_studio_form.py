@@ -12,6 +12,10 @@ from decision_server.studio import drafts
 from decision_server.studio.form import apply, describe
 from tests.test_console import csrf_of, sign_in
 
+# The studio's screens call the studio services, which tests/test_studio_*.py run on SQLite and
+# PostgreSQL; the pages themselves are the same on both, so they are tested on SQLite only.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
 FORM = "/console/rules/value.yaml/form"
 BOUNDARY = "boundary:medium_value:high_value"
 

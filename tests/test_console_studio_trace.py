@@ -11,6 +11,10 @@ from decision_server.studio import drafts
 from tests.test_console import csrf_of, sign_in
 from tests.test_studio_trace import _between_70_and_75, base, threshold_75  # noqa: F401  (base: the fixture)
 
+# The studio's screens call the studio services, which tests/test_studio_*.py run on SQLite and
+# PostgreSQL; the pages themselves are the same on both, so they are tested on SQLite only.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
 PAGE = "/console/rules/trace"
 
 

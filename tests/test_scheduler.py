@@ -228,3 +228,26 @@ def test_a_dead_leader_of_this_host_is_replaced_at_once_a_live_or_distant_one_is
             thread.join(30)
         alive.kill()
         alive.wait()
+
+
+def test_schedulers_seeding_at_once_add_each_schedule_once_and_none_fails(database, tmp_path):
+    import threading
+
+    path = tmp_path / "schedules.yaml"
+    path.write_text("".join(["schedules:\n"] + [f"  s{i}:\n    job: reevaluate\n    interval_seconds: 60\n" for i in range(20)]))
+    start, added, failed = threading.Barrier(4), [], []
+
+    def seed():
+        start.wait()
+        try:
+            added.extend(scheduler.seed(database, path))
+        except Exception as exc:  # noqa: BLE001 - the failure is what the test looks for
+            failed.append(exc)
+
+    threads = [threading.Thread(target=seed) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert failed == [] and sorted(added) == sorted(f"s{i}" for i in range(20))
+    assert [s["name"] for s in scheduler.listing(database)] == sorted(f"s{i}" for i in range(20))

@@ -29,6 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import yaml
+from sqlalchemy.dialects import postgresql, sqlite
 
 from decision_server import metrics
 from decision_server.config import Config
@@ -103,9 +104,14 @@ def seed(database: Database, path: Path | None) -> list[str]:
     wanted = read_file(path)
     with database.connection(write=True) as conn:
         known = set(conn.execute(sa.select(_s.c.name)).scalars())
-        added = [n for n in wanted if n not in known]
-        for name in added:
-            conn.execute(sa.insert(_s).values(name=name, updated_at=utcnow(), updated_by="file", **wanted[name]))
+        # Two schedulers starting together on PostgreSQL both see the table empty: the second
+        # insert of a name must do nothing rather than fail and stop that scheduler.
+        insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(_s)
+        added = []
+        for name in (n for n in wanted if n not in known):
+            statement = insert.values(name=name, updated_at=utcnow(), updated_by="file", **wanted[name])
+            if conn.execute(statement.on_conflict_do_nothing(index_elements=["name"]).returning(_s.c.name)).first():
+                added.append(name)
     return added
 
 
